@@ -1,0 +1,517 @@
+//! Wire types shared by the cloud, the agent and the CLI: API bodies, error codes, roles,
+//! licensing and policy documents. Serde only; no logic beyond trivial helpers.
+
+use serde::{Deserialize, Serialize};
+
+pub mod error;
+pub use error::{ApiError, ErrorBody, ErrorCode};
+
+/// Seconds since the Unix epoch (UTC). Every time on the wire and in the store is this.
+pub type Epoch = i64;
+
+// ---------------------------------------------------------------- tenants and administrators
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Tenant {
+    pub id: String,
+    pub name: String,
+    /// `NAME.<suffix>`, always present in `domains`.
+    pub initial_domain: String,
+    pub domains: Vec<String>,
+    /// ISO 3166-1 alpha-2; group-based licensing falls back to it for members without one.
+    pub default_usage_location: Option<String>,
+    /// Soft match of new synced objects onto cloud users by UPN / mail (the sync issue uses it).
+    pub soft_match_enabled: bool,
+    pub created_at: Epoch,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "camelCase")]
+pub enum Role {
+    GlobalAdministrator,
+    UserAdministrator,
+    PasswordAdministrator,
+    LicenseAdministrator,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [
+        Role::GlobalAdministrator,
+        Role::UserAdministrator,
+        Role::PasswordAdministrator,
+        Role::LicenseAdministrator,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::GlobalAdministrator => "globalAdministrator",
+            Role::UserAdministrator => "userAdministrator",
+            Role::PasswordAdministrator => "passwordAdministrator",
+            Role::LicenseAdministrator => "licenseAdministrator",
+        }
+    }
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Role::GlobalAdministrator => "Global Administrator",
+            Role::UserAdministrator => "User Administrator",
+            Role::PasswordAdministrator => "Password Administrator",
+            Role::LicenseAdministrator => "License Administrator",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str().eq_ignore_ascii_case(s) || r.display_name().eq_ignore_ascii_case(s))
+    }
+}
+
+// ---------------------------------------------------------------- users and groups
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum Source {
+    /// Created in the cloud.
+    Cloud,
+    /// Synced from an on-premises directory by an agent.
+    OnPremises,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Cloud => "cloud",
+            Source::OnPremises => "onPremises",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Source> {
+        match s {
+            "cloud" => Some(Source::Cloud),
+            "onPremises" => Some(Source::OnPremises),
+            _ => None,
+        }
+    }
+}
+
+/// What sync knows about an object that came from on-premises. Filled by the sync issue.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct OnPremises {
+    /// Base64 source anchor (objectGUID, ms-DS-ConsistencyGuid or entryUUID). Case-sensitive.
+    pub immutable_id: String,
+    pub distinguished_name: Option<String>,
+    pub sam_account_name: Option<String>,
+    pub last_sync_at: Option<Epoch>,
+    /// Attribute names (API spelling) that the directory owns and the cloud may not change.
+    pub owned_attributes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    pub id: String,
+    pub tenant_id: String,
+    pub user_principal_name: String,
+    pub display_name: String,
+    pub given_name: Option<String>,
+    pub surname: Option<String>,
+    pub mail: Option<String>,
+    pub mobile_phone: Option<String>,
+    pub office_phone: Option<String>,
+    pub usage_location: Option<String>,
+    pub account_enabled: bool,
+    pub source: Source,
+    pub roles: Vec<Role>,
+    pub on_premises: Option<OnPremises>,
+    pub created_at: Epoch,
+    pub updated_at: Epoch,
+}
+
+/// Body of `POST /api/v1/users`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewUser {
+    pub user_principal_name: String,
+    pub display_name: String,
+    #[serde(default)]
+    pub given_name: Option<String>,
+    #[serde(default)]
+    pub surname: Option<String>,
+    #[serde(default)]
+    pub mail: Option<String>,
+    #[serde(default)]
+    pub mobile_phone: Option<String>,
+    #[serde(default)]
+    pub office_phone: Option<String>,
+    #[serde(default)]
+    pub usage_location: Option<String>,
+    #[serde(default = "yes")]
+    pub account_enabled: bool,
+    /// Initial password for cloud sign-in. Optional: a user without one cannot sign in.
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub roles: Vec<Role>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Body of `PATCH /api/v1/users/{id}`. Absent field: unchanged. `null`: cleared.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UserPatch {
+    #[serde(default)]
+    pub user_principal_name: Option<String>,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default, with = "double_option")]
+    pub given_name: Option<Option<String>>,
+    #[serde(default, with = "double_option")]
+    pub surname: Option<Option<String>>,
+    #[serde(default, with = "double_option")]
+    pub mail: Option<Option<String>>,
+    #[serde(default, with = "double_option")]
+    pub mobile_phone: Option<Option<String>>,
+    #[serde(default, with = "double_option")]
+    pub office_phone: Option<Option<String>>,
+    #[serde(default, with = "double_option")]
+    pub usage_location: Option<Option<String>>,
+    #[serde(default)]
+    pub account_enabled: Option<bool>,
+    #[serde(default)]
+    pub roles: Option<Vec<Role>>,
+}
+
+/// Distinguishes "absent" (outer None) from "null" (Some(None)).
+pub mod double_option {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    pub fn serialize<S: Serializer, T: Serialize>(v: &Option<Option<T>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            None => s.serialize_none(),
+            Some(inner) => inner.serialize(s),
+        }
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(d).map(Some)
+    }
+}
+
+/// Filters for listing users. All present filters must match.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct UserFilter {
+    /// Case-insensitive prefix of the UPN.
+    pub upn_prefix: Option<String>,
+    /// Case-insensitive substring of the display name.
+    pub display_name: Option<String>,
+    /// Users holding this SKU (directly or through a group), in the active state.
+    pub sku_id: Option<String>,
+    pub source: Option<Source>,
+}
+
+/// Keyset paging: results ordered by a stable key; `after` is the `next` of the previous page.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PageRequest {
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass as `after` to get the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Group {
+    pub id: String,
+    pub tenant_id: String,
+    pub display_name: String,
+    pub description: Option<String>,
+    pub source: Source,
+    pub on_premises: Option<OnPremises>,
+    pub created_at: Epoch,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewGroup {
+    pub display_name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "camelCase")]
+pub enum MemberKind {
+    User,
+    Group,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberRef {
+    pub kind: MemberKind,
+    pub id: String,
+}
+
+// ---------------------------------------------------------------- licensing
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Sku {
+    /// Stable id, e.g. `DIRBRIDGE_PREMIUM`.
+    pub id: String,
+    pub name: String,
+    /// Service plans the SKU unlocks, e.g. `SSPR_WRITEBACK`.
+    pub service_plans: Vec<String>,
+    /// The free tier needs no subscription and has no seat limit.
+    pub free: bool,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum SubscriptionKind {
+    Trial,
+    Purchased,
+}
+
+/// Unit state of a subscription, derived from the clock: enabled until it ends, then warning
+/// (grace), then suspended, then lockedOut.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum SubscriptionState {
+    Enabled,
+    Warning,
+    Suspended,
+    LockedOut,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Subscription {
+    pub id: String,
+    pub tenant_id: String,
+    pub sku_id: String,
+    pub kind: SubscriptionKind,
+    pub units: u32,
+    pub starts_at: Epoch,
+    pub ends_at: Epoch,
+    pub created_at: Epoch,
+}
+
+/// One line of `dirbridge licenses list`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SkuSummary {
+    pub sku_id: String,
+    pub name: String,
+    pub enabled_units: u32,
+    pub warning_units: u32,
+    pub suspended_units: u32,
+    pub locked_out_units: u32,
+    pub consumed_units: u32,
+    pub subscriptions: Vec<SubscriptionView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionView {
+    #[serde(flatten)]
+    pub subscription: Subscription,
+    pub state: SubscriptionState,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewSubscription {
+    pub sku_id: String,
+    pub units: u32,
+    /// Term in days.
+    pub term_days: u32,
+}
+
+/// How a user holds a licence: assigned directly, or inherited from a group.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "camelCase", tag = "type", content = "groupId")]
+pub enum AssignmentSource {
+    Direct,
+    Group(String),
+}
+
+/// Per-user licence error states, as admins of the incumbent know them.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum LicenseErrorKind {
+    CountViolation,
+    MutuallyExclusiveViolation,
+    DependencyViolation,
+    ProhibitedInUsageLocationViolation,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum AssignmentState {
+    Active,
+    Error,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct LicenseAssignment {
+    pub tenant_id: String,
+    pub user_id: String,
+    pub sku_id: String,
+    pub source: AssignmentSource,
+    pub state: AssignmentState,
+    pub error: Option<LicenseErrorKind>,
+    /// Usage location that applied (the user's own, or the tenant default for group assignments).
+    pub effective_usage_location: Option<String>,
+    pub updated_at: Epoch,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupLicense {
+    pub tenant_id: String,
+    pub group_id: String,
+    pub sku_id: String,
+    pub created_at: Epoch,
+}
+
+/// Answer of the single entitlement check used by SSPR and writeback.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Entitlement {
+    pub allowed: bool,
+    /// Why not, in words for an admin; `None` when allowed.
+    pub reason: Option<String>,
+    pub sku_id: Option<String>,
+}
+
+// ---------------------------------------------------------------- password reset policy
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "camelCase")]
+pub enum AuthMethod {
+    Email,
+    MobilePhone,
+    OfficePhone,
+    SecurityQuestions,
+    AuthenticatorApp,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum SsprScope {
+    None,
+    Group,
+    All,
+}
+
+/// The self-service password reset policy of a tenant. See REFERENCE.md, "Self-service password
+/// reset policy"; `tenant::policy::validate` enforces every rule.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SsprPolicy {
+    pub enabled_for: SsprScope,
+    /// Required when `enabled_for` is `group`.
+    #[serde(default)]
+    pub group_id: Option<String>,
+    pub methods_required: u8,
+    pub methods: Vec<AuthMethod>,
+    pub questions_to_register: u8,
+    pub questions_to_answer: u8,
+    /// Questions users choose from: predefined ones and the tenant's own.
+    pub security_questions: Vec<String>,
+    pub require_registration_at_sign_in: bool,
+    /// 0 = never ask users to reconfirm.
+    pub reconfirm_days: u16,
+    pub notify_users_on_reset: bool,
+    pub notify_admins_on_admin_reset: bool,
+    #[serde(default)]
+    pub helpdesk_url: Option<String>,
+    #[serde(default)]
+    pub helpdesk_email: Option<String>,
+    /// Write passwords back to the on-prem directory (needs an agent with writeback enabled).
+    pub writeback_enabled: bool,
+    pub allow_unlock_without_reset: bool,
+}
+
+/// The policy as the API shows it: the tenant's, plus the fixed stricter one for administrators
+/// and whether writeback can work right now.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyView {
+    pub policy: SsprPolicy,
+    pub admin_policy: AdminPolicy,
+    pub writeback_available: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AdminPolicy {
+    pub methods_required: u8,
+    pub methods: Vec<AuthMethod>,
+    pub security_questions_allowed: bool,
+}
+
+// ---------------------------------------------------------------- audit
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum AuditResult {
+    Success,
+    Failure,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditRecord {
+    pub id: String,
+    pub tenant_id: String,
+    pub time: Epoch,
+    /// UPN of who acted (or `system`).
+    pub actor: String,
+    /// Dotted verb, e.g. `user.create`, `license.assign`, `signIn`.
+    pub action: String,
+    /// What it acted on (a UPN, group name, SKU id…), if anything.
+    pub target: Option<String>,
+    pub result: AuditResult,
+    pub tracking_id: String,
+    /// Free-form details for admins; never secrets.
+    pub details: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditFilter {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub target: Option<String>,
+    pub since: Option<Epoch>,
+    pub until: Option<Epoch>,
+    pub tracking_id: Option<String>,
+}
+
+// ---------------------------------------------------------------- sign-in
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TokenRequest {
+    pub user_principal_name: String,
+    pub password: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_id: String,
+    pub expires_at: Epoch,
+    pub user_principal_name: String,
+    pub tenant_id: String,
+    pub roles: Vec<Role>,
+}
