@@ -1,1 +1,141 @@
-//! cloud
+//! The cloud half of dirbridge: the HTTP surface (REST API under `/api/v1`, `/openapi.json`,
+//! `/healthz`, `/metrics`) over the `tenant` decisions and the `store`. Handlers move bytes and
+//! call `tenant` for every decision; they hold no business rules of their own beyond wiring.
+
+pub mod api;
+pub mod audit;
+pub mod auth;
+pub mod bootstrap;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod openapi;
+pub mod state;
+pub mod time;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::HeaderValue;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use tenant::clock::{Clock, SystemClock};
+
+use crate::error::{AppError, TRACKING_ID};
+pub use crate::state::AppState;
+
+/// The full application router for `state`.
+pub fn router(state: AppState) -> Router {
+    use api::*;
+    let max_body = state.config.max_body_bytes;
+    let v1 = Router::new()
+        .route("/auth/token", post(auth::sign_in).delete(auth::sign_out))
+        .route("/auth/tokens/{id}", axum::routing::delete(auth::revoke))
+        .route("/me", get(auth::me))
+        .route("/tenant", get(tenant::get).patch(tenant::update))
+        .route("/tenant/domains", post(tenant::add_domain))
+        .route("/users", get(users::list).post(users::create))
+        .route("/users/{user}", get(users::get).patch(users::update).delete(users::delete))
+        .route("/users/{user}/password", post(users::reset_password))
+        .route("/users/{user}/revoke-tokens", post(users::revoke_tokens))
+        .route("/users/{user}/licenses", get(licenses::user_licenses).post(licenses::assign))
+        .route("/users/{user}/licenses/{sku}", axum::routing::delete(licenses::unassign))
+        .route("/users/{user}/entitlement", get(licenses::entitlement))
+        .route("/groups", get(groups::list).post(groups::create))
+        .route("/groups/{group}", get(groups::get).patch(groups::update).delete(groups::delete))
+        .route("/groups/{group}/members", get(groups::members).post(groups::add_member))
+        .route("/groups/{group}/members/{member}", axum::routing::delete(groups::remove_member))
+        .route("/groups/{group}/licenses", get(licenses::group_licenses).post(licenses::assign_group))
+        .route("/groups/{group}/licenses/{sku}", axum::routing::delete(licenses::unassign_group))
+        .route("/licenses", get(licenses::summary))
+        .route("/licenses/skus", get(licenses::skus))
+        .route("/licenses/trial", post(licenses::start_trial))
+        .route("/licenses/subscriptions", post(licenses::purchase))
+        .route("/licenses/errors", get(licenses::errors))
+        .route("/policy", get(policy::get).put(policy::put))
+        .route("/policy/questions", get(policy::questions))
+        .route("/audit", get(api::audit::list));
+    Router::new()
+        .nest("/api/v1", v1)
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics::handler))
+        .route("/openapi.json", get(|| async { Json(openapi::document()) }))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| AppError::internal().into_response()))
+        .layer(middleware::from_fn(tracking))
+        .with_state(state)
+}
+
+/// Gives every request a tracking id: in the task-local for errors and audit records, and in
+/// the `x-tracking-id` response header.
+async fn tracking(req: Request, next: Next) -> Response {
+    let id = tenant::secrets::tracking_id();
+    let mut resp = TRACKING_ID.scope(id.clone(), next.run(req)).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-tracking-id", v);
+    }
+    resp
+}
+
+async fn not_found() -> AppError {
+    AppError::not_found("There is no such endpoint. The API is described at /openapi.json.")
+}
+
+async fn method_not_allowed() -> AppError {
+    AppError::new(proto::ErrorCode::Validation, "This endpoint does not accept that HTTP method; see /openapi.json.")
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => Json(json!({"status": "ok", "database": state.store.backend_name()})).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "health check: database unreachable");
+            (axum::http::StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "database": state.store.backend_name()}))).into_response()
+        }
+    }
+}
+
+/// Opens the configured store (creating the SQLite data dir if needed).
+pub async fn open_store(config: &config::Config) -> anyhow::Result<store::Store> {
+    if config.database_url.is_none() {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
+    }
+    store::Store::open(&config.store_spec()).await.context("cannot open the database")
+}
+
+/// Serves the cloud until Ctrl-C or SIGTERM.
+pub async fn serve(config: config::Config) -> anyhow::Result<()> {
+    let store = open_store(&config).await?;
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}: is another process using it?", config.listen))?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    tracing::info!(listen = %config.listen, database = store.backend_name(), "dirbridge cloud serving");
+    let app = router(AppState::new(store, clock, config));
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

@@ -1,0 +1,32 @@
+//! `/api/v1/audit`: the audit log, newest first.
+
+use axum::extract::State;
+use axum::Json;
+use proto::{AuditFilter, AuditRecord, Page, PageRequest};
+use serde::Deserialize;
+use tenant::roles::Operation;
+
+use crate::auth::Caller;
+use crate::error::ApiResult;
+use crate::extract::ApiQuery;
+use crate::state::AppState;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Query {
+    actor: Option<String>,
+    action: Option<String>,
+    target: Option<String>,
+    since: Option<i64>,
+    until: Option<i64>,
+    tracking_id: Option<String>,
+    after: Option<String>,
+    limit: Option<u32>,
+}
+
+pub async fn list(State(state): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<Query>) -> ApiResult<Json<Page<AuditRecord>>> {
+    caller.authorize(Operation::ReadAudit)?;
+    let filter = AuditFilter { actor: q.actor, action: q.action, target: q.target, since: q.since, until: q.until, tracking_id: q.tracking_id };
+    let page = PageRequest { after: q.after, limit: q.limit.unwrap_or(100).clamp(1, 1000) };
+    Ok(Json(state.store.list_audit(&caller.tenant.id, &filter, &page).await?))
+}

@@ -1,0 +1,197 @@
+//! `/api/v1/groups`: groups, nested membership, and group-based licences.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use proto::{Group, MemberKind, MemberRef, NewGroup, Page, PageRequest, Source};
+use serde::Deserialize;
+use tenant::roles::Operation;
+use tenant::{secrets, validate};
+
+use crate::audit::audited;
+use crate::auth::Caller;
+use crate::error::{ApiResult, AppError};
+use crate::extract::{ApiJson, ApiQuery};
+use crate::state::AppState;
+
+pub async fn resolve(state: &AppState, tenant_id: &str, id: &str) -> ApiResult<Group> {
+    state
+        .store
+        .get_group(tenant_id, id)
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("No group with id '{id}' in this tenant.")))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListQuery {
+    name_prefix: Option<String>,
+    after: Option<String>,
+    limit: Option<u32>,
+}
+
+pub async fn list(State(state): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Page<Group>>> {
+    caller.authorize(Operation::ReadDirectory)?;
+    let page = PageRequest { after: q.after, limit: q.limit.unwrap_or(100).clamp(1, 1000) };
+    Ok(Json(state.store.list_groups(&caller.tenant.id, q.name_prefix.as_deref(), &page).await?))
+}
+
+pub async fn get(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Group>> {
+    caller.authorize(Operation::ReadDirectory)?;
+    Ok(Json(resolve(&state, &caller.tenant.id, &id).await?))
+}
+
+pub async fn create(State(state): State<AppState>, caller: Caller, ApiJson(body): ApiJson<NewGroup>) -> ApiResult<(StatusCode, Json<Group>)> {
+    let target = Some(body.display_name.clone());
+    let result = async {
+        caller.authorize(Operation::ManageGroups)?;
+        let group = Group {
+            id: secrets::new_id(),
+            tenant_id: caller.tenant.id.clone(),
+            display_name: validate::display_name(&body.display_name)?,
+            description: validate::optional_text("description", body.description.as_deref(), 1024)?,
+            source: Source::Cloud,
+            on_premises: None,
+            created_at: state.now(),
+        };
+        state.store.insert_group(&group).await?;
+        Ok(group)
+    }
+    .await;
+    Ok((StatusCode::CREATED, Json(audited(&state, &caller, "group.create", target, result).await?)))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GroupPatch {
+    display_name: Option<String>,
+    #[serde(default, with = "proto::double_option")]
+    description: Option<Option<String>>,
+}
+
+pub async fn update(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, ApiJson(patch): ApiJson<GroupPatch>) -> ApiResult<Json<Group>> {
+    let result = async {
+        caller.authorize(Operation::ManageGroups)?;
+        let mut group = resolve(&state, &caller.tenant.id, &id).await?;
+        refuse_synced(&group)?;
+        if let Some(n) = &patch.display_name {
+            group.display_name = validate::display_name(n)?;
+        }
+        if let Some(d) = &patch.description {
+            group.description = validate::optional_text("description", d.as_deref(), 1024)?;
+        }
+        state.store.update_group(&group).await?;
+        Ok(group)
+    }
+    .await;
+    Ok(Json(audited(&state, &caller, "group.update", Some(id), result).await?))
+}
+
+fn refuse_synced(group: &Group) -> ApiResult<()> {
+    if group.source == Source::OnPremises {
+        return Err(AppError::bad_request(
+            "This group is synced from on-premises: change it in the on-premises directory and it reaches the cloud with the next sync.",
+        ));
+    }
+    Ok(())
+}
+
+pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    let result = async {
+        caller.authorize(Operation::ManageGroups)?;
+        let group = resolve(&state, &caller.tenant.id, &id).await?;
+        refuse_synced(&group)?;
+        state.store.delete_group(&caller.tenant.id, &group.id).await?;
+        super::licenses::reconcile(&state, &caller.tenant).await?;
+        Ok(StatusCode::NO_CONTENT)
+    }
+    .await;
+    audited(&state, &caller, "group.delete", Some(id), result).await
+}
+
+pub async fn members(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Vec<MemberRef>>> {
+    caller.authorize(Operation::ReadDirectory)?;
+    let group = resolve(&state, &caller.tenant.id, &id).await?;
+    Ok(Json(state.store.list_members(&caller.tenant.id, &group.id).await?))
+}
+
+pub async fn add_member(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, ApiJson(member): ApiJson<MemberRef>) -> ApiResult<(StatusCode, Json<MemberRef>)> {
+    let target = Some(format!("{id} <- {}", member.id));
+    let result = async {
+        caller.authorize(Operation::ManageGroups)?;
+        let group = resolve(&state, &caller.tenant.id, &id).await?;
+        refuse_synced(&group)?;
+        let member = match member.kind {
+            MemberKind::User => {
+                let u = super::users::resolve(&state, &caller.tenant.id, &member.id).await?;
+                MemberRef { kind: MemberKind::User, id: u.id }
+            }
+            MemberKind::Group => {
+                let g = resolve(&state, &caller.tenant.id, &member.id).await?;
+                if g.id == group.id {
+                    return Err(AppError::bad_request("A group cannot be a member of itself."));
+                }
+                if contains_transitively(&state, &caller.tenant.id, &g.id, &group.id).await? {
+                    return Err(AppError::bad_request(format!(
+                        "Adding '{}' to '{}' would make a membership loop: '{}' already contains '{}'.",
+                        g.display_name, group.display_name, g.display_name, group.display_name
+                    )));
+                }
+                MemberRef { kind: MemberKind::Group, id: g.id }
+            }
+        };
+        if !state.store.add_member(&caller.tenant.id, &group.id, &member).await? {
+            return Err(AppError::new(proto::ErrorCode::Conflict, "That object is already a member of the group."));
+        }
+        super::licenses::reconcile(&state, &caller.tenant).await?;
+        Ok(member)
+    }
+    .await;
+    Ok((StatusCode::CREATED, Json(audited(&state, &caller, "group.addMember", target, result).await?)))
+}
+
+/// Does `outer` contain `inner`, directly or through nested groups?
+async fn contains_transitively(state: &AppState, tenant_id: &str, outer: &str, inner: &str) -> ApiResult<bool> {
+    let all = state.store.list_memberships(tenant_id).await?;
+    let mut stack = vec![outer.to_string()];
+    let mut seen = std::collections::HashSet::new();
+    while let Some(g) = stack.pop() {
+        if !seen.insert(g.clone()) {
+            continue;
+        }
+        for (parent, m) in &all {
+            if *parent == g && m.kind == MemberKind::Group {
+                if m.id == inner {
+                    return Ok(true);
+                }
+                stack.push(m.id.clone());
+            }
+        }
+    }
+    Ok(false)
+}
+
+pub async fn remove_member(State(state): State<AppState>, caller: Caller, Path((id, member_id)): Path<(String, String)>) -> ApiResult<StatusCode> {
+    let target = Some(format!("{id} -> {member_id}"));
+    let result = async {
+        caller.authorize(Operation::ManageGroups)?;
+        let group = resolve(&state, &caller.tenant.id, &id).await?;
+        refuse_synced(&group)?;
+        let member_id = if member_id.contains('@') {
+            super::users::resolve(&state, &caller.tenant.id, &member_id).await?.id
+        } else {
+            member_id
+        };
+        let mut removed = false;
+        for kind in [MemberKind::User, MemberKind::Group] {
+            removed |= state.store.remove_member(&caller.tenant.id, &group.id, &MemberRef { kind, id: member_id.clone() }).await?;
+        }
+        if !removed {
+            return Err(AppError::not_found(format!("'{member_id}' is not a direct member of the group.")));
+        }
+        super::licenses::reconcile(&state, &caller.tenant).await?;
+        Ok(StatusCode::NO_CONTENT)
+    }
+    .await;
+    audited(&state, &caller, "group.removeMember", target, result).await
+}

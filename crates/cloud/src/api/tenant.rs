@@ -1,0 +1,76 @@
+//! `/api/v1/tenant`: tenant settings and domains.
+
+use axum::extract::State;
+use axum::Json;
+use proto::Tenant;
+use serde::Deserialize;
+use tenant::roles::Operation;
+use tenant::validate;
+
+use crate::audit::audited;
+use crate::auth::Caller;
+use crate::error::{ApiResult, AppError};
+use crate::extract::ApiJson;
+use crate::state::AppState;
+
+pub async fn get(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Tenant>> {
+    caller.authorize(Operation::ReadDirectory)?;
+    Ok(Json(state.store.get_tenant(&caller.tenant.id).await?.unwrap_or(caller.tenant)))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TenantPatch {
+    #[serde(default, with = "proto::double_option")]
+    default_usage_location: Option<Option<String>>,
+    soft_match_enabled: Option<bool>,
+}
+
+pub async fn update(State(state): State<AppState>, caller: Caller, ApiJson(patch): ApiJson<TenantPatch>) -> ApiResult<Json<Tenant>> {
+    let result = async {
+        caller.authorize(Operation::ManageTenant)?;
+        let mut t = caller.tenant.clone();
+        if let Some(c) = &patch.default_usage_location {
+            t.default_usage_location = match c.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+                Some(c) => Some(validate::usage_location(c).map_err(|r| AppError::bad_request(r.message.replace("usageLocation", "defaultUsageLocation")))?),
+                None => None,
+            };
+        }
+        if let Some(b) = patch.soft_match_enabled {
+            t.soft_match_enabled = b;
+        }
+        state.store.update_tenant(&t).await?;
+        super::licenses::reconcile(&state, &t).await?;
+        Ok(t)
+    }
+    .await;
+    Ok(Json(audited(&state, &caller, "tenant.update", None, result).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DomainBody {
+    domain: String,
+}
+
+pub async fn add_domain(State(state): State<AppState>, caller: Caller, ApiJson(body): ApiJson<DomainBody>) -> ApiResult<Json<Tenant>> {
+    let target = Some(body.domain.clone());
+    let result = async {
+        caller.authorize(Operation::ManageTenant)?;
+        let d = validate::domain(&body.domain)?;
+        let mut t = caller.tenant.clone();
+        if t.domains.iter().any(|x| x.eq_ignore_ascii_case(&d)) {
+            return Err(AppError::new(proto::ErrorCode::Conflict, format!("{d} is already a domain of this tenant.")));
+        }
+        for other in state.store.list_tenants().await? {
+            if other.id != t.id && other.domains.iter().any(|x| x.eq_ignore_ascii_case(&d)) {
+                return Err(AppError::new(proto::ErrorCode::Conflict, format!("{d} belongs to another tenant.")));
+            }
+        }
+        t.domains.push(d);
+        state.store.update_tenant(&t).await?;
+        Ok(t)
+    }
+    .await;
+    Ok(Json(audited(&state, &caller, "tenant.addDomain", target, result).await?))
+}

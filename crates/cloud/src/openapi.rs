@@ -1,0 +1,101 @@
+//! The OpenAPI 3.1 document served at `/openapi.json`, built from one table of operations so the
+//! document and the router are checked against each other by a test.
+
+use serde_json::{json, Map, Value};
+
+/// (method, path, operation id, summary, request schema, success status)
+pub const OPERATIONS: &[(&str, &str, &str, &str, Option<&str>, u16)] = &[
+    ("post", "/api/v1/auth/token", "signIn", "Sign in with UPN and password; returns an expiring bearer token", Some("TokenRequest"), 200),
+    ("delete", "/api/v1/auth/token", "signOut", "Revoke the calling token", None, 204),
+    ("delete", "/api/v1/auth/tokens/{tokenId}", "revokeToken", "Revoke a token (own, or any as Global Administrator)", None, 204),
+    ("get", "/api/v1/me", "me", "The signed-in user", None, 200),
+    ("get", "/api/v1/tenant", "getTenant", "Tenant settings and domains", None, 200),
+    ("patch", "/api/v1/tenant", "updateTenant", "Change default usage location or soft matching", Some("TenantPatch"), 200),
+    ("post", "/api/v1/tenant/domains", "addDomain", "Add a domain to the tenant", Some("DomainBody"), 200),
+    ("get", "/api/v1/users", "listUsers", "List users (keyset paging; filters upnPrefix, displayName, skuId, source)", None, 200),
+    ("post", "/api/v1/users", "createUser", "Create a cloud user", Some("NewUser"), 201),
+    ("get", "/api/v1/users/{user}", "getUser", "One user by id or UPN", None, 200),
+    ("patch", "/api/v1/users/{user}", "updateUser", "Change a user (absent = unchanged, null = clear)", Some("UserPatch"), 200),
+    ("delete", "/api/v1/users/{user}", "deleteUser", "Delete a user", None, 204),
+    ("post", "/api/v1/users/{user}/password", "resetPassword", "Admin reset of a cloud user's password", Some("PasswordBody"), 204),
+    ("post", "/api/v1/users/{user}/revoke-tokens", "revokeUserTokens", "Revoke all of a user's tokens", None, 200),
+    ("get", "/api/v1/users/{user}/licenses", "userLicenses", "A user's licence assignments", None, 200),
+    ("post", "/api/v1/users/{user}/licenses", "assignLicense", "Assign a licence directly", Some("SkuBody"), 201),
+    ("delete", "/api/v1/users/{user}/licenses/{skuId}", "removeLicense", "Remove a direct licence assignment", None, 204),
+    ("get", "/api/v1/users/{user}/entitlement", "entitlement", "May this user use SSPR with writeback now?", None, 200),
+    ("get", "/api/v1/groups", "listGroups", "List groups", None, 200),
+    ("post", "/api/v1/groups", "createGroup", "Create a group", Some("NewGroup"), 201),
+    ("get", "/api/v1/groups/{group}", "getGroup", "One group", None, 200),
+    ("patch", "/api/v1/groups/{group}", "updateGroup", "Rename or describe a group", Some("GroupPatch"), 200),
+    ("delete", "/api/v1/groups/{group}", "deleteGroup", "Delete a group", None, 204),
+    ("get", "/api/v1/groups/{group}/members", "listMembers", "Direct members", None, 200),
+    ("post", "/api/v1/groups/{group}/members", "addMember", "Add a user or a nested group", Some("MemberRef"), 201),
+    ("delete", "/api/v1/groups/{group}/members/{member}", "removeMember", "Remove a direct member", None, 204),
+    ("get", "/api/v1/groups/{group}/licenses", "groupLicenses", "Licences assigned to a group", None, 200),
+    ("post", "/api/v1/groups/{group}/licenses", "assignGroupLicense", "Assign a licence to a group (reaches nested members)", Some("SkuBody"), 201),
+    ("delete", "/api/v1/groups/{group}/licenses/{skuId}", "removeGroupLicense", "Remove a group's licence", None, 204),
+    ("get", "/api/v1/licenses/skus", "listSkus", "The SKU catalogue", None, 200),
+    ("get", "/api/v1/licenses", "licenseSummary", "Per SKU: units by state and consumed units", None, 200),
+    ("post", "/api/v1/licenses/trial", "startTrial", "Start the premium trial (100 units, 90 days, once)", Some("TrialBody"), 201),
+    ("post", "/api/v1/licenses/subscriptions", "addSubscription", "Add a purchased subscription", Some("NewSubscription"), 201),
+    ("get", "/api/v1/licenses/errors", "licenseErrors", "Group-based licence errors per user", None, 200),
+    ("get", "/api/v1/policy", "getPolicy", "The password reset policy", None, 200),
+    ("put", "/api/v1/policy", "putPolicy", "Replace the password reset policy (validated)", Some("SsprPolicy"), 200),
+    ("get", "/api/v1/policy/questions", "predefinedQuestions", "Predefined security questions", None, 200),
+    ("get", "/api/v1/audit", "listAudit", "The audit log, newest first", None, 200),
+];
+
+pub fn document() -> Value {
+    let mut paths: Map<String, Value> = Map::new();
+    for (method, path, op_id, summary, body, status) in OPERATIONS {
+        let params: Vec<Value> = path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .collect();
+        let mut op = json!({
+            "operationId": op_id,
+            "summary": summary,
+            "parameters": params,
+            "responses": {
+                status.to_string(): {"description": "success"},
+                "default": {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+            }
+        });
+        if !path.ends_with("/auth/token") || *method != "post" {
+            op["security"] = json!([{"bearer": []}]);
+        }
+        if let Some(schema) = body {
+            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}});
+        }
+        paths.entry(path.to_string()).or_insert_with(|| json!({}))[method] = op;
+    }
+    for (path, summary) in [("/healthz", "Liveness and database check"), ("/metrics", "Prometheus metrics"), ("/openapi.json", "This document")] {
+        paths.insert(path.into(), json!({"get": {"summary": summary, "responses": {"200": {"description": "success"}}}}));
+    }
+    let object = |props: Value| json!({"type": "object", "properties": props});
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "dirbridge cloud API", "version": env!("CARGO_PKG_VERSION")},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": object(json!({"error": object(json!({"code": {"type": "string"}, "message": {"type": "string"}, "trackingId": {"type": "string"}}))})),
+                "TokenRequest": object(json!({"userPrincipalName": {"type": "string"}, "password": {"type": "string", "format": "password"}})),
+                "TenantPatch": object(json!({"defaultUsageLocation": {"type": ["string", "null"]}, "softMatchEnabled": {"type": "boolean"}})),
+                "DomainBody": object(json!({"domain": {"type": "string"}})),
+                "NewUser": object(json!({"userPrincipalName": {"type": "string"}, "displayName": {"type": "string"}, "givenName": {"type": "string"}, "surname": {"type": "string"}, "mail": {"type": "string"}, "mobilePhone": {"type": "string"}, "officePhone": {"type": "string"}, "usageLocation": {"type": "string", "pattern": "^[A-Z]{2}$"}, "accountEnabled": {"type": "boolean"}, "password": {"type": "string", "format": "password"}, "roles": {"type": "array", "items": {"type": "string"}}})),
+                "UserPatch": object(json!({"userPrincipalName": {"type": "string"}, "displayName": {"type": "string"}, "usageLocation": {"type": ["string", "null"]}, "accountEnabled": {"type": "boolean"}, "roles": {"type": "array", "items": {"type": "string"}}})),
+                "PasswordBody": object(json!({"password": {"type": "string", "format": "password"}})),
+                "SkuBody": object(json!({"skuId": {"type": "string"}})),
+                "TrialBody": object(json!({"skuId": {"type": "string"}})),
+                "NewGroup": object(json!({"displayName": {"type": "string"}, "description": {"type": "string"}})),
+                "GroupPatch": object(json!({"displayName": {"type": "string"}, "description": {"type": ["string", "null"]}})),
+                "MemberRef": object(json!({"kind": {"enum": ["user", "group"]}, "id": {"type": "string"}})),
+                "NewSubscription": object(json!({"skuId": {"type": "string"}, "units": {"type": "integer"}, "termDays": {"type": "integer"}})),
+                "SsprPolicy": object(json!({"enabledFor": {"enum": ["none", "group", "all"]}, "groupId": {"type": ["string", "null"]}, "methodsRequired": {"type": "integer", "minimum": 1, "maximum": 2}, "methods": {"type": "array", "items": {"enum": ["email", "mobilePhone", "officePhone", "securityQuestions", "authenticatorApp"]}}, "questionsToRegister": {"type": "integer"}, "questionsToAnswer": {"type": "integer"}, "securityQuestions": {"type": "array", "items": {"type": "string"}}, "requireRegistrationAtSignIn": {"type": "boolean"}, "reconfirmDays": {"type": "integer", "minimum": 0, "maximum": 730}, "notifyUsersOnReset": {"type": "boolean"}, "notifyAdminsOnAdminReset": {"type": "boolean"}, "helpdeskUrl": {"type": ["string", "null"]}, "helpdeskEmail": {"type": ["string", "null"]}, "writebackEnabled": {"type": "boolean"}, "allowUnlockWithoutReset": {"type": "boolean"}}))
+            }
+        }
+    })
+}

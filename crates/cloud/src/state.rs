@@ -1,0 +1,40 @@
+//! Shared state of one cloud process. Everything durable lives in the store; what is here is
+//! either configuration or per-process coordination.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use store::Store;
+use tenant::clock::Clock;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+    pub config: Arc<Config>,
+    /// Serialises licence changes in this process so two assignments cannot take the last seat.
+    pub licensing: Arc<tokio::sync::Mutex<()>>,
+    /// Failed sign-ins per lower-cased UPN: (failures, window start).
+    pub sign_in_failures: Arc<Mutex<HashMap<String, (u32, i64)>>>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    pub fn new(store: Store, clock: Arc<dyn Clock>, config: Config) -> Self {
+        AppState {
+            store,
+            clock,
+            config: Arc::new(config),
+            licensing: Arc::new(tokio::sync::Mutex::new(())),
+            sign_in_failures: Arc::new(Mutex::new(HashMap::new())),
+            metrics: Arc::new(Metrics::default()),
+        }
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+}

@@ -1,0 +1,538 @@
+//! Input rules for directory objects and tenant settings. Each function returns the cleaned
+//! value (trimmed, canonical case) or a `validationFailed` [`Refusal`] whose message starts with
+//! the API field name and states the rule. Messages quote at most a short, sanitised excerpt of
+//! the input and never a password.
+
+use crate::country;
+use crate::refusal::Refusal;
+
+pub const UPN_MAX: usize = 113;
+pub const UPN_LOCAL_MAX: usize = 64;
+pub const DISPLAY_NAME_MAX: usize = 256;
+pub const MAIL_MAX: usize = 254;
+pub const MAIL_LOCAL_MAX: usize = 64;
+pub const PHONE_MIN: usize = 4;
+pub const PHONE_MAX: usize = 32;
+pub const DOMAIN_MAX: usize = 253;
+pub const PASSWORD_MIN: usize = 8;
+pub const PASSWORD_MAX: usize = 256;
+
+/// A short, printable excerpt of user input for messages: at most 40 characters, control
+/// characters shown as `?`.
+pub(crate) fn shown(input: &str) -> String {
+    let mut out: String = input
+        .chars()
+        .take(40)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if input.chars().nth(40).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+fn has_control(s: &str) -> bool {
+    s.chars().any(char::is_control)
+}
+
+const UPN_LOCAL_SPECIALS: &str = "'.-_!#^~";
+
+/// A user principal name `local@domain` whose domain is one of the tenant's `domains`.
+/// Returns it trimmed, with the domain spelled as the tenant has it.
+pub fn upn(input: &str, domains: &[String]) -> Result<String, Refusal> {
+    const F: &str = "userPrincipalName";
+    let s = input.trim();
+    if s.is_empty() {
+        return Err(Refusal::validation(format!(
+            "{F}: is required (name@domain, e.g. alice@{})",
+            domains.first().map(String::as_str).unwrap_or("contoso.example")
+        )));
+    }
+    let len = s.chars().count();
+    if len > UPN_MAX {
+        return Err(Refusal::validation(format!(
+            "{F}: '{}' is {len} characters; the limit is {UPN_MAX}",
+            shown(s)
+        )));
+    }
+    let Some((local, domain)) = s.split_once('@') else {
+        return Err(Refusal::validation(format!(
+            "{F}: '{}' must have the form name@domain",
+            shown(s)
+        )));
+    };
+    if domain.contains('@') {
+        return Err(Refusal::validation(format!(
+            "{F}: '{}' must contain exactly one '@'",
+            shown(s)
+        )));
+    }
+    if local.is_empty() {
+        return Err(Refusal::validation(format!(
+            "{F}: '{}' has nothing before the '@'",
+            shown(s)
+        )));
+    }
+    let local_len = local.chars().count();
+    if local_len > UPN_LOCAL_MAX {
+        return Err(Refusal::validation(format!(
+            "{F}: the part before '@' is {local_len} characters; the limit is {UPN_LOCAL_MAX}"
+        )));
+    }
+    if let Some(bad) = local
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || UPN_LOCAL_SPECIALS.contains(*c)))
+    {
+        let bad = if bad.is_control() || bad.is_whitespace() {
+            format!("U+{:04X}", bad as u32)
+        } else {
+            format!("'{bad}'")
+        };
+        return Err(Refusal::validation(format!(
+            "{F}: the part before '@' contains {bad}; allowed are A-Z a-z 0-9 and ' . - _ ! # ^ ~"
+        )));
+    }
+    if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
+        return Err(Refusal::validation(format!(
+            "{F}: '{}' — the part before '@' may not start or end with '.' or contain '..'",
+            shown(s)
+        )));
+    }
+    let Some(tenant_domain) = domains.iter().find(|d| d.eq_ignore_ascii_case(domain)) else {
+        let list = if domains.is_empty() {
+            "none".to_string()
+        } else {
+            domains.join(", ")
+        };
+        return Err(Refusal::validation(format!(
+            "{F}: domain '{}' is not a domain of this tenant; use one of: {list} \
+             (add a domain to the tenant first to use another)",
+            shown(domain)
+        )));
+    };
+    Ok(format!("{local}@{tenant_domain}"))
+}
+
+/// A usage location: an officially assigned ISO 3166-1 alpha-2 code. Lower case is accepted;
+/// the result is upper case.
+pub fn usage_location(input: &str) -> Result<String, Refusal> {
+    let s = input.trim();
+    let upper = s.to_ascii_uppercase();
+    if country::is_alpha2(&upper) {
+        Ok(upper)
+    } else {
+        Err(Refusal::validation(format!(
+            "usageLocation: '{}' is not an ISO 3166-1 alpha-2 country code (two letters, e.g. US, NO)",
+            shown(s)
+        )))
+    }
+}
+
+/// A display name: trimmed, 1 to 256 characters, no control characters.
+pub fn display_name(input: &str) -> Result<String, Refusal> {
+    const F: &str = "displayName";
+    let s = input.trim();
+    if s.is_empty() {
+        return Err(Refusal::validation(format!("{F}: is required (1 to {DISPLAY_NAME_MAX} characters)")));
+    }
+    let n = s.chars().count();
+    if n > DISPLAY_NAME_MAX {
+        return Err(Refusal::validation(format!(
+            "{F}: is {n} characters; the limit is {DISPLAY_NAME_MAX}"
+        )));
+    }
+    if has_control(s) {
+        return Err(Refusal::validation(format!(
+            "{F}: '{}' contains control characters (tabs, line breaks…); remove them",
+            shown(s)
+        )));
+    }
+    Ok(s.to_string())
+}
+
+/// Optional free text: trimmed; absent or blank becomes `None`; no control characters; at most
+/// `max` characters.
+pub fn optional_text(field: &str, input: Option<&str>, max: usize) -> Result<Option<String>, Refusal> {
+    let Some(s) = input.map(str::trim).filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    let n = s.chars().count();
+    if n > max {
+        return Err(Refusal::validation(format!(
+            "{field}: is {n} characters; the limit is {max}"
+        )));
+    }
+    if has_control(s) {
+        return Err(Refusal::validation(format!(
+            "{field}: '{}' contains control characters (tabs, line breaks…); remove them",
+            shown(s)
+        )));
+    }
+    Ok(Some(s.to_string()))
+}
+
+const MAIL_LOCAL_SPECIALS: &str = "!#$%&'*+/=?^_`{|}~.-";
+
+/// An email address (pragmatic addr-spec: ASCII dot-atom local part, DNS domain with a dot),
+/// trimmed, at most 254 characters.
+pub fn mail(field: &str, input: &str) -> Result<String, Refusal> {
+    let s = input.trim();
+    let rule = "an email address like name@example.com";
+    if s.is_empty() {
+        return Err(Refusal::validation(format!("{field}: is empty; give {rule}")));
+    }
+    let n = s.chars().count();
+    if n > MAIL_MAX {
+        return Err(Refusal::validation(format!(
+            "{field}: is {n} characters; the limit is {MAIL_MAX}"
+        )));
+    }
+    let bad = || Refusal::validation(format!("{field}: '{}' is not {rule}", shown(s)));
+    let Some((local, domain)) = s.rsplit_once('@') else {
+        return Err(bad());
+    };
+    if local.is_empty()
+        || local.len() > MAIL_LOCAL_MAX
+        || local.starts_with('.')
+        || local.ends_with('.')
+        || local.contains("..")
+        || !local
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || MAIL_LOCAL_SPECIALS.contains(c))
+    {
+        return Err(bad());
+    }
+    if !is_dns_name(domain, true) {
+        return Err(bad());
+    }
+    Ok(s.to_string())
+}
+
+/// A phone number, E.164-ish: optional leading '+', digits, spaces, '-', '(' and ')', and an
+/// optional extension after one 'x'; 4 to 32 characters with at least 4 digits.
+pub fn phone(field: &str, input: &str) -> Result<String, Refusal> {
+    let s = input.trim();
+    let rule = "use digits with an optional leading '+', spaces, '-', '(', ')' and an 'x' extension, \
+                4 to 32 characters, e.g. +47 22 12 34 56 or +1 (425) 555-0100 x123";
+    let n = s.chars().count();
+    if !(PHONE_MIN..=PHONE_MAX).contains(&n) {
+        return Err(Refusal::validation(format!(
+            "{field}: '{}' is {n} characters; {rule}",
+            shown(s)
+        )));
+    }
+    let body = s.strip_prefix('+').unwrap_or(s);
+    let (main, ext) = match body.split_once(['x', 'X']) {
+        Some((m, e)) => (m, Some(e)),
+        None => (body, None),
+    };
+    let main_ok = main
+        .chars()
+        .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '-' | '(' | ')'));
+    let ext_ok = ext.is_none_or(|e| {
+        let e = e.trim();
+        !e.is_empty() && e.chars().all(|c| c.is_ascii_digit())
+    });
+    if !main_ok || !ext_ok {
+        return Err(Refusal::validation(format!("{field}: '{}' is not a phone number; {rule}", shown(s))));
+    }
+    if main.chars().filter(char::is_ascii_digit).count() < 4 {
+        return Err(Refusal::validation(format!(
+            "{field}: '{}' has fewer than 4 digits before any extension; {rule}",
+            shown(s)
+        )));
+    }
+    Ok(s.replace('X', "x"))
+}
+
+fn is_label(label: &str, min: usize) -> bool {
+    (min..=63).contains(&label.len())
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !label.starts_with('-')
+        && !label.ends_with('-')
+}
+
+/// DNS name check on ASCII: at least two labels of a-z 0-9 '-', each 1..=63 and not starting or
+/// ending with '-', a top-level label that is not all digits, ≤ 253 in total. With
+/// `any_case`, upper-case letters are allowed too.
+fn is_dns_name(name: &str, any_case: bool) -> bool {
+    let lowered;
+    let name = if any_case {
+        lowered = name.to_ascii_lowercase();
+        lowered.as_str()
+    } else {
+        name
+    };
+    if name.len() > DOMAIN_MAX {
+        return false;
+    }
+    let labels: Vec<&str> = name.split('.').collect();
+    labels.len() >= 2
+        && labels.iter().all(|l| is_label(l, 1))
+        && labels
+            .last()
+            .is_some_and(|tld| tld.len() >= 2 && !tld.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// A tenant name: one DNS label, 2 to 63 characters of a-z 0-9 '-', not starting or ending
+/// with '-'. Upper case input is lowered.
+pub fn tenant_name(input: &str) -> Result<String, Refusal> {
+    let s = input.trim().to_ascii_lowercase();
+    if is_label(&s, 2) {
+        Ok(s)
+    } else {
+        Err(Refusal::validation(format!(
+            "name: '{}' is not a valid tenant name; use 2 to 63 characters of a-z, 0-9 and '-', \
+             not starting or ending with '-' (e.g. contoso)",
+            shown(input.trim())
+        )))
+    }
+}
+
+/// A domain name: lower-case DNS name with at least two labels (a-z 0-9 '-', 1 to 63
+/// characters each, not starting or ending with '-'), a non-numeric top-level label, at most
+/// 253 characters. Upper case input is lowered.
+pub fn domain(input: &str) -> Result<String, Refusal> {
+    let s = input.trim().to_ascii_lowercase();
+    if is_dns_name(&s, false) {
+        Ok(s)
+    } else {
+        Err(Refusal::validation(format!(
+            "domain: '{}' is not a valid domain name; use labels of a-z, 0-9 and '-' (1 to 63 \
+             characters, not starting or ending with '-') separated by '.', at least two labels, \
+             at most {DOMAIN_MAX} characters (e.g. contoso.com)",
+            shown(input.trim())
+        )))
+    }
+}
+
+/// The cloud password rule: 8 to 256 characters, at least 3 of the 4 kinds (lower-case,
+/// upper-case, digit, symbol), no control characters. The message states the rule and never
+/// repeats the password.
+pub fn new_password(input: &str) -> Result<(), Refusal> {
+    let rule = format!(
+        "password: must be {PASSWORD_MIN} to {PASSWORD_MAX} characters and contain at least 3 of: \
+         lower-case letters, upper-case letters, digits, symbols"
+    );
+    let n = input.chars().count();
+    if !(PASSWORD_MIN..=PASSWORD_MAX).contains(&n) {
+        return Err(Refusal::validation(format!("{rule} (it has {n} characters)")));
+    }
+    if has_control(input) {
+        return Err(Refusal::validation(format!(
+            "{rule}; it may not contain control characters (tabs, line breaks…)"
+        )));
+    }
+    let (mut lower, mut upper, mut digit, mut symbol) = (false, false, false, false);
+    for c in input.chars() {
+        if c.is_lowercase() {
+            lower = true;
+        } else if c.is_uppercase() {
+            upper = true;
+        } else if c.is_ascii_digit() {
+            digit = true;
+        } else {
+            symbol = true;
+        }
+    }
+    let kinds = [lower, upper, digit, symbol].iter().filter(|k| **k).count();
+    if kinds < 3 {
+        return Err(Refusal::validation(format!("{rule} (it has {kinds} of them)")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::ErrorCode;
+
+    fn domains() -> Vec<String> {
+        vec!["contoso.dirbridge.test".into(), "contoso.com".into()]
+    }
+
+    #[test]
+    fn upn_accepts_and_canonicalises_the_domain() {
+        assert_eq!(upn("  alice@Contoso.COM ", &domains()).unwrap(), "alice@contoso.com");
+        assert_eq!(
+            upn("O'Brien.j-x_y!#^~9@contoso.dirbridge.test", &domains()).unwrap(),
+            "O'Brien.j-x_y!#^~9@contoso.dirbridge.test"
+        );
+    }
+
+    #[test]
+    fn upn_refuses_foreign_domains_listing_the_tenant_ones() {
+        let e = upn("alice@fabrikam.com", &domains()).unwrap_err();
+        assert_eq!(e.code, ErrorCode::Validation);
+        assert!(e.message.starts_with("userPrincipalName:"), "{}", e.message);
+        assert!(e.message.contains("fabrikam.com"));
+        assert!(e.message.contains("contoso.dirbridge.test, contoso.com"), "{}", e.message);
+    }
+
+    #[test]
+    fn upn_refuses_bad_shapes() {
+        for bad in [
+            "",
+            "   ",
+            "alice",
+            "@contoso.com",
+            "alice@",
+            "a@b@contoso.com",
+            ".alice@contoso.com",
+            "alice.@contoso.com",
+            "al..ice@contoso.com",
+            "al ice@contoso.com",
+            "al+ice@contoso.com",
+            "ålice@contoso.com",
+            "al\u{0}ice@contoso.com",
+        ] {
+            let e = upn(bad, &domains()).unwrap_err();
+            assert!(e.message.starts_with("userPrincipalName:"), "{bad:?}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn upn_length_limits() {
+        let local64 = "a".repeat(64);
+        assert!(upn(&format!("{local64}@contoso.com"), &domains()).is_ok());
+        let e = upn(&format!("{}@contoso.com", "a".repeat(65)), &domains()).unwrap_err();
+        assert!(e.message.contains("limit is 64"), "{}", e.message);
+        let long_domain = format!("{}.com", "d".repeat(60));
+        let ds = vec![long_domain.clone()];
+        // 48 + 1 + 64 = 113: allowed; one more is not.
+        assert!(upn(&format!("{}@{long_domain}", "a".repeat(48)), &ds).is_ok());
+        let e = upn(&format!("{}@{long_domain}", "a".repeat(49)), &ds).unwrap_err();
+        assert!(e.message.contains("limit is 113"), "{}", e.message);
+    }
+
+    #[test]
+    fn upn_with_no_tenant_domains_says_so() {
+        let e = upn("a@contoso.com", &[]).unwrap_err();
+        assert!(e.message.contains("use one of: none"), "{}", e.message);
+    }
+
+    #[test]
+    fn usage_location_uppercases_and_names_the_rule() {
+        assert_eq!(usage_location(" no ").unwrap(), "NO");
+        assert_eq!(usage_location("Us").unwrap(), "US");
+        let e = usage_location("USA").unwrap_err();
+        assert_eq!(
+            e.message,
+            "usageLocation: 'USA' is not an ISO 3166-1 alpha-2 country code (two letters, e.g. US, NO)"
+        );
+        for bad in ["", "UK", "XK", "U", "ÜS", "1A"] {
+            assert!(usage_location(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn display_name_rules() {
+        assert_eq!(display_name("  Alice Smith ").unwrap(), "Alice Smith");
+        assert!(display_name("Ærlig Øystein 山田").is_ok());
+        assert!(display_name("   ").is_err());
+        assert!(display_name("a\nb").is_err());
+        assert!(display_name(&"x".repeat(256)).is_ok());
+        let e = display_name(&"x".repeat(257)).unwrap_err();
+        assert!(e.message.starts_with("displayName:"));
+        assert!(e.message.contains("257"));
+    }
+
+    #[test]
+    fn optional_text_blank_is_none_and_limits_apply() {
+        assert_eq!(optional_text("surname", None, 10).unwrap(), None);
+        assert_eq!(optional_text("surname", Some("  "), 10).unwrap(), None);
+        assert_eq!(optional_text("surname", Some(" Smith "), 10).unwrap(), Some("Smith".into()));
+        let e = optional_text("surname", Some("abcdefghijk"), 10).unwrap_err();
+        assert!(e.message.starts_with("surname:") && e.message.contains("limit is 10"));
+        assert!(optional_text("surname", Some("a\tb"), 10).is_err());
+    }
+
+    #[test]
+    fn mail_rules() {
+        for ok in ["a@b.co", "first.last+tag@sub.example.com", "X@Example.COM", "o'neil@x-y.org"] {
+            assert!(mail("mail", ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "plain",
+            "@x.com",
+            "a@",
+            "a@localhost",
+            "a@x..com",
+            "a@-x.com",
+            "a@x.c",
+            "a@1.23",
+            ".a@x.com",
+            "a..b@x.com",
+            "a b@x.com",
+            "a@x_y.com",
+        ] {
+            let e = mail("mail", bad).unwrap_err();
+            assert!(e.message.starts_with("mail:"), "{bad}: {}", e.message);
+        }
+        let long = format!("{}@{}.com", "a".repeat(64), "b".repeat(190));
+        assert!(mail("mail", &long).is_err());
+    }
+
+    #[test]
+    fn phone_rules() {
+        for ok in ["+47 22 12 34 56", "+1 (425) 555-0100 x123", "5550100", "1234", "+1 425 555 0100 X 12"] {
+            assert!(phone("mobilePhone", ok).is_ok(), "{ok}");
+        }
+        assert_eq!(phone("mobilePhone", " +1 555 0100 X9 ").unwrap(), "+1 555 0100 x9");
+        for bad in ["", "123", "12-3", "+47 22+12", "abc1234", "1234x", "1234 x 5x6", "++4712345", &"1".repeat(33), "x1234"] {
+            let e = phone("mobilePhone", bad).unwrap_err();
+            assert!(e.message.starts_with("mobilePhone:"), "{bad}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn tenant_name_rules() {
+        assert_eq!(tenant_name("Contoso").unwrap(), "contoso");
+        assert_eq!(tenant_name("a1-b").unwrap(), "a1-b");
+        for bad in ["a", "-ab", "ab-", "a_b", "a.b", "", &"a".repeat(64), "æø"] {
+            assert!(tenant_name(bad).is_err(), "{bad}");
+        }
+        assert!(tenant_name(&"a".repeat(63)).is_ok());
+    }
+
+    #[test]
+    fn domain_rules() {
+        assert_eq!(domain("Contoso.COM").unwrap(), "contoso.com");
+        assert!(domain("a.b.example.org").is_ok());
+        for bad in ["contoso", "contoso.", ".com", "a..com", "-a.com", "a-.com", "a.1", "a_b.com", "a b.com", ""] {
+            let e = domain(bad).unwrap_err();
+            assert!(e.message.starts_with("domain:"), "{bad}");
+        }
+        let long = format!("{}.com", ["a".repeat(63)].repeat(4).join("."));
+        assert!(long.len() > 253);
+        assert!(domain(&long).is_err());
+    }
+
+    #[test]
+    fn password_rule_counts_kinds_and_length() {
+        assert!(new_password("Abcdefg1").is_ok());
+        assert!(new_password("abcdefg1!").is_ok());
+        assert!(new_password("ABCDEFG1!").is_ok());
+        assert!(new_password("Abcdefgh!").is_ok());
+        assert!(new_password("Pässwörd1").is_ok());
+        for bad in ["Abcdef1", "abcdefgh1", "ABCDEFGH!", "abcdefghij", "12345678!", "Abc\ndefg1"] {
+            let e = new_password(bad).unwrap_err();
+            assert_eq!(e.code, ErrorCode::Validation);
+            assert!(e.message.contains("at least 3 of"), "{}", e.message);
+            assert!(!e.message.contains(bad), "never echo the password");
+        }
+        assert!(new_password(&format!("Aa1{}", "x".repeat(253))).is_ok());
+        assert!(new_password(&format!("Aa1{}", "x".repeat(254))).is_err());
+    }
+
+    #[test]
+    fn shown_truncates_and_masks_control_characters() {
+        assert_eq!(shown("a\u{7}b"), "a?b");
+        let s = shown(&"x".repeat(100));
+        assert_eq!(s.chars().count(), 41);
+        assert!(s.ends_with('…'));
+    }
+}

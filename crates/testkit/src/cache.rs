@@ -1,0 +1,111 @@
+//! A cross-process cache of built server templates (a provisioned Samba domain, a loaded
+//! dataset). Test runners such as nextest run every test in its own process, so an in-process
+//! `OnceLock` alone would provision once per test; a template built once and copied per
+//! instance makes each start take well under a second.
+//!
+//! Location: `$DIRBRIDGE_TESTKIT_CACHE`, else `<cargo target dir>/testkit-cache`. Entries are
+//! keyed by a hash of everything that shapes them; an entry is built in a temporary directory
+//! under an exclusive `flock` and renamed into place, so concurrent test processes build it once.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+
+/// Bump when the layout or content of any cached template changes.
+pub(crate) const CACHE_FORMAT: u32 = 3;
+
+/// The cache root.
+pub fn cache_root() -> PathBuf {
+    if let Some(dir) = std::env::var_os("DIRBRIDGE_TESTKIT_CACHE") {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        return PathBuf::from(dir).join("testkit-cache");
+    }
+    // crates/testkit → workspace root → target
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/testkit-cache")
+        .components()
+        .collect()
+}
+
+/// A short stable key for `parts`.
+pub(crate) fn key(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    h.update(CACHE_FORMAT.to_le_bytes());
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p.as_bytes());
+    }
+    let digest = h.finalize();
+    digest[..10].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Returns the directory `<root>/<name>-<key>`, building it with `build` (given an empty
+/// directory to fill) if it does not exist yet. Safe against concurrent callers in other
+/// processes.
+pub(crate) fn get_or_build(
+    name: &str,
+    key: &str,
+    build: impl FnOnce(&Path) -> Result<()>,
+) -> Result<PathBuf> {
+    let root = cache_root();
+    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    let dir = root.join(format!("{name}-{key}"));
+    if dir.join(".complete").exists() {
+        return Ok(dir);
+    }
+    let lock_path = root.join(format!("{name}-{key}.lock"));
+    let lock = File::create(&lock_path)
+        .with_context(|| format!("creating {}", lock_path.display()))?;
+    // SAFETY: flock on a file descriptor we own; released when `lock` is closed.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        bail!("locking {}: {}", lock_path.display(), std::io::Error::last_os_error());
+    }
+    if dir.join(".complete").exists() {
+        return Ok(dir);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let tmp = root.join(format!("{name}-{key}.building-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp)?;
+    if let Err(e) = build(&tmp) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e.context(format!("building the cached {name} template")));
+    }
+    std::fs::write(tmp.join(".complete"), b"")?;
+    std::fs::rename(&tmp, &dir)
+        .with_context(|| format!("moving {} into place", tmp.display()))?;
+    drop(lock);
+    Ok(dir)
+}
+
+/// Copies a directory tree (sparse files stay sparse; attributes preserved).
+pub(crate) fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    crate::process::run(
+        Command::new("cp")
+            .arg("-a")
+            .arg("--sparse=always")
+            .arg("--reflink=auto")
+            .arg(from)
+            .arg(to),
+    )?;
+    Ok(())
+}
+
+/// `tool --version`-style output, to key caches on the installed server version.
+pub(crate) fn tool_version(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .map(|o| {
+            let mut s = String::from_utf8_lossy(&o.stdout).into_owned();
+            s.push_str(&String::from_utf8_lossy(&o.stderr));
+            s.lines().next().unwrap_or_default().to_owned()
+        })
+        .unwrap_or_else(|_| "unknown".into())
+}
