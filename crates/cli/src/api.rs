@@ -24,7 +24,11 @@ pub struct ApiFailure {
 
 impl std::fmt::Display for ApiFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} (code {}, tracking id {})", self.message, self.code, self.tracking_id)?;
+        write!(
+            f,
+            "{} (code {}, tracking id {})",
+            self.message, self.code, self.tracking_id
+        )?;
         if let Some(hint) = &self.hint {
             write!(f, "\n{hint}")?;
         }
@@ -33,6 +37,12 @@ impl std::fmt::Display for ApiFailure {
 }
 
 impl std::error::Error for ApiFailure {}
+
+/// The cloud answered 401: the token is unknown, revoked or expired.
+pub fn is_unauthenticated(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<ApiFailure>()
+        .is_some_and(|f| f.status == 401)
+}
 
 pub struct Api {
     http: reqwest::Client,
@@ -43,13 +53,19 @@ pub struct Api {
 }
 
 pub fn login_hint(cloud: Option<&str>, upn: Option<&str>) -> String {
-    format!("run dirbridge login --cloud {} --user {}", cloud.unwrap_or("URL"), upn.unwrap_or("UPN"))
+    format!(
+        "run dirbridge login --cloud {} --user {}",
+        cloud.unwrap_or("URL"),
+        upn.unwrap_or("UPN")
+    )
 }
 
 /// `https://host:port` without a trailing slash; refuses anything that is not an http(s) URL.
 pub fn normalise_cloud_url(url: &str) -> anyhow::Result<String> {
     let url = url.trim().trim_end_matches('/');
-    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
     match rest {
         Some(host) if !host.is_empty() => Ok(url.to_string()),
         _ => bail!("`{url}` is not a cloud URL: give it with its scheme, e.g. https://id.contoso.com or http://127.0.0.1:8080"),
@@ -59,19 +75,31 @@ pub fn normalise_cloud_url(url: &str) -> anyhow::Result<String> {
 impl Api {
     /// A client without a token, for signing in.
     pub fn anonymous(cloud: &str) -> anyhow::Result<Api> {
-        Ok(Api { http: http_client()?, base: normalise_cloud_url(cloud)?, token: None, upn: None })
+        Ok(Api {
+            http: http_client()?,
+            base: normalise_cloud_url(cloud)?,
+            token: None,
+            upn: None,
+        })
     }
 
     /// A client with the stored sign-in; `cloud_override` (from `--cloud`) replaces its URL.
     pub fn signed_in(cloud_override: Option<&str>) -> anyhow::Result<Api> {
         let dir = credentials::config_dir()?;
         let Some(creds) = credentials::load(&dir)? else {
-            bail!("You are not signed in; {}", login_hint(cloud_override, None));
+            bail!(
+                "You are not signed in; {}",
+                login_hint(cloud_override, None)
+            );
         };
         Self::from_credentials(creds, cloud_override, crate::time::now())
     }
 
-    fn from_credentials(creds: Credentials, cloud_override: Option<&str>, now: i64) -> anyhow::Result<Api> {
+    fn from_credentials(
+        creds: Credentials,
+        cloud_override: Option<&str>,
+        now: i64,
+    ) -> anyhow::Result<Api> {
         if creds.expires_at <= now {
             bail!(
                 "Your sign-in expired at {}; {}",
@@ -88,12 +116,23 @@ impl Api {
         })
     }
 
+    /// A client with a stored token regardless of its expiry (for revoking it).
+    pub fn with_token(cloud: &str, creds: &Credentials) -> anyhow::Result<Api> {
+        Ok(Api {
+            http: http_client()?,
+            base: normalise_cloud_url(cloud)?,
+            token: Some(creds.access_token.clone()),
+            upn: Some(creds.user_principal_name.clone()),
+        })
+    }
+
     pub fn base(&self) -> &str {
         &self.base
     }
 
     pub async fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
-        self.send(self.request(Method::GET, path).query(query)).await
+        self.send(self.request(Method::GET, path).query(query))
+            .await
     }
 
     pub async fn post(&self, path: &str, body: &impl Serialize) -> anyhow::Result<Value> {
@@ -109,7 +148,8 @@ impl Api {
     }
 
     pub async fn patch(&self, path: &str, body: &impl Serialize) -> anyhow::Result<Value> {
-        self.send(self.request(Method::PATCH, path).json(body)).await
+        self.send(self.request(Method::PATCH, path).json(body))
+            .await
     }
 
     pub async fn delete(&self, path: &str) -> anyhow::Result<Value> {
@@ -134,44 +174,87 @@ impl Api {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("none")
             .to_string();
-        let bytes = response.bytes().await.map_err(|e| self.transport_error(e))?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(e))?;
         if status.is_success() {
             if bytes.is_empty() {
                 return Ok(Value::Null);
             }
-            return serde_json::from_slice(&bytes)
-                .with_context(|| format!("the cloud at {} sent an answer that is not JSON (tracking id {tracking_id})", self.base));
+            return serde_json::from_slice(&bytes).with_context(|| {
+                format!(
+                    "the cloud at {} sent an answer that is not JSON (tracking id {tracking_id})",
+                    self.base
+                )
+            });
         }
         Err(self.failure(status, &bytes, tracking_id).into())
     }
 
     fn failure(&self, status: StatusCode, body: &[u8], tracking_id: String) -> ApiFailure {
         let (code, message, tracking_id) = match serde_json::from_slice::<ErrorBody>(body) {
-            Ok(ErrorBody { error }) => (crate::output::wire(&error.code), error.message, error.tracking_id),
+            Ok(ErrorBody { error }) => (
+                crate::output::wire(&error.code),
+                error.message,
+                error.tracking_id,
+            ),
             // A code this CLI does not know yet still has the documented shape.
-            Err(_) => match serde_json::from_slice::<Value>(body).ok().as_ref().and_then(|v| v.get("error")) {
+            Err(_) => match serde_json::from_slice::<Value>(body)
+                .ok()
+                .as_ref()
+                .and_then(|v| v.get("error"))
+            {
                 Some(e) => (
-                    e.get("code").and_then(Value::as_str).unwrap_or("unknown").to_string(),
-                    e.get("message").and_then(Value::as_str).unwrap_or("The cloud refused the request.").to_string(),
-                    e.get("trackingId").and_then(Value::as_str).map(str::to_string).unwrap_or(tracking_id),
+                    e.get("code")
+                        .and_then(Value::as_str)
+                        .unwrap_or("unknown")
+                        .to_string(),
+                    e.get("message")
+                        .and_then(Value::as_str)
+                        .unwrap_or("The cloud refused the request.")
+                        .to_string(),
+                    e.get("trackingId")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                        .unwrap_or(tracking_id),
                 ),
                 None => (
                     format!("http{}", status.as_u16()),
-                    format!("The cloud at {} answered {status} without an error document.", self.base),
+                    format!(
+                        "The cloud at {} answered {status} without an error document.",
+                        self.base
+                    ),
                     tracking_id,
                 ),
             },
         };
-        let hint = (status == StatusCode::UNAUTHORIZED && self.token.is_some())
-            .then(|| format!("Sign in again: {}", login_hint(Some(&self.base), self.upn.as_deref())));
-        ApiFailure { status: status.as_u16(), code, message, tracking_id, hint }
+        let hint = (status == StatusCode::UNAUTHORIZED && self.token.is_some()).then(|| {
+            format!(
+                "Sign in again: {}",
+                login_hint(Some(&self.base), self.upn.as_deref())
+            )
+        });
+        ApiFailure {
+            status: status.as_u16(),
+            code,
+            message,
+            tracking_id,
+            hint,
+        }
     }
 
     fn transport_error(&self, e: reqwest::Error) -> anyhow::Error {
         if e.is_connect() {
-            anyhow::anyhow!("cannot reach the cloud at {}: is `dirbridge cloud serve` running?", self.base)
+            anyhow::anyhow!(
+                "cannot reach the cloud at {}: is `dirbridge cloud serve` running?",
+                self.base
+            )
         } else if e.is_timeout() {
-            anyhow::anyhow!("the cloud at {} did not answer in time; try again, or check its logs", self.base)
+            anyhow::anyhow!(
+                "the cloud at {} did not answer in time; try again, or check its logs",
+                self.base
+            )
         } else {
             anyhow::anyhow!("the request to the cloud at {} failed: {e}", self.base)
         }
@@ -217,7 +300,9 @@ mod tests {
 
     #[test]
     fn expired_sign_in_names_the_time_and_the_login_command() {
-        let err = Api::from_credentials(creds(1_714_564_800), None, 1_714_564_801).err().unwrap();
+        let err = Api::from_credentials(creds(1_714_564_800), None, 1_714_564_801)
+            .err()
+            .unwrap();
         assert_eq!(
             err.to_string(),
             "Your sign-in expired at 2024-05-01T12:00:00Z; run dirbridge login --cloud http://127.0.0.1:9 --user admin@contoso.dirbridge.internal"
@@ -233,7 +318,10 @@ mod tests {
 
     #[test]
     fn urls_need_a_scheme() {
-        assert_eq!(normalise_cloud_url("http://127.0.0.1:8080/").unwrap(), "http://127.0.0.1:8080");
+        assert_eq!(
+            normalise_cloud_url("http://127.0.0.1:8080/").unwrap(),
+            "http://127.0.0.1:8080"
+        );
         assert!(normalise_cloud_url("127.0.0.1:8080").is_err());
         assert!(normalise_cloud_url("https://").is_err());
     }
@@ -253,9 +341,19 @@ mod tests {
             f.to_string(),
             "License assignment cannot be done for user with invalid usage location. (code Request_BadRequest, tracking id abc)"
         );
-        let f = api.failure(StatusCode::BAD_REQUEST, br#"{"error":{"code":"somethingNew","message":"m","trackingId":"t"}}"#, "hdr".into());
-        assert_eq!((f.code.as_str(), f.tracking_id.as_str()), ("somethingNew", "t"));
+        let f = api.failure(
+            StatusCode::BAD_REQUEST,
+            br#"{"error":{"code":"somethingNew","message":"m","trackingId":"t"}}"#,
+            "hdr".into(),
+        );
+        assert_eq!(
+            (f.code.as_str(), f.tracking_id.as_str()),
+            ("somethingNew", "t")
+        );
         let f = api.failure(StatusCode::BAD_GATEWAY, b"<html>", "hdr".into());
-        assert_eq!((f.code.as_str(), f.tracking_id.as_str()), ("http502", "hdr"));
+        assert_eq!(
+            (f.code.as_str(), f.tracking_id.as_str()),
+            ("http502", "hdr")
+        );
     }
 }

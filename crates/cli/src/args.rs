@@ -190,7 +190,8 @@ pub struct CloudInitArgs {
     #[arg(long, value_name = "NAME")]
     pub tenant: String,
 
-    /// User principal name of the first Global Administrator.
+    /// User principal name of the first Global Administrator; a bare name (`admin`) gets the
+    /// initial domain.
     #[arg(long, value_name = "UPN")]
     pub admin: String,
 
@@ -484,11 +485,15 @@ pub struct ResetPasswordArgs {
 #[derive(Debug, Subcommand)]
 pub enum GroupsCommand {
     /// List groups.
-    #[command(after_help = "Examples:\n  dirbridge groups list\n  dirbridge groups list --name-prefix sales --all")]
+    #[command(
+        after_help = "Examples:\n  dirbridge groups list\n  dirbridge groups list --name-prefix sales --all"
+    )]
     List(GroupsListArgs),
 
     /// Create a cloud group.
-    #[command(after_help = "Example:\n  dirbridge groups create --name \"SSPR users\" --description \"May reset their own password\"")]
+    #[command(
+        after_help = "Example:\n  dirbridge groups create --name \"SSPR users\" --description \"May reset their own password\""
+    )]
     Create {
         /// Display name of the group.
         #[arg(long, value_name = "NAME")]
@@ -506,7 +511,9 @@ pub enum GroupsCommand {
     },
 
     /// Rename a group or change its description.
-    #[command(after_help = "Example:\n  dirbridge groups update \"SSPR users\" --name \"Password reset pilot\"")]
+    #[command(
+        after_help = "Example:\n  dirbridge groups update \"SSPR users\" --name \"Password reset pilot\""
+    )]
     Update {
         /// Group id or exact display name.
         #[arg(value_name = "GROUP")]
@@ -545,7 +552,12 @@ dirbridge groups add-member \"SSPR users\" --group Helpdesk")]
         #[arg(value_name = "GROUP")]
         group: String,
         /// User id or UPN to add.
-        #[arg(long, value_name = "ID|UPN", required_unless_present = "member_group", conflicts_with = "member_group")]
+        #[arg(
+            long,
+            value_name = "ID|UPN",
+            required_unless_present = "member_group",
+            conflicts_with = "member_group"
+        )]
         user: Option<String>,
         /// Group id or exact display name to add.
         #[arg(long = "group", value_name = "GROUP", id = "member_group")]
@@ -553,7 +565,9 @@ dirbridge groups add-member \"SSPR users\" --group Helpdesk")]
     },
 
     /// Remove a member from a group.
-    #[command(after_help = "Example:\n  dirbridge groups remove-member \"SSPR users\" ann@contoso.com")]
+    #[command(
+        after_help = "Example:\n  dirbridge groups remove-member \"SSPR users\" ann@contoso.com"
+    )]
     RemoveMember {
         /// Group id or exact display name.
         #[arg(value_name = "GROUP")]
@@ -607,7 +621,9 @@ grace period), suspended, locked out, and how many are consumed by assignments."
     },
 
     /// Add a purchased subscription.
-    #[command(after_help = "Example:\n  dirbridge licenses purchase --sku DIRBRIDGE_PREMIUM --units 250 --term-days 365")]
+    #[command(
+        after_help = "Example:\n  dirbridge licenses purchase --sku DIRBRIDGE_PREMIUM --units 250 --term-days 365"
+    )]
     Purchase {
         #[arg(long, value_name = "SKU")]
         sku: String,
@@ -620,7 +636,9 @@ grace period), suspended, locked out, and how many are consumed by assignments."
     },
 
     /// Assign a licence to a user directly (the user needs a usage location).
-    #[command(after_help = "Example:\n  dirbridge licenses assign --user ann@contoso.com --sku DIRBRIDGE_PREMIUM")]
+    #[command(
+        after_help = "Example:\n  dirbridge licenses assign --user ann@contoso.com --sku DIRBRIDGE_PREMIUM"
+    )]
     Assign {
         /// User id or UPN.
         #[arg(long, value_name = "ID|UPN")]
@@ -630,7 +648,9 @@ grace period), suspended, locked out, and how many are consumed by assignments."
     },
 
     /// Remove a user's direct licence.
-    #[command(after_help = "Example:\n  dirbridge licenses remove --user ann@contoso.com --sku DIRBRIDGE_PREMIUM")]
+    #[command(
+        after_help = "Example:\n  dirbridge licenses remove --user ann@contoso.com --sku DIRBRIDGE_PREMIUM"
+    )]
     Remove {
         /// User id or UPN.
         #[arg(long, value_name = "ID|UPN")]
@@ -640,7 +660,9 @@ grace period), suspended, locked out, and how many are consumed by assignments."
     },
 
     /// License every member of a group (members without a usage location get the tenant's).
-    #[command(after_help = "Example:\n  dirbridge licenses assign-group --group \"SSPR users\" --sku DIRBRIDGE_PREMIUM")]
+    #[command(
+        after_help = "Example:\n  dirbridge licenses assign-group --group \"SSPR users\" --sku DIRBRIDGE_PREMIUM"
+    )]
     AssignGroup {
         /// Group id or exact display name.
         #[arg(long, value_name = "GROUP")]
@@ -650,7 +672,9 @@ grace period), suspended, locked out, and how many are consumed by assignments."
     },
 
     /// Stop licensing a group's members through the group.
-    #[command(after_help = "Example:\n  dirbridge licenses remove-group --group \"SSPR users\" --sku DIRBRIDGE_PREMIUM")]
+    #[command(
+        after_help = "Example:\n  dirbridge licenses remove-group --group \"SSPR users\" --sku DIRBRIDGE_PREMIUM"
+    )]
     RemoveGroup {
         /// Group id or exact display name.
         #[arg(long, value_name = "GROUP")]
@@ -775,10 +799,16 @@ pub enum TenantCommand {
     Show,
 
     /// Change tenant settings.
-    #[command(after_help = "Examples:\n  dirbridge tenant set --default-usage-location NO\n  dirbridge tenant set --soft-match false")]
+    #[command(
+        after_help = "Examples:\n  dirbridge tenant set --default-usage-location NO\n  dirbridge tenant set --soft-match false"
+    )]
     Set {
         /// Country for group-licensed members without a usage location (ISO 3166-1 alpha-2).
-        #[arg(long, value_name = "CC", conflicts_with = "clear_default_usage_location")]
+        #[arg(
+            long,
+            value_name = "CC",
+            conflicts_with = "clear_default_usage_location"
+        )]
         default_usage_location: Option<String>,
         /// Remove the default usage location.
         #[arg(long)]
@@ -837,7 +867,8 @@ where
     T: DeserializeOwned + Clone + Send + Sync + 'static,
 {
     PossibleValuesParser::new(names).map(|name: String| {
-        serde_json::from_value(serde_json::Value::String(name)).expect("possible values are wire names")
+        serde_json::from_value(serde_json::Value::String(name))
+            .expect("possible values are wire names")
     })
 }
 
@@ -871,8 +902,20 @@ mod tests {
     #[test]
     fn role_names_match_the_wire_spelling() {
         for role in Role::ALL {
-            let cli = parse(&["users", "create", "--upn", "a@b.c", "--display-name", "A", "--role", role.as_str()]).unwrap();
-            let Command::Users(UsersCommand::Create(args)) = cli.command else { panic!() };
+            let cli = parse(&[
+                "users",
+                "create",
+                "--upn",
+                "a@b.c",
+                "--display-name",
+                "A",
+                "--role",
+                role.as_str(),
+            ])
+            .unwrap();
+            let Command::Users(UsersCommand::Create(args)) = cli.command else {
+                panic!()
+            };
             assert_eq!(args.roles, vec![role]);
         }
     }
@@ -881,12 +924,36 @@ mod tests {
     fn no_command_accepts_a_password_argument() {
         for args in [
             &["login", "--user", "a@b.c", "--password", "x"][..],
-            &["users", "create", "--upn", "a@b.c", "--display-name", "A", "--password", "x"],
+            &[
+                "users",
+                "create",
+                "--upn",
+                "a@b.c",
+                "--display-name",
+                "A",
+                "--password",
+                "x",
+            ],
             &["users", "reset-password", "a@b.c", "--password", "x"],
-            &["cloud", "init", "--data-dir", "d", "--tenant", "t", "--admin", "a@b.c", "--password", "x"],
+            &[
+                "cloud",
+                "init",
+                "--data-dir",
+                "d",
+                "--tenant",
+                "t",
+                "--admin",
+                "a@b.c",
+                "--password",
+                "x",
+            ],
         ] {
             let err = parse(args).unwrap_err();
-            assert_eq!(err.kind(), clap::error::ErrorKind::UnknownArgument, "{args:?}");
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::UnknownArgument,
+                "{args:?}"
+            );
         }
     }
 
@@ -895,16 +962,39 @@ mod tests {
         let cli = parse(&["users", "list", "--output", "json", "--cloud", "http://x:1"]).unwrap();
         assert_eq!(cli.output, OutputFormat::Json);
         assert_eq!(cli.cloud.as_deref(), Some("http://x:1"));
-        let cli = parse(&["login", "--cloud", "http://x:1", "--user", "a@b.c", "--password-stdin"]).unwrap();
-        let Command::Login(login) = cli.command else { panic!() };
+        let cli = parse(&[
+            "login",
+            "--cloud",
+            "http://x:1",
+            "--user",
+            "a@b.c",
+            "--password-stdin",
+        ])
+        .unwrap();
+        let Command::Login(login) = cli.command else {
+            panic!()
+        };
         assert!(login.password.password_stdin);
     }
 
     #[test]
     fn policy_methods_are_comma_separated_wire_names() {
-        let cli = parse(&["policy", "set", "--methods", "email,mobilePhone", "--enabled-for", "group"]).unwrap();
-        let Command::Policy(PolicyCommand::Set(set)) = cli.command else { panic!() };
-        assert_eq!(set.methods, Some(vec![AuthMethod::Email, AuthMethod::MobilePhone]));
+        let cli = parse(&[
+            "policy",
+            "set",
+            "--methods",
+            "email,mobilePhone",
+            "--enabled-for",
+            "group",
+        ])
+        .unwrap();
+        let Command::Policy(PolicyCommand::Set(set)) = cli.command else {
+            panic!()
+        };
+        assert_eq!(
+            set.methods,
+            Some(vec![AuthMethod::Email, AuthMethod::MobilePhone])
+        );
         assert_eq!(set.enabled_for, Some(SsprScope::Group));
         assert!(parse(&["policy", "set", "--methods", "sms"]).is_err());
         assert!(parse(&["policy", "set", "--helpdesk-url", "u", "--no-helpdesk"]).is_err());
@@ -913,7 +1003,15 @@ mod tests {
     #[test]
     fn contradictory_update_flags_are_refused() {
         assert!(parse(&["users", "update", "u", "--enable", "--disable"]).is_err());
-        assert!(parse(&["users", "update", "u", "--usage-location", "NO", "--clear-usage-location"]).is_err());
+        assert!(parse(&[
+            "users",
+            "update",
+            "u",
+            "--usage-location",
+            "NO",
+            "--clear-usage-location"
+        ])
+        .is_err());
         assert!(parse(&["users", "update", "u", "--clear-usage-location"]).is_ok());
     }
 
@@ -922,22 +1020,41 @@ mod tests {
         assert!(parse(&["groups", "add-member", "g"]).is_err());
         assert!(parse(&["groups", "add-member", "g", "--user", "u", "--group", "h"]).is_err());
         let cli = parse(&["groups", "add-member", "g", "--group", "h"]).unwrap();
-        let Command::Groups(GroupsCommand::AddMember { member_group, user, .. }) = cli.command else { panic!() };
+        let Command::Groups(GroupsCommand::AddMember {
+            member_group, user, ..
+        }) = cli.command
+        else {
+            panic!()
+        };
         assert_eq!((member_group.as_deref(), user), (Some("h"), None));
     }
 
     #[test]
     fn audit_times_accept_rfc3339_and_epoch() {
-        let cli = parse(&["audit", "--since", "2024-05-01T12:00:00Z", "--until", "1714600000"]).unwrap();
-        let Command::Audit(a) = cli.command else { panic!() };
-        assert_eq!((a.since, a.until), (Some(1_714_564_800), Some(1_714_600_000)));
+        let cli = parse(&[
+            "audit",
+            "--since",
+            "2024-05-01T12:00:00Z",
+            "--until",
+            "1714600000",
+        ])
+        .unwrap();
+        let Command::Audit(a) = cli.command else {
+            panic!()
+        };
+        assert_eq!(
+            (a.since, a.until),
+            (Some(1_714_564_800), Some(1_714_600_000))
+        );
         assert!(parse(&["audit", "--since", "last tuesday"]).is_err());
     }
 
     #[test]
     fn source_filter_uses_api_spelling() {
         let cli = parse(&["users", "list", "--source", "onPremises", "--all"]).unwrap();
-        let Command::Users(UsersCommand::List(l)) = cli.command else { panic!() };
+        let Command::Users(UsersCommand::List(l)) = cli.command else {
+            panic!()
+        };
         assert_eq!(l.source, Some(Source::OnPremises));
         assert!(l.page.all);
         assert!(parse(&["users", "list", "--source", "onprem"]).is_err());

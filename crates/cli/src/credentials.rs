@@ -58,7 +58,10 @@ pub fn load(dir: &Path) -> anyhow::Result<Option<Credentials>> {
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
     let creds = serde_json::from_str(&text).with_context(|| {
-        format!("{} is damaged; delete it and run dirbridge login again", path.display())
+        format!(
+            "{} is damaged; delete it and run dirbridge login again",
+            path.display()
+        )
     })?;
     Ok(Some(creds))
 }
@@ -82,11 +85,11 @@ pub fn save(dir: &Path, creds: &Credentials) -> anyhow::Result<PathBuf> {
         file.sync_all()?;
         std::fs::rename(&tmp, &path)
     };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        e
-    })
-    .with_context(|| format!("cannot write {}", path.display()))?;
+    write()
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(path)
 }
 
@@ -148,10 +151,20 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("cfg");
         save(&dir, &sample()).unwrap();
-        assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
         std::fs::set_permissions(path_in(&dir), std::fs::Permissions::from_mode(0o644)).unwrap();
         save(&dir, &sample()).unwrap();
-        assert_eq!(std::fs::metadata(path_in(&dir)).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(path_in(&dir))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
     }
 
     #[test]

@@ -16,7 +16,11 @@ impl Output {
     }
 
     /// Prints `value` pretty in JSON mode; otherwise reads it as `T` and prints what `render` makes.
-    pub fn data<T: DeserializeOwned>(self, value: Value, render: impl FnOnce(T) -> String) -> anyhow::Result<()> {
+    pub fn data<T: DeserializeOwned>(
+        self,
+        value: Value,
+        render: impl FnOnce(T) -> String,
+    ) -> anyhow::Result<()> {
         if self.is_json() {
             print_json(&value);
         } else {
@@ -44,7 +48,10 @@ pub fn decode<T: DeserializeOwned>(value: Value) -> anyhow::Result<T> {
 }
 
 pub fn print_json(value: &Value) {
-    println!("{}", serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string()));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+    );
 }
 
 fn print_text(text: &str) {
@@ -64,7 +71,11 @@ pub struct Table {
 
 impl Table {
     pub fn new(headers: &[&'static str]) -> Self {
-        Table { headers: headers.to_vec(), rows: Vec::new(), empty: "Nothing to show." }
+        Table {
+            headers: headers.to_vec(),
+            rows: Vec::new(),
+            empty: "Nothing to show.",
+        }
     }
 
     /// What to print instead of a header with no rows.
@@ -106,10 +117,17 @@ impl Table {
 
 /// `label: value` lines with the values aligned, for one object.
 pub fn fields(pairs: &[(&str, String)]) -> String {
-    let width = pairs.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
+    let width = pairs
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(0);
     let mut out = String::new();
     for (k, v) in pairs {
-        out.push_str(&format!("{k}:{}{v}\n", " ".repeat(width - k.chars().count() + 1)));
+        out.push_str(&format!(
+            "{k}:{}{v}\n",
+            " ".repeat(width - k.chars().count() + 1)
+        ));
     }
     out
 }
@@ -149,17 +167,26 @@ mod tests {
         let mut t = Table::new(&["upn", "name"]);
         t.row(vec!["ann@contoso.com".into(), "Ann".into()]);
         t.row(vec!["bo@x".into(), "Bo Ek".into()]);
-        assert_eq!(t.render(), "UPN              NAME\nann@contoso.com  Ann\nbo@x             Bo Ek\n");
+        assert_eq!(
+            t.render(),
+            "UPN              NAME\nann@contoso.com  Ann\nbo@x             Bo Ek\n"
+        );
     }
 
     #[test]
     fn empty_table_says_so() {
-        assert_eq!(Table::new(&["a"]).empty("No users.").render(), "No users.\n");
+        assert_eq!(
+            Table::new(&["a"]).empty("No users.").render(),
+            "No users.\n"
+        );
     }
 
     #[test]
     fn fields_align_values() {
-        assert_eq!(fields(&[("Id", "1".into()), ("Name", "x".into())]), "Id:   1\nName: x\n");
+        assert_eq!(
+            fields(&[("Id", "1".into()), ("Name", "x".into())]),
+            "Id:   1\nName: x\n"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::io::{BufRead, IsTerminal};
 use std::path::Path;
 
 use anyhow::{bail, Context};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use zeroize::Zeroizing;
 
 use crate::args::{NewUserPassword, PasswordSource};
@@ -33,14 +33,20 @@ pub fn obtain(source: &PasswordSource, prompt: &str, mode: Prompt) -> anyhow::Re
 }
 
 /// The initial password of a new user, if one of the flags asks for it.
-pub fn obtain_optional(source: &NewUserPassword, prompt: &str) -> anyhow::Result<Option<SecretString>> {
+pub fn obtain_optional(
+    source: &NewUserPassword,
+    prompt: &str,
+) -> anyhow::Result<Option<SecretString>> {
     if source.password_prompt {
         if !std::io::stdin().is_terminal() {
             bail!("--password-prompt needs a terminal; use --password-stdin or --password-file FILE instead");
         }
         return from_prompt(prompt, Prompt::Twice).map(Some);
     }
-    let plain = PasswordSource { password_file: source.password_file.clone(), password_stdin: source.password_stdin };
+    let plain = PasswordSource {
+        password_file: source.password_file.clone(),
+        password_stdin: source.password_stdin,
+    };
     if plain.password_file.is_none() && !plain.password_stdin {
         return Ok(None);
     }
@@ -49,7 +55,8 @@ pub fn obtain_optional(source: &NewUserPassword, prompt: &str) -> anyhow::Result
 
 fn from_file(path: &Path) -> anyhow::Result<SecretString> {
     let text = Zeroizing::new(
-        std::fs::read_to_string(path).with_context(|| format!("cannot read the password file {}", path.display()))?,
+        std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the password file {}", path.display()))?,
     );
     first_line(&text).with_context(|| format!("the password file {} is empty", path.display()))
 }
@@ -64,12 +71,18 @@ fn from_stdin() -> anyhow::Result<SecretString> {
 }
 
 fn from_prompt(prompt: &str, mode: Prompt) -> anyhow::Result<SecretString> {
-    let first = Zeroizing::new(rpassword::prompt_password(format!("{prompt}: ")).context("cannot read the password from the terminal")?);
+    let first = Zeroizing::new(
+        rpassword::prompt_password(format!("{prompt}: "))
+            .context("cannot read the password from the terminal")?,
+    );
     if first.is_empty() {
         bail!("the password is empty");
     }
     if mode == Prompt::Twice {
-        let again = Zeroizing::new(rpassword::prompt_password("Type it again: ").context("cannot read the password from the terminal")?);
+        let again = Zeroizing::new(
+            rpassword::prompt_password("Type it again: ")
+                .context("cannot read the password from the terminal")?,
+        );
         if *first != *again {
             bail!("the two passwords differ; nothing was changed");
         }
@@ -84,18 +97,17 @@ fn first_line(text: &str) -> Option<SecretString> {
     (!line.is_empty()).then(|| SecretString::from(line))
 }
 
-/// The password as a `String` for a request body, wiped when dropped.
-pub fn expose(secret: &SecretString) -> Zeroizing<String> {
-    Zeroizing::new(secret.expose_secret().to_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secrecy::ExposeSecret;
 
     #[test]
     fn first_line_strips_line_endings_and_keeps_spaces() {
-        assert_eq!(first_line("s3cret pass\r\nsecond").unwrap().expose_secret(), "s3cret pass");
+        assert_eq!(
+            first_line("s3cret pass\r\nsecond").unwrap().expose_secret(),
+            "s3cret pass"
+        );
         assert_eq!(first_line(" x \n").unwrap().expose_secret(), " x ");
         assert!(first_line("\n").is_none());
         assert!(first_line("").is_none());
@@ -106,14 +118,27 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let file = tmp.path().join("pw");
         std::fs::write(&file, "Correct-Horse-1\n").unwrap();
-        let src = PasswordSource { password_file: Some(file.clone()), password_stdin: false };
-        assert_eq!(obtain(&src, "Password", Prompt::Once).unwrap().expose_secret(), "Correct-Horse-1");
+        let src = PasswordSource {
+            password_file: Some(file.clone()),
+            password_stdin: false,
+        };
+        assert_eq!(
+            obtain(&src, "Password", Prompt::Once)
+                .unwrap()
+                .expose_secret(),
+            "Correct-Horse-1"
+        );
         std::fs::write(&file, "").unwrap();
-        assert!(format!("{:#}", obtain(&src, "Password", Prompt::Once).unwrap_err()).contains("is empty"));
+        assert!(
+            format!("{:#}", obtain(&src, "Password", Prompt::Once).unwrap_err())
+                .contains("is empty")
+        );
     }
 
     #[test]
     fn new_user_without_password_flags_gets_none() {
-        assert!(obtain_optional(&NewUserPassword::default(), "Password").unwrap().is_none());
+        assert!(obtain_optional(&NewUserPassword::default(), "Password")
+            .unwrap()
+            .is_none());
     }
 }

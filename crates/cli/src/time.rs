@@ -98,7 +98,10 @@ fn parse_rfc3339(s: &str) -> anyhow::Result<i64> {
     }
     let offset = match rest {
         "Z" | "z" => 0,
-        _ if rest.len() == 6 && (rest.starts_with('+') || rest.starts_with('-')) && &rest[3..4] == ":" => {
+        _ if rest.len() == 6
+            && (rest.starts_with('+') || rest.starts_with('-'))
+            && &rest[3..4] == ":" =>
+        {
             let oh = num_in(rest, 1..3)?;
             let om = num_in(rest, 4..6)?;
             let secs = i64::from(oh * 3600 + om * 60);
@@ -145,7 +148,12 @@ mod tests {
     #[test]
     fn parses_what_it_formats_across_many_days() {
         for t in (-5_000_000_000i64..5_000_000_000).step_by(86_399 * 97) {
-            assert_eq!(parse_time(&format_rfc3339(t)).unwrap(), t, "{}", format_rfc3339(t));
+            assert_eq!(
+                parse_time(&format_rfc3339(t)).unwrap(),
+                t,
+                "{}",
+                format_rfc3339(t)
+            );
         }
     }
 
@@ -153,13 +161,26 @@ mod tests {
     fn accepts_epoch_dates_offsets_and_fractions() {
         assert_eq!(parse_time("1714564800").unwrap(), 1_714_564_800);
         assert_eq!(parse_time("2024-05-01").unwrap(), 1_714_521_600);
-        assert_eq!(parse_time("2024-05-01T14:00:00+02:00").unwrap(), 1_714_564_800);
-        assert_eq!(parse_time("2024-05-01T07:30:00.123-04:30").unwrap(), 1_714_564_800);
+        assert_eq!(
+            parse_time("2024-05-01T14:00:00+02:00").unwrap(),
+            1_714_564_800
+        );
+        assert_eq!(
+            parse_time("2024-05-01T07:30:00.123-04:30").unwrap(),
+            1_714_564_800
+        );
     }
 
     #[test]
     fn refuses_impossible_or_zone_less_times() {
-        for bad in ["", "2023-02-29", "2024-13-01", "2024-05-01T12:00:00", "yesterday", "2024-05-01T25:00:00Z"] {
+        for bad in [
+            "",
+            "2023-02-29",
+            "2024-13-01",
+            "2024-05-01T12:00:00",
+            "yesterday",
+            "2024-05-01T25:00:00Z",
+        ] {
             let err = parse_time(bad).unwrap_err();
             assert!(format!("{err:#}").contains("RFC 3339"), "{bad}: {err:#}");
         }

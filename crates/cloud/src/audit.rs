@@ -35,11 +35,26 @@ pub async fn record(
 
 /// Records the outcome of an admin operation (success, or failure with the error's message) and
 /// passes the result through.
-pub async fn audited<T>(state: &AppState, caller: &Caller, action: &str, target: Option<String>, result: ApiResult<T>) -> ApiResult<T> {
+pub async fn audited<T>(
+    state: &AppState,
+    caller: &Caller,
+    action: &str,
+    target: Option<String>,
+    result: ApiResult<T>,
+) -> ApiResult<T> {
     let (res, details) = match &result {
         Ok(_) => (AuditResult::Success, None),
         Err(e) => (AuditResult::Failure, Some(e.message.clone())),
     };
-    record(state, &caller.tenant.id, caller.upn(), action, target, res, details).await;
+    record(
+        state,
+        &caller.tenant.id,
+        caller.upn(),
+        action,
+        target,
+        res,
+        details,
+    )
+    .await;
     result
 }

@@ -42,7 +42,10 @@ impl Caller {
 impl FromRequestParts<AppState> for Caller {
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
@@ -55,50 +58,70 @@ impl FromRequestParts<AppState> for Caller {
             .or_else(|| header.strip_prefix("bearer "))
             .map(str::trim)
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| AppError::unauthenticated("The Authorization header must be 'Bearer <token>'."))?;
+            .ok_or_else(|| {
+                AppError::unauthenticated("The Authorization header must be 'Bearer <token>'.")
+            })?;
         let record = state
             .store
             .token_by_hash(&secrets::token_hash(token))
             .await?
-            .ok_or_else(|| AppError::unauthenticated("The token is not valid. Sign in again (dirbridge login)."))?;
+            .ok_or_else(|| {
+                AppError::unauthenticated(
+                    "The token is not valid. Sign in again (dirbridge login).",
+                )
+            })?;
         if record.revoked {
-            return Err(AppError::unauthenticated("The token was revoked. Sign in again (dirbridge login)."));
+            return Err(AppError::unauthenticated(
+                "The token was revoked. Sign in again (dirbridge login).",
+            ));
         }
         if record.expires_at <= state.now() {
-            return Err(AppError::unauthenticated("The token has expired. Sign in again (dirbridge login)."));
+            return Err(AppError::unauthenticated(
+                "The token has expired. Sign in again (dirbridge login).",
+            ));
         }
         let user = state
             .store
             .get_user(&record.tenant_id, &record.user_id)
             .await?
-            .ok_or_else(|| AppError::unauthenticated("The account behind this token no longer exists."))?;
+            .ok_or_else(|| {
+                AppError::unauthenticated("The account behind this token no longer exists.")
+            })?;
         if !user.account_enabled {
-            return Err(AppError::unauthenticated("The account is disabled; ask an administrator to enable it."));
+            return Err(AppError::unauthenticated(
+                "The account is disabled; ask an administrator to enable it.",
+            ));
         }
         let tenant = state
             .store
             .get_tenant(&record.tenant_id)
             .await?
-            .ok_or_else(|| AppError::unauthenticated("The tenant of this token no longer exists."))?;
-        Ok(Caller { tenant, user, token_id: record.id })
+            .ok_or_else(|| {
+                AppError::unauthenticated("The tenant of this token no longer exists.")
+            })?;
+        Ok(Caller {
+            tenant,
+            user,
+            token_id: record.id,
+        })
     }
 }
 
-/// A fixed Argon2id hash used when the account does not exist, so a wrong UPN costs the same time
-/// as a wrong password (no account enumeration by timing).
-fn dummy_hash() -> &'static str {
-    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HASH.get_or_init(|| secrets::hash_password("dirbridge-timing-equaliser"))
-}
-
-async fn verify(password: String, phc: String) -> bool {
-    tokio::task::spawn_blocking(move || secrets::verify_password(&password, &phc))
-        .await
-        .unwrap_or(false)
+/// Verifies off the async runtime. With no stored hash it still spends the time of one check, so
+/// a wrong UPN and a wrong password cannot be told apart by timing.
+async fn verify(password: String, phc: Option<String>) -> bool {
+    tokio::task::spawn_blocking(move || {
+        secrets::verify_password_or_dummy(&password, phc.as_deref())
+    })
+    .await
+    .unwrap_or(false)
 }
 
 /// `POST /api/v1/auth/token`
-pub async fn sign_in(State(state): State<AppState>, ApiJson(req): ApiJson<TokenRequest>) -> ApiResult<Json<TokenResponse>> {
+pub async fn sign_in(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<TokenRequest>,
+) -> ApiResult<Json<TokenResponse>> {
     let upn = req.user_principal_name.trim().to_string();
     let key = upn.to_lowercase();
     let now = state.now();
@@ -109,7 +132,7 @@ pub async fn sign_in(State(state): State<AppState>, ApiJson(req): ApiJson<TokenR
             proto::ErrorCode::TooManyRequests,
             format!(
                 "Too many failed sign-ins for this account. Try again after {} (UTC), or ask an administrator to reset the password.",
-                crate::time::rfc3339(until)
+                tenant::clock::rfc3339(until)
             ),
         ));
     }
@@ -123,7 +146,7 @@ pub async fn sign_in(State(state): State<AppState>, ApiJson(req): ApiJson<TokenR
         Some(u) => state.store.password_hash(&u.tenant_id, &u.id).await?,
         None => None,
     };
-    let ok = verify(req.password, hash.clone().unwrap_or_else(|| dummy_hash().to_string())).await && hash.is_some();
+    let ok = verify(req.password, hash).await;
 
     let (Some(tenant), Some(user)) = (tenant, user) else {
         note_failure(&state, &key, now);
@@ -131,8 +154,21 @@ pub async fn sign_in(State(state): State<AppState>, ApiJson(req): ApiJson<TokenR
     };
     if !ok || !user.account_enabled {
         note_failure(&state, &key, now);
-        let why = if ok { "account disabled" } else { "wrong password" };
-        record(&state, &tenant.id, &user.user_principal_name, "signIn", Some(user.user_principal_name.clone()), AuditResult::Failure, Some(why.into())).await;
+        let why = if ok {
+            "account disabled"
+        } else {
+            "wrong password"
+        };
+        record(
+            &state,
+            &tenant.id,
+            &user.user_principal_name,
+            "signIn",
+            Some(user.user_principal_name.clone()),
+            AuditResult::Failure,
+            Some(why.into()),
+        )
+        .await;
         return Err(if ok {
             AppError::unauthenticated("The account is disabled; ask an administrator to enable it.")
         } else {
@@ -152,7 +188,16 @@ pub async fn sign_in(State(state): State<AppState>, ApiJson(req): ApiJson<TokenR
         revoked: false,
     };
     state.store.insert_token(&rec).await?;
-    record(&state, &tenant.id, &user.user_principal_name, "signIn", Some(user.user_principal_name.clone()), AuditResult::Success, None).await;
+    record(
+        &state,
+        &tenant.id,
+        &user.user_principal_name,
+        "signIn",
+        Some(user.user_principal_name.clone()),
+        AuditResult::Success,
+        None,
+    )
+    .await;
     Ok(Json(TokenResponse {
         access_token: token,
         token_id: rec.id,
@@ -164,7 +209,9 @@ pub async fn sign_in(State(state): State<AppState>, ApiJson(req): ApiJson<TokenR
 }
 
 async fn find_tenant_for_upn(state: &AppState, upn_lower: &str) -> ApiResult<Option<Tenant>> {
-    let Some((_, domain)) = upn_lower.rsplit_once('@') else { return Ok(None) };
+    let Some((_, domain)) = upn_lower.rsplit_once('@') else {
+        return Ok(None);
+    };
     Ok(state
         .store
         .list_tenants()
@@ -174,9 +221,14 @@ async fn find_tenant_for_upn(state: &AppState, upn_lower: &str) -> ApiResult<Opt
 }
 
 fn throttled_until(state: &AppState, key: &str, now: i64) -> Option<i64> {
-    let map = state.sign_in_failures.lock().unwrap_or_else(|p| p.into_inner());
+    let map = state
+        .sign_in_failures
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     match map.get(key) {
-        Some(&(n, start)) if n >= MAX_FAILED_SIGN_INS && now < start + FAILED_SIGN_IN_WINDOW_SECS => {
+        Some(&(n, start))
+            if n >= MAX_FAILED_SIGN_INS && now < start + FAILED_SIGN_IN_WINDOW_SECS =>
+        {
             Some(start + FAILED_SIGN_IN_WINDOW_SECS)
         }
         _ => None,
@@ -184,7 +236,10 @@ fn throttled_until(state: &AppState, key: &str, now: i64) -> Option<i64> {
 }
 
 fn note_failure(state: &AppState, key: &str, now: i64) {
-    let mut map = state.sign_in_failures.lock().unwrap_or_else(|p| p.into_inner());
+    let mut map = state
+        .sign_in_failures
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     let e = map.entry(key.to_string()).or_insert((0, now));
     if now >= e.1 + FAILED_SIGN_IN_WINDOW_SECS {
         *e = (0, now);
@@ -193,18 +248,38 @@ fn note_failure(state: &AppState, key: &str, now: i64) {
 }
 
 fn clear_failures(state: &AppState, key: &str) {
-    state.sign_in_failures.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    state
+        .sign_in_failures
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(key);
 }
 
 /// `DELETE /api/v1/auth/token` — sign out: revoke the calling token.
 pub async fn sign_out(State(state): State<AppState>, caller: Caller) -> ApiResult<StatusCode> {
-    state.store.revoke_token(&caller.tenant.id, &caller.token_id).await?;
-    record(&state, &caller.tenant.id, caller.upn(), "signOut", None, AuditResult::Success, None).await;
+    state
+        .store
+        .revoke_token(&caller.tenant.id, &caller.token_id)
+        .await?;
+    record(
+        &state,
+        &caller.tenant.id,
+        caller.upn(),
+        "signOut",
+        None,
+        AuditResult::Success,
+        None,
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `DELETE /api/v1/auth/tokens/{id}` — revoke one token: your own, or any as Global Administrator.
-pub async fn revoke(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     let is_global = caller.user.roles.contains(&Role::GlobalAdministrator);
     if id != caller.token_id && !is_global {
         return Err(AppError::forbidden(
@@ -212,11 +287,26 @@ pub async fn revoke(State(state): State<AppState>, caller: Caller, Path(id): Pat
         ));
     }
     let done = state.store.revoke_token(&caller.tenant.id, &id).await?;
-    record(&state, &caller.tenant.id, caller.upn(), "token.revoke", Some(id.clone()), if done { AuditResult::Success } else { AuditResult::Failure }, None).await;
+    record(
+        &state,
+        &caller.tenant.id,
+        caller.upn(),
+        "token.revoke",
+        Some(id.clone()),
+        if done {
+            AuditResult::Success
+        } else {
+            AuditResult::Failure
+        },
+        None,
+    )
+    .await;
     if done {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(AppError::not_found(format!("No token with id {id} in this tenant.")))
+        Err(AppError::not_found(format!(
+            "No token with id {id} in this tenant."
+        )))
     }
 }
 

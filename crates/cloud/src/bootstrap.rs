@@ -1,6 +1,5 @@
 //! `dirbridge cloud init`: create a tenant and its first Global Administrator.
 
-use anyhow::Context;
 use proto::{Role, Source, Tenant, User};
 use store::Store;
 use tenant::clock::{Clock, SystemClock};
@@ -14,20 +13,44 @@ pub struct Initialized {
 }
 
 /// Opens (creating if needed) the store the config names and creates the tenant in it.
-pub async fn init(config: &Config, tenant_name: &str, admin_upn: &str, password: &str) -> anyhow::Result<Initialized> {
+pub async fn init(
+    config: &Config,
+    tenant_name: &str,
+    admin_upn: &str,
+    password: &str,
+) -> anyhow::Result<Initialized> {
     let store = crate::open_store(config).await?;
-    create_tenant(&store, &SystemClock, &config.domain_suffix, tenant_name, admin_upn, password).await
+    create_tenant(
+        &store,
+        &SystemClock,
+        &config.domain_suffix,
+        tenant_name,
+        admin_upn,
+        password,
+    )
+    .await
 }
 
 /// Creates tenant `name` with initial domain `name.<suffix>` and its first Global Administrator.
 /// `admin_upn` may be a bare name (`admin`), which gets the initial domain.
-pub async fn create_tenant(store: &Store, clock: &dyn Clock, suffix: &str, name: &str, admin_upn: &str, password: &str) -> anyhow::Result<Initialized> {
+pub async fn create_tenant(
+    store: &Store,
+    clock: &dyn Clock,
+    suffix: &str,
+    name: &str,
+    admin_upn: &str,
+    password: &str,
+) -> anyhow::Result<Initialized> {
     let name = validate::tenant_name(name)?;
     let domain = validate::domain(&format!("{name}.{suffix}"))?;
     if store.get_tenant_by_name(&name).await?.is_some() {
         anyhow::bail!("a tenant named '{name}' already exists in this database; pick another name or use the existing one");
     }
-    let upn = if admin_upn.contains('@') { admin_upn.to_string() } else { format!("{admin_upn}@{domain}") };
+    let upn = if admin_upn.contains('@') {
+        admin_upn.to_string()
+    } else {
+        format!("{admin_upn}@{domain}")
+    };
     let upn = validate::upn(&upn, std::slice::from_ref(&domain))?;
     validate::new_password(password)?;
     let now = clock.now();

@@ -41,10 +41,12 @@ impl Config {
     pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
         let mut config = match path {
             Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .with_context(|| format!("cannot read the configuration file {}", p.display()))?;
-                toml::from_str(&text)
-                    .with_context(|| format!("the configuration file {} is not valid", p.display()))?
+                let text = std::fs::read_to_string(p).with_context(|| {
+                    format!("cannot read the configuration file {}", p.display())
+                })?;
+                toml::from_str(&text).with_context(|| {
+                    format!("the configuration file {} is not valid", p.display())
+                })?
             }
             None => Config::default(),
         };
@@ -93,7 +95,8 @@ mod tests {
 
     #[test]
     fn environment_overrides_file_values() {
-        let mut c: Config = toml::from_str("listen = \"0.0.0.0:9000\"\ntoken_lifetime_secs = 60").unwrap();
+        let mut c: Config =
+            toml::from_str("listen = \"0.0.0.0:9000\"\ntoken_lifetime_secs = 60").unwrap();
         assert_eq!(c.listen, "0.0.0.0:9000");
         c.apply_env(|k| match k {
             "DIRBRIDGE_LISTEN" => Some("127.0.0.1:7000".into()),

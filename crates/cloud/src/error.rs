@@ -28,7 +28,10 @@ pub struct AppError {
 
 impl AppError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        AppError { code, message: message.into() }
+        AppError {
+            code,
+            message: message.into(),
+        }
     }
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::NotFound, message)
@@ -58,7 +61,10 @@ impl std::fmt::Display for AppError {
 
 impl From<Refusal> for AppError {
     fn from(r: Refusal) -> Self {
-        AppError { code: r.code, message: r.message }
+        AppError {
+            code: r.code,
+            message: r.message,
+        }
     }
 }
 
@@ -77,9 +83,14 @@ impl From<StoreError> for AppError {
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = StatusCode::from_u16(self.code.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = ErrorBody {
-            error: ApiError { code: self.code, message: self.message, tracking_id: tracking_id() },
+            error: ApiError {
+                code: self.code,
+                message: self.message,
+                tracking_id: tracking_id(),
+            },
         };
         (status, Json(body)).into_response()
     }

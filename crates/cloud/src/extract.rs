@@ -28,11 +28,20 @@ fn json_rejection(rejection: JsonRejection) -> AppError {
     match rejection {
         JsonRejection::JsonDataError(e) => AppError::new(
             ErrorCode::InvalidBody,
-            format!("The request body does not match the expected shape: {}", e.body_text().trim_start_matches("Failed to deserialize the JSON body into the target type: ")),
+            format!(
+                "The request body does not match the expected shape: {}",
+                e.body_text().trim_start_matches(
+                    "Failed to deserialize the JSON body into the target type: "
+                )
+            ),
         ),
         JsonRejection::JsonSyntaxError(e) => AppError::new(
             ErrorCode::InvalidBody,
-            format!("The request body is not valid JSON: {}", e.body_text().trim_start_matches("Failed to parse the request body as JSON: ")),
+            format!(
+                "The request body is not valid JSON: {}",
+                e.body_text()
+                    .trim_start_matches("Failed to parse the request body as JSON: ")
+            ),
         ),
         JsonRejection::MissingJsonContentType(_) => AppError::new(
             ErrorCode::InvalidBody,
@@ -42,7 +51,10 @@ fn json_rejection(rejection: JsonRejection) -> AppError {
             ErrorCode::PayloadTooLarge,
             "The request body is larger than this service accepts (max_body_bytes).",
         ),
-        other => AppError::new(ErrorCode::InvalidBody, format!("The request body could not be read: {}", other.body_text())),
+        other => AppError::new(
+            ErrorCode::InvalidBody,
+            format!("The request body could not be read: {}", other.body_text()),
+        ),
     }
 }
 
@@ -57,7 +69,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
             Ok(Query(v)) => Ok(ApiQuery(v)),
             Err(QueryRejection::FailedToDeserializeQueryString(e)) => Err(AppError::new(
                 ErrorCode::Validation,
-                format!("The query string is not valid: {}", e.body_text().trim_start_matches("Failed to deserialize query string: ")),
+                format!(
+                    "The query string is not valid: {}",
+                    e.body_text()
+                        .trim_start_matches("Failed to deserialize query string: ")
+                ),
             )),
             Err(other) => Err(AppError::new(ErrorCode::Validation, other.body_text())),
         }

@@ -12,7 +12,6 @@ pub mod extract;
 pub mod metrics;
 pub mod openapi;
 pub mod state;
-pub mod time;
 
 use std::sync::Arc;
 
@@ -40,18 +39,44 @@ pub fn router(state: AppState) -> Router {
         .route("/tenant", get(tenant::get).patch(tenant::update))
         .route("/tenant/domains", post(tenant::add_domain))
         .route("/users", get(users::list).post(users::create))
-        .route("/users/{user}", get(users::get).patch(users::update).delete(users::delete))
+        .route(
+            "/users/{user}",
+            get(users::get).patch(users::update).delete(users::delete),
+        )
         .route("/users/{user}/password", post(users::reset_password))
         .route("/users/{user}/revoke-tokens", post(users::revoke_tokens))
-        .route("/users/{user}/licenses", get(licenses::user_licenses).post(licenses::assign))
-        .route("/users/{user}/licenses/{sku}", axum::routing::delete(licenses::unassign))
+        .route(
+            "/users/{user}/licenses",
+            get(licenses::user_licenses).post(licenses::assign),
+        )
+        .route(
+            "/users/{user}/licenses/{sku}",
+            axum::routing::delete(licenses::unassign),
+        )
         .route("/users/{user}/entitlement", get(licenses::entitlement))
         .route("/groups", get(groups::list).post(groups::create))
-        .route("/groups/{group}", get(groups::get).patch(groups::update).delete(groups::delete))
-        .route("/groups/{group}/members", get(groups::members).post(groups::add_member))
-        .route("/groups/{group}/members/{member}", axum::routing::delete(groups::remove_member))
-        .route("/groups/{group}/licenses", get(licenses::group_licenses).post(licenses::assign_group))
-        .route("/groups/{group}/licenses/{sku}", axum::routing::delete(licenses::unassign_group))
+        .route(
+            "/groups/{group}",
+            get(groups::get)
+                .patch(groups::update)
+                .delete(groups::delete),
+        )
+        .route(
+            "/groups/{group}/members",
+            get(groups::members).post(groups::add_member),
+        )
+        .route(
+            "/groups/{group}/members/{member}",
+            axum::routing::delete(groups::remove_member),
+        )
+        .route(
+            "/groups/{group}/licenses",
+            get(licenses::group_licenses).post(licenses::assign_group),
+        )
+        .route(
+            "/groups/{group}/licenses/{sku}",
+            axum::routing::delete(licenses::unassign_group),
+        )
         .route("/licenses", get(licenses::summary))
         .route("/licenses/skus", get(licenses::skus))
         .route("/licenses/trial", post(licenses::start_trial))
@@ -68,8 +93,13 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| AppError::internal().into_response()))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+            AppError::internal().into_response()
+        }))
         .layer(middleware::from_fn(tracking))
         .with_state(state)
 }
@@ -90,15 +120,24 @@ async fn not_found() -> AppError {
 }
 
 async fn method_not_allowed() -> AppError {
-    AppError::new(proto::ErrorCode::Validation, "This endpoint does not accept that HTTP method; see /openapi.json.")
+    AppError::new(
+        proto::ErrorCode::Validation,
+        "This endpoint does not accept that HTTP method; see /openapi.json.",
+    )
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {
     match state.store.ping().await {
-        Ok(()) => Json(json!({"status": "ok", "database": state.store.backend_name()})).into_response(),
+        Ok(()) => {
+            Json(json!({"status": "ok", "database": state.store.backend_name()})).into_response()
+        }
         Err(e) => {
             tracing::error!(error = %e, "health check: database unreachable");
-            (axum::http::StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "database": state.store.backend_name()}))).into_response()
+            (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "unavailable", "database": state.store.backend_name()})),
+            )
+                .into_response()
         }
     }
 }
@@ -106,10 +145,16 @@ async fn healthz(State(state): State<AppState>) -> Response {
 /// Opens the configured store (creating the SQLite data dir if needed).
 pub async fn open_store(config: &config::Config) -> anyhow::Result<store::Store> {
     if config.database_url.is_none() {
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!(
+                "cannot create the data directory {}",
+                config.data_dir.display()
+            )
+        })?;
     }
-    store::Store::open(&config.store_spec()).await.context("cannot open the database")
+    store::Store::open(&config.store_spec())
+        .await
+        .context("cannot open the database")
 }
 
 /// Serves the cloud until Ctrl-C or SIGTERM.
@@ -117,11 +162,18 @@ pub async fn serve(config: config::Config) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
-        .with_context(|| format!("cannot listen on {}: is another process using it?", config.listen))?;
+        .with_context(|| {
+            format!(
+                "cannot listen on {}: is another process using it?",
+                config.listen
+            )
+        })?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     tracing::info!(listen = %config.listen, database = store.backend_name(), "dirbridge cloud serving");
     let app = router(AppState::new(store, clock, config));
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
     Ok(())
 }
 
@@ -131,7 +183,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

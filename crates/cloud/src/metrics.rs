@@ -19,7 +19,9 @@ pub struct Metrics {
 impl Metrics {
     fn record(&self, method: &str, route: &str, status: u16, seconds: f64) {
         let mut map = self.requests.lock().unwrap_or_else(|p| p.into_inner());
-        let e = map.entry((method.to_string(), route.to_string(), status)).or_insert((0, 0.0));
+        let e = map
+            .entry((method.to_string(), route.to_string(), status))
+            .or_insert((0, 0.0));
         e.0 += 1;
         e.1 += seconds;
     }
@@ -27,12 +29,16 @@ impl Metrics {
     pub fn render(&self) -> String {
         let map = self.requests.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = String::new();
-        out.push_str("# HELP dirbridge_http_requests_total HTTP requests served, by route and status.\n");
+        out.push_str(
+            "# HELP dirbridge_http_requests_total HTTP requests served, by route and status.\n",
+        );
         out.push_str("# TYPE dirbridge_http_requests_total counter\n");
         for ((m, r, s), (n, _)) in map.iter() {
             out.push_str(&format!("dirbridge_http_requests_total{{method=\"{m}\",route=\"{r}\",status=\"{s}\"}} {n}\n"));
         }
-        out.push_str("# HELP dirbridge_http_request_duration_seconds_sum Time spent serving requests.\n");
+        out.push_str(
+            "# HELP dirbridge_http_request_duration_seconds_sum Time spent serving requests.\n",
+        );
         out.push_str("# TYPE dirbridge_http_request_duration_seconds_sum counter\n");
         for ((m, r, s), (_, secs)) in map.iter() {
             out.push_str(&format!(
@@ -53,10 +59,18 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
         .unwrap_or_else(|| "unmatched".into());
     let start = Instant::now();
     let resp = next.run(req).await;
-    state.metrics.record(&method, &route, resp.status().as_u16(), start.elapsed().as_secs_f64());
+    state.metrics.record(
+        &method,
+        &route,
+        resp.status().as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
     resp
 }
 
 pub async fn handler(State(state): State<AppState>) -> impl IntoResponse {
-    ([("content-type", "text/plain; version=0.0.4")], state.metrics.render())
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
 }

@@ -2,6 +2,8 @@
 
 mod common;
 
+use dirbridge_cloud as cloud;
+
 use common::{Cloud, START};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -15,13 +17,33 @@ async fn malformed_requests_get_4xx_error_documents_never_500() {
     let c = Cloud::start().await;
     let url = format!("{}/api/v1/users", c.base);
     let send = |body: &'static str, ct: &'static str| {
-        c.http.post(&url).bearer_auth(&c.admin_token).header("content-type", ct).body(body).send()
+        c.http
+            .post(&url)
+            .bearer_auth(&c.admin_token)
+            .header("content-type", ct)
+            .body(body)
+            .send()
     };
     for (body, ct, want_status, needle) in [
         ("{not json", "application/json", 400, "not valid JSON"),
-        (r#"{"userPrincipalName": 5, "displayName": "x"}"#, "application/json", 400, "userPrincipalName"),
-        (r#"{"displayName": "x"}"#, "application/json", 400, "userPrincipalName"),
-        (r#"{"userPrincipalName": "a@b", "displayName": "x", "shoeSize": 9}"#, "application/json", 400, "shoeSize"),
+        (
+            r#"{"userPrincipalName": 5, "displayName": "x"}"#,
+            "application/json",
+            400,
+            "userPrincipalName",
+        ),
+        (
+            r#"{"displayName": "x"}"#,
+            "application/json",
+            400,
+            "userPrincipalName",
+        ),
+        (
+            r#"{"userPrincipalName": "a@b", "displayName": "x", "shoeSize": 9}"#,
+            "application/json",
+            400,
+            "shoeSize",
+        ),
         (r#"{}"#, "text/plain", 400, "Content-Type: application/json"),
     ] {
         let r = send(body, ct).await.unwrap();
@@ -29,12 +51,26 @@ async fn malformed_requests_get_4xx_error_documents_never_500() {
         let tracking = r.headers()["x-tracking-id"].to_str().unwrap().to_string();
         let v: Value = r.json().await.unwrap();
         assert_eq!(v["error"]["code"], "invalidRequestBody", "{body}: {v}");
-        assert!(v["error"]["message"].as_str().unwrap().contains(needle), "{body}: {v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(needle),
+            "{body}: {v}"
+        );
         assert_eq!(v["error"]["trackingId"], tracking.as_str());
     }
     // Oversize body: 413 in the same shape.
-    let big = format!(r#"{{"userPrincipalName":"a@b","displayName":"{}"}}"#, "x".repeat(200_000));
-    let r = c.http.post(&url).bearer_auth(&c.admin_token).header("content-type", "application/json").body(big).send().await.unwrap();
+    let big = format!(
+        r#"{{"userPrincipalName":"a@b","displayName":"{}"}}"#,
+        "x".repeat(200_000)
+    );
+    let r = c
+        .http
+        .post(&url)
+        .bearer_auth(&c.admin_token)
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 413);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "payloadTooLarge");
@@ -57,10 +93,20 @@ async fn malformed_requests_get_4xx_error_documents_never_500() {
 async fn duplicate_upn_is_a_conflict_whatever_the_case() {
     let c = Cloud::start().await;
     c.user("ada", json!({})).await;
-    let r = c.admin(Method::POST, "/api/v1/users", Some(json!({"userPrincipalName": c.upn("ADA"), "displayName": "Ada 2"}))).await;
+    let r = c
+        .admin(
+            Method::POST,
+            "/api/v1/users",
+            Some(json!({"userPrincipalName": c.upn("ADA"), "displayName": "Ada 2"})),
+        )
+        .await;
     assert_eq!(r.status.as_u16(), 409, "{}", r.body);
     assert_eq!(r.error_code(), "conflict");
-    assert!(r.error_message().to_lowercase().contains("ada@"), "{}", r.body);
+    assert!(
+        r.error_message().to_lowercase().contains("ada@"),
+        "{}",
+        r.body
+    );
 }
 
 #[tokio::test]
@@ -70,18 +116,38 @@ async fn health_metrics_and_openapi_are_served() {
     assert_eq!(h["status"], "ok");
     assert_eq!(h["database"], "sqlite");
     c.get("/api/v1/users").await;
-    let m = c.http.get(format!("{}/metrics", c.base)).send().await.unwrap().text().await.unwrap();
-    assert!(m.contains("dirbridge_http_requests_total{method=\"GET\",route=\"/api/v1/users\",status=\"200\"}"), "{m}");
+    let m = c
+        .http
+        .get(format!("{}/metrics", c.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains(
+            "dirbridge_http_requests_total{method=\"GET\",route=\"/api/v1/users\",status=\"200\"}"
+        ),
+        "{m}"
+    );
     let doc = c.call(Method::GET, "/openapi.json", None, None).await.ok();
     assert_eq!(doc["openapi"], "3.1.0");
     // Every documented operation is routed: none answers "no such endpoint".
     for (method, path, ..) in cloud::openapi::OPERATIONS {
-        assert!(doc["paths"][path][method].is_object(), "{method} {path} missing from the document");
-        let concrete = path.replace("{user}", &c.upn("admin")).replace('{', "x").replace('}', "");
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} missing from the document"
+        );
+        let concrete = path
+            .replace("{user}", &c.upn("admin"))
+            .replace('{', "x")
+            .replace('}', "");
         let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let r = c.call(m, &concrete, None, None).await;
         assert!(
-            !(r.status.as_u16() == 404 && r.error_message().contains("no such endpoint")) && r.status.as_u16() != 405,
+            !(r.status.as_u16() == 404 && r.error_message().contains("no such endpoint"))
+                && r.status.as_u16() != 405,
             "{method} {path} is documented but not routed: {} {}",
             r.status,
             r.body
@@ -95,14 +161,24 @@ async fn health_metrics_and_openapi_are_served() {
 async fn tokens_expire_with_the_clock_and_can_be_revoked() {
     let c = Cloud::start().await;
     let t = c.sign_in(&c.upn("admin"), common::ADMIN_PASSWORD).await;
-    assert!(c.call(Method::GET, "/api/v1/me", Some(&t), None).await.status.is_success());
+    assert!(c
+        .call(Method::GET, "/api/v1/me", Some(&t), None)
+        .await
+        .status
+        .is_success());
     c.clock.advance(8 * 3600 + 1);
     let r = c.call(Method::GET, "/api/v1/me", Some(&t), None).await;
     assert_eq!(r.status.as_u16(), 401);
     assert!(r.error_message().contains("expired"), "{}", r.body);
 
     let t2 = c.sign_in(&c.upn("admin"), common::ADMIN_PASSWORD).await;
-    assert_eq!(c.call(Method::DELETE, "/api/v1/auth/token", Some(&t2), None).await.status.as_u16(), 204);
+    assert_eq!(
+        c.call(Method::DELETE, "/api/v1/auth/token", Some(&t2), None)
+            .await
+            .status
+            .as_u16(),
+        204
+    );
     let r = c.call(Method::GET, "/api/v1/me", Some(&t2), None).await;
     assert_eq!(r.status.as_u16(), 401);
     assert!(r.error_message().contains("revoked"));
@@ -112,23 +188,53 @@ async fn tokens_expire_with_the_clock_and_can_be_revoked() {
 async fn wrong_passwords_are_refused_alike_audited_and_throttled() {
     let c = Cloud::start().await;
     c.user("bob", json!({"password": "Bobs-Pass-w0rd"})).await;
-    let bad = |upn: String| c.call(Method::POST, "/api/v1/auth/token", None, Some(json!({"userPrincipalName": upn, "password": "nope"})));
+    let bad = |upn: String| {
+        c.call(
+            Method::POST,
+            "/api/v1/auth/token",
+            None,
+            Some(json!({"userPrincipalName": upn, "password": "nope"})),
+        )
+    };
     let a = bad(c.upn("bob")).await;
     let b = bad(c.upn("nobody")).await;
     assert_eq!(a.status.as_u16(), 401);
-    assert_eq!(a.error_message(), b.error_message(), "unknown and known accounts must look the same");
+    assert_eq!(
+        a.error_message(),
+        b.error_message(),
+        "unknown and known accounts must look the same"
+    );
     for _ in 0..9 {
         bad(c.upn("bob")).await;
     }
-    let r = c.call(Method::POST, "/api/v1/auth/token", None, Some(json!({"userPrincipalName": c.upn("bob"), "password": "Bobs-Pass-w0rd"}))).await;
+    let r = c
+        .call(
+            Method::POST,
+            "/api/v1/auth/token",
+            None,
+            Some(json!({"userPrincipalName": c.upn("bob"), "password": "Bobs-Pass-w0rd"})),
+        )
+        .await;
     assert_eq!(r.status.as_u16(), 429, "{}", r.body);
     c.clock.advance(15 * 60 + 1);
     c.sign_in(&c.upn("bob"), "Bobs-Pass-w0rd").await;
     let audit = c.get("/api/v1/audit?action=signIn").await;
-    let failures = audit["items"].as_array().unwrap().iter().filter(|r| r["result"] == "failure" && r["target"] == c.upn("bob").as_str()).count();
-    assert!(failures >= 1, "failed sign-ins of a known account are audited: {audit}");
+    let failures = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["result"] == "failure" && r["target"] == c.upn("bob").as_str())
+        .count();
+    assert!(
+        failures >= 1,
+        "failed sign-ins of a known account are audited: {audit}"
+    );
     let r = c.admin(Method::GET, "/api/v1/audit?color=blue", None).await;
-    assert_eq!(r.status.as_u16(), 400, "unknown filters are refused, not ignored");
+    assert_eq!(
+        r.status.as_u16(),
+        400,
+        "unknown filters are refused, not ignored"
+    );
 }
 
 // ------------------------------------------------------------------ roles
@@ -136,13 +242,16 @@ async fn wrong_passwords_are_refused_alike_audited_and_throttled() {
 #[tokio::test]
 async fn each_admin_role_may_do_only_its_own_operations() {
     let c = Cloud::start().await;
-    c.admin(Method::POST, "/api/v1/licenses/trial", None).await.ok();
+    c.admin(Method::POST, "/api/v1/licenses/trial", None)
+        .await
+        .ok();
     c.user("target", json!({"usageLocation": "NO"})).await;
     let user_admin = c.admin_with_role("ua", "userAdministrator").await;
     let helpdesk = c.admin_with_role("pa", "passwordAdministrator").await;
     let lic_admin = c.admin_with_role("la", "licenseAdministrator").await;
     let nobody = {
-        c.user("plain", json!({"password": "Plain-Pass-w0rd"})).await;
+        c.user("plain", json!({"password": "Plain-Pass-w0rd"}))
+            .await;
         c.sign_in(&c.upn("plain"), "Plain-Pass-w0rd").await
     };
     let target = c.upn("target");
@@ -152,20 +261,118 @@ async fn each_admin_role_may_do_only_its_own_operations() {
     let policy = c.get("/api/v1/policy").await["policy"].clone();
 
     let cases: Vec<(&str, &String, Method, String, Option<Value>, bool)> = vec![
-        ("user admin creates", &user_admin, Method::POST, "/api/v1/users".into(), Some(create("u1")), true),
-        ("helpdesk creates", &helpdesk, Method::POST, "/api/v1/users".into(), Some(create("u2")), false),
-        ("licence admin creates", &lic_admin, Method::POST, "/api/v1/users".into(), Some(create("u3")), false),
-        ("helpdesk resets", &helpdesk, Method::POST, format!("/api/v1/users/{target}/password"), Some(reset.clone()), true),
-        ("licence admin resets", &lic_admin, Method::POST, format!("/api/v1/users/{target}/password"), Some(reset.clone()), false),
-        ("licence admin assigns", &lic_admin, Method::POST, format!("/api/v1/users/{target}/licenses"), Some(assign.clone()), true),
-        ("user admin assigns", &user_admin, Method::POST, format!("/api/v1/users/{target}/licenses"), Some(assign.clone()), false),
-        ("licence admin sets usage location", &lic_admin, Method::PATCH, format!("/api/v1/users/{target}"), Some(json!({"usageLocation": "SE"})), true),
-        ("licence admin renames", &lic_admin, Method::PATCH, format!("/api/v1/users/{target}"), Some(json!({"displayName": "x"})), false),
-        ("user admin buys", &user_admin, Method::POST, "/api/v1/licenses/subscriptions".into(), Some(json!({"skuId": "DIRBRIDGE_PREMIUM", "units": 5, "termDays": 30})), false),
-        ("user admin changes policy", &user_admin, Method::PUT, "/api/v1/policy".into(), Some(policy.clone()), false),
-        ("user admin grants a role", &user_admin, Method::PATCH, format!("/api/v1/users/{target}"), Some(json!({"roles": ["globalAdministrator"]})), false),
-        ("plain user lists users", &nobody, Method::GET, "/api/v1/users".into(), None, false),
-        ("user admin deletes", &user_admin, Method::DELETE, format!("/api/v1/users/{target}"), None, true),
+        (
+            "user admin creates",
+            &user_admin,
+            Method::POST,
+            "/api/v1/users".into(),
+            Some(create("u1")),
+            true,
+        ),
+        (
+            "helpdesk creates",
+            &helpdesk,
+            Method::POST,
+            "/api/v1/users".into(),
+            Some(create("u2")),
+            false,
+        ),
+        (
+            "licence admin creates",
+            &lic_admin,
+            Method::POST,
+            "/api/v1/users".into(),
+            Some(create("u3")),
+            false,
+        ),
+        (
+            "helpdesk resets",
+            &helpdesk,
+            Method::POST,
+            format!("/api/v1/users/{target}/password"),
+            Some(reset.clone()),
+            true,
+        ),
+        (
+            "licence admin resets",
+            &lic_admin,
+            Method::POST,
+            format!("/api/v1/users/{target}/password"),
+            Some(reset.clone()),
+            false,
+        ),
+        (
+            "licence admin assigns",
+            &lic_admin,
+            Method::POST,
+            format!("/api/v1/users/{target}/licenses"),
+            Some(assign.clone()),
+            true,
+        ),
+        (
+            "user admin assigns",
+            &user_admin,
+            Method::POST,
+            format!("/api/v1/users/{target}/licenses"),
+            Some(assign.clone()),
+            false,
+        ),
+        (
+            "licence admin sets usage location",
+            &lic_admin,
+            Method::PATCH,
+            format!("/api/v1/users/{target}"),
+            Some(json!({"usageLocation": "SE"})),
+            true,
+        ),
+        (
+            "licence admin renames",
+            &lic_admin,
+            Method::PATCH,
+            format!("/api/v1/users/{target}"),
+            Some(json!({"displayName": "x"})),
+            false,
+        ),
+        (
+            "user admin buys",
+            &user_admin,
+            Method::POST,
+            "/api/v1/licenses/subscriptions".into(),
+            Some(json!({"skuId": "DIRBRIDGE_PREMIUM", "units": 5, "termDays": 30})),
+            false,
+        ),
+        (
+            "user admin changes policy",
+            &user_admin,
+            Method::PUT,
+            "/api/v1/policy".into(),
+            Some(policy.clone()),
+            false,
+        ),
+        (
+            "user admin grants a role",
+            &user_admin,
+            Method::PATCH,
+            format!("/api/v1/users/{target}"),
+            Some(json!({"roles": ["globalAdministrator"]})),
+            false,
+        ),
+        (
+            "plain user lists users",
+            &nobody,
+            Method::GET,
+            "/api/v1/users".into(),
+            None,
+            false,
+        ),
+        (
+            "user admin deletes",
+            &user_admin,
+            Method::DELETE,
+            format!("/api/v1/users/{target}"),
+            None,
+            true,
+        ),
     ];
     for (what, token, method, path, body, allowed) in cases {
         let r = c.call(method, &path, Some(token), body).await;
@@ -174,11 +381,22 @@ async fn each_admin_role_may_do_only_its_own_operations() {
         } else {
             assert_eq!(r.status.as_u16(), 403, "{what}: {}", r.body);
             assert_eq!(r.error_code(), "forbidden");
-            assert!(r.error_message().contains("Global Administrator"), "{what}: the message names who may: {}", r.body);
+            assert!(
+                r.error_message().contains("Global Administrator"),
+                "{what}: the message names who may: {}",
+                r.body
+            );
         }
     }
     // Privileged targets: a User Administrator cannot reset a Global Administrator's password.
-    let r = c.call(Method::POST, &format!("/api/v1/users/{}/password", c.upn("admin")), Some(&user_admin), Some(reset)).await;
+    let r = c
+        .call(
+            Method::POST,
+            &format!("/api/v1/users/{}/password", c.upn("admin")),
+            Some(&user_admin),
+            Some(reset),
+        )
+        .await;
     assert_eq!(r.status.as_u16(), 403, "{}", r.body);
 }
 
@@ -188,22 +406,53 @@ async fn each_admin_role_may_do_only_its_own_operations() {
 async fn users_are_validated_created_read_updated_listed_and_deleted() {
     let c = Cloud::start().await;
     // Suffix must be a tenant domain, and the message lists them.
-    let r = c.admin(Method::POST, "/api/v1/users", Some(json!({"userPrincipalName": "x@evil.example", "displayName": "x"}))).await;
+    let r = c
+        .admin(
+            Method::POST,
+            "/api/v1/users",
+            Some(json!({"userPrincipalName": "x@evil.example", "displayName": "x"})),
+        )
+        .await;
     assert_eq!(r.status.as_u16(), 400);
     assert!(r.error_message().contains(&c.domain), "{}", r.body);
     for bad in ["no-at-sign", "a..b@DOMAIN", ".a@DOMAIN", "sp ace@DOMAIN"] {
         let upn = bad.replace("DOMAIN", &c.domain);
-        let r = c.admin(Method::POST, "/api/v1/users", Some(json!({"userPrincipalName": upn, "displayName": "x"}))).await;
+        let r = c
+            .admin(
+                Method::POST,
+                "/api/v1/users",
+                Some(json!({"userPrincipalName": upn, "displayName": "x"})),
+            )
+            .await;
         assert_eq!(r.status.as_u16(), 400, "{upn}: {}", r.body);
-        assert!(r.error_message().contains("userPrincipalName"), "{}", r.body);
+        assert!(
+            r.error_message().contains("userPrincipalName"),
+            "{}",
+            r.body
+        );
     }
     let long = format!("{}@{}", "a".repeat(65), c.domain);
-    assert_eq!(c.admin(Method::POST, "/api/v1/users", Some(json!({"userPrincipalName": long, "displayName": "x"}))).await.status.as_u16(), 400);
+    assert_eq!(
+        c.admin(
+            Method::POST,
+            "/api/v1/users",
+            Some(json!({"userPrincipalName": long, "displayName": "x"}))
+        )
+        .await
+        .status
+        .as_u16(),
+        400
+    );
     // Usage location: ISO 3166-1 alpha-2 only, the 400 names the field and the rule.
     for bad in ["USA", "XX", "1", "Norway"] {
         let r = c.admin(Method::POST, "/api/v1/users", Some(json!({"userPrincipalName": c.upn("u"), "displayName": "u", "usageLocation": bad}))).await;
         assert_eq!(r.status.as_u16(), 400, "{bad}");
-        assert!(r.error_message().contains("usageLocation") && r.error_message().contains("ISO 3166-1 alpha-2"), "{}", r.body);
+        assert!(
+            r.error_message().contains("usageLocation")
+                && r.error_message().contains("ISO 3166-1 alpha-2"),
+            "{}",
+            r.body
+        );
     }
     let u = c
         .user("grace", json!({"givenName": "Grace", "surname": "Hopper", "mail": "grace@navy.example", "mobilePhone": "+47 900 00 000", "officePhone": "+47 22 00 00 00", "usageLocation": "no"}))
@@ -212,28 +461,56 @@ async fn users_are_validated_created_read_updated_listed_and_deleted() {
     assert_eq!(u["source"], "cloud");
     assert_eq!(u["accountEnabled"], true);
     let id = u["id"].as_str().unwrap();
-    assert_eq!(c.get(&format!("/api/v1/users/{id}")).await["userPrincipalName"], c.upn("grace"));
+    assert_eq!(
+        c.get(&format!("/api/v1/users/{id}")).await["userPrincipalName"],
+        c.upn("grace")
+    );
     let p = c.admin(Method::PATCH, &format!("/api/v1/users/{}", c.upn("grace")), Some(json!({"displayName": "Rear Admiral Hopper", "mobilePhone": null, "accountEnabled": false}))).await.ok();
     assert_eq!(p["displayName"], "Rear Admiral Hopper");
     assert_eq!(p["mobilePhone"], Value::Null);
     assert_eq!(p["accountEnabled"], false);
     assert_eq!(p["surname"], "Hopper", "untouched fields stay");
-    assert_eq!(c.admin(Method::DELETE, &format!("/api/v1/users/{id}"), None).await.status.as_u16(), 204);
-    assert_eq!(c.admin(Method::GET, &format!("/api/v1/users/{id}"), None).await.status.as_u16(), 404);
-    assert_eq!(c.admin(Method::DELETE, &format!("/api/v1/users/{id}"), None).await.status.as_u16(), 404);
+    assert_eq!(
+        c.admin(Method::DELETE, &format!("/api/v1/users/{id}"), None)
+            .await
+            .status
+            .as_u16(),
+        204
+    );
+    assert_eq!(
+        c.admin(Method::GET, &format!("/api/v1/users/{id}"), None)
+            .await
+            .status
+            .as_u16(),
+        404
+    );
+    assert_eq!(
+        c.admin(Method::DELETE, &format!("/api/v1/users/{id}"), None)
+            .await
+            .status
+            .as_u16(),
+        404
+    );
 }
 
 #[tokio::test]
 async fn user_listing_pages_and_filters() {
     let c = Cloud::start().await;
     for i in 0..25 {
-        c.user(&format!("staff{i:02}"), json!({"displayName": format!("Staff Member {i}"), "usageLocation": "NO"})).await;
+        c.user(
+            &format!("staff{i:02}"),
+            json!({"displayName": format!("Staff Member {i}"), "usageLocation": "NO"}),
+        )
+        .await;
     }
     c.user("zed", json!({"displayName": "Zed"})).await;
     let mut seen = Vec::new();
     let mut next: Option<String> = None;
     loop {
-        let q = match &next { Some(n) => format!("/api/v1/users?limit=10&after={}", urlencode(n)), None => "/api/v1/users?limit=10".into() };
+        let q = match &next {
+            Some(n) => format!("/api/v1/users?limit=10&after={}", urlencode(n)),
+            None => "/api/v1/users?limit=10".into(),
+        };
         let page = c.get(&q).await;
         for u in page["items"].as_array().unwrap() {
             seen.push(u["userPrincipalName"].as_str().unwrap().to_string());
@@ -253,8 +530,16 @@ async fn user_listing_pages_and_filters() {
     assert_eq!(p["items"].as_array().unwrap().len(), 11, "Member 1, 10..19");
     let p = c.get("/api/v1/users?source=onPremises").await;
     assert_eq!(p["items"].as_array().unwrap().len(), 0);
-    c.admin(Method::POST, "/api/v1/licenses/trial", None).await.ok();
-    c.admin(Method::POST, &format!("/api/v1/users/{}/licenses", c.upn("staff03")), Some(json!({"skuId": "DIRBRIDGE_PREMIUM"}))).await.ok();
+    c.admin(Method::POST, "/api/v1/licenses/trial", None)
+        .await
+        .ok();
+    c.admin(
+        Method::POST,
+        &format!("/api/v1/users/{}/licenses", c.upn("staff03")),
+        Some(json!({"skuId": "DIRBRIDGE_PREMIUM"})),
+    )
+    .await
+    .ok();
     let p = c.get("/api/v1/users?skuId=DIRBRIDGE_PREMIUM").await;
     let items = p["items"].as_array().unwrap();
     assert_eq!(items.len(), 1);
@@ -262,7 +547,15 @@ async fn user_listing_pages_and_filters() {
 }
 
 fn urlencode(s: &str) -> String {
-    s.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 // ------------------------------------------------------------------ licensing
@@ -270,100 +563,287 @@ fn urlencode(s: &str) -> String {
 #[tokio::test]
 async fn licence_assignment_needs_a_usage_location_with_the_incumbents_error() {
     let c = Cloud::start().await;
-    c.admin(Method::POST, "/api/v1/licenses/trial", None).await.ok();
+    c.admin(Method::POST, "/api/v1/licenses/trial", None)
+        .await
+        .ok();
     c.user("nolocation", json!({})).await;
-    let r = c.admin(Method::POST, &format!("/api/v1/users/{}/licenses", c.upn("nolocation")), Some(json!({"skuId": "DIRBRIDGE_PREMIUM"}))).await;
+    let r = c
+        .admin(
+            Method::POST,
+            &format!("/api/v1/users/{}/licenses", c.upn("nolocation")),
+            Some(json!({"skuId": "DIRBRIDGE_PREMIUM"})),
+        )
+        .await;
     assert_eq!(r.status.as_u16(), 400);
     assert_eq!(r.error_code(), "Request_BadRequest");
-    assert_eq!(r.error_message(), "License assignment cannot be done for user with invalid usage location.");
+    assert_eq!(
+        r.error_message(),
+        "License assignment cannot be done for user with invalid usage location."
+    );
     // After setting it (the seed's order), assignment works and is consumed.
-    c.admin(Method::PATCH, &format!("/api/v1/users/{}", c.upn("nolocation")), Some(json!({"usageLocation": "NO"}))).await.ok();
-    let a = c.admin(Method::POST, &format!("/api/v1/users/{}/licenses", c.upn("nolocation")), Some(json!({"skuId": "DIRBRIDGE_PREMIUM"}))).await.ok();
+    c.admin(
+        Method::PATCH,
+        &format!("/api/v1/users/{}", c.upn("nolocation")),
+        Some(json!({"usageLocation": "NO"})),
+    )
+    .await
+    .ok();
+    let a = c
+        .admin(
+            Method::POST,
+            &format!("/api/v1/users/{}/licenses", c.upn("nolocation")),
+            Some(json!({"skuId": "DIRBRIDGE_PREMIUM"})),
+        )
+        .await
+        .ok();
     assert_eq!(a["state"], "active");
     let list = c.get("/api/v1/licenses").await;
-    let premium = list.as_array().unwrap().iter().find(|s| s["skuId"] == "DIRBRIDGE_PREMIUM").unwrap();
+    let premium = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["skuId"] == "DIRBRIDGE_PREMIUM")
+        .unwrap();
     assert_eq!(premium["enabledUnits"], 100);
     assert_eq!(premium["consumedUnits"], 1);
-    let e = c.get(&format!("/api/v1/users/{}/entitlement", c.upn("nolocation"))).await;
+    let e = c
+        .get(&format!(
+            "/api/v1/users/{}/entitlement",
+            c.upn("nolocation")
+        ))
+        .await;
     assert_eq!(e["allowed"], true, "{e}");
     // Removal frees the seat and the entitlement.
-    assert_eq!(c.admin(Method::DELETE, &format!("/api/v1/users/{}/licenses/DIRBRIDGE_PREMIUM", c.upn("nolocation")), None).await.status.as_u16(), 204);
-    let e = c.get(&format!("/api/v1/users/{}/entitlement", c.upn("nolocation"))).await;
+    assert_eq!(
+        c.admin(
+            Method::DELETE,
+            &format!(
+                "/api/v1/users/{}/licenses/DIRBRIDGE_PREMIUM",
+                c.upn("nolocation")
+            ),
+            None
+        )
+        .await
+        .status
+        .as_u16(),
+        204
+    );
+    let e = c
+        .get(&format!(
+            "/api/v1/users/{}/entitlement",
+            c.upn("nolocation")
+        ))
+        .await;
     assert_eq!(e["allowed"], false);
-    assert!(e["reason"].as_str().unwrap().contains("SSPR_WRITEBACK"), "{e}");
+    assert!(
+        e["reason"].as_str().unwrap().contains("SSPR_WRITEBACK"),
+        "{e}"
+    );
+}
+
+async fn state(c: &Cloud) -> Value {
+    let list = c.get("/api/v1/licenses").await;
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["skuId"] == "DIRBRIDGE_PREMIUM")
+        .unwrap()
+        .clone()
 }
 
 #[tokio::test]
 async fn trial_is_once_and_subscriptions_age_through_their_states() {
-    let c = Cloud::start().await;
-    let t = c.admin(Method::POST, "/api/v1/licenses/trial", Some(json!({"skuId": "DIRBRIDGE_PREMIUM"}))).await.ok();
+    let mut c = Cloud::start().await;
+    let t = c
+        .admin(
+            Method::POST,
+            "/api/v1/licenses/trial",
+            Some(json!({"skuId": "DIRBRIDGE_PREMIUM"})),
+        )
+        .await
+        .ok();
     assert_eq!(t["units"], 100);
-    assert_eq!(t["endsAt"].as_i64().unwrap() - t["startsAt"].as_i64().unwrap(), 90 * DAY);
+    assert_eq!(
+        t["endsAt"].as_i64().unwrap() - t["startsAt"].as_i64().unwrap(),
+        90 * DAY
+    );
     let again = c.admin(Method::POST, "/api/v1/licenses/trial", None).await;
     assert_eq!(again.status.as_u16(), 409, "{}", again.body);
     c.user("u", json!({"usageLocation": "US"})).await;
-    let state = |c: &Cloud| {
-        let c = c;
-        async move {
-            let list = c.get("/api/v1/licenses").await;
-            list.as_array().unwrap().iter().find(|s| s["skuId"] == "DIRBRIDGE_PREMIUM").unwrap().clone()
-        }
-    };
     assert_eq!(state(&c).await["enabledUnits"], 100);
-    c.clock.set(START + 90 * DAY + 1);
+    c.set_time(START + 90 * DAY + 1).await;
     let s = state(&c).await;
-    assert_eq!((s["enabledUnits"].as_u64(), s["warningUnits"].as_u64()), (Some(0), Some(100)));
+    assert_eq!(
+        (s["enabledUnits"].as_u64(), s["warningUnits"].as_u64()),
+        (Some(0), Some(100))
+    );
     // Warning (grace) still allows assignment.
-    c.admin(Method::POST, &format!("/api/v1/users/{}/licenses", c.upn("u")), Some(json!({"skuId": "DIRBRIDGE_PREMIUM"}))).await.ok();
-    c.clock.set(START + 120 * DAY + 1);
+    c.admin(
+        Method::POST,
+        &format!("/api/v1/users/{}/licenses", c.upn("u")),
+        Some(json!({"skuId": "DIRBRIDGE_PREMIUM"})),
+    )
+    .await
+    .ok();
+    c.set_time(START + 120 * DAY + 1).await;
     assert_eq!(state(&c).await["suspendedUnits"], 100);
     c.user("late", json!({"usageLocation": "US"})).await;
-    let r = c.admin(Method::POST, &format!("/api/v1/users/{}/licenses", c.upn("late")), Some(json!({"skuId": "DIRBRIDGE_PREMIUM"}))).await;
+    let r = c
+        .admin(
+            Method::POST,
+            &format!("/api/v1/users/{}/licenses", c.upn("late")),
+            Some(json!({"skuId": "DIRBRIDGE_PREMIUM"})),
+        )
+        .await;
     assert_eq!(r.status.as_u16(), 400);
     assert!(r.error_message().contains("suspended"), "{}", r.body);
-    let e = c.get(&format!("/api/v1/users/{}/entitlement", c.upn("u"))).await;
-    assert_eq!(e["allowed"], false, "a suspended subscription does not entitle: {e}");
-    c.clock.set(START + 210 * DAY + 1);
+    let e = c
+        .get(&format!("/api/v1/users/{}/entitlement", c.upn("u")))
+        .await;
+    assert_eq!(
+        e["allowed"], false,
+        "a suspended subscription does not entitle: {e}"
+    );
+    c.set_time(START + 210 * DAY + 1).await;
     assert_eq!(state(&c).await["lockedOutUnits"], 100);
     // A purchase brings seats back.
-    c.admin(Method::POST, "/api/v1/licenses/subscriptions", Some(json!({"skuId": "DIRBRIDGE_PREMIUM", "units": 2, "termDays": 365}))).await.ok();
-    c.admin(Method::POST, &format!("/api/v1/users/{}/licenses", c.upn("late")), Some(json!({"skuId": "DIRBRIDGE_PREMIUM"}))).await.ok();
-    let bad = c.admin(Method::POST, "/api/v1/licenses/subscriptions", Some(json!({"skuId": "DIRBRIDGE_PREMIUM", "units": 0, "termDays": 365}))).await;
+    c.admin(
+        Method::POST,
+        "/api/v1/licenses/subscriptions",
+        Some(json!({"skuId": "DIRBRIDGE_PREMIUM", "units": 2, "termDays": 365})),
+    )
+    .await
+    .ok();
+    c.admin(
+        Method::POST,
+        &format!("/api/v1/users/{}/licenses", c.upn("late")),
+        Some(json!({"skuId": "DIRBRIDGE_PREMIUM"})),
+    )
+    .await
+    .ok();
+    let bad = c
+        .admin(
+            Method::POST,
+            "/api/v1/licenses/subscriptions",
+            Some(json!({"skuId": "DIRBRIDGE_PREMIUM", "units": 0, "termDays": 365})),
+        )
+        .await;
     assert_eq!(bad.status.as_u16(), 400);
 }
 
 #[tokio::test]
 async fn no_free_seat_names_the_sku() {
     let c = Cloud::start().await;
-    c.admin(Method::POST, "/api/v1/licenses/subscriptions", Some(json!({"skuId": "DIRBRIDGE_PREMIUM", "units": 1, "termDays": 30}))).await.ok();
+    c.admin(
+        Method::POST,
+        "/api/v1/licenses/subscriptions",
+        Some(json!({"skuId": "DIRBRIDGE_PREMIUM", "units": 1, "termDays": 30})),
+    )
+    .await
+    .ok();
     c.user("a", json!({"usageLocation": "GB"})).await;
     c.user("b", json!({"usageLocation": "GB"})).await;
-    c.admin(Method::POST, &format!("/api/v1/users/{}/licenses", c.upn("a")), Some(json!({"skuId": "DIRBRIDGE_PREMIUM"}))).await.ok();
-    let r = c.admin(Method::POST, &format!("/api/v1/users/{}/licenses", c.upn("b")), Some(json!({"skuId": "DIRBRIDGE_PREMIUM"}))).await;
+    c.admin(
+        Method::POST,
+        &format!("/api/v1/users/{}/licenses", c.upn("a")),
+        Some(json!({"skuId": "DIRBRIDGE_PREMIUM"})),
+    )
+    .await
+    .ok();
+    let r = c
+        .admin(
+            Method::POST,
+            &format!("/api/v1/users/{}/licenses", c.upn("b")),
+            Some(json!({"skuId": "DIRBRIDGE_PREMIUM"})),
+        )
+        .await;
     assert_eq!(r.status.as_u16(), 400);
-    assert_eq!(r.error_message(), "Subscription with SKU DIRBRIDGE_PREMIUM does not have any available licenses.");
-    let r = c.admin(Method::POST, &format!("/api/v1/users/{}/licenses", c.upn("b")), Some(json!({"skuId": "NOPE"}))).await;
+    assert_eq!(
+        r.error_message(),
+        "Subscription with SKU DIRBRIDGE_PREMIUM does not have any available licenses."
+    );
+    let r = c
+        .admin(
+            Method::POST,
+            &format!("/api/v1/users/{}/licenses", c.upn("b")),
+            Some(json!({"skuId": "NOPE"})),
+        )
+        .await;
     assert_eq!(r.status.as_u16(), 404);
-    assert!(r.error_message().contains("DIRBRIDGE_PREMIUM"), "lists the known SKUs: {}", r.body);
+    assert!(
+        r.error_message().contains("DIRBRIDGE_PREMIUM"),
+        "lists the known SKUs: {}",
+        r.body
+    );
 }
 
 #[tokio::test]
 async fn group_licences_reach_nested_members_inherit_country_and_record_errors() {
     let c = Cloud::start().await;
-    c.admin(Method::POST, "/api/v1/licenses/subscriptions", Some(json!({"skuId": "DIRBRIDGE_PREMIUM", "units": 2, "termDays": 30}))).await.ok();
-    c.admin(Method::PATCH, "/api/v1/tenant", Some(json!({"defaultUsageLocation": "NO"}))).await.ok();
-    let outer = c.admin(Method::POST, "/api/v1/groups", Some(json!({"displayName": "SSPR users"}))).await.ok();
-    let inner = c.admin(Method::POST, "/api/v1/groups", Some(json!({"displayName": "Helpdesk"}))).await.ok();
+    c.admin(
+        Method::POST,
+        "/api/v1/licenses/subscriptions",
+        Some(json!({"skuId": "DIRBRIDGE_PREMIUM", "units": 2, "termDays": 30})),
+    )
+    .await
+    .ok();
+    c.admin(
+        Method::PATCH,
+        "/api/v1/tenant",
+        Some(json!({"defaultUsageLocation": "NO"})),
+    )
+    .await
+    .ok();
+    let outer = c
+        .admin(
+            Method::POST,
+            "/api/v1/groups",
+            Some(json!({"displayName": "SSPR users"})),
+        )
+        .await
+        .ok();
+    let inner = c
+        .admin(
+            Method::POST,
+            "/api/v1/groups",
+            Some(json!({"displayName": "Helpdesk"})),
+        )
+        .await
+        .ok();
     let (outer_id, inner_id) = (outer["id"].as_str().unwrap(), inner["id"].as_str().unwrap());
-    c.admin(Method::POST, &format!("/api/v1/groups/{outer_id}/members"), Some(json!({"kind": "group", "id": inner_id}))).await.ok();
+    c.admin(
+        Method::POST,
+        &format!("/api/v1/groups/{outer_id}/members"),
+        Some(json!({"kind": "group", "id": inner_id})),
+    )
+    .await
+    .ok();
     // A loop is refused.
-    let r = c.admin(Method::POST, &format!("/api/v1/groups/{inner_id}/members"), Some(json!({"kind": "group", "id": outer_id}))).await;
+    let r = c
+        .admin(
+            Method::POST,
+            &format!("/api/v1/groups/{inner_id}/members"),
+            Some(json!({"kind": "group", "id": outer_id})),
+        )
+        .await;
     assert_eq!(r.status.as_u16(), 400, "{}", r.body);
     for n in ["n1", "n2", "n3"] {
         c.user(n, json!({})).await; // no usage location: inherits NO
-        c.admin(Method::POST, &format!("/api/v1/groups/{inner_id}/members"), Some(json!({"kind": "user", "id": c.upn(n)}))).await.ok();
+        c.admin(
+            Method::POST,
+            &format!("/api/v1/groups/{inner_id}/members"),
+            Some(json!({"kind": "user", "id": c.upn(n)})),
+        )
+        .await
+        .ok();
     }
-    c.admin(Method::POST, &format!("/api/v1/groups/{outer_id}/licenses"), Some(json!({"skuId": "DIRBRIDGE_PREMIUM"}))).await.ok();
+    c.admin(
+        Method::POST,
+        &format!("/api/v1/groups/{outer_id}/licenses"),
+        Some(json!({"skuId": "DIRBRIDGE_PREMIUM"})),
+    )
+    .await
+    .ok();
     let mut active = 0;
     for n in ["n1", "n2", "n3"] {
         let a = c.get(&format!("/api/v1/users/{}/licenses", c.upn(n))).await;
@@ -381,9 +861,32 @@ async fn group_licences_reach_nested_members_inherit_country_and_record_errors()
     assert_eq!(errors[0]["error"], "CountViolation");
     // Removing a member frees its seat for the one in error.
     let holder = c.get(&format!("/api/v1/users/{}", c.upn("n1"))).await;
-    c.admin(Method::DELETE, &format!("/api/v1/groups/{inner_id}/members/{}", holder["id"].as_str().unwrap()), None).await.ok();
-    assert_eq!(c.get("/api/v1/licenses/errors").await.as_array().unwrap().len(), 0);
-    assert_eq!(c.get(&format!("/api/v1/users/{}/licenses", c.upn("n1"))).await.as_array().unwrap().len(), 0);
+    c.admin(
+        Method::DELETE,
+        &format!(
+            "/api/v1/groups/{inner_id}/members/{}",
+            holder["id"].as_str().unwrap()
+        ),
+        None,
+    )
+    .await
+    .ok();
+    assert_eq!(
+        c.get("/api/v1/licenses/errors")
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(
+        c.get(&format!("/api/v1/users/{}/licenses", c.upn("n1")))
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
 }
 
 // ------------------------------------------------------------------ policy
@@ -404,22 +907,48 @@ async fn policy_refuses_each_invalid_combination_with_its_rule() {
         p
     };
     for (patch, needle) in [
-        (json!({"methods": ["email", "securityQuestions"], "questionsToRegister": 3, "questionsToAnswer": 5}), "questions to answer (5) cannot exceed questions to register (3)"),
+        (
+            json!({"methods": ["email", "securityQuestions"], "questionsToRegister": 3, "questionsToAnswer": 5}),
+            "questions to answer (5) cannot exceed questions to register (3)",
+        ),
         (json!({"methodsRequired": 3}), "1"),
         (json!({"methodsRequired": 2, "methods": ["email"]}), "2"),
         (json!({"methods": ["authenticatorApp"]}), "only"),
         (json!({"reconfirmDays": 731}), "730"),
         (json!({"enabledFor": "group"}), "group"),
-        (json!({"enabledFor": "group", "groupId": "no-such-group"}), "group"),
+        (
+            json!({"enabledFor": "group", "groupId": "no-such-group"}),
+            "group",
+        ),
         (json!({"helpdeskUrl": "javascript:alert(1)"}), "helpdesk"),
     ] {
-        let r = c.admin(Method::PUT, "/api/v1/policy", Some(with(patch.clone()))).await;
+        let r = c
+            .admin(Method::PUT, "/api/v1/policy", Some(with(patch.clone())))
+            .await;
         assert_eq!(r.status.as_u16(), 400, "{patch}: {}", r.body);
-        assert!(r.error_message().to_lowercase().contains(&needle.to_lowercase()), "{patch}: {}", r.body);
+        assert!(
+            r.error_message()
+                .to_lowercase()
+                .contains(&needle.to_lowercase()),
+            "{patch}: {}",
+            r.body
+        );
     }
-    let g = c.admin(Method::POST, "/api/v1/groups", Some(json!({"displayName": "SSPR pilot"}))).await.ok();
-    let good = with(json!({"enabledFor": "group", "groupId": g["id"], "methodsRequired": 2, "methods": ["email", "mobilePhone", "securityQuestions"], "questionsToRegister": 5, "questionsToAnswer": 3, "writebackEnabled": true, "allowUnlockWithoutReset": true, "helpdeskEmail": "helpdesk@contoso.example"}));
-    let v = c.admin(Method::PUT, "/api/v1/policy", Some(good.clone())).await.ok();
+    let g = c
+        .admin(
+            Method::POST,
+            "/api/v1/groups",
+            Some(json!({"displayName": "SSPR pilot"})),
+        )
+        .await
+        .ok();
+    let good = with(
+        json!({"enabledFor": "group", "groupId": g["id"], "methodsRequired": 2, "methods": ["email", "mobilePhone", "securityQuestions"], "questionsToRegister": 5, "questionsToAnswer": 3, "writebackEnabled": true, "allowUnlockWithoutReset": true, "helpdeskEmail": "helpdesk@contoso.example"}),
+    );
+    let v = c
+        .admin(Method::PUT, "/api/v1/policy", Some(good.clone()))
+        .await
+        .ok();
     assert_eq!(v["policy"], good);
     assert_eq!(c.get("/api/v1/policy").await["policy"], good, "persisted");
 }
@@ -429,9 +958,21 @@ async fn policy_refuses_each_invalid_combination_with_its_rule() {
 #[tokio::test]
 async fn audit_records_changes_and_sign_ins_with_tracking_ids() {
     let c = Cloud::start().await;
-    let created = c.admin(Method::POST, "/api/v1/users", Some(json!({"userPrincipalName": c.upn("audited"), "displayName": "A"}))).await;
+    let created = c
+        .admin(
+            Method::POST,
+            "/api/v1/users",
+            Some(json!({"userPrincipalName": c.upn("audited"), "displayName": "A"})),
+        )
+        .await;
     let tracking = created.tracking_id.clone().unwrap();
-    let refused = c.admin(Method::PATCH, &format!("/api/v1/users/{}", c.upn("audited")), Some(json!({"usageLocation": "ZZ"}))).await;
+    let refused = c
+        .admin(
+            Method::PATCH,
+            &format!("/api/v1/users/{}", c.upn("audited")),
+            Some(json!({"usageLocation": "ZZ"})),
+        )
+        .await;
     assert_eq!(refused.status.as_u16(), 400);
     let page = c.get(&format!("/api/v1/audit?trackingId={tracking}")).await;
     let rec = &page["items"][0];
@@ -440,16 +981,30 @@ async fn audit_records_changes_and_sign_ins_with_tracking_ids() {
     assert_eq!(rec["target"], c.upn("audited"));
     assert_eq!(rec["result"], "success");
     assert_eq!(rec["time"], START);
-    let fail = c.get(&format!("/api/v1/audit?trackingId={}", refused.tracking_id.unwrap())).await;
+    let fail = c
+        .get(&format!(
+            "/api/v1/audit?trackingId={}",
+            refused.tracking_id.unwrap()
+        ))
+        .await;
     assert_eq!(fail["items"][0]["result"], "failure");
-    assert!(fail["items"][0]["details"].as_str().unwrap().contains("usageLocation"));
+    assert!(fail["items"][0]["details"]
+        .as_str()
+        .unwrap()
+        .contains("usageLocation"));
     let sign_ins = c.get("/api/v1/audit?action=signIn").await;
     assert!(!sign_ins["items"].as_array().unwrap().is_empty());
     let all = c.get("/api/v1/audit?limit=1000").await;
-    let times: Vec<i64> = all["items"].as_array().unwrap().iter().map(|r| r["time"].as_i64().unwrap()).collect();
+    let times: Vec<i64> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["time"].as_i64().unwrap())
+        .collect();
     assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first");
     // Passwords never reach the audit log.
-    c.user("secretive", json!({"password": "Marker-Pa55word-Zebra"})).await;
+    c.user("secretive", json!({"password": "Marker-Pa55word-Zebra"}))
+        .await;
     let dump = c.get("/api/v1/audit?limit=1000").await.to_string();
     assert!(!dump.contains("Marker-Pa55word-Zebra"));
 }
@@ -459,15 +1014,45 @@ async fn audit_records_changes_and_sign_ins_with_tracking_ids() {
 #[tokio::test]
 async fn the_seed_flow_works_on_postgresql() {
     let c = Cloud::start_postgres().await;
-    assert_eq!(c.call(Method::GET, "/healthz", None, None).await.ok()["database"], "postgres");
-    c.admin(Method::POST, "/api/v1/licenses/trial", None).await.ok();
+    assert_eq!(
+        c.call(Method::GET, "/healthz", None, None).await.ok()["database"],
+        "postgres"
+    );
+    c.admin(Method::POST, "/api/v1/licenses/trial", None)
+        .await
+        .ok();
     c.user("lucky", json!({})).await;
-    let r = c.admin(Method::POST, &format!("/api/v1/users/{}/licenses", c.upn("lucky")), Some(json!({"skuId": "DIRBRIDGE_PREMIUM"}))).await;
-    assert_eq!(r.error_message(), "License assignment cannot be done for user with invalid usage location.");
-    c.admin(Method::PATCH, &format!("/api/v1/users/{}", c.upn("lucky")), Some(json!({"usageLocation": "NO"}))).await.ok();
-    c.admin(Method::POST, &format!("/api/v1/users/{}/licenses", c.upn("lucky")), Some(json!({"skuId": "DIRBRIDGE_PREMIUM"}))).await.ok();
+    let r = c
+        .admin(
+            Method::POST,
+            &format!("/api/v1/users/{}/licenses", c.upn("lucky")),
+            Some(json!({"skuId": "DIRBRIDGE_PREMIUM"})),
+        )
+        .await;
+    assert_eq!(
+        r.error_message(),
+        "License assignment cannot be done for user with invalid usage location."
+    );
+    c.admin(
+        Method::PATCH,
+        &format!("/api/v1/users/{}", c.upn("lucky")),
+        Some(json!({"usageLocation": "NO"})),
+    )
+    .await
+    .ok();
+    c.admin(
+        Method::POST,
+        &format!("/api/v1/users/{}/licenses", c.upn("lucky")),
+        Some(json!({"skuId": "DIRBRIDGE_PREMIUM"})),
+    )
+    .await
+    .ok();
     let mut p = c.get("/api/v1/policy").await["policy"].clone();
     p["enabledFor"] = json!("all");
     c.admin(Method::PUT, "/api/v1/policy", Some(p)).await.ok();
-    assert_eq!(c.get(&format!("/api/v1/users/{}/entitlement", c.upn("lucky"))).await["allowed"], true);
+    assert_eq!(
+        c.get(&format!("/api/v1/users/{}/entitlement", c.upn("lucky")))
+            .await["allowed"],
+        true
+    );
 }

@@ -33,7 +33,10 @@ pub enum ErrorCode {
 impl ErrorCode {
     pub fn http_status(self) -> u16 {
         match self {
-            ErrorCode::BadRequest | ErrorCode::InvalidBody | ErrorCode::Validation | ErrorCode::LicenseUnavailable => 400,
+            ErrorCode::BadRequest
+            | ErrorCode::InvalidBody
+            | ErrorCode::Validation
+            | ErrorCode::LicenseUnavailable => 400,
             ErrorCode::Unauthenticated => 401,
             ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,

@@ -64,6 +64,18 @@ pub fn iso_date(t: Epoch) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// `t` as RFC 3339 in UTC, `2026-11-25T18:40:00Z`, for messages and tables.
+pub fn rfc3339(t: Epoch) -> String {
+    let secs = t.rem_euclid(SECS_PER_DAY);
+    format!(
+        "{}T{:02}:{:02}:{:02}Z",
+        iso_date(t),
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
 /// (H. Hinnant's algorithm). Total for every `i64` day count an `Epoch` can produce.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
@@ -81,6 +93,14 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn rfc3339_formats_known_instants() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(super::rfc3339(1_795_632_000), "2026-11-25T18:40:00Z");
+        assert_eq!(super::rfc3339(-1), "1969-12-31T23:59:59Z");
+    }
+
     use super::*;
 
     #[test]

@@ -48,7 +48,9 @@ mod tests {
 
     #[test]
     fn refuses_unassigned_reserved_lower_case_and_other_lengths() {
-        for c in ["us", "Us", "UK", "EU", "XK", "AA", "ZZ", "USA", "U", "", " US", "AN", "YU"] {
+        for c in [
+            "us", "Us", "UK", "EU", "XK", "AA", "ZZ", "USA", "U", "", " US", "AN", "YU",
+        ] {
             assert!(!is_alpha2(c), "{c}");
         }
     }

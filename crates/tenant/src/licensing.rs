@@ -93,7 +93,10 @@ pub fn subscription_state(sub: &Subscription, now: Epoch) -> SubscriptionState {
 }
 
 fn usable(state: SubscriptionState) -> bool {
-    matches!(state, SubscriptionState::Enabled | SubscriptionState::Warning)
+    matches!(
+        state,
+        SubscriptionState::Enabled | SubscriptionState::Warning
+    )
 }
 
 /// Starts the one trial a tenant gets per SKU: [`TRIAL_UNITS`] units for [`TRIAL_DAYS`] days.
@@ -136,7 +139,11 @@ pub fn start_trial(
 
 /// A purchased subscription starting now: 1 to 1,000,000 units for 1 to 3650 days of a known,
 /// non-free SKU.
-pub fn purchase(tenant_id: &str, req: &NewSubscription, now: Epoch) -> Result<Subscription, Refusal> {
+pub fn purchase(
+    tenant_id: &str,
+    req: &NewSubscription,
+    now: Epoch,
+) -> Result<Subscription, Refusal> {
     let sku = sku(&req.sku_id).ok_or_else(|| unknown_sku(&req.sku_id))?;
     if sku.free {
         return Err(Refusal::validation(format!(
@@ -183,7 +190,11 @@ fn count(n: usize) -> u32 {
 
 /// One line per catalogue SKU that has subscriptions, plus the free SKU always, in catalogue
 /// order: units per state and consumed units (distinct users with an Active assignment).
-pub fn summarize(subs: &[Subscription], assignments: &[LicenseAssignment], now: Epoch) -> Vec<SkuSummary> {
+pub fn summarize(
+    subs: &[Subscription],
+    assignments: &[LicenseAssignment],
+    now: Epoch,
+) -> Vec<SkuSummary> {
     catalogue()
         .into_iter()
         .filter_map(|sku| {
@@ -261,7 +272,10 @@ pub fn check_direct_assignment(
     if sku.free {
         return Ok(());
     }
-    let sku_subs: Vec<&Subscription> = subs.iter().filter(|s| same_sku(&s.sku_id, &sku.id)).collect();
+    let sku_subs: Vec<&Subscription> = subs
+        .iter()
+        .filter(|s| same_sku(&s.sku_id, &sku.id))
+        .collect();
     if sku_subs.is_empty() {
         return Err(Refusal::license_unavailable(format!(
             "Subscription with SKU {} does not exist in this tenant. Start a trial (dirbridge licenses trial) or add a subscription.",
@@ -276,9 +290,9 @@ pub fn check_direct_assignment(
             iso_date(last_end)
         )));
     }
-    let mine = assignments
-        .iter()
-        .filter(|a| a.user_id == user.id && same_sku(&a.sku_id, &sku.id) && a.state == AssignmentState::Active);
+    let mine = assignments.iter().filter(|a| {
+        a.user_id == user.id && same_sku(&a.sku_id, &sku.id) && a.state == AssignmentState::Active
+    });
     let mut holds_via_group = false;
     for a in mine {
         match a.source {
@@ -301,7 +315,10 @@ pub fn check_direct_assignment(
 
 /// Users reachable from `group_id` through memberships, following nested groups; each group is
 /// visited once, so cycles end.
-fn transitive_users<'a>(group_id: &'a str, children: &HashMap<&'a str, Vec<&'a MemberRef>>) -> BTreeSet<&'a str> {
+fn transitive_users<'a>(
+    group_id: &'a str,
+    children: &HashMap<&'a str, Vec<&'a MemberRef>>,
+) -> BTreeSet<&'a str> {
     let mut users = BTreeSet::new();
     let mut seen: HashSet<&str> = HashSet::from([group_id]);
     let mut queue = vec![group_id];
@@ -357,11 +374,16 @@ pub fn reconcile_groups(
     // sku (catalogue spelling) -> user id -> licensed groups that give it to them.
     let mut wanted: BTreeMap<String, BTreeMap<&str, BTreeSet<&str>>> = BTreeMap::new();
     for gl in group_licenses {
-        let sku_id = sku(&gl.sku_id).map(|s| s.id).unwrap_or_else(|| gl.sku_id.clone());
+        let sku_id = sku(&gl.sku_id)
+            .map(|s| s.id)
+            .unwrap_or_else(|| gl.sku_id.clone());
         let per_user = wanted.entry(sku_id).or_default();
         for user_id in transitive_users(gl.group_id.as_str(), &children) {
             if users_by_id.contains_key(user_id) {
-                per_user.entry(user_id).or_default().insert(gl.group_id.as_str());
+                per_user
+                    .entry(user_id)
+                    .or_default()
+                    .insert(gl.group_id.as_str());
             }
         }
     }
@@ -370,7 +392,11 @@ pub fn reconcile_groups(
     for (sku_id, per_user) in &wanted {
         let known = sku(sku_id);
         let free = known.as_ref().is_some_and(|s| s.free);
-        let available = if known.is_some() { available_units(sku_id, subs, now) } else { 0 };
+        let available = if known.is_some() {
+            available_units(sku_id, subs, now)
+        } else {
+            0
+        };
 
         // Who needs a seat, and in which order.
         let mut located: Vec<(&str, Option<String>)> = Vec::new();
@@ -416,12 +442,21 @@ pub fn reconcile_groups(
 
         for (user_id, location) in located {
             let (state, error) = match &location {
-                None => (AssignmentState::Error, Some(LicenseErrorKind::ProhibitedInUsageLocationViolation)),
-                Some(_) if !usable_now => (AssignmentState::Error, Some(LicenseErrorKind::CountViolation)),
+                None => (
+                    AssignmentState::Error,
+                    Some(LicenseErrorKind::ProhibitedInUsageLocationViolation),
+                ),
+                Some(_) if !usable_now => (
+                    AssignmentState::Error,
+                    Some(LicenseErrorKind::CountViolation),
+                ),
                 Some(_) if direct_holders.contains(user_id) || seated.contains(user_id) => {
                     (AssignmentState::Active, None)
                 }
-                Some(_) => (AssignmentState::Error, Some(LicenseErrorKind::CountViolation)),
+                Some(_) => (
+                    AssignmentState::Error,
+                    Some(LicenseErrorKind::CountViolation),
+                ),
             };
             for group_id in &per_user[user_id] {
                 let source = AssignmentSource::Group((*group_id).to_string());
@@ -492,7 +527,9 @@ pub fn entitlement(
         .collect();
     let mine: Vec<&LicenseAssignment> = assignments
         .iter()
-        .filter(|a| a.user_id == user.id && writeback_skus.iter().any(|s| same_sku(&s.id, &a.sku_id)))
+        .filter(|a| {
+            a.user_id == user.id && writeback_skus.iter().any(|s| same_sku(&s.id, &a.sku_id))
+        })
         .collect();
     let mut held: Vec<&Sku> = writeback_skus
         .iter()
@@ -503,7 +540,9 @@ pub fn entitlement(
         .collect();
     if held.is_empty() {
         if let Some(err) = mine.iter().find(|a| a.state == AssignmentState::Error) {
-            let sku_id = sku(&err.sku_id).map(|s| s.id).unwrap_or_else(|| err.sku_id.clone());
+            let sku_id = sku(&err.sku_id)
+                .map(|s| s.id)
+                .unwrap_or_else(|| err.sku_id.clone());
             let why = match err.error {
                 Some(LicenseErrorKind::ProhibitedInUsageLocationViolation) => {
                     "the user has no usage location and the tenant has no default".to_string()
@@ -517,10 +556,17 @@ pub fn entitlement(
                 Some(sku_id),
             );
         }
-        return deny(format!("user has no licence that includes {SSPR_WRITEBACK}"), None);
+        return deny(
+            format!("user has no licence that includes {SSPR_WRITEBACK}"),
+            None,
+        );
     }
     // Prefer a SKU whose subscriptions are usable.
-    held.sort_by_key(|s| !subs.iter().any(|x| same_sku(&x.sku_id, &s.id) && usable(subscription_state(x, now))));
+    held.sort_by_key(|s| {
+        !subs
+            .iter()
+            .any(|x| same_sku(&x.sku_id, &s.id) && usable(subscription_state(x, now)))
+    });
     let best = held[0];
     if subs
         .iter()

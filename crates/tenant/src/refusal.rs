@@ -59,8 +59,16 @@ mod tests {
             (Refusal::forbidden("f"), ErrorCode::Forbidden, 403),
             (Refusal::not_found("n"), ErrorCode::NotFound, 404),
             (Refusal::conflict("c"), ErrorCode::Conflict, 409),
-            (Refusal::license_unavailable("l"), ErrorCode::LicenseUnavailable, 400),
-            (Refusal::unauthenticated("u"), ErrorCode::Unauthenticated, 401),
+            (
+                Refusal::license_unavailable("l"),
+                ErrorCode::LicenseUnavailable,
+                400,
+            ),
+            (
+                Refusal::unauthenticated("u"),
+                ErrorCode::Unauthenticated,
+                401,
+            ),
         ];
         for (r, code, status) in cases {
             assert_eq!(r.code, code);
@@ -72,6 +80,9 @@ mod tests {
     #[test]
     fn bad_request_serialises_as_the_incumbent_code() {
         let r = Refusal::bad_request("x");
-        assert_eq!(serde_json::to_string(&r.code).unwrap(), "\"Request_BadRequest\"");
+        assert_eq!(
+            serde_json::to_string(&r.code).unwrap(),
+            "\"Request_BadRequest\""
+        );
     }
 }

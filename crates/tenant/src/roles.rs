@@ -83,9 +83,11 @@ impl Operation {
             CreateUser | UpdateUser | DeleteUser | ManageGroups | ReadAudit | RevokeTokens => {
                 &[GlobalAdministrator, UserAdministrator]
             }
-            ResetPassword | ReadPolicy => {
-                &[GlobalAdministrator, UserAdministrator, PasswordAdministrator]
-            }
+            ResetPassword | ReadPolicy => &[
+                GlobalAdministrator,
+                UserAdministrator,
+                PasswordAdministrator,
+            ],
             SetUsageLocation | ReadLicenses => {
                 &[GlobalAdministrator, UserAdministrator, LicenseAdministrator]
             }
@@ -135,7 +137,8 @@ pub fn authorize(actor_roles: &[Role], op: Operation) -> Result<(), Refusal> {
 }
 
 /// Roles whose holders only a Global Administrator may update, delete, reset or sign out.
-pub const PRIVILEGED_ROLES: [Role; 3] = [GlobalAdministrator, UserAdministrator, LicenseAdministrator];
+pub const PRIVILEGED_ROLES: [Role; 3] =
+    [GlobalAdministrator, UserAdministrator, LicenseAdministrator];
 
 /// [`authorize`], then the target rule: a user holding Global, User or License Administrator
 /// may only be updated, deleted, have their password reset, usage location set or sessions
@@ -228,7 +231,12 @@ mod tests {
     fn license_administrator_matrix() {
         assert_eq!(
             allowed_ops(LicenseAdministrator),
-            vec![ReadDirectory, SetUsageLocation, ReadLicenses, ManageLicenses]
+            vec![
+                ReadDirectory,
+                SetUsageLocation,
+                ReadLicenses,
+                ManageLicenses
+            ]
         );
     }
 
@@ -241,12 +249,18 @@ mod tests {
              User Administrator. You have: Password Administrator."
         );
         let e = authorize(&[UserAdministrator], ManagePolicy).unwrap_err();
-        assert!(e.message.contains("needs one of these roles: Global Administrator."));
+        assert!(e
+            .message
+            .contains("needs one of these roles: Global Administrator."));
     }
 
     #[test]
     fn several_roles_combine() {
-        assert!(authorize(&[PasswordAdministrator, LicenseAdministrator], ManageLicenses).is_ok());
+        assert!(authorize(
+            &[PasswordAdministrator, LicenseAdministrator],
+            ManageLicenses
+        )
+        .is_ok());
     }
 
     #[test]
@@ -255,12 +269,20 @@ mod tests {
             for op in [UpdateUser, DeleteUser, ResetPassword, RevokeTokens] {
                 let e = authorize_on_target(&[UserAdministrator], &[target], op).unwrap_err();
                 assert_eq!(e.code, ErrorCode::Forbidden);
-                assert!(e.message.starts_with("Only a Global Administrator"), "{}", e.message);
+                assert!(
+                    e.message.starts_with("Only a Global Administrator"),
+                    "{}",
+                    e.message
+                );
                 assert!(e.message.contains(target.display_name()));
                 assert!(authorize_on_target(&[GlobalAdministrator], &[target], op).is_ok());
             }
-            assert!(authorize_on_target(&[PasswordAdministrator], &[target], ResetPassword).is_err());
-            assert!(authorize_on_target(&[LicenseAdministrator], &[target], SetUsageLocation).is_err());
+            assert!(
+                authorize_on_target(&[PasswordAdministrator], &[target], ResetPassword).is_err()
+            );
+            assert!(
+                authorize_on_target(&[LicenseAdministrator], &[target], SetUsageLocation).is_err()
+            );
         }
     }
 
@@ -270,17 +292,28 @@ mod tests {
             assert!(authorize_on_target(&[actor], &[], ResetPassword).is_ok());
             assert!(authorize_on_target(&[actor], &[PasswordAdministrator], ResetPassword).is_ok());
         }
-        assert!(authorize_on_target(&[UserAdministrator], &[PasswordAdministrator], UpdateUser).is_ok());
+        assert!(
+            authorize_on_target(&[UserAdministrator], &[PasswordAdministrator], UpdateUser).is_ok()
+        );
     }
 
     #[test]
     fn target_check_runs_after_the_role_check() {
         let e = authorize_on_target(&[PasswordAdministrator], &[], DeleteUser).unwrap_err();
-        assert!(e.message.starts_with("This operation (delete users)"), "{}", e.message);
+        assert!(
+            e.message.starts_with("This operation (delete users)"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
     fn licence_assignment_to_an_admin_is_not_a_target_restriction() {
-        assert!(authorize_on_target(&[LicenseAdministrator], &[GlobalAdministrator], ManageLicenses).is_ok());
+        assert!(authorize_on_target(
+            &[LicenseAdministrator],
+            &[GlobalAdministrator],
+            ManageLicenses
+        )
+        .is_ok());
     }
 }

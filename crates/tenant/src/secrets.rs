@@ -24,8 +24,8 @@ const MAX_P: u32 = 16;
 
 fn hasher() -> Argon2<'static> {
     // The parameters are constants inside Argon2's accepted ranges, so this cannot fail.
-    let params = Params::new(ARGON2_M_KIB, ARGON2_T, ARGON2_P, None)
-        .unwrap_or_else(|_| Params::default());
+    let params =
+        Params::new(ARGON2_M_KIB, ARGON2_T, ARGON2_P, None).unwrap_or_else(|_| Params::default());
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 

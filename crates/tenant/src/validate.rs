@@ -45,7 +45,10 @@ pub fn upn(input: &str, domains: &[String]) -> Result<String, Refusal> {
     if s.is_empty() {
         return Err(Refusal::validation(format!(
             "{F}: is required (name@domain, e.g. alice@{})",
-            domains.first().map(String::as_str).unwrap_or("contoso.example")
+            domains
+                .first()
+                .map(String::as_str)
+                .unwrap_or("contoso.example")
         )));
     }
     let len = s.chars().count();
@@ -133,7 +136,9 @@ pub fn display_name(input: &str) -> Result<String, Refusal> {
     const F: &str = "displayName";
     let s = input.trim();
     if s.is_empty() {
-        return Err(Refusal::validation(format!("{F}: is required (1 to {DISPLAY_NAME_MAX} characters)")));
+        return Err(Refusal::validation(format!(
+            "{F}: is required (1 to {DISPLAY_NAME_MAX} characters)"
+        )));
     }
     let n = s.chars().count();
     if n > DISPLAY_NAME_MAX {
@@ -152,7 +157,11 @@ pub fn display_name(input: &str) -> Result<String, Refusal> {
 
 /// Optional free text: trimmed; absent or blank becomes `None`; no control characters; at most
 /// `max` characters.
-pub fn optional_text(field: &str, input: Option<&str>, max: usize) -> Result<Option<String>, Refusal> {
+pub fn optional_text(
+    field: &str,
+    input: Option<&str>,
+    max: usize,
+) -> Result<Option<String>, Refusal> {
     let Some(s) = input.map(str::trim).filter(|s| !s.is_empty()) else {
         return Ok(None);
     };
@@ -179,7 +188,9 @@ pub fn mail(field: &str, input: &str) -> Result<String, Refusal> {
     let s = input.trim();
     let rule = "an email address like name@example.com";
     if s.is_empty() {
-        return Err(Refusal::validation(format!("{field}: is empty; give {rule}")));
+        return Err(Refusal::validation(format!(
+            "{field}: is empty; give {rule}"
+        )));
     }
     let n = s.chars().count();
     if n > MAIL_MAX {
@@ -212,7 +223,8 @@ pub fn mail(field: &str, input: &str) -> Result<String, Refusal> {
 /// optional extension after one 'x'; 4 to 32 characters with at least 4 digits.
 pub fn phone(field: &str, input: &str) -> Result<String, Refusal> {
     let s = input.trim();
-    let rule = "use digits with an optional leading '+', spaces, '-', '(', ')' and an 'x' extension, \
+    let rule =
+        "use digits with an optional leading '+', spaces, '-', '(', ')' and an 'x' extension, \
                 4 to 32 characters, e.g. +47 22 12 34 56 or +1 (425) 555-0100 x123";
     let n = s.chars().count();
     if !(PHONE_MIN..=PHONE_MAX).contains(&n) {
@@ -234,7 +246,10 @@ pub fn phone(field: &str, input: &str) -> Result<String, Refusal> {
         !e.is_empty() && e.chars().all(|c| c.is_ascii_digit())
     });
     if !main_ok || !ext_ok {
-        return Err(Refusal::validation(format!("{field}: '{}' is not a phone number; {rule}", shown(s))));
+        return Err(Refusal::validation(format!(
+            "{field}: '{}' is not a phone number; {rule}",
+            shown(s)
+        )));
     }
     if main.chars().filter(char::is_ascii_digit).count() < 4 {
         return Err(Refusal::validation(format!(
@@ -318,7 +333,9 @@ pub fn new_password(input: &str) -> Result<(), Refusal> {
     );
     let n = input.chars().count();
     if !(PASSWORD_MIN..=PASSWORD_MAX).contains(&n) {
-        return Err(Refusal::validation(format!("{rule} (it has {n} characters)")));
+        return Err(Refusal::validation(format!(
+            "{rule} (it has {n} characters)"
+        )));
     }
     if has_control(input) {
         return Err(Refusal::validation(format!(
@@ -339,7 +356,9 @@ pub fn new_password(input: &str) -> Result<(), Refusal> {
     }
     let kinds = [lower, upper, digit, symbol].iter().filter(|k| **k).count();
     if kinds < 3 {
-        return Err(Refusal::validation(format!("{rule} (it has {kinds} of them)")));
+        return Err(Refusal::validation(format!(
+            "{rule} (it has {kinds} of them)"
+        )));
     }
     Ok(())
 }
@@ -355,7 +374,10 @@ mod tests {
 
     #[test]
     fn upn_accepts_and_canonicalises_the_domain() {
-        assert_eq!(upn("  alice@Contoso.COM ", &domains()).unwrap(), "alice@contoso.com");
+        assert_eq!(
+            upn("  alice@Contoso.COM ", &domains()).unwrap(),
+            "alice@contoso.com"
+        );
         assert_eq!(
             upn("O'Brien.j-x_y!#^~9@contoso.dirbridge.test", &domains()).unwrap(),
             "O'Brien.j-x_y!#^~9@contoso.dirbridge.test"
@@ -368,7 +390,11 @@ mod tests {
         assert_eq!(e.code, ErrorCode::Validation);
         assert!(e.message.starts_with("userPrincipalName:"), "{}", e.message);
         assert!(e.message.contains("fabrikam.com"));
-        assert!(e.message.contains("contoso.dirbridge.test, contoso.com"), "{}", e.message);
+        assert!(
+            e.message.contains("contoso.dirbridge.test, contoso.com"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
@@ -389,7 +415,11 @@ mod tests {
             "al\u{0}ice@contoso.com",
         ] {
             let e = upn(bad, &domains()).unwrap_err();
-            assert!(e.message.starts_with("userPrincipalName:"), "{bad:?}: {}", e.message);
+            assert!(
+                e.message.starts_with("userPrincipalName:"),
+                "{bad:?}: {}",
+                e.message
+            );
         }
     }
 
@@ -443,7 +473,10 @@ mod tests {
     fn optional_text_blank_is_none_and_limits_apply() {
         assert_eq!(optional_text("surname", None, 10).unwrap(), None);
         assert_eq!(optional_text("surname", Some("  "), 10).unwrap(), None);
-        assert_eq!(optional_text("surname", Some(" Smith "), 10).unwrap(), Some("Smith".into()));
+        assert_eq!(
+            optional_text("surname", Some(" Smith "), 10).unwrap(),
+            Some("Smith".into())
+        );
         let e = optional_text("surname", Some("abcdefghijk"), 10).unwrap_err();
         assert!(e.message.starts_with("surname:") && e.message.contains("limit is 10"));
         assert!(optional_text("surname", Some("a\tb"), 10).is_err());
@@ -451,7 +484,12 @@ mod tests {
 
     #[test]
     fn mail_rules() {
-        for ok in ["a@b.co", "first.last+tag@sub.example.com", "X@Example.COM", "o'neil@x-y.org"] {
+        for ok in [
+            "a@b.co",
+            "first.last+tag@sub.example.com",
+            "X@Example.COM",
+            "o'neil@x-y.org",
+        ] {
             assert!(mail("mail", ok).is_ok(), "{ok}");
         }
         for bad in [
@@ -478,13 +516,37 @@ mod tests {
 
     #[test]
     fn phone_rules() {
-        for ok in ["+47 22 12 34 56", "+1 (425) 555-0100 x123", "5550100", "1234", "+1 425 555 0100 X 12"] {
+        for ok in [
+            "+47 22 12 34 56",
+            "+1 (425) 555-0100 x123",
+            "5550100",
+            "1234",
+            "+1 425 555 0100 X 12",
+        ] {
             assert!(phone("mobilePhone", ok).is_ok(), "{ok}");
         }
-        assert_eq!(phone("mobilePhone", " +1 555 0100 X9 ").unwrap(), "+1 555 0100 x9");
-        for bad in ["", "123", "12-3", "+47 22+12", "abc1234", "1234x", "1234 x 5x6", "++4712345", &"1".repeat(33), "x1234"] {
+        assert_eq!(
+            phone("mobilePhone", " +1 555 0100 X9 ").unwrap(),
+            "+1 555 0100 x9"
+        );
+        for bad in [
+            "",
+            "123",
+            "12-3",
+            "+47 22+12",
+            "abc1234",
+            "1234x",
+            "1234 x 5x6",
+            "++4712345",
+            &"1".repeat(33),
+            "x1234",
+        ] {
             let e = phone("mobilePhone", bad).unwrap_err();
-            assert!(e.message.starts_with("mobilePhone:"), "{bad}: {}", e.message);
+            assert!(
+                e.message.starts_with("mobilePhone:"),
+                "{bad}: {}",
+                e.message
+            );
         }
     }
 
@@ -502,11 +564,14 @@ mod tests {
     fn domain_rules() {
         assert_eq!(domain("Contoso.COM").unwrap(), "contoso.com");
         assert!(domain("a.b.example.org").is_ok());
-        for bad in ["contoso", "contoso.", ".com", "a..com", "-a.com", "a-.com", "a.1", "a_b.com", "a b.com", ""] {
+        for bad in [
+            "contoso", "contoso.", ".com", "a..com", "-a.com", "a-.com", "a.1", "a_b.com",
+            "a b.com", "",
+        ] {
             let e = domain(bad).unwrap_err();
             assert!(e.message.starts_with("domain:"), "{bad}");
         }
-        let long = format!("{}.com", ["a".repeat(63)].repeat(4).join("."));
+        let long = format!("{}.com", vec!["a".repeat(63); 4].join("."));
         assert!(long.len() > 253);
         assert!(domain(&long).is_err());
     }
@@ -518,7 +583,14 @@ mod tests {
         assert!(new_password("ABCDEFG1!").is_ok());
         assert!(new_password("Abcdefgh!").is_ok());
         assert!(new_password("Pässwörd1").is_ok());
-        for bad in ["Abcdef1", "abcdefgh1", "ABCDEFGH!", "abcdefghij", "12345678!", "Abc\ndefg1"] {
+        for bad in [
+            "Abcdef1",
+            "abcdefgh1",
+            "ABCDEFGH!",
+            "abcdefghij",
+            "12345678!",
+            "Abc\ndefg1",
+        ] {
             let e = new_password(bad).unwrap_err();
             assert_eq!(e.code, ErrorCode::Validation);
             assert!(e.message.contains("at least 3 of"), "{}", e.message);
@@ -534,5 +606,70 @@ mod tests {
         let s = shown(&"x".repeat(100));
         assert_eq!(s.chars().count(), 41);
         assert!(s.ends_with('…'));
+    }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn domains() -> Vec<String> {
+            vec!["contoso.com".into(), "contoso.dirbridge.test".into()]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn validators_never_panic(s in any::<String>()) {
+                let _ = upn(&s, &domains());
+                let _ = usage_location(&s);
+                let _ = display_name(&s);
+                let _ = optional_text("f", Some(&s), 10);
+                let _ = mail("mail", &s);
+                let _ = phone("mobilePhone", &s);
+                let _ = tenant_name(&s);
+                let _ = domain(&s);
+                let _ = new_password(&s);
+            }
+
+            #[test]
+            fn accepted_upns_are_valid_again_and_within_limits(
+                local in "[A-Za-z0-9'._!#^~-]{0,70}",
+                dom in prop::sample::select(vec!["contoso.com", "CONTOSO.com", "contoso.dirbridge.test", "fabrikam.com"]),
+                pad in "[ \t]{0,2}",
+            ) {
+                let input = format!("{pad}{local}@{dom}{pad}");
+                if let Ok(v) = upn(&input, &domains()) {
+                    prop_assert!(v.chars().count() <= UPN_MAX);
+                    let (l, d) = v.split_once('@').unwrap();
+                    prop_assert!(l.chars().count() <= UPN_LOCAL_MAX);
+                    prop_assert!(!l.starts_with('.') && !l.ends_with('.') && !l.contains(".."));
+                    prop_assert!(domains().iter().any(|x| x == d));
+                    prop_assert_eq!(upn(&v, &domains()).unwrap(), v.clone());
+                } else {
+                    let ok_shape = !local.is_empty()
+                        && local.len() <= 64
+                        && !local.starts_with('.')
+                        && !local.ends_with('.')
+                        && !local.contains("..")
+                        && dom != "fabrikam.com";
+                    prop_assert!(!ok_shape, "refused a valid UPN: {input:?}");
+                }
+            }
+
+            #[test]
+            fn usage_location_accepts_exactly_the_assigned_codes(s in "[A-Za-z]{0,3}|.{0,4}") {
+                match usage_location(&s) {
+                    Ok(v) => {
+                        prop_assert!(crate::country::is_alpha2(&v));
+                        prop_assert_eq!(v, s.trim().to_ascii_uppercase());
+                    }
+                    Err(e) => {
+                        prop_assert!(!crate::country::is_alpha2(&s.trim().to_ascii_uppercase()));
+                        prop_assert!(e.message.starts_with("usageLocation: "));
+                    }
+                }
+            }
+        }
     }
 }

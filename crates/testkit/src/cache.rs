@@ -84,14 +84,16 @@ pub(crate) fn get_or_build(
     Ok(dir)
 }
 
-/// Copies a directory tree (sparse files stay sparse; attributes preserved).
+/// Copies the contents of directory `from` into `to` (created if missing); sparse files stay
+/// sparse, attributes are preserved.
 pub(crate) fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
     crate::process::run(
         Command::new("cp")
             .arg("-a")
             .arg("--sparse=always")
             .arg("--reflink=auto")
-            .arg(from)
+            .arg(from.join("."))
             .arg(to),
     )?;
     Ok(())

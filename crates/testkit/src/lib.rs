@@ -1,5 +1,24 @@
 //! Real servers for tests and the demo, started as child processes in temporary directories:
 //! PostgreSQL, Samba AD DC, OpenLDAP (slapd), and the test certificate authority they share.
-//! Each fixture stops its server when dropped.
+//! Each fixture stops its server when dropped; process-wide shared instances are stopped when
+//! the test process exits (and die with it if it is killed).
+//!
+//! * [`ca`]: the test CA and server certificates with subjectAltNames.
+//! * [`samba`]: a Samba AD DC on its own loopback address, with delegated service accounts.
+//! * [`slapd`]: OpenLDAP with ppolicy and syncprov.
+//! * [`dataset`]: the deterministic sample users and groups both directories are loaded with.
+//! * [`cache`]: the cross-process cache of provisioned templates (`target/testkit-cache`).
+//!
+//! The testkit never uses `dirbridge-ldap`, the code under test, for its own setup.
 
 pub mod postgres;
+
+pub mod ca;
+pub mod cache;
+pub mod dataset;
+mod ldapc;
+pub mod process;
+pub mod samba;
+pub mod slapd;
+
+pub use ldapc::client_config;

@@ -39,13 +39,18 @@ fn spawner() -> &'static Mutex<mpsc::Sender<SpawnRequest>> {
 /// Starts `cmd` in its own process group, killed (SIGKILL) if this process dies.
 pub(crate) fn spawn_server(mut cmd: Command) -> io::Result<Child> {
     cmd.process_group(0);
-    // SAFETY: prctl and getppid are async-signal-safe; the closure allocates nothing.
+    // SAFETY: prctl, sigprocmask and getppid are async-signal-safe; the closure allocates
+    // nothing.
     unsafe {
         let parent = libc::getpid();
         cmd.pre_exec(move || {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
                 return Err(io::Error::last_os_error());
             }
+            // Servers must see SIGTERM even if the caller blocked it (the CLI does).
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
             // The parent may have died between fork and prctl.
             if libc::getppid() != parent {
                 libc::_exit(1);
@@ -280,4 +285,19 @@ pub(crate) fn at_exit(f: Box<dyn FnOnce() + Send>) {
     if let Ok(mut h) = hooks.lock() {
         h.push(f);
     }
+}
+
+/// The path of `name`, looked up in `$PATH` and then in the sbin directories (Debian puts
+/// `samba`, `slapd` and `slapadd` in `/usr/sbin`, which a non-login shell may not have).
+pub fn find_program(name: &str) -> Result<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs = std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from));
+    for dir in dirs {
+        let candidate = dir.join(name);
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    bail!("{name} not found in PATH or /usr/sbin; install the Debian package that provides it")
 }

@@ -24,9 +24,28 @@ pub struct Query {
     limit: Option<u32>,
 }
 
-pub async fn list(State(state): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<Query>) -> ApiResult<Json<Page<AuditRecord>>> {
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<Query>,
+) -> ApiResult<Json<Page<AuditRecord>>> {
     caller.authorize(Operation::ReadAudit)?;
-    let filter = AuditFilter { actor: q.actor, action: q.action, target: q.target, since: q.since, until: q.until, tracking_id: q.tracking_id };
-    let page = PageRequest { after: q.after, limit: q.limit.unwrap_or(100).clamp(1, 1000) };
-    Ok(Json(state.store.list_audit(&caller.tenant.id, &filter, &page).await?))
+    let filter = AuditFilter {
+        actor: q.actor,
+        action: q.action,
+        target: q.target,
+        since: q.since,
+        until: q.until,
+        tracking_id: q.tracking_id,
+    };
+    let page = PageRequest {
+        after: q.after,
+        limit: q.limit.unwrap_or(100).clamp(1, 1000),
+    };
+    Ok(Json(
+        state
+            .store
+            .list_audit(&caller.tenant.id, &filter, &page)
+            .await?,
+    ))
 }

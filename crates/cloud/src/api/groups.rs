@@ -30,18 +30,38 @@ pub struct ListQuery {
     limit: Option<u32>,
 }
 
-pub async fn list(State(state): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Page<Group>>> {
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Page<Group>>> {
     caller.authorize(Operation::ReadDirectory)?;
-    let page = PageRequest { after: q.after, limit: q.limit.unwrap_or(100).clamp(1, 1000) };
-    Ok(Json(state.store.list_groups(&caller.tenant.id, q.name_prefix.as_deref(), &page).await?))
+    let page = PageRequest {
+        after: q.after,
+        limit: q.limit.unwrap_or(100).clamp(1, 1000),
+    };
+    Ok(Json(
+        state
+            .store
+            .list_groups(&caller.tenant.id, q.name_prefix.as_deref(), &page)
+            .await?,
+    ))
 }
 
-pub async fn get(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Group>> {
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Group>> {
     caller.authorize(Operation::ReadDirectory)?;
     Ok(Json(resolve(&state, &caller.tenant.id, &id).await?))
 }
 
-pub async fn create(State(state): State<AppState>, caller: Caller, ApiJson(body): ApiJson<NewGroup>) -> ApiResult<(StatusCode, Json<Group>)> {
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<NewGroup>,
+) -> ApiResult<(StatusCode, Json<Group>)> {
     let target = Some(body.display_name.clone());
     let result = async {
         caller.authorize(Operation::ManageGroups)?;
@@ -58,7 +78,10 @@ pub async fn create(State(state): State<AppState>, caller: Caller, ApiJson(body)
         Ok(group)
     }
     .await;
-    Ok((StatusCode::CREATED, Json(audited(&state, &caller, "group.create", target, result).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(audited(&state, &caller, "group.create", target, result).await?),
+    ))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -69,7 +92,12 @@ pub struct GroupPatch {
     description: Option<Option<String>>,
 }
 
-pub async fn update(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, ApiJson(patch): ApiJson<GroupPatch>) -> ApiResult<Json<Group>> {
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(patch): ApiJson<GroupPatch>,
+) -> ApiResult<Json<Group>> {
     let result = async {
         caller.authorize(Operation::ManageGroups)?;
         let mut group = resolve(&state, &caller.tenant.id, &id).await?;
@@ -84,7 +112,9 @@ pub async fn update(State(state): State<AppState>, caller: Caller, Path(id): Pat
         Ok(group)
     }
     .await;
-    Ok(Json(audited(&state, &caller, "group.update", Some(id), result).await?))
+    Ok(Json(
+        audited(&state, &caller, "group.update", Some(id), result).await?,
+    ))
 }
 
 fn refuse_synced(group: &Group) -> ApiResult<()> {
@@ -96,12 +126,19 @@ fn refuse_synced(group: &Group) -> ApiResult<()> {
     Ok(())
 }
 
-pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     let result = async {
         caller.authorize(Operation::ManageGroups)?;
         let group = resolve(&state, &caller.tenant.id, &id).await?;
         refuse_synced(&group)?;
-        state.store.delete_group(&caller.tenant.id, &group.id).await?;
+        state
+            .store
+            .delete_group(&caller.tenant.id, &group.id)
+            .await?;
         super::licenses::reconcile(&state, &caller.tenant).await?;
         Ok(StatusCode::NO_CONTENT)
     }
@@ -109,13 +146,27 @@ pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Pat
     audited(&state, &caller, "group.delete", Some(id), result).await
 }
 
-pub async fn members(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Vec<MemberRef>>> {
+pub async fn members(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<MemberRef>>> {
     caller.authorize(Operation::ReadDirectory)?;
     let group = resolve(&state, &caller.tenant.id, &id).await?;
-    Ok(Json(state.store.list_members(&caller.tenant.id, &group.id).await?))
+    Ok(Json(
+        state
+            .store
+            .list_members(&caller.tenant.id, &group.id)
+            .await?,
+    ))
 }
 
-pub async fn add_member(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, ApiJson(member): ApiJson<MemberRef>) -> ApiResult<(StatusCode, Json<MemberRef>)> {
+pub async fn add_member(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(member): ApiJson<MemberRef>,
+) -> ApiResult<(StatusCode, Json<MemberRef>)> {
     let target = Some(format!("{id} <- {}", member.id));
     let result = async {
         caller.authorize(Operation::ManageGroups)?;
@@ -147,11 +198,19 @@ pub async fn add_member(State(state): State<AppState>, caller: Caller, Path(id):
         Ok(member)
     }
     .await;
-    Ok((StatusCode::CREATED, Json(audited(&state, &caller, "group.addMember", target, result).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(audited(&state, &caller, "group.addMember", target, result).await?),
+    ))
 }
 
 /// Does `outer` contain `inner`, directly or through nested groups?
-async fn contains_transitively(state: &AppState, tenant_id: &str, outer: &str, inner: &str) -> ApiResult<bool> {
+async fn contains_transitively(
+    state: &AppState,
+    tenant_id: &str,
+    outer: &str,
+    inner: &str,
+) -> ApiResult<bool> {
     let all = state.store.list_memberships(tenant_id).await?;
     let mut stack = vec![outer.to_string()];
     let mut seen = std::collections::HashSet::new();
@@ -171,23 +230,41 @@ async fn contains_transitively(state: &AppState, tenant_id: &str, outer: &str, i
     Ok(false)
 }
 
-pub async fn remove_member(State(state): State<AppState>, caller: Caller, Path((id, member_id)): Path<(String, String)>) -> ApiResult<StatusCode> {
+pub async fn remove_member(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, member_id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
     let target = Some(format!("{id} -> {member_id}"));
     let result = async {
         caller.authorize(Operation::ManageGroups)?;
         let group = resolve(&state, &caller.tenant.id, &id).await?;
         refuse_synced(&group)?;
         let member_id = if member_id.contains('@') {
-            super::users::resolve(&state, &caller.tenant.id, &member_id).await?.id
+            super::users::resolve(&state, &caller.tenant.id, &member_id)
+                .await?
+                .id
         } else {
             member_id
         };
         let mut removed = false;
         for kind in [MemberKind::User, MemberKind::Group] {
-            removed |= state.store.remove_member(&caller.tenant.id, &group.id, &MemberRef { kind, id: member_id.clone() }).await?;
+            removed |= state
+                .store
+                .remove_member(
+                    &caller.tenant.id,
+                    &group.id,
+                    &MemberRef {
+                        kind,
+                        id: member_id.clone(),
+                    },
+                )
+                .await?;
         }
         if !removed {
-            return Err(AppError::not_found(format!("'{member_id}' is not a direct member of the group.")));
+            return Err(AppError::not_found(format!(
+                "'{member_id}' is not a direct member of the group."
+            )));
         }
         super::licenses::reconcile(&state, &caller.tenant).await?;
         Ok(StatusCode::NO_CONTENT)

@@ -5,8 +5,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use proto::{
-    AssignmentSource, AssignmentState, Entitlement, GroupLicense, LicenseAssignment, NewSubscription, PageRequest, Sku,
-    SkuSummary, Subscription, Tenant, User, UserFilter,
+    AssignmentSource, AssignmentState, Entitlement, GroupLicense, LicenseAssignment,
+    NewSubscription, PageRequest, Sku, SkuSummary, Subscription, Tenant, User, UserFilter,
 };
 use serde::Deserialize;
 use tenant::licensing;
@@ -33,7 +33,10 @@ pub struct TrialBody {
 fn known_sku(id: &str) -> ApiResult<Sku> {
     licensing::sku(id).ok_or_else(|| {
         let ids: Vec<String> = licensing::catalogue().into_iter().map(|s| s.id).collect();
-        AppError::not_found(format!("Unknown SKU '{id}'. Known SKUs: {}.", ids.join(", ")))
+        AppError::not_found(format!(
+            "Unknown SKU '{id}'. Known SKUs: {}.",
+            ids.join(", ")
+        ))
     })
 }
 
@@ -44,25 +47,48 @@ pub async fn reconcile(state: &AppState, tenant: &Tenant) -> ApiResult<()> {
     let store = &state.store;
     let group_licenses = store.list_group_licenses(&tenant.id).await?;
     let current = store.list_assignments(&tenant.id, None, None).await?;
-    if group_licenses.is_empty() && !current.iter().any(|a| matches!(a.source, AssignmentSource::Group(_))) {
+    if group_licenses.is_empty()
+        && !current
+            .iter()
+            .any(|a| matches!(a.source, AssignmentSource::Group(_)))
+    {
         return Ok(());
     }
     let _guard = state.licensing.lock().await;
-    let tenant = store.get_tenant(&tenant.id).await?.unwrap_or_else(|| tenant.clone());
+    let tenant = store
+        .get_tenant(&tenant.id)
+        .await?
+        .unwrap_or_else(|| tenant.clone());
     let current = store.list_assignments(&tenant.id, None, None).await?;
     let users = all_users(state, &tenant.id).await?;
     let memberships = store.list_memberships(&tenant.id).await?;
     let subs = store.list_subscriptions(&tenant.id).await?;
-    let desired = licensing::reconcile_groups(&tenant, &users, &memberships, &group_licenses, &subs, &current, state.now());
-    store.replace_group_assignments(&tenant.id, &desired).await?;
+    let desired = licensing::reconcile_groups(
+        &tenant,
+        &users,
+        &memberships,
+        &group_licenses,
+        &subs,
+        &current,
+        state.now(),
+    );
+    store
+        .replace_group_assignments(&tenant.id, &desired)
+        .await?;
     Ok(())
 }
 
 async fn all_users(state: &AppState, tenant_id: &str) -> ApiResult<Vec<User>> {
     let mut out = Vec::new();
-    let mut page = PageRequest { after: None, limit: 1000 };
+    let mut page = PageRequest {
+        after: None,
+        limit: 1000,
+    };
     loop {
-        let p = state.store.list_users(tenant_id, &UserFilter::default(), &page).await?;
+        let p = state
+            .store
+            .list_users(tenant_id, &UserFilter::default(), &page)
+            .await?;
         out.extend(p.items);
         match p.next {
             Some(n) => page.after = Some(n),
@@ -76,15 +102,38 @@ pub async fn skus(caller: Caller) -> ApiResult<Json<Vec<Sku>>> {
     Ok(Json(licensing::catalogue()))
 }
 
-pub async fn summary(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<SkuSummary>>> {
+pub async fn summary(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<SkuSummary>>> {
     caller.authorize(Operation::ReadLicenses)?;
     let subs = state.store.list_subscriptions(&caller.tenant.id).await?;
-    let assignments = state.store.list_assignments(&caller.tenant.id, None, None).await?;
+    let assignments = state
+        .store
+        .list_assignments(&caller.tenant.id, None, None)
+        .await?;
     Ok(Json(licensing::summarize(&subs, &assignments, state.now())))
 }
 
-pub async fn start_trial(State(state): State<AppState>, caller: Caller, body: Option<ApiJson<TrialBody>>) -> ApiResult<(StatusCode, Json<Subscription>)> {
-    let sku_id = body.and_then(|b| b.0.sku_id).unwrap_or_else(|| licensing::PREMIUM_SKU.to_string());
+/// `POST /api/v1/licenses/trial`; the body is optional (the premium SKU by default).
+pub async fn start_trial(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: axum::body::Bytes,
+) -> ApiResult<(StatusCode, Json<Subscription>)> {
+    let body: TrialBody = if body.iter().all(u8::is_ascii_whitespace) {
+        TrialBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            AppError::new(
+                proto::ErrorCode::InvalidBody,
+                format!("The request body does not match the expected shape: {e}"),
+            )
+        })?
+    };
+    let sku_id = body
+        .sku_id
+        .unwrap_or_else(|| licensing::PREMIUM_SKU.to_string());
     let result = async {
         caller.authorize(Operation::ManageSubscriptions)?;
         let sub = {
@@ -98,10 +147,17 @@ pub async fn start_trial(State(state): State<AppState>, caller: Caller, body: Op
         Ok(sub)
     }
     .await;
-    Ok((StatusCode::CREATED, Json(audited(&state, &caller, "license.startTrial", Some(sku_id), result).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(audited(&state, &caller, "license.startTrial", Some(sku_id), result).await?),
+    ))
 }
 
-pub async fn purchase(State(state): State<AppState>, caller: Caller, ApiJson(body): ApiJson<NewSubscription>) -> ApiResult<(StatusCode, Json<Subscription>)> {
+pub async fn purchase(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<NewSubscription>,
+) -> ApiResult<(StatusCode, Json<Subscription>)> {
     let target = Some(format!("{} x{}", body.sku_id, body.units));
     let result = async {
         caller.authorize(Operation::ManageSubscriptions)?;
@@ -111,22 +167,49 @@ pub async fn purchase(State(state): State<AppState>, caller: Caller, ApiJson(bod
         Ok(sub)
     }
     .await;
-    Ok((StatusCode::CREATED, Json(audited(&state, &caller, "license.addSubscription", target, result).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(audited(&state, &caller, "license.addSubscription", target, result).await?),
+    ))
 }
 
-pub async fn errors(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<LicenseAssignment>>> {
+pub async fn errors(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<LicenseAssignment>>> {
     caller.authorize(Operation::ReadLicenses)?;
-    let all = state.store.list_assignments(&caller.tenant.id, None, None).await?;
-    Ok(Json(all.into_iter().filter(|a| a.state == AssignmentState::Error).collect()))
+    let all = state
+        .store
+        .list_assignments(&caller.tenant.id, None, None)
+        .await?;
+    Ok(Json(
+        all.into_iter()
+            .filter(|a| a.state == AssignmentState::Error)
+            .collect(),
+    ))
 }
 
-pub async fn user_licenses(State(state): State<AppState>, caller: Caller, Path(key): Path<String>) -> ApiResult<Json<Vec<LicenseAssignment>>> {
+pub async fn user_licenses(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(key): Path<String>,
+) -> ApiResult<Json<Vec<LicenseAssignment>>> {
     caller.authorize(Operation::ReadLicenses)?;
     let user = super::users::resolve(&state, &caller.tenant.id, &key).await?;
-    Ok(Json(state.store.list_assignments(&caller.tenant.id, Some(&user.id), None).await?))
+    Ok(Json(
+        state
+            .store
+            .list_assignments(&caller.tenant.id, Some(&user.id), None)
+            .await?,
+    ))
 }
 
-pub async fn assign(State(state): State<AppState>, caller: Caller, Path(key): Path<String>, ApiJson(body): ApiJson<SkuBody>) -> ApiResult<(StatusCode, Json<LicenseAssignment>)> {
+pub async fn assign(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(key): Path<String>,
+    ApiJson(body): ApiJson<SkuBody>,
+) -> ApiResult<(StatusCode, Json<LicenseAssignment>)> {
     let target = Some(format!("{key} {}", body.sku_id));
     let result = async {
         caller.authorize(Operation::ManageLicenses)?;
@@ -135,7 +218,10 @@ pub async fn assign(State(state): State<AppState>, caller: Caller, Path(key): Pa
         let assignment = {
             let _guard = state.licensing.lock().await;
             let subs = state.store.list_subscriptions(&caller.tenant.id).await?;
-            let assignments = state.store.list_assignments(&caller.tenant.id, None, Some(&sku.id)).await?;
+            let assignments = state
+                .store
+                .list_assignments(&caller.tenant.id, None, Some(&sku.id))
+                .await?;
             let now = state.now();
             licensing::check_direct_assignment(&user, &sku.id, &subs, &assignments, now)?;
             let a = LicenseAssignment {
@@ -155,10 +241,17 @@ pub async fn assign(State(state): State<AppState>, caller: Caller, Path(key): Pa
         Ok(assignment)
     }
     .await;
-    Ok((StatusCode::CREATED, Json(audited(&state, &caller, "license.assign", target, result).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(audited(&state, &caller, "license.assign", target, result).await?),
+    ))
 }
 
-pub async fn unassign(State(state): State<AppState>, caller: Caller, Path((key, sku_id)): Path<(String, String)>) -> ApiResult<StatusCode> {
+pub async fn unassign(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((key, sku_id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
     let target = Some(format!("{key} {sku_id}"));
     let result = async {
         caller.authorize(Operation::ManageLicenses)?;
@@ -181,46 +274,91 @@ pub async fn unassign(State(state): State<AppState>, caller: Caller, Path((key, 
     audited(&state, &caller, "license.remove", target, result).await
 }
 
-pub async fn entitlement(State(state): State<AppState>, caller: Caller, Path(key): Path<String>) -> ApiResult<Json<Entitlement>> {
+pub async fn entitlement(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(key): Path<String>,
+) -> ApiResult<Json<Entitlement>> {
     caller.authorize(Operation::ReadLicenses)?;
     let user = super::users::resolve(&state, &caller.tenant.id, &key).await?;
-    let assignments = state.store.list_assignments(&caller.tenant.id, Some(&user.id), None).await?;
+    let assignments = state
+        .store
+        .list_assignments(&caller.tenant.id, Some(&user.id), None)
+        .await?;
     let subs = state.store.list_subscriptions(&caller.tenant.id).await?;
-    Ok(Json(licensing::entitlement(&user, &assignments, &subs, state.now())))
+    Ok(Json(licensing::entitlement(
+        &user,
+        &assignments,
+        &subs,
+        state.now(),
+    )))
 }
 
-pub async fn group_licenses(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Vec<GroupLicense>>> {
+pub async fn group_licenses(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<GroupLicense>>> {
     caller.authorize(Operation::ReadLicenses)?;
     let group = super::groups::resolve(&state, &caller.tenant.id, &id).await?;
     let all = state.store.list_group_licenses(&caller.tenant.id).await?;
-    Ok(Json(all.into_iter().filter(|g| g.group_id == group.id).collect()))
+    Ok(Json(
+        all.into_iter().filter(|g| g.group_id == group.id).collect(),
+    ))
 }
 
-pub async fn assign_group(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, ApiJson(body): ApiJson<SkuBody>) -> ApiResult<(StatusCode, Json<GroupLicense>)> {
+pub async fn assign_group(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<SkuBody>,
+) -> ApiResult<(StatusCode, Json<GroupLicense>)> {
     let target = Some(format!("{id} {}", body.sku_id));
     let result = async {
         caller.authorize(Operation::ManageLicenses)?;
         let group = super::groups::resolve(&state, &caller.tenant.id, &id).await?;
         let sku = known_sku(&body.sku_id)?;
-        let gl = GroupLicense { tenant_id: caller.tenant.id.clone(), group_id: group.id, sku_id: sku.id, created_at: state.now() };
+        let gl = GroupLicense {
+            tenant_id: caller.tenant.id.clone(),
+            group_id: group.id,
+            sku_id: sku.id,
+            created_at: state.now(),
+        };
         if !state.store.add_group_license(&gl).await? {
-            return Err(AppError::new(proto::ErrorCode::Conflict, format!("The group already has {}.", gl.sku_id)));
+            return Err(AppError::new(
+                proto::ErrorCode::Conflict,
+                format!("The group already has {}.", gl.sku_id),
+            ));
         }
         reconcile(&state, &caller.tenant).await?;
         Ok(gl)
     }
     .await;
-    Ok((StatusCode::CREATED, Json(audited(&state, &caller, "license.assignGroup", target, result).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(audited(&state, &caller, "license.assignGroup", target, result).await?),
+    ))
 }
 
-pub async fn unassign_group(State(state): State<AppState>, caller: Caller, Path((id, sku_id)): Path<(String, String)>) -> ApiResult<StatusCode> {
+pub async fn unassign_group(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, sku_id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
     let target = Some(format!("{id} {sku_id}"));
     let result = async {
         caller.authorize(Operation::ManageLicenses)?;
         let group = super::groups::resolve(&state, &caller.tenant.id, &id).await?;
         let sku = known_sku(&sku_id)?;
-        if !state.store.remove_group_license(&caller.tenant.id, &group.id, &sku.id).await? {
-            return Err(AppError::not_found(format!("The group has no {} licence.", sku.id)));
+        if !state
+            .store
+            .remove_group_license(&caller.tenant.id, &group.id, &sku.id)
+            .await?
+        {
+            return Err(AppError::not_found(format!(
+                "The group has no {} licence.",
+                sku.id
+            )));
         }
         reconcile(&state, &caller.tenant).await?;
         Ok(StatusCode::NO_CONTENT)

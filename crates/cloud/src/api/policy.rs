@@ -13,7 +13,11 @@ use crate::extract::ApiJson;
 use crate::state::AppState;
 
 async fn view(state: &AppState, tenant_id: &str) -> ApiResult<PolicyView> {
-    let policy = state.store.get_policy(tenant_id).await?.unwrap_or_else(policy::default_policy);
+    let policy = state
+        .store
+        .get_policy(tenant_id)
+        .await?
+        .unwrap_or_else(policy::default_policy);
     Ok(PolicyView {
         policy,
         admin_policy: policy::admin_policy(),
@@ -27,7 +31,11 @@ pub async fn get(State(state): State<AppState>, caller: Caller) -> ApiResult<Jso
     Ok(Json(view(&state, &caller.tenant.id).await?))
 }
 
-pub async fn put(State(state): State<AppState>, caller: Caller, ApiJson(p): ApiJson<SsprPolicy>) -> ApiResult<Json<PolicyView>> {
+pub async fn put(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(p): ApiJson<SsprPolicy>,
+) -> ApiResult<Json<PolicyView>> {
     let result = async {
         caller.authorize(Operation::ManagePolicy)?;
         let group_found = match &p.group_id {
@@ -39,10 +47,17 @@ pub async fn put(State(state): State<AppState>, caller: Caller, ApiJson(p): ApiJ
         view(&state, &caller.tenant.id).await
     }
     .await;
-    Ok(Json(audited(&state, &caller, "policy.update", None, result).await?))
+    Ok(Json(
+        audited(&state, &caller, "policy.update", None, result).await?,
+    ))
 }
 
 pub async fn questions(caller: Caller) -> ApiResult<Json<Vec<String>>> {
     caller.authorize(Operation::ReadPolicy)?;
-    Ok(Json(policy::predefined_questions().iter().map(|q| q.to_string()).collect()))
+    Ok(Json(
+        policy::predefined_questions()
+            .iter()
+            .map(|q| q.to_string())
+            .collect(),
+    ))
 }

@@ -15,7 +15,13 @@ use crate::state::AppState;
 
 pub async fn get(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Tenant>> {
     caller.authorize(Operation::ReadDirectory)?;
-    Ok(Json(state.store.get_tenant(&caller.tenant.id).await?.unwrap_or(caller.tenant)))
+    Ok(Json(
+        state
+            .store
+            .get_tenant(&caller.tenant.id)
+            .await?
+            .unwrap_or(caller.tenant),
+    ))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -26,13 +32,21 @@ pub struct TenantPatch {
     soft_match_enabled: Option<bool>,
 }
 
-pub async fn update(State(state): State<AppState>, caller: Caller, ApiJson(patch): ApiJson<TenantPatch>) -> ApiResult<Json<Tenant>> {
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(patch): ApiJson<TenantPatch>,
+) -> ApiResult<Json<Tenant>> {
     let result = async {
         caller.authorize(Operation::ManageTenant)?;
         let mut t = caller.tenant.clone();
         if let Some(c) = &patch.default_usage_location {
             t.default_usage_location = match c.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-                Some(c) => Some(validate::usage_location(c).map_err(|r| AppError::bad_request(r.message.replace("usageLocation", "defaultUsageLocation")))?),
+                Some(c) => Some(validate::usage_location(c).map_err(|r| {
+                    AppError::bad_request(
+                        r.message.replace("usageLocation", "defaultUsageLocation"),
+                    )
+                })?),
                 None => None,
             };
         }
@@ -44,7 +58,9 @@ pub async fn update(State(state): State<AppState>, caller: Caller, ApiJson(patch
         Ok(t)
     }
     .await;
-    Ok(Json(audited(&state, &caller, "tenant.update", None, result).await?))
+    Ok(Json(
+        audited(&state, &caller, "tenant.update", None, result).await?,
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -53,18 +69,28 @@ pub struct DomainBody {
     domain: String,
 }
 
-pub async fn add_domain(State(state): State<AppState>, caller: Caller, ApiJson(body): ApiJson<DomainBody>) -> ApiResult<Json<Tenant>> {
+pub async fn add_domain(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<DomainBody>,
+) -> ApiResult<Json<Tenant>> {
     let target = Some(body.domain.clone());
     let result = async {
         caller.authorize(Operation::ManageTenant)?;
         let d = validate::domain(&body.domain)?;
         let mut t = caller.tenant.clone();
         if t.domains.iter().any(|x| x.eq_ignore_ascii_case(&d)) {
-            return Err(AppError::new(proto::ErrorCode::Conflict, format!("{d} is already a domain of this tenant.")));
+            return Err(AppError::new(
+                proto::ErrorCode::Conflict,
+                format!("{d} is already a domain of this tenant."),
+            ));
         }
         for other in state.store.list_tenants().await? {
             if other.id != t.id && other.domains.iter().any(|x| x.eq_ignore_ascii_case(&d)) {
-                return Err(AppError::new(proto::ErrorCode::Conflict, format!("{d} belongs to another tenant.")));
+                return Err(AppError::new(
+                    proto::ErrorCode::Conflict,
+                    format!("{d} belongs to another tenant."),
+                ));
             }
         }
         t.domains.push(d);
@@ -72,5 +98,7 @@ pub async fn add_domain(State(state): State<AppState>, caller: Caller, ApiJson(b
         Ok(t)
     }
     .await;
-    Ok(Json(audited(&state, &caller, "tenant.addDomain", target, result).await?))
+    Ok(Json(
+        audited(&state, &caller, "tenant.addDomain", target, result).await?,
+    ))
 }

@@ -21,7 +21,9 @@ pub async fn resolve(state: &AppState, tenant_id: &str, key: &str) -> ApiResult<
     } else {
         state.store.get_user(tenant_id, key).await?
     };
-    found.ok_or_else(|| AppError::not_found(format!("No user with id or UPN '{key}' in this tenant.")))
+    found.ok_or_else(|| {
+        AppError::not_found(format!("No user with id or UPN '{key}' in this tenant."))
+    })
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -35,14 +37,35 @@ pub struct ListQuery {
     limit: Option<u32>,
 }
 
-pub async fn list(State(state): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Page<User>>> {
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Page<User>>> {
     caller.authorize(Operation::ReadDirectory)?;
-    let filter = UserFilter { upn_prefix: q.upn_prefix, display_name: q.display_name, sku_id: q.sku_id, source: q.source };
-    let page = PageRequest { after: q.after, limit: q.limit.unwrap_or(100).clamp(1, 1000) };
-    Ok(Json(state.store.list_users(&caller.tenant.id, &filter, &page).await?))
+    let filter = UserFilter {
+        upn_prefix: q.upn_prefix,
+        display_name: q.display_name,
+        sku_id: q.sku_id,
+        source: q.source,
+    };
+    let page = PageRequest {
+        after: q.after,
+        limit: q.limit.unwrap_or(100).clamp(1, 1000),
+    };
+    Ok(Json(
+        state
+            .store
+            .list_users(&caller.tenant.id, &filter, &page)
+            .await?,
+    ))
 }
 
-pub async fn get(State(state): State<AppState>, caller: Caller, Path(key): Path<String>) -> ApiResult<Json<User>> {
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(key): Path<String>,
+) -> ApiResult<Json<User>> {
     caller.authorize(Operation::ReadDirectory)?;
     Ok(Json(resolve(&state, &caller.tenant.id, &key).await?))
 }
@@ -77,7 +100,11 @@ fn hash_new_password(password: &str) -> ApiResult<String> {
     Ok(secrets::hash_password(password))
 }
 
-pub async fn create(State(state): State<AppState>, caller: Caller, ApiJson(body): ApiJson<NewUser>) -> ApiResult<(StatusCode, Json<User>)> {
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<NewUser>,
+) -> ApiResult<(StatusCode, Json<User>)> {
     let target = Some(body.user_principal_name.clone());
     let result = async {
         caller.authorize(Operation::CreateUser)?;
@@ -124,20 +151,45 @@ fn dedup_roles(mut roles: Vec<Role>) -> Vec<Role> {
 /// The API names of the fields a patch touches.
 fn touched(p: &UserPatch) -> Vec<&'static str> {
     let mut f = Vec::new();
-    if p.user_principal_name.is_some() { f.push("userPrincipalName") }
-    if p.display_name.is_some() { f.push("displayName") }
-    if p.given_name.is_some() { f.push("givenName") }
-    if p.surname.is_some() { f.push("surname") }
-    if p.mail.is_some() { f.push("mail") }
-    if p.mobile_phone.is_some() { f.push("mobilePhone") }
-    if p.office_phone.is_some() { f.push("officePhone") }
-    if p.usage_location.is_some() { f.push("usageLocation") }
-    if p.account_enabled.is_some() { f.push("accountEnabled") }
-    if p.roles.is_some() { f.push("roles") }
+    if p.user_principal_name.is_some() {
+        f.push("userPrincipalName")
+    }
+    if p.display_name.is_some() {
+        f.push("displayName")
+    }
+    if p.given_name.is_some() {
+        f.push("givenName")
+    }
+    if p.surname.is_some() {
+        f.push("surname")
+    }
+    if p.mail.is_some() {
+        f.push("mail")
+    }
+    if p.mobile_phone.is_some() {
+        f.push("mobilePhone")
+    }
+    if p.office_phone.is_some() {
+        f.push("officePhone")
+    }
+    if p.usage_location.is_some() {
+        f.push("usageLocation")
+    }
+    if p.account_enabled.is_some() {
+        f.push("accountEnabled")
+    }
+    if p.roles.is_some() {
+        f.push("roles")
+    }
     f
 }
 
-pub async fn update(State(state): State<AppState>, caller: Caller, Path(key): Path<String>, ApiJson(patch): ApiJson<UserPatch>) -> ApiResult<Json<User>> {
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(key): Path<String>,
+    ApiJson(patch): ApiJson<UserPatch>,
+) -> ApiResult<Json<User>> {
     let result = async {
         let mut user = resolve(&state, &caller.tenant.id, &key).await?;
         let fields = touched(&patch);
@@ -145,7 +197,7 @@ pub async fn update(State(state): State<AppState>, caller: Caller, Path(key): Pa
             return Err(AppError::bad_request("The patch changes nothing: send at least one field."));
         }
         if fields == ["usageLocation"] {
-            caller.authorize(Operation::SetUsageLocation)?;
+            caller.authorize_on(&user, Operation::SetUsageLocation)?;
         } else {
             caller.authorize_on(&user, Operation::UpdateUser)?;
         }
@@ -209,10 +261,16 @@ pub async fn update(State(state): State<AppState>, caller: Caller, Path(key): Pa
         Ok(user)
     }
     .await;
-    Ok(Json(audited(&state, &caller, "user.update", Some(key), result).await?))
+    Ok(Json(
+        audited(&state, &caller, "user.update", Some(key), result).await?,
+    ))
 }
 
-pub async fn delete(State(state): State<AppState>, caller: Caller, Path(key): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(key): Path<String>,
+) -> ApiResult<StatusCode> {
     let result = async {
         let user = resolve(&state, &caller.tenant.id, &key).await?;
         caller.authorize_on(&user, Operation::DeleteUser)?;
@@ -240,7 +298,12 @@ impl std::fmt::Debug for PasswordBody {
 }
 
 /// Admin reset of a cloud user's password. Revokes the user's tokens.
-pub async fn reset_password(State(state): State<AppState>, caller: Caller, Path(key): Path<String>, ApiJson(body): ApiJson<PasswordBody>) -> ApiResult<StatusCode> {
+pub async fn reset_password(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(key): Path<String>,
+    ApiJson(body): ApiJson<PasswordBody>,
+) -> ApiResult<StatusCode> {
     let result = async {
         let user = resolve(&state, &caller.tenant.id, &key).await?;
         caller.authorize_on(&user, Operation::ResetPassword)?;
@@ -263,12 +326,19 @@ pub struct Revoked {
     revoked: u64,
 }
 
-pub async fn revoke_tokens(State(state): State<AppState>, caller: Caller, Path(key): Path<String>) -> ApiResult<Json<Revoked>> {
+pub async fn revoke_tokens(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(key): Path<String>,
+) -> ApiResult<Json<Revoked>> {
     let result = async {
         let user = resolve(&state, &caller.tenant.id, &key).await?;
         caller.authorize(Operation::RevokeTokens)?;
         caller.authorize_on(&user, Operation::UpdateUser)?;
-        Ok(state.store.revoke_user_tokens(&caller.tenant.id, &user.id).await?)
+        Ok(state
+            .store
+            .revoke_user_tokens(&caller.tenant.id, &user.id)
+            .await?)
     }
     .await;
     let revoked = audited(&state, &caller, "user.revokeTokens", Some(key), result).await?;

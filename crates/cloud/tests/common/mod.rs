@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use cloud::config::Config;
 use cloud::AppState;
+use dirbridge_cloud as cloud;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tenant::clock::ManualClock;
@@ -39,7 +40,12 @@ impl Reply {
     }
     #[track_caller]
     pub fn ok(self) -> Value {
-        assert!(self.status.is_success(), "expected success, got {}: {}", self.status, self.body);
+        assert!(
+            self.status.is_success(),
+            "expected success, got {}: {}",
+            self.status,
+            self.body
+        );
         self.body
     }
 }
@@ -60,9 +66,16 @@ impl Cloud {
         config.database_url = pg.as_ref().map(|p| p.url());
         let store = cloud::open_store(&config).await.unwrap();
         let clock = ManualClock::new(START);
-        let init = cloud::bootstrap::create_tenant(&store, &clock, &config.domain_suffix, "contoso", "admin", ADMIN_PASSWORD)
-            .await
-            .unwrap();
+        let init = cloud::bootstrap::create_tenant(
+            &store,
+            &clock,
+            &config.domain_suffix,
+            "contoso",
+            "admin",
+            ADMIN_PASSWORD,
+        )
+        .await
+        .unwrap();
         let state = AppState::new(store.clone(), Arc::new(clock.clone()), config);
         let app = cloud::router(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -78,8 +91,16 @@ impl Cloud {
             _dir: dir,
             _pg: pg,
         };
-        c.admin_token = c.sign_in(&init.admin.user_principal_name, ADMIN_PASSWORD).await;
+        c.admin_token = c
+            .sign_in(&init.admin.user_principal_name, ADMIN_PASSWORD)
+            .await;
         c
+    }
+
+    /// Moves the clock and signs the admin in again (tokens expire as time passes).
+    pub async fn set_time(&mut self, t: i64) {
+        self.clock.set(t);
+        self.admin_token = self.sign_in(&self.upn("admin"), ADMIN_PASSWORD).await;
     }
 
     pub fn upn(&self, local: &str) -> String {
@@ -87,11 +108,24 @@ impl Cloud {
     }
 
     pub async fn sign_in(&self, upn: &str, password: &str) -> String {
-        let r = self.call(Method::POST, "/api/v1/auth/token", None, Some(json!({"userPrincipalName": upn, "password": password}))).await;
+        let r = self
+            .call(
+                Method::POST,
+                "/api/v1/auth/token",
+                None,
+                Some(json!({"userPrincipalName": upn, "password": password})),
+            )
+            .await;
         r.ok()["accessToken"].as_str().unwrap().to_string()
     }
 
-    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
         let mut req = self.http.request(method, format!("{}{}", self.base, path));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -101,10 +135,22 @@ impl Cloud {
         }
         let resp = req.send().await.unwrap();
         let status = resp.status();
-        let tracking_id = resp.headers().get("x-tracking-id").and_then(|v| v.to_str().ok()).map(String::from);
+        let tracking_id = resp
+            .headers()
+            .get("x-tracking-id")
+            .and_then(|v| v.to_str().ok())
+            .map(String::from);
         let text = resp.text().await.unwrap();
-        let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
-        Reply { status, body, tracking_id }
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Reply {
+            status,
+            body,
+            tracking_id,
+        }
     }
 
     /// As the Global Administrator.
@@ -122,12 +168,18 @@ impl Cloud {
         for (k, v) in extra.as_object().unwrap() {
             body[k] = v.clone();
         }
-        self.admin(Method::POST, "/api/v1/users", Some(body)).await.ok()
+        self.admin(Method::POST, "/api/v1/users", Some(body))
+            .await
+            .ok()
     }
 
     /// Creates a user holding `role` with a password and returns a token for it.
     pub async fn admin_with_role(&self, local: &str, role: &str) -> String {
-        self.user(local, json!({"roles": [role], "password": "Sec0nd-Pass-word!"})).await;
+        self.user(
+            local,
+            json!({"roles": [role], "password": "Sec0nd-Pass-word!"}),
+        )
+        .await;
         self.sign_in(&self.upn(local), "Sec0nd-Pass-word!").await
     }
 }

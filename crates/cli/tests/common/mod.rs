@@ -1,0 +1,192 @@
+//! A real cloud for CLI tests: `dirbridge cloud init` then `dirbridge cloud serve` as a child
+//! process in a temporary directory, killed on drop; and a way to run the built `dirbridge`
+//! against it with its own configuration directory.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+pub const ADMIN_PASSWORD: &str = "Adm1n-Pass-word!";
+pub const USER_PASSWORD: &str = "Us3r-Pass-word!";
+
+/// Environment variables that would change what the binary does; tests start without them.
+const AMBIENT: &[&str] = &[
+    "DIRBRIDGE_CLOUD",
+    "DIRBRIDGE_OUTPUT",
+    "DIRBRIDGE_CONFIG_DIR",
+    "DIRBRIDGE_LISTEN",
+    "DIRBRIDGE_DATA_DIR",
+    "DIRBRIDGE_DATABASE_URL",
+    "DIRBRIDGE_DOMAIN_SUFFIX",
+    "DIRBRIDGE_TOKEN_LIFETIME_SECS",
+    "DIRBRIDGE_MAX_BODY_BYTES",
+];
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_dirbridge")
+}
+
+/// What one run of the binary did.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    #[track_caller]
+    pub fn ok(self) -> Run {
+        assert_eq!(self.code, 0, "expected success\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+
+    #[track_caller]
+    pub fn fails(self, code: i32) -> Run {
+        assert_eq!(self.code, code, "expected exit code {code}\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+    }
+}
+
+/// Runs `dirbridge args…` with `config_dir` as its configuration directory and `stdin` as input.
+pub fn run_in(config_dir: &Path, args: &[&str], stdin: Option<&str>) -> Run {
+    let mut cmd = assert_cmd::Command::new(bin());
+    for var in AMBIENT {
+        cmd.env_remove(var);
+    }
+    cmd.env("DIRBRIDGE_CONFIG_DIR", config_dir).args(args);
+    cmd.write_stdin(stdin.unwrap_or("").as_bytes().to_vec());
+    let out = cmd.output().expect("run dirbridge");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+pub struct Cloud {
+    pub url: String,
+    pub domain: String,
+    pub admin: String,
+    /// The CLI's configuration directory (credentials.json lives here).
+    pub config_dir: PathBuf,
+    child: Child,
+    log: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Cloud {
+    /// Initialises tenant `contoso` and serves it on a free loopback port.
+    pub fn start() -> Cloud {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let config_dir = dir.path().join("config");
+        let init = run_in(
+            &config_dir,
+            &["cloud", "init", "--data-dir", data.to_str().unwrap(), "--tenant", "contoso", "--admin", "admin", "--password-stdin"],
+            Some(&format!("{ADMIN_PASSWORD}\n")),
+        )
+        .ok();
+        let domain = "contoso.dirbridge.internal".to_string();
+        let admin = format!("admin@{domain}");
+        assert!(init.stdout.contains(&domain) && init.stdout.contains(&admin), "{}", init.stdout);
+
+        let log = dir.path().join("serve.log");
+        // A port picked free can be taken before the server binds it: try a few.
+        for _ in 0..5 {
+            let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let listen = format!("127.0.0.1:{port}");
+            let log_file = std::fs::File::create(&log).unwrap();
+            let mut cmd = std::process::Command::new(bin());
+            for var in AMBIENT {
+                cmd.env_remove(var);
+            }
+            let mut child = cmd
+                .args(["cloud", "serve", "--data-dir", data.to_str().unwrap(), "--listen", &listen])
+                .stdin(Stdio::null())
+                .stdout(log_file.try_clone().unwrap())
+                .stderr(log_file)
+                .spawn()
+                .expect("start dirbridge cloud serve");
+            if wait_healthy(&mut child, &listen, &log, Duration::from_secs(60)) {
+                return Cloud { url: format!("http://{listen}"), domain, admin, config_dir, child, log, dir };
+            }
+            let _ = child.wait();
+        }
+        panic!("dirbridge cloud serve did not start:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+    }
+
+    /// Runs `dirbridge args…` as this cloud's administrator client.
+    pub fn run(&self, args: &[&str]) -> Run {
+        run_in(&self.config_dir, args, None)
+    }
+
+    pub fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Run {
+        run_in(&self.config_dir, args, Some(stdin))
+    }
+
+    /// Signs the administrator in, password on standard input.
+    pub fn login(&self) -> Run {
+        self.run_with_stdin(
+            &["login", "--cloud", &self.url, "--user", &self.admin, "--password-stdin"],
+            &format!("{ADMIN_PASSWORD}\n"),
+        )
+        .ok()
+    }
+
+    pub fn credentials_file(&self) -> PathBuf {
+        self.config_dir.join("credentials.json")
+    }
+
+    pub fn upn(&self, name: &str) -> String {
+        format!("{name}@{}", self.domain)
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// Polls `/healthz` until it answers 200 (true) or the server exits (false); panics at the deadline.
+fn wait_healthy(child: &mut Child, addr: &str, log: &Path, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
+        }
+        if let Ok(mut s) = TcpStream::connect(addr) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = s.write_all(format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes());
+            let mut answer = String::new();
+            let _ = s.read_to_string(&mut answer);
+            if answer.starts_with("HTTP/1.1 200") {
+                return true;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let _ = child.kill();
+    panic!("dirbridge cloud serve was not healthy within {within:?}:\n{}", std::fs::read_to_string(log).unwrap_or_default());
+}
+
+impl Drop for Cloud {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The cells of the table row whose first cell is `key` (columns are two or more spaces apart).
+pub fn row<'a>(table: &'a str, key: &str) -> Option<Vec<&'a str>> {
+    table.lines().find(|l| l.split("  ").next() == Some(key)).map(|l| {
+        l.split("  ").map(str::trim).filter(|c| !c.is_empty()).collect()
+    })
+}

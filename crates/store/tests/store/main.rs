@@ -1,0 +1,17 @@
+//! The store test suite. Every test runs twice, on SQLite (a file in a temporary directory) and
+//! on PostgreSQL (a throwaway cluster from `testkit::postgres`): `store_test!` makes the pair.
+
+extern crate dirbridge_store as store;
+
+#[macro_use]
+mod common;
+
+mod audit;
+mod groups;
+mod licensing;
+mod open;
+mod policy;
+mod tenants;
+mod tokens;
+mod users;
+mod users_paging;
