@@ -9,31 +9,70 @@ use serde_json::Value;
 fn login_stores_a_private_token_and_whoami_uses_it() {
     let cloud = Cloud::start();
     let out = cloud.login();
-    assert!(out.stdout.contains(&format!("Signed in to {} as {}", cloud.url, cloud.admin)), "{}", out.stdout);
-    let creds: Value = serde_json::from_str(&std::fs::read_to_string(cloud.credentials_file()).unwrap()).unwrap();
-    for key in ["cloud", "accessToken", "tokenId", "expiresAt", "userPrincipalName", "tenantId"] {
+    assert!(
+        out.stdout
+            .contains(&format!("Signed in to {} as {}", cloud.url, cloud.admin)),
+        "{}",
+        out.stdout
+    );
+    let creds: Value =
+        serde_json::from_str(&std::fs::read_to_string(cloud.credentials_file()).unwrap()).unwrap();
+    for key in [
+        "cloud",
+        "accessToken",
+        "tokenId",
+        "expiresAt",
+        "userPrincipalName",
+        "tenantId",
+    ] {
         assert!(creds.get(key).is_some(), "credentials lack {key}: {creds}");
     }
     assert_eq!(creds["cloud"], cloud.url.as_str());
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(cloud.credentials_file()).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600, "credentials.json mode {:o}", mode & 0o777);
+        let mode = std::fs::metadata(cloud.credentials_file())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "credentials.json mode {:o}",
+            mode & 0o777
+        );
     }
     let me = cloud.run(&["whoami", "--output", "json"]).ok().json();
     assert_eq!(me["userPrincipalName"], cloud.admin.as_str());
-    assert!(!cloud.run(&["whoami"]).ok().stdout.contains(creds["accessToken"].as_str().unwrap()));
+    assert!(!cloud
+        .run(&["whoami"])
+        .ok()
+        .stdout
+        .contains(creds["accessToken"].as_str().unwrap()));
 }
 
 #[test]
 fn wrong_password_is_refused_and_nothing_is_stored() {
     let cloud = Cloud::start();
     let out = cloud
-        .run_with_stdin(&["login", "--cloud", &cloud.url, "--user", &cloud.admin, "--password-stdin"], "not-the-password\n")
+        .run_with_stdin(
+            &[
+                "login",
+                "--cloud",
+                &cloud.url,
+                "--user",
+                &cloud.admin,
+                "--password-stdin",
+            ],
+            "not-the-password\n",
+        )
         .fails(1);
     assert!(out.stderr.starts_with("error: "), "{}", out.stderr);
-    assert!(out.stderr.contains("(code unauthenticated, tracking id "), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("(code unauthenticated, tracking id "),
+        "{}",
+        out.stderr
+    );
     assert!(!cloud.credentials_file().exists());
 }
 
@@ -45,35 +84,103 @@ fn admin_creates_lists_shows_updates_and_deletes_a_user() {
 
     let created = cloud
         .run_with_stdin(
-            &["users", "create", "--upn", &ann, "--display-name", "Ann Lee", "--mail", "ann@example.com", "--password-stdin"],
+            &[
+                "users",
+                "create",
+                "--upn",
+                &ann,
+                "--display-name",
+                "Ann Lee",
+                "--mail",
+                "ann@example.com",
+                "--password-stdin",
+            ],
             &format!("{USER_PASSWORD}\n"),
         )
         .ok();
-    assert!(created.stdout.contains("Display name:") && created.stdout.contains("Ann Lee"), "{}", created.stdout);
+    assert!(
+        created.stdout.contains("Display name:") && created.stdout.contains("Ann Lee"),
+        "{}",
+        created.stdout
+    );
 
     // The new user can sign in with the password given on standard input.
     let elsewhere = cloud.path().join("ann-config");
-    run_in(&elsewhere, &["login", "--cloud", &cloud.url, "--user", &ann, "--password-stdin"], Some(&format!("{USER_PASSWORD}\n"))).ok();
+    run_in(
+        &elsewhere,
+        &[
+            "login",
+            "--cloud",
+            &cloud.url,
+            "--user",
+            &ann,
+            "--password-stdin",
+        ],
+        Some(&format!("{USER_PASSWORD}\n")),
+    )
+    .ok();
 
     let table = cloud.run(&["users", "list"]).ok().stdout;
     assert!(table.starts_with("UPN "), "{table}");
     let cells = row(&table, &ann).unwrap_or_else(|| panic!("{ann} not listed:\n{table}"));
     assert_eq!(&cells[..4], [ann.as_str(), "Ann Lee", "cloud", "yes"]);
 
-    let page = cloud.run(&["users", "list", "--output", "json"]).ok().json();
-    let upns: Vec<&str> = page["items"].as_array().unwrap().iter().map(|u| u["userPrincipalName"].as_str().unwrap()).collect();
-    assert!(upns.contains(&ann.as_str()) && upns.contains(&cloud.admin.as_str()), "{upns:?}");
+    let page = cloud
+        .run(&["users", "list", "--output", "json"])
+        .ok()
+        .json();
+    let upns: Vec<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["userPrincipalName"].as_str().unwrap())
+        .collect();
+    assert!(
+        upns.contains(&ann.as_str()) && upns.contains(&cloud.admin.as_str()),
+        "{upns:?}"
+    );
 
-    let filtered = cloud.run(&["users", "list", "--upn-prefix", "ann", "--limit", "1", "--all", "--output", "json"]).ok().json();
+    let filtered = cloud
+        .run(&[
+            "users",
+            "list",
+            "--upn-prefix",
+            "ann",
+            "--limit",
+            "1",
+            "--all",
+            "--output",
+            "json",
+        ])
+        .ok()
+        .json();
     assert_eq!(filtered["items"].as_array().unwrap().len(), 1);
 
-    let shown = cloud.run(&["users", "show", &ann, "--output", "json"]).ok().json();
+    let shown = cloud
+        .run(&["users", "show", &ann, "--output", "json"])
+        .ok()
+        .json();
     assert_eq!(shown["mail"], "ann@example.com");
     let id = shown["id"].as_str().unwrap().to_string();
-    assert!(cloud.run(&["users", "show", &id]).ok().stdout.contains(&ann));
+    assert!(cloud
+        .run(&["users", "show", &id])
+        .ok()
+        .stdout
+        .contains(&ann));
 
     let updated = cloud
-        .run(&["users", "update", &ann, "--display-name", "Ann Lee-Berg", "--usage-location", "NO", "--clear-mail", "--output", "json"])
+        .run(&[
+            "users",
+            "update",
+            &ann,
+            "--display-name",
+            "Ann Lee-Berg",
+            "--usage-location",
+            "NO",
+            "--clear-mail",
+            "--output",
+            "json",
+        ])
         .ok()
         .json();
     assert_eq!(updated["displayName"], "Ann Lee-Berg");
@@ -83,12 +190,20 @@ fn admin_creates_lists_shows_updates_and_deletes_a_user() {
     assert_eq!(updated["accountEnabled"], true);
 
     let nothing = cloud.run(&["users", "update", &ann]).fails(1);
-    assert!(nothing.stderr.contains("nothing to change"), "{}", nothing.stderr);
+    assert!(
+        nothing.stderr.contains("nothing to change"),
+        "{}",
+        nothing.stderr
+    );
 
     cloud.run(&["users", "delete", &ann]).ok();
     let gone = cloud.run(&["users", "show", &ann]).fails(1);
     assert!(gone.stderr.starts_with("error: "), "{}", gone.stderr);
-    assert!(gone.stderr.contains("(code notFound, tracking id "), "{}", gone.stderr);
+    assert!(
+        gone.stderr.contains("(code notFound, tracking id "),
+        "{}",
+        gone.stderr
+    );
 }
 
 #[test]
@@ -96,52 +211,142 @@ fn licence_assignment_needs_a_usage_location_and_is_counted() {
     let cloud = Cloud::start();
     cloud.login();
     let bo = cloud.upn("bo");
-    cloud.run(&["users", "create", "--upn", &bo, "--display-name", "Bo Ek"]).ok();
+    cloud
+        .run(&["users", "create", "--upn", &bo, "--display-name", "Bo Ek"])
+        .ok();
 
     let trial = cloud.run(&["licenses", "trial"]).ok();
-    assert!(trial.stdout.contains("DIRBRIDGE_PREMIUM"), "{}", trial.stdout);
-
-    let refused = cloud.run(&["licenses", "assign", "--user", &bo, "--sku", "DIRBRIDGE_PREMIUM"]).fails(1);
     assert!(
-        refused.stderr.contains("License assignment cannot be done for user with invalid usage location."),
+        trial.stdout.contains("DIRBRIDGE_PREMIUM"),
+        "{}",
+        trial.stdout
+    );
+
+    let refused = cloud
+        .run(&[
+            "licenses",
+            "assign",
+            "--user",
+            &bo,
+            "--sku",
+            "DIRBRIDGE_PREMIUM",
+        ])
+        .fails(1);
+    assert!(
+        refused
+            .stderr
+            .contains("License assignment cannot be done for user with invalid usage location."),
         "{}",
         refused.stderr
     );
-    assert!(refused.stderr.contains("(code Request_BadRequest, tracking id "), "{}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("(code Request_BadRequest, tracking id "),
+        "{}",
+        refused.stderr
+    );
 
-    cloud.run(&["users", "update", &bo, "--usage-location", "NO"]).ok();
-    cloud.run(&["licenses", "assign", "--user", &bo, "--sku", "DIRBRIDGE_PREMIUM"]).ok();
+    cloud
+        .run(&["users", "update", &bo, "--usage-location", "NO"])
+        .ok();
+    cloud
+        .run(&[
+            "licenses",
+            "assign",
+            "--user",
+            &bo,
+            "--sku",
+            "DIRBRIDGE_PREMIUM",
+        ])
+        .ok();
 
     let table = cloud.run(&["licenses", "list"]).ok().stdout;
     let header = table.lines().next().unwrap();
-    for column in ["SKU", "NAME", "ENABLED", "WARNING", "SUSPENDED", "LOCKED OUT", "CONSUMED"] {
+    for column in [
+        "SKU",
+        "NAME",
+        "ENABLED",
+        "WARNING",
+        "SUSPENDED",
+        "LOCKED OUT",
+        "CONSUMED",
+    ] {
         assert!(header.contains(column), "{header}");
     }
     let premium = row(&table, "DIRBRIDGE_PREMIUM").unwrap_or_else(|| panic!("{table}"));
     assert_eq!(premium.last(), Some(&"1"), "consumed units:\n{table}");
 
-    let summary = cloud.run(&["licenses", "list", "--output", "json"]).ok().json();
-    let premium = summary.as_array().unwrap().iter().find(|s| s["skuId"] == "DIRBRIDGE_PREMIUM").unwrap();
+    let summary = cloud
+        .run(&["licenses", "list", "--output", "json"])
+        .ok()
+        .json();
+    let premium = summary
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["skuId"] == "DIRBRIDGE_PREMIUM")
+        .unwrap();
     assert_eq!(premium["consumedUnits"], 1);
 
     let licences = cloud.run(&["users", "licenses", &bo]).ok().stdout;
-    assert!(row(&licences, "DIRBRIDGE_PREMIUM").is_some_and(|r| r[1] == "direct" && r[2] == "active"), "{licences}");
+    assert!(
+        row(&licences, "DIRBRIDGE_PREMIUM").is_some_and(|r| r[1] == "direct" && r[2] == "active"),
+        "{licences}"
+    );
 }
 
 #[test]
 fn policy_set_shows_the_rule_an_invalid_combination_breaks() {
     let cloud = Cloud::start();
     cloud.login();
-    let refused = cloud.run(&["policy", "set", "--enabled-for", "all", "--methods", "email", "--methods-required", "2"]).fails(1);
-    assert!(refused.stderr.contains("allow at least as many methods as are required"), "{}", refused.stderr);
-    assert!(refused.stderr.contains("(code validationFailed, tracking id "), "{}", refused.stderr);
+    let refused = cloud
+        .run(&[
+            "policy",
+            "set",
+            "--enabled-for",
+            "all",
+            "--methods",
+            "email",
+            "--methods-required",
+            "2",
+        ])
+        .fails(1);
+    assert!(
+        refused
+            .stderr
+            .contains("allow at least as many methods as are required"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        refused
+            .stderr
+            .contains("(code validationFailed, tracking id "),
+        "{}",
+        refused.stderr
+    );
 
     let saved = cloud
-        .run(&["policy", "set", "--enabled-for", "all", "--methods", "email,mobilePhone", "--methods-required", "2", "--output", "json"])
+        .run(&[
+            "policy",
+            "set",
+            "--enabled-for",
+            "all",
+            "--methods",
+            "email,mobilePhone",
+            "--methods-required",
+            "2",
+            "--output",
+            "json",
+        ])
         .ok()
         .json();
     assert_eq!(saved["policy"]["enabledFor"], "all");
-    assert_eq!(saved["policy"]["methods"], serde_json::json!(["email", "mobilePhone"]));
+    assert_eq!(
+        saved["policy"]["methods"],
+        serde_json::json!(["email", "mobilePhone"])
+    );
     let shown = cloud.run(&["policy", "show"]).ok().stdout;
     assert!(shown.contains("email, mobilePhone"), "{shown}");
 }
@@ -151,22 +356,50 @@ fn audit_lists_what_the_admin_did() {
     let cloud = Cloud::start();
     cloud.login();
     let cy = cloud.upn("cy");
-    cloud.run(&["users", "create", "--upn", &cy, "--display-name", "Cy"]).ok();
+    cloud
+        .run(&["users", "create", "--upn", &cy, "--display-name", "Cy"])
+        .ok();
     cloud.run(&["users", "delete", &cy]).ok();
 
     let table = cloud.run(&["audit"]).ok().stdout;
     let header = table.lines().next().unwrap();
-    assert!(header.starts_with("TIME") && header.contains("ACTOR") && header.ends_with("TRACKING ID"), "{header}");
+    assert!(
+        header.starts_with("TIME") && header.contains("ACTOR") && header.ends_with("TRACKING ID"),
+        "{header}"
+    );
     for action in ["user.create", "user.delete"] {
-        let line = table.lines().find(|l| l.contains(action)).unwrap_or_else(|| panic!("no {action}:\n{table}"));
-        assert!(line.contains(&cloud.admin) && line.contains("success"), "{line}");
+        let line = table
+            .lines()
+            .find(|l| l.contains(action))
+            .unwrap_or_else(|| panic!("no {action}:\n{table}"));
+        assert!(
+            line.contains(&cloud.admin) && line.contains("success"),
+            "{line}"
+        );
         // RFC 3339 UTC time first.
-        assert!(line.as_bytes()[4] == b'-' && line[..20].ends_with('Z'), "{line}");
+        assert!(
+            line.as_bytes()[4] == b'-' && line[..20].ends_with('Z'),
+            "{line}"
+        );
     }
 
-    let created = cloud.run(&["audit", "--action", "user.create", "--since", "2000-01-01", "--output", "json"]).ok().json();
+    let created = cloud
+        .run(&[
+            "audit",
+            "--action",
+            "user.create",
+            "--since",
+            "2000-01-01",
+            "--output",
+            "json",
+        ])
+        .ok()
+        .json();
     let items = created["items"].as_array().unwrap();
-    assert!(!items.is_empty() && items.iter().all(|r| r["action"] == "user.create"), "{created}");
+    assert!(
+        !items.is_empty() && items.iter().all(|r| r["action"] == "user.create"),
+        "{created}"
+    );
 }
 
 #[test]
@@ -178,13 +411,32 @@ fn logout_revokes_the_token_and_commands_then_ask_to_sign_in() {
     cloud.run(&["logout"]).ok();
     assert!(!cloud.credentials_file().exists());
     let refused = cloud.run(&["users", "list"]).fails(1);
-    assert!(refused.stderr.contains("You are not signed in; run dirbridge login --cloud"), "{}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("You are not signed in; run dirbridge login --cloud"),
+        "{}",
+        refused.stderr
+    );
 
     // The old token was revoked on the cloud, not only forgotten here.
     std::fs::write(cloud.credentials_file(), saved).unwrap();
     let revoked = cloud.run(&["users", "list"]).fails(1);
-    assert!(revoked.stderr.contains("(code unauthenticated, tracking id "), "{}", revoked.stderr);
-    assert!(revoked.stderr.contains(&format!("run dirbridge login --cloud {} --user {}", cloud.url, cloud.admin)), "{}", revoked.stderr);
+    assert!(
+        revoked
+            .stderr
+            .contains("(code unauthenticated, tracking id "),
+        "{}",
+        revoked.stderr
+    );
+    assert!(
+        revoked.stderr.contains(&format!(
+            "run dirbridge login --cloud {} --user {}",
+            cloud.url, cloud.admin
+        )),
+        "{}",
+        revoked.stderr
+    );
 }
 
 #[test]
@@ -205,11 +457,29 @@ fn an_expired_sign_in_says_when_and_how_to_sign_in_again() {
 #[test]
 fn an_unreachable_cloud_is_named() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let url = format!("http://127.0.0.1:{port}");
-    let out = run_in(dir.path(), &["login", "--cloud", &url, "--user", "a@b.c", "--password-stdin"], Some("pw\n")).fails(1);
+    let out = run_in(
+        dir.path(),
+        &[
+            "login",
+            "--cloud",
+            &url,
+            "--user",
+            "a@b.c",
+            "--password-stdin",
+        ],
+        Some("pw\n"),
+    )
+    .fails(1);
     assert!(
-        out.stderr.contains(&format!("cannot reach the cloud at {url}: is `dirbridge cloud serve` running?")),
+        out.stderr.contains(&format!(
+            "cannot reach the cloud at {url}: is `dirbridge cloud serve` running?"
+        )),
         "{}",
         out.stderr
     );
@@ -219,16 +489,53 @@ fn an_unreachable_cloud_is_named() {
 fn passwords_cannot_be_given_as_arguments() {
     let dir = tempfile::tempdir().unwrap();
     for args in [
-        &["login", "--cloud", "http://127.0.0.1:9", "--user", "a@b.c", "--password", "Secret-1"][..],
-        &["users", "create", "--upn", "a@b.c", "--display-name", "A", "--password", "Secret-1"],
+        &[
+            "login",
+            "--cloud",
+            "http://127.0.0.1:9",
+            "--user",
+            "a@b.c",
+            "--password",
+            "Secret-1",
+        ][..],
+        &[
+            "users",
+            "create",
+            "--upn",
+            "a@b.c",
+            "--display-name",
+            "A",
+            "--password",
+            "Secret-1",
+        ],
         &["users", "reset-password", "a@b.c", "--password", "Secret-1"],
-        &["cloud", "init", "--data-dir", "d", "--tenant", "t", "--admin", "a", "--password", "Secret-1"],
+        &[
+            "cloud",
+            "init",
+            "--data-dir",
+            "d",
+            "--tenant",
+            "t",
+            "--admin",
+            "a",
+            "--password",
+            "Secret-1",
+        ],
     ] {
         let out = run_in(dir.path(), args, None).fails(2);
-        assert!(out.stderr.contains("unexpected argument '--password'"), "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("unexpected argument '--password'"),
+            "{args:?}: {}",
+            out.stderr
+        );
     }
     // Without a terminal and without --password-stdin/--password-file nothing is read silently.
-    let out = run_in(dir.path(), &["login", "--cloud", "http://127.0.0.1:9", "--user", "a@b.c"], Some("pw\n")).fails(1);
+    let out = run_in(
+        dir.path(),
+        &["login", "--cloud", "http://127.0.0.1:9", "--user", "a@b.c"],
+        Some("pw\n"),
+    )
+    .fails(1);
     assert!(out.stderr.contains("--password-stdin"), "{}", out.stderr);
 }
 
@@ -245,16 +552,40 @@ fn help_on_every_level_and_completions() {
         &["audit", "--help"],
     ] {
         let out = run_in(dir.path(), args, None).ok();
-        assert!(out.stdout.contains("Usage: dirbridge"), "{args:?}: {}", out.stdout);
+        assert!(
+            out.stdout.contains("Usage: dirbridge"),
+            "{args:?}: {}",
+            out.stdout
+        );
         // Groups of commands list their commands; the top level and every command show examples.
         if args != ["users", "--help"] {
-            assert!(out.stdout.contains("Example"), "{args:?} has no examples:\n{}", out.stdout);
+            assert!(
+                out.stdout.contains("Example"),
+                "{args:?} has no examples:\n{}",
+                out.stdout
+            );
         }
     }
     let top = run_in(dir.path(), &["--help"], None).ok().stdout;
-    for command in ["cloud", "login", "logout", "users", "groups", "licenses", "policy", "tenant", "audit", "completions"] {
-        assert!(top.contains(command), "{command} missing from --help:\n{top}");
+    for command in [
+        "cloud",
+        "login",
+        "logout",
+        "users",
+        "groups",
+        "licenses",
+        "policy",
+        "tenant",
+        "audit",
+        "completions",
+    ] {
+        assert!(
+            top.contains(command),
+            "{command} missing from --help:\n{top}"
+        );
     }
-    let bash = run_in(dir.path(), &["completions", "bash"], None).ok().stdout;
+    let bash = run_in(dir.path(), &["completions", "bash"], None)
+        .ok()
+        .stdout;
     assert!(bash.contains("dirbridge") && bash.len() > 1000, "{bash}");
 }

@@ -1056,3 +1056,292 @@ async fn the_seed_flow_works_on_postgresql() {
         true
     );
 }
+
+// ------------------------------------------------------------------ groups, passwords, tenant
+
+#[tokio::test]
+async fn groups_are_created_renamed_listed_with_members_and_deleted() {
+    let c = Cloud::start().await;
+    let g = c
+        .admin(
+            Method::POST,
+            "/api/v1/groups",
+            Some(json!({"displayName": "Finance", "description": "Money"})),
+        )
+        .await
+        .ok();
+    let id = g["id"].as_str().unwrap().to_string();
+    assert_eq!(g["source"], "cloud");
+    let r = c
+        .admin(
+            Method::POST,
+            "/api/v1/groups",
+            Some(json!({"displayName": "  "})),
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 400);
+    assert!(r.error_message().contains("displayName"), "{}", r.body);
+    let p = c
+        .admin(
+            Method::PATCH,
+            &format!("/api/v1/groups/{id}"),
+            Some(json!({"displayName": "Finance EMEA", "description": null})),
+        )
+        .await
+        .ok();
+    assert_eq!(p["displayName"], "Finance EMEA");
+    assert_eq!(p["description"], Value::Null);
+    let u = c.user("member", json!({})).await;
+    c.admin(
+        Method::POST,
+        &format!("/api/v1/groups/{id}/members"),
+        Some(json!({"kind": "user", "id": c.upn("member")})),
+    )
+    .await
+    .ok();
+    let again = c
+        .admin(
+            Method::POST,
+            &format!("/api/v1/groups/{id}/members"),
+            Some(json!({"kind": "user", "id": c.upn("member")})),
+        )
+        .await;
+    assert_eq!(again.status.as_u16(), 409);
+    let r = c
+        .admin(
+            Method::POST,
+            &format!("/api/v1/groups/{id}/members"),
+            Some(json!({"kind": "user", "id": c.upn("ghost")})),
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 404);
+    let r = c
+        .admin(
+            Method::POST,
+            &format!("/api/v1/groups/{id}/members"),
+            Some(json!({"kind": "printer", "id": "x"})),
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 400, "unknown member kind: {}", r.body);
+    let members = c.get(&format!("/api/v1/groups/{id}/members")).await;
+    assert_eq!(members, json!([{"kind": "user", "id": u["id"]}]));
+    let list = c.get("/api/v1/groups?namePrefix=fin").await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    // Deleting the user removes the membership.
+    c.admin(
+        Method::DELETE,
+        &format!("/api/v1/users/{}", c.upn("member")),
+        None,
+    )
+    .await
+    .ok();
+    assert_eq!(
+        c.get(&format!("/api/v1/groups/{id}/members")).await,
+        json!([])
+    );
+    assert_eq!(
+        c.admin(Method::DELETE, &format!("/api/v1/groups/{id}"), None)
+            .await
+            .status
+            .as_u16(),
+        204
+    );
+    assert_eq!(
+        c.admin(Method::GET, &format!("/api/v1/groups/{id}"), None)
+            .await
+            .status
+            .as_u16(),
+        404
+    );
+}
+
+#[tokio::test]
+async fn admin_password_reset_changes_sign_in_and_revokes_sessions() {
+    let c = Cloud::start().await;
+    c.user("eve", json!({"password": "Old-Pass-w0rd!"})).await;
+    let old_token = c.sign_in(&c.upn("eve"), "Old-Pass-w0rd!").await;
+    let weak = c
+        .admin(
+            Method::POST,
+            &format!("/api/v1/users/{}/password", c.upn("eve")),
+            Some(json!({"password": "short"})),
+        )
+        .await;
+    assert_eq!(weak.status.as_u16(), 400);
+    assert!(
+        !weak.error_message().contains("short"),
+        "the password is never echoed: {}",
+        weak.body
+    );
+    c.admin(
+        Method::POST,
+        &format!("/api/v1/users/{}/password", c.upn("eve")),
+        Some(json!({"password": "New-Pass-w0rd!"})),
+    )
+    .await
+    .ok();
+    assert_eq!(
+        c.call(Method::GET, "/api/v1/me", Some(&old_token), None)
+            .await
+            .status
+            .as_u16(),
+        401
+    );
+    let r = c
+        .call(
+            Method::POST,
+            "/api/v1/auth/token",
+            None,
+            Some(json!({"userPrincipalName": c.upn("eve"), "password": "Old-Pass-w0rd!"})),
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 401);
+    let t = c.sign_in(&c.upn("eve"), "New-Pass-w0rd!").await;
+    assert_eq!(
+        c.call(Method::GET, "/api/v1/me", Some(&t), None).await.ok()["userPrincipalName"],
+        c.upn("eve")
+    );
+    // A Global Administrator can revoke a token by id; a plain user cannot revoke another's.
+    let tr = c
+        .call(
+            Method::POST,
+            "/api/v1/auth/token",
+            None,
+            Some(json!({"userPrincipalName": c.upn("eve"), "password": "New-Pass-w0rd!"})),
+        )
+        .await
+        .ok();
+    let tid = tr["tokenId"].as_str().unwrap();
+    let other = c
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/auth/tokens/{tid}"),
+            Some(&t),
+            None,
+        )
+        .await;
+    assert_eq!(other.status.as_u16(), 403);
+    assert_eq!(
+        c.admin(Method::DELETE, &format!("/api/v1/auth/tokens/{tid}"), None)
+            .await
+            .status
+            .as_u16(),
+        204
+    );
+    let revoked_token = tr["accessToken"].as_str().unwrap();
+    assert_eq!(
+        c.call(Method::GET, "/api/v1/me", Some(revoked_token), None)
+            .await
+            .status
+            .as_u16(),
+        401
+    );
+    // Disabled accounts cannot sign in.
+    c.admin(
+        Method::PATCH,
+        &format!("/api/v1/users/{}", c.upn("eve")),
+        Some(json!({"accountEnabled": false})),
+    )
+    .await
+    .ok();
+    let r = c
+        .call(
+            Method::POST,
+            "/api/v1/auth/token",
+            None,
+            Some(json!({"userPrincipalName": c.upn("eve"), "password": "New-Pass-w0rd!"})),
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 401);
+    assert_eq!(
+        c.call(Method::GET, "/api/v1/me", Some(&t), None)
+            .await
+            .status
+            .as_u16(),
+        401
+    );
+}
+
+#[tokio::test]
+async fn tenant_domains_and_default_country_drive_validation_and_group_licensing() {
+    let c = Cloud::start().await;
+    let r = c
+        .admin(
+            Method::PATCH,
+            "/api/v1/tenant",
+            Some(json!({"defaultUsageLocation": "Norway"})),
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 400);
+    assert!(
+        r.error_message().contains("defaultUsageLocation"),
+        "{}",
+        r.body
+    );
+    c.admin(
+        Method::POST,
+        "/api/v1/tenant/domains",
+        Some(json!({"domain": "Contoso.example"})),
+    )
+    .await
+    .ok();
+    let dup = c
+        .admin(
+            Method::POST,
+            "/api/v1/tenant/domains",
+            Some(json!({"domain": "contoso.example"})),
+        )
+        .await;
+    assert_eq!(dup.status.as_u16(), 409);
+    c.admin(
+        Method::POST,
+        "/api/v1/users",
+        Some(json!({"userPrincipalName": "ola@contoso.example", "displayName": "Ola"})),
+    )
+    .await
+    .ok();
+    // Group licensing without any country to fall back on records the incumbent's error state.
+    c.admin(Method::POST, "/api/v1/licenses/trial", None)
+        .await
+        .ok();
+    let g = c
+        .admin(
+            Method::POST,
+            "/api/v1/groups",
+            Some(json!({"displayName": "All staff"})),
+        )
+        .await
+        .ok();
+    let gid = g["id"].as_str().unwrap();
+    c.admin(
+        Method::POST,
+        &format!("/api/v1/groups/{gid}/members"),
+        Some(json!({"kind": "user", "id": "ola@contoso.example"})),
+    )
+    .await
+    .ok();
+    c.admin(
+        Method::POST,
+        &format!("/api/v1/groups/{gid}/licenses"),
+        Some(json!({"skuId": "DIRBRIDGE_PREMIUM"})),
+    )
+    .await
+    .ok();
+    let errors = c.get("/api/v1/licenses/errors").await;
+    assert_eq!(
+        errors[0]["error"], "ProhibitedInUsageLocationViolation",
+        "{errors}"
+    );
+    // Setting the tenant's country resolves it.
+    c.admin(
+        Method::PATCH,
+        "/api/v1/tenant",
+        Some(json!({"defaultUsageLocation": "no"})),
+    )
+    .await
+    .ok();
+    assert_eq!(c.get("/api/v1/licenses/errors").await, json!([]));
+    let a = c.get("/api/v1/users/ola@contoso.example/licenses").await;
+    assert_eq!(a[0]["state"], "active");
+    assert_eq!(a[0]["effectiveUsageLocation"], "NO");
+}

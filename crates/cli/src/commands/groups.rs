@@ -96,10 +96,22 @@ pub async fn run(cmd: GroupsCommand, ctx: &Ctx) -> anyhow::Result<()> {
         } => {
             let g = resolve_group(&api, &group).await?;
             let (member, shown) = match (user, member_group) {
-                (Some(u), _) => (MemberRef { kind: MemberKind::User, id: u.clone() }, u),
+                (Some(u), _) => (
+                    MemberRef {
+                        kind: MemberKind::User,
+                        id: u.clone(),
+                    },
+                    u,
+                ),
                 (None, Some(other)) => {
                     let other = resolve_group(&api, &other).await?;
-                    (MemberRef { kind: MemberKind::Group, id: other.id }, other.display_name)
+                    (
+                        MemberRef {
+                            kind: MemberKind::Group,
+                            id: other.id,
+                        },
+                        other.display_name,
+                    )
                 }
                 (None, None) => anyhow::bail!("say who to add: --user ID|UPN or --group GROUP"),
             };

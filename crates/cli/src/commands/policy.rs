@@ -12,7 +12,9 @@ pub async fn run(cmd: PolicyCommand, ctx: &Ctx) -> anyhow::Result<()> {
     match cmd {
         PolicyCommand::Show => {
             let v = api.get("/api/v1/policy", &[]).await?;
-            ctx.out.data(v, |p: PolicyView| render_policy(&p))
+            let predefined = predefined_questions(&api, ctx).await?;
+            ctx.out
+                .data(v, |p: PolicyView| render_policy(&p, &predefined))
         }
         PolicyCommand::Set(args) => {
             let current: PolicyView = output::decode(api.get("/api/v1/policy", &[]).await?)?;
@@ -22,8 +24,9 @@ pub async fn run(cmd: PolicyCommand, ctx: &Ctx) -> anyhow::Result<()> {
             };
             let policy = apply(current.policy, &args, group_id)?;
             let v = api.put("/api/v1/policy", &policy).await?;
+            let predefined = predefined_questions(&api, ctx).await?;
             ctx.out.data(v, |p: PolicyView| {
-                format!("Policy saved.\n{}", render_policy(&p))
+                format!("Policy saved.\n{}", render_policy(&p, &predefined))
             })
         }
         PolicyCommand::Questions => {
@@ -36,6 +39,14 @@ pub async fn run(cmd: PolicyCommand, ctx: &Ctx) -> anyhow::Result<()> {
             })
         }
     }
+}
+
+/// The predefined questions, to tell them apart from the tenant's own (only needed for tables).
+async fn predefined_questions(api: &crate::api::Api, ctx: &Ctx) -> anyhow::Result<Vec<String>> {
+    if ctx.out.is_json() {
+        return Ok(Vec::new());
+    }
+    output::decode(api.get("/api/v1/policy/questions", &[]).await?)
 }
 
 /// The policy with the given settings changed. `group_id` is `--group`, already resolved to an id.
@@ -126,7 +137,7 @@ pub fn apply(
     Ok(p)
 }
 
-fn render_policy(v: &PolicyView) -> String {
+fn render_policy(v: &PolicyView, predefined: &[String]) -> String {
     let p = &v.policy;
     let methods: Vec<String> = p.methods.iter().map(wire).collect();
     let admin_methods: Vec<String> = v.admin_policy.methods.iter().map(wire).collect();
@@ -177,11 +188,21 @@ fn render_policy(v: &PolicyView) -> String {
             ),
         ),
     ]);
-    if !p.security_questions.is_empty() {
-        out.push_str("Security questions:\n");
-        for q in &p.security_questions {
-            out.push_str(&format!("  {q}\n"));
-        }
+    // The predefined questions are many and always the same: count them, list only the tenant's own.
+    let own: Vec<&String> = p
+        .security_questions
+        .iter()
+        .filter(|q| !predefined.contains(q))
+        .collect();
+    out.push_str(&format!(
+        "Security questions: {} offered, {} predefined (dirbridge policy questions lists them) and {} of your own{}\n",
+        p.security_questions.len(),
+        p.security_questions.len() - own.len(),
+        own.len(),
+        if own.is_empty() { "" } else { ":" }
+    ));
+    for q in own {
+        out.push_str(&format!("  {q}\n"));
     }
     out
 }

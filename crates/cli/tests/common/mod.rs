@@ -41,18 +41,27 @@ pub struct Run {
 impl Run {
     #[track_caller]
     pub fn ok(self) -> Run {
-        assert_eq!(self.code, 0, "expected success\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "expected success\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 
     #[track_caller]
     pub fn fails(self, code: i32) -> Run {
-        assert_eq!(self.code, code, "expected exit code {code}\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, code,
+            "expected exit code {code}\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
     }
 }
 
@@ -91,18 +100,36 @@ impl Cloud {
         let config_dir = dir.path().join("config");
         let init = run_in(
             &config_dir,
-            &["cloud", "init", "--data-dir", data.to_str().unwrap(), "--tenant", "contoso", "--admin", "admin", "--password-stdin"],
+            &[
+                "cloud",
+                "init",
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--tenant",
+                "contoso",
+                "--admin",
+                "admin",
+                "--password-stdin",
+            ],
             Some(&format!("{ADMIN_PASSWORD}\n")),
         )
         .ok();
         let domain = "contoso.dirbridge.internal".to_string();
         let admin = format!("admin@{domain}");
-        assert!(init.stdout.contains(&domain) && init.stdout.contains(&admin), "{}", init.stdout);
+        assert!(
+            init.stdout.contains(&domain) && init.stdout.contains(&admin),
+            "{}",
+            init.stdout
+        );
 
         let log = dir.path().join("serve.log");
         // A port picked free can be taken before the server binds it: try a few.
         for _ in 0..5 {
-            let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
             let listen = format!("127.0.0.1:{port}");
             let log_file = std::fs::File::create(&log).unwrap();
             let mut cmd = std::process::Command::new(bin());
@@ -110,18 +137,36 @@ impl Cloud {
                 cmd.env_remove(var);
             }
             let mut child = cmd
-                .args(["cloud", "serve", "--data-dir", data.to_str().unwrap(), "--listen", &listen])
+                .args([
+                    "cloud",
+                    "serve",
+                    "--data-dir",
+                    data.to_str().unwrap(),
+                    "--listen",
+                    &listen,
+                ])
                 .stdin(Stdio::null())
                 .stdout(log_file.try_clone().unwrap())
                 .stderr(log_file)
                 .spawn()
                 .expect("start dirbridge cloud serve");
             if wait_healthy(&mut child, &listen, &log, Duration::from_secs(60)) {
-                return Cloud { url: format!("http://{listen}"), domain, admin, config_dir, child, log, dir };
+                return Cloud {
+                    url: format!("http://{listen}"),
+                    domain,
+                    admin,
+                    config_dir,
+                    child,
+                    log,
+                    dir,
+                };
             }
             let _ = child.wait();
         }
-        panic!("dirbridge cloud serve did not start:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+        panic!(
+            "dirbridge cloud serve did not start:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
     }
 
     /// Runs `dirbridge args…` as this cloud's administrator client.
@@ -136,7 +181,14 @@ impl Cloud {
     /// Signs the administrator in, password on standard input.
     pub fn login(&self) -> Run {
         self.run_with_stdin(
-            &["login", "--cloud", &self.url, "--user", &self.admin, "--password-stdin"],
+            &[
+                "login",
+                "--cloud",
+                &self.url,
+                "--user",
+                &self.admin,
+                "--password-stdin",
+            ],
             &format!("{ADMIN_PASSWORD}\n"),
         )
         .ok()
@@ -164,7 +216,10 @@ fn wait_healthy(child: &mut Child, addr: &str, log: &Path, within: Duration) -> 
         }
         if let Ok(mut s) = TcpStream::connect(addr) {
             let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-            let _ = s.write_all(format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes());
+            let _ = s.write_all(
+                format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            );
             let mut answer = String::new();
             let _ = s.read_to_string(&mut answer);
             if answer.starts_with("HTTP/1.1 200") {
@@ -174,7 +229,10 @@ fn wait_healthy(child: &mut Child, addr: &str, log: &Path, within: Duration) -> 
         std::thread::sleep(Duration::from_millis(25));
     }
     let _ = child.kill();
-    panic!("dirbridge cloud serve was not healthy within {within:?}:\n{}", std::fs::read_to_string(log).unwrap_or_default());
+    panic!(
+        "dirbridge cloud serve was not healthy within {within:?}:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
 }
 
 impl Drop for Cloud {
@@ -186,7 +244,13 @@ impl Drop for Cloud {
 
 /// The cells of the table row whose first cell is `key` (columns are two or more spaces apart).
 pub fn row<'a>(table: &'a str, key: &str) -> Option<Vec<&'a str>> {
-    table.lines().find(|l| l.split("  ").next() == Some(key)).map(|l| {
-        l.split("  ").map(str::trim).filter(|c| !c.is_empty()).collect()
-    })
+    table
+        .lines()
+        .find(|l| l.split("  ").next() == Some(key))
+        .map(|l| {
+            l.split("  ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect()
+        })
 }

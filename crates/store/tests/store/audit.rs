@@ -40,12 +40,13 @@ fn newest_first(records: &[AuditRecord], keep: impl Fn(&AuditRecord) -> bool) ->
 async fn walk(store: &Store, t: &Tenant, filter: &AuditFilter, limit: u32) -> Vec<AuditRecord> {
     let mut out = Vec::new();
     let mut after = None;
+    let effective = if limit == 0 { 100 } else { limit as usize };
     loop {
         let p = store.list_audit(&t.id, filter, &page(after, limit)).await.unwrap();
         out.extend(p.items.iter().cloned());
         match p.next {
             Some(n) => {
-                assert_eq!(p.items.len(), limit as usize);
+                assert_eq!(p.items.len(), effective);
                 let last = p.items.last().unwrap();
                 assert_eq!(n, format!("{}:{}", last.time, last.id));
                 after = Some(n);
