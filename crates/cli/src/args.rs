@@ -115,6 +115,7 @@ dirbridge completions zsh > \"${fpath[1]}/_dirbridge\"\n  \
 dirbridge completions fish > ~/.config/fish/completions/dirbridge.fish"
     )]
     Completions {
+        /// Shell to complete for.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
@@ -298,7 +299,7 @@ dirbridge users update ann@contoso.com --role userAdministrator --role licenseAd
 
     /// Set a new password for a user (an administrator's reset).
     #[command(after_help = "Examples:\n  \
-dirbridge users reset-password ann@contoso.com --force-change\n  \
+dirbridge users reset-password ann@contoso.com\n  \
 dirbridge users reset-password ann@contoso.com --password-file new.pw")]
     ResetPassword(ResetPasswordArgs),
 
@@ -374,9 +375,11 @@ pub struct UserCreateArgs {
     #[arg(long, value_name = "NAME")]
     pub display_name: String,
 
+    /// First name.
     #[arg(long, value_name = "NAME")]
     pub given_name: Option<String>,
 
+    /// Last name.
     #[arg(long, value_name = "NAME")]
     pub surname: Option<String>,
 
@@ -388,6 +391,7 @@ pub struct UserCreateArgs {
     #[arg(long, value_name = "NUMBER")]
     pub mobile: Option<String>,
 
+    /// Office phone number.
     #[arg(long, value_name = "NUMBER")]
     pub office_phone: Option<String>,
 
@@ -417,37 +421,49 @@ pub struct UserUpdateArgs {
     #[arg(long, value_name = "UPN")]
     pub upn: Option<String>,
 
+    /// New display name.
     #[arg(long, value_name = "NAME")]
     pub display_name: Option<String>,
 
+    /// New first name.
     #[arg(long, value_name = "NAME", conflicts_with = "clear_given_name")]
     pub given_name: Option<String>,
+    /// Remove the first name.
     #[arg(long)]
     pub clear_given_name: bool,
 
+    /// New last name.
     #[arg(long, value_name = "NAME", conflicts_with = "clear_surname")]
     pub surname: Option<String>,
+    /// Remove the last name.
     #[arg(long)]
     pub clear_surname: bool,
 
+    /// New email address.
     #[arg(long, value_name = "ADDRESS", conflicts_with = "clear_mail")]
     pub mail: Option<String>,
+    /// Remove the email address.
     #[arg(long)]
     pub clear_mail: bool,
 
+    /// New mobile phone number, e.g. +4791234567.
     #[arg(long, value_name = "NUMBER", conflicts_with = "clear_mobile")]
     pub mobile: Option<String>,
+    /// Remove the mobile phone number.
     #[arg(long)]
     pub clear_mobile: bool,
 
+    /// New office phone number.
     #[arg(long, value_name = "NUMBER", conflicts_with = "clear_office_phone")]
     pub office_phone: Option<String>,
+    /// Remove the office phone number.
     #[arg(long)]
     pub clear_office_phone: bool,
 
     /// ISO 3166-1 alpha-2 country code, e.g. NO.
     #[arg(long, value_name = "CC", conflicts_with = "clear_usage_location")]
     pub usage_location: Option<String>,
+    /// Remove the usage location (licences then cannot be assigned directly).
     #[arg(long)]
     pub clear_usage_location: bool,
 
@@ -472,10 +488,6 @@ pub struct ResetPasswordArgs {
     #[arg(value_name = "ID|UPN")]
     pub user: String,
 
-    /// Make the user choose a new password at next sign-in.
-    #[arg(long)]
-    pub force_change: bool,
-
     #[command(flatten)]
     pub password: PasswordSource,
 }
@@ -498,6 +510,7 @@ pub enum GroupsCommand {
         /// Display name of the group.
         #[arg(long, value_name = "NAME")]
         name: String,
+        /// What the group is for.
         #[arg(long, value_name = "TEXT")]
         description: Option<String>,
     },
@@ -521,8 +534,10 @@ pub enum GroupsCommand {
         /// New display name.
         #[arg(long, value_name = "NAME")]
         name: Option<String>,
+        /// What the group is for.
         #[arg(long, value_name = "TEXT", conflicts_with = "clear_description")]
         description: Option<String>,
+        /// Remove the description.
         #[arg(long)]
         clear_description: bool,
     },
@@ -625,6 +640,7 @@ grace period), suspended, locked out, and how many are consumed by assignments."
         after_help = "Example:\n  dirbridge licenses purchase --sku DIRBRIDGE_PREMIUM --units 250 --term-days 365"
     )]
     Purchase {
+        /// SKU id, e.g. DIRBRIDGE_PREMIUM (dirbridge licenses skus lists them).
         #[arg(long, value_name = "SKU")]
         sku: String,
         /// Number of seats.
@@ -643,6 +659,7 @@ grace period), suspended, locked out, and how many are consumed by assignments."
         /// User id or UPN.
         #[arg(long, value_name = "ID|UPN")]
         user: String,
+        /// SKU id, e.g. DIRBRIDGE_PREMIUM (dirbridge licenses skus lists them).
         #[arg(long, value_name = "SKU")]
         sku: String,
     },
@@ -655,6 +672,7 @@ grace period), suspended, locked out, and how many are consumed by assignments."
         /// User id or UPN.
         #[arg(long, value_name = "ID|UPN")]
         user: String,
+        /// SKU id, e.g. DIRBRIDGE_PREMIUM (dirbridge licenses skus lists them).
         #[arg(long, value_name = "SKU")]
         sku: String,
     },
@@ -667,6 +685,7 @@ grace period), suspended, locked out, and how many are consumed by assignments."
         /// Group id or exact display name.
         #[arg(long, value_name = "GROUP")]
         group: String,
+        /// SKU id, e.g. DIRBRIDGE_PREMIUM (dirbridge licenses skus lists them).
         #[arg(long, value_name = "SKU")]
         sku: String,
     },
@@ -679,6 +698,7 @@ grace period), suspended, locked out, and how many are consumed by assignments."
         /// Group id or exact display name.
         #[arg(long, value_name = "GROUP")]
         group: String,
+        /// SKU id, e.g. DIRBRIDGE_PREMIUM (dirbridge licenses skus lists them).
         #[arg(long, value_name = "SKU")]
         sku: String,
     },
@@ -897,6 +917,28 @@ mod tests {
     #[test]
     fn command_tree_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_command_and_argument_says_what_it_is_for() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for sub in cmd.get_subcommands() {
+                let here = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() {
+                    missing.push(here.clone());
+                }
+                walk(sub, &here, missing);
+            }
+            for arg in cmd.get_arguments() {
+                if arg.get_help().is_none() && !matches!(arg.get_id().as_str(), "help" | "version")
+                {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "dirbridge", &mut missing);
+        assert!(missing.is_empty(), "without help text: {missing:#?}");
     }
 
     #[test]

@@ -28,6 +28,11 @@ fn login_stores_a_private_token_and_whoami_uses_it() {
         assert!(creds.get(key).is_some(), "credentials lack {key}: {creds}");
     }
     assert_eq!(creds["cloud"], cloud.url.as_str());
+    let stored = std::fs::read_to_string(cloud.credentials_file()).unwrap();
+    assert!(
+        !stored.contains(common::ADMIN_PASSWORD),
+        "the password was stored"
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -196,6 +201,33 @@ fn admin_creates_lists_shows_updates_and_deletes_a_user() {
         nothing.stderr
     );
 
+    // An administrator's reset from a file; the user signs in with the new password.
+    let new_password = "N3w-Pass-word!";
+    let file = cloud.path().join("new.pw");
+    std::fs::write(&file, format!("{new_password}\n")).unwrap();
+    cloud
+        .run(&[
+            "users",
+            "reset-password",
+            &ann,
+            "--password-file",
+            file.to_str().unwrap(),
+        ])
+        .ok();
+    run_in(
+        &elsewhere,
+        &[
+            "login",
+            "--cloud",
+            &cloud.url,
+            "--user",
+            &ann,
+            "--password-stdin",
+        ],
+        Some(&format!("{new_password}\n")),
+    )
+    .ok();
+
     cloud.run(&["users", "delete", &ann]).ok();
     let gone = cloud.run(&["users", "show", &ann]).fails(1);
     assert!(gone.stderr.starts_with("error: "), "{}", gone.stderr);
@@ -293,6 +325,90 @@ fn licence_assignment_needs_a_usage_location_and_is_counted() {
     assert!(
         row(&licences, "DIRBRIDGE_PREMIUM").is_some_and(|r| r[1] == "direct" && r[2] == "active"),
         "{licences}"
+    );
+}
+
+#[test]
+fn groups_are_found_by_name_and_license_their_members() {
+    let cloud = Cloud::start();
+    cloud.login();
+    let dee = cloud.upn("dee");
+    cloud
+        .run(&["users", "create", "--upn", &dee, "--display-name", "Dee"])
+        .ok();
+    cloud
+        .run(&["tenant", "set", "--default-usage-location", "NO"])
+        .ok();
+    cloud.run(&["licenses", "trial"]).ok();
+    cloud
+        .run(&[
+            "groups",
+            "create",
+            "--name",
+            "SSPR users",
+            "--description",
+            "pilot",
+        ])
+        .ok();
+    cloud.run(&["groups", "create", "--name", "Helpdesk"]).ok();
+
+    cloud
+        .run(&["groups", "add-member", "SSPR users", "--user", &dee])
+        .ok();
+    cloud
+        .run(&["groups", "add-member", "sspr users", "--group", "Helpdesk"])
+        .ok();
+    let members = cloud.run(&["groups", "members", "SSPR users"]).ok().stdout;
+    assert!(
+        row(&members, "user").is_some_and(|r| r[1] == dee),
+        "{members}"
+    );
+    assert!(
+        row(&members, "group").is_some_and(|r| r[1] == "Helpdesk"),
+        "{members}"
+    );
+
+    // Dee has no usage location: group licensing falls back to the tenant's.
+    cloud
+        .run(&[
+            "licenses",
+            "assign-group",
+            "--group",
+            "SSPR users",
+            "--sku",
+            "DIRBRIDGE_PREMIUM",
+        ])
+        .ok();
+    let licences = cloud.run(&["users", "licenses", &dee]).ok().stdout;
+    let premium = row(&licences, "DIRBRIDGE_PREMIUM").unwrap_or_else(|| panic!("{licences}"));
+    assert_eq!(&premium[1..3], ["group SSPR users", "active"], "{licences}");
+    let listed = cloud
+        .run(&[
+            "users",
+            "list",
+            "--sku",
+            "DIRBRIDGE_PREMIUM",
+            "--output",
+            "json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(listed["items"][0]["userPrincipalName"], dee.as_str());
+
+    cloud
+        .run(&["groups", "remove-member", "SSPR users", &dee])
+        .ok();
+    let members = cloud
+        .run(&["groups", "members", "SSPR users", "--output", "json"])
+        .ok()
+        .json();
+    assert_eq!(members.as_array().unwrap().len(), 1, "{members}");
+
+    let missing = cloud.run(&["groups", "show", "No such group"]).fails(1);
+    assert!(
+        missing.stderr.contains("(code notFound, tracking id "),
+        "{}",
+        missing.stderr
     );
 }
 

@@ -18,7 +18,7 @@ pub async fn record(
     details: Option<String>,
 ) {
     let rec = AuditRecord {
-        id: tenant::secrets::new_id(),
+        id: tenant::secrets::ordered_id(),
         tenant_id: tenant_id.to_string(),
         time: state.now(),
         actor: actor.to_string(),

@@ -1002,6 +1002,18 @@ async fn audit_records_changes_and_sign_ins_with_tracking_ids() {
         .map(|r| r["time"].as_i64().unwrap())
         .collect();
     assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first");
+    // Within one second (the test clock stands still) the order is still the order of events.
+    for n in ["first", "second", "third"] {
+        c.user(n, json!({})).await;
+    }
+    let creates = c.get("/api/v1/audit?action=user.create&limit=3").await;
+    let targets: Vec<&str> = creates["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["target"].as_str().unwrap())
+        .collect();
+    assert_eq!(targets, [c.upn("third"), c.upn("second"), c.upn("first")]);
     // Passwords never reach the audit log.
     c.user("secretive", json!({"password": "Marker-Pa55word-Zebra"}))
         .await;

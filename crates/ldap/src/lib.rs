@@ -1,1 +1,22 @@
-//! ldap
+//! Talking to on-prem directories (Active Directory / Samba AD and OpenLDAP).
+//!
+//! Owns: connecting over LDAPS or StartTLS with a CA bundle (verification always on), binding,
+//! paged search, AD password reset and change (`unicodePwd`), OpenLDAP password modify with the
+//! ppolicy control, the delta mechanisms (AD DirSync, OpenLDAP syncrepl refreshOnly), and the
+//! mapping of every server answer to the typed [`LdapError`]. Control values are parsed with our
+//! own non-panicking BER code ([`ber`]).
+//!
+//! Must not know about: the cloud, tenants, sync decisions. Callers match on [`LdapError`] and
+//! never look at LDAP result codes or server texts themselves.
+
+pub mod ad;
+pub mod ber;
+pub mod connection;
+pub mod controls;
+pub mod error;
+pub mod openldap;
+
+pub use connection::{tls_config, CaBundle, ConnectOptions, Connection, Entry, TlsMode};
+pub use error::{BindProblem, LdapError, PolicyReason};
+pub use ldap3::Scope;
+pub use secrecy::SecretString;

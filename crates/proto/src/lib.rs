@@ -12,6 +12,7 @@ pub type Epoch = i64;
 // ---------------------------------------------------------------- tenants and administrators
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
 pub struct Tenant {
     pub id: String,
     pub name: String,
@@ -160,29 +161,54 @@ fn yes() -> bool {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UserPatch {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_principal_name: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
-    #[serde(default, with = "double_option")]
+    #[serde(
+        default,
+        with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub given_name: Option<Option<String>>,
-    #[serde(default, with = "double_option")]
+    #[serde(
+        default,
+        with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub surname: Option<Option<String>>,
-    #[serde(default, with = "double_option")]
+    #[serde(
+        default,
+        with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub mail: Option<Option<String>>,
-    #[serde(default, with = "double_option")]
+    #[serde(
+        default,
+        with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub mobile_phone: Option<Option<String>>,
-    #[serde(default, with = "double_option")]
+    #[serde(
+        default,
+        with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub office_phone: Option<Option<String>>,
-    #[serde(default, with = "double_option")]
+    #[serde(
+        default,
+        with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub usage_location: Option<Option<String>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account_enabled: Option<bool>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub roles: Option<Vec<Role>>,
 }
 
-/// Distinguishes "absent" (outer None) from "null" (Some(None)).
+/// Distinguishes "absent" (outer None) from "null" (Some(None)). Pair with
+/// `skip_serializing_if = "Option::is_none"` so "absent" is not sent as `null`.
 pub mod double_option {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
     pub fn serialize<S: Serializer, T: Serialize>(
@@ -519,4 +545,38 @@ pub struct TokenResponse {
     pub user_principal_name: String,
     pub tenant_id: String,
     pub roles: Vec<Role>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_patch_keeps_absent_apart_from_null_both_ways() {
+        let p = UserPatch {
+            mail: Some(None),
+            display_name: Some("Ada".into()),
+            ..Default::default()
+        };
+        let text = serde_json::to_string(&p).unwrap();
+        assert_eq!(text, r#"{"displayName":"Ada","mail":null}"#);
+        let back: UserPatch = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.mail, Some(None));
+        assert_eq!(back.surname, None);
+    }
+
+    #[test]
+    fn tenant_is_camel_case_on_the_wire() {
+        let t = Tenant {
+            id: "t".into(),
+            name: "contoso".into(),
+            initial_domain: "contoso.example".into(),
+            domains: vec![],
+            default_usage_location: None,
+            soft_match_enabled: true,
+            created_at: 0,
+        };
+        let v = serde_json::to_value(&t).unwrap();
+        assert!(v.get("initialDomain").is_some() && v.get("defaultUsageLocation").is_some());
+    }
 }

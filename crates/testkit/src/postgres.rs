@@ -1,10 +1,16 @@
-//! A throwaway PostgreSQL 15 cluster for tests: `initdb` into a temporary directory, `postgres` on
-//! a free loopback port (unix socket in the same directory), trust authentication, no fsync.
+//! A throwaway PostgreSQL 15 cluster for tests: a fresh data directory in a temporary directory,
+//! `postgres` on a free loopback port (unix socket in the same directory), trust authentication,
+//! no fsync. Start-up takes a fraction of a second: `initdb` runs once per machine into a template
+//! (`/dev/shm/dirbridge-pg-template-*`, kept for later runs) that each cluster copies.
 //!
 //! PostgreSQL refuses to run as root, so when the test runs as root the directory is handed to
 //! the `postgres` system user and the server runs as that user. The server is stopped (fast
 //! shutdown) when the fixture is dropped, and it is told to quit if the test process dies
-//! (`PR_SET_PDEATHSIG`), so a crashed test does not leave a server behind.
+//! (`PR_SET_PDEATHSIG`), so a crashed test does not leave a server behind; the directory such a
+//! test leaves is removed by the next start.
+//!
+//! Environment: `DIRBRIDGE_PG_BIN` (default `/usr/lib/postgresql/15/bin`) and
+//! `DIRBRIDGE_PG_TMPDIR` (default `/dev/shm`, else the system temporary directory).
 
 use std::ffi::CString;
 use std::fs;
@@ -56,10 +62,13 @@ impl Postgres {
             );
         }
         let run_as = run_as()?;
+        let base = scratch_base();
+        sweep_stale(&base);
         let dir = tempfile::Builder::new()
-            .prefix("dirbridge-pg-")
-            .tempdir()
-            .context("create a temporary directory for PostgreSQL")?;
+            .prefix(DIR_PREFIX)
+            .tempdir_in(&base)
+            .with_context(|| format!("create a temporary directory for PostgreSQL in {}", base.display()))?;
+        fs::write(dir.path().join(OWNER_FILE), std::process::id().to_string())?;
         let data = dir.path().join("data");
         let sock = dir.path().join("sock");
         fs::create_dir(&sock)?;
@@ -69,23 +78,16 @@ impl Postgres {
             chown(dir.path(), r)?;
             chown(&sock, r)?;
         }
-
-        let mut initdb = Command::new(bin.join("initdb"));
-        initdb
-            .arg("-D")
+        let template = template(&bin, &base, run_as)?;
+        let out = Command::new("cp")
+            .arg("-a")
+            .arg(&template)
             .arg(&data)
-            .args(["-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C.UTF-8"])
-            .current_dir(dir.path())
-            .stdin(Stdio::null());
-        drop_privileges(&mut initdb, run_as, false);
-        let out = initdb.output().context("run initdb")?;
+            .stdin(Stdio::null())
+            .output()
+            .context("run cp")?;
         if !out.status.success() {
-            bail!(
-                "initdb failed ({}): {}{}",
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            bail!("copying the PostgreSQL template failed: {}", String::from_utf8_lossy(&out.stderr).trim());
         }
 
         let mut last_err = None;
@@ -154,6 +156,98 @@ impl std::fmt::Debug for Postgres {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Postgres").field("port", &self.port).field("dir", &self.dir.path()).finish()
     }
+}
+
+/// Prefix of every per-cluster directory.
+const DIR_PREFIX: &str = "dirbridge-pg-";
+/// File in a cluster directory naming the process that owns it.
+const OWNER_FILE: &str = "owner.pid";
+
+/// Where clusters live: `$DIRBRIDGE_PG_TMPDIR`, else `/dev/shm` (memory: initdb and copies are
+/// several times faster than on disk), else the system temporary directory.
+fn scratch_base() -> PathBuf {
+    if let Some(dir) = std::env::var_os("DIRBRIDGE_PG_TMPDIR") {
+        return PathBuf::from(dir);
+    }
+    let shm = Path::new("/dev/shm");
+    let writable = shm.is_dir()
+        && tempfile::Builder::new().prefix(".dirbridge-probe-").tempdir_in(shm).is_ok();
+    if writable {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
+/// Remove cluster directories whose owning process has died (a test killed before its fixture
+/// was dropped); their servers have already quit on the parent-death signal.
+fn sweep_stale(base: &Path) {
+    let Ok(entries) = fs::read_dir(base) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !name.starts_with(DIR_PREFIX) || name.starts_with(TEMPLATE_PREFIX) {
+            continue;
+        }
+        let Ok(owner) = fs::read_to_string(entry.path().join(OWNER_FILE)) else { continue };
+        let Ok(pid) = owner.trim().parse::<libc::pid_t>() else { continue };
+        // SAFETY: signal 0 only checks whether the process exists.
+        let gone = unsafe { libc::kill(pid, 0) } != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if gone {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+const TEMPLATE_PREFIX: &str = "dirbridge-pg-template-";
+
+/// An initdb'd data directory, made once per machine (per server binary and user) and copied
+/// for each cluster. Created under a temporary name and renamed, so a reader never sees half.
+fn template(bin: &Path, base: &Path, run_as: Option<RunAs>) -> anyhow::Result<PathBuf> {
+    let postgres = fs::metadata(bin.join("postgres")).context("inspect the postgres binary")?;
+    let stamp = postgres.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    let name = format!(
+        "{TEMPLATE_PREFIX}{euid}-{}-{}",
+        postgres.len(),
+        stamp.map(|d| d.as_secs()).unwrap_or_default()
+    );
+    let path = base.join(name);
+    if path.join("PG_VERSION").exists() {
+        return Ok(path);
+    }
+    let staging = tempfile::Builder::new()
+        .prefix(".dirbridge-pg-staging-")
+        .tempdir_in(base)
+        .context("create a staging directory for the PostgreSQL template")?;
+    let data = staging.path().join("data");
+    if let Some(r) = run_as {
+        fs::set_permissions(staging.path(), fs::Permissions::from_mode(0o755))?;
+        chown(staging.path(), r)?;
+    }
+    let mut initdb = Command::new(bin.join("initdb"));
+    initdb
+        .arg("-D")
+        .arg(&data)
+        .args(["-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C.UTF-8"])
+        .current_dir(staging.path())
+        .stdin(Stdio::null());
+    drop_privileges(&mut initdb, run_as, false);
+    let out = initdb.output().context("run initdb")?;
+    if !out.status.success() {
+        bail!(
+            "initdb failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Another process may have won the race; its template is as good as ours.
+    if fs::rename(&data, &path).is_err() && !path.join("PG_VERSION").exists() {
+        bail!("could not install the PostgreSQL template at {}", path.display());
+    }
+    Ok(path)
 }
 
 enum StartError {

@@ -202,7 +202,10 @@ pub fn free_loopback_address(ports: &[u16]) -> Result<Ipv4Addr> {
             return Ok(ip);
         }
     }
-    bail!("no free loopback address found")
+    bail!(
+        "no loopback address 127.x.y.z has ports {ports:?} free: is a system LDAP server (slapd, \
+         samba) listening on 0.0.0.0? Stop it (e.g. `service slapd stop`)"
+    )
 }
 
 /// A TCP port on `ip` that was free a moment ago.

@@ -241,7 +241,7 @@ impl Samba {
         cache::copy_tree(&template, &dc_dir)?;
         let copy = t1.elapsed();
 
-        let ip = process::free_loopback_address(&[LDAP_PORT, LDAPS_PORT])?;
+        let ip = process::free_loopback_address(&[LDAP_PORT, LDAPS_PORT, 3268, 3269])?;
         let ca = TestCa::shared();
         let tls_dir = instance.path().join("tls");
         std::fs::create_dir_all(&tls_dir)?;
@@ -566,6 +566,8 @@ fn write_smb_conf(dc: &Path, ip: Option<Ipv4Addr>, tls: Option<&CertFiles>) -> R
 \twinbindd socket directory = {d}/run/winbindd
 \tntp signd socket directory = {d}/run/ntp_signd
 \tlog file = {d}/log.samba
+\t# Like Windows for LDAP binds: a replaced password stops working at once.
+\told password allowed period = 0
 ",
         host = HOST_NAME.to_uppercase()
     );

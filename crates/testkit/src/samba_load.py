@@ -24,7 +24,7 @@ import ldb
 from samba import dsdb
 from samba.auth import system_session
 from samba.dcerpc import misc, security
-from samba.ndr import ndr_unpack
+from samba.ndr import ndr_pack, ndr_unpack
 from samba.param import LoadParm
 from samba.samdb import SamDB
 from samba.sd_utils import SDUtils
@@ -132,7 +132,17 @@ for path in plan.get("ldif", []):
         if admins:
             holder = db.search("CN=AdminSDHolder,CN=System," + domain_dn, scope=ldb.SCOPE_BASE,
                                attrs=["nTSecurityDescriptor"])
-            sd = holder[0]["nTSecurityDescriptor"][0]
+            # SDProp: AdminSDHolder's explicit ACEs, inheritance blocked (Windows' AdminSDHolder
+            # is "D:PAI"; Samba's lacks the P, so set it here).
+            holder_sd = ndr_unpack(security.descriptor, holder[0]["nTSecurityDescriptor"][0])
+            desc = security.descriptor()
+            desc.owner_sid = holder_sd.owner_sid
+            desc.group_sid = holder_sd.group_sid
+            desc.type = holder_sd.type | security.SEC_DESC_DACL_PROTECTED
+            for ace in holder_sd.dacl.aces:
+                if not ace.flags & security.SEC_ACE_FLAG_INHERITED_ACE:
+                    desc.dacl_add(ace)
+            sd = ndr_pack(desc)
             for dn in admins:
                 m = ldb.Message(ldb.Dn(db, dn))
                 m["nTSecurityDescriptor"] = ldb.MessageElement(sd, ldb.FLAG_MOD_REPLACE, "nTSecurityDescriptor")

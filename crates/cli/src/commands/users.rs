@@ -234,9 +234,6 @@ async fn update(api: &Api, args: UserUpdateArgs, ctx: &Ctx) -> anyhow::Result<()
 #[serde(rename_all = "camelCase")]
 struct PasswordReset<'a> {
     password: &'a str,
-    /// Sent only when asked for: a cloud that does not support it refuses the field by name.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    force_change_at_next_sign_in: bool,
 }
 
 async fn reset_password(api: &Api, args: ResetPasswordArgs, ctx: &Ctx) -> anyhow::Result<()> {
@@ -247,18 +244,12 @@ async fn reset_password(api: &Api, args: ResetPasswordArgs, ctx: &Ctx) -> anyhow
     )?;
     let body = PasswordReset {
         password: secret.expose_secret(),
-        force_change_at_next_sign_in: args.force_change,
     };
     api.post(&format!("{}/password", user_path(&args.user)), &body)
         .await?;
     ctx.out.done(&format!(
-        "Set a new password for {}{}.",
-        args.user,
-        if args.force_change {
-            "; they must change it at next sign-in"
-        } else {
-            ""
-        }
+        "Set a new password for {}; their sessions were signed out.",
+        args.user
     ));
     Ok(())
 }

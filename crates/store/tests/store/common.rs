@@ -24,8 +24,8 @@ pub async fn sqlite() -> TestDb {
 
 pub async fn postgres() -> TestDb {
     let pg = testkit::postgres::Postgres::start().expect("start PostgreSQL");
-    let url = pg.create_database("dirbridge_test").expect("create database");
-    let store = Store::open_postgres(&url).await.expect("open PostgreSQL store");
+    // A fresh cluster per test: its `postgres` database is empty.
+    let store = Store::open_postgres(&pg.url()).await.expect("open PostgreSQL store");
     assert_eq!(store.backend_name(), "postgres");
     TestDb { store, pg: Some(pg), dir: None }
 }

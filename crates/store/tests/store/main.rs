@@ -11,6 +11,7 @@ mod groups;
 mod licensing;
 mod open;
 mod policy;
+mod scale;
 mod tenants;
 mod tokens;
 mod users;

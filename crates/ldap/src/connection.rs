@@ -1,0 +1,277 @@
+//! Connecting (LDAPS or StartTLS, certificate verification always on), binding, paged search,
+//! and the generic operations the directory-specific modules build on.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ldap3::controls::RawControl;
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapResult, Mod, Scope, SearchEntry};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::controls;
+use crate::error::{from_ldap3, from_result, LdapError};
+
+/// How the TLS session is set up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsMode {
+    /// TLS from the first byte (`ldaps://`, port 636).
+    Ldaps,
+    /// Plain connection upgraded with StartTLS before anything else (`ldap://`, port 389).
+    StartTls,
+}
+
+/// The CA certificates that may vouch for the directory's certificate.
+#[derive(Clone, Debug)]
+pub enum CaBundle {
+    /// PEM text (one or more certificates).
+    Pem(String),
+    /// A PEM file.
+    File(PathBuf),
+}
+
+/// Where the directory is and how to reach it.
+#[derive(Clone, Debug)]
+pub struct ConnectOptions {
+    /// `ldaps://host[:port]` or `ldap://host[:port]` (the latter always with StartTLS).
+    pub url: String,
+    pub ca: CaBundle,
+    pub connect_timeout: Duration,
+    pub operation_timeout: Duration,
+}
+
+impl ConnectOptions {
+    pub fn new(url: impl Into<String>, ca: CaBundle) -> ConnectOptions {
+        ConnectOptions {
+            url: url.into(),
+            ca,
+            connect_timeout: Duration::from_secs(10),
+            operation_timeout: Duration::from_secs(60),
+        }
+    }
+
+    /// The TLS mode the URL implies.
+    pub fn tls_mode(&self) -> Result<TlsMode, LdapError> {
+        let lower = self.url.to_ascii_lowercase();
+        if lower.starts_with("ldaps://") {
+            Ok(TlsMode::Ldaps)
+        } else if lower.starts_with("ldap://") {
+            Ok(TlsMode::StartTls)
+        } else {
+            Err(LdapError::Config(format!(
+                "{} is not an ldaps:// or ldap:// URL",
+                self.url
+            )))
+        }
+    }
+}
+
+/// A rustls client configuration that trusts exactly the given CA bundle (ring provider).
+pub fn tls_config(ca: &CaBundle) -> Result<rustls::ClientConfig, LdapError> {
+    let pem = match ca {
+        CaBundle::Pem(p) => p.clone().into_bytes(),
+        CaBundle::File(path) => std::fs::read(path).map_err(|e| {
+            LdapError::Config(format!("cannot read the CA bundle {}: {e}", path.display()))
+        })?,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert =
+            cert.map_err(|e| LdapError::Config(format!("the CA bundle is not valid PEM: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| LdapError::Config(format!("the CA bundle holds a bad certificate: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(LdapError::Config("the CA bundle holds no certificate".into()));
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| LdapError::Config(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(config)
+}
+
+/// One entry of a search result. Attribute names are lower-cased.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Entry {
+    pub dn: String,
+    pub attrs: BTreeMap<String, Vec<Vec<u8>>>,
+}
+
+impl Entry {
+    pub(crate) fn from_search_entry(e: SearchEntry) -> Entry {
+        let mut attrs: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+        for (k, vs) in e.attrs {
+            attrs
+                .entry(k.to_ascii_lowercase())
+                .or_default()
+                .extend(vs.into_iter().map(String::into_bytes));
+        }
+        for (k, vs) in e.bin_attrs {
+            attrs.entry(k.to_ascii_lowercase()).or_default().extend(vs);
+        }
+        Entry { dn: e.dn, attrs }
+    }
+
+    /// All values of `name` (case-insensitive).
+    pub fn values(&self, name: &str) -> &[Vec<u8>] {
+        self.attrs
+            .get(&name.to_ascii_lowercase())
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    /// The first value of `name` as text, if it is UTF-8.
+    pub fn text(&self, name: &str) -> Option<&str> {
+        self.values(name)
+            .first()
+            .and_then(|v| std::str::from_utf8(v).ok())
+    }
+}
+
+/// An open, TLS-protected connection to a directory.
+pub struct Connection {
+    pub(crate) ldap: Ldap,
+    pub(crate) url: String,
+}
+
+impl Connection {
+    /// Connects and sets up TLS, verifying the server's certificate against `options.ca`.
+    pub async fn connect(options: &ConnectOptions) -> Result<Connection, LdapError> {
+        let mode = options.tls_mode()?;
+        let config = tls_config(&options.ca)?;
+        let settings = LdapConnSettings::new()
+            .set_conn_timeout(options.connect_timeout)
+            .set_starttls(mode == TlsMode::StartTls)
+            .set_config(Arc::new(config));
+        let (conn, mut ldap) = LdapConnAsync::with_settings(settings, &options.url)
+            .await
+            .map_err(|e| from_ldap3(e, &options.url))?;
+        tokio::spawn(async move {
+            // Ends when the connection closes; errors surface on the next operation.
+            let _ = conn.drive().await;
+        });
+        ldap.with_timeout(options.operation_timeout);
+        Ok(Connection {
+            ldap,
+            url: options.url.clone(),
+        })
+    }
+
+    pub(crate) fn map(&self, e: ldap3::LdapError) -> LdapError {
+        from_ldap3(e, &self.url)
+    }
+
+    pub(crate) fn check(res: LdapResult) -> Result<LdapResult, LdapError> {
+        if res.rc == 0 {
+            Ok(res)
+        } else {
+            Err(from_result(&res))
+        }
+    }
+
+    /// Simple bind.
+    pub async fn simple_bind(&mut self, dn: &str, password: &SecretString) -> Result<(), LdapError> {
+        if password.expose_secret().is_empty() {
+            // An empty password is an unauthenticated bind, which "succeeds": never allow it.
+            return Err(LdapError::InvalidCredentials {
+                problem: crate::error::BindProblem::WrongPassword,
+                diagnostic: "empty password refused by dirbridge".into(),
+            });
+        }
+        let res = self
+            .ldap
+            .simple_bind(dn, password.expose_secret())
+            .await
+            .map_err(|e| self.map(e))?;
+        Self::check(res).map(|_| ())
+    }
+
+    /// Reads one entry.
+    pub async fn read(&mut self, dn: &str, attrs: &[&str]) -> Result<Entry, LdapError> {
+        let (entries, res) = self
+            .ldap
+            .search(dn, Scope::Base, "(objectClass=*)", attrs.to_vec())
+            .await
+            .map_err(|e| self.map(e))?
+            .non_error()
+            .map_err(|e| self.map(e))?;
+        Self::check(res)?;
+        entries
+            .into_iter()
+            .next()
+            .map(|e| Entry::from_search_entry(SearchEntry::construct(e)))
+            .ok_or_else(|| LdapError::NoSuchObject {
+                matched: String::new(),
+                diagnostic: "empty result".into(),
+            })
+    }
+
+    /// A search that pages through the whole result (RFC 2696), `page_size` entries at a time.
+    pub async fn search_paged(
+        &mut self,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+        attrs: &[&str],
+        page_size: i32,
+    ) -> Result<Vec<Entry>, LdapError> {
+        let mut out = Vec::new();
+        let mut cookie: Vec<u8> = Vec::new();
+        loop {
+            let res = self
+                .ldap
+                .with_controls(controls::paged_request(page_size, &cookie))
+                .search(base, scope, filter, attrs.to_vec())
+                .await
+                .map_err(|e| self.map(e))?;
+            let (entries, result) = (res.0, res.1);
+            let result = Self::check(result)?;
+            out.extend(
+                entries
+                    .into_iter()
+                    .filter(|e| !e.is_ref() && !e.is_intermediate())
+                    .map(|e| Entry::from_search_entry(SearchEntry::construct(e))),
+            );
+            let Some(value) = controls::find(&result.ctrls, controls::PAGED_RESULTS_OID) else {
+                // The server ignored paging: that was the whole result.
+                break;
+            };
+            cookie = controls::parse_paged_response(value)
+                .map_err(|e| LdapError::Protocol(format!("paged results control: {e}")))?;
+            if cookie.is_empty() {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// A modify with optional request controls.
+    pub async fn modify(
+        &mut self,
+        dn: &str,
+        mods: Vec<Mod<Vec<u8>>>,
+        ctrls: Vec<RawControl>,
+    ) -> Result<(), LdapError> {
+        let ldap = if ctrls.is_empty() {
+            &mut self.ldap
+        } else {
+            self.ldap.with_controls(ctrls)
+        };
+        let res = ldap.modify(dn, mods).await;
+        let res = res.map_err(|e| from_ldap3(e, &self.url))?;
+        Self::check(res).map(|_| ())
+    }
+
+    /// Ends the session politely.
+    pub async fn unbind(mut self) -> Result<(), LdapError> {
+        self.ldap.unbind().await.map_err(|e| from_ldap3(e, &self.url))
+    }
+}

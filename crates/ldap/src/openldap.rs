@@ -1,0 +1,174 @@
+//! OpenLDAP: password set/change with the RFC 3062 password modify extended operation and the
+//! ppolicy request control, and the syncrepl (RFC 4533) refreshOnly delta.
+
+use ldap3::asn1::{StructureTag, PL};
+use ldap3::exop::Exop;
+use ldap3::Scope;
+use secrecy::{ExposeSecret, SecretString};
+use zeroize::Zeroizing;
+
+use crate::connection::{Connection, Entry};
+use crate::controls::{self, SyncInfo, SyncMode, SyncStateKind};
+use crate::error::{from_result, LdapError};
+
+impl Connection {
+    /// Sets `user_dn`'s password with the password modify extended operation. Bound as a
+    /// service account with write access to `userPassword`, this is an administrative reset;
+    /// bound as the user with `old_password`, a change. The ppolicy control is always sent, so
+    /// a refusal carries the precise reason ([`LdapError::PolicyViolation`]).
+    pub async fn openldap_set_password(
+        &mut self,
+        user_dn: &str,
+        old_password: Option<&SecretString>,
+        new_password: &SecretString,
+    ) -> Result<(), LdapError> {
+        let value = Zeroizing::new(controls::password_modify_request(
+            Some(user_dn.as_bytes()),
+            old_password.map(|p| p.expose_secret().as_bytes()),
+            Some(new_password.expose_secret().as_bytes()),
+        ));
+        let exop = Exop {
+            name: Some(controls::PASSWORD_MODIFY_OID.into()),
+            val: Some(value.to_vec()),
+        };
+        let res = self
+            .ldap
+            .with_controls(controls::ppolicy_request())
+            .extended(exop)
+            .await
+            .map_err(|e| self.map(e))?;
+        if res.1.rc == 0 {
+            Ok(())
+        } else {
+            Err(from_result(&res.1))
+        }
+    }
+
+    /// A syncrepl refreshOnly search: with no cookie, the full content; with the cookie of the
+    /// previous refresh, what changed since (deletes included when the server keeps a session
+    /// log, otherwise as the complement of the "present" set).
+    pub async fn openldap_sync_refresh(
+        &mut self,
+        base: &str,
+        filter: &str,
+        attrs: &[&str],
+        cookie: Option<&[u8]>,
+    ) -> Result<SyncRefresh, LdapError> {
+        let url = self.url.clone();
+        let map = |e| crate::error::from_ldap3(e, &url);
+        let mut stream = self
+            .ldap
+            .with_controls(controls::sync_request(SyncMode::RefreshOnly, cookie, false))
+            .streaming_search(base, Scope::Subtree, filter, attrs.to_vec())
+            .await
+            .map_err(map)?;
+        let mut out = SyncRefresh::default();
+        while let Some(item) = stream.next().await.map_err(map)? {
+            if item.is_intermediate() {
+                let Some(value) = intermediate_value(&item.0) else {
+                    continue;
+                };
+                match controls::parse_sync_info(&value)
+                    .map_err(|e| LdapError::Protocol(format!("sync info: {e}")))?
+                {
+                    SyncInfo::NewCookie(c) => out.cookie = Some(c),
+                    SyncInfo::RefreshDelete { cookie, .. } | SyncInfo::RefreshPresent { cookie, .. } => {
+                        if cookie.is_some() {
+                            out.cookie = cookie;
+                        }
+                    }
+                    SyncInfo::SyncIdSet { cookie, refresh_deletes, uuids } => {
+                        if cookie.is_some() {
+                            out.cookie = cookie;
+                        }
+                        if refresh_deletes {
+                            out.deleted.extend(uuids);
+                        } else {
+                            out.present.extend(uuids);
+                        }
+                    }
+                }
+                continue;
+            }
+            if item.is_ref() {
+                continue;
+            }
+            let state = controls::find(&item.1, controls::SYNC_STATE_OID)
+                .map(controls::parse_sync_state)
+                .transpose()
+                .map_err(|e| LdapError::Protocol(format!("sync state control: {e}")))?;
+            let entry = Entry::from_search_entry(ldap3::SearchEntry::construct(item));
+            match state {
+                Some(s) => {
+                    if let Some(c) = s.cookie {
+                        out.cookie = Some(c);
+                    }
+                    match s.state {
+                        SyncStateKind::Delete => out.deleted.push(s.entry_uuid),
+                        SyncStateKind::Present if entry.attrs.is_empty() => {
+                            out.present.push(s.entry_uuid)
+                        }
+                        kind => out.changes.push(SyncChange {
+                            kind,
+                            entry_uuid: s.entry_uuid,
+                            entry,
+                        }),
+                    }
+                }
+                None => {
+                    return Err(LdapError::Protocol(
+                        "syncrepl entry without a sync state control".into(),
+                    ))
+                }
+            }
+        }
+        let result = stream.finish().await;
+        if result.rc != 0 {
+            return Err(from_result(&result));
+        }
+        if let Some(value) = controls::find(&result.ctrls, controls::SYNC_DONE_OID) {
+            let done = controls::parse_sync_done(value)
+                .map_err(|e| LdapError::Protocol(format!("sync done control: {e}")))?;
+            if done.cookie.is_some() {
+                out.cookie = done.cookie;
+            }
+            out.refresh_deletes = done.refresh_deletes;
+        }
+        Ok(out)
+    }
+}
+
+/// The responseValue of an IntermediateResponse (`[APPLICATION 25] { [0] name, [1] value }`).
+fn intermediate_value(tag: &StructureTag) -> Option<Vec<u8>> {
+    let PL::C(parts) = &tag.payload else {
+        return None;
+    };
+    parts.iter().find(|t| t.id == 1).and_then(|t| match &t.payload {
+        PL::P(bytes) => Some(bytes.clone()),
+        PL::C(_) => None,
+    })
+}
+
+/// An entry reported by a refresh.
+#[derive(Clone, Debug)]
+pub struct SyncChange {
+    pub kind: SyncStateKind,
+    /// The 16-byte entryUUID (the source anchor for OpenLDAP).
+    pub entry_uuid: Vec<u8>,
+    pub entry: Entry,
+}
+
+/// The result of a refreshOnly search.
+#[derive(Clone, Debug, Default)]
+pub struct SyncRefresh {
+    /// Added or modified entries (and, on a full refresh, every entry).
+    pub changes: Vec<SyncChange>,
+    /// entryUUIDs of deleted entries.
+    pub deleted: Vec<Vec<u8>>,
+    /// entryUUIDs reported present without content (unchanged).
+    pub present: Vec<Vec<u8>>,
+    /// The cookie to send next time.
+    pub cookie: Option<Vec<u8>>,
+    /// The server reported deletes explicitly (else: whatever was not reported present is gone).
+    pub refresh_deletes: bool,
+}
