@@ -6,7 +6,7 @@ packages=(
   postgresql-15            # store tests on PostgreSQL (testkit starts its own cluster)
   samba samba-ad-dc winbind krb5-user ldap-utils   # Samba AD DC for the on-prem tests and the demo
   slapd                    # OpenLDAP
-  ca-certificates
+  ca-certificates curl
 )
 missing=()
 for p in "${packages[@]}"; do

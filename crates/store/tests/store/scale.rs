@@ -49,7 +49,7 @@ store_test! {
         }
         println!("[{}] seeded {USERS} users in {:?}", store.backend_name(), seeding.elapsed());
         if std::env::var_os("SCALE_PAUSE").is_some() {
-            println!("PAUSE pg={:?} dir={:?} tenant={}", db.pg.as_ref().map(|p| p.url()), db.dir.as_ref().map(|d| d.path().to_path_buf()), t.id);
+            println!("PAUSE tenant={}", t.id);
             tokio::time::sleep(std::time::Duration::from_secs(900)).await;
         }
 
