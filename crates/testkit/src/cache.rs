@@ -11,6 +11,7 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
@@ -57,6 +58,7 @@ pub(crate) fn get_or_build(
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
     let dir = root.join(format!("{name}-{key}"));
     if dir.join(".complete").exists() {
+        touch(&dir.join(".complete"));
         return Ok(dir);
     }
     let lock_path = root.join(format!("{name}-{key}.lock"));
@@ -81,7 +83,53 @@ pub(crate) fn get_or_build(
     std::fs::rename(&tmp, &dir)
         .with_context(|| format!("moving {} into place", tmp.display()))?;
     drop(lock);
+    prune(&root, name, &dir);
     Ok(dir)
+}
+
+/// Entries not used for this long are removed when a sibling is built.
+const UNUSED_FOR: Duration = Duration::from_secs(3 * 24 * 3600);
+
+fn touch(path: &Path) {
+    if let Ok(f) = File::options().write(true).open(path) {
+        let _ = f.set_modified(SystemTime::now());
+    }
+}
+
+/// Removes other entries of `name` (older keys) that have not been used for [`UNUSED_FOR`],
+/// and half-built ones left by processes that died.
+fn prune(root: &Path, name: &str, keep: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    let prefix = format!("{name}-");
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        if path == keep || !file_name.starts_with(&prefix) || file_name.ends_with(".lock") {
+            continue;
+        }
+        if let Some((_, pid)) = file_name.split_once(".building-") {
+            let alive = pid
+                .parse::<i32>()
+                // SAFETY: signal 0 only checks for existence.
+                .map(|p| unsafe { libc::kill(p, 0) } == 0)
+                .unwrap_or(false);
+            if !alive {
+                let _ = std::fs::remove_dir_all(&path);
+            }
+            continue;
+        }
+        let unused = std::fs::metadata(path.join(".complete"))
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_none_or(|age| age > UNUSED_FOR);
+        if unused {
+            let _ = std::fs::remove_dir_all(&path);
+            let _ = std::fs::remove_file(root.join(format!("{file_name}.lock")));
+        }
+    }
 }
 
 /// Copies the contents of directory `from` into `to` (created if missing); sparse files stay

@@ -316,9 +316,7 @@ impl Dataset {
     pub fn sample_user(&self) -> &User {
         self.users
             .iter()
-            .find(|u| {
-                u.enabled && !u.admin && u.cn.chars().all(|c| c.is_ascii_alphanumeric() || c == ' ')
-            })
+            .find(|u| u.enabled && !u.admin && u.cn.is_ascii() && escape_rdn_value(&u.cn) == u.cn)
             .unwrap_or(&self.users[0])
     }
 

@@ -124,6 +124,17 @@ pub(crate) fn modify(t: &Target, dn: &str, mods: Vec<Mod<Vec<u8>>>) -> Result<()
     })
 }
 
+pub(crate) fn delete(t: &Target, dn: &str) -> Result<()> {
+    block_on(async {
+        let mut ldap = connect(t).await?;
+        let res = ldap.delete(dn).await?;
+        let _ = ldap.unbind().await;
+        res.success().with_context(|| format!("deleting {dn}"))?;
+        Ok(())
+    })
+}
+
+#[allow(dead_code)]
 pub(crate) fn search(
     t: &Target,
     base: &str,

@@ -304,3 +304,8 @@ pub fn find_program(name: &str) -> Result<PathBuf> {
     }
     bail!("{name} not found in PATH or /usr/sbin; install the Debian package that provides it")
 }
+
+/// Serializes a duration as seconds (f64), for the CLI's JSON.
+pub(crate) fn as_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
+}

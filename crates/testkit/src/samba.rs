@@ -170,10 +170,13 @@ pub struct SambaOptions {
 /// How long the phases of a start took (for docs/benchmarks.md; tests never assert on them).
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct StartTimings {
+    #[serde(serialize_with = "crate::process::as_secs")]
     /// Provisioning and loading, zero when the cached template was there.
     pub template: Duration,
+    #[serde(serialize_with = "crate::process::as_secs")]
     /// Copying the template into the instance directory.
     pub copy: Duration,
+    #[serde(serialize_with = "crate::process::as_secs")]
     /// From spawning `samba` until LDAPS answered.
     pub start: Duration,
 }
@@ -453,6 +456,11 @@ impl Samba {
             login: upn,
             password: password.into(),
         })
+    }
+
+    /// Deletes an entry, as the Administrator.
+    pub fn admin_delete(&self, dn: &str) -> Result<()> {
+        ldapc::delete(&self.admin_target(), dn)
     }
 
     /// Replaces attributes of an entry, as the Administrator.

@@ -111,10 +111,13 @@ pub struct SlapdOptions {
 /// How long the phases of a start took.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct StartTimings {
+    #[serde(serialize_with = "crate::process::as_secs")]
     /// slapadd of the data, zero when the cached database was there.
     pub template: Duration,
+    #[serde(serialize_with = "crate::process::as_secs")]
     /// Copying the cached database.
     pub copy: Duration,
+    #[serde(serialize_with = "crate::process::as_secs")]
     /// From spawning slapd until LDAPS answered.
     pub start: Duration,
 }
@@ -367,6 +370,11 @@ impl Slapd {
             dn,
             password: password.into(),
         })
+    }
+
+    /// Deletes an entry, as the rootdn.
+    pub fn admin_delete(&self, dn: &str) -> Result<()> {
+        ldapc::delete(&self.admin_target(), dn)
     }
 
     /// Replaces attributes of an entry, as the rootdn.

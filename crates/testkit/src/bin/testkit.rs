@@ -96,7 +96,7 @@ fn main() -> Result<()> {
                 "pid": samba.pid(),
                 "dir": samba.dir(),
                 "timings": samba.timings(),
-                "ready_after": t.elapsed(),
+                "ready_after_secs": t.elapsed().as_secs_f64(),
             });
             print(&details, args.json);
             wait(signals);
@@ -133,7 +133,7 @@ fn main() -> Result<()> {
                 "pid": slapd.pid(),
                 "dir": slapd.dir(),
                 "timings": slapd.timings(),
-                "ready_after": t.elapsed(),
+                "ready_after_secs": t.elapsed().as_secs_f64(),
             });
             print(&details, args.json);
             wait(signals);
