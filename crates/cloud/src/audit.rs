@@ -21,16 +21,25 @@ pub async fn record(
         id: tenant::secrets::ordered_id(),
         tenant_id: tenant_id.to_string(),
         time: state.now(),
-        actor: actor.to_string(),
+        actor: clean(actor),
         action: action.to_string(),
-        target,
+        target: target.as_deref().map(clean),
         result,
         tracking_id: tracking_id(),
-        details,
+        details: details.as_deref().map(clean),
     };
     if let Err(e) = state.store.insert_audit(&rec).await {
         tracing::error!(tracking_id = %rec.tracking_id, action, error = %e, "could not write the audit record");
     }
+}
+
+/// What a caller sent can hold anything: control characters become `?` and the text is cut to
+/// 256 characters, so writing the record can never fail because of its input.
+fn clean(s: &str) -> String {
+    s.chars()
+        .take(256)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 /// Records the outcome of an admin operation (success, or failure with the error's message) and
@@ -57,4 +66,13 @@ pub async fn audited<T>(
     )
     .await;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn audit_text_is_cleaned_and_bounded() {
+        assert_eq!(super::clean("a\0b\nc"), "a?b?c");
+        assert_eq!(super::clean(&"x".repeat(1000)).len(), 256);
+    }
 }

@@ -107,14 +107,31 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// Verifies off the async runtime. With no stored hash it still spends the time of one check, so
-/// a wrong UPN and a wrong password cannot be told apart by timing.
-async fn verify(password: String, phc: Option<String>) -> bool {
-    tokio::task::spawn_blocking(move || {
+/// Verifies off the async runtime, at most `password_checks` at once (429 when the queue stays
+/// full). With no stored hash it still spends the time of one check, so a wrong UPN and a wrong
+/// password cannot be told apart by timing.
+async fn verify(state: &AppState, password: String, phc: Option<String>) -> ApiResult<bool> {
+    let permit = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        state.password_checks.clone().acquire_owned(),
+    )
+    .await
+    .map_err(|_| busy())?
+    .map_err(|_| busy())?;
+    let ok = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         secrets::verify_password_or_dummy(&password, phc.as_deref())
     })
     .await
-    .unwrap_or(false)
+    .unwrap_or(false);
+    Ok(ok)
+}
+
+fn busy() -> AppError {
+    AppError::new(
+        proto::ErrorCode::TooManyRequests,
+        "The service is busy checking other sign-ins. Try again in a few seconds.",
+    )
 }
 
 /// `POST /api/v1/auth/token`
@@ -127,7 +144,16 @@ pub async fn sign_in(
     let now = state.now();
     let wrong = || AppError::unauthenticated("The user name or password is incorrect.");
 
-    if let Some(until) = throttled_until(&state, &key, now) {
+    // No account can have a UPN of another shape: answer at once and keep no state for it.
+    if upn.is_empty()
+        || upn.chars().count() > 113
+        || upn.chars().any(char::is_control)
+        || !upn.contains('@')
+    {
+        return Err(wrong());
+    }
+    // The attempt is counted before the password is checked, so parallel guesses share the limit.
+    if let Some(until) = reserve_attempt(&state, &key, now) {
         return Err(AppError::new(
             proto::ErrorCode::TooManyRequests,
             format!(
@@ -146,14 +172,13 @@ pub async fn sign_in(
         Some(u) => state.store.password_hash(&u.tenant_id, &u.id).await?,
         None => None,
     };
-    let ok = verify(req.password, hash).await;
+    let has_hash = hash.is_some();
+    let ok = verify(&state, req.password, hash).await? && has_hash;
 
     let (Some(tenant), Some(user)) = (tenant, user) else {
-        note_failure(&state, &key, now);
         return Err(wrong());
     };
     if !ok || !user.account_enabled {
-        note_failure(&state, &key, now);
         let why = if ok {
             "account disabled"
         } else {
@@ -220,31 +245,30 @@ async fn find_tenant_for_upn(state: &AppState, upn_lower: &str) -> ApiResult<Opt
         .find(|t| t.domains.iter().any(|d| d.eq_ignore_ascii_case(domain))))
 }
 
-fn throttled_until(state: &AppState, key: &str, now: i64) -> Option<i64> {
-    let map = state
-        .sign_in_failures
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    match map.get(key) {
-        Some(&(n, start))
-            if n >= MAX_FAILED_SIGN_INS && now < start + FAILED_SIGN_IN_WINDOW_SECS =>
-        {
-            Some(start + FAILED_SIGN_IN_WINDOW_SECS)
-        }
-        _ => None,
-    }
-}
+/// Most distinct accounts tracked at once; past it, expired windows are dropped first.
+const MAX_TRACKED_ACCOUNTS: usize = 10_000;
 
-fn note_failure(state: &AppState, key: &str, now: i64) {
+/// Counts one attempt for `key`; returns when the window ends if the account is over the limit.
+fn reserve_attempt(state: &AppState, key: &str, now: i64) -> Option<i64> {
     let mut map = state
         .sign_in_failures
         .lock()
         .unwrap_or_else(|p| p.into_inner());
+    if map.len() >= MAX_TRACKED_ACCOUNTS && !map.contains_key(key) {
+        map.retain(|_, (_, start)| now < *start + FAILED_SIGN_IN_WINDOW_SECS);
+        if map.len() >= MAX_TRACKED_ACCOUNTS {
+            return Some(now + FAILED_SIGN_IN_WINDOW_SECS);
+        }
+    }
     let e = map.entry(key.to_string()).or_insert((0, now));
     if now >= e.1 + FAILED_SIGN_IN_WINDOW_SECS {
         *e = (0, now);
     }
+    if e.0 >= MAX_FAILED_SIGN_INS {
+        return Some(e.1 + FAILED_SIGN_IN_WINDOW_SECS);
+    }
     e.0 += 1;
+    None
 }
 
 fn clear_failures(state: &AppState, key: &str) {

@@ -73,6 +73,9 @@ impl From<StoreError> for AppError {
         match e {
             StoreError::Conflict(what) => AppError::new(ErrorCode::Conflict, what),
             StoreError::NotFound => AppError::not_found("The object no longer exists."),
+            StoreError::Invalid(what) => {
+                AppError::bad_request(format!("The request is not valid: {what}"))
+            }
             other => {
                 tracing::error!(tracking_id = %tracking_id(), error = %other, "store failure");
                 AppError::internal()

@@ -121,7 +121,7 @@ async fn not_found() -> AppError {
 
 async fn method_not_allowed() -> AppError {
     AppError::new(
-        proto::ErrorCode::Validation,
+        proto::ErrorCode::MethodNotAllowed,
         "This endpoint does not accept that HTTP method; see /openapi.json.",
     )
 }
@@ -142,19 +142,43 @@ async fn healthz(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Opens the configured store (creating the SQLite data dir if needed).
+/// Opens the configured store. For SQLite it creates the data dir readable by the owner only,
+/// and keeps the database files (which hold password hashes) that way too.
 pub async fn open_store(config: &config::Config) -> anyhow::Result<store::Store> {
-    if config.database_url.is_none() {
+    let sqlite = config.database_url.is_none();
+    if sqlite {
         std::fs::create_dir_all(&config.data_dir).with_context(|| {
             format!(
                 "cannot create the data directory {}",
                 config.data_dir.display()
             )
         })?;
+        restrict(&config.data_dir, 0o700)?;
     }
-    store::Store::open(&config.store_spec())
+    let store = store::Store::open(&config.store_spec())
         .await
-        .context("cannot open the database")
+        .context("cannot open the database")?;
+    if sqlite {
+        for suffix in ["", "-wal", "-shm"] {
+            let f = config.data_dir.join(format!("dirbridge.db{suffix}"));
+            if f.exists() {
+                restrict(&f, 0o600)?;
+            }
+        }
+    }
+    Ok(store)
+}
+
+#[cfg(unix)]
+fn restrict(path: &std::path::Path, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot restrict the permissions of {}", path.display()))
+}
+
+#[cfg(not(unix))]
+fn restrict(_: &std::path::Path, _: u32) -> anyhow::Result<()> {
+    Ok(())
 }
 
 /// Serves the cloud until Ctrl-C or SIGTERM.

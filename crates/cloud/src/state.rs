@@ -20,6 +20,9 @@ pub struct AppState {
     /// Failed sign-ins per lower-cased UPN: (failures, window start).
     pub sign_in_failures: Arc<Mutex<HashMap<String, (u32, i64)>>>,
     pub metrics: Arc<Metrics>,
+    /// Bounds the password checks running at once: each Argon2id check holds 19 MiB, so without
+    /// this a burst of sign-ins could exhaust memory.
+    pub password_checks: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -31,6 +34,11 @@ impl AppState {
             licensing: Arc::new(tokio::sync::Mutex::new(())),
             sign_in_failures: Arc::new(Mutex::new(HashMap::new())),
             metrics: Arc::new(Metrics::default()),
+            password_checks: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism()
+                    .map(|n| n.get() * 2)
+                    .unwrap_or(4),
+            )),
         }
     }
 

@@ -1357,3 +1357,275 @@ async fn tenant_domains_and_default_country_drive_validation_and_group_licensing
     assert_eq!(a[0]["state"], "active");
     assert_eq!(a[0]["effectiveUsageLocation"], "NO");
 }
+
+// ------------------------------------------------------------------ hardening (review findings)
+
+#[tokio::test]
+async fn hostile_inputs_get_4xx_and_refused_actions_stay_audited() {
+    let c = Cloud::start_postgres().await;
+    // NUL bytes, which PostgreSQL refuses in text, never turn into a 500.
+    let r = c
+        .call(
+            Method::POST,
+            "/api/v1/auth/token",
+            None,
+            Some(json!({"userPrincipalName": format!("a\u{0}b@{}", c.domain), "password": "x"})),
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 401, "{}", r.body);
+    for path in [
+        "/api/v1/users/ab%00cd",
+        "/api/v1/users?displayName=a%00b",
+        "/api/v1/audit?actor=a%00b",
+        "/api/v1/audit?after=garbage",
+        "/api/v1/audit?after=99999999999999999999:x",
+    ] {
+        let r = c.admin(Method::GET, path, None).await;
+        assert!(
+            r.status.is_client_error(),
+            "{path}: {} {}",
+            r.status,
+            r.body
+        );
+    }
+    let r = c
+        .admin(
+            Method::POST,
+            "/api/v1/users",
+            Some(json!({"userPrincipalName": format!("x\u{0}y@{}", c.domain), "displayName": "x"})),
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 400);
+    let audit = c
+        .get(&format!(
+            "/api/v1/audit?trackingId={}",
+            r.tracking_id.unwrap()
+        ))
+        .await;
+    assert_eq!(
+        audit["items"][0]["result"], "failure",
+        "the refused create is audited: {audit}"
+    );
+    // A wrong method is a 405 in the error shape.
+    let r = c.admin(Method::PUT, "/api/v1/users", None).await;
+    assert_eq!(r.status.as_u16(), 405);
+    assert_eq!(r.error_code(), "methodNotAllowed");
+}
+
+#[tokio::test]
+async fn a_tenant_cannot_claim_the_services_domains() {
+    let c = Cloud::start().await;
+    let r = c
+        .admin(
+            Method::POST,
+            "/api/v1/tenant/domains",
+            Some(json!({"domain": "fabrikam.dirbridge.internal"})),
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 400, "{}", r.body);
+    // A second tenant in the same database keeps its own sign-in and sees none of the first's users.
+    let other = cloud::bootstrap::create_tenant(
+        &c.store,
+        &c.clock,
+        "dirbridge.internal",
+        "fabrikam",
+        "admin",
+        common::ADMIN_PASSWORD,
+    )
+    .await
+    .unwrap();
+    let t = c
+        .sign_in(&other.admin.user_principal_name, common::ADMIN_PASSWORD)
+        .await;
+    c.user("contoso-only", json!({})).await;
+    let r = c
+        .call(
+            Method::GET,
+            &format!("/api/v1/users/{}", c.upn("contoso-only")),
+            Some(&t),
+            None,
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 404, "{}", r.body);
+    let list = c
+        .call(Method::GET, "/api/v1/users", Some(&t), None)
+        .await
+        .ok();
+    assert_eq!(
+        list["items"].as_array().unwrap().len(),
+        1,
+        "only fabrikam's admin: {list}"
+    );
+    let dup = cloud::bootstrap::create_tenant(
+        &c.store,
+        &c.clock,
+        "dirbridge.internal",
+        "fabrikam",
+        "admin",
+        common::ADMIN_PASSWORD,
+    )
+    .await;
+    assert!(dup.is_err());
+}
+
+#[tokio::test]
+async fn plain_users_learn_nothing_and_licensed_users_keep_a_location() {
+    let c = Cloud::start().await;
+    c.user("plain", json!({"password": "Plain-Pass-w0rd"}))
+        .await;
+    let t = c.sign_in(&c.upn("plain"), "Plain-Pass-w0rd").await;
+    let exists = c
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/users/{}", c.upn("admin")),
+            Some(&t),
+            None,
+        )
+        .await;
+    let missing = c
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/users/{}", c.upn("nobody")),
+            Some(&t),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (exists.status.as_u16(), missing.status.as_u16()),
+        (403, 403)
+    );
+    c.admin(Method::POST, "/api/v1/licenses/trial", None)
+        .await
+        .ok();
+    c.user("held", json!({"usageLocation": "NO"})).await;
+    c.admin(
+        Method::POST,
+        &format!("/api/v1/users/{}/licenses", c.upn("held")),
+        Some(json!({"skuId": "DIRBRIDGE_PREMIUM"})),
+    )
+    .await
+    .ok();
+    let r = c
+        .admin(
+            Method::PATCH,
+            &format!("/api/v1/users/{}", c.upn("held")),
+            Some(json!({"usageLocation": null})),
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 400);
+    assert!(
+        r.error_message().contains("DIRBRIDGE_PREMIUM"),
+        "{}",
+        r.body
+    );
+    // The group a policy is scoped to cannot vanish under it.
+    let g = c
+        .admin(
+            Method::POST,
+            "/api/v1/groups",
+            Some(json!({"displayName": "Pilot"})),
+        )
+        .await
+        .ok();
+    let mut p = c.get("/api/v1/policy").await["policy"].clone();
+    p["enabledFor"] = json!("group");
+    p["groupId"] = g["id"].clone();
+    c.admin(Method::PUT, "/api/v1/policy", Some(p)).await.ok();
+    let r = c
+        .admin(
+            Method::DELETE,
+            &format!("/api/v1/groups/{}", g["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 409, "{}", r.body);
+}
+
+#[tokio::test]
+async fn parallel_wrong_passwords_share_the_throttle() {
+    let c = Cloud::start().await;
+    c.user("target", json!({"password": "Right-Pass-w0rd"}))
+        .await;
+    let attempts = (0..30).map(|_| {
+        c.call(
+            Method::POST,
+            "/api/v1/auth/token",
+            None,
+            Some(json!({"userPrincipalName": c.upn("target"), "password": "guess"})),
+        )
+    });
+    let results = futures_join_all(attempts).await;
+    let refused_early = results.iter().filter(|r| r.status.as_u16() == 429).count();
+    assert_eq!(
+        refused_early, 20,
+        "only 10 guesses are checked in the window"
+    );
+}
+
+async fn futures_join_all<F: std::future::Future>(fs: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut out = Vec::new();
+    let handles: Vec<_> = fs.map(Box::pin).collect();
+    // Drive them concurrently on this task.
+    let mut pending: Vec<_> = handles.into_iter().map(Some).collect();
+    let mut results: Vec<Option<F::Output>> = (0..pending.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut all = true;
+        for (i, slot) in pending.iter_mut().enumerate() {
+            if let Some(f) = slot {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        results[i] = Some(v);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => all = false,
+                }
+            }
+        }
+        if all {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    out.extend(results.into_iter().map(|r| r.unwrap()));
+    out
+}
+
+#[tokio::test]
+async fn the_sqlite_database_is_private_and_holds_no_clear_passwords() {
+    use std::os::unix::fs::PermissionsExt;
+    let c = Cloud::start().await;
+    c.user("marked", json!({"password": "Marker-Pa55word-Quokka"}))
+        .await;
+    c.sign_in(&c.upn("marked"), "Marker-Pa55word-Quokka").await;
+    c.admin(
+        Method::POST,
+        &format!("/api/v1/users/{}/password", c.upn("marked")),
+        Some(json!({"password": "Marker-Pa55word-Wombat"})),
+    )
+    .await
+    .ok();
+    let dir = c.data_dir();
+    assert_eq!(
+        std::fs::metadata(dir).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    assert_eq!(
+        std::fs::metadata(dir.join("dirbridge.db"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o077,
+        0
+    );
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        for marker in ["Marker-Pa55word-Quokka", "Marker-Pa55word-Wombat"] {
+            assert!(
+                !bytes.windows(marker.len()).any(|w| w == marker.as_bytes()),
+                "{marker} found in the database files"
+            );
+        }
+    }
+}

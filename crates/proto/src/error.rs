@@ -18,6 +18,8 @@ pub enum ErrorCode {
     Forbidden,
     #[serde(rename = "notFound")]
     NotFound,
+    #[serde(rename = "methodNotAllowed")]
+    MethodNotAllowed,
     #[serde(rename = "conflict")]
     Conflict,
     #[serde(rename = "payloadTooLarge")]
@@ -40,6 +42,7 @@ impl ErrorCode {
             ErrorCode::Unauthenticated => 401,
             ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Conflict => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::TooManyRequests => 429,

@@ -3,9 +3,12 @@
 use proto::{AuditFilter, AuditRecord, Page, PageRequest};
 
 use crate::db::{args, Row};
-use crate::{enum_name, into_page, page_limit, parse_enum, prefix_bound, Params, Result, Store, StoreError};
+use crate::{
+    enum_name, into_page, page_limit, parse_enum, prefix_bound, Params, Result, Store, StoreError,
+};
 
-const COLS: &str = "id, tenant_id, occurred_at, actor, action, target, result, tracking_id, details";
+const COLS: &str =
+    "id, tenant_id, occurred_at, actor, action, target, result, tracking_id, details";
 
 fn record_from(r: &dyn Row) -> Result<AuditRecord> {
     Ok(AuditRecord {
@@ -29,13 +32,18 @@ fn cursor(r: &AuditRecord) -> String {
 fn parse_cursor(s: &str) -> Result<(i64, &str)> {
     s.split_once(':')
         .and_then(|(time, id)| Some((time.parse().ok()?, id)))
-        .ok_or_else(|| StoreError::Invalid(format!("{s:?} is not an audit paging cursor (expected TIME:ID)")))
+        .ok_or_else(|| {
+            StoreError::Invalid(format!(
+                "{s:?} is not an audit paging cursor (expected TIME:ID)"
+            ))
+        })
 }
 
 impl Store {
     /// Append a record. Conflict on a duplicate id.
     pub async fn insert_audit(&self, r: &AuditRecord) -> Result<()> {
-        let sql = format!("INSERT INTO audit_log ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)");
+        let sql =
+            format!("INSERT INTO audit_log ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)");
         let a = args![
             &r.id,
             &r.tenant_id,
@@ -48,7 +56,10 @@ impl Store {
             &r.details,
         ];
         match self.inner.exec(&sql, &a).await {
-            Err(StoreError::Conflict(_)) => Err(StoreError::Conflict(format!("an audit record with id {} already exists", r.id))),
+            Err(StoreError::Conflict(_)) => Err(StoreError::Conflict(format!(
+                "an audit record with id {} already exists",
+                r.id
+            ))),
             other => other.map(|_| ()),
         }
     }
@@ -57,14 +68,25 @@ impl Store {
     /// `page.after` is the `next` of the previous page (`"TIME:ID"`; anything else is Invalid).
     /// Filters: `actor`, `target`, `tracking_id` equal; `action` equal, or, when it ends with
     /// `.`, a prefix (`"user."` matches `user.create`); `since` ≤ time ≤ `until`.
-    pub async fn list_audit(&self, tenant_id: &str, filter: &AuditFilter, page: &PageRequest) -> Result<Page<AuditRecord>> {
+    pub async fn list_audit(
+        &self,
+        tenant_id: &str,
+        filter: &AuditFilter,
+        page: &PageRequest,
+    ) -> Result<Page<AuditRecord>> {
         let limit = page_limit(page);
         let mut p = Params::default();
-        let mut sql = format!("SELECT {COLS} FROM audit_log WHERE tenant_id = {}", p.push(tenant_id));
+        let mut sql = format!(
+            "SELECT {COLS} FROM audit_log WHERE tenant_id = {}",
+            p.push(tenant_id)
+        );
         if let Some(after) = &page.after {
             let (time, id) = parse_cursor(after)?;
             let t = p.push(time);
-            sql += &format!(" AND occurred_at <= {t} AND (occurred_at < {t} OR id < {})", p.push(id));
+            sql += &format!(
+                " AND occurred_at <= {t} AND (occurred_at < {t} OR id < {})",
+                p.push(id)
+            );
         }
         if let Some(actor) = &filter.actor {
             sql += &format!(" AND actor = {}", p.push(actor));
@@ -91,7 +113,10 @@ impl Store {
         if let Some(tracking_id) = &filter.tracking_id {
             sql += &format!(" AND tracking_id = {}", p.push(tracking_id));
         }
-        sql += &format!(" ORDER BY occurred_at DESC, id DESC LIMIT {}", p.push((limit + 1) as i64));
+        sql += &format!(
+            " ORDER BY occurred_at DESC, id DESC LIMIT {}",
+            p.push((limit + 1) as i64)
+        );
         let rows = self.inner.all(&sql, &p.args, record_from).await?;
         Ok(into_page(rows, limit, cursor))
     }

@@ -70,9 +70,9 @@ impl From<bool> for Arg {
     }
 }
 
-/// `args![a, b, c]` → `Vec<Arg>`.
+/// `args![a, b, c]` → `[Arg; 3]` (`Vec::from(args![…])` to grow it).
 macro_rules! args {
-    ($($a:expr),* $(,)?) => { vec![$($crate::db::Arg::from($a)),*] };
+    ($($a:expr),* $(,)?) => { [$($crate::db::Arg::from($a)),*] };
 }
 pub(crate) use args;
 
@@ -142,20 +142,46 @@ pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
+/// PostgreSQL refuses NUL in text and SQLite would store it: refuse it up front on both, as a
+/// client error rather than a backend failure.
+fn check_text(args: &[Arg]) -> Result<()> {
+    let has_nul = args.iter().any(|a| match a {
+        Arg::Text(s) | Arg::OptText(Some(s)) => s.contains('\0'),
+        _ => false,
+    });
+    if has_nul {
+        return Err(StoreError::Invalid(
+            "text may not contain NUL characters".into(),
+        ));
+    }
+    Ok(())
+}
+
 macro_rules! run_on {
-    ($exec:expr, $sql:expr, $args:expr, execute) => {
+    ($exec:expr, $sql:expr, $args:expr, execute) => {{
+        check_text($args)?;
         bind_all!(sqlx::query($sql), $args)
             .execute($exec)
             .await
             .map(|r| r.rows_affected())
             .map_err(db_err)
-    };
+    }};
     ($exec:expr, $sql:expr, $args:expr, $map:expr, fetch_all) => {{
-        let rows = bind_all!(sqlx::query($sql), $args).fetch_all($exec).await.map_err(db_err)?;
-        rows.iter().map(|r| $map(r as &dyn Row)).collect::<Result<Vec<_>>>()
+        check_text($args)?;
+        let rows = bind_all!(sqlx::query($sql), $args)
+            .fetch_all($exec)
+            .await
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|r| $map(r as &dyn Row))
+            .collect::<Result<Vec<_>>>()
     }};
     ($exec:expr, $sql:expr, $args:expr, $map:expr, fetch_optional) => {{
-        let row = bind_all!(sqlx::query($sql), $args).fetch_optional($exec).await.map_err(db_err)?;
+        check_text($args)?;
+        let row = bind_all!(sqlx::query($sql), $args)
+            .fetch_optional($exec)
+            .await
+            .map_err(db_err)?;
         row.as_ref().map(|r| $map(r as &dyn Row)).transpose()
     }};
 }
@@ -169,14 +195,24 @@ impl Backend {
         }
     }
 
-    pub(crate) async fn all<T>(&self, sql: &str, args: &[Arg], map: impl Fn(&dyn Row) -> Result<T>) -> Result<Vec<T>> {
+    pub(crate) async fn all<T>(
+        &self,
+        sql: &str,
+        args: &[Arg],
+        map: impl Fn(&dyn Row) -> Result<T>,
+    ) -> Result<Vec<T>> {
         match self {
             Backend::Sqlite(p) => run_on!(p, sql, args, map, fetch_all),
             Backend::Postgres(p) => run_on!(p, sql, args, map, fetch_all),
         }
     }
 
-    pub(crate) async fn opt<T>(&self, sql: &str, args: &[Arg], map: impl Fn(&dyn Row) -> Result<T>) -> Result<Option<T>> {
+    pub(crate) async fn opt<T>(
+        &self,
+        sql: &str,
+        args: &[Arg],
+        map: impl Fn(&dyn Row) -> Result<T>,
+    ) -> Result<Option<T>> {
         match self {
             Backend::Sqlite(p) => run_on!(p, sql, args, map, fetch_optional),
             Backend::Postgres(p) => run_on!(p, sql, args, map, fetch_optional),
@@ -187,7 +223,9 @@ impl Backend {
     /// transaction that reads before it writes waits for other writers instead of failing.
     pub(crate) async fn begin(&self) -> Result<Tx> {
         Ok(match self {
-            Backend::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?),
+            Backend::Sqlite(p) => {
+                Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?)
+            }
             Backend::Postgres(p) => Tx::Postgres(p.begin().await.map_err(db_err)?),
         })
     }
@@ -207,7 +245,12 @@ impl Tx {
         }
     }
 
-    pub(crate) async fn opt<T>(&mut self, sql: &str, args: &[Arg], map: impl Fn(&dyn Row) -> Result<T>) -> Result<Option<T>> {
+    pub(crate) async fn opt<T>(
+        &mut self,
+        sql: &str,
+        args: &[Arg],
+        map: impl Fn(&dyn Row) -> Result<T>,
+    ) -> Result<Option<T>> {
         match self {
             Tx::Sqlite(t) => run_on!(&mut **t, sql, args, map, fetch_optional),
             Tx::Postgres(t) => run_on!(&mut **t, sql, args, map, fetch_optional),

@@ -71,7 +71,9 @@ pub struct Store {
 impl std::fmt::Debug for Store {
     // Connection options hold the database password: show only which backend this is.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("backend", &self.backend_name()).finish()
+        f.debug_struct("Store")
+            .field("backend", &self.backend_name())
+            .finish()
     }
 }
 
@@ -80,8 +82,12 @@ impl Store {
     /// schema up to date. WAL journal, foreign keys on, a busy timeout for concurrent writers.
     pub async fn open_sqlite(path: &Path) -> Result<Store> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| StoreError::Backend(format!("cannot create the directory {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Backend(format!(
+                    "cannot create the directory {}: {e}",
+                    dir.display()
+                ))
+            })?;
         }
         let options = SqliteConnectOptions::new()
             .filename(path)
@@ -89,18 +95,30 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(30));
+            .busy_timeout(Duration::from_secs(30))
+            // Keep the planner's statistics fresh (ANALYZE on a sample) as connections close.
+            .analysis_limit(400)
+            .optimize_on_close(true, 400);
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options)
             .await
-            .map_err(|e| StoreError::Backend(format!("cannot open the SQLite database {}: {e}", path.display())))?;
-        SQLITE_MIGRATIONS
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Backend(format!("migrating the SQLite database failed: {e}")))?;
-        Ok(Store { inner: Backend::Sqlite(pool) })
+            .map_err(|e| {
+                StoreError::Backend(format!(
+                    "cannot open the SQLite database {}: {e}",
+                    path.display()
+                ))
+            })?;
+        SQLITE_MIGRATIONS.run(&pool).await.map_err(|e| {
+            StoreError::Backend(format!("migrating the SQLite database failed: {e}"))
+        })?;
+        let store = Store {
+            inner: Backend::Sqlite(pool),
+        };
+        // Gather statistics for tables that have none or stale ones (cheap: bounded sample).
+        store.refresh_statistics().await?;
+        Ok(store)
     }
 
     /// Connect to PostgreSQL (`postgres://user:password@host:port/db`) and bring the schema up
@@ -115,11 +133,12 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(|e| StoreError::Backend(format!("cannot connect to PostgreSQL: {e}")))?;
-        POSTGRES_MIGRATIONS
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Backend(format!("migrating the PostgreSQL database failed: {e}")))?;
-        Ok(Store { inner: Backend::Postgres(pool) })
+        POSTGRES_MIGRATIONS.run(&pool).await.map_err(|e| {
+            StoreError::Backend(format!("migrating the PostgreSQL database failed: {e}"))
+        })?;
+        Ok(Store {
+            inner: Backend::Postgres(pool),
+        })
     }
 
     /// `postgres://…` or `postgresql://…` → PostgreSQL; `sqlite://PATH`, `sqlite:PATH` or a plain
@@ -148,7 +167,23 @@ impl Store {
 
     /// One round trip to the database.
     pub async fn ping(&self) -> Result<()> {
-        self.inner.opt("SELECT CAST(1 AS BIGINT) AS one", &args![], |r| r.int("one")).await.map(|_| ())
+        self.inner
+            .opt("SELECT CAST(1 AS BIGINT) AS one", &args![], |r| {
+                r.int("one")
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// Refresh the query planner's statistics (PostgreSQL `ANALYZE`, SQLite `PRAGMA optimize`).
+    /// Both databases do this on their own in time; call it after a bulk load (a first full
+    /// sync of a large directory) so listing is fast at once.
+    pub async fn refresh_statistics(&self) -> Result<()> {
+        let sql = match self.inner {
+            Backend::Sqlite(_) => "PRAGMA optimize=0x10002",
+            Backend::Postgres(_) => "ANALYZE",
+        };
+        self.inner.exec(sql, &[]).await.map(|_| ())
     }
 
     /// Close every connection (waits for the ones in use). Later calls fail.
@@ -177,7 +212,11 @@ pub(crate) fn page_limit(req: &proto::PageRequest) -> usize {
 
 /// Turn `limit + 1` fetched rows into a page: `next` is the key of the last item, set only when
 /// the extra row shows there is more.
-pub(crate) fn into_page<T>(mut rows: Vec<T>, limit: usize, key: impl Fn(&T) -> String) -> proto::Page<T> {
+pub(crate) fn into_page<T>(
+    mut rows: Vec<T>,
+    limit: usize,
+    key: impl Fn(&T) -> String,
+) -> proto::Page<T> {
     let more = rows.len() > limit;
     rows.truncate(limit);
     let next = if more { rows.last().map(key) } else { None };
@@ -233,11 +272,13 @@ pub(crate) fn parse_enum<T: DeserializeOwned>(s: &str, what: &str) -> Result<T> 
 }
 
 pub(crate) fn to_json<T: Serialize + ?Sized>(v: &T) -> Result<String> {
-    serde_json::to_string(v).map_err(|e| StoreError::Backend(format!("cannot encode a value as JSON: {e}")))
+    serde_json::to_string(v)
+        .map_err(|e| StoreError::Backend(format!("cannot encode a value as JSON: {e}")))
 }
 
 pub(crate) fn from_json<T: DeserializeOwned>(s: &str, what: &str) -> Result<T> {
-    serde_json::from_str(s).map_err(|e| StoreError::Backend(format!("the database holds an unreadable {what}: {e}")))
+    serde_json::from_str(s)
+        .map_err(|e| StoreError::Backend(format!("the database holds an unreadable {what}: {e}")))
 }
 
 /// Numbered placeholders for a statement built at run time (filters that may or may not apply).
@@ -281,10 +322,40 @@ mod tests {
         assert_eq!(page_limit(&req(5000)), 1000);
     }
 
+    /// Handlers hold the store across `.await`s on a multi-threaded runtime: the store and the
+    /// futures of its methods must be `Send` (checked at compile time; never called).
+    #[allow(dead_code)]
+    fn store_and_its_futures_are_send(
+        s: &Store,
+        u: &proto::User,
+        t: &proto::Tenant,
+        m: &proto::MemberRef,
+        tok: &TokenRecord,
+    ) {
+        fn send<T: Send>(_: T) {}
+        fn shared<T: Send + Sync + Clone + 'static>() {}
+        shared::<Store>();
+        let p = proto::PageRequest::default();
+        send(s.list_users("t", &proto::UserFilter::default(), &p));
+        send(s.insert_user(u, None));
+        send(s.update_user(u));
+        send(s.delete_user("t", "u"));
+        send(s.add_member("t", "g", m));
+        send(s.replace_group_assignments("t", &[]));
+        send(s.create_tenant(t));
+        send(s.list_audit("t", &proto::AuditFilter::default(), &p));
+        send(s.get_policy("t"));
+        send(s.insert_token(tok));
+        send(s.list_groups("t", None, &p));
+    }
+
     #[test]
     fn enum_names_are_the_wire_names() {
         assert_eq!(enum_name(&proto::Source::OnPremises).unwrap(), "onPremises");
-        assert_eq!(enum_name(&proto::LicenseErrorKind::CountViolation).unwrap(), "CountViolation");
+        assert_eq!(
+            enum_name(&proto::LicenseErrorKind::CountViolation).unwrap(),
+            "CountViolation"
+        );
         let s: proto::AuditResult = parse_enum("failure", "result").unwrap();
         assert_eq!(s, proto::AuditResult::Failure);
         assert!(parse_enum::<proto::Source>("nonsense", "source").is_err());

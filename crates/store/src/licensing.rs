@@ -21,8 +21,11 @@ fn subscription_from(r: &dyn Row) -> Result<Subscription> {
         tenant_id: r.text("tenant_id")?,
         sku_id: r.text("sku_id")?,
         kind: parse_enum(&r.text("kind")?, "subscription kind")?,
-        units: u32::try_from(units)
-            .map_err(|_| StoreError::Backend(format!("the database holds an impossible unit count {units}")))?,
+        units: u32::try_from(units).map_err(|_| {
+            StoreError::Backend(format!(
+                "the database holds an impossible unit count {units}"
+            ))
+        })?,
         starts_at: r.int("starts_at")?,
         ends_at: r.int("ends_at")?,
         created_at: r.int("created_at")?,
@@ -41,7 +44,11 @@ fn assignment_from(r: &dyn Row) -> Result<LicenseAssignment> {
     let source = match r.text("source_type")?.as_str() {
         "direct" => AssignmentSource::Direct,
         "group" => AssignmentSource::Group(r.text("source_group_id")?),
-        other => return Err(StoreError::Backend(format!("the database holds an unknown assignment source {other:?}"))),
+        other => {
+            return Err(StoreError::Backend(format!(
+                "the database holds an unknown assignment source {other:?}"
+            )))
+        }
     };
     Ok(LicenseAssignment {
         tenant_id: r.text("tenant_id")?,
@@ -49,13 +56,16 @@ fn assignment_from(r: &dyn Row) -> Result<LicenseAssignment> {
         sku_id: r.text("sku_id")?,
         source,
         state: parse_enum(&r.text("state")?, "assignment state")?,
-        error: r.opt_text("error")?.map(|e| parse_enum(&e, "licence error")).transpose()?,
+        error: r
+            .opt_text("error")?
+            .map(|e| parse_enum(&e, "licence error"))
+            .transpose()?,
         effective_usage_location: r.opt_text("effective_usage_location")?,
         updated_at: r.int("updated_at")?,
     })
 }
 
-fn assignment_args(a: &LicenseAssignment) -> Result<Vec<Arg>> {
+fn assignment_args(a: &LicenseAssignment) -> Result<[Arg; 9]> {
     let (source_type, group) = source_columns(&a.source);
     Ok(args![
         &a.tenant_id,
@@ -73,7 +83,9 @@ fn assignment_args(a: &LicenseAssignment) -> Result<Vec<Arg>> {
 impl Store {
     /// NotFound if the tenant does not exist; Conflict on a duplicate id.
     pub async fn insert_subscription(&self, s: &Subscription) -> Result<()> {
-        let sql = format!("INSERT INTO subscriptions ({SUB_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)");
+        let sql = format!(
+            "INSERT INTO subscriptions ({SUB_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        );
         let a = args![
             &s.id,
             &s.tenant_id,
@@ -85,15 +97,22 @@ impl Store {
             s.created_at,
         ];
         match self.inner.exec(&sql, &a).await {
-            Err(StoreError::Conflict(_)) => Err(StoreError::Conflict(format!("a subscription with id {} already exists", s.id))),
+            Err(StoreError::Conflict(_)) => Err(StoreError::Conflict(format!(
+                "a subscription with id {} already exists",
+                s.id
+            ))),
             other => other.map(|_| ()),
         }
     }
 
     /// Every subscription of the tenant, oldest first.
     pub async fn list_subscriptions(&self, tenant_id: &str) -> Result<Vec<Subscription>> {
-        let sql = format!("SELECT {SUB_COLS} FROM subscriptions WHERE tenant_id = $1 ORDER BY created_at, id");
-        self.inner.all(&sql, &args![tenant_id], subscription_from).await
+        let sql = format!(
+            "SELECT {SUB_COLS} FROM subscriptions WHERE tenant_id = $1 ORDER BY created_at, id"
+        );
+        self.inner
+            .all(&sql, &args![tenant_id], subscription_from)
+            .await
     }
 
     /// Insert or update the assignment keyed by (tenant, user, SKU, source). NotFound if the user
@@ -105,7 +124,10 @@ impl Store {
              state = excluded.state, error = excluded.error, \
              effective_usage_location = excluded.effective_usage_location, updated_at = excluded.updated_at"
         );
-        self.inner.exec(&sql, &assignment_args(a)?).await.map(|_| ())
+        self.inner
+            .exec(&sql, &assignment_args(a)?)
+            .await
+            .map(|_| ())
     }
 
     /// `false` if there was no such assignment.
@@ -119,7 +141,11 @@ impl Store {
         let (source_type, group) = source_columns(source);
         let sql = "DELETE FROM license_assignments WHERE tenant_id = $1 AND user_id = $2 AND sku_id = $3 \
                    AND source_type = $4 AND source_group_id = $5";
-        Ok(self.inner.exec(sql, &args![tenant_id, user_id, sku_id, source_type, group]).await? > 0)
+        Ok(self
+            .inner
+            .exec(sql, &args![tenant_id, user_id, sku_id, source_type, group])
+            .await?
+            > 0)
     }
 
     /// Assignments of the tenant, optionally of one user and/or one SKU, in every state,
@@ -131,7 +157,10 @@ impl Store {
         sku_id: Option<&str>,
     ) -> Result<Vec<LicenseAssignment>> {
         let mut p = Params::default();
-        let mut sql = format!("SELECT {ASSIGN_COLS} FROM license_assignments WHERE tenant_id = {}", p.push(tenant_id));
+        let mut sql = format!(
+            "SELECT {ASSIGN_COLS} FROM license_assignments WHERE tenant_id = {}",
+            p.push(tenant_id)
+        );
         if let Some(user_id) = user_id {
             sql += &format!(" AND user_id = {}", p.push(user_id));
         }
@@ -146,7 +175,11 @@ impl Store {
     /// `assignments` (all of which must be group-sourced and of this tenant; for a repeated key
     /// the last wins). On any error nothing changes. NotFound if one names a user that does not
     /// exist.
-    pub async fn replace_group_assignments(&self, tenant_id: &str, assignments: &[LicenseAssignment]) -> Result<()> {
+    pub async fn replace_group_assignments(
+        &self,
+        tenant_id: &str,
+        assignments: &[LicenseAssignment],
+    ) -> Result<()> {
         let mut unique = BTreeMap::new();
         for a in assignments {
             if a.tenant_id != tenant_id {
@@ -194,13 +227,30 @@ impl Store {
     pub async fn add_group_license(&self, l: &GroupLicense) -> Result<bool> {
         let sql = "INSERT INTO group_licenses (tenant_id, group_id, sku_id, created_at) VALUES ($1, $2, $3, $4) \
                    ON CONFLICT (tenant_id, group_id, sku_id) DO NOTHING";
-        Ok(self.inner.exec(sql, &args![&l.tenant_id, &l.group_id, &l.sku_id, l.created_at]).await? > 0)
+        Ok(self
+            .inner
+            .exec(
+                sql,
+                &args![&l.tenant_id, &l.group_id, &l.sku_id, l.created_at],
+            )
+            .await?
+            > 0)
     }
 
     /// `false` if the group did not have it.
-    pub async fn remove_group_license(&self, tenant_id: &str, group_id: &str, sku_id: &str) -> Result<bool> {
-        let sql = "DELETE FROM group_licenses WHERE tenant_id = $1 AND group_id = $2 AND sku_id = $3";
-        Ok(self.inner.exec(sql, &args![tenant_id, group_id, sku_id]).await? > 0)
+    pub async fn remove_group_license(
+        &self,
+        tenant_id: &str,
+        group_id: &str,
+        sku_id: &str,
+    ) -> Result<bool> {
+        let sql =
+            "DELETE FROM group_licenses WHERE tenant_id = $1 AND group_id = $2 AND sku_id = $3";
+        Ok(self
+            .inner
+            .exec(sql, &args![tenant_id, group_id, sku_id])
+            .await?
+            > 0)
     }
 
     /// Every group licence of the tenant, ordered by group then SKU.

@@ -5,7 +5,8 @@ use proto::Tenant;
 use crate::db::{args, Row};
 use crate::{fold, from_json, to_json, Result, Store, StoreError};
 
-const COLS: &str = "id, name, initial_domain, domains, default_usage_location, soft_match_enabled, created_at";
+const COLS: &str =
+    "id, name, initial_domain, domains, default_usage_location, soft_match_enabled, created_at";
 
 fn tenant_from(r: &dyn Row) -> Result<Tenant> {
     Ok(Tenant {
@@ -88,7 +89,12 @@ impl Store {
             let a = args![key, except];
             async move { matches!(self.inner.opt(sql, &a, |r| r.text("id")).await, Ok(Some(_))) }
         };
-        if taken("SELECT id FROM tenants WHERE name_key = $1 AND id <> $2", fold(&t.name)).await {
+        if taken(
+            "SELECT id FROM tenants WHERE name_key = $1 AND id <> $2",
+            fold(&t.name),
+        )
+        .await
+        {
             StoreError::Conflict(format!("a tenant named {} already exists", t.name))
         } else if taken(
             "SELECT id FROM tenants WHERE initial_domain_key = $1 AND id <> $2",
@@ -96,7 +102,10 @@ impl Store {
         )
         .await
         {
-            StoreError::Conflict(format!("a tenant with the initial domain {} already exists", t.initial_domain))
+            StoreError::Conflict(format!(
+                "a tenant with the initial domain {} already exists",
+                t.initial_domain
+            ))
         } else if except_id.is_none() {
             StoreError::Conflict(format!("a tenant with id {} already exists", t.id))
         } else {

@@ -49,7 +49,15 @@ impl Store {
     /// NotFound if the user does not exist in the tenant; Conflict on a duplicate id or hash.
     pub async fn insert_token(&self, t: &TokenRecord) -> Result<()> {
         let sql = format!("INSERT INTO api_tokens ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7)");
-        let a = args![&t.id, &t.tenant_id, &t.user_id, &t.hash, t.created_at, t.expires_at, t.revoked];
+        let a = args![
+            &t.id,
+            &t.tenant_id,
+            &t.user_id,
+            &t.hash,
+            t.created_at,
+            t.expires_at,
+            t.revoked
+        ];
         match self.inner.exec(&sql, &a).await {
             Err(StoreError::Conflict(_)) => Err(StoreError::Conflict(format!(
                 "a token with id {} or with the same hash already exists",
@@ -75,6 +83,8 @@ impl Store {
     /// Revoke every token of a user; how many were not revoked before.
     pub async fn revoke_user_tokens(&self, tenant_id: &str, user_id: &str) -> Result<u64> {
         let sql = "UPDATE api_tokens SET revoked = $3 WHERE tenant_id = $1 AND user_id = $2 AND revoked = $4";
-        self.inner.exec(sql, &args![tenant_id, user_id, true, false]).await
+        self.inner
+            .exec(sql, &args![tenant_id, user_id, true, false])
+            .await
     }
 }

@@ -70,8 +70,7 @@ impl TestCa {
 
     /// Writes the CA certificate (PEM) to `path`.
     pub fn write_cert(&self, path: &Path) -> Result<()> {
-        std::fs::write(path, &self.cert_pem)
-            .with_context(|| format!("writing {}", path.display()))
+        std::fs::write(path, &self.cert_pem).with_context(|| format!("writing {}", path.display()))
     }
 
     /// Issues a TLS server certificate valid for the given DNS names and IP addresses.

@@ -11,6 +11,7 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context, Result};
@@ -19,8 +20,23 @@ use sha2::{Digest, Sha256};
 /// Bump when the layout or content of any cached template changes.
 pub(crate) const CACHE_FORMAT: u32 = 3;
 
+static ROOT_OVERRIDE: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// Uses `dir` as the cache root for the rest of this process (tests that must build from
+/// scratch, benchmarks of cold builds).
+pub fn set_cache_root(dir: &Path) {
+    *ROOT_OVERRIDE.lock().unwrap_or_else(|e| e.into_inner()) = Some(dir.to_path_buf());
+}
+
 /// The cache root.
 pub fn cache_root() -> PathBuf {
+    if let Some(dir) = ROOT_OVERRIDE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+    {
+        return dir;
+    }
     if let Some(dir) = std::env::var_os("DIRBRIDGE_TESTKIT_CACHE") {
         return PathBuf::from(dir);
     }
@@ -62,11 +78,15 @@ pub(crate) fn get_or_build(
         return Ok(dir);
     }
     let lock_path = root.join(format!("{name}-{key}.lock"));
-    let lock = File::create(&lock_path)
-        .with_context(|| format!("creating {}", lock_path.display()))?;
+    let lock =
+        File::create(&lock_path).with_context(|| format!("creating {}", lock_path.display()))?;
     // SAFETY: flock on a file descriptor we own; released when `lock` is closed.
     if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        bail!("locking {}: {}", lock_path.display(), std::io::Error::last_os_error());
+        bail!(
+            "locking {}: {}",
+            lock_path.display(),
+            std::io::Error::last_os_error()
+        );
     }
     if dir.join(".complete").exists() {
         return Ok(dir);
@@ -80,8 +100,7 @@ pub(crate) fn get_or_build(
         return Err(e.context(format!("building the cached {name} template")));
     }
     std::fs::write(tmp.join(".complete"), b"")?;
-    std::fs::rename(&tmp, &dir)
-        .with_context(|| format!("moving {} into place", tmp.display()))?;
+    std::fs::rename(&tmp, &dir).with_context(|| format!("moving {} into place", tmp.display()))?;
     drop(lock);
     prune(&root, name, &dir);
     Ok(dir)

@@ -128,24 +128,56 @@ const GIVEN: &[&str] = &[
     "Kwame", "Amara", "Mateo", "Hana", "Oskar", "Elin", "Tobias", "Nora",
 ];
 const SURNAMES: &[&str] = &[
-    "Hansen", "Johansen", "Olsen", "Larsen", "Andersen", "Pedersen", "Nilsen", "Kristiansen",
-    "Jensen", "Karlsen", "Smith", "Jones", "Brown", "Garcia", "Müller", "Schmidt", "Ødegård",
-    "Åberg", "Lindqvist", "Nakamura", "Kowalski", "Dubois", "Rossi", "O'Brien", "Nguyen",
-    "Fernández", "Øverland", "Ivanova", "Mensah", "Haugen", "Berg", "Dahl", "Moen", "Lie",
+    "Hansen",
+    "Johansen",
+    "Olsen",
+    "Larsen",
+    "Andersen",
+    "Pedersen",
+    "Nilsen",
+    "Kristiansen",
+    "Jensen",
+    "Karlsen",
+    "Smith",
+    "Jones",
+    "Brown",
+    "Garcia",
+    "Müller",
+    "Schmidt",
+    "Ødegård",
+    "Åberg",
+    "Lindqvist",
+    "Nakamura",
+    "Kowalski",
+    "Dubois",
+    "Rossi",
+    "O'Brien",
+    "Nguyen",
+    "Fernández",
+    "Øverland",
+    "Ivanova",
+    "Mensah",
+    "Haugen",
+    "Berg",
+    "Dahl",
+    "Moen",
+    "Lie",
 ];
-const COUNTRIES: &[&str] = &["NO", "NO", "NO", "SE", "DK", "DE", "GB", "US", "US", "FR", "JP"];
+const COUNTRIES: &[&str] = &[
+    "NO", "NO", "NO", "SE", "DK", "DE", "GB", "US", "US", "FR", "JP",
+];
 
 /// The fixed OUs below the synced root.
 const OUS: &[(&str, Option<usize>)] = &[
-    ("Engineering", None),    // 0
-    ("Sales", None),          // 1
-    ("Support", None),        // 2
-    ("Finance", None),        // 3
-    ("Åsgårdstrand", None),   // 4: non-ASCII
-    ("R&D, Labs", None),      // 5: comma in an OU name
-    ("Platform", Some(0)),    // 6: nested OU
-    ("Leavers", None),        // 7: mostly disabled accounts
-    ("Groups", None),         // 8
+    ("Engineering", None),  // 0
+    ("Sales", None),        // 1
+    ("Support", None),      // 2
+    ("Finance", None),      // 3
+    ("Åsgårdstrand", None), // 4: non-ASCII
+    ("R&D, Labs", None),    // 5: comma in an OU name
+    ("Platform", Some(0)),  // 6: nested OU
+    ("Leavers", None),      // 7: mostly disabled accounts
+    ("Groups", None),       // 8
 ];
 const GROUPS_OU: usize = 8;
 const LEAVERS_OU: usize = 7;
@@ -157,12 +189,26 @@ const SPECIAL: &[(&str, &str, &str, usize, bool, bool)] = &[
     ("Ada Admin", "Ada", "Admin", 0, true, true),
     ("Berg, Ola", "Ola", "Berg", 1, true, false),
     ("Ann+Marie Olsen", "Ann+Marie", "Olsen", 2, true, false),
-    ("Robert \"Bobby\" Tables", "Robert", "Tables", 3, true, false),
+    (
+        "Robert \"Bobby\" Tables",
+        "Robert",
+        "Tables",
+        3,
+        true,
+        false,
+    ),
     ("Back\\Slash Hansen", "Back", "Hansen", 5, true, false),
     ("#Hashtag Jensen", "Hashtag", "Jensen", 6, true, false),
     ("Trailing Space ", "Trailing", "Space", 1, true, false),
     (" Leading Space", "Leading", "Space", 2, true, false),
-    ("Less<Than> Semi;Colon=Eq", "Less", "Semicolon", 0, true, false),
+    (
+        "Less<Than> Semi;Colon=Eq",
+        "Less",
+        "Semicolon",
+        0,
+        true,
+        false,
+    ),
     ("Åse Ødegård", "Åse", "Ødegård", 4, true, false),
     ("Jürgen Müller", "Jürgen", "Müller", 4, true, false),
     ("李 小龙", "小龙", "李", 5, true, false),
@@ -186,7 +232,14 @@ impl Dataset {
         let count = spec.users.max(SPECIAL.len());
         for i in 0..count {
             let (cn, given, surname, ou, enabled, admin) = if let Some(s) = SPECIAL.get(i) {
-                (s.0.to_owned(), s.1.to_owned(), s.2.to_owned(), s.3, s.4, s.5)
+                (
+                    s.0.to_owned(),
+                    s.1.to_owned(),
+                    s.2.to_owned(),
+                    s.3,
+                    s.4,
+                    s.5,
+                )
             } else {
                 let given = rng.pick(GIVEN).to_owned();
                 let surname = rng.pick(SURNAMES).to_owned();
@@ -213,9 +266,14 @@ impl Dataset {
             } else {
                 None
             };
-            let mobile = rng
-                .chance(80)
-                .then(|| format!("+47 9{:02} {:02} {:03}", rng.below(100), rng.below(100), rng.below(1000)));
+            let mobile = rng.chance(80).then(|| {
+                format!(
+                    "+47 9{:02} {:02} {:03}",
+                    rng.below(100),
+                    rng.below(100),
+                    rng.below(1000)
+                )
+            });
             let telephone = rng
                 .chance(60)
                 .then(|| format!("+1 555 01{:02}", rng.below(100)));
@@ -322,12 +380,17 @@ impl Dataset {
 
     /// The protected administrator.
     pub fn admin_user(&self) -> &User {
-        self.users.iter().find(|u| u.admin).expect("dataset has an admin")
+        self.users
+            .iter()
+            .find(|u| u.admin)
+            .expect("dataset has an admin")
     }
 
     /// Users whose RDN needs escaping.
     pub fn users_needing_escape(&self) -> impl Iterator<Item = &User> {
-        self.users.iter().filter(|u| escape_rdn_value(&u.cn) != u.cn)
+        self.users
+            .iter()
+            .filter(|u| escape_rdn_value(&u.cn) != u.cn)
     }
 
     /// The DN of OU `ou` below `root` (AD style `OU=`, or OpenLDAP style `ou=`).
@@ -335,7 +398,11 @@ impl Dataset {
         let mut dn = format!("{}={}", style.ou(), escape_rdn_value(&self.ous[ou].name));
         let mut cur = self.ous[ou].parent;
         while let Some(p) = cur {
-            dn.push_str(&format!(",{}={}", style.ou(), escape_rdn_value(&self.ous[p].name)));
+            dn.push_str(&format!(
+                ",{}={}",
+                style.ou(),
+                escape_rdn_value(&self.ous[p].name)
+            ));
             cur = self.ous[p].parent;
         }
         format!("{dn},{root}")
@@ -586,7 +653,8 @@ fn is_safe_ldif(v: &str) -> bool {
     if matches!(b[0], b' ' | b':' | b'<') || b[b.len() - 1] == b' ' {
         return false;
     }
-    b.iter().all(|&c| c.is_ascii() && c != b'\n' && c != b'\r' && c != 0)
+    b.iter()
+        .all(|&c| c.is_ascii() && c != b'\n' && c != b'\r' && c != 0)
 }
 
 fn ldif_dn(w: &mut impl Write, dn: &str) -> io::Result<()> {
@@ -638,14 +706,25 @@ mod tests {
     #[test]
     fn covers_the_special_cases() {
         let d = Dataset::generate(DatasetSpec::small());
-        let escaped: Vec<String> = d.users_needing_escape().map(|u| escape_rdn_value(&u.cn)).collect();
-        for needle in ["\\,", "\\+", "\\\"", "\\\\", "\\#", "\\ ", "\\<", "\\;", "\\="] {
-            assert!(escaped.iter().any(|e| e.contains(needle)), "no DN with {needle}");
+        let escaped: Vec<String> = d
+            .users_needing_escape()
+            .map(|u| escape_rdn_value(&u.cn))
+            .collect();
+        for needle in [
+            "\\,", "\\+", "\\\"", "\\\\", "\\#", "\\ ", "\\<", "\\;", "\\=",
+        ] {
+            assert!(
+                escaped.iter().any(|e| e.contains(needle)),
+                "no DN with {needle}"
+            );
         }
         assert!(d.users.iter().any(|u| !u.cn.is_ascii()));
         assert!(d.users.iter().any(|u| !u.enabled));
         assert_eq!(d.users.iter().filter(|u| u.admin).count(), 1);
-        assert!(d.groups.iter().any(|g| g.members.iter().any(|m| matches!(m, Member::Group(_)))));
+        assert!(d
+            .groups
+            .iter()
+            .any(|g| g.members.iter().any(|m| matches!(m, Member::Group(_)))));
         assert!(d.users.iter().any(|u| u.country.is_none()));
     }
 
@@ -661,7 +740,10 @@ mod tests {
     fn nt_hash_matches_known_vector() {
         // MD4(UTF-16LE("password"))
         assert_eq!(
-            nt_hash("password").iter().map(|b| format!("{b:02x}")).collect::<String>(),
+            nt_hash("password")
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>(),
             "8846f7eaee8fb117ad06bdd830b7586c"
         );
     }

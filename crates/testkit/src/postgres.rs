@@ -67,7 +67,12 @@ impl Postgres {
         let dir = tempfile::Builder::new()
             .prefix(DIR_PREFIX)
             .tempdir_in(&base)
-            .with_context(|| format!("create a temporary directory for PostgreSQL in {}", base.display()))?;
+            .with_context(|| {
+                format!(
+                    "create a temporary directory for PostgreSQL in {}",
+                    base.display()
+                )
+            })?;
         fs::write(dir.path().join(OWNER_FILE), std::process::id().to_string())?;
         let data = dir.path().join("data");
         let sock = dir.path().join("sock");
@@ -87,14 +92,23 @@ impl Postgres {
             .output()
             .context("run cp")?;
         if !out.status.success() {
-            bail!("copying the PostgreSQL template failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "copying the PostgreSQL template failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
 
         let mut last_err = None;
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port()?;
             match start_server(&bin, &data, &sock, dir.path(), port, run_as) {
-                Ok(child) => return Ok(Postgres { child: Some(child), port, dir }),
+                Ok(child) => {
+                    return Ok(Postgres {
+                        child: Some(child),
+                        port,
+                        dir,
+                    })
+                }
                 Err(StartError::PortTaken(e)) => last_err = Some(e),
                 Err(StartError::Other(e)) => return Err(e),
             }
@@ -128,12 +142,23 @@ impl Postgres {
             bail!("database name {name:?} must consist of letters, digits and '_'");
         }
         let out = Command::new(bin_dir().join("createdb"))
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", name])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                name,
+            ])
             .stdin(Stdio::null())
             .output()
             .context("run createdb")?;
         if !out.status.success() {
-            bail!("createdb {name} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "createdb {name} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
         Ok(self.url_for(name))
     }
@@ -154,7 +179,10 @@ impl Drop for Postgres {
 
 impl std::fmt::Debug for Postgres {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Postgres").field("port", &self.port).field("dir", &self.dir.path()).finish()
+        f.debug_struct("Postgres")
+            .field("port", &self.port)
+            .field("dir", &self.dir.path())
+            .finish()
     }
 }
 
@@ -170,8 +198,13 @@ fn scratch_base() -> PathBuf {
         return PathBuf::from(dir);
     }
     let shm = Path::new("/dev/shm");
-    let writable = shm.is_dir()
-        && tempfile::Builder::new().prefix(".dirbridge-probe-").tempdir_in(shm).is_ok();
+    // Each cluster takes ~40 MB, and containers often give /dev/shm only 64 MB.
+    let roomy = free_bytes(shm).is_some_and(|free| free >= SHM_NEEDED);
+    let writable = roomy
+        && tempfile::Builder::new()
+            .prefix(".dirbridge-probe-")
+            .tempdir_in(shm)
+            .is_ok();
     if writable {
         shm.to_path_buf()
     } else {
@@ -179,20 +212,40 @@ fn scratch_base() -> PathBuf {
     }
 }
 
+/// Free space /dev/shm must have for clusters to go there.
+const SHM_NEEDED: u64 = 1 << 30;
+
+fn free_bytes(path: &Path) -> Option<u64> {
+    let c = CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
+    // SAFETY: statvfs writes into the zeroed struct we pass; c is a valid C string.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
 /// Remove cluster directories whose owning process has died (a test killed before its fixture
 /// was dropped); their servers have already quit on the parent-death signal.
 fn sweep_stale(base: &Path) {
-    let Ok(entries) = fs::read_dir(base) else { return };
+    let Ok(entries) = fs::read_dir(base) else {
+        return;
+    };
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
         if !name.starts_with(DIR_PREFIX) || name.starts_with(TEMPLATE_PREFIX) {
             continue;
         }
-        let Ok(owner) = fs::read_to_string(entry.path().join(OWNER_FILE)) else { continue };
-        let Ok(pid) = owner.trim().parse::<libc::pid_t>() else { continue };
+        let Ok(owner) = fs::read_to_string(entry.path().join(OWNER_FILE)) else {
+            continue;
+        };
+        let Ok(pid) = owner.trim().parse::<libc::pid_t>() else {
+            continue;
+        };
         // SAFETY: signal 0 only checks whether the process exists.
-        let gone = unsafe { libc::kill(pid, 0) } != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        let gone = unsafe { libc::kill(pid, 0) } != 0
+            && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
         if gone {
             let _ = fs::remove_dir_all(entry.path());
         }
@@ -205,7 +258,10 @@ const TEMPLATE_PREFIX: &str = "dirbridge-pg-template-";
 /// for each cluster. Created under a temporary name and renamed, so a reader never sees half.
 fn template(bin: &Path, base: &Path, run_as: Option<RunAs>) -> anyhow::Result<PathBuf> {
     let postgres = fs::metadata(bin.join("postgres")).context("inspect the postgres binary")?;
-    let stamp = postgres.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+    let stamp = postgres
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
     let name = format!(
@@ -230,7 +286,15 @@ fn template(bin: &Path, base: &Path, run_as: Option<RunAs>) -> anyhow::Result<Pa
     initdb
         .arg("-D")
         .arg(&data)
-        .args(["-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C.UTF-8"])
+        .args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+        ])
         .current_dir(staging.path())
         .stdin(Stdio::null());
     drop_privileges(&mut initdb, run_as, false);
@@ -245,7 +309,10 @@ fn template(bin: &Path, base: &Path, run_as: Option<RunAs>) -> anyhow::Result<Pa
     }
     // Another process may have won the race; its template is as good as ours.
     if fs::rename(&data, &path).is_err() && !path.join("PG_VERSION").exists() {
-        bail!("could not install the PostgreSQL template at {}", path.display());
+        bail!(
+            "could not install the PostgreSQL template at {}",
+            path.display()
+        );
     }
     Ok(path)
 }
@@ -292,18 +359,21 @@ fn start_server(
         .stdout(log)
         .stderr(log_err);
     drop_privileges(&mut cmd, run_as, true);
-    let mut child = spawn_from_keeper(cmd).map_err(|e| StartError::Other(anyhow!("start postgres: {e}")))?;
+    let mut child =
+        spawn_from_keeper(cmd).map_err(|e| StartError::Other(anyhow!("start postgres: {e}")))?;
 
     let deadline = Instant::now() + START_DEADLINE;
     loop {
         if let Some(status) = child.try_wait().map_err(|e| StartError::Other(e.into()))? {
             let log = fs::read_to_string(&log_path).unwrap_or_default();
             let err = anyhow!("postgres exited during start-up ({status}):\n{log}");
-            return Err(if log.contains("could not bind") || log.contains("Address already in use") {
-                StartError::PortTaken(err)
-            } else {
-                StartError::Other(err)
-            });
+            return Err(
+                if log.contains("could not bind") || log.contains("Address already in use") {
+                    StartError::PortTaken(err)
+                } else {
+                    StartError::Other(err)
+                },
+            );
         }
         if accepts_connections(bin, port) {
             return Ok(child);
@@ -321,11 +391,23 @@ fn start_server(
 
 /// `pg_isready` succeeds only once the server accepts sessions (not while it is starting up).
 fn accepts_connections(bin: &Path, port: u16) -> bool {
-    if TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_err() {
+    if TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
+        .is_err()
+    {
         return false;
     }
     Command::new(bin.join("pg_isready"))
-        .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "-t", "2"])
+        .args([
+            "-q",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "postgres",
+            "-t",
+            "2",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -356,7 +438,9 @@ fn stop(child: &mut Child) {
 }
 
 fn bin_dir() -> PathBuf {
-    std::env::var_os("DIRBRIDGE_PG_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(BIN_DIR))
+    std::env::var_os("DIRBRIDGE_PG_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(BIN_DIR))
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -408,7 +492,14 @@ fn drop_privileges(cmd: &mut Command, run_as: Option<RunAs>, die_with_parent: bo
             }
             if die_with_parent {
                 // Set after setuid: changing credentials clears the parent-death signal.
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGQUIT as libc::c_ulong, 0, 0, 0) != 0 {
+                if libc::prctl(
+                    libc::PR_SET_PDEATHSIG,
+                    libc::SIGQUIT as libc::c_ulong,
+                    0,
+                    0,
+                    0,
+                ) != 0
+                {
                     return Err(io::Error::last_os_error());
                 }
                 if libc::getppid() != parent {
@@ -446,5 +537,7 @@ fn spawn_from_keeper(cmd: Command) -> io::Result<Child> {
         .unwrap_or_else(|p| p.into_inner())
         .send((cmd, reply_tx))
         .map_err(|_| io::Error::other("testkit spawner thread is gone"))?;
-    reply_rx.recv().map_err(|_| io::Error::other("testkit spawner thread is gone"))?
+    reply_rx
+        .recv()
+        .map_err(|_| io::Error::other("testkit spawner thread is gone"))?
 }

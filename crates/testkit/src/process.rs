@@ -90,7 +90,9 @@ impl ServerProcess {
 
     /// `Some(status)` if the server has exited.
     pub fn try_exited(&mut self) -> Option<ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// Fails if the server has exited, naming it and its exit status.

@@ -99,15 +99,18 @@ impl AdRight {
                 SYNCED_ROOT,
                 "(OA;CI;CR;{right:User-Change-Password};{class:user};{sid})",
             ),
-            AdRight::WriteLockoutTime => {
-                (SYNCED_ROOT, "(OA;CI;WP;{attr:lockoutTime};{class:user};{sid})")
-            }
-            AdRight::WritePwdLastSet => {
-                (SYNCED_ROOT, "(OA;CI;WP;{attr:pwdLastSet};{class:user};{sid})")
-            }
-            AdRight::ReplicatingDirectoryChanges => {
-                (BASE_DN, "(OA;;CR;{right:DS-Replication-Get-Changes};;{sid})")
-            }
+            AdRight::WriteLockoutTime => (
+                SYNCED_ROOT,
+                "(OA;CI;WP;{attr:lockoutTime};{class:user};{sid})",
+            ),
+            AdRight::WritePwdLastSet => (
+                SYNCED_ROOT,
+                "(OA;CI;WP;{attr:pwdLastSet};{class:user};{sid})",
+            ),
+            AdRight::ReplicatingDirectoryChanges => (
+                BASE_DN,
+                "(OA;;CR;{right:DS-Replication-Get-Changes};;{sid})",
+            ),
             AdRight::UnexpirePassword => (BASE_DN, "(OA;;CR;{right:Unexpire-Password};;{sid})"),
         }
     }
@@ -235,7 +238,11 @@ impl Samba {
     pub fn start(options: &SambaOptions) -> Result<Samba> {
         let t0 = Instant::now();
         let template = template(options.dataset)?;
-        let template_time = if template.1 { t0.elapsed() } else { Duration::ZERO };
+        let template_time = if template.1 {
+            t0.elapsed()
+        } else {
+            Duration::ZERO
+        };
         let template = template.0;
 
         let instance = process::instance_dir("samba")?;
@@ -281,7 +288,15 @@ impl Samba {
         });
         if let Err(e) = ready {
             let log = std::fs::read_to_string(&log).unwrap_or_default();
-            let tail: String = log.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+            let tail: String = log
+                .lines()
+                .rev()
+                .take(40)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n");
             bail!("{e:#}\n--- samba.log (tail)\n{tail}");
         }
         let start = t2.elapsed();

@@ -135,10 +135,14 @@ pub async fn delete(
         caller.authorize(Operation::ManageGroups)?;
         let group = resolve(&state, &caller.tenant.id, &id).await?;
         refuse_synced(&group)?;
-        state
-            .store
-            .delete_group(&caller.tenant.id, &group.id)
-            .await?;
+        let policy = state.store.get_policy(&caller.tenant.id).await?;
+        if policy.is_some_and(|p| p.group_id.as_deref() == Some(group.id.as_str())) {
+            return Err(AppError::new(
+                proto::ErrorCode::Conflict,
+                "The password reset policy is scoped to this group: change the policy first (dirbridge policy set --enabled-for all|none, or another --group).",
+            ));
+        }
+        state.store.delete_group(&caller.tenant.id, &group.id).await?;
         super::licenses::reconcile(&state, &caller.tenant).await?;
         Ok(StatusCode::NO_CONTENT)
     }

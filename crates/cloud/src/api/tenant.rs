@@ -78,6 +78,12 @@ pub async fn add_domain(
     let result = async {
         caller.authorize(Operation::ManageTenant)?;
         let d = validate::domain(&body.domain)?;
+        let suffix = state.config.domain_suffix.to_ascii_lowercase();
+        if d == suffix || d.ends_with(&format!(".{suffix}")) {
+            return Err(AppError::bad_request(format!(
+                "domain: names under {suffix} are the service's own initial domains and cannot be added; add a domain your organisation owns."
+            )));
+        }
         let mut t = caller.tenant.clone();
         if t.domains.iter().any(|x| x.eq_ignore_ascii_case(&d)) {
             return Err(AppError::new(

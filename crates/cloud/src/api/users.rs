@@ -191,16 +191,14 @@ pub async fn update(
     ApiJson(patch): ApiJson<UserPatch>,
 ) -> ApiResult<Json<User>> {
     let result = async {
-        let mut user = resolve(&state, &caller.tenant.id, &key).await?;
         let fields = touched(&patch);
+        let op = if fields == ["usageLocation"] { Operation::SetUsageLocation } else { Operation::UpdateUser };
+        caller.authorize(op)?;
         if fields.is_empty() {
             return Err(AppError::bad_request("The patch changes nothing: send at least one field."));
         }
-        if fields == ["usageLocation"] {
-            caller.authorize_on(&user, Operation::SetUsageLocation)?;
-        } else {
-            caller.authorize_on(&user, Operation::UpdateUser)?;
-        }
+        let mut user = resolve(&state, &caller.tenant.id, &key).await?;
+        caller.authorize_on(&user, op)?;
         if patch.roles.is_some() {
             caller.authorize(Operation::AssignRoles)?;
             if user.id == caller.user.id
@@ -246,6 +244,22 @@ pub async fn update(
         }
         if let Some(v) = &patch.usage_location {
             user.usage_location = clean_usage_location(v.as_deref())?;
+            if user.usage_location.is_none() {
+                let direct: Vec<String> = state
+                    .store
+                    .list_assignments(&caller.tenant.id, Some(&user.id), None)
+                    .await?
+                    .into_iter()
+                    .filter(|a| a.source == proto::AssignmentSource::Direct)
+                    .map(|a| a.sku_id)
+                    .collect();
+                if !direct.is_empty() {
+                    return Err(AppError::bad_request(format!(
+                        "usageLocation: cannot be cleared while the user holds {} directly; remove the licence first (dirbridge licenses remove).",
+                        direct.join(", ")
+                    )));
+                }
+            }
         }
         if let Some(v) = patch.account_enabled {
             user.account_enabled = v;
@@ -272,6 +286,7 @@ pub async fn delete(
     Path(key): Path<String>,
 ) -> ApiResult<StatusCode> {
     let result = async {
+        caller.authorize(Operation::DeleteUser)?;
         let user = resolve(&state, &caller.tenant.id, &key).await?;
         caller.authorize_on(&user, Operation::DeleteUser)?;
         if user.id == caller.user.id {
@@ -305,6 +320,7 @@ pub async fn reset_password(
     ApiJson(body): ApiJson<PasswordBody>,
 ) -> ApiResult<StatusCode> {
     let result = async {
+        caller.authorize(Operation::ResetPassword)?;
         let user = resolve(&state, &caller.tenant.id, &key).await?;
         caller.authorize_on(&user, Operation::ResetPassword)?;
         if user.source == Source::OnPremises {
@@ -332,8 +348,8 @@ pub async fn revoke_tokens(
     Path(key): Path<String>,
 ) -> ApiResult<Json<Revoked>> {
     let result = async {
-        let user = resolve(&state, &caller.tenant.id, &key).await?;
         caller.authorize(Operation::RevokeTokens)?;
+        let user = resolve(&state, &caller.tenant.id, &key).await?;
         caller.authorize_on(&user, Operation::UpdateUser)?;
         Ok(state
             .store

@@ -103,6 +103,10 @@ impl Cloud {
         self.admin_token = self.sign_in(&self.upn("admin"), ADMIN_PASSWORD).await;
     }
 
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     pub fn upn(&self, local: &str) -> String {
         format!("{local}@{}", self.domain)
     }

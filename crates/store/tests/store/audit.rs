@@ -3,8 +3,18 @@ use store::{Store, StoreError};
 
 use crate::common::*;
 
-const ACTORS: [&str; 3] = ["admin@contoso.dirbridge.test", "helpdesk@contoso.dirbridge.test", "system"];
-const ACTIONS: [&str; 5] = ["user.create", "user.update", "license.assign", "signIn", "user"];
+const ACTORS: [&str; 3] = [
+    "admin@contoso.dirbridge.test",
+    "helpdesk@contoso.dirbridge.test",
+    "system",
+];
+const ACTIONS: [&str; 5] = [
+    "user.create",
+    "user.update",
+    "license.assign",
+    "signIn",
+    "user",
+];
 
 /// 300 records over 60 distinct seconds (five per second, so ties on time are common),
 /// inserted in a scrambled order.
@@ -17,10 +27,22 @@ async fn seed(store: &Store, t: &Tenant) -> Vec<AuditRecord> {
             time: T0 + (i / 5) as i64,
             actor: ACTORS[i % 3].into(),
             action: ACTIONS[i % 5].into(),
-            target: if i % 4 == 0 { None } else { Some(format!("user{}@contoso.dirbridge.test", i % 6)) },
-            result: if i % 9 == 0 { AuditResult::Failure } else { AuditResult::Success },
+            target: if i % 4 == 0 {
+                None
+            } else {
+                Some(format!("user{}@contoso.dirbridge.test", i % 6))
+            },
+            result: if i % 9 == 0 {
+                AuditResult::Failure
+            } else {
+                AuditResult::Success
+            },
             tracking_id: format!("trk-{}", i / 10),
-            details: if i % 2 == 0 { Some(format!("detail {i}")) } else { None },
+            details: if i % 2 == 0 {
+                Some(format!("detail {i}"))
+            } else {
+                None
+            },
         });
     }
     let mut order: Vec<usize> = (0..records.len()).collect();
@@ -42,7 +64,10 @@ async fn walk(store: &Store, t: &Tenant, filter: &AuditFilter, limit: u32) -> Ve
     let mut after = None;
     let effective = if limit == 0 { 100 } else { limit as usize };
     loop {
-        let p = store.list_audit(&t.id, filter, &page(after, limit)).await.unwrap();
+        let p = store
+            .list_audit(&t.id, filter, &page(after, limit))
+            .await
+            .unwrap();
         out.extend(p.items.iter().cloned());
         match p.next {
             Some(n) => {

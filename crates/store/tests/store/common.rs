@@ -19,15 +19,25 @@ pub async fn sqlite() -> TestDb {
         .await
         .expect("open SQLite store");
     assert_eq!(store.backend_name(), "sqlite");
-    TestDb { store, pg: None, dir: Some(dir) }
+    TestDb {
+        store,
+        pg: None,
+        dir: Some(dir),
+    }
 }
 
 pub async fn postgres() -> TestDb {
     let pg = testkit::postgres::Postgres::start().expect("start PostgreSQL");
     // A fresh cluster per test: its `postgres` database is empty.
-    let store = Store::open_postgres(&pg.url()).await.expect("open PostgreSQL store");
+    let store = Store::open_postgres(&pg.url())
+        .await
+        .expect("open PostgreSQL store");
     assert_eq!(store.backend_name(), "postgres");
-    TestDb { store, pg: Some(pg), dir: None }
+    TestDb {
+        store,
+        pg: Some(pg),
+        dir: None,
+    }
 }
 
 /// `store_test! { async fn name(store) { … } }` → `name::sqlite` and `name::postgres`.
@@ -116,7 +126,11 @@ pub fn synced_user(tenant: &Tenant, upn: &str, immutable_id: &str) -> User {
             distinguished_name: Some(format!("CN={upn},OU=Staff,DC=corp,DC=example")),
             sam_account_name: Some(upn.split('@').next().unwrap_or(upn).to_string()),
             last_sync_at: Some(T0 + 60),
-            owned_attributes: vec!["displayName".into(), "mail".into(), "userPrincipalName".into()],
+            owned_attributes: vec![
+                "displayName".into(),
+                "mail".into(),
+                "userPrincipalName".into(),
+            ],
         }),
         ..user(tenant, upn)
     }

@@ -1,12 +1,21 @@
-use proto::{AssignmentSource, AssignmentState, GroupLicense, LicenseAssignment, MemberKind, MemberRef, OnPremises, Source};
+use proto::{
+    AssignmentSource, AssignmentState, GroupLicense, LicenseAssignment, MemberKind, MemberRef,
+    OnPremises, Source,
+};
 
 use crate::common::*;
 
 fn user_ref(u: &proto::User) -> MemberRef {
-    MemberRef { kind: MemberKind::User, id: u.id.clone() }
+    MemberRef {
+        kind: MemberKind::User,
+        id: u.id.clone(),
+    }
 }
 fn group_ref(g: &proto::Group) -> MemberRef {
-    MemberRef { kind: MemberKind::Group, id: g.id.clone() }
+    MemberRef {
+        kind: MemberKind::Group,
+        id: g.id.clone(),
+    }
 }
 
 store_test! {

@@ -1,6 +1,6 @@
 use proto::{
-    AssignmentSource, AssignmentState, GroupLicense, LicenseAssignment, LicenseErrorKind, Subscription,
-    SubscriptionKind, Tenant, User,
+    AssignmentSource, AssignmentState, GroupLicense, LicenseAssignment, LicenseErrorKind,
+    Subscription, SubscriptionKind, Tenant, User,
 };
 use store::StoreError;
 

@@ -4,6 +4,7 @@
 //! testkit samba up --users 1000        # Samba AD DC with 1,000 sample users
 //! testkit slapd up --users 100000 --json
 //! testkit cache-dir
+//! testkit ldif --format ad --users 10000 > users.ldif
 //! ```
 //!
 //! Prints the connection details and keeps the server running until Ctrl-C (or SIGTERM).
@@ -12,13 +13,16 @@ use std::time::Instant;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use dirbridge_testkit::dataset::DatasetSpec;
+use dirbridge_testkit::dataset::{Dataset, DatasetSpec};
 use dirbridge_testkit::samba::{Samba, SambaOptions, ServiceAccount};
 use dirbridge_testkit::slapd::{OpenLdapServiceAccount, Slapd, SlapdOptions};
 use serde_json::json;
 
 #[derive(Parser)]
-#[command(name = "testkit", about = "Throwaway directories for dirbridge development and demos")]
+#[command(
+    name = "testkit",
+    about = "Throwaway directories for dirbridge development and demos"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Top,
@@ -38,6 +42,16 @@ enum Top {
     },
     /// Print where built templates and datasets are cached.
     CacheDir,
+    /// Write a dataset as LDIF to standard output (what the fixtures load).
+    Ldif {
+        /// `ad` (Samba's offline loader: NT hashes, pwdLastSet -1) or `openldap` (slapadd).
+        #[arg(long, value_parser = ["ad", "openldap"])]
+        format: String,
+        #[arg(long, default_value_t = 300)]
+        users: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -62,6 +76,26 @@ struct UpArgs {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Top::Ldif {
+            format,
+            users,
+            seed,
+        } => {
+            let data = Dataset::generate(DatasetSpec::new(users, seed));
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            if format == "ad" {
+                data.write_ad_ldif(
+                    &mut out,
+                    dirbridge_testkit::samba::SYNCED_ROOT,
+                    dirbridge_testkit::samba::BASE_DN,
+                    dirbridge_testkit::samba::DNS_DOMAIN,
+                )?;
+            } else {
+                data.write_openldap_ldif(&mut out, dirbridge_testkit::slapd::SYNCED_ROOT)?;
+            }
+            std::io::Write::flush(&mut out)?;
+            Ok(())
+        }
         Top::CacheDir => {
             println!("{}", dirbridge_testkit::cache::cache_root().display());
             Ok(())
@@ -149,7 +183,10 @@ fn dataset(args: &UpArgs) -> Option<DatasetSpec> {
 
 fn print(details: &serde_json::Value, as_json: bool) {
     if as_json {
-        println!("{}", serde_json::to_string_pretty(details).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(details).unwrap_or_default()
+        );
         return;
     }
     let s = |k: &str| details[k].as_str().unwrap_or("").to_owned();
@@ -167,7 +204,9 @@ fn print(details: &serde_json::Value, as_json: bool) {
     println!(
         "  service acct   {}  password {}",
         details["service_account"]["dn"].as_str().unwrap_or(""),
-        details["service_account"]["password"].as_str().unwrap_or("")
+        details["service_account"]["password"]
+            .as_str()
+            .unwrap_or("")
     );
     if let Some(variants) = details["service_account_variants"].as_array() {
         for v in variants.iter().skip(1) {
