@@ -10,10 +10,13 @@ use axum::response::{IntoResponse, Response};
 
 use crate::state::AppState;
 
+/// (method, route template, status)
+type RequestKey = (String, String, u16);
+
 #[derive(Default)]
 pub struct Metrics {
-    /// (method, route, status) → (count, total seconds)
-    requests: Mutex<BTreeMap<(String, String, u16), (u64, f64)>>,
+    /// Per key: (count, total seconds).
+    requests: Mutex<BTreeMap<RequestKey, (u64, f64)>>,
 }
 
 impl Metrics {

@@ -4,7 +4,16 @@
 use serde_json::{json, Map, Value};
 
 /// (method, path, operation id, summary, request schema, success status)
-pub const OPERATIONS: &[(&str, &str, &str, &str, Option<&str>, u16)] = &[
+pub type Operation = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    u16,
+);
+
+pub const OPERATIONS: &[Operation] = &[
     (
         "post",
         "/api/v1/auth/token",

@@ -260,7 +260,9 @@ async fn each_admin_role_may_do_only_its_own_operations() {
     let assign = json!({"skuId": "DIRBRIDGE_PREMIUM"});
     let policy = c.get("/api/v1/policy").await["policy"].clone();
 
-    let cases: Vec<(&str, &String, Method, String, Option<Value>, bool)> = vec![
+    // (what, who, method, path, body, allowed)
+    type Case<'a> = (&'a str, &'a String, Method, String, Option<Value>, bool);
+    let cases: Vec<Case> = vec![
         (
             "user admin creates",
             &user_admin,
@@ -540,7 +542,7 @@ async fn user_listing_pages_and_filters() {
     )
     .await
     .ok();
-    let p = c.get("/api/v1/users?skuId=DIRBRIDGE_PREMIUM").await;
+    let p = c.get("/api/v1/users?skuId=dirbridge_premium").await;
     let items = p["items"].as_array().unwrap();
     assert_eq!(items.len(), 1);
     assert_eq!(items[0]["userPrincipalName"], c.upn("staff03"));

@@ -46,7 +46,9 @@ pub async fn list(
     let filter = UserFilter {
         upn_prefix: q.upn_prefix,
         display_name: q.display_name,
-        sku_id: q.sku_id,
+        sku_id: q
+            .sku_id
+            .map(|s| tenant::licensing::sku(&s).map(|k| k.id).unwrap_or(s)),
         source: q.source,
     };
     let page = PageRequest {
