@@ -81,12 +81,14 @@ pub fn tls_config(ca: &CaBundle) -> Result<rustls::ClientConfig, LdapError> {
     for cert in CertificateDer::pem_slice_iter(&pem) {
         let cert =
             cert.map_err(|e| LdapError::Config(format!("the CA bundle is not valid PEM: {e}")))?;
-        roots
-            .add(cert)
-            .map_err(|e| LdapError::Config(format!("the CA bundle holds a bad certificate: {e}")))?;
+        roots.add(cert).map_err(|e| {
+            LdapError::Config(format!("the CA bundle holds a bad certificate: {e}"))
+        })?;
     }
     if roots.is_empty() {
-        return Err(LdapError::Config("the CA bundle holds no certificate".into()));
+        return Err(LdapError::Config(
+            "the CA bundle holds no certificate".into(),
+        ));
     }
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
@@ -178,7 +180,11 @@ impl Connection {
     }
 
     /// Simple bind.
-    pub async fn simple_bind(&mut self, dn: &str, password: &SecretString) -> Result<(), LdapError> {
+    pub async fn simple_bind(
+        &mut self,
+        dn: &str,
+        password: &SecretString,
+    ) -> Result<(), LdapError> {
         if password.expose_secret().is_empty() {
             // An empty password is an unauthenticated bind, which "succeeds": never allow it.
             return Err(LdapError::InvalidCredentials {
@@ -272,6 +278,9 @@ impl Connection {
 
     /// Ends the session politely.
     pub async fn unbind(mut self) -> Result<(), LdapError> {
-        self.ldap.unbind().await.map_err(|e| from_ldap3(e, &self.url))
+        self.ldap
+            .unbind()
+            .await
+            .map_err(|e| from_ldap3(e, &self.url))
     }
 }

@@ -197,7 +197,11 @@ pub fn parse_ppolicy_response(value: &[u8]) -> Result<PpolicyResponse, BerError>
 
 /// Password modify request value (RFC 3062):
 /// `SEQUENCE { userIdentity [0] OPTIONAL, oldPasswd [1] OPTIONAL, newPasswd [2] OPTIONAL }`.
-pub fn password_modify_request(user: Option<&[u8]>, old: Option<&[u8]>, new: Option<&[u8]>) -> Vec<u8> {
+pub fn password_modify_request(
+    user: Option<&[u8]>,
+    old: Option<&[u8]>,
+    new: Option<&[u8]>,
+) -> Vec<u8> {
     let mut parts = Vec::new();
     for (i, v) in [user, old, new].into_iter().enumerate() {
         if let Some(v) = v {
@@ -292,9 +296,19 @@ pub fn parse_sync_done(value: &[u8]) -> Result<SyncDone, BerError> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SyncInfo {
     NewCookie(Vec<u8>),
-    RefreshDelete { cookie: Option<Vec<u8>>, refresh_done: bool },
-    RefreshPresent { cookie: Option<Vec<u8>>, refresh_done: bool },
-    SyncIdSet { cookie: Option<Vec<u8>>, refresh_deletes: bool, uuids: Vec<Vec<u8>> },
+    RefreshDelete {
+        cookie: Option<Vec<u8>>,
+        refresh_done: bool,
+    },
+    RefreshPresent {
+        cookie: Option<Vec<u8>>,
+        refresh_done: bool,
+    },
+    SyncIdSet {
+        cookie: Option<Vec<u8>>,
+        refresh_deletes: bool,
+        uuids: Vec<Vec<u8>>,
+    },
 }
 
 pub fn parse_sync_info(value: &[u8]) -> Result<SyncInfo, BerError> {
@@ -313,11 +327,17 @@ pub fn parse_sync_info(value: &[u8]) -> Result<SyncInfo, BerError> {
         t if t == tag::context(0) => Ok(SyncInfo::NewCookie(v.to_vec())),
         t if t == tag::context_constructed(1) => {
             let (cookie, refresh_done) = refresh(v)?;
-            Ok(SyncInfo::RefreshDelete { cookie, refresh_done })
+            Ok(SyncInfo::RefreshDelete {
+                cookie,
+                refresh_done,
+            })
         }
         t if t == tag::context_constructed(2) => {
             let (cookie, refresh_done) = refresh(v)?;
-            Ok(SyncInfo::RefreshPresent { cookie, refresh_done })
+            Ok(SyncInfo::RefreshPresent {
+                cookie,
+                refresh_done,
+            })
         }
         t if t == tag::context_constructed(3) => {
             let mut s = Reader::new(v);
@@ -331,7 +351,11 @@ pub fn parse_sync_info(value: &[u8]) -> Result<SyncInfo, BerError> {
             while !set.is_empty() {
                 uuids.push(set.octet_string()?.to_vec());
             }
-            Ok(SyncInfo::SyncIdSet { cookie, refresh_deletes, uuids })
+            Ok(SyncInfo::SyncIdSet {
+                cookie,
+                refresh_deletes,
+                uuids,
+            })
         }
         found => Err(BerError::UnexpectedTag {
             expected: tag::context(0),
@@ -350,7 +374,10 @@ mod tests {
         assert!(c.crit);
         assert_eq!(
             c.val.unwrap(),
-            vec![0x30, 0x0d, 0x02, 0x04, 0x80, 0x00, 0x00, 0x00, 0x02, 0x03, 0x10, 0x00, 0x00, 0x04, 0x00]
+            vec![
+                0x30, 0x0d, 0x02, 0x04, 0x80, 0x00, 0x00, 0x00, 0x02, 0x03, 0x10, 0x00, 0x00, 0x04,
+                0x00
+            ]
         );
     }
 
@@ -383,7 +410,11 @@ mod tests {
         let info = parse_sync_info(&[0xa3, 0x07, 0x31, 0x05, 0x04, 0x03, 1, 2, 3]).unwrap();
         assert_eq!(
             info,
-            SyncInfo::SyncIdSet { cookie: None, refresh_deletes: false, uuids: vec![vec![1, 2, 3]] }
+            SyncInfo::SyncIdSet {
+                cookie: None,
+                refresh_deletes: false,
+                uuids: vec![vec![1, 2, 3]]
+            }
         );
     }
 }

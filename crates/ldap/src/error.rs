@@ -16,7 +16,9 @@ use crate::controls::{self, PpolicyError};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PolicyReason {
     /// Shorter than the minimum length (AD says the minimum; ppolicy does not).
-    TooShort { min_length: Option<u32> },
+    TooShort {
+        min_length: Option<u32>,
+    },
     TooLong,
     /// AD complexity rules, or ppolicy's quality check.
     NotComplex,
@@ -35,7 +37,9 @@ pub enum PolicyReason {
 impl fmt::Display for PolicyReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PolicyReason::TooShort { min_length: Some(n) } => {
+            PolicyReason::TooShort {
+                min_length: Some(n),
+            } => {
                 write!(f, "the password is too short (at least {n} characters)")
             }
             PolicyReason::TooShort { min_length: None } => write!(f, "the password is too short"),
@@ -414,16 +418,42 @@ mod tests {
     #[test]
     fn samba_policy_texts() {
         let e = from_result(&result(19, "0000052D: Constraint violation - check_password_restrictions: the password is too short. It should be equal or longer than 7 characters!"));
+        assert!(
+            matches!(
+                e,
+                LdapError::PolicyViolation {
+                    reason: PolicyReason::TooShort {
+                        min_length: Some(7)
+                    },
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let e = from_result(&result(19, "0000052D: Constraint violation - check_password_restrictions: the password does not meet the complexity criteria!"));
         assert!(matches!(
             e,
-            LdapError::PolicyViolation { reason: PolicyReason::TooShort { min_length: Some(7) }, .. }
-        ), "{e:?}");
-        let e = from_result(&result(19, "0000052D: Constraint violation - check_password_restrictions: the password does not meet the complexity criteria!"));
-        assert!(matches!(e, LdapError::PolicyViolation { reason: PolicyReason::NotComplex, .. }));
+            LdapError::PolicyViolation {
+                reason: PolicyReason::NotComplex,
+                ..
+            }
+        ));
         let e = from_result(&result(19, "0000052D: Constraint violation - check_password_restrictions: the password was already used (in history)!"));
-        assert!(matches!(e, LdapError::PolicyViolation { reason: PolicyReason::InHistory, .. }));
+        assert!(matches!(
+            e,
+            LdapError::PolicyViolation {
+                reason: PolicyReason::InHistory,
+                ..
+            }
+        ));
         let e = from_result(&result(19, "0000052D: AtrErr: DSID-03191083, #1:\n\t0: 0000052D: DSID-03191083, problem 1005 (CONSTRAINT_ATT_TYPE), data 0, Att 9005a (unicodePwd)\n"));
-        assert!(matches!(e, LdapError::PolicyViolation { reason: PolicyReason::Unspecified, .. }));
+        assert!(matches!(
+            e,
+            LdapError::PolicyViolation {
+                reason: PolicyReason::Unspecified,
+                ..
+            }
+        ));
         let e = from_result(&result(19, "00000056: Constraint violation - check_password_restrictions: The old password specified doesn't match!"));
         assert!(matches!(e, LdapError::WrongCurrentPassword { .. }));
     }
@@ -431,14 +461,29 @@ mod tests {
     #[test]
     fn ad_bind_data_codes() {
         let e = from_result(&result(49, "80090308: LdapErr: DSID-0C0903A9, comment: AcceptSecurityContext error, data 775, v1db1"));
-        assert!(matches!(e, LdapError::InvalidCredentials { problem: BindProblem::AccountLocked, .. }));
+        assert!(matches!(
+            e,
+            LdapError::InvalidCredentials {
+                problem: BindProblem::AccountLocked,
+                ..
+            }
+        ));
         let e = from_result(&result(49, "80090308: LdapErr: DSID-0C0903A9, comment: AcceptSecurityContext error, data 52e, v1db1"));
-        assert!(matches!(e, LdapError::InvalidCredentials { problem: BindProblem::WrongPassword, .. }));
+        assert!(matches!(
+            e,
+            LdapError::InvalidCredentials {
+                problem: BindProblem::WrongPassword,
+                ..
+            }
+        ));
     }
 
     #[test]
     fn display_leaks_no_server_text() {
-        let e = from_result(&result(50, "00002098: insufficient access rights on CN=Secret Person,OU=x"));
+        let e = from_result(&result(
+            50,
+            "00002098: insufficient access rights on CN=Secret Person,OU=x",
+        ));
         assert!(!e.to_string().contains("CN="));
         assert_eq!(e.result_code(), Some(50));
         assert!(e.diagnostic().unwrap().contains("CN=Secret"));

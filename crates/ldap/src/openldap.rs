@@ -72,12 +72,17 @@ impl Connection {
                     .map_err(|e| LdapError::Protocol(format!("sync info: {e}")))?
                 {
                     SyncInfo::NewCookie(c) => out.cookie = Some(c),
-                    SyncInfo::RefreshDelete { cookie, .. } | SyncInfo::RefreshPresent { cookie, .. } => {
+                    SyncInfo::RefreshDelete { cookie, .. }
+                    | SyncInfo::RefreshPresent { cookie, .. } => {
                         if cookie.is_some() {
                             out.cookie = cookie;
                         }
                     }
-                    SyncInfo::SyncIdSet { cookie, refresh_deletes, uuids } => {
+                    SyncInfo::SyncIdSet {
+                        cookie,
+                        refresh_deletes,
+                        uuids,
+                    } => {
                         if cookie.is_some() {
                             out.cookie = cookie;
                         }
@@ -143,10 +148,13 @@ fn intermediate_value(tag: &StructureTag) -> Option<Vec<u8>> {
     let PL::C(parts) = &tag.payload else {
         return None;
     };
-    parts.iter().find(|t| t.id == 1).and_then(|t| match &t.payload {
-        PL::P(bytes) => Some(bytes.clone()),
-        PL::C(_) => None,
-    })
+    parts
+        .iter()
+        .find(|t| t.id == 1)
+        .and_then(|t| match &t.payload {
+            PL::P(bytes) => Some(bytes.clone()),
+            PL::C(_) => None,
+        })
 }
 
 /// An entry reported by a refresh.

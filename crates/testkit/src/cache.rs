@@ -44,10 +44,9 @@ pub fn cache_root() -> PathBuf {
         return PathBuf::from(dir).join("testkit-cache");
     }
     // crates/testkit → workspace root → target
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/testkit-cache")
-        .components()
-        .collect()
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let workspace = workspace.canonicalize().unwrap_or(workspace);
+    workspace.join("target/testkit-cache")
 }
 
 /// A short stable key for `parts`.
@@ -131,8 +130,7 @@ fn prune(root: &Path, name: &str, keep: &Path) {
         if let Some((_, pid)) = file_name.split_once(".building-") {
             let alive = pid
                 .parse::<i32>()
-                // SAFETY: signal 0 only checks for existence.
-                .map(|p| unsafe { libc::kill(p, 0) } == 0)
+                .map(crate::process::pid_alive)
                 .unwrap_or(false);
             if !alive {
                 let _ = std::fs::remove_dir_all(&path);

@@ -10,6 +10,10 @@
 //! * [`cache`]: the cross-process cache of provisioned templates (`target/testkit-cache`).
 //!
 //! The testkit never uses `dirbridge-ldap`, the code under test, for its own setup.
+//!
+//! Needs Debian's `samba`, `samba-ad-dc`, `samba-common-bin`, `python3-samba` and `slapd`
+//! (`scripts/deps.sh` installs them); the Samba fixture needs root. `testkit samba up` and
+//! `testkit slapd up` (the `testkit` binary) bring a server up by hand.
 
 pub mod postgres;
 

@@ -250,12 +250,23 @@ fn sweep_stale(root: &Path) {
         if pid == std::process::id() as i32 {
             continue;
         }
-        // SAFETY: signal 0 only checks for existence.
-        let alive = unsafe { libc::kill(pid, 0) } == 0
-            || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
-        if !alive {
+        if !pid_alive(pid) {
             let _ = std::fs::remove_dir_all(entry.path());
         }
+    }
+}
+
+pub(crate) type ExitHook = Box<dyn FnOnce() + Send>;
+
+/// Whether process `pid` exists and is not a zombie.
+pub(crate) fn pid_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // "pid (comm) S ...": the state follows the last ')'.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
     }
 }
 
@@ -263,8 +274,8 @@ fn sweep_stale(root: &Path) {
 /// closures run from `atexit`, so shared servers are stopped and their directories removed
 /// when the test binary exits normally. A killed test binary still takes its servers down
 /// through `PR_SET_PDEATHSIG`; its directories are swept by the next run.
-pub(crate) fn at_exit(f: Box<dyn FnOnce() + Send>) {
-    static HOOKS: OnceLock<Mutex<Vec<Box<dyn FnOnce() + Send>>>> = OnceLock::new();
+pub(crate) fn at_exit(f: ExitHook) {
+    static HOOKS: OnceLock<Mutex<Vec<ExitHook>>> = OnceLock::new();
     extern "C" fn run_hooks() {
         if let Some(hooks) = HOOKS.get() {
             let hooks = match hooks.lock() {

@@ -236,6 +236,10 @@ impl Samba {
 
     /// A new instance.
     pub fn start(options: &SambaOptions) -> Result<Samba> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            bail!("the Samba AD DC fixture must run as root (samba binds ports 389 and 636)");
+        }
         let t0 = Instant::now();
         let template = template(options.dataset)?;
         let template_time = if template.1 {
@@ -288,15 +292,8 @@ impl Samba {
         });
         if let Err(e) = ready {
             let log = std::fs::read_to_string(&log).unwrap_or_default();
-            let tail: String = log
-                .lines()
-                .rev()
-                .take(40)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect::<Vec<_>>()
-                .join("\n");
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(40)..].join("\n");
             bail!("{e:#}\n--- samba.log (tail)\n{tail}");
         }
         let start = t2.elapsed();

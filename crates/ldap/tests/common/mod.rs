@@ -21,7 +21,12 @@ pub async fn bind(url: &str, ca_pem: &str, who: &Credentials) -> Result<Connecti
 }
 
 /// Connects and binds as `dn` with `password`.
-pub async fn bind_as(url: &str, ca_pem: &str, dn: &str, password: &str) -> Result<Connection, LdapError> {
+pub async fn bind_as(
+    url: &str,
+    ca_pem: &str,
+    dn: &str,
+    password: &str,
+) -> Result<Connection, LdapError> {
     let mut c = connect(url, ca_pem).await?;
     c.simple_bind(dn, &secret(password)).await?;
     Ok(c)
