@@ -1631,3 +1631,47 @@ async fn the_sqlite_database_is_private_and_holds_no_clear_passwords() {
         }
     }
 }
+
+#[tokio::test]
+async fn group_licences_follow_the_subscription_as_time_passes() {
+    let mut c = Cloud::start().await;
+    c.admin(Method::POST, "/api/v1/licenses/trial", None)
+        .await
+        .ok();
+    c.admin(
+        Method::PATCH,
+        "/api/v1/tenant",
+        Some(json!({"defaultUsageLocation": "NO"})),
+    )
+    .await
+    .ok();
+    let g = c
+        .admin(
+            Method::POST,
+            "/api/v1/groups",
+            Some(json!({"displayName": "Licensed"})),
+        )
+        .await
+        .ok();
+    let gid = g["id"].as_str().unwrap().to_string();
+    c.user("member", json!({})).await;
+    c.admin(
+        Method::POST,
+        &format!("/api/v1/groups/{gid}/members"),
+        Some(json!({"kind": "user", "id": c.upn("member")})),
+    )
+    .await
+    .ok();
+    c.admin(
+        Method::POST,
+        &format!("/api/v1/groups/{gid}/licenses"),
+        Some(json!({"skuId": "DIRBRIDGE_PREMIUM"})),
+    )
+    .await
+    .ok();
+    assert_eq!(state(&c).await["consumedUnits"], 1);
+    c.set_time(START + 120 * DAY + 1).await; // trial suspended; nothing else changed
+    let errors = c.get("/api/v1/licenses/errors").await;
+    assert_eq!(errors[0]["error"], "CountViolation", "{errors}");
+    assert_eq!(state(&c).await["consumedUnits"], 0);
+}

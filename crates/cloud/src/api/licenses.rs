@@ -107,6 +107,8 @@ pub async fn summary(
     caller: Caller,
 ) -> ApiResult<Json<Vec<SkuSummary>>> {
     caller.authorize(Operation::ReadLicenses)?;
+    // Subscription states move with time: bring group-based rows up to date before reading.
+    reconcile(&state, &caller.tenant).await?;
     let subs = state.store.list_subscriptions(&caller.tenant.id).await?;
     let assignments = state
         .store
@@ -178,6 +180,7 @@ pub async fn errors(
     caller: Caller,
 ) -> ApiResult<Json<Vec<LicenseAssignment>>> {
     caller.authorize(Operation::ReadLicenses)?;
+    reconcile(&state, &caller.tenant).await?;
     let all = state
         .store
         .list_assignments(&caller.tenant.id, None, None)
