@@ -94,6 +94,18 @@ pass show dirbridge/admin | dirbridge login --cloud http://127.0.0.1:8080 --user
     #[command(subcommand)]
     Tenant(TenantCommand),
 
+    /// Manage the on-premises agents of the tenant: registration tokens, list, revoke.
+    #[command(subcommand)]
+    Agents(crate::commands::agents::AgentsCommand),
+
+    /// Directory sync as the cloud sees it: errors, run history, deletion threshold, staging.
+    #[command(subcommand)]
+    Sync(crate::commands::sync::SyncCommand),
+
+    /// Run and configure this machine's on-premises agent (register, connectors, sync).
+    #[command(subcommand)]
+    Agent(crate::commands::agent::AgentCommand),
+
     /// Search the tenant's audit log, newest first.
     #[command(
         long_about = "Search the tenant's audit log, newest first. Every change and sign-in is recorded \

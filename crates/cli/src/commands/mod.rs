@@ -1,12 +1,15 @@
 //! What each command does: call the API, print the answer. No decisions about the directory here;
 //! the cloud makes them and says why when it refuses.
 
+pub mod agent;
+pub mod agents;
 pub mod audit;
 pub mod auth;
 pub mod cloud;
 pub mod groups;
 pub mod licenses;
 pub mod policy;
+pub mod sync;
 pub mod tenant;
 pub mod users;
 
@@ -47,6 +50,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Policy(cmd) => policy::run(cmd, &ctx).await,
         Command::Tenant(cmd) => tenant::run(cmd, &ctx).await,
         Command::Audit(args) => audit::run(args, &ctx).await,
+        Command::Agents(cmd) => agents::run(cmd, &ctx).await,
+        Command::Sync(cmd) => sync::run(cmd, &ctx).await,
+        Command::Agent(cmd) => agent::run(cmd, &ctx).await,
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "dirbridge", &mut std::io::stdout());

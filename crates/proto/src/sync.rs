@@ -1,0 +1,241 @@
+//! The agent link: enrolment, signed agent requests, sync batches and run reports.
+//! See docs/sync.md for the protocol in words.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Epoch;
+
+/// Header names of a signed agent request.
+pub const HEADER_AGENT: &str = "x-dirbridge-agent";
+pub const HEADER_TIMESTAMP: &str = "x-dirbridge-timestamp";
+pub const HEADER_NONCE: &str = "x-dirbridge-nonce";
+pub const HEADER_SIGNATURE: &str = "x-dirbridge-signature";
+/// A signed request older or newer than this (seconds) is refused.
+pub const MAX_CLOCK_SKEW_SECS: i64 = 300;
+
+/// The bytes an agent signs with its Ed25519 key (signature sent base64 in `HEADER_SIGNATURE`):
+/// `DIRBRIDGE-AGENT-V1\n{METHOD}\n{path with query}\n{timestamp}\n{nonce}\n{sha256 hex of body}`.
+pub fn signing_input(method: &str, path_and_query: &str, timestamp: Epoch, nonce: &str, body_sha256_hex: &str) -> String {
+    format!("DIRBRIDGE-AGENT-V1\n{}\n{path_and_query}\n{timestamp}\n{nonce}\n{body_sha256_hex}", method.to_ascii_uppercase())
+}
+
+// ---------------------------------------------------------------- enrolment
+
+/// `POST /api/v1/agents/tokens` (Global Administrator) → a one-time registration token.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewRegistrationToken {
+    /// Lifetime in seconds, 60..=86400; default 3600.
+    #[serde(default)]
+    pub lifetime_secs: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistrationToken {
+    /// Shown once; the cloud keeps only its SHA-256.
+    pub token: String,
+    pub expires_at: Epoch,
+}
+
+/// `POST /api/v1/agents/register` (no bearer; the registration token is the credential).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AgentRegistration {
+    pub registration_token: String,
+    pub name: String,
+    pub version: String,
+    /// Ed25519 public key, base64 (32 bytes): verifies the agent's signed requests.
+    pub signing_public_key: String,
+    /// X25519 public key, base64 (32 bytes): writeback payloads are sealed to it.
+    pub sealing_public_key: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentRegistered {
+    pub agent_id: String,
+    pub tenant_id: String,
+    pub tenant_domains: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum AgentHealth {
+    /// Heartbeat within 3 intervals and the last run did not fail.
+    Healthy,
+    /// Heartbeat within 3 intervals, but the last run failed or stopped.
+    Degraded,
+    /// No heartbeat for 3 intervals.
+    Unreachable,
+    Revoked,
+}
+
+/// One line of `dirbridge agents list`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Agent {
+    pub id: String,
+    pub tenant_id: String,
+    pub name: String,
+    pub version: String,
+    pub registered_at: Epoch,
+    pub last_heartbeat_at: Option<Epoch>,
+    pub revoked: bool,
+    pub health: AgentHealth,
+    /// Short words on the last run or problem, for admins.
+    pub status: Option<String>,
+}
+
+/// `POST /api/v1/agent/heartbeat` (signed).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Heartbeat {
+    pub version: String,
+    /// Words for admins: "idle", "delta sync", "stopped: deletion threshold"…
+    pub status: Option<String>,
+}
+
+/// Sync settings an admin controls in the cloud, read by the agent (`GET /api/v1/agent/config`)
+/// at every cycle.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentSyncSettings {
+    pub deletion_threshold: u32,
+    /// Set by `dirbridge sync allow-deletes`; lets the next run export its deletes once.
+    pub allow_deletes_once: bool,
+    /// Import and compute, export nothing.
+    pub staging: bool,
+    pub delta_interval_secs: u32,
+    pub full_interval_secs: u32,
+}
+
+// ---------------------------------------------------------------- sync
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "camelCase")]
+pub enum ObjectKind {
+    User,
+    Group,
+}
+
+/// What the agent exports for one on-prem object. Absent optional attributes are cleared in the
+/// cloud (the directory owns them).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncAttributes {
+    pub user_principal_name: Option<String>,
+    pub display_name: Option<String>,
+    pub given_name: Option<String>,
+    pub surname: Option<String>,
+    pub mail: Option<String>,
+    pub mobile_phone: Option<String>,
+    pub office_phone: Option<String>,
+    /// AD/OpenLDAP `c`, becomes the usage location when it is a valid ISO 3166-1 alpha-2 code.
+    pub country: Option<String>,
+    pub account_enabled: bool,
+    pub distinguished_name: String,
+    pub sam_account_name: Option<String>,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncObject {
+    /// Base64 source anchor (objectGUID / ms-DS-ConsistencyGuid / entryUUID). Case-sensitive.
+    pub anchor: String,
+    pub kind: ObjectKind,
+    pub attributes: SyncAttributes,
+    /// Groups only: anchors of direct members (users and groups) in scope.
+    #[serde(default)]
+    pub members: Vec<String>,
+}
+
+/// `POST /api/v1/agent/sync/batches` (signed). Applied atomically; `(agent, run_id, seq)` makes a
+/// replay return the first answer and change nothing.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SyncBatch {
+    pub run_id: String,
+    pub seq: u32,
+    pub upserts: Vec<SyncObject>,
+    /// Anchors of objects deleted on-prem or gone out of scope.
+    pub deletes: Vec<String>,
+}
+
+/// Most objects (upserts + deletes) in one batch.
+pub const MAX_BATCH_OBJECTS: usize = 500;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncObjectError {
+    pub anchor: String,
+    /// `duplicateUpn`, `upnSuffixNotVerified`, `invalidUpn`, `softMatchRefusedAdmin`, `invalidValue`, …
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchResult {
+    pub added: u32,
+    pub updated: u32,
+    pub deleted: u32,
+    pub unchanged: u32,
+    pub errors: Vec<SyncObjectError>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum RunKind {
+    Full,
+    Delta,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum RunOutcome {
+    Running,
+    Succeeded,
+    /// Finished, some objects had errors.
+    CompletedWithErrors,
+    /// Stopped before export: too many deletes.
+    StoppedDeletionThreshold,
+    /// Staging mode: computed, nothing exported.
+    Staged,
+    Failed,
+}
+
+/// `POST /api/v1/agent/sync/runs` (signed): the agent reports a run when it ends.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncRun {
+    pub run_id: String,
+    #[serde(default)]
+    pub agent_id: String,
+    pub connector: String,
+    pub kind: RunKind,
+    pub outcome: RunOutcome,
+    pub started_at: Epoch,
+    pub finished_at: Option<Epoch>,
+    pub added: u32,
+    pub updated: u32,
+    pub deleted: u32,
+    pub errors: u32,
+    /// Staging / threshold: what would have been deleted, counted.
+    pub pending_deletes: u32,
+    pub message: Option<String>,
+}
+
+/// One line of `dirbridge sync errors` (`GET /api/v1/sync/errors`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncErrorRecord {
+    pub agent_id: String,
+    pub anchor: String,
+    pub distinguished_name: Option<String>,
+    pub code: String,
+    pub message: String,
+    pub first_seen_at: Epoch,
+    pub last_seen_at: Epoch,
+}
