@@ -2,6 +2,9 @@
 //! `/healthz`, `/metrics`) over the `tenant` decisions and the `store`. Handlers move bytes and
 //! call `tenant` for every decision; they hold no business rules of their own beyond wiring.
 
+#![recursion_limit = "256"]
+
+pub mod agent_auth;
 pub mod api;
 pub mod audit;
 pub mod auth;
@@ -84,7 +87,22 @@ pub fn router(state: AppState) -> Router {
         .route("/licenses/errors", get(licenses::errors))
         .route("/policy", get(policy::get).put(policy::put))
         .route("/policy/questions", get(policy::questions))
-        .route("/audit", get(api::audit::list));
+        .route("/audit", get(api::audit::list))
+        .route("/agents", get(agents::list))
+        .route("/agents/tokens", post(agents::create_token))
+        .route("/agents/register", post(agents::register))
+        .route("/agents/{id}", axum::routing::delete(agents::revoke))
+        .route("/agent/heartbeat", post(agents::heartbeat))
+        .route("/agent/config", get(agents::config))
+        .route("/agent/sync/batches", post(sync::apply_batch))
+        .route("/agent/sync/runs", post(sync::report_run))
+        .route("/sync/errors", get(sync::errors))
+        .route("/sync/runs", get(sync::runs))
+        .route(
+            "/sync/settings",
+            get(sync::get_settings).patch(sync::update_settings),
+        )
+        .route("/sync/allow-deletes", post(sync::allow_deletes));
     Router::new()
         .nest("/api/v1", v1)
         .route("/healthz", get(healthz))

@@ -311,6 +311,110 @@ pub const OPERATIONS: &[Operation] = &[
         None,
         200,
     ),
+    (
+        "get",
+        "/api/v1/agents",
+        "listAgents",
+        "Registered sync agents with their health",
+        None,
+        200,
+    ),
+    (
+        "post",
+        "/api/v1/agents/tokens",
+        "createAgentToken",
+        "A one-time agent registration token (Global Administrator)",
+        Some("NewRegistrationToken"),
+        201,
+    ),
+    (
+        "post",
+        "/api/v1/agents/register",
+        "registerAgent",
+        "Register an agent with a registration token (no bearer)",
+        Some("AgentRegistration"),
+        201,
+    ),
+    (
+        "delete",
+        "/api/v1/agents/{agentId}",
+        "revokeAgent",
+        "Revoke an agent (Global Administrator)",
+        None,
+        204,
+    ),
+    (
+        "post",
+        "/api/v1/agent/heartbeat",
+        "agentHeartbeat",
+        "Agent heartbeat (signed agent request)",
+        Some("Heartbeat"),
+        204,
+    ),
+    (
+        "get",
+        "/api/v1/agent/config",
+        "agentConfig",
+        "The agent's sync settings (signed agent request)",
+        None,
+        200,
+    ),
+    (
+        "post",
+        "/api/v1/agent/sync/batches",
+        "applySyncBatch",
+        "Apply a batch of synced objects, idempotent by (agent, runId, seq) (signed agent request)",
+        Some("SyncBatch"),
+        200,
+    ),
+    (
+        "post",
+        "/api/v1/agent/sync/runs",
+        "reportSyncRun",
+        "Report a sync run (signed agent request)",
+        Some("SyncRun"),
+        204,
+    ),
+    (
+        "get",
+        "/api/v1/sync/errors",
+        "listSyncErrors",
+        "Objects the last sync could not apply, and why",
+        None,
+        200,
+    ),
+    (
+        "get",
+        "/api/v1/sync/runs",
+        "listSyncRuns",
+        "Sync run history, newest first (?limit=)",
+        None,
+        200,
+    ),
+    (
+        "get",
+        "/api/v1/sync/settings",
+        "getSyncSettings",
+        "Deletion threshold, staging mode and intervals",
+        None,
+        200,
+    ),
+    (
+        "patch",
+        "/api/v1/sync/settings",
+        "updateSyncSettings",
+        "Change sync settings (Global Administrator)",
+        Some("SyncSettingsPatch"),
+        200,
+    ),
+    (
+        "post",
+        "/api/v1/sync/allow-deletes",
+        "allowSyncDeletes",
+        "Let the next run export its deletes above the threshold, once (Global Administrator)",
+        None,
+        200,
+    ),
 ];
 
 pub fn document() -> Value {
@@ -330,7 +434,11 @@ pub fn document() -> Value {
                 "default": {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
             }
         });
-        if !path.ends_with("/auth/token") || *method != "post" {
+        let anonymous = (path.ends_with("/auth/token") && *method == "post")
+            || path.ends_with("/agents/register");
+        if path.starts_with("/api/v1/agent/") {
+            op["security"] = json!([{"agentSignature": []}]);
+        } else if !anonymous {
             op["security"] = json!([{"bearer": []}]);
         }
         if let Some(schema) = body {
@@ -354,7 +462,7 @@ pub fn document() -> Value {
         "info": {"title": "dirbridge cloud API", "version": env!("CARGO_PKG_VERSION")},
         "paths": paths,
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}, "agentSignature": {"type": "apiKey", "in": "header", "name": proto::sync::HEADER_SIGNATURE, "description": "Ed25519 signature (base64) over proto::sync::signing_input, with x-dirbridge-agent, x-dirbridge-timestamp and x-dirbridge-nonce"}},
             "schemas": {
                 "Error": object(json!({"error": object(json!({"code": {"type": "string"}, "message": {"type": "string"}, "trackingId": {"type": "string"}}))})),
                 "TokenRequest": object(json!({"userPrincipalName": {"type": "string"}, "password": {"type": "string", "format": "password"}})),
@@ -369,6 +477,12 @@ pub fn document() -> Value {
                 "GroupPatch": object(json!({"displayName": {"type": "string"}, "description": {"type": ["string", "null"]}})),
                 "MemberRef": object(json!({"kind": {"enum": ["user", "group"]}, "id": {"type": "string"}})),
                 "NewSubscription": object(json!({"skuId": {"type": "string"}, "units": {"type": "integer"}, "termDays": {"type": "integer"}})),
+                "NewRegistrationToken": object(json!({"lifetimeSecs": {"type": "integer", "minimum": 60, "maximum": 86400}})),
+                "AgentRegistration": object(json!({"registrationToken": {"type": "string"}, "name": {"type": "string"}, "version": {"type": "string"}, "signingPublicKey": {"type": "string", "contentEncoding": "base64"}, "sealingPublicKey": {"type": "string", "contentEncoding": "base64"}})),
+                "Heartbeat": object(json!({"version": {"type": "string"}, "status": {"type": ["string", "null"]}})),
+                "SyncBatch": object(json!({"runId": {"type": "string"}, "seq": {"type": "integer"}, "upserts": {"type": "array", "maxItems": proto::sync::MAX_BATCH_OBJECTS, "items": object(json!({"anchor": {"type": "string"}, "kind": {"enum": ["user", "group"]}, "attributes": {"type": "object"}, "members": {"type": "array", "items": {"type": "string"}}}))}, "deletes": {"type": "array", "items": {"type": "string"}}})),
+                "SyncRun": object(json!({"runId": {"type": "string"}, "connector": {"type": "string"}, "kind": {"enum": ["full", "delta"]}, "outcome": {"enum": ["running", "succeeded", "completedWithErrors", "stoppedDeletionThreshold", "staged", "failed"]}, "startedAt": {"type": "integer"}, "finishedAt": {"type": ["integer", "null"]}, "added": {"type": "integer"}, "updated": {"type": "integer"}, "deleted": {"type": "integer"}, "errors": {"type": "integer"}, "pendingDeletes": {"type": "integer"}, "message": {"type": ["string", "null"]}})),
+                "SyncSettingsPatch": object(json!({"deletionThreshold": {"type": "integer", "minimum": 1}, "staging": {"type": "boolean"}, "deltaIntervalSecs": {"type": "integer", "minimum": 5}, "fullIntervalSecs": {"type": "integer", "minimum": 3600}})),
                 "SsprPolicy": object(json!({"enabledFor": {"enum": ["none", "group", "all"]}, "groupId": {"type": ["string", "null"]}, "methodsRequired": {"type": "integer", "minimum": 1, "maximum": 2}, "methods": {"type": "array", "items": {"enum": ["email", "mobilePhone", "officePhone", "securityQuestions", "authenticatorApp"]}}, "questionsToRegister": {"type": "integer"}, "questionsToAnswer": {"type": "integer"}, "securityQuestions": {"type": "array", "items": {"type": "string"}}, "requireRegistrationAtSignIn": {"type": "boolean"}, "reconfirmDays": {"type": "integer", "minimum": 0, "maximum": 730}, "notifyUsersOnReset": {"type": "boolean"}, "notifyAdminsOnAdminReset": {"type": "boolean"}, "helpdeskUrl": {"type": ["string", "null"]}, "helpdeskEmail": {"type": ["string", "null"]}, "writebackEnabled": {"type": "boolean"}, "allowUnlockWithoutReset": {"type": "boolean"}}))
             }
         }

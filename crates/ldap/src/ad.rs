@@ -119,6 +119,89 @@ impl Connection {
     }
 }
 
+/// The `<GUID=…>` DN form AD accepts anywhere a DN is expected, from the 16 `objectGUID` bytes
+/// (text form: first three groups little-endian). None unless exactly 16 bytes.
+pub fn guid_dn(object_guid: &[u8]) -> Option<String> {
+    guid_text(object_guid).map(|g| format!("<GUID={g}>"))
+}
+
+/// `objectGUID` bytes in AD's text form (`xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`).
+pub fn guid_text(b: &[u8]) -> Option<String> {
+    if b.len() != 16 {
+        return None;
+    }
+    let hex = |r: &[u8]| r.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    Some(format!(
+        "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{}-{}",
+        b[3],
+        b[2],
+        b[1],
+        b[0],
+        b[5],
+        b[4],
+        b[7],
+        b[6],
+        hex(&b[8..10]),
+        hex(&b[10..16])
+    ))
+}
+
+impl Connection {
+    /// Reads an object by its `objectGUID` (AD's `<GUID=…>` DN form), whatever its DN is now.
+    pub async fn ad_read_by_guid(
+        &mut self,
+        object_guid: &[u8],
+        attrs: &[&str],
+    ) -> Result<Entry, LdapError> {
+        let dn = guid_dn(object_guid)
+            .ok_or_else(|| LdapError::Config("objectGUID must be 16 bytes".into()))?;
+        self.read(&dn, attrs).await
+    }
+
+    /// Whether the bound account may list `CN=Deleted Objects` of the naming context `base`
+    /// (with the show-deleted control). Without it, Samba's DirSync does not report deletes to
+    /// the account.
+    pub async fn ad_can_read_deleted_objects(&mut self, base: &str) -> Result<bool, LdapError> {
+        let dn = format!("CN=Deleted Objects,{base}");
+        let show_deleted = ldap3::controls::RawControl {
+            ctype: "1.2.840.113556.1.4.417".into(),
+            crit: true,
+            val: None,
+        };
+        let res = self
+            .ldap
+            .with_controls(vec![show_deleted])
+            .search(
+                &dn,
+                ldap3::Scope::Base,
+                "(objectClass=*)",
+                vec!["objectGUID"],
+            )
+            .await
+            .map_err(|e| self.map(e))?;
+        match Connection::check(res.1) {
+            Ok(_) => Ok(!res.0.is_empty()),
+            Err(LdapError::NoSuchObject { .. }) | Err(LdapError::InsufficientAccess { .. }) => {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads an object by its `objectGUID` if it matches `filter` (None when it exists but
+    /// does not match; [`LdapError::NoSuchObject`] when it does not exist).
+    pub async fn ad_read_by_guid_matching(
+        &mut self,
+        object_guid: &[u8],
+        filter: &str,
+        attrs: &[&str],
+    ) -> Result<Option<Entry>, LdapError> {
+        let dn = guid_dn(object_guid)
+            .ok_or_else(|| LdapError::Config("objectGUID must be 16 bytes".into()))?;
+        self.read_matching(&dn, filter, attrs).await
+    }
+}
+
 /// One DirSync answer.
 #[derive(Clone, Debug)]
 pub struct DirSyncPage {
@@ -133,6 +216,16 @@ pub struct DirSyncPage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn guid_text_is_little_endian_in_the_first_three_groups() {
+        let b: Vec<u8> = (0u8..16).collect();
+        assert_eq!(
+            guid_text(&b).unwrap(),
+            "03020100-0504-0706-0809-0a0b0c0d0e0f"
+        );
+        assert!(guid_dn(&b[..15]).is_none());
+    }
 
     #[test]
     fn unicode_pwd_is_quoted_utf16le() {

@@ -220,6 +220,28 @@ impl Connection {
             })
     }
 
+    /// Reads one entry if it matches `filter` (None when it exists but does not match).
+    /// A missing entry is [`LdapError::NoSuchObject`].
+    pub async fn read_matching(
+        &mut self,
+        dn: &str,
+        filter: &str,
+        attrs: &[&str],
+    ) -> Result<Option<Entry>, LdapError> {
+        let (entries, res) = self
+            .ldap
+            .search(dn, Scope::Base, filter, attrs.to_vec())
+            .await
+            .map_err(|e| self.map(e))?
+            .non_error()
+            .map_err(|e| self.map(e))?;
+        Self::check(res)?;
+        Ok(entries
+            .into_iter()
+            .next()
+            .map(|e| Entry::from_search_entry(SearchEntry::construct(e))))
+    }
+
     /// A search that pages through the whole result (RFC 2696), `page_size` entries at a time.
     pub async fn search_paged(
         &mut self,
@@ -257,6 +279,75 @@ impl Connection {
             }
         }
         Ok(out)
+    }
+
+    /// One page of a paged search (RFC 2696): the entries and the cookie for the next page
+    /// (empty when this was the last). Start with an empty cookie. For callers that process a
+    /// large result page by page instead of holding it whole.
+    pub async fn search_page(
+        &mut self,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+        attrs: &[&str],
+        page_size: i32,
+        cookie: &[u8],
+    ) -> Result<(Vec<Entry>, Vec<u8>), LdapError> {
+        let res = self
+            .ldap
+            .with_controls(controls::paged_request(page_size, cookie))
+            .search(base, scope, filter, attrs.to_vec())
+            .await
+            .map_err(|e| self.map(e))?;
+        let (entries, result) = (res.0, res.1);
+        let result = Self::check(result)?;
+        let entries = entries
+            .into_iter()
+            .filter(|e| !e.is_ref() && !e.is_intermediate())
+            .map(|e| Entry::from_search_entry(SearchEntry::construct(e)))
+            .collect();
+        let next = match controls::find(&result.ctrls, controls::PAGED_RESULTS_OID) {
+            Some(value) => controls::parse_paged_response(value)
+                .map_err(|e| LdapError::Protocol(format!("paged results control: {e}")))?,
+            None => Vec::new(),
+        };
+        Ok((entries, next))
+    }
+
+    /// Adds an entry.
+    pub async fn add(
+        &mut self,
+        dn: &str,
+        attrs: Vec<(String, Vec<Vec<u8>>)>,
+    ) -> Result<(), LdapError> {
+        let attrs: Vec<(Vec<u8>, std::collections::HashSet<Vec<u8>>)> = attrs
+            .into_iter()
+            .map(|(k, vs)| (k.into_bytes(), vs.into_iter().collect()))
+            .collect();
+        let res = self.ldap.add(dn, attrs).await.map_err(|e| self.map(e))?;
+        Self::check(res).map(|_| ())
+    }
+
+    /// Deletes an entry.
+    pub async fn delete(&mut self, dn: &str) -> Result<(), LdapError> {
+        let res = self.ldap.delete(dn).await.map_err(|e| self.map(e))?;
+        Self::check(res).map(|_| ())
+    }
+
+    /// Renames and/or moves an entry (modify DN): `new_rdn` like `CN=New Name`, `new_superior`
+    /// the new parent (None: stays where it is).
+    pub async fn rename(
+        &mut self,
+        dn: &str,
+        new_rdn: &str,
+        new_superior: Option<&str>,
+    ) -> Result<(), LdapError> {
+        let res = self
+            .ldap
+            .modifydn(dn, new_rdn, true, new_superior)
+            .await
+            .map_err(|e| self.map(e))?;
+        Self::check(res).map(|_| ())
     }
 
     /// A modify with optional request controls.

@@ -15,8 +15,17 @@ pub const MAX_CLOCK_SKEW_SECS: i64 = 300;
 
 /// The bytes an agent signs with its Ed25519 key (signature sent base64 in `HEADER_SIGNATURE`):
 /// `DIRBRIDGE-AGENT-V1\n{METHOD}\n{path with query}\n{timestamp}\n{nonce}\n{sha256 hex of body}`.
-pub fn signing_input(method: &str, path_and_query: &str, timestamp: Epoch, nonce: &str, body_sha256_hex: &str) -> String {
-    format!("DIRBRIDGE-AGENT-V1\n{}\n{path_and_query}\n{timestamp}\n{nonce}\n{body_sha256_hex}", method.to_ascii_uppercase())
+pub fn signing_input(
+    method: &str,
+    path_and_query: &str,
+    timestamp: Epoch,
+    nonce: &str,
+    body_sha256_hex: &str,
+) -> String {
+    format!(
+        "DIRBRIDGE-AGENT-V1\n{}\n{path_and_query}\n{timestamp}\n{nonce}\n{body_sha256_hex}",
+        method.to_ascii_uppercase()
+    )
 }
 
 // ---------------------------------------------------------------- enrolment
@@ -238,4 +247,22 @@ pub struct SyncErrorRecord {
     pub message: String,
     pub first_seen_at: Epoch,
     pub last_seen_at: Epoch,
+}
+
+// ---------------------------------------------------------------- admin sync control
+
+/// `PATCH /api/v1/sync/settings` (Global Administrator): only the fields present change.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SyncSettingsPatch {
+    #[serde(default)]
+    pub deletion_threshold: Option<u32>,
+    #[serde(default)]
+    pub staging: Option<bool>,
+    /// At least 5.
+    #[serde(default)]
+    pub delta_interval_secs: Option<u32>,
+    /// At least 3600.
+    #[serde(default)]
+    pub full_interval_secs: Option<u32>,
 }

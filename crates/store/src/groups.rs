@@ -10,10 +10,10 @@ use crate::{
     StoreError,
 };
 
-const COLS: &str = "tenant_id, id, display_name, description, source, immutable_id, on_prem_dn, sam_account_name, \
+pub(crate) const COLS: &str = "tenant_id, id, display_name, description, source, immutable_id, on_prem_dn, sam_account_name, \
                     last_sync_at, owned_attributes, created_at";
 
-fn group_from(r: &dyn Row) -> Result<Group> {
+pub(crate) fn group_from(r: &dyn Row) -> Result<Group> {
     Ok(Group {
         id: r.text("id")?,
         tenant_id: r.text("tenant_id")?,

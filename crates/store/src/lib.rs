@@ -22,15 +22,19 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+mod agents;
 mod audit;
 mod db;
 mod groups;
 mod licensing;
 mod policy;
+mod sync;
 mod tenants;
 mod tokens;
 mod users;
 
+pub use agents::{AgentRecord, Redemption};
+pub use sync::{SyncErrorWrite, SyncSnapshot, SyncWrite};
 pub use tokens::TokenRecord;
 
 use db::{args, Backend};

@@ -10,7 +10,7 @@ use crate::{
     to_json, Params, Result, Store, StoreError, LIKE_ESCAPE,
 };
 
-const COLS: &str = "tenant_id, id, upn, display_name, given_name, surname, mail, mobile_phone, office_phone, \
+pub(crate) const COLS: &str = "tenant_id, id, upn, display_name, given_name, surname, mail, mobile_phone, office_phone, \
                     usage_location, account_enabled, source, roles, immutable_id, on_prem_dn, sam_account_name, \
                     last_sync_at, owned_attributes, created_at, updated_at";
 
@@ -59,7 +59,7 @@ pub(crate) fn on_premises_args(p: &Option<OnPremises>) -> Result<[crate::db::Arg
 /// at 100,000 users.
 const FEW_HOLDERS_PER_ROW: i64 = 50;
 
-fn user_from(r: &dyn Row) -> Result<User> {
+pub(crate) fn user_from(r: &dyn Row) -> Result<User> {
     Ok(User {
         id: r.text("id")?,
         tenant_id: r.text("tenant_id")?,
@@ -81,7 +81,7 @@ fn user_from(r: &dyn Row) -> Result<User> {
 }
 
 /// Column values $1.. in the order of the INSERT below (password hash excluded).
-fn user_args(u: &User) -> Result<Vec<crate::db::Arg>> {
+pub(crate) fn user_args(u: &User) -> Result<Vec<crate::db::Arg>> {
     let mut a = Vec::from(args![
         &u.tenant_id,
         &u.id,
@@ -104,16 +104,27 @@ fn user_args(u: &User) -> Result<Vec<crate::db::Arg>> {
     Ok(a)
 }
 
-impl Store {
-    /// Conflict naming the UPN or immutableId that is already taken in the tenant; NotFound if
-    /// the tenant does not exist.
-    pub async fn insert_user(&self, u: &User, password_hash: Option<&str>) -> Result<()> {
-        let sql = "INSERT INTO users (tenant_id, id, upn, upn_key, display_name, display_name_key, given_name, \
+/// Insert with [`user_args`] followed by the password hash.
+pub(crate) const INSERT_USER: &str = "INSERT INTO users (tenant_id, id, upn, upn_key, display_name, display_name_key, given_name, \
                    surname, mail, mobile_phone, office_phone, usage_location, account_enabled, source, roles, \
                    immutable_id, on_prem_dn, sam_account_name, last_sync_at, owned_attributes, created_at, \
                    updated_at, password_hash) \
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
                    $20, $21, $22, $23)";
+
+/// Update with [`user_args`] less its element 20 (`created_at`).
+pub(crate) const UPDATE_USER: &str = "UPDATE users SET upn = $3, upn_key = $4, display_name = $5, display_name_key = $6, \
+                   given_name = $7, surname = $8, mail = $9, mobile_phone = $10, office_phone = $11, \
+                   usage_location = $12, account_enabled = $13, source = $14, roles = $15, immutable_id = $16, \
+                   on_prem_dn = $17, sam_account_name = $18, last_sync_at = $19, owned_attributes = $20, \
+                   updated_at = $21 \
+                   WHERE tenant_id = $1 AND id = $2";
+
+impl Store {
+    /// Conflict naming the UPN or immutableId that is already taken in the tenant; NotFound if
+    /// the tenant does not exist.
+    pub async fn insert_user(&self, u: &User, password_hash: Option<&str>) -> Result<()> {
+        let sql = INSERT_USER;
         let mut a = user_args(u)?;
         a.extend(args![password_hash]);
         match self.inner.exec(sql, &a).await {
@@ -150,12 +161,7 @@ impl Store {
     /// Replaces every field but the ids and `created_at` (the password is left alone).
     /// NotFound; Conflict when the new UPN or immutableId belongs to another user.
     pub async fn update_user(&self, u: &User) -> Result<()> {
-        let sql = "UPDATE users SET upn = $3, upn_key = $4, display_name = $5, display_name_key = $6, \
-                   given_name = $7, surname = $8, mail = $9, mobile_phone = $10, office_phone = $11, \
-                   usage_location = $12, account_enabled = $13, source = $14, roles = $15, immutable_id = $16, \
-                   on_prem_dn = $17, sam_account_name = $18, last_sync_at = $19, owned_attributes = $20, \
-                   updated_at = $21 \
-                   WHERE tenant_id = $1 AND id = $2";
+        let sql = UPDATE_USER;
         let mut a = user_args(u)?;
         a.remove(20); // created_at is never rewritten
 

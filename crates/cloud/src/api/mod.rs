@@ -1,8 +1,10 @@
 //! REST handlers under `/api/v1`, one module per resource.
 
+pub mod agents;
 pub mod audit;
 pub mod groups;
 pub mod licenses;
 pub mod policy;
+pub mod sync;
 pub mod tenant;
 pub mod users;

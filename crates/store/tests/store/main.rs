@@ -6,12 +6,14 @@ extern crate dirbridge_store as store;
 #[macro_use]
 mod common;
 
+mod agents;
 mod audit;
 mod groups;
 mod licensing;
 mod open;
 mod policy;
 mod scale;
+mod sync;
 mod tenants;
 mod tokens;
 mod users;

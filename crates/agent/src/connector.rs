@@ -1,0 +1,471 @@
+//! Directory connectors: `DATA_DIR/connectors/NAME.toml` (where and what to read) and
+//! `DATA_DIR/connectors/NAME.secret` (the service account's password, mode 0600). The password
+//! never travels on a command line; the CLI reads it from a file, stdin or
+//! `DIRBRIDGE_CONNECTOR_PASSWORD`.
+
+use std::path::{Path, PathBuf};
+
+use ldap::ad::rights;
+use ldap::{CaBundle, ConnectOptions, Connection, LdapError, Scope};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::{private_dir, write_private, AgentError};
+
+/// Which kind of directory.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DirectoryKind {
+    Ad,
+    Openldap,
+}
+
+impl std::str::FromStr for DirectoryKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "ad" => Ok(DirectoryKind::Ad),
+            "openldap" => Ok(DirectoryKind::Openldap),
+            _ => Err(format!("{s}: the kind is `ad` or `openldap`")),
+        }
+    }
+}
+
+/// `DATA_DIR/connectors/NAME.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct ConnectorConfig {
+    pub name: String,
+    pub kind: DirectoryKind,
+    /// `ldaps://host[:port]`, or `ldap://host[:port]` for StartTLS.
+    pub url: String,
+    /// PEM file of the CA(s) that issued the directory's certificate.
+    pub ca_file: PathBuf,
+    pub bind_dn: String,
+    /// The naming context (AD: the domain DN, DirSync reads from it) or the OpenLDAP suffix.
+    pub base_dn: String,
+    /// Only objects below one of these are synced (empty: everything below `base_dn`).
+    #[serde(default)]
+    pub include_ous: Vec<String>,
+    /// Objects below one of these are not synced.
+    #[serde(default)]
+    pub exclude_ous: Vec<String>,
+    /// Extra LDAP filter ANDed into every user and group search, e.g. `(department=Sales)`.
+    #[serde(default)]
+    pub filter: Option<String>,
+    /// Users are synced only if they are direct members of this group.
+    #[serde(default)]
+    pub group_scope: Option<String>,
+    /// OpenLDAP: object classes of users (default inetOrgPerson).
+    #[serde(default)]
+    pub user_classes: Vec<String>,
+    /// OpenLDAP: object classes of groups (default groupOfNames, groupOfUniqueNames).
+    #[serde(default)]
+    pub group_classes: Vec<String>,
+    /// Where the UPN comes from: an attribute (`mail`, `userPrincipalName`) or a template with
+    /// `{attr}` placeholders (`{uid}@example.com`). Default: AD userPrincipalName, OpenLDAP mail.
+    #[serde(default)]
+    pub upn_from: Option<String>,
+    /// Source anchor attribute: `objectGUID` (default on AD), `ms-DS-ConsistencyGuid`, or
+    /// `entryUUID` (OpenLDAP, the default there).
+    #[serde(default)]
+    pub anchor: Option<String>,
+}
+
+impl ConnectorConfig {
+    pub fn anchor_attr(&self) -> &str {
+        match (&self.anchor, self.kind) {
+            (Some(a), _) => a,
+            (None, DirectoryKind::Ad) => "objectGUID",
+            (None, DirectoryKind::Openldap) => "entryUUID",
+        }
+    }
+
+    pub fn upn_rule(&self) -> &str {
+        match (&self.upn_from, self.kind) {
+            (Some(u), _) => u,
+            (None, DirectoryKind::Ad) => "userPrincipalName",
+            (None, DirectoryKind::Openldap) => "mail",
+        }
+    }
+
+    pub fn user_classes(&self) -> Vec<String> {
+        if self.user_classes.is_empty() {
+            match self.kind {
+                DirectoryKind::Ad => vec!["user".into()],
+                DirectoryKind::Openldap => vec!["inetOrgPerson".into()],
+            }
+        } else {
+            self.user_classes.clone()
+        }
+    }
+
+    pub fn group_classes(&self) -> Vec<String> {
+        if self.group_classes.is_empty() {
+            match self.kind {
+                DirectoryKind::Ad => vec!["group".into()],
+                DirectoryKind::Openldap => {
+                    vec!["groupOfNames".into(), "groupOfUniqueNames".into()]
+                }
+            }
+        } else {
+            self.group_classes.clone()
+        }
+    }
+
+    /// The roots the sync reads below (the include list, or the base).
+    pub fn roots(&self) -> Vec<String> {
+        if self.include_ous.is_empty() {
+            vec![self.base_dn.clone()]
+        } else {
+            self.include_ous.clone()
+        }
+    }
+
+    fn extra(&self) -> String {
+        match &self.filter {
+            Some(f) if !f.trim().is_empty() => {
+                let f = f.trim();
+                if f.starts_with('(') {
+                    f.to_string()
+                } else {
+                    format!("({f})")
+                }
+            }
+            _ => String::new(),
+        }
+    }
+
+    /// The filter for users.
+    pub fn user_filter(&self) -> String {
+        let classes = match self.kind {
+            DirectoryKind::Ad => "(objectCategory=person)(objectClass=user)".to_string(),
+            DirectoryKind::Openldap => or_classes(&self.user_classes()),
+        };
+        format!("(&{classes}{})", self.extra())
+    }
+
+    /// The filter for groups.
+    pub fn group_filter(&self) -> String {
+        format!("(&{}{})", or_classes(&self.group_classes()), self.extra())
+    }
+
+    /// Users or groups (for delta mechanisms that read both at once).
+    pub fn object_filter(&self) -> String {
+        let mut classes = self.user_classes();
+        classes.extend(self.group_classes());
+        format!("(&{}{})", or_classes(&classes), self.extra())
+    }
+
+    pub fn connect_options(&self) -> ConnectOptions {
+        ConnectOptions::new(self.url.clone(), CaBundle::File(self.ca_file.clone()))
+    }
+
+    /// Checks what can be checked without a server.
+    pub fn validate(&self) -> Result<(), AgentError> {
+        if self.name.is_empty()
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(AgentError::Config(format!(
+                "connector name {:?}: use letters, digits, - and _",
+                self.name
+            )));
+        }
+        self.connect_options()
+            .tls_mode()
+            .map_err(|e| AgentError::Config(e.to_string()))?;
+        if self.base_dn.trim().is_empty() {
+            return Err(AgentError::Config("the base DN is empty".into()));
+        }
+        for ou in &self.include_ous {
+            if !crate::sync::scope::is_below(ou, &self.base_dn) {
+                return Err(AgentError::Config(format!(
+                    "the included OU {ou} is not below the base DN {}",
+                    self.base_dn
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn or_classes(classes: &[String]) -> String {
+    let parts: String = classes
+        .iter()
+        .map(|c| format!("(objectClass={c})"))
+        .collect();
+    if classes.len() == 1 {
+        parts
+    } else {
+        format!("(|{parts})")
+    }
+}
+
+pub fn connectors_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("connectors")
+}
+
+/// Saves a connector and its password (0600).
+pub fn save(
+    data_dir: &Path,
+    config: &ConnectorConfig,
+    password: &SecretString,
+) -> Result<(), AgentError> {
+    config.validate()?;
+    if password.expose_secret().is_empty() {
+        return Err(AgentError::Config(
+            "the service account password is empty".into(),
+        ));
+    }
+    let dir = connectors_dir(data_dir);
+    private_dir(&dir).map_err(AgentError::io(&dir))?;
+    let text = toml::to_string(config).map_err(|e| AgentError::Config(e.to_string()))?;
+    let p = dir.join(format!("{}.toml", config.name));
+    write_private(&p, text.as_bytes()).map_err(AgentError::io(&p))?;
+    let p = dir.join(format!("{}.secret", config.name));
+    write_private(&p, password.expose_secret().as_bytes()).map_err(AgentError::io(&p))?;
+    Ok(())
+}
+
+/// Loads one connector.
+pub fn load(data_dir: &Path, name: &str) -> Result<ConnectorConfig, AgentError> {
+    let p = connectors_dir(data_dir).join(format!("{name}.toml"));
+    if !p.exists() {
+        return Err(AgentError::NoSuchConnector {
+            name: name.to_string(),
+            dir: data_dir.to_path_buf(),
+        });
+    }
+    let text = std::fs::read_to_string(&p).map_err(AgentError::io(&p))?;
+    toml::from_str(&text).map_err(|e| AgentError::Config(format!("{}: {e}", p.display())))
+}
+
+/// Every connector, by name.
+pub fn list(data_dir: &Path) -> Result<Vec<ConnectorConfig>, AgentError> {
+    let dir = connectors_dir(data_dir);
+    let mut names = Vec::new();
+    match std::fs::read_dir(&dir) {
+        Ok(rd) => {
+            for e in rd {
+                let e = e.map_err(AgentError::io(&dir))?;
+                let n = e.file_name().to_string_lossy().to_string();
+                if let Some(stem) = n.strip_suffix(".toml") {
+                    names.push(stem.to_string());
+                }
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(AgentError::io(&dir)(e)),
+    }
+    names.sort();
+    names.iter().map(|n| load(data_dir, n)).collect()
+}
+
+/// The service account's password.
+pub fn password(data_dir: &Path, name: &str) -> Result<SecretString, AgentError> {
+    let p = connectors_dir(data_dir).join(format!("{name}.secret"));
+    let text = Zeroizing::new(std::fs::read_to_string(&p).map_err(AgentError::io(&p))?);
+    Ok(SecretString::from(
+        text.trim_end_matches(['\r', '\n']).to_string(),
+    ))
+}
+
+/// Connects and binds as the service account.
+pub async fn connect(
+    config: &ConnectorConfig,
+    password: &SecretString,
+) -> Result<Connection, AgentError> {
+    let mut c = Connection::connect(&config.connect_options())
+        .await
+        .map_err(AgentError::ldap(&config.name))?;
+    c.simple_bind(&config.bind_dn, password)
+        .await
+        .map_err(AgentError::ldap(&config.name))?;
+    Ok(c)
+}
+
+/// One check of `connector test`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub ok: bool,
+    /// What was found, or what is missing and how to grant it.
+    pub detail: String,
+}
+
+/// Checks TLS, the bind, reading the base and each included OU, and (AD) the DirSync right.
+pub async fn test(data_dir: &Path, config: &ConnectorConfig) -> Vec<Check> {
+    let mut out = Vec::new();
+    let mut push = |name: &str, ok: bool, detail: String| {
+        out.push(Check {
+            name: name.into(),
+            ok,
+            detail,
+        })
+    };
+    let password = match password(data_dir, &config.name) {
+        Ok(p) => p,
+        Err(e) => {
+            push("password", false, e.to_string());
+            return out;
+        }
+    };
+    let mut c = match Connection::connect(&config.connect_options()).await {
+        Ok(c) => {
+            push(
+                "tls",
+                true,
+                format!(
+                    "TLS to {} verified with {}",
+                    config.url,
+                    config.ca_file.display()
+                ),
+            );
+            c
+        }
+        Err(e) => {
+            let hint = match &e {
+                LdapError::CertificateRejected { .. } => format!(
+                    "; the CA file {} does not vouch for the server's certificate (or the certificate does not name the host in the URL)",
+                    config.ca_file.display()
+                ),
+                LdapError::Unreachable { .. } => "; check the host, the port and the firewall".into(),
+                _ => String::new(),
+            };
+            push(
+                "tls",
+                false,
+                format!("{e}{hint} ({})", e.diagnostic().unwrap_or("")),
+            );
+            return out;
+        }
+    };
+    match c.simple_bind(&config.bind_dn, &password).await {
+        Ok(()) => push("bind", true, format!("bound as {}", config.bind_dn)),
+        Err(e) => {
+            push("bind", false, format!("binding as {} failed: {e}; check the bind DN and the password (`dirbridge agent connector add` stores a new one)", config.bind_dn));
+            return out;
+        }
+    }
+    for root in std::iter::once(config.base_dn.clone()).chain(config.include_ous.iter().cloned()) {
+        match c.read(&root, &["objectClass"]).await {
+            Ok(_) => push("read", true, format!("{root} is readable")),
+            Err(e) => push("read", false, format!("cannot read {root}: {e}; grant the account read access (AD: Authenticated Users can read by default)")),
+        }
+    }
+    match c
+        .search_page(
+            &config.roots()[0],
+            Scope::Subtree,
+            &config.user_filter(),
+            &["cn"],
+            5,
+            &[],
+        )
+        .await
+    {
+        Ok((entries, _)) => push(
+            "search",
+            true,
+            format!(
+                "user search works ({} seen in a first page of 5)",
+                entries.len()
+            ),
+        ),
+        Err(e) => push("search", false, format!("user search failed: {e}")),
+    }
+    match config.kind {
+        DirectoryKind::Ad => {
+            match c
+                .ad_dirsync(
+                    &config.base_dn,
+                    "(objectClass=organizationalUnit)",
+                    &["objectGUID"],
+                    &[],
+                )
+                .await
+            {
+                Ok(_) => push(
+                    "dirsync",
+                    true,
+                    "DirSync works (Replicating Directory Changes is granted)".into(),
+                ),
+                Err(LdapError::InsufficientAccess { .. }) => {
+                    let sid = account_sid(&mut c, &config.bind_dn).await;
+                    push("dirsync", false, format!(
+                        "the account lacks Replicating Directory Changes on {base}, which delta sync (DirSync) needs. Grant it with: samba-tool dsacl set --objectdn={base} --sddl='(OA;;CR;{right};;{sid})' (on Windows: dsacl \"{base}\" /G \"<account>:CA;Replicating Directory Changes\")",
+                        base = config.base_dn,
+                        right = rights::REPLICATING_DIRECTORY_CHANGES,
+                    ));
+                }
+                Err(e) => push(
+                    "dirsync",
+                    false,
+                    format!("DirSync failed: {e} ({})", e.diagnostic().unwrap_or("")),
+                ),
+            }
+            match c.ad_can_read_deleted_objects(&config.base_dn).await {
+                Ok(true) => push(
+                    "deletes",
+                    true,
+                    "the account can see deleted objects (deletes reach the cloud with each delta)"
+                        .into(),
+                ),
+                Ok(false) => {
+                    let sid = account_sid(&mut c, &config.bind_dn).await;
+                    push("deletes", false, format!(
+                        "the account cannot list CN=Deleted Objects,{base}, so deltas do not see deletes (only full imports do). Grant List Contents and Read Property on it: on Windows `dsacls \"CN=Deleted Objects,{base}\" /takeownership` then `dsacls \"CN=Deleted Objects,{base}\" /g <DOMAIN\\account>:LCRP`; on Samba add the ACE (A;;LCRP;;;{sid}) to that container's nTSecurityDescriptor (with the show-deleted control)",
+                        base = config.base_dn,
+                    ));
+                }
+                Err(e) => push(
+                    "deletes",
+                    false,
+                    format!("checking CN=Deleted Objects failed: {e}"),
+                ),
+            }
+        }
+        DirectoryKind::Openldap => {
+            match c.openldap_sync_refresh(&config.base_dn, "(objectClass=organizationalUnit)", &["entryUUID"], None).await {
+                Ok(_) => push("syncrepl", true, "syncrepl refresh works (syncprov is loaded)".into()),
+                Err(e) => push("syncrepl", false, format!("syncrepl refresh failed: {e}; load the syncprov overlay on the database (olcOverlay=syncprov) and give the account read access to entryUUID and entryCSN")),
+            }
+        }
+    }
+    let _ = c.unbind().await;
+    out
+}
+
+async fn account_sid(c: &mut Connection, dn: &str) -> String {
+    c.read(dn, &["objectSid"])
+        .await
+        .ok()
+        .and_then(|e| e.values("objectSid").first().map(|s| sid_text(s)))
+        .unwrap_or_else(|| "<SID of the service account>".into())
+}
+
+/// A binary SID in its `S-1-5-…` text form.
+pub fn sid_text(b: &[u8]) -> String {
+    if b.len() < 8 {
+        return String::new();
+    }
+    let count = b[1] as usize;
+    let mut auth: u64 = 0;
+    for x in &b[2..8] {
+        auth = (auth << 8) | *x as u64;
+    }
+    let mut s = format!("S-{}-{auth}", b[0]);
+    for i in 0..count {
+        let o = 8 + 4 * i;
+        if o + 4 > b.len() {
+            break;
+        }
+        let v = u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+        s.push_str(&format!("-{v}"));
+    }
+    s
+}

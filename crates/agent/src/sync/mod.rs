@@ -1,0 +1,901 @@
+//! The sync engine: one cycle per connector reads the directory (full: paged search; delta: AD
+//! DirSync / OpenLDAP syncrepl refreshOnly with the stored cookie), maps each entry
+//! ([`map`]), compares it with the connector space and exports only differences, in batches of
+//! at most [`MAX_BATCH_OBJECTS`]. The space rows and the cookie are committed only after the
+//! cloud accepted the batches covering them; a batch is recorded as in flight before it is
+//! sent and replayed as it was (same run id and seq) if the agent stopped in between.
+//! Deletes are counted before any of them is exported: above the cloud's threshold they wait
+//! for `dirbridge sync allow-deletes`. Staging mode computes everything and exports nothing.
+
+pub mod diff;
+pub mod map;
+pub mod scope;
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ldap::{Connection, Entry, LdapError, Scope};
+use proto::sync::{
+    AgentSyncSettings, BatchResult, ObjectKind, RunKind, RunOutcome, SyncBatch, SyncObject,
+    SyncRun, MAX_BATCH_OBJECTS,
+};
+use serde_json::json;
+
+use crate::connector::{self, ConnectorConfig, DirectoryKind};
+use crate::events::EventLog;
+use crate::link::Link;
+use crate::space::Space;
+use crate::AgentError;
+use map::{Mapped, MappedObject};
+
+/// Entries per page of a full import's paged search.
+pub const PAGE_SIZE: i32 = 500;
+
+/// What the engine is doing, for progress bars.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    pub connector: String,
+    pub phase: &'static str,
+    /// Entries read from the directory so far.
+    pub read: u64,
+    /// Objects (upserts + deletes) accepted by the cloud so far.
+    pub exported: u64,
+}
+
+pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
+
+/// Test hooks: ways to stop a cycle at a precise point, as a crash would.
+#[derive(Debug, Clone, Default)]
+pub struct Hooks {
+    /// Return an error right after the cloud accepted a batch, before anything is committed
+    /// locally (space rows, cookie).
+    pub fail_after_accepted_batch: bool,
+}
+
+/// The engine for one agent data directory.
+pub struct Engine {
+    data_dir: PathBuf,
+    link: Link,
+    space: Space,
+    events: EventLog,
+    progress: Option<ProgressFn>,
+    pub hooks: Hooks,
+}
+
+impl Engine {
+    /// Opens the registered agent in `data_dir`.
+    pub async fn open(data_dir: &Path) -> Result<Engine, AgentError> {
+        let identity = crate::identity::load(data_dir)?;
+        let link = identity.link()?;
+        Engine::with_link(data_dir, link).await
+    }
+
+    /// An engine that talks to the cloud through `link`.
+    pub async fn with_link(data_dir: &Path, link: Link) -> Result<Engine, AgentError> {
+        Ok(Engine {
+            data_dir: data_dir.to_path_buf(),
+            link,
+            space: Space::open(data_dir).await?,
+            events: EventLog::open(data_dir),
+            progress: None,
+            hooks: Hooks::default(),
+        })
+    }
+
+    pub fn set_progress(&mut self, f: ProgressFn) {
+        self.progress = Some(f);
+    }
+
+    pub fn link(&self) -> &Link {
+        &self.link
+    }
+
+    pub fn space(&self) -> &Space {
+        &self.space
+    }
+
+    pub fn events(&self) -> &EventLog {
+        &self.events
+    }
+
+    /// One cycle over every connector: reads the cloud's settings, runs each connector (a
+    /// failed connector is reported as a failed run and the others still run) and reports
+    /// every run. `full` forces a full import; without a stored cookie a connector does one
+    /// anyway. Errors only for what stops the whole cycle (cloud unreachable, a test hook).
+    pub async fn run_cycle(&mut self, full: bool) -> Result<Vec<SyncRun>, AgentError> {
+        let settings = self.link.config().await?;
+        let connectors = connector::list(&self.data_dir)?;
+        if connectors.is_empty() {
+            return Err(AgentError::Config(format!(
+                "no connector in {}: add one with `dirbridge agent connector add`",
+                self.data_dir.display()
+            )));
+        }
+        let mut runs = Vec::new();
+        for cfg in connectors {
+            let run = self.run_connector(&cfg, full, &settings).await?;
+            runs.push(run);
+        }
+        Ok(runs)
+    }
+
+    async fn run_connector(
+        &mut self,
+        cfg: &ConnectorConfig,
+        full: bool,
+        settings: &AgentSyncSettings,
+    ) -> Result<SyncRun, AgentError> {
+        let started_at = crate::now();
+        let run_id = uuid::Uuid::now_v7().to_string();
+        let mut run = RunState::new(cfg, &run_id, settings.staging);
+        run.progress = self.progress.clone();
+        let result = self.import_and_export(cfg, full, settings, &mut run).await;
+        let mut report = SyncRun {
+            run_id: run_id.clone(),
+            agent_id: self.link.agent_id().to_string(),
+            connector: cfg.name.clone(),
+            kind: run.kind,
+            outcome: RunOutcome::Succeeded,
+            started_at,
+            finished_at: Some(crate::now()),
+            added: run.added,
+            updated: run.updated,
+            deleted: run.deleted,
+            errors: run.errors,
+            pending_deletes: run.pending_deletes,
+            message: None,
+        };
+        match result {
+            Ok(outcome) => {
+                report.outcome = outcome;
+                if outcome == RunOutcome::Succeeded && run.errors > 0 {
+                    report.outcome = RunOutcome::CompletedWithErrors;
+                }
+                report.message = run.message.take();
+            }
+            Err(AgentError::Interrupted(m)) => return Err(AgentError::Interrupted(m)),
+            Err(e) => {
+                report.outcome = RunOutcome::Failed;
+                report.message = Some(e.to_string());
+                self.events.error(
+                    "sync.run.failed",
+                    format!("sync of connector {} failed: {e}", cfg.name),
+                    json!({ "runId": run_id, "connector": cfg.name }),
+                );
+            }
+        }
+        self.events.info(
+            "sync.run.finished",
+            format!(
+                "{:?} {:?} run of {}: {} added, {} updated, {} deleted, {} errors, {} deletes pending",
+                report.kind, report.outcome, cfg.name, report.added, report.updated, report.deleted,
+                report.errors, report.pending_deletes
+            ),
+            serde_json::to_value(&report).unwrap_or_default(),
+        );
+        self.space.set_last_run(&cfg.name, &report).await?;
+        if let Err(e) = self.link.report_run(&report).await {
+            self.events.warn(
+                "sync.run.report_failed",
+                format!("the run report could not be sent: {e}"),
+                json!({ "runId": run_id }),
+            );
+        }
+        Ok(report)
+    }
+
+    async fn import_and_export(
+        &mut self,
+        cfg: &ConnectorConfig,
+        full: bool,
+        settings: &AgentSyncSettings,
+        run: &mut RunState,
+    ) -> Result<RunOutcome, AgentError> {
+        // A batch the cloud may have applied while this side did not record it: send it again,
+        // exactly as it was; the cloud answers a replay with its first answer.
+        if let Some(batch) = self.space.inflight(&cfg.name).await? {
+            self.events.warn(
+                "sync.batch.replay",
+                format!(
+                    "replaying batch {} of run {} left in flight by an earlier cycle",
+                    batch.seq, batch.run_id
+                ),
+                json!({ "runId": batch.run_id, "seq": batch.seq }),
+            );
+            match self.link.send_batch(&batch).await {
+                Ok(result) => {
+                    // The cloud's first answer, about the earlier run: logged, not counted here.
+                    self.space.commit_batch(&cfg.name, &batch, None).await?;
+                    for a in &batch.deletes {
+                        self.space.unindex(&cfg.name, a).await?;
+                    }
+                    self.events.info(
+                        "sync.batch.replayed",
+                        format!(
+                            "batch {} of run {} is committed: {} added, {} updated, {} deleted, {} errors",
+                            batch.seq, batch.run_id, result.added, result.updated, result.deleted, result.errors.len()
+                        ),
+                        json!({ "runId": batch.run_id, "seq": batch.seq }),
+                    );
+                }
+                Err(e) if !e.is_transient() => {
+                    // Refused as a whole: nothing of it was applied. The import recomputes it.
+                    self.space
+                        .commit_batch(
+                            &cfg.name,
+                            &SyncBatch {
+                                upserts: vec![],
+                                deletes: vec![],
+                                ..batch
+                            },
+                            None,
+                        )
+                        .await?;
+                    self.events.warn(
+                        "sync.batch.dropped",
+                        format!("the replayed batch was refused: {e}"),
+                        json!({}),
+                    );
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+
+        let password = connector::password(&self.data_dir, &cfg.name)?;
+        let mut conn = connector::connect(cfg, &password).await?;
+        drop(password);
+        let cookie = self.space.cookie(&cfg.name).await?;
+        let mut full = full || cookie.is_none();
+        let mut new_cookie: Option<Vec<u8>> = None;
+
+        if !full {
+            run.kind = RunKind::Delta;
+            let cookie = cookie.unwrap_or_default();
+            let delta = match cfg.kind {
+                DirectoryKind::Ad => self.ad_delta(cfg, &mut conn, &cookie, run).await,
+                DirectoryKind::Openldap => self.openldap_delta(cfg, &mut conn, &cookie, run).await,
+            };
+            match delta {
+                Ok(DeltaOutcome::Done(c)) => new_cookie = Some(c),
+                Ok(DeltaOutcome::NeedsFull(c, why)) => {
+                    self.events.info(
+                        "sync.delta.escalated",
+                        format!("{why}: running a full import"),
+                        json!({ "connector": cfg.name }),
+                    );
+                    full = true;
+                    new_cookie = c;
+                }
+                Err(AgentError::Directory { source, .. }) if cookie_refused(&source) => {
+                    self.events.warn(
+                        "sync.cookie.refused",
+                        format!("the directory refused the stored delta cookie ({source}): falling back to a full import"),
+                        json!({ "connector": cfg.name, "diagnostic": source.diagnostic() }),
+                    );
+                    full = true;
+                    run.reset();
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if full {
+            run.kind = RunKind::Full;
+            let c = match cfg.kind {
+                DirectoryKind::Ad => self.ad_full(cfg, &mut conn, run).await?,
+                DirectoryKind::Openldap => self.openldap_full(cfg, &mut conn, run).await?,
+            };
+            new_cookie = new_cookie.or(Some(c));
+            let unseen = self.space.unseen(&cfg.name, &run.run_id).await?;
+            for (anchor, _dn) in unseen {
+                run.deletes.insert(anchor);
+            }
+        }
+        let _ = conn.unbind().await;
+
+        // Deletes are counted before any is exported.
+        let n_deletes = run.deletes.len() as u32;
+        let decision = diff::deletes(n_deletes, settings);
+        if decision == diff::DeleteDecision::Staged {
+            run.pending_deletes = n_deletes;
+            run.added = run.would_add;
+            run.updated = run.would_update;
+            run.message = Some(format!(
+                "staging: {} to add, {} to update, {} to delete; nothing exported",
+                run.would_add, run.would_update, n_deletes
+            ));
+            self.events.info(
+                "sync.staged",
+                run.message.clone().unwrap_or_default(),
+                json!({ "connector": cfg.name }),
+            );
+            self.forget_cookie_after_uncommitted_full(cfg, run).await?;
+            return Ok(RunOutcome::Staged);
+        }
+        if decision == diff::DeleteDecision::Stop {
+            // Upserts may go; the deletes wait, and so does the cookie (so they are seen again).
+            self.flush(cfg, run, true, None).await?;
+            run.pending_deletes = n_deletes;
+            let msg = format!(
+                "{n_deletes} deletes exceed the deletion threshold of {}: nothing was deleted. Check the scope, then run `dirbridge sync allow-deletes` (or raise the threshold)",
+                settings.deletion_threshold
+            );
+            self.events.error("sync.deletion_threshold", msg.clone(), json!({ "connector": cfg.name, "pendingDeletes": n_deletes, "threshold": settings.deletion_threshold }));
+            run.message = Some(msg);
+            self.forget_cookie_after_uncommitted_full(cfg, run).await?;
+            return Ok(RunOutcome::StoppedDeletionThreshold);
+        }
+        let deletes: Vec<String> = std::mem::take(&mut run.deletes).into_iter().collect();
+        run.pending_delete_list = deletes;
+        self.flush(cfg, run, true, new_cookie.as_deref()).await?;
+        Ok(RunOutcome::Succeeded)
+    }
+
+    /// A full import whose result was not committed (staging, deletion threshold) leaves the
+    /// next run to a full import too: the OU moves that made it full are already recorded, so a
+    /// delta from the old cookie would not notice them again.
+    async fn forget_cookie_after_uncommitted_full(
+        &mut self,
+        cfg: &ConnectorConfig,
+        run: &RunState,
+    ) -> Result<(), AgentError> {
+        if run.kind == RunKind::Full {
+            self.space.set_cookie(&cfg.name, None).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends what is pending: with `all`, everything (deletes included) and then commits
+    /// `cookie`; otherwise only full batches of upserts.
+    async fn flush(
+        &mut self,
+        cfg: &ConnectorConfig,
+        run: &mut RunState,
+        all: bool,
+        cookie: Option<&[u8]>,
+    ) -> Result<(), AgentError> {
+        if run.staging {
+            run.upserts.clear();
+            return Ok(());
+        }
+        loop {
+            let total = run.upserts.len() + run.pending_delete_list.len();
+            if total == 0 || (!all && run.upserts.len() < MAX_BATCH_OBJECTS) {
+                break;
+            }
+            let mut upserts: Vec<SyncObject> = Vec::new();
+            let n = run.upserts.len().min(MAX_BATCH_OBJECTS);
+            upserts.extend(run.upserts.drain(..n));
+            // Users first: a group may name a user of the same batch as a member.
+            upserts.sort_by_key(|o| o.kind == ObjectKind::Group);
+            let mut deletes = Vec::new();
+            if all {
+                let room = MAX_BATCH_OBJECTS - upserts.len();
+                let n = run.pending_delete_list.len().min(room);
+                deletes.extend(run.pending_delete_list.drain(..n));
+            }
+            let last = all && run.upserts.is_empty() && run.pending_delete_list.is_empty();
+            let batch = SyncBatch {
+                run_id: run.run_id.clone(),
+                seq: run.seq,
+                upserts,
+                deletes,
+            };
+            run.seq += 1;
+            self.send(cfg, run, &batch, if last { cookie } else { None })
+                .await?;
+            if last {
+                return Ok(());
+            }
+        }
+        if all {
+            if let Some(c) = cookie {
+                self.space.set_cookie(&cfg.name, Some(c)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn send(
+        &mut self,
+        cfg: &ConnectorConfig,
+        run: &mut RunState,
+        batch: &SyncBatch,
+        cookie: Option<&[u8]>,
+    ) -> Result<(), AgentError> {
+        self.space.set_inflight(&cfg.name, batch).await?;
+        let result = match self.link.send_batch(batch).await {
+            Ok(r) => r,
+            Err(e) => {
+                if !e.is_transient() {
+                    // Refused as a whole, so not applied: nothing to replay.
+                    let empty = SyncBatch {
+                        upserts: vec![],
+                        deletes: vec![],
+                        ..batch.clone()
+                    };
+                    self.space.commit_batch(&cfg.name, &empty, None).await?;
+                }
+                return Err(e.into());
+            }
+        };
+        if self.hooks.fail_after_accepted_batch {
+            return Err(AgentError::Interrupted(format!(
+                "test hook: stopped after batch {} of run {} was accepted",
+                batch.seq, batch.run_id
+            )));
+        }
+        self.space.commit_batch(&cfg.name, batch, cookie).await?;
+        for a in &batch.deletes {
+            self.space.unindex(&cfg.name, a).await?;
+        }
+        run.count(&result, &self.events);
+        run.exported += (batch.upserts.len() + batch.deletes.len()) as u64;
+        run.report("export");
+        Ok(())
+    }
+
+    /// Maps one entry read from the directory and queues what differs from the space.
+    async fn process(
+        &mut self,
+        cfg: &ConnectorConfig,
+        conn: &mut Connection,
+        entry: &Entry,
+        run: &mut RunState,
+        full: bool,
+    ) -> Result<(), AgentError> {
+        run.read += 1;
+        if run.read.is_multiple_of(100) {
+            run.report("import");
+        }
+        let mapped = map::map_entry(cfg, entry);
+        let anchor = map::anchor_of(cfg, entry).ok();
+        match mapped {
+            Ok(Mapped::Object(m)) if scope::in_scope(cfg, &entry.dn) => {
+                let anchor = m.object.anchor.clone();
+                self.space.index_dn(&cfg.name, &entry.dn, &anchor).await?;
+                if full {
+                    self.space
+                        .mark_seen(&cfg.name, &anchor, &run.run_id)
+                        .await?;
+                }
+                let object = self.resolve_members(cfg, conn, *m).await?;
+                run.deletes.remove(&anchor);
+                let existing = self.space.get(&cfg.name, &anchor).await?;
+                match diff::diff(existing.as_ref().map(|e| e.hash.as_str()), &object) {
+                    diff::Change::Unchanged => {}
+                    diff::Change::Update => {
+                        run.would_update += 1;
+                        run.upserts.push(object);
+                    }
+                    diff::Change::Add => {
+                        run.would_add += 1;
+                        run.upserts.push(object);
+                    }
+                }
+                self.flush(cfg, run, false, None).await?;
+            }
+            Ok(_) => {
+                // Not (or no longer) something to sync: gone from the cloud if it was there.
+                if let Some(a) = anchor {
+                    self.space.unindex(&cfg.name, &a).await?;
+                    if self.space.get(&cfg.name, &a).await?.is_some() {
+                        run.deletes.insert(a);
+                    }
+                }
+            }
+            Err(e) => {
+                run.errors += 1;
+                if let (Some(a), true) = (&anchor, full) {
+                    // Keep what the cloud has; do not delete it for a bad value.
+                    self.space.mark_seen(&cfg.name, a, &run.run_id).await?;
+                }
+                self.events.warn(
+                    "sync.object.invalid",
+                    format!("skipped: {e}"),
+                    json!({ "connector": cfg.name, "dn": entry.dn }),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Member DNs → anchors of members in scope (read from the directory when not yet known).
+    async fn resolve_members(
+        &mut self,
+        cfg: &ConnectorConfig,
+        conn: &mut Connection,
+        m: MappedObject,
+    ) -> Result<SyncObject, AgentError> {
+        let mut object = m.object;
+        let mut members = BTreeSet::new();
+        let attrs = map::attributes(cfg);
+        let attrs: Vec<&str> = attrs.iter().map(String::as_str).collect();
+        for dn in m.member_dns {
+            if !scope::in_scope(cfg, &dn) {
+                continue;
+            }
+            if let Some(a) = self.space.anchor_at(&cfg.name, &dn).await? {
+                members.insert(a);
+                continue;
+            }
+            let entry = match conn.read(&dn, &attrs).await {
+                Ok(e) => e,
+                Err(LdapError::NoSuchObject { .. }) => continue,
+                Err(e) => return Err(AgentError::ldap(&cfg.name)(e)),
+            };
+            if let Ok(Mapped::Object(mo)) = map::map_entry(cfg, &entry) {
+                self.space
+                    .index_dn(&cfg.name, &entry.dn, &mo.object.anchor)
+                    .await?;
+                members.insert(mo.object.anchor);
+            }
+        }
+        object.members = members.into_iter().collect();
+        Ok(object)
+    }
+
+    async fn ad_full(
+        &mut self,
+        cfg: &ConnectorConfig,
+        conn: &mut Connection,
+        run: &mut RunState,
+    ) -> Result<Vec<u8>, AgentError> {
+        let ldap_err = AgentError::ldap;
+        // The watermark first: whatever changes during the import is seen again by the next delta.
+        let cookie = ad_current_cookie(cfg, conn).await?;
+        // OUs and containers, to notice later when one moves (its objects move with it).
+        let mut page_cookie = Vec::new();
+        loop {
+            let (entries, next) = conn
+                .search_page(
+                    &cfg.base_dn,
+                    Scope::Subtree,
+                    CONTAINER_FILTER,
+                    &["objectGUID"],
+                    PAGE_SIZE,
+                    &page_cookie,
+                )
+                .await
+                .map_err(ldap_err(&cfg.name))?;
+            for e in entries {
+                if let Some(g) = e.values("objectGUID").first() {
+                    self.space
+                        .set_container(&cfg.name, &map::anchor_from_bytes(g), Some(&e.dn))
+                        .await?;
+                }
+            }
+            if next.is_empty() {
+                break;
+            }
+            page_cookie = next;
+        }
+        self.paged_import(cfg, conn, run).await?;
+        Ok(cookie)
+    }
+
+    /// Paged search of users, then groups, below each root, page by page.
+    async fn paged_import(
+        &mut self,
+        cfg: &ConnectorConfig,
+        conn: &mut Connection,
+        run: &mut RunState,
+    ) -> Result<(), AgentError> {
+        let attrs = map::attributes(cfg);
+        let attrs: Vec<&str> = attrs.iter().map(String::as_str).collect();
+        for filter in [cfg.user_filter(), cfg.group_filter()] {
+            for root in cfg.roots() {
+                let mut page_cookie = Vec::new();
+                loop {
+                    let (entries, next) = conn
+                        .search_page(
+                            &root,
+                            Scope::Subtree,
+                            &filter,
+                            &attrs,
+                            PAGE_SIZE,
+                            &page_cookie,
+                        )
+                        .await
+                        .map_err(AgentError::ldap(&cfg.name))?;
+                    for e in &entries {
+                        self.process(cfg, conn, e, run, true).await?;
+                    }
+                    if next.is_empty() {
+                        break;
+                    }
+                    page_cookie = next;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn ad_delta(
+        &mut self,
+        cfg: &ConnectorConfig,
+        conn: &mut Connection,
+        cookie: &[u8],
+        run: &mut RunState,
+    ) -> Result<DeltaOutcome, AgentError> {
+        let attrs = map::attributes(cfg);
+        let attrs: Vec<&str> = attrs.iter().map(String::as_str).collect();
+        // DirSync reports an object only when a requested attribute changed: a move or rename
+        // changes `name` / `parentGUID`, a delete `isDeleted`.
+        let mut dirsync_attrs = attrs.clone();
+        dirsync_attrs.extend(["name", "parentGUID", "isDeleted"]);
+        let mut cookie = cookie.to_vec();
+        let mut done: HashSet<Vec<u8>> = HashSet::new();
+        let mut needs_full: Option<String> = None;
+        let read_filter = format!(
+            "(|{CONTAINER_FILTER}{}{})",
+            cfg.user_filter(),
+            cfg.group_filter()
+        );
+        loop {
+            let page = conn
+                .ad_dirsync(&cfg.base_dn, DIRSYNC_FILTER, &dirsync_attrs, &cookie)
+                .await
+                .map_err(AgentError::ldap(&cfg.name))?;
+            for e in &page.entries {
+                let Some(guid) = e.values("objectGUID").first().cloned() else {
+                    continue;
+                };
+                if !done.insert(guid.clone()) {
+                    continue;
+                }
+                let guid_b64 = map::anchor_from_bytes(&guid);
+                let deleted = e
+                    .text("isDeleted")
+                    .is_some_and(|v| v.eq_ignore_ascii_case("TRUE"));
+                let current = if deleted {
+                    None
+                } else {
+                    match conn
+                        .ad_read_by_guid_matching(&guid, &read_filter, &attrs)
+                        .await
+                    {
+                        Ok(x) => x,
+                        Err(LdapError::NoSuchObject { .. }) => None,
+                        Err(e) => return Err(AgentError::ldap(&cfg.name)(e)),
+                    }
+                };
+                let Some(entry) = current else {
+                    // Deleted, or no longer a user/group matching the filter.
+                    if let Some(old) = self.space.container(&cfg.name, &guid_b64).await? {
+                        self.space.set_container(&cfg.name, &guid_b64, None).await?;
+                        needs_full.get_or_insert(format!("the OU {old} was deleted"));
+                    }
+                    if cfg.anchor_attr().eq_ignore_ascii_case("objectGUID")
+                        && self.space.get(&cfg.name, &guid_b64).await?.is_some()
+                    {
+                        run.deletes.insert(guid_b64.clone());
+                        self.space.unindex(&cfg.name, &guid_b64).await?;
+                    } else if !cfg.anchor_attr().eq_ignore_ascii_case("objectGUID") {
+                        needs_full.get_or_insert(
+                            "an object was deleted and the anchor is not the objectGUID".into(),
+                        );
+                    }
+                    continue;
+                };
+                if is_container(&entry) {
+                    let old = self.space.container(&cfg.name, &guid_b64).await?;
+                    self.space
+                        .set_container(&cfg.name, &guid_b64, Some(&entry.dn))
+                        .await?;
+                    if let Some(old) = old {
+                        if scope::dn_key(&old) != scope::dn_key(&entry.dn) {
+                            needs_full.get_or_insert(format!("the OU {old} moved to {}", entry.dn));
+                        }
+                    }
+                    continue;
+                }
+                self.process(cfg, conn, &entry, run, false).await?;
+            }
+            cookie = page.cookie;
+            if !page.more {
+                break;
+            }
+        }
+        Ok(match needs_full {
+            Some(why) => DeltaOutcome::NeedsFull(Some(cookie), why),
+            None => DeltaOutcome::Done(cookie),
+        })
+    }
+
+    async fn openldap_full(
+        &mut self,
+        cfg: &ConnectorConfig,
+        conn: &mut Connection,
+        run: &mut RunState,
+    ) -> Result<Vec<u8>, AgentError> {
+        let attrs = map::attributes(cfg);
+        let attrs: Vec<&str> = attrs.iter().map(String::as_str).collect();
+        // The cookie first (a refresh that matches nothing), then the paged import.
+        let r = conn
+            .openldap_sync_refresh(&cfg.base_dn, NOTHING_FILTER, &["entryUUID"], None)
+            .await
+            .map_err(AgentError::ldap(&cfg.name))?;
+        let cookie = r.cookie.unwrap_or_default();
+        let _ = attrs;
+        self.paged_import(cfg, conn, run).await?;
+        Ok(cookie)
+    }
+
+    async fn openldap_delta(
+        &mut self,
+        cfg: &ConnectorConfig,
+        conn: &mut Connection,
+        cookie: &[u8],
+        run: &mut RunState,
+    ) -> Result<DeltaOutcome, AgentError> {
+        let attrs = map::attributes(cfg);
+        let attrs: Vec<&str> = attrs.iter().map(String::as_str).collect();
+        let r = conn
+            .openldap_sync_refresh(&cfg.base_dn, &cfg.object_filter(), &attrs, Some(cookie))
+            .await
+            .map_err(AgentError::ldap(&cfg.name))?;
+        let mut seen: HashSet<String> = HashSet::new();
+        for c in &r.changes {
+            seen.insert(map::anchor_from_bytes(&c.entry_uuid));
+            self.process(cfg, conn, &c.entry, run, false).await?;
+        }
+        for uuid in &r.deleted {
+            let a = map::anchor_from_bytes(uuid);
+            if self.space.get(&cfg.name, &a).await?.is_some() {
+                run.deletes.insert(a.clone());
+            }
+            self.space.unindex(&cfg.name, &a).await?;
+        }
+        if !r.refresh_deletes && !r.present.is_empty() {
+            // A present phase: whatever was neither present nor changed is gone.
+            seen.extend(r.present.iter().map(|u| map::anchor_from_bytes(u)));
+            for a in self.space.anchors(&cfg.name).await? {
+                if !seen.contains(&a) {
+                    run.deletes.insert(a);
+                }
+            }
+        }
+        let cookie = r.cookie.unwrap_or_else(|| cookie.to_vec());
+        Ok(DeltaOutcome::Done(cookie))
+    }
+}
+
+const CONTAINER_FILTER: &str = "(|(objectClass=organizationalUnit)(objectClass=container))";
+const DIRSYNC_FILTER: &str =
+    "(|(objectClass=user)(objectClass=group)(objectClass=organizationalUnit)(objectClass=container))";
+const NOTHING_FILTER: &str =
+    "(&(objectClass=organizationalUnit)(!(objectClass=organizationalUnit)))";
+
+fn is_container(e: &Entry) -> bool {
+    e.values("objectClass").iter().any(|v| {
+        v.eq_ignore_ascii_case(b"organizationalUnit") || v.eq_ignore_ascii_case(b"container")
+    }) && !e
+        .values("objectClass")
+        .iter()
+        .any(|v| v.eq_ignore_ascii_case(b"user") || v.eq_ignore_ascii_case(b"group"))
+}
+
+/// The current DirSync watermark, without reading objects (a filter nothing matches).
+async fn ad_current_cookie(
+    cfg: &ConnectorConfig,
+    conn: &mut Connection,
+) -> Result<Vec<u8>, AgentError> {
+    let mut cookie = Vec::new();
+    loop {
+        let page = conn
+            .ad_dirsync(&cfg.base_dn, NOTHING_FILTER, &["objectGUID"], &cookie)
+            .await
+            .map_err(AgentError::ldap(&cfg.name))?;
+        cookie = page.cookie;
+        if !page.more {
+            return Ok(cookie);
+        }
+    }
+}
+
+/// The directory refused the cookie itself (not the connection, the account or the network).
+fn cookie_refused(e: &LdapError) -> bool {
+    !matches!(
+        e,
+        LdapError::Unreachable { .. }
+            | LdapError::CertificateRejected { .. }
+            | LdapError::Tls { .. }
+            | LdapError::Timeout
+            | LdapError::InvalidCredentials { .. }
+            | LdapError::InsufficientAccess { .. }
+            | LdapError::Unavailable { .. }
+            | LdapError::Config(_)
+    )
+}
+
+enum DeltaOutcome {
+    Done(Vec<u8>),
+    /// Something only a full import can settle (an OU moved); the delta's cookie.
+    NeedsFull(Option<Vec<u8>>, String),
+}
+
+/// The state of one connector's run.
+struct RunState {
+    connector: String,
+    run_id: String,
+    seq: u32,
+    kind: RunKind,
+    staging: bool,
+    upserts: Vec<SyncObject>,
+    deletes: BTreeSet<String>,
+    pending_delete_list: Vec<String>,
+    added: u32,
+    updated: u32,
+    deleted: u32,
+    errors: u32,
+    pending_deletes: u32,
+    would_add: u32,
+    would_update: u32,
+    read: u64,
+    exported: u64,
+    message: Option<String>,
+    progress: Option<ProgressFn>,
+}
+
+impl RunState {
+    fn new(cfg: &ConnectorConfig, run_id: &str, staging: bool) -> RunState {
+        RunState {
+            connector: cfg.name.clone(),
+            run_id: run_id.to_string(),
+            seq: 0,
+            kind: RunKind::Delta,
+            staging,
+            upserts: Vec::new(),
+            deletes: BTreeSet::new(),
+            pending_delete_list: Vec::new(),
+            added: 0,
+            updated: 0,
+            deleted: 0,
+            errors: 0,
+            pending_deletes: 0,
+            would_add: 0,
+            would_update: 0,
+            read: 0,
+            exported: 0,
+            message: None,
+            progress: None,
+        }
+    }
+
+    /// Forgets what a failed delta queued (a full import follows).
+    fn reset(&mut self) {
+        self.upserts.clear();
+        self.deletes.clear();
+        self.would_add = 0;
+        self.would_update = 0;
+    }
+
+    fn count(&mut self, r: &BatchResult, events: &EventLog) {
+        self.added += r.added;
+        self.updated += r.updated;
+        self.deleted += r.deleted;
+        self.errors += r.errors.len() as u32;
+        for e in &r.errors {
+            events.warn(
+                "sync.object.refused",
+                format!(
+                    "the cloud refused object {}: {} ({})",
+                    e.anchor, e.message, e.code
+                ),
+                json!({ "connector": self.connector, "anchor": e.anchor, "code": e.code }),
+            );
+        }
+    }
+
+    fn report(&self, phase: &'static str) {
+        if let Some(p) = &self.progress {
+            p(&Progress {
+                connector: self.connector.clone(),
+                phase,
+                read: self.read,
+                exported: self.exported,
+            });
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! Which DNs are in a connector's scope: below the base (or an included OU) and not below an
+//! excluded OU. DNs compare case-insensitively, RDN by RDN.
+
+use crate::connector::ConnectorConfig;
+
+/// A DN as a comparison key: RDNs split on unescaped commas, trimmed, lower-cased.
+pub fn dn_key(dn: &str) -> String {
+    split(dn).join(",")
+}
+
+fn split(dn: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut escaped = false;
+    for ch in dn.chars() {
+        if escaped {
+            cur.push(ch);
+            escaped = false;
+        } else if ch == '\\' {
+            cur.push(ch);
+            escaped = true;
+        } else if ch == ',' {
+            out.push(norm_rdn(&cur));
+            cur.clear();
+        } else {
+            cur.push(ch);
+        }
+    }
+    if !cur.trim().is_empty() {
+        out.push(norm_rdn(&cur));
+    }
+    out
+}
+
+fn norm_rdn(rdn: &str) -> String {
+    match rdn.split_once('=') {
+        Some((t, v)) => format!("{}={}", t.trim(), v.trim()).to_lowercase(),
+        None => rdn.trim().to_lowercase(),
+    }
+}
+
+/// `dn` equals `root` or lies below it.
+pub fn is_below(dn: &str, root: &str) -> bool {
+    let d = split(dn);
+    let r = split(root);
+    !r.is_empty() && d.len() >= r.len() && d[d.len() - r.len()..] == r[..]
+}
+
+/// `dn` is in the connector's scope.
+pub fn in_scope(config: &ConnectorConfig, dn: &str) -> bool {
+    config.roots().iter().any(|r| is_below(dn, r))
+        && !config.exclude_ous.iter().any(|x| is_below(dn, x))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connector::DirectoryKind;
+
+    fn config(include: &[&str], exclude: &[&str]) -> ConnectorConfig {
+        ConnectorConfig {
+            name: "t".into(),
+            kind: DirectoryKind::Ad,
+            url: "ldaps://dc".into(),
+            ca_file: "/ca.pem".into(),
+            bind_dn: "CN=svc".into(),
+            base_dn: "DC=example,DC=com".into(),
+            include_ous: include.iter().map(|s| s.to_string()).collect(),
+            exclude_ous: exclude.iter().map(|s| s.to_string()).collect(),
+            filter: None,
+            group_scope: None,
+            user_classes: vec![],
+            group_classes: vec![],
+            upn_from: None,
+            anchor: None,
+        }
+    }
+
+    #[test]
+    fn below_compares_rdns_case_insensitively() {
+        assert!(is_below(
+            "CN=A,OU=Staff, DC=Example,DC=com",
+            "ou=staff,dc=example,dc=com"
+        ));
+        assert!(is_below(
+            "OU=Staff,DC=example,DC=com",
+            "OU=Staff,DC=example,DC=com"
+        ));
+        assert!(!is_below(
+            "CN=A,OU=NotStaff,DC=example,DC=com",
+            "OU=Staff,DC=example,DC=com"
+        ));
+        // An escaped comma is part of the value, not a separator.
+        assert!(!is_below(
+            "CN=Smith\\, Staff,DC=example,DC=com",
+            "CN= Staff,DC=example,DC=com"
+        ));
+        assert!(is_below(
+            "CN=Smith\\, John,OU=X,DC=example,DC=com",
+            "OU=X,DC=example,DC=com"
+        ));
+    }
+
+    #[test]
+    fn excluded_ous_win_over_included_ones() {
+        let c = config(
+            &["OU=Corp,DC=example,DC=com"],
+            &["OU=Gone,OU=Corp,DC=example,DC=com"],
+        );
+        assert!(in_scope(&c, "CN=a,OU=Corp,DC=example,DC=com"));
+        assert!(!in_scope(&c, "CN=a,OU=Gone,OU=Corp,DC=example,DC=com"));
+        assert!(!in_scope(&c, "CN=a,OU=Other,DC=example,DC=com"));
+        let all = config(&[], &[]);
+        assert!(in_scope(&all, "CN=a,OU=Other,DC=example,DC=com"));
+        assert!(!in_scope(&all, "CN=a,DC=other,DC=com"));
+    }
+}

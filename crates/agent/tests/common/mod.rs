@@ -1,0 +1,340 @@
+//! A real cloud on a loopback port (as crates/cloud/tests/common does it), and helpers to
+//! register an agent with it and point a connector at a testkit directory.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use agent::connector::{ConnectorConfig, DirectoryKind};
+use agent::sync::Engine;
+use cloud::config::Config;
+use cloud::AppState;
+use dirbridge_agent as agent;
+use ldap::{CaBundle, ConnectOptions, Connection, SecretString};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tenant::clock::ManualClock;
+
+pub const ADMIN_PASSWORD: &str = "Adm1n-Pass-word!";
+
+pub struct Cloud {
+    pub base: String,
+    pub clock: ManualClock,
+    pub http: reqwest::Client,
+    pub admin_token: String,
+    pub domain: String,
+    pub store: store::Store,
+    _dir: tempfile::TempDir,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl Reply {
+    #[track_caller]
+    pub fn ok(self) -> Value {
+        assert!(
+            self.status.is_success(),
+            "expected success, got {}: {}",
+            self.status,
+            self.body
+        );
+        self.body
+    }
+}
+
+impl Cloud {
+    /// A cloud whose clock reads the real time (agents sign with the system clock).
+    pub async fn start() -> Cloud {
+        let mut config = Config::default();
+        let dir = tempfile::tempdir().unwrap();
+        config.data_dir = dir.path().to_path_buf();
+        config.database_url = None;
+        let store = cloud::open_store(&config).await.unwrap();
+        let clock = ManualClock::new(agent::now());
+        let init = cloud::bootstrap::create_tenant(
+            &store,
+            &clock,
+            &config.domain_suffix,
+            "contoso",
+            "admin",
+            ADMIN_PASSWORD,
+        )
+        .await
+        .unwrap();
+        let state = AppState::new(store.clone(), Arc::new(clock.clone()), config);
+        let app = cloud::router(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let mut c = Cloud {
+            base,
+            clock,
+            http: reqwest::Client::new(),
+            admin_token: String::new(),
+            domain: init.tenant.initial_domain.clone(),
+            store,
+            _dir: dir,
+        };
+        c.admin_token = c
+            .sign_in(&init.admin.user_principal_name, ADMIN_PASSWORD)
+            .await;
+        c.admin(
+            Method::POST,
+            "/api/v1/tenant/domains",
+            Some(json!({"domain": "dirbridge.test"})),
+        )
+        .await
+        .ok();
+        c
+    }
+
+    /// Keeps the cloud's clock on the real time (signed requests must be within 5 minutes).
+    pub fn tick(&self) {
+        self.clock.set(agent::now());
+    }
+
+    pub async fn sign_in(&self, upn: &str, password: &str) -> String {
+        let r = self
+            .call(
+                Method::POST,
+                "/api/v1/auth/token",
+                None,
+                Some(json!({"userPrincipalName": upn, "password": password})),
+            )
+            .await;
+        r.ok()["accessToken"].as_str().unwrap().to_string()
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut req = self.http.request(method, format!("{}{}", self.base, path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Reply { status, body }
+    }
+
+    pub async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        self.tick();
+        self.call(method, path, Some(&self.admin_token), body).await
+    }
+
+    /// A synced user by UPN, or None (404).
+    pub async fn user(&self, upn: &str) -> Option<Value> {
+        let r = self
+            .admin(Method::GET, &format!("/api/v1/users/{upn}"), None)
+            .await;
+        if r.status == StatusCode::NOT_FOUND {
+            return None;
+        }
+        Some(r.ok())
+    }
+
+    /// Users whose UPN starts with `prefix`.
+    pub async fn users_with_prefix(&self, prefix: &str) -> Vec<Value> {
+        let r = self
+            .admin(
+                Method::GET,
+                &format!("/api/v1/users?upnPrefix={prefix}&limit=1000"),
+                None,
+            )
+            .await
+            .ok();
+        r["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The group with this display name (None if absent).
+    pub async fn group(&self, name: &str) -> Option<Value> {
+        let r = self
+            .admin(
+                Method::GET,
+                &format!("/api/v1/groups?namePrefix={name}"),
+                None,
+            )
+            .await
+            .ok();
+        r["items"]
+            .as_array()
+            .and_then(|a| a.iter().find(|g| g["displayName"] == name).cloned())
+    }
+
+    /// Ids of a group's members.
+    pub async fn members(&self, group_id: &str) -> Vec<String> {
+        let r = self
+            .admin(
+                Method::GET,
+                &format!("/api/v1/groups/{group_id}/members"),
+                None,
+            )
+            .await
+            .ok();
+        r.as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    pub async fn set_threshold(&self, n: u32) {
+        self.admin(
+            Method::PATCH,
+            "/api/v1/sync/settings",
+            Some(json!({"deletionThreshold": n})),
+        )
+        .await
+        .ok();
+    }
+
+    pub async fn allow_deletes(&self) {
+        self.admin(Method::POST, "/api/v1/sync/allow-deletes", Some(json!({})))
+            .await
+            .ok();
+    }
+
+    /// A fresh registration token.
+    pub async fn token(&self) -> String {
+        let r = self
+            .admin(Method::POST, "/api/v1/agents/tokens", Some(json!({})))
+            .await
+            .ok();
+        r["token"].as_str().unwrap().to_string()
+    }
+
+    /// Registers an agent in `data_dir` and opens its engine.
+    pub async fn agent(&self, data_dir: &Path) -> Engine {
+        let token = self.token().await;
+        agent::identity::register(
+            data_dir,
+            &self.base,
+            &SecretString::from(token),
+            "test-agent",
+        )
+        .await
+        .expect("register");
+        Engine::open(data_dir).await.expect("engine")
+    }
+}
+
+/// A short name unique to this test process and call.
+pub fn uniq(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}{}{n}", std::process::id() % 10000)
+}
+
+pub fn ad_connector(samba: &testkit::samba::Samba, include: &[&str]) -> ConnectorConfig {
+    let svc = samba.service_account(testkit::samba::ServiceAccount::Full);
+    ConnectorConfig {
+        name: "corp".into(),
+        kind: DirectoryKind::Ad,
+        url: samba.ldaps_url(),
+        ca_file: samba.ca_cert_path().to_path_buf(),
+        bind_dn: svc.dn,
+        base_dn: samba.base_dn().into(),
+        include_ous: include.iter().map(|s| s.to_string()).collect(),
+        exclude_ous: vec![],
+        filter: None,
+        group_scope: None,
+        user_classes: vec![],
+        group_classes: vec![],
+        upn_from: None,
+        anchor: None,
+    }
+}
+
+/// Saves `config` with the Samba service account's password.
+pub fn save_ad_connector(data_dir: &Path, samba: &testkit::samba::Samba, config: &ConnectorConfig) {
+    let svc = samba.service_account(testkit::samba::ServiceAccount::Full);
+    agent::connector::save(data_dir, config, &SecretString::from(svc.password)).unwrap();
+}
+
+/// An administrator's connection to a testkit directory (fixture changes only).
+pub async fn admin_conn(url: &str, ca_pem: &str, dn: &str, password: &str) -> Connection {
+    let mut c = Connection::connect(&ConnectOptions::new(url, CaBundle::Pem(ca_pem.to_owned())))
+        .await
+        .unwrap();
+    c.simple_bind(dn, &SecretString::from(password.to_owned()))
+        .await
+        .unwrap();
+    c
+}
+
+pub fn attr(name: &str, values: &[&str]) -> (String, Vec<Vec<u8>>) {
+    (
+        name.to_string(),
+        values.iter().map(|v| v.as_bytes().to_vec()).collect(),
+    )
+}
+
+/// Lets the Samba service account see tombstones, as AD admins do for sync accounts
+/// (`dsacls "CN=Deleted Objects,DC=…" /takeownership` then `/G account:LCRP`): Samba applies
+/// the Deleted Objects container's ACL to DirSync, which by default only lets administrators
+/// see deletes. Done once per process on the shared instance.
+pub async fn grant_deleted_objects_read(samba: &testkit::samba::Samba) {
+    static DONE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    DONE.get_or_init(|| async {
+        let a = samba.admin();
+        let mut c = admin_conn(&samba.ldaps_url(), samba.ca_cert_pem(), &a.dn, &a.password).await;
+        let svc = samba.service_account(testkit::samba::ServiceAccount::Full);
+        let e = c.read(&svc.dn, &["objectSid"]).await.unwrap();
+        let sid = agent::connector::sid_text(&e.values("objectSid")[0]);
+        let conf = samba.dir().join("etc/smb.conf");
+        let sam = samba.dir().join("private/sam.ldb");
+        let script = format!(
+            r#"
+import ldb
+from samba.samdb import SamDB
+from samba.param import LoadParm
+from samba.auth import system_session
+from samba.dcerpc import security
+from samba.ndr import ndr_pack, ndr_unpack
+lp = LoadParm(); lp.load({conf:?})
+db = SamDB(url={sam:?}, session_info=system_session(), lp=lp)
+dn = "CN=Deleted Objects,{base}"
+res = db.search(base=dn, scope=ldb.SCOPE_BASE, attrs=["nTSecurityDescriptor"], controls=["show_deleted:1"])
+desc = ndr_unpack(security.descriptor, res[0]["nTSecurityDescriptor"][0])
+ace = security.descriptor.from_sddl("D:(A;;LCRP;;;{sid})", security.dom_sid(db.get_domain_sid())).dacl.aces[0]
+desc.dacl_add(ace)
+m = ldb.Message(); m.dn = ldb.Dn(db, dn)
+m["nTSecurityDescriptor"] = ldb.MessageElement(ndr_pack(desc), ldb.FLAG_MOD_REPLACE, "nTSecurityDescriptor")
+db.modify(m, controls=["show_deleted:1", "sd_flags:1:4"])
+"#,
+            conf = conf.display().to_string(),
+            sam = sam.display().to_string(),
+            base = samba.base_dn(),
+        );
+        let out = std::process::Command::new("/usr/bin/python3")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "granting read on Deleted Objects: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    })
+    .await;
+}

@@ -1,0 +1,178 @@
+//! The agent against a real OpenLDAP (slapd with syncprov) and the real cloud in-process:
+//! full import, then add / modify / delete / move out of scope after one syncrepl delta.
+
+mod common;
+
+use agent::connector::{ConnectorConfig, DirectoryKind};
+use common::{admin_conn, attr, uniq, Cloud};
+use dirbridge_agent as agent;
+use ldap::SecretString;
+use proto::sync::{RunKind, RunOutcome};
+use testkit::slapd::{OpenLdapServiceAccount, Slapd};
+
+fn connector(slapd: &Slapd, include: &[&str]) -> ConnectorConfig {
+    let svc = slapd.service_account(OpenLdapServiceAccount::Full);
+    ConnectorConfig {
+        name: "ldap".into(),
+        kind: DirectoryKind::Openldap,
+        url: slapd.ldap_url(),
+        ca_file: slapd.ca_cert_path().to_path_buf(),
+        bind_dn: svc.dn,
+        base_dn: slapd.base_dn().into(),
+        include_ous: include.iter().map(|s| s.to_string()).collect(),
+        exclude_ous: vec![],
+        filter: None,
+        group_scope: None,
+        user_classes: vec![],
+        group_classes: vec![],
+        upn_from: None,
+        anchor: None,
+    }
+}
+
+fn upn(uid: &str) -> String {
+    format!("{uid}@dirbridge.test")
+}
+
+#[tokio::test]
+async fn openldap_full_then_syncrepl_deltas() {
+    let slapd = Slapd::shared();
+    let cloud = Cloud::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = cloud.agent(dir.path()).await;
+    let ou = slapd.create_ou("agentOl").unwrap();
+    let out = slapd.create_ou("agentOlOut").unwrap();
+    let cfg = connector(slapd, &[&ou]);
+    let svc = slapd.service_account(OpenLdapServiceAccount::Full);
+    agent::connector::save(dir.path(), &cfg, &SecretString::from(svc.password.clone())).unwrap();
+
+    let (ann, ben, cat) = (uniq("an"), uniq("be"), uniq("ct"));
+    let ann_u = slapd.create_user(&ou, &ann, "Initial-Pass-1").unwrap();
+    let ben_u = slapd.create_user(&ou, &ben, "Initial-Pass-1").unwrap();
+    let cat_u = slapd.create_user(&ou, &cat, "Initial-Pass-1").unwrap();
+    slapd
+        .admin_replace(&ann_u.dn, "displayName", &["Ann Ås"])
+        .unwrap();
+    slapd
+        .admin_replace(&cat_u.dn, "pwdAccountLockedTime", &["000001010000Z"])
+        .unwrap();
+    let root = slapd.admin();
+    let mut a = admin_conn(
+        &slapd.ldaps_url(),
+        slapd.ca_cert_pem(),
+        &root.dn,
+        &root.password,
+    )
+    .await;
+    let group = uniq("og");
+    let group_dn = format!("cn={group},{ou}");
+    a.add(
+        &group_dn,
+        vec![
+            attr("objectClass", &["groupOfNames"]),
+            attr("cn", &[&group]),
+            attr("member", &[&ann_u.dn, &ben_u.dn]),
+        ],
+    )
+    .await
+    .unwrap();
+
+    let runs = engine.run_cycle(true).await.expect("full");
+    let run = &runs[0];
+    assert_eq!(
+        (run.kind, run.outcome),
+        (RunKind::Full, RunOutcome::Succeeded),
+        "{run:?}"
+    );
+    assert_eq!(run.added, 4, "{run:?}");
+    let u = cloud.user(&upn(&ann)).await.expect("ann synced");
+    assert_eq!(u["displayName"], "Ann Ås");
+    assert_eq!(u["source"], "onPremises");
+    assert_eq!(u["onPremises"]["samAccountName"], ann.as_str());
+    assert_eq!(
+        cloud.user(&upn(&cat)).await.unwrap()["accountEnabled"],
+        false,
+        "locked → disabled"
+    );
+    let g = cloud.group(&group).await.expect("group synced");
+    assert_eq!(cloud.members(g["id"].as_str().unwrap()).await.len(), 2);
+
+    // Nothing changed: a delta exports nothing.
+    let runs = engine.run_cycle(false).await.unwrap();
+    assert_eq!(runs[0].kind, RunKind::Delta);
+    assert_eq!(
+        (runs[0].added, runs[0].updated, runs[0].deleted),
+        (0, 0, 0),
+        "{:?}",
+        runs[0]
+    );
+
+    // Add, modify, delete, move out of scope, membership.
+    let dan = uniq("dn");
+    slapd.create_user(&ou, &dan, "Initial-Pass-1").unwrap();
+    slapd
+        .admin_replace(&ben_u.dn, "telephoneNumber", &["+47 11 22 33 44"])
+        .unwrap();
+    slapd.admin_delete(&cat_u.dn).unwrap();
+    slapd
+        .admin_replace(&group_dn, "member", &[&ben_u.dn])
+        .unwrap();
+    a.rename(&ann_u.dn, &format!("uid={ann}"), Some(&out))
+        .await
+        .unwrap();
+
+    let runs = engine.run_cycle(false).await.expect("delta");
+    let run = &runs[0];
+    assert_eq!(
+        (run.kind, run.outcome),
+        (RunKind::Delta, RunOutcome::Succeeded),
+        "{run:?}"
+    );
+    assert!(cloud.user(&upn(&dan)).await.is_some(), "added");
+    assert_eq!(
+        cloud.user(&upn(&ben)).await.unwrap()["officePhone"],
+        "+47 11 22 33 44"
+    );
+    assert!(cloud.user(&upn(&cat)).await.is_none(), "deleted");
+    assert!(cloud.user(&upn(&ann)).await.is_none(), "moved out of scope");
+    let members = cloud.members(g["id"].as_str().unwrap()).await;
+    assert_eq!(
+        members,
+        vec![cloud.user(&upn(&ben)).await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()]
+    );
+}
+
+#[tokio::test]
+async fn an_oversize_value_skips_that_object_and_the_run_goes_on() {
+    let slapd = Slapd::shared();
+    let cloud = Cloud::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = cloud.agent(dir.path()).await;
+    let ou = slapd.create_ou("agentOlBad").unwrap();
+    let cfg = connector(slapd, &[&ou]);
+    let svc = slapd.service_account(OpenLdapServiceAccount::Full);
+    agent::connector::save(dir.path(), &cfg, &SecretString::from(svc.password.clone())).unwrap();
+    let (good, bad) = (uniq("gd"), uniq("bd"));
+    slapd.create_user(&ou, &good, "Initial-Pass-1").unwrap();
+    let bad_u = slapd.create_user(&ou, &bad, "Initial-Pass-1").unwrap();
+    let long = "x".repeat(2000);
+    slapd
+        .admin_replace(&bad_u.dn, "description", &[&long])
+        .unwrap();
+
+    let runs = engine.run_cycle(true).await.unwrap();
+    let run = &runs[0];
+    assert_eq!(run.outcome, RunOutcome::CompletedWithErrors, "{run:?}");
+    assert_eq!((run.added, run.errors), (1, 1), "{run:?}");
+    assert!(cloud.user(&upn(&good)).await.is_some());
+    assert!(cloud.user(&upn(&bad)).await.is_none());
+    let events = engine.events().read(None).unwrap();
+    let e = events
+        .iter()
+        .find(|e| e.code == "sync.object.invalid")
+        .expect("an event");
+    assert!(e.message.contains("description"), "{}", e.message);
+}

@@ -1,0 +1,220 @@
+//! Directory sync: the agent's signed batches and run reports (`/api/v1/agent/sync/…`), and the
+//! admins' view and control (`/api/v1/sync/…`: errors, runs, settings, allow-deletes).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use proto::sync::{
+    AgentSyncSettings, BatchResult, SyncBatch, SyncErrorRecord, SyncRun, SyncSettingsPatch,
+    MAX_BATCH_OBJECTS,
+};
+use serde::Deserialize;
+use store::{SyncErrorWrite, SyncWrite};
+use tenant::roles::Operation;
+
+use crate::agent_auth::AgentCaller;
+use crate::api::agents::settings_of;
+use crate::audit::audited;
+use crate::auth::Caller;
+use crate::error::{ApiResult, AppError};
+use crate::extract::{ApiJson, ApiQuery};
+use crate::state::AppState;
+
+/// Most characters in a run id or anchor.
+const MAX_ID_LEN: usize = 256;
+
+/// `POST /api/v1/agent/sync/batches` (signed): applies a batch in one transaction, or answers a
+/// replay with the first answer.
+pub async fn apply_batch(
+    State(state): State<AppState>,
+    agent: AgentCaller,
+) -> ApiResult<Json<BatchResult>> {
+    let batch: SyncBatch = agent.json()?;
+    let total = batch.upserts.len() + batch.deletes.len();
+    if total > MAX_BATCH_OBJECTS {
+        return Err(AppError::bad_request(format!(
+            "The batch holds {total} objects; at most {MAX_BATCH_OBJECTS} (upserts and deletes together) are accepted. Split it."
+        )));
+    }
+    if batch.run_id.trim().is_empty() || batch.run_id.len() > MAX_ID_LEN {
+        return Err(AppError::bad_request(format!(
+            "runId: is required, at most {MAX_ID_LEN} characters"
+        )));
+    }
+    let anchors = batch
+        .upserts
+        .iter()
+        .map(|o| &o.anchor)
+        .chain(batch.deletes.iter())
+        .chain(batch.upserts.iter().flat_map(|o| o.members.iter()));
+    for a in anchors {
+        if a.is_empty() || a.len() > MAX_ID_LEN {
+            return Err(AppError::bad_request(format!(
+                "Every anchor must be 1 to {MAX_ID_LEN} characters (base64 of objectGUID / entryUUID)."
+            )));
+        }
+    }
+    let agent_id = agent.agent.id.clone();
+    if let Some(first) = state
+        .store
+        .batch_result(&agent_id, &batch.run_id, batch.seq)
+        .await?
+    {
+        return Ok(Json(first));
+    }
+    let tenant = &agent.tenant;
+    let (anchors, upns, mails) = tenant::sync::lookups(tenant, &batch);
+    let snap = state
+        .store
+        .sync_snapshot(&tenant.id, &anchors, &upns, &mails)
+        .await?;
+    let now = state.now();
+    let plan = tenant::sync::plan(
+        tenant,
+        &batch,
+        &snap.users,
+        &snap.groups,
+        &snap.memberships,
+        now,
+    );
+    let touched_directory = plan.result.added + plan.result.updated + plan.result.deleted > 0;
+    let write = SyncWrite {
+        tenant_id: tenant.id.clone(),
+        agent_id,
+        run_id: batch.run_id.clone(),
+        seq: batch.seq,
+        now,
+        result: plan.result.clone(),
+        delete_users: plan.delete_users,
+        delete_groups: plan.delete_groups,
+        insert_users: plan.insert_users,
+        update_users: plan.update_users,
+        insert_groups: plan.insert_groups,
+        update_groups: plan.update_groups,
+        set_members: plan.set_members,
+        errors: plan
+            .errors
+            .into_iter()
+            .map(|e| SyncErrorWrite {
+                anchor: e.error.anchor,
+                distinguished_name: e.distinguished_name,
+                code: e.error.code,
+                message: e.error.message,
+            })
+            .collect(),
+        cleared: plan.cleared,
+        forget_batches_before: now - tenant::sync::BATCH_REPLAY_WINDOW_SECS,
+    };
+    if let Some(first) = state.store.apply_sync_batch(&write).await? {
+        // Another request applied the same batch meanwhile.
+        return Ok(Json(first));
+    }
+    if touched_directory {
+        super::licenses::reconcile(&state, tenant).await?;
+    }
+    Ok(Json(plan.result))
+}
+
+/// `POST /api/v1/agent/sync/runs` (signed): the agent reports a run.
+pub async fn report_run(
+    State(state): State<AppState>,
+    agent: AgentCaller,
+) -> ApiResult<StatusCode> {
+    let mut run: SyncRun = agent.json()?;
+    if run.run_id.trim().is_empty() || run.run_id.len() > MAX_ID_LEN {
+        return Err(AppError::bad_request(format!(
+            "runId: is required, at most {MAX_ID_LEN} characters"
+        )));
+    }
+    run.agent_id = agent.agent.id.clone();
+    run.connector = tenant::validate::optional_text("connector", Some(&run.connector), 256)?
+        .unwrap_or_default();
+    run.message = tenant::validate::optional_text("message", run.message.as_deref(), 1024)?;
+    state.store.record_sync_run(&agent.tenant.id, &run).await?;
+    if tenant::sync::run_consumes_allow_deletes(run.outcome, run.deleted) {
+        let mut s = settings_of(&state, &agent.tenant.id).await?;
+        if s.allow_deletes_once {
+            s.allow_deletes_once = false;
+            state.store.put_sync_settings(&agent.tenant.id, &s).await?;
+        }
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/v1/sync/errors`
+pub async fn errors(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<SyncErrorRecord>>> {
+    caller.authorize(Operation::ReadDirectory)?;
+    Ok(Json(state.store.list_sync_errors(&caller.tenant.id).await?))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RunsQuery {
+    limit: Option<u32>,
+}
+
+/// `GET /api/v1/sync/runs?limit=` (newest first)
+pub async fn runs(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<RunsQuery>,
+) -> ApiResult<Json<Vec<SyncRun>>> {
+    caller.authorize(Operation::ReadDirectory)?;
+    let limit = q.limit.unwrap_or(20).clamp(1, 1000);
+    Ok(Json(
+        state.store.list_sync_runs(&caller.tenant.id, limit).await?,
+    ))
+}
+
+/// `GET /api/v1/sync/settings`
+pub async fn get_settings(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<AgentSyncSettings>> {
+    caller.authorize(Operation::ReadDirectory)?;
+    Ok(Json(settings_of(&state, &caller.tenant.id).await?))
+}
+
+/// `PATCH /api/v1/sync/settings` (Global Administrator)
+pub async fn update_settings(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(patch): ApiJson<SyncSettingsPatch>,
+) -> ApiResult<Json<AgentSyncSettings>> {
+    let result = async {
+        caller.authorize(Operation::ManageTenant)?;
+        let current = settings_of(&state, &caller.tenant.id).await?;
+        let next = tenant::sync::patch_settings(&current, &patch)?;
+        state
+            .store
+            .put_sync_settings(&caller.tenant.id, &next)
+            .await?;
+        Ok(next)
+    }
+    .await;
+    Ok(Json(
+        audited(&state, &caller, "sync.settings.update", None, result).await?,
+    ))
+}
+
+/// `POST /api/v1/sync/allow-deletes` (Global Administrator): the next run may export its
+/// deletes even above the threshold, once.
+pub async fn allow_deletes(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<AgentSyncSettings>> {
+    let result = async {
+        caller.authorize(Operation::ManageTenant)?;
+        let mut s = settings_of(&state, &caller.tenant.id).await?;
+        s.allow_deletes_once = true;
+        state.store.put_sync_settings(&caller.tenant.id, &s).await?;
+        Ok(s)
+    }
+    .await;
+    Ok(Json(
+        audited(&state, &caller, "sync.allowDeletes", None, result).await?,
+    ))
+}
