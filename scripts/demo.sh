@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# The demo: the seed walkthrough's cloud half on this machine. A throwaway tenant on embedded
-# SQLite, a premium trial, sample users with usage locations, licences assigned, the password
-# reset policy on. Prints the URL and the sample users, then serves until Ctrl-C.
+# The demo: the seed walkthrough on this machine. A throwaway tenant on embedded SQLite, a premium
+# trial, sample users with usage locations, licences assigned, the password reset policy on; a
+# throwaway Samba AD DC with the least-privilege service account, the agent registered and synced.
+# Prints the URL and the sample users, then serves until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
-cargo build -q -p dirbridge
+cargo build -q -p dirbridge -p dirbridge-testkit
 B="$PWD/target/debug/dirbridge"
+TK="$PWD/target/debug/testkit"
 DEMO="$PWD/.demo"
 PORT="${DIRBRIDGE_DEMO_PORT:-8080}"
 URL="http://127.0.0.1:$PORT"
@@ -24,7 +26,8 @@ head -c 18 /dev/urandom | base64 | tr -d '/+=' | sed 's/^/Us-2/' > "$DEMO/user-p
 ADMIN="admin@contoso.dirbridge.internal"
 "$B" cloud serve --data-dir "$DEMO/cloud" --listen "127.0.0.1:$PORT" > "$DEMO/cloud.log" 2>&1 &
 SERVER=$!
-trap 'kill $SERVER 2>/dev/null || true' EXIT
+PIDS="$SERVER"
+trap 'kill $PIDS 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do
   curl -fsS "$URL/healthz" >/dev/null 2>&1 && break
   kill -0 $SERVER 2>/dev/null || { echo "the cloud did not start; see $DEMO/cloud.log" >&2; cat "$DEMO/cloud.log" >&2; exit 1; }
@@ -46,8 +49,36 @@ echo "== Assigning a licence to a user without a usage location is refused:"
 "$B" licenses assign --user nolocation@contoso.dirbridge.internal --sku DIRBRIDGE_PREMIUM || true
 echo "== Enable the password reset policy for everyone"
 "$B" policy set --enabled-for all >/dev/null
+
+echo "== A throwaway Samba AD DC with sample users and the least-privilege MSOL_ service account"
+"$TK" samba up --users 200 --json > "$DEMO/samba.json" 2> "$DEMO/samba.log" &
+PIDS="$PIDS $!"
+json() { python3 -c "import json,sys; d=json.load(open('$DEMO/samba.json')); print(eval(sys.argv[1]))" "$1"; }
+for _ in $(seq 1 600); do
+  python3 -c "import json; json.load(open('$DEMO/samba.json'))" 2>/dev/null && break
+  sleep 0.2
+done
+json 'd["ldaps_url"]' >/dev/null || { echo "Samba did not start; see $DEMO/samba.log" >&2; cat "$DEMO/samba.log" >&2; exit 1; }
+json 'd["service_account"]["password"]' > "$DEMO/msol-password"
+SAMPLE_LOGIN=$(json 'd["sample_user"]["login"]')
+json 'd["sample_user"]["password"]' > "$DEMO/sample-user-password"
+echo "== The agent: registered with a one-time token, an AD connector, a full sync"
+"$B" tenant add-domain dirbridge.test >/dev/null
+"$B" agents token create --output json | python3 -c "import json,sys; print(json.load(sys.stdin)['token'])" > "$DEMO/agent-token"
+"$B" agent register --data-dir "$DEMO/agent" --cloud "$URL" --token-file "$DEMO/agent-token" --name demo-agent
+rm -f "$DEMO/agent-token"
+"$B" agent connector add --data-dir "$DEMO/agent" --name corp --kind ad \
+  --url "$(json 'd["ldaps_url"]')" --ca-file "$(json 'd["ca_file"]')" \
+  --bind-dn "$(json 'd["service_account"]["dn"]')" --base-dn "$(json 'd["base_dn"]')" \
+  --include-ou "$(json 'd["synced_root"]')" --password-file "$DEMO/msol-password"
+"$B" agent connector test --data-dir "$DEMO/agent"
+"$B" agent sync run --data-dir "$DEMO/agent" --full
+"$B" agent run --data-dir "$DEMO/agent" > "$DEMO/agent.log" 2>&1 &
+PIDS="$PIDS $!"
+"$B" licenses assign --user "$SAMPLE_LOGIN@dirbridge.test" --sku DIRBRIDGE_PREMIUM >/dev/null || true
 "$B" licenses list
-"$B" users list
+"$B" users list --source onPremises --limit 10
+"$B" sync runs --limit 3
 
 cat <<INFO
 
@@ -55,8 +86,12 @@ dirbridge demo is running.
   Cloud API:      $URL/api/v1   (OpenAPI: $URL/openapi.json, health: $URL/healthz)
   Admin:          $ADMIN   password in $DEMO/admin-password
   Sample users:   ada@, grace@, nils@, ingrid@contoso.dirbridge.internal   password in $DEMO/user-password
-  CLI:            DIRBRIDGE_CONFIG_DIR=$DEMO/cli $B users list
-The self-service portal, sync from Samba AD and password writeback arrive with the next issues.
+  Synced user:    $SAMPLE_LOGIN@dirbridge.test   password in $DEMO/sample-user-password (on-prem)
+  Samba AD:       $(json 'd["ldaps_url"]')   CA $(json 'd["ca_file"]')
+  Agent:          data in $DEMO/agent, delta sync every 15 s (log $DEMO/agent.log)
+  CLI:            DIRBRIDGE_CONFIG_DIR=$DEMO/cli $B users list --source onPremises
+Change a user in Samba (samba-tool needs -H ldaps://… with the admin in $DEMO/samba.json) and see it
+in the cloud within seconds. The self-service portal and password writeback arrive with the next issue.
 Press Ctrl-C to stop.
 INFO
 wait $SERVER

@@ -189,6 +189,23 @@ async fn full_sync_then_every_change_reaches_the_cloud_after_one_delta() {
     );
     let events = engine.events().read(None).unwrap();
     assert!(events.iter().any(|e| e.code == "sync.run.finished"));
+    // The service account's password is only in its 0600 secret file.
+    let svc = samba.service_account(testkit::samba::ServiceAccount::Full);
+    let files = std::fs::read_dir(dir.path())
+        .unwrap()
+        .chain(std::fs::read_dir(dir.path().join("connectors")).unwrap());
+    for entry in files {
+        let p = entry.unwrap().path();
+        if p.is_dir() || p.extension().is_some_and(|x| x == "secret") {
+            continue;
+        }
+        let bytes = std::fs::read(&p).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(&svc.password),
+            "the password is in {}",
+            p.display()
+        );
+    }
     let log = std::fs::read_to_string(engine.events().path()).unwrap();
     assert!(
         !log.contains("Testkit-Svc-Pass"),
@@ -357,6 +374,18 @@ async fn connector_test_names_the_missing_dirsync_right_and_how_to_grant_it() {
         "{}",
         dirsync.detail
     );
+
+    // A CA that did not issue the server's certificate: TLS fails, and the check says why.
+    let other = testkit::ca::TestCa::new("some other CA").unwrap();
+    let ca = dir.path().join("other-ca.pem");
+    std::fs::write(&ca, other.cert_pem()).unwrap();
+    let wrong_ca = agent::connector::ConnectorConfig {
+        ca_file: ca,
+        ..cfg.clone()
+    };
+    let checks = agent::connector::test(dir.path(), &wrong_ca).await;
+    let tls = checks.iter().find(|c| c.name == "tls").unwrap();
+    assert!(!tls.ok && tls.detail.contains("does not vouch"), "{tls:?}");
 
     // A wrong password is a failed bind, said plainly.
     agent::connector::save(

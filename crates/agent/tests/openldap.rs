@@ -176,3 +176,46 @@ async fn an_oversize_value_skips_that_object_and_the_run_goes_on() {
         .expect("an event");
     assert!(e.message.contains("description"), "{}", e.message);
 }
+
+#[tokio::test]
+async fn a_foreign_syncrepl_cookie_still_ends_in_a_correct_state() {
+    let slapd = Slapd::shared();
+    let cloud = Cloud::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = cloud.agent(dir.path()).await;
+    let ou = slapd.create_ou("agentOlCookie").unwrap();
+    let cfg = connector(slapd, &[&ou]);
+    let svc = slapd.service_account(OpenLdapServiceAccount::Full);
+    agent::connector::save(dir.path(), &cfg, &SecretString::from(svc.password.clone())).unwrap();
+    let first = uniq("fc");
+    slapd.create_user(&ou, &first, "Initial-Pass-1").unwrap();
+    engine.run_cycle(true).await.unwrap();
+
+    engine
+        .space()
+        .set_cookie(
+            "ldap",
+            Some(b"rid=999,csn=19700101000000.000000Z#000000#000#000000"),
+        )
+        .await
+        .unwrap();
+    let later = uniq("fc");
+    slapd.create_user(&ou, &later, "Initial-Pass-1").unwrap();
+    let runs = engine.run_cycle(false).await.unwrap();
+    assert_eq!(runs[0].outcome, RunOutcome::Succeeded, "{:?}", runs[0]);
+    assert!(cloud.user(&upn(&later)).await.is_some());
+    assert!(cloud.user(&upn(&first)).await.is_some(), "nothing lost");
+}
+
+#[tokio::test]
+async fn connector_test_passes_for_the_openldap_service_account() {
+    let slapd = Slapd::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let ou = slapd.create_ou("agentOlTest").unwrap();
+    let cfg = connector(slapd, &[&ou]);
+    let svc = slapd.service_account(OpenLdapServiceAccount::Full);
+    agent::connector::save(dir.path(), &cfg, &SecretString::from(svc.password.clone())).unwrap();
+    let checks = agent::connector::test(dir.path(), &cfg).await;
+    assert!(checks.iter().all(|c| c.ok), "{checks:#?}");
+    assert!(checks.iter().any(|c| c.name == "syncrepl"));
+}

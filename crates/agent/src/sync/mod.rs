@@ -266,6 +266,8 @@ impl Engine {
                     );
                     full = true;
                     new_cookie = c;
+                    // The full import recomputes everything the delta queued.
+                    run.reset();
                 }
                 Err(AgentError::Directory { source, .. }) if cookie_refused(&source) => {
                     self.events.warn(
@@ -448,10 +450,15 @@ impl Engine {
         if run.read.is_multiple_of(100) {
             run.report("import");
         }
-        let mapped = map::map_entry(cfg, entry);
+        // Out of scope first: what is not synced is not checked either.
+        let mapped = if scope::in_scope(cfg, &entry.dn) {
+            map::map_entry(cfg, entry)
+        } else {
+            Ok(Mapped::Skipped("outside the scope"))
+        };
         let anchor = map::anchor_of(cfg, entry).ok();
         match mapped {
-            Ok(Mapped::Object(m)) if scope::in_scope(cfg, &entry.dn) => {
+            Ok(Mapped::Object(m)) => {
                 let anchor = m.object.anchor.clone();
                 self.space.index_dn(&cfg.name, &entry.dn, &anchor).await?;
                 if full {
@@ -664,7 +671,9 @@ impl Engine {
                     // Deleted, or no longer a user/group matching the filter.
                     if let Some(old) = self.space.container(&cfg.name, &guid_b64).await? {
                         self.space.set_container(&cfg.name, &guid_b64, None).await?;
-                        needs_full.get_or_insert(format!("the OU {old} was deleted"));
+                        if scope::affects_scope(cfg, &old) {
+                            needs_full.get_or_insert(format!("the OU {old} was deleted"));
+                        }
                     }
                     if cfg.anchor_attr().eq_ignore_ascii_case("objectGUID")
                         && self.space.get(&cfg.name, &guid_b64).await?.is_some()
@@ -684,7 +693,10 @@ impl Engine {
                         .set_container(&cfg.name, &guid_b64, Some(&entry.dn))
                         .await?;
                     if let Some(old) = old {
-                        if scope::dn_key(&old) != scope::dn_key(&entry.dn) {
+                        if scope::dn_key(&old) != scope::dn_key(&entry.dn)
+                            && (scope::affects_scope(cfg, &old)
+                                || scope::affects_scope(cfg, &entry.dn))
+                        {
                             needs_full.get_or_insert(format!("the OU {old} moved to {}", entry.dn));
                         }
                     }

@@ -52,6 +52,16 @@ pub fn in_scope(config: &ConnectorConfig, dn: &str) -> bool {
         && !config.exclude_ous.iter().any(|x| is_below(dn, x))
 }
 
+/// Whether moving or deleting the OU at `dn` can change what is in scope: it lies below (or
+/// above) an included root or an excluded OU.
+pub fn affects_scope(config: &ConnectorConfig, dn: &str) -> bool {
+    config
+        .roots()
+        .iter()
+        .chain(config.exclude_ous.iter())
+        .any(|r| is_below(dn, r) || is_below(r, dn))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,6 +120,12 @@ mod tests {
         assert!(in_scope(&c, "CN=a,OU=Corp,DC=example,DC=com"));
         assert!(!in_scope(&c, "CN=a,OU=Gone,OU=Corp,DC=example,DC=com"));
         assert!(!in_scope(&c, "CN=a,OU=Other,DC=example,DC=com"));
+        assert!(affects_scope(&c, "OU=Team,OU=Corp,DC=example,DC=com"));
+        assert!(
+            affects_scope(&c, "DC=example,DC=com"),
+            "a parent of the root"
+        );
+        assert!(!affects_scope(&c, "OU=Other,DC=example,DC=com"));
         let all = config(&[], &[]);
         assert!(in_scope(&all, "CN=a,OU=Other,DC=example,DC=com"));
         assert!(!in_scope(&all, "CN=a,DC=other,DC=com"));

@@ -31,16 +31,14 @@ pub struct DataDir {
 
 #[derive(Debug, Subcommand)]
 pub enum AgentCommand {
-    /// Register this agent with the cloud, using a one-time token from `dirbridge agents token create`.
+    /// Register this agent with the cloud (`--cloud URL`), using a one-time token from
+    /// `dirbridge agents token create`.
     #[command(
         after_help = "Example:\n  dirbridge agent register --data-dir /var/lib/dirbridge-agent --cloud https://id.example.com --token-file /root/token\n\nCreates the agent's keys in DIR/keys (mode 0600). The token is used once and stored nowhere."
     )]
     Register {
         #[command(flatten)]
         dir: DataDir,
-        /// The cloud's base URL.
-        #[arg(long, value_name = "URL")]
-        cloud: String,
         /// File holding the registration token (`-` for stdin).
         #[arg(long, value_name = "FILE")]
         token_file: PathBuf,
@@ -182,10 +180,14 @@ pub async fn run(cmd: AgentCommand, ctx: &Ctx) -> anyhow::Result<()> {
     match cmd {
         AgentCommand::Register {
             dir,
-            cloud,
             token_file,
             name,
-        } => register(ctx, &dir.data_dir, &cloud, &token_file, name).await,
+        } => {
+            let Some(cloud) = ctx.cloud.clone() else {
+                bail!("give the cloud's URL with --cloud URL (or DIRBRIDGE_CLOUD)");
+            };
+            register(ctx, &dir.data_dir, &cloud, &token_file, name).await
+        }
         AgentCommand::Connector(ConnectorCommand::Add(args)) => connector_add(ctx, *args),
         AgentCommand::Connector(ConnectorCommand::Test { dir, name }) => {
             connector_test(ctx, &dir.data_dir, name).await
