@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod identity;
 pub mod link;
+pub mod push;
 pub mod service;
 pub mod space;
 pub mod sync;

@@ -219,3 +219,79 @@ async fn connector_test_passes_for_the_openldap_service_account() {
     assert!(checks.iter().all(|c| c.ok), "{checks:#?}");
     assert!(checks.iter().any(|c| c.name == "syncrepl"));
 }
+
+#[tokio::test]
+async fn a_pushed_sync_now_syncs_without_waiting_for_the_interval() {
+    use reqwest::Method;
+    use std::time::{Duration, Instant};
+    let slapd = Slapd::shared();
+    let cloud = Cloud::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = cloud.agent(dir.path()).await;
+    let ou = slapd.create_ou("agentOlPush").unwrap();
+    let cfg = connector(slapd, &[&ou]);
+    let svc = slapd.service_account(OpenLdapServiceAccount::Full);
+    agent::connector::save(dir.path(), &cfg, &SecretString::from(svc.password.clone())).unwrap();
+    let first = uniq("pf");
+    slapd.create_user(&ou, &first, "Initial-Pass-1").unwrap();
+    // The timer would wait an hour: only the push can sync the later user in time.
+    cloud
+        .admin(
+            Method::PATCH,
+            "/api/v1/sync/settings",
+            Some(serde_json::json!({"deltaIntervalSecs": 3600})),
+        )
+        .await
+        .ok();
+
+    let later = uniq("pl");
+    let driver = async {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // The loop's first (full) cycle.
+        while cloud.user(&upn(&first)).await.is_none() {
+            assert!(Instant::now() < deadline, "the first cycle never synced");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let runs = loop {
+            let runs = cloud
+                .admin(Method::GET, "/api/v1/sync/runs", None)
+                .await
+                .ok();
+            if !runs.as_array().unwrap().is_empty() {
+                break runs;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the first run was never reported"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(runs.as_array().unwrap().len(), 1, "{runs}");
+        slapd.create_user(&ou, &later, "Initial-Pass-1").unwrap();
+        // Ask once the push socket is up (409 until it is).
+        loop {
+            let r = cloud
+                .admin(
+                    Method::POST,
+                    "/api/v1/sync/run",
+                    Some(serde_json::json!({"full": false})),
+                )
+                .await;
+            if r.status.is_success() {
+                assert_eq!(r.body["agents"], 1, "{}", r.body);
+                break;
+            }
+            assert_eq!(r.status.as_u16(), 409, "{}", r.body);
+            assert!(Instant::now() < deadline, "the push socket never connected");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        while cloud.user(&upn(&later)).await.is_none() {
+            assert!(Instant::now() < deadline, "the push never synced");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let cycles = agent::service::run(&mut engine, driver).await.unwrap();
+    assert_eq!(cycles, 2, "one cycle at start, one pushed");
+    let events = engine.events().read(None).unwrap();
+    assert!(events.iter().any(|e| e.code == "agent.stopped"));
+}

@@ -96,6 +96,8 @@ pub fn router(state: AppState) -> Router {
         .route("/agent/config", get(agents::config))
         .route("/agent/sync/batches", post(sync::apply_batch))
         .route("/agent/sync/runs", post(sync::report_run))
+        .route("/agent/ws", get(push::connect))
+        .route("/sync/run", post(push::sync_run))
         .route("/sync/errors", get(sync::errors))
         .route("/sync/runs", get(sync::runs))
         .route(

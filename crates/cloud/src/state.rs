@@ -23,6 +23,17 @@ pub struct AppState {
     /// Bounds the password checks running at once: each Argon2id check holds 19 MiB, so without
     /// this a burst of sign-ins could exhaust memory.
     pub password_checks: Arc<tokio::sync::Semaphore>,
+    /// Agents connected to `/api/v1/agent/ws` in this process, by agent id.
+    pub pushes: Arc<Mutex<HashMap<String, PushChannel>>>,
+}
+
+/// One connected agent's push socket: its tenant, a connection number (so a stale socket's
+/// cleanup does not remove a newer one) and the queue its socket task sends from.
+#[derive(Clone, Debug)]
+pub struct PushChannel {
+    pub tenant_id: String,
+    pub connection: u64,
+    pub sender: tokio::sync::mpsc::Sender<proto::sync::AgentPush>,
 }
 
 impl AppState {
@@ -39,6 +50,7 @@ impl AppState {
                     .map(|n| n.get() * 2)
                     .unwrap_or(4),
             )),
+            pushes: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 

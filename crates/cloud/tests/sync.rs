@@ -885,3 +885,144 @@ async fn runs_are_listed_newest_first_and_settings_are_controlled() {
     let audit = c.get("/api/v1/audit?action=sync.allowDeletes").await;
     assert_eq!(audit["items"].as_array().unwrap().len(), 1, "{audit}");
 }
+
+// ------------------------------------------------------------------ push socket
+
+/// Opens the push WebSocket, signed by `agent` unless `sign` is false, with the signature
+/// over `signed_path` (the real path unless a test breaks it on purpose).
+async fn ws_connect(
+    c: &Cloud,
+    agent: &TestAgent,
+    sign: bool,
+    signed_path: &str,
+) -> Result<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    u16,
+> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = format!(
+        "{}{}",
+        c.base.replacen("http://", "ws://", 1),
+        proto::sync::AGENT_WS_PATH
+    );
+    let mut req = url.as_str().into_client_request().unwrap();
+    if sign {
+        let ts = c.clock_now();
+        let nonce = uuid::Uuid::new_v4().to_string();
+        let hash = hex::encode(Sha256::digest(b""));
+        let input = proto::sync::signing_input("GET", signed_path, ts, &nonce, &hash);
+        let sig = agent.key.sign(input.as_bytes());
+        let h = req.headers_mut();
+        h.insert(proto::sync::HEADER_AGENT, agent.id.parse().unwrap());
+        h.insert(
+            proto::sync::HEADER_TIMESTAMP,
+            ts.to_string().parse().unwrap(),
+        );
+        h.insert(proto::sync::HEADER_NONCE, nonce.parse().unwrap());
+        h.insert(
+            proto::sync::HEADER_SIGNATURE,
+            b64(&sig.to_bytes()).parse().unwrap(),
+        );
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((socket, _)) => Ok(socket),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+        Err(e) => panic!("unexpected WebSocket error: {e}"),
+    }
+}
+
+async fn sync_run(c: &Cloud, body: Option<Value>) -> Reply {
+    c.admin(Method::POST, "/api/v1/sync/run", body).await
+}
+
+#[tokio::test]
+async fn push_socket_is_signed_and_carries_sync_now() {
+    use futures_util::StreamExt;
+    let c = Cloud::start().await;
+    let a = register(&c).await;
+
+    // No agent connected: 409 saying what to do.
+    let r = sync_run(&c, Some(json!({"full": true}))).await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(
+        r.error_message().contains("dirbridge agent run"),
+        "{}",
+        r.body
+    );
+
+    // Unsigned and badly signed upgrades are refused before upgrading.
+    assert_eq!(
+        ws_connect(&c, &a, false, proto::sync::AGENT_WS_PATH)
+            .await
+            .err(),
+        Some(401)
+    );
+    assert_eq!(
+        ws_connect(&c, &a, true, "/api/v1/agent/config").await.err(),
+        Some(401)
+    );
+    let other = TestAgent {
+        id: a.id.clone(),
+        key: SigningKey::generate(&mut rand::rngs::OsRng),
+    };
+    assert_eq!(
+        ws_connect(&c, &other, true, proto::sync::AGENT_WS_PATH)
+            .await
+            .err(),
+        Some(401)
+    );
+
+    // A signed agent connects and receives what the admin asks for.
+    let mut socket = ws_connect(&c, &a, true, proto::sync::AGENT_WS_PATH)
+        .await
+        .expect("signed upgrade accepted");
+    let r = sync_run(&c, Some(json!({"full": true}))).await.ok();
+    assert_eq!(r["agents"], 1);
+    let msg = tokio::time::timeout(std::time::Duration::from_secs(10), socket.next())
+        .await
+        .expect("a push within 10 s")
+        .unwrap()
+        .unwrap();
+    let v: Value = serde_json::from_str(msg.to_text().unwrap()).unwrap();
+    assert_eq!(v, json!({"type": "syncNow", "full": true}));
+    // No body means a delta.
+    let r = sync_run(&c, None).await.ok();
+    assert_eq!(r["agents"], 1);
+    let msg = tokio::time::timeout(std::time::Duration::from_secs(10), socket.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let v: Value = serde_json::from_str(msg.to_text().unwrap()).unwrap();
+    assert_eq!(v, json!({"type": "syncNow", "full": false}));
+    let audit = c.get("/api/v1/audit").await;
+    assert!(audit.to_string().contains("sync.run"), "{audit}");
+
+    // Disconnected: forgotten, so asking again is a 409.
+    drop(socket);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = sync_run(&c, None).await;
+        if r.status == 409 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still connected: {}",
+            r.body
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    // Revoked: refused before upgrading.
+    let r = c
+        .admin(Method::DELETE, &format!("/api/v1/agents/{}", a.id), None)
+        .await;
+    assert_eq!(r.status, 204);
+    assert_eq!(
+        ws_connect(&c, &a, true, proto::sync::AGENT_WS_PATH)
+            .await
+            .err(),
+        Some(403)
+    );
+}

@@ -266,3 +266,19 @@ pub struct SyncSettingsPatch {
     #[serde(default)]
     pub full_interval_secs: Option<u32>,
 }
+
+// ---------------------------------------------------------------- push
+
+/// `GET /api/v1/agent/ws` (signed, empty body): the WebSocket the agent dials out to, on which
+/// the cloud pushes [`AgentPush`] messages as JSON text frames.
+pub const AGENT_WS_PATH: &str = "/api/v1/agent/ws";
+
+/// What the cloud pushes to a connected agent.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum AgentPush {
+    /// Run a sync cycle now (`dirbridge sync run [--full]`).
+    SyncNow { full: bool },
+    /// Keep-alive, every 30 seconds.
+    Ping,
+}

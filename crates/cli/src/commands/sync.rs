@@ -1,5 +1,5 @@
 //! `dirbridge sync …`: what the agents could not sync, run history, the sync settings, and the
-//! one-time permission to export deletes above the threshold.
+//! one-time permission to export deletes above the threshold, and asking the agents to sync now.
 
 use clap::Subcommand;
 use proto::sync::{AgentSyncSettings, SyncErrorRecord, SyncRun, SyncSettingsPatch};
@@ -32,6 +32,15 @@ pub enum SyncCommand {
     /// (Global Administrator).
     #[command(after_help = "Example:\n  dirbridge sync allow-deletes")]
     AllowDeletes,
+
+    /// Ask every connected agent to sync now instead of at its next interval
+    /// (Global Administrator).
+    #[command(after_help = "Examples:\n  dirbridge sync run\n  dirbridge sync run --full")]
+    Run {
+        /// A full sync (re-read the whole directory) rather than a delta.
+        #[arg(long)]
+        full: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -136,6 +145,17 @@ pub async fn run(cmd: SyncCommand, ctx: &Ctx) -> anyhow::Result<()> {
             }
             let v = api.patch("/api/v1/sync/settings", &patch).await?;
             ctx.out.data(v, |s: AgentSyncSettings| render_settings(&s))
+        }
+        SyncCommand::Run { full } => {
+            let v = api
+                .post("/api/v1/sync/run", &serde_json::json!({ "full": full }))
+                .await?;
+            ctx.out.data(v, |a: serde_json::Value| {
+                let n = a["agents"].as_u64().unwrap_or(0);
+                let kind = if full { "full" } else { "delta" };
+                let agents = if n == 1 { "agent" } else { "agents" };
+                format!("Asked {n} connected {agents} to run a {kind} sync now; `dirbridge sync runs` shows the result.")
+            })
         }
         SyncCommand::AllowDeletes => {
             let v = api.post_empty("/api/v1/sync/allow-deletes").await?;

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod groups;
 pub mod licenses;
 pub mod policy;
+pub mod push;
 pub mod sync;
 pub mod tenant;
 pub mod users;

@@ -1,0 +1,146 @@
+//! What the cloud pushes to agents: `GET /api/v1/agent/ws` (signed WebSocket the agent dials
+//! out to) and `POST /api/v1/sync/run` (an admin asks every connected agent to sync now).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use axum::Json;
+use proto::sync::AgentPush;
+use proto::ErrorCode;
+use serde::{Deserialize, Serialize};
+use tenant::roles::Operation;
+
+use crate::agent_auth::AgentCaller;
+use crate::audit::audited;
+use crate::auth::Caller;
+use crate::error::{ApiResult, AppError};
+use crate::state::{AppState, PushChannel};
+
+/// How often a connected agent gets a `Ping`.
+pub const PING_INTERVAL: Duration = Duration::from_secs(30);
+
+static CONNECTIONS: AtomicU64 = AtomicU64::new(1);
+
+/// `GET /api/v1/agent/ws` (signed, empty body): upgrades to a WebSocket on which the cloud
+/// pushes [`AgentPush`] messages. Unsigned, badly signed and revoked agents are refused before
+/// the upgrade.
+pub async fn connect(
+    State(state): State<AppState>,
+    ws: WebSocketUpgrade,
+    agent: AgentCaller,
+) -> Response {
+    ws.on_upgrade(move |socket| serve(state, agent, socket))
+}
+
+async fn serve(state: AppState, agent: AgentCaller, mut socket: WebSocket) {
+    let agent_id = agent.agent.id.clone();
+    let connection = CONNECTIONS.fetch_add(1, Ordering::Relaxed);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<AgentPush>(16);
+    if let Ok(mut map) = state.pushes.lock() {
+        map.insert(
+            agent_id.clone(),
+            PushChannel {
+                tenant_id: agent.tenant.id.clone(),
+                connection,
+                sender: tx,
+            },
+        );
+    }
+    tracing::info!(agent = %agent_id, "agent push socket connected");
+    let mut ping = tokio::time::interval(PING_INTERVAL);
+    ping.tick().await;
+    loop {
+        let push = tokio::select! {
+            p = rx.recv() => match p {
+                Some(p) => p,
+                None => break,
+            },
+            _ = ping.tick() => AgentPush::Ping,
+            m = socket.recv() => match m {
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                Some(Ok(_)) => continue,
+            },
+        };
+        let text = match serde_json::to_string(&push) {
+            Ok(t) => t,
+            Err(_) => continue,
+        };
+        if socket.send(Message::Text(text.into())).await.is_err() {
+            break;
+        }
+    }
+    if let Ok(mut map) = state.pushes.lock() {
+        if map
+            .get(&agent_id)
+            .is_some_and(|c| c.connection == connection)
+        {
+            map.remove(&agent_id);
+        }
+    }
+    tracing::info!(agent = %agent_id, "agent push socket disconnected");
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SyncRunRequest {
+    #[serde(default)]
+    pub full: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SyncRunAnswer {
+    pub agents: usize,
+}
+
+/// `POST /api/v1/sync/run` (Global Administrator), body `{"full": bool}` (optional): asks every
+/// agent of the tenant connected to this cloud to run a sync cycle now.
+pub async fn sync_run(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Bytes,
+) -> ApiResult<Json<SyncRunAnswer>> {
+    let result = async {
+        caller.authorize(Operation::ManageTenant)?;
+        let req: SyncRunRequest = if body.iter().all(u8::is_ascii_whitespace) {
+            SyncRunRequest::default()
+        } else {
+            serde_json::from_slice(&body).map_err(|e| {
+                AppError::new(
+                    ErrorCode::InvalidBody,
+                    format!("The request body does not match the expected shape: {e}"),
+                )
+            })?
+        };
+        let senders: Vec<_> = state
+            .pushes
+            .lock()
+            .map(|map| {
+                map.values()
+                    .filter(|c| c.tenant_id == caller.tenant.id)
+                    .map(|c| c.sender.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut agents = 0;
+        for s in senders {
+            if s.send(AgentPush::SyncNow { full: req.full }).await.is_ok() {
+                agents += 1;
+            }
+        }
+        if agents == 0 {
+            return Err(AppError::new(
+                ErrorCode::Conflict,
+                "No agent is connected: start `dirbridge agent run` on the agent host; `dirbridge agents list` shows their health.",
+            ));
+        }
+        Ok(SyncRunAnswer { agents })
+    }
+    .await;
+    Ok(Json(
+        audited(&state, &caller, "sync.run", None, result).await?,
+    ))
+}
