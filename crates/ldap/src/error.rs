@@ -72,6 +72,23 @@ pub enum BindProblem {
     Unknown,
 }
 
+impl BindProblem {
+    /// ": <reason in words>" for messages, or nothing when the directory did not say.
+    pub fn explain(&self) -> &'static str {
+        match self {
+            BindProblem::WrongPassword => ": wrong password",
+            BindProblem::NoSuchUser => ": no such account",
+            BindProblem::AccountDisabled => ": the account is disabled",
+            BindProblem::AccountExpired => ": the account has expired",
+            BindProblem::AccountLocked => ": the account is locked out",
+            BindProblem::PasswordExpired => ": the password has expired",
+            BindProblem::MustChangePassword => ": the password must be changed first",
+            BindProblem::LogonRestricted => ": sign-in is restricted for this account (hours or workstations)",
+            BindProblem::Unknown => "",
+        }
+    }
+}
+
 /// What went wrong talking to a directory.
 #[derive(Debug, Error)]
 pub enum LdapError {
@@ -85,7 +102,7 @@ pub enum LdapError {
     Config(String),
     #[error("the directory did not answer in time")]
     Timeout,
-    #[error("the credentials were not accepted ({problem:?})")]
+    #[error("the credentials were not accepted{}", problem.explain())]
     InvalidCredentials {
         problem: BindProblem,
         diagnostic: String,
