@@ -15,6 +15,7 @@ pub mod push;
 pub mod service;
 pub mod space;
 pub mod sync;
+pub mod writeback;
 
 pub use error::AgentError;
 

@@ -83,7 +83,9 @@ impl BindProblem {
             BindProblem::AccountLocked => ": the account is locked out",
             BindProblem::PasswordExpired => ": the password has expired",
             BindProblem::MustChangePassword => ": the password must be changed first",
-            BindProblem::LogonRestricted => ": sign-in is restricted for this account (hours or workstations)",
+            BindProblem::LogonRestricted => {
+                ": sign-in is restricted for this account (hours or workstations)"
+            }
             BindProblem::Unknown => "",
         }
     }

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod error;
 pub mod sync;
+pub mod writeback;
 pub use error::{ApiError, ErrorBody, ErrorCode};
 
 /// Seconds since the Unix epoch (UTC). Every time on the wire and in the store is this.

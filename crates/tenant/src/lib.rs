@@ -19,5 +19,6 @@ pub mod roles;
 pub mod secrets;
 pub mod sync;
 pub mod validate;
+pub mod writeback;
 
 pub use refusal::Refusal;
