@@ -1,5 +1,5 @@
-//! RFC 3339 (UTC) formatting and parsing of the epoch seconds the API uses, without a time crate:
-//! the civil-calendar conversions are Howard Hinnant's `days_from_civil` / `civil_from_days`.
+//! RFC 3339 (UTC) parsing of the times people type, and formatting (from `tenant::clock`), without
+//! a time crate: parsing uses Howard Hinnant's `days_from_civil`.
 
 use anyhow::{bail, Context};
 
@@ -14,31 +14,10 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// The date of a day counted from 1970-01-01.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-/// `2024-05-01T12:00:00Z` for epoch seconds.
+/// `2024-05-01T12:00:00Z` for epoch seconds (the tenant crate's formatting, so the CLI and the
+/// cloud's messages agree).
 pub fn format_rfc3339(epoch: i64) -> String {
-    let days = epoch.div_euclid(86_400);
-    let secs = epoch.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+    tenant::clock::rfc3339(epoch)
 }
 
 /// Seconds since the epoch, now.
