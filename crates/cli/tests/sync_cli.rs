@@ -309,6 +309,12 @@ fn agent_registers_syncs_openldap_stops_at_the_deletion_threshold_and_is_revoked
             .any(|x| x["kind"] == "full" && x["outcome"] == "succeeded"),
         "{r:#?}"
     );
+    // The table shows how long each run took.
+    let table = cloud.run(&["sync", "runs"]).ok().stdout;
+    assert!(
+        table.contains("DURATION") && table.contains(" s "),
+        "{table}"
+    );
     let agents = cloud
         .run(&["agents", "list", "--output", "json"])
         .ok()

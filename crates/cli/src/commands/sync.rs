@@ -96,6 +96,7 @@ pub async fn run(cmd: SyncCommand, ctx: &Ctx) -> anyhow::Result<()> {
             ctx.out.data(v, |runs: Vec<SyncRun>| {
                 let mut t = Table::new(&[
                     "started",
+                    "duration",
                     "kind",
                     "outcome",
                     "added",
@@ -110,6 +111,9 @@ pub async fn run(cmd: SyncCommand, ctx: &Ctx) -> anyhow::Result<()> {
                 for r in runs {
                     t.row(vec![
                         format_rfc3339(r.started_at),
+                        r.finished_at
+                            .map(|f| format!("{} s", (f - r.started_at).max(0)))
+                            .unwrap_or_else(|| "running".into()),
                         wire(&r.kind),
                         wire(&r.outcome),
                         r.added.to_string(),
