@@ -104,7 +104,9 @@ pub fn router(state: AppState) -> Router {
             "/sync/settings",
             get(sync::get_settings).patch(sync::update_settings),
         )
-        .route("/sync/allow-deletes", post(sync::allow_deletes));
+        .route("/sync/allow-deletes", post(sync::allow_deletes))
+        .merge(writeback::routes())
+        .merge(sspr::routes());
     Router::new()
         .nest("/api/v1", v1)
         .route("/healthz", get(healthz))

@@ -433,9 +433,17 @@ pub const OPERATIONS: &[Operation] = &[
     ),
 ];
 
+/// Every documented operation: the table above plus the writeback and SSPR modules' own tables.
+pub fn all_operations() -> impl Iterator<Item = &'static Operation> {
+    OPERATIONS
+        .iter()
+        .chain(crate::api::writeback::OPERATIONS)
+        .chain(crate::api::sspr::OPERATIONS)
+}
+
 pub fn document() -> Value {
     let mut paths: Map<String, Value> = Map::new();
-    for (method, path, op_id, summary, body, status) in OPERATIONS {
+    for (method, path, op_id, summary, body, status) in all_operations() {
         let params: Vec<Value> = path
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
@@ -473,7 +481,7 @@ pub fn document() -> Value {
         );
     }
     let object = |props: Value| json!({"type": "object", "properties": props});
-    json!({
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {"title": "dirbridge cloud API", "version": env!("CARGO_PKG_VERSION")},
         "paths": paths,
@@ -502,5 +510,13 @@ pub fn document() -> Value {
                 "SsprPolicy": object(json!({"enabledFor": {"enum": ["none", "group", "all"]}, "groupId": {"type": ["string", "null"]}, "methodsRequired": {"type": "integer", "minimum": 1, "maximum": 2}, "methods": {"type": "array", "items": {"enum": ["email", "mobilePhone", "officePhone", "securityQuestions", "authenticatorApp"]}}, "questionsToRegister": {"type": "integer"}, "questionsToAnswer": {"type": "integer"}, "securityQuestions": {"type": "array", "items": {"type": "string"}}, "requireRegistrationAtSignIn": {"type": "boolean"}, "reconfirmDays": {"type": "integer", "minimum": 0, "maximum": 730}, "notifyUsersOnReset": {"type": "boolean"}, "notifyAdminsOnAdminReset": {"type": "boolean"}, "helpdeskUrl": {"type": ["string", "null"]}, "helpdeskEmail": {"type": ["string", "null"]}, "writebackEnabled": {"type": "boolean"}, "allowUnlockWithoutReset": {"type": "boolean"}}))
             }
         }
-    })
+    });
+    let schemas = &mut doc["components"]["schemas"];
+    for (name, schema) in crate::api::writeback::schemas()
+        .into_iter()
+        .chain(crate::api::sspr::schemas())
+    {
+        schemas[name] = schema;
+    }
+    doc
 }

@@ -15,6 +15,7 @@ pub mod connection;
 pub mod controls;
 pub mod error;
 pub mod openldap;
+pub mod rights;
 
 pub use connection::{tls_config, CaBundle, ConnectOptions, Connection, Entry, TlsMode};
 pub use error::{BindProblem, LdapError, PolicyReason};

@@ -274,11 +274,17 @@ pub struct SyncSettingsPatch {
 pub const AGENT_WS_PATH: &str = "/api/v1/agent/ws";
 
 /// What the cloud pushes to a connected agent.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum AgentPush {
     /// Run a sync cycle now (`dirbridge sync run [--full]`).
     SyncNow { full: bool },
+    /// Run one password writeback request (sealed to this agent). The agent claims it
+    /// (`POST /api/v1/agent/writeback/claim`) before touching the directory and reports the
+    /// result (`POST /api/v1/agent/writeback/results`). See docs/writeback.md.
+    Writeback {
+        request: crate::writeback::SealedRequest,
+    },
     /// Keep-alive, every 30 seconds.
     Ping,
 }

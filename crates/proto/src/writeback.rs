@@ -133,6 +133,219 @@ impl std::fmt::Debug for WritebackOperation {
     }
 }
 
+// ---------------------------------------------------------------- results
+
+/// How a writeback request ended. The agent decides every outcome from `succeeded` to
+/// `directoryUnreachable`; the cloud decides the last four (it never reached an agent, or never
+/// heard back).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "camelCase")]
+pub enum Outcome {
+    /// Done in the directory (event 31002 / 31007 / 31010).
+    Succeeded,
+    /// The directory's password policy refused the new password (33008); see [`PolicyReason`].
+    PolicyRefused,
+    /// Self-service change: the current password given is wrong (33007).
+    WrongCurrentPassword,
+    /// The on-prem account is disabled (33005).
+    AccountDisabled,
+    /// The on-prem account is locked out and the policy does not allow unlocking (33006).
+    AccountLockedOut,
+    /// Protected account (`adminCount=1`): refused by design (33004).
+    ProtectedAccount,
+    /// The agent's service account lacks a right (33004, the incumbent's 0x80230626). The person
+    /// is told to contact their administrator; `adminDetail` names account, right, OU and fix.
+    AccessDenied,
+    /// No directory object has the user's anchor (33002).
+    UserNotFound,
+    /// More than one object matched the anchor (33003).
+    AmbiguousUser,
+    /// The agent could not reach or bind to the directory (33009 for a refused bind).
+    DirectoryUnreachable,
+    /// Agent misconfiguration (no connector, writeback credential missing...) (33009).
+    ConfigurationError,
+    /// Any other directory error (33001).
+    DirectoryError,
+    /// The agent refused the envelope: expired, replayed, not for it, or undecryptable (32004).
+    RequestRefused,
+    /// Cloud: no writeback agent is connected, or none claimed the request in time.
+    AgentUnavailable,
+    /// Cloud: an agent claimed the request but no result came back before the deadline; it ran
+    /// at most once, and may or may not have changed the password.
+    OutcomeUnknown,
+}
+
+/// Why the on-prem policy refused a password, as far as the directory said.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "camelCase")]
+pub enum PolicyReason {
+    TooShort,
+    /// Complexity / quality rules.
+    Complexity,
+    /// Matches a recent password.
+    History,
+    /// Changed too recently (minimum password age).
+    TooRecent,
+    /// The directory refused without saying which rule.
+    Other,
+}
+
+/// The result of one writeback request, as the agent reports it and the API returns it.
+/// `message` is for the person (plain words, no DN, no server text); `adminDetail` is for
+/// administrators only (audit log, agent event log) and never holds a password.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct WritebackResult {
+    pub tracking_id: String,
+    pub outcome: Outcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_reason: Option<PolicyReason>,
+    pub message: String,
+    /// The agent event id that recorded the result (31002, 33008, ...), if an agent ran it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<u32>,
+    /// The agent that ran it, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
+    /// For administrators: account, right, OU and the command that fixes it, and similar.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_detail: Option<String>,
+}
+
+/// The words a person sees for `outcome` (and `reason` for policy refusals). One place, so the
+/// agent, the cloud and the portal say the same thing.
+pub fn person_message(outcome: Outcome, reason: Option<PolicyReason>, kind: &str) -> String {
+    match outcome {
+        Outcome::Succeeded => match kind {
+            "unlock" => "Your account is unlocked.".into(),
+            _ => "Your password has been changed.".into(),
+        },
+        Outcome::PolicyRefused => match reason.unwrap_or(PolicyReason::Other) {
+            PolicyReason::TooShort => "Your organisation's password policy refused the new password: it is too short. Choose a longer one.".into(),
+            PolicyReason::Complexity => "Your organisation's password policy refused the new password: it is not complex enough. Mix upper and lower case letters, digits and symbols, and avoid your name.".into(),
+            PolicyReason::History => "Your organisation's password policy refused the new password: you have used it recently. Choose one you have not used before.".into(),
+            PolicyReason::TooRecent => "Your organisation's password policy refused the change: your password was changed too recently. Try again later.".into(),
+            PolicyReason::Other => "Your organisation's password policy refused the new password. Choose a longer, more complex password you have not used before.".into(),
+        },
+        Outcome::WrongCurrentPassword => "The current password you entered is not correct.".into(),
+        Outcome::AccountDisabled => "Your account is disabled. Contact your administrator.".into(),
+        Outcome::AccountLockedOut => "Your account is locked out. Contact your administrator to unlock it.".into(),
+        Outcome::ProtectedAccount => "Passwords of privileged accounts cannot be reset here. Contact your administrator.".into(),
+        Outcome::AccessDenied | Outcome::ConfigurationError => "Your password could not be changed because of a configuration problem in your organisation's directory. Contact your administrator.".into(),
+        Outcome::UserNotFound | Outcome::AmbiguousUser => "Your account could not be found in your organisation's directory. Contact your administrator.".into(),
+        Outcome::DirectoryUnreachable | Outcome::AgentUnavailable => "Your organisation's directory cannot be reached right now, so your password was not changed. Try again in a few minutes.".into(),
+        Outcome::DirectoryError | Outcome::RequestRefused => "Your password could not be changed because of an error in your organisation's directory. Try again, or contact your administrator.".into(),
+        Outcome::OutcomeUnknown => "We could not confirm whether your password was changed. Try signing in with the new password; if that fails, try again in a few minutes.".into(),
+    }
+}
+
+// ---------------------------------------------------------------- agent <-> cloud
+
+/// `POST /api/v1/agent/writeback/claim` (signed): the agent asks to run a request it was pushed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClaimRequest {
+    pub tracking_id: String,
+}
+
+/// The answer to a claim: `proceed` is true for exactly one claim of a request; otherwise the
+/// agent must not touch the directory (another agent has it, or it expired).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimAnswer {
+    pub proceed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Which kind of directory an agent writes back to.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum DirectoryKind {
+    ActiveDirectory,
+    OpenLdap,
+}
+
+/// `PUT /api/v1/agents/{id}/writeback` (Global Administrator's bearer token, sent by
+/// `dirbridge agent writeback enable` after its own checks): turn writeback on for that agent
+/// with a freshly generated sealing key.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EnableRequest {
+    /// The new X25519 sealing public key, base64 (the key rolls on every enable).
+    pub sealing_public_key: String,
+    pub connector: String,
+    pub directory_kind: DirectoryKind,
+    /// The OUs whose rights were checked.
+    pub checked_roots: Vec<String>,
+}
+
+/// One agent's writeback state (`GET /api/v1/writeback`, `GET /api/v1/agent/writeback`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentWriteback {
+    pub agent_id: String,
+    pub agent_name: String,
+    pub enabled: bool,
+    pub connector: Option<String>,
+    pub directory_kind: Option<DirectoryKind>,
+    pub enabled_at: Option<Epoch>,
+    pub key_created_at: Option<Epoch>,
+    /// Connected to some cloud instance's push socket recently.
+    pub connected: bool,
+}
+
+/// `GET /api/v1/writeback` (Global Administrator).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct WritebackStatus {
+    /// Writeback can work right now: a premium SKU, the policy switch on, an enabled agent.
+    pub available: bool,
+    /// Why not, when not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub agents: Vec<AgentWriteback>,
+}
+
+/// Event ids of the agent's writeback log (the incumbent's PasswordResetService family).
+pub mod events {
+    pub const RESET_START: u32 = 31001;
+    pub const RESET_SUCCESS: u32 = 31002;
+    pub const RESET_FAIL: u32 = 31003;
+    pub const ENABLE_START: u32 = 31004;
+    pub const ENABLE_SUCCESS: u32 = 31005;
+    pub const CHANGE_START: u32 = 31006;
+    pub const CHANGE_SUCCESS: u32 = 31007;
+    pub const CHANGE_FAIL: u32 = 31008;
+    pub const ADMIN_RESET_START: u32 = 31009;
+    pub const ADMIN_RESET_SUCCESS: u32 = 31010;
+    pub const ADMIN_RESET_FAIL: u32 = 31011;
+    pub const DISABLE_START: u32 = 31012;
+    pub const DISABLE_SUCCESS: u32 = 31013;
+    pub const DISABLE_FAIL: u32 = 31014;
+    pub const SERVICE_STARTED: u32 = 31015;
+    pub const SERVICE_STOPPED: u32 = 31016;
+    pub const KEY_CREATED: u32 = 31018;
+    pub const HEARTBEAT: u32 = 31019;
+    /// dirbridge's own: unlock start / success / fail.
+    pub const UNLOCK_START: u32 = 31020;
+    pub const UNLOCK_SUCCESS: u32 = 31021;
+    pub const UNLOCK_FAIL: u32 = 31022;
+    pub const DECRYPTION_ERROR: u32 = 32004;
+    /// dirbridge's own: an envelope refused as expired, replayed or for another agent.
+    pub const ENVELOPE_REFUSED: u32 = 32005;
+    pub const BAD_CLOUD_CREDENTIAL: u32 = 32009;
+    pub const UNKNOWN_DIRECTORY_ERROR: u32 = 33001;
+    pub const USER_NOT_FOUND: u32 = 33002;
+    pub const MULTIPLE_MATCHES: u32 = 33003;
+    pub const PERMISSIONS: u32 = 33004;
+    pub const ACCOUNT_DISABLED: u32 = 33005;
+    pub const ACCOUNT_LOCKED_OUT: u32 = 33006;
+    pub const WRONG_CURRENT_PASSWORD: u32 = 33007;
+    pub const PASSWORD_POLICY: u32 = 33008;
+    pub const CONFIGURATION_ERROR: u32 = 33009;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,8 @@ pub mod groups;
 pub mod licenses;
 pub mod policy;
 pub mod push;
+pub mod sspr;
 pub mod sync;
 pub mod tenant;
 pub mod users;
+pub mod writeback;

@@ -1,0 +1,1 @@
+//! (being written) effective rights of the bound account, see docs/writeback.md "Enabling".
