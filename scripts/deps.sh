@@ -6,6 +6,7 @@ packages=(
   postgresql-15            # store tests on PostgreSQL (testkit starts its own cluster)
   samba samba-ad-dc winbind krb5-user ldap-utils   # Samba AD DC for the on-prem tests and the demo
   slapd                    # OpenLDAP
+  python3-aiosmtpd         # SMTP server for the password reset mail tests (testkit::smtp)
   ca-certificates curl
 )
 missing=()

@@ -123,6 +123,24 @@ pub fn load(data_dir: &Path) -> Result<Identity, AgentError> {
     })
 }
 
+/// `DATA_DIR/keys/sealing.key`.
+pub fn sealing_key_path(data_dir: &Path) -> PathBuf {
+    keys_dir(data_dir).join("sealing.key")
+}
+
+/// Replaces the writeback sealing key with a new X25519 key (0600 in the 0700 key directory)
+/// and returns the new public key, base64. Whoever calls it tells the cloud; the old key can no
+/// longer open anything sealed to it.
+pub fn roll_sealing_key(data_dir: &Path) -> Result<String, AgentError> {
+    let keys = keys_dir(data_dir);
+    private_dir(&keys).map_err(AgentError::io(&keys))?;
+    let sealing = StaticSecret::random_from_rng(OsRng);
+    let sealing_b64 = Zeroizing::new(B64.encode(sealing.to_bytes()));
+    let p = sealing_key_path(data_dir);
+    write_private(&p, sealing_b64.as_bytes()).map_err(AgentError::io(&p))?;
+    Ok(B64.encode(PublicKey::from(&sealing).to_bytes()))
+}
+
 fn read_key(path: &Path) -> Result<Zeroizing<[u8; 32]>, AgentError> {
     let text = Zeroizing::new(std::fs::read_to_string(path).map_err(AgentError::io(path))?);
     let bytes = Zeroizing::new(

@@ -1,12 +1,14 @@
 //! The on-prem agent: enrolment and keys ([`identity`]), the signed client of the cloud's agent
 //! API ([`link`]), directory connectors ([`connector`]), the local connector space ([`space`]),
 //! the sync engine ([`sync`]: full and delta import, mapping, diff, export in batches, deletion
-//! threshold, staging) and the local event log ([`events`]).
+//! threshold, staging), password writeback ([`writeback`]: open, claim, run in the directory,
+//! report) and the local event log ([`events`]).
 //!
 //! Must not know about: how the cloud stores or decides anything. It speaks only the wire
-//! contract in `proto::sync` and reads directories only through `ldap`.
+//! contracts in `proto::sync` and `proto::writeback` and reads directories only through `ldap`.
 
 pub mod connector;
+pub mod enable;
 pub mod error;
 pub mod events;
 pub mod identity;

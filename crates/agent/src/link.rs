@@ -14,6 +14,7 @@ use proto::sync::{
     signing_input, AgentRegistered, AgentRegistration, AgentSyncSettings, BatchResult, Heartbeat,
     SyncBatch, SyncRun, HEADER_AGENT, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP,
 };
+use proto::writeback::{ClaimAnswer, ClaimRequest, WritebackResult};
 use rand::RngCore;
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -219,6 +220,28 @@ impl Link {
     pub async fn report_run(&self, run: &SyncRun) -> Result<(), LinkError> {
         let _: serde_json::Value = self
             .signed(Method::POST, "/api/v1/agent/sync/runs", Some(run))
+            .await?;
+        Ok(())
+    }
+
+    /// `POST /api/v1/agent/writeback/claim`: may this agent run the writeback request it was
+    /// pushed? Only `proceed: true` allows touching the directory.
+    pub async fn writeback_claim(&self, tracking_id: &str) -> Result<ClaimAnswer, LinkError> {
+        let body = ClaimRequest {
+            tracking_id: tracking_id.to_string(),
+        };
+        self.signed(Method::POST, "/api/v1/agent/writeback/claim", Some(&body))
+            .await
+    }
+
+    /// `POST /api/v1/agent/writeback/results`: the result of a claimed request (no password).
+    pub async fn writeback_result(&self, result: &WritebackResult) -> Result<(), LinkError> {
+        let _: serde_json::Value = self
+            .signed(
+                Method::POST,
+                "/api/v1/agent/writeback/results",
+                Some(result),
+            )
             .await?;
         Ok(())
     }

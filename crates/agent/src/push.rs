@@ -1,7 +1,7 @@
 //! The agent's outbound WebSocket for what the cloud pushes (`proto::sync::AGENT_WS_PATH`): the
 //! upgrade request is signed like every agent request (GET, empty body). [`listen`] keeps the
 //! socket open, reconnecting with capped exponential backoff (1 s → 60 s), and forwards
-//! `SyncNow` to the service loop. A socket error never stops the agent: it becomes the event
+//! `SyncNow` and `Writeback` to the service loop (a writeback request is never dropped). A socket error never stops the agent: it becomes the event
 //! `agent.push.disconnected`.
 
 use std::time::Duration;
@@ -91,7 +91,7 @@ pub async fn connect(link: &Link) -> Result<PushSocket, LinkError> {
 const SILENCE_LIMIT: Duration = Duration::from_secs(90);
 
 /// Reads pushes from an open socket until it closes or stays silent past [`SILENCE_LIMIT`]:
-/// `SyncNow` goes to `out`, pings are ignored. Returns why it stopped.
+/// `SyncNow` and `Writeback` go to `out`, pings are ignored. Returns why it stopped.
 pub async fn read(socket: &mut PushSocket, out: &tokio::sync::mpsc::Sender<AgentPush>) -> String {
     loop {
         let next = tokio::select! {
@@ -111,6 +111,12 @@ pub async fn read(socket: &mut PushSocket, out: &tokio::sync::mpsc::Sender<Agent
         match msg {
             Ok(Message::Text(text)) => match serde_json::from_str::<AgentPush>(&text) {
                 Ok(AgentPush::Ping) => {}
+                Ok(push @ AgentPush::Writeback { .. }) => {
+                    // Each one is a person waiting: wait for room rather than drop it.
+                    if out.send(push).await.is_err() {
+                        return "the agent is stopping".into();
+                    }
+                }
                 Ok(push) => {
                     // A full queue already holds a request to sync: this one adds nothing.
                     let _ = out.try_send(push);

@@ -3,6 +3,10 @@
 //! delta interval, until shut down, or until the cloud pushes `SyncNow` on the push socket
 //! ([`crate::push`], kept open alongside the timers), which runs a cycle right away. Errors
 //! become events and the loop goes on; only a revoked registration stops it.
+//!
+//! Pushed writeback requests do not wait for the loop: a router task takes every push as it
+//! arrives and runs each writeback request in its own task ([`crate::writeback::handle`]),
+//! while a sync cycle may be running.
 
 use std::future::Future;
 use std::time::Duration;
@@ -48,13 +52,35 @@ pub async fn run(
     let mut status = "starting".to_string();
     let mut cycles = 0u64;
     // The push socket lives in its own task; it ends when `pushes` is dropped (on return).
-    let (push_tx, mut pushes) = tokio::sync::mpsc::channel::<AgentPush>(4);
+    let (push_tx, raw_pushes) = tokio::sync::mpsc::channel::<AgentPush>(16);
+    let (sync_tx, mut pushes) = tokio::sync::mpsc::channel::<AgentPush>(4);
     let listener = tokio::spawn(crate::push::listen(
         engine.link().clone(),
         events.clone(),
         push_tx,
     ));
     let _listener = AbortOnDrop(listener);
+    let writeback_on = crate::writeback::load_settings(events.data_dir())
+        .ok()
+        .flatten();
+    if let Some(wb) = &writeback_on {
+        events.record(
+            crate::events::Level::Info,
+            "writeback.service.started",
+            Some(proto::writeback::events::SERVICE_STARTED),
+            None,
+            format!("password writeback is on (connector {})", wb.connector),
+            json!({ "connector": wb.connector }),
+        );
+    }
+    let router = tokio::spawn(route(
+        raw_pushes,
+        sync_tx,
+        engine.link().clone(),
+        engine.space().clone(),
+        events.clone(),
+    ));
+    let _router = AbortOnDrop(router);
     // Set by a pushed `SyncNow { full: true }`: the next cycle is a full one.
     let mut force_full = false;
     loop {
@@ -121,8 +147,52 @@ pub async fn run(
                 }
             }
             _ = &mut shutdown => {
+                if writeback_on.is_some() {
+                    events.record(
+                        crate::events::Level::Info,
+                        "writeback.service.stopped",
+                        Some(proto::writeback::events::SERVICE_STOPPED),
+                        None,
+                        "password writeback stopped with the agent",
+                        json!({}),
+                    );
+                }
                 events.info("agent.stopped", "the agent stopped", json!({ "cycles": cycles }));
                 return Ok(cycles);
+            }
+        }
+    }
+}
+
+/// Takes every push as it arrives: writeback requests each run in their own task at once,
+/// the rest go to the service loop (which may be busy with a sync cycle).
+async fn route(
+    mut pushes: tokio::sync::mpsc::Receiver<AgentPush>,
+    to_loop: tokio::sync::mpsc::Sender<AgentPush>,
+    link: crate::link::Link,
+    space: crate::space::Space,
+    events: crate::events::EventLog,
+) {
+    while let Some(push) = pushes.recv().await {
+        match push {
+            AgentPush::Writeback { request } => {
+                let (link, space, events) = (link.clone(), space.clone(), events.clone());
+                tokio::spawn(async move {
+                    let dir = events.data_dir().to_path_buf();
+                    crate::writeback::handle(
+                        &dir,
+                        &link,
+                        &space,
+                        &events,
+                        &request,
+                        crate::writeback::ExecPolicy::default(),
+                    )
+                    .await;
+                });
+            }
+            other => {
+                // A full queue already holds a request to sync: this one adds nothing.
+                let _ = to_loop.try_send(other);
             }
         }
     }
@@ -134,5 +204,64 @@ struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[tokio::test]
+    async fn a_writeback_push_runs_while_the_loop_is_busy() {
+        let dir = tempfile::tempdir().unwrap();
+        let events = crate::events::EventLog::open(dir.path());
+        let space = crate::space::Space::open(dir.path()).await.unwrap();
+        let key = ed25519_dalek::SigningKey::from_bytes(&[3u8; 32]);
+        let link = crate::link::Link::new("http://127.0.0.1:9", "agent-1", key).unwrap();
+        let (raw_tx, raw_rx) = tokio::sync::mpsc::channel(4);
+        // The loop's queue is full and nobody reads it: a sync cycle is running.
+        let (sync_tx, _sync_rx) = tokio::sync::mpsc::channel(1);
+        sync_tx
+            .try_send(AgentPush::SyncNow { full: false })
+            .unwrap();
+        let _router = AbortOnDrop(tokio::spawn(route(
+            raw_rx,
+            sync_tx,
+            link,
+            space,
+            events.clone(),
+        )));
+        raw_tx
+            .send(AgentPush::SyncNow { full: true })
+            .await
+            .unwrap();
+        let request = proto::writeback::SealedRequest {
+            version: 1,
+            tenant_id: "tenant-1".into(),
+            agent_id: "agent-1".into(),
+            tracking_id: "trk-busy".into(),
+            expires_at: crate::now() + 60,
+            encapsulated_key: String::new(),
+            ciphertext: String::new(),
+        };
+        raw_tx.send(AgentPush::Writeback { request }).await.unwrap();
+        // This data directory has no keys: the request is handled at once and refused (32004).
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let handled = loop {
+            let found = events.query(None, Some("trk-busy")).unwrap();
+            if !found.is_empty() {
+                break found;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the writeback request was not handled"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(
+            handled[0].event_id,
+            Some(proto::writeback::events::DECRYPTION_ERROR)
+        );
     }
 }

@@ -2,8 +2,10 @@
 //! cloud last accepted from each connector, keyed by source anchor, with a hash of the exported
 //! form; the delta cookie per connector; a DN → anchor index for group members; the DNs of OUs
 //! (to notice an OU moved or renamed); and the batch in flight, so a crash between the cloud's
-//! answer and the local commit replays exactly that batch.
+//! answer and the local commit replays exactly that batch. It also keeps the writeback replay
+//! guard: the tracking ids of the writeback requests opened, until they expire.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 
@@ -33,7 +35,28 @@ const SCHEMA: &[&str] = &[
         connector TEXT PRIMARY KEY, batch TEXT NOT NULL, started_at INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS runs (
         connector TEXT PRIMARY KEY, run TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS writeback_seen (
+        tracking_id TEXT PRIMARY KEY, expires_at INTEGER NOT NULL)",
 ];
+
+/// Rows per multi-row statement (8 columns at most: far under SQLite's parameter limit).
+const ROWS_PER_STATEMENT: usize = 200;
+
+/// `?, ?, …` (`n` of them).
+fn marks(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+/// The connector-space writes of one page of a full import, applied by [`Space::apply_page`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PageWrites {
+    /// (DN, anchor): the anchor is now at that DN.
+    pub index: Vec<(String, String)>,
+    /// Anchors no longer in the DN index.
+    pub unindex: Vec<String>,
+    /// Anchors seen by the run.
+    pub seen: Vec<String>,
+}
 
 /// One object as last accepted by the cloud.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +66,17 @@ pub struct SpaceObject {
     pub dn: String,
     pub hash: String,
     pub exported: SyncObject,
+}
+
+/// What [`Space::remember_tracking_id`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RememberOutcome {
+    /// First time: recorded.
+    New,
+    /// Seen before: a replay.
+    Replayed,
+    /// The guard is full of unexpired ids: refuse (fail closed).
+    Full,
 }
 
 #[derive(Debug, Clone)]
@@ -79,6 +113,60 @@ impl Space {
             let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
         }
         Ok(Space { pool })
+    }
+
+    /// Records a writeback tracking id until `expires_at` (pruning expired ones).
+    /// [`RememberOutcome::Replayed`] when it was recorded before.
+    pub async fn remember_tracking_id(
+        &self,
+        tracking_id: &str,
+        expires_at: proto::Epoch,
+        now: proto::Epoch,
+        max: usize,
+    ) -> Result<RememberOutcome, AgentError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM writeback_seen WHERE expires_at < $1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        let seen = sqlx::query("SELECT 1 FROM writeback_seen WHERE tracking_id = $1")
+            .bind(tracking_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if seen.is_some() {
+            return Ok(RememberOutcome::Replayed);
+        }
+        let count: i64 = sqlx::query("SELECT COUNT(*) FROM writeback_seen")
+            .fetch_one(&mut *tx)
+            .await?
+            .get(0);
+        if count as usize >= max {
+            return Ok(RememberOutcome::Full);
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO writeback_seen (tracking_id, expires_at) VALUES ($1, $2)
+             ON CONFLICT (tracking_id) DO NOTHING",
+        )
+        .bind(tracking_id)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(if inserted == 1 {
+            RememberOutcome::New
+        } else {
+            RememberOutcome::Replayed
+        })
+    }
+
+    /// How many writeback tracking ids the replay guard holds.
+    pub async fn remembered_tracking_ids(&self) -> Result<usize, AgentError> {
+        let n: i64 = sqlx::query("SELECT COUNT(*) FROM writeback_seen")
+            .fetch_one(&self.pool)
+            .await?
+            .get(0);
+        Ok(n as usize)
     }
 
     pub async fn cookie(&self, connector: &str) -> Result<Option<Vec<u8>>, AgentError> {
@@ -333,33 +421,43 @@ impl Space {
     ) -> Result<(), AgentError> {
         let mut tx = self.pool.begin().await?;
         let now = crate::now();
-        for o in &batch.upserts {
-            let exported =
-                serde_json::to_string(o).map_err(|e| AgentError::Config(e.to_string()))?;
-            sqlx::query(
+        // Multi-row statements: one per ROWS_PER_STATEMENT objects, rows in batch order (a later
+        // row for the same anchor wins, as it did one statement per row).
+        for chunk in batch.upserts.chunks(ROWS_PER_STATEMENT) {
+            let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+            let sql = format!(
                 "INSERT INTO objects (connector, anchor, kind, dn, hash, exported, last_seen_run, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 VALUES {rows}
                  ON CONFLICT (connector, anchor) DO UPDATE SET kind = excluded.kind, dn = excluded.dn,
                    hash = excluded.hash, exported = excluded.exported,
-                   last_seen_run = excluded.last_seen_run, updated_at = excluded.updated_at",
-            )
-            .bind(connector)
-            .bind(&o.anchor)
-            .bind(kind_text(o.kind))
-            .bind(&o.attributes.distinguished_name)
-            .bind(hash(o))
-            .bind(exported)
-            .bind(&batch.run_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+                   last_seen_run = excluded.last_seen_run, updated_at = excluded.updated_at"
+            );
+            let mut q = sqlx::query(&sql);
+            for o in chunk {
+                let exported =
+                    serde_json::to_string(o).map_err(|e| AgentError::Config(e.to_string()))?;
+                q = q
+                    .bind(connector)
+                    .bind(&o.anchor)
+                    .bind(kind_text(o.kind))
+                    .bind(&o.attributes.distinguished_name)
+                    .bind(hash(o))
+                    .bind(exported)
+                    .bind(&batch.run_id)
+                    .bind(now);
+            }
+            q.execute(&mut *tx).await?;
         }
-        for a in &batch.deletes {
-            sqlx::query("DELETE FROM objects WHERE connector = $1 AND anchor = $2")
-                .bind(connector)
-                .bind(a)
-                .execute(&mut *tx)
-                .await?;
+        for chunk in batch.deletes.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "DELETE FROM objects WHERE connector = ? AND anchor IN ({})",
+                marks(chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(connector);
+            for a in chunk {
+                q = q.bind(a);
+            }
+            q.execute(&mut *tx).await?;
         }
         sqlx::query("DELETE FROM inflight WHERE connector = $1")
             .bind(connector)
@@ -375,6 +473,109 @@ impl Space {
             .bind(now)
             .execute(&mut *tx)
             .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The stored hash of each of `anchors` that is in the space (one query per
+    /// [`ROWS_PER_STATEMENT`] anchors, instead of one [`Space::get`] each).
+    pub async fn hashes(
+        &self,
+        connector: &str,
+        anchors: &[String],
+    ) -> Result<HashMap<String, String>, AgentError> {
+        let mut out = HashMap::new();
+        for chunk in anchors.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT anchor, hash FROM objects WHERE connector = ? AND anchor IN ({})",
+                marks(chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(connector);
+            for a in chunk {
+                q = q.bind(a);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                out.insert(r.get(0), r.get(1));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The anchors of the objects at `dns`, as last read from the directory, keyed by
+    /// [`dn_key`] (what [`Space::anchor_at`] answers, for many DNs at once).
+    pub async fn anchors_at(
+        &self,
+        connector: &str,
+        dns: &[String],
+    ) -> Result<HashMap<String, String>, AgentError> {
+        let keys: Vec<String> = dns.iter().map(|d| dn_key(d)).collect();
+        let mut out = HashMap::new();
+        for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT dn_key, anchor FROM dn_index WHERE connector = ? AND dn_key IN ({})",
+                marks(chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(connector);
+            for k in chunk {
+                q = q.bind(k);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                out.insert(r.get(0), r.get(1));
+            }
+        }
+        Ok(out)
+    }
+
+    /// What a page of a full import changes in the DN index and the seen marks, in one
+    /// transaction: the same as [`Space::index_dn`], [`Space::unindex`] and
+    /// [`Space::mark_seen`] for each, when no anchor appears twice in `page`.
+    pub async fn apply_page(
+        &self,
+        connector: &str,
+        run_id: &str,
+        page: &PageWrites,
+    ) -> Result<(), AgentError> {
+        let mut tx = self.pool.begin().await?;
+        let forget: Vec<&String> = page
+            .index
+            .iter()
+            .map(|(_, a)| a)
+            .chain(page.unindex.iter())
+            .collect();
+        for chunk in forget.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "DELETE FROM dn_index WHERE connector = ? AND anchor IN ({})",
+                marks(chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(connector);
+            for a in chunk {
+                q = q.bind(*a);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for chunk in page.index.chunks(ROWS_PER_STATEMENT) {
+            let rows = vec!["(?, ?, ?)"; chunk.len()].join(", ");
+            let sql = format!(
+                "INSERT INTO dn_index (connector, dn_key, anchor) VALUES {rows}
+                 ON CONFLICT (connector, dn_key) DO UPDATE SET anchor = excluded.anchor"
+            );
+            let mut q = sqlx::query(&sql);
+            for (dn, a) in chunk {
+                q = q.bind(connector).bind(dn_key(dn)).bind(a);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for chunk in page.seen.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "UPDATE objects SET last_seen_run = ? WHERE connector = ? AND anchor IN ({})",
+                marks(chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(run_id).bind(connector);
+            for a in chunk {
+                q = q.bind(a);
+            }
+            q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -422,6 +623,70 @@ mod tests {
             },
             members: vec![],
         }
+    }
+
+    #[tokio::test]
+    async fn page_writes_and_bulk_reads_match_the_per_object_calls() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Space::open(dir.path()).await.unwrap();
+        let objects: Vec<SyncObject> = (0..450)
+            .map(|i| obj(&format!("a{i}"), &format!("CN=U{i},DC=x")))
+            .collect();
+        let batch = SyncBatch {
+            run_id: "r1".into(),
+            seq: 0,
+            upserts: objects.clone(),
+            deletes: vec![],
+        };
+        s.commit_batch("c", &batch, None).await.unwrap();
+        for o in &objects {
+            s.index_dn("c", &o.attributes.distinguished_name, &o.anchor)
+                .await
+                .unwrap();
+        }
+        let mut anchors: Vec<String> = objects.iter().map(|o| o.anchor.clone()).collect();
+        anchors.push("not-there".into());
+        let hashes = s.hashes("c", &anchors).await.unwrap();
+        assert_eq!(hashes.len(), 450);
+        assert_eq!(hashes["a7"], s.get("c", "a7").await.unwrap().unwrap().hash);
+
+        // a0 moved, a1 is no longer indexed, a2 seen where it was; the others not seen.
+        let page = PageWrites {
+            index: vec![
+                ("CN=Moved,DC=x".into(), "a0".into()),
+                ("CN=U2,DC=x".into(), "a2".into()),
+            ],
+            unindex: vec!["a1".into()],
+            seen: vec!["a0".into(), "a2".into()],
+        };
+        s.apply_page("c", "r2", &page).await.unwrap();
+        let dns: Vec<String> = [
+            "cn=moved, dc=x",
+            "CN=U0,DC=x",
+            "CN=U1,DC=x",
+            "CN=U2,DC=x",
+            "CN=U3,DC=x",
+        ]
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
+        let at = s.anchors_at("c", &dns).await.unwrap();
+        for dn in &dns {
+            assert_eq!(
+                at.get(&dn_key(dn)).cloned(),
+                s.anchor_at("c", dn).await.unwrap(),
+                "{dn}"
+            );
+        }
+        assert_eq!(
+            s.anchor_at("c", "CN=Moved,DC=x").await.unwrap().as_deref(),
+            Some("a0")
+        );
+        assert!(s.anchor_at("c", "CN=U0,DC=x").await.unwrap().is_none());
+        assert!(s.anchor_at("c", "CN=U1,DC=x").await.unwrap().is_none());
+        let unseen = s.unseen("c", "r2").await.unwrap();
+        assert_eq!(unseen.len(), 448);
+        assert!(!unseen.iter().any(|(a, _)| a == "a0" || a == "a2"));
     }
 
     #[tokio::test]

@@ -309,11 +309,22 @@ dirbridge users update ann@contoso.com --role userAdministrator --role licenseAd
         user: String,
     },
 
-    /// Set a new password for a user (an administrator's reset).
+    /// Set a new password for a user (an administrator's reset). For a user synced from
+    /// on-premises the password is written to the on-premises directory by a writeback agent;
+    /// the command prints the result and its tracking id, and fails unless it succeeded.
     #[command(after_help = "Examples:\n  \
 dirbridge users reset-password ann@contoso.com\n  \
-dirbridge users reset-password ann@contoso.com --password-file new.pw")]
+dirbridge users reset-password ann@contoso.com --password-file new.pw\n  \
+dirbridge users reset-password ann@contoso.com --password-file new.pw --must-change --unlock")]
     ResetPassword(ResetPasswordArgs),
+
+    /// Unlock a synced user's on-premises account (through password writeback).
+    #[command(after_help = "Example:\n  dirbridge users unlock ann@contoso.com")]
+    Unlock {
+        /// User id or user principal name.
+        #[arg(value_name = "ID|UPN")]
+        user: String,
+    },
 
     /// Sign a user out everywhere: revoke all of their tokens.
     #[command(after_help = "Example:\n  dirbridge users revoke-tokens ann@contoso.com")]
@@ -502,6 +513,14 @@ pub struct ResetPasswordArgs {
 
     #[command(flatten)]
     pub password: PasswordSource,
+
+    /// Synced users: the person must change the password at next sign-in.
+    #[arg(long)]
+    pub must_change: bool,
+
+    /// Synced users: also unlock the on-premises account.
+    #[arg(long)]
+    pub unlock: bool,
 }
 
 // ---------------------------------------------------------------- groups

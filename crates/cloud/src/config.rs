@@ -21,6 +21,34 @@ pub struct Config {
     pub token_lifetime_secs: i64,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// How long a password writeback request may take, from submission to the agent's result.
+    pub writeback_deadline_secs: u64,
+    /// Outgoing mail (self-service password reset codes and notices).
+    pub smtp: SmtpConfig,
+}
+
+/// `[smtp]`: the relay that sends reset codes and notices. With no `host`, no mail is sent (the
+/// API answers the same; operators see a warning in the log).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub host: Option<String>,
+    pub port: u16,
+    /// The From address, e.g. `dirbridge <no-reply@contoso.com>`.
+    pub from: String,
+    /// Upgrade the connection with STARTTLS (required unless the relay is on loopback).
+    pub starttls: bool,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        SmtpConfig {
+            host: None,
+            port: 587,
+            from: "dirbridge <no-reply@dirbridge.internal>".into(),
+            starttls: true,
+        }
+    }
 }
 
 impl Default for Config {
@@ -32,6 +60,8 @@ impl Default for Config {
             domain_suffix: "dirbridge.internal".into(),
             token_lifetime_secs: 8 * 3600,
             max_body_bytes: 64 * 1024,
+            writeback_deadline_secs: 20,
+            smtp: SmtpConfig::default(),
         }
     }
 }
@@ -77,6 +107,31 @@ impl Config {
                 .parse()
                 .context("DIRBRIDGE_MAX_BODY_BYTES must be a whole number of bytes")?;
         }
+        if let Some(v) = get("DIRBRIDGE_WRITEBACK_DEADLINE_SECS") {
+            self.writeback_deadline_secs = v
+                .parse()
+                .ok()
+                .filter(|n| (1..=600).contains(n))
+                .context(
+                "DIRBRIDGE_WRITEBACK_DEADLINE_SECS must be a whole number of seconds from 1 to 600",
+            )?;
+        }
+        if let Some(v) = get("DIRBRIDGE_SMTP_HOST") {
+            self.smtp.host = (!v.is_empty()).then_some(v);
+        }
+        if let Some(v) = get("DIRBRIDGE_SMTP_PORT") {
+            self.smtp.port = v
+                .parse()
+                .context("DIRBRIDGE_SMTP_PORT must be a TCP port number")?;
+        }
+        if let Some(v) = get("DIRBRIDGE_SMTP_FROM") {
+            self.smtp.from = v;
+        }
+        if let Some(v) = get("DIRBRIDGE_SMTP_STARTTLS") {
+            self.smtp.starttls = v
+                .parse()
+                .context("DIRBRIDGE_SMTP_STARTTLS must be true or false")?;
+        }
         Ok(())
     }
 
@@ -107,6 +162,26 @@ mod tests {
         assert_eq!(c.listen, "127.0.0.1:7000");
         assert_eq!(c.token_lifetime_secs, 60);
         assert_eq!(c.store_spec(), "postgres://x/y");
+    }
+
+    #[test]
+    fn smtp_section_and_environment() {
+        let mut c: Config =
+            toml::from_str("[smtp]\nhost = \"mail.contoso.test\"\nport = 25\nstarttls = false")
+                .unwrap();
+        assert_eq!(c.smtp.host.as_deref(), Some("mail.contoso.test"));
+        assert_eq!((c.smtp.port, c.smtp.starttls), (25, false));
+        c.apply_env(|k| match k {
+            "DIRBRIDGE_SMTP_PORT" => Some("2525".into()),
+            "DIRBRIDGE_SMTP_FROM" => Some("x <x@contoso.test>".into()),
+            "DIRBRIDGE_SMTP_HOST" => Some(String::new()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!((c.smtp.host.as_deref(), c.smtp.port), (None, 2525));
+        assert_eq!(c.smtp.from, "x <x@contoso.test>");
+        assert!(Config::default().smtp.starttls);
+        assert!(toml::from_str::<Config>("[smtp]\nhots = \"x\"").is_err());
     }
 
     #[test]

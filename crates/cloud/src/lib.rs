@@ -12,9 +12,11 @@ pub mod bootstrap;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod mail;
 pub mod metrics;
 pub mod openapi;
 pub mod state;
+pub mod writeback;
 
 use std::sync::Arc;
 
@@ -32,8 +34,12 @@ use crate::error::{AppError, TRACKING_ID};
 pub use crate::state::AppState;
 
 /// The full application router for `state`.
+///
+/// Also starts this process's writeback dispatcher (once per state; see [`writeback::start`]),
+/// so every server built from a router hands queued writeback requests to its agents.
 pub fn router(state: AppState) -> Router {
     use api::*;
+    crate::writeback::start(&state);
     let max_body = state.config.max_body_bytes;
     let v1 = Router::new()
         .route("/auth/token", post(auth::sign_in).delete(auth::sign_out))

@@ -459,7 +459,8 @@ pub fn document() -> Value {
             }
         });
         let anonymous = (path.ends_with("/auth/token") && *method == "post")
-            || path.ends_with("/agents/register");
+            || path.ends_with("/agents/register")
+            || path.starts_with("/api/v1/sspr/");
         if path.starts_with("/api/v1/agent/") {
             op["security"] = json!([{"agentSignature": []}]);
         } else if !anonymous {

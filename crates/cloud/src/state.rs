@@ -25,6 +25,9 @@ pub struct AppState {
     pub password_checks: Arc<tokio::sync::Semaphore>,
     /// Agents connected to `/api/v1/agent/ws` in this process, by agent id.
     pub pushes: Arc<Mutex<HashMap<String, PushChannel>>>,
+    /// This process's side of password writeback: its instance id, the dispatcher's wake-up and
+    /// the waiting requests' wake-up.
+    pub writeback: Arc<crate::writeback::Hub>,
 }
 
 /// One connected agent's push socket: its tenant, a connection number (so a stale socket's
@@ -51,6 +54,7 @@ impl AppState {
                     .unwrap_or(4),
             )),
             pushes: Arc::new(Mutex::new(HashMap::new())),
+            writeback: Arc::new(crate::writeback::Hub::new()),
         }
     }
 

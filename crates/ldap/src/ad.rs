@@ -202,6 +202,91 @@ impl Connection {
     }
 }
 
+/// The attributes writeback reads before writing to an AD user ([`ad_account_state`]).
+pub const ACCOUNT_ATTRS: &[&str] = &[
+    "objectGUID",
+    "sAMAccountName",
+    "adminCount",
+    "userAccountControl",
+    "lockoutTime",
+    "msDS-User-Account-Control-Computed",
+];
+
+/// `userAccountControl` bit ACCOUNTDISABLE.
+pub const UF_ACCOUNTDISABLE: u32 = 0x2;
+/// `msDS-User-Account-Control-Computed` bit LOCKOUT (the lockout has not expired yet).
+pub const UF_LOCKOUT: u32 = 0x10;
+
+/// What writeback must know about an account before it writes (AD and OpenLDAP).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AccountState {
+    /// AD `adminCount=1`: a member (now or once) of a protected group.
+    pub protected: bool,
+    /// AD `userAccountControl` ACCOUNTDISABLE; OpenLDAP: locked by an administrator for good
+    /// (`pwdAccountLockedTime: 000001010000Z`).
+    pub disabled: bool,
+    /// Locked out now (AD `lockoutTime` ≠ 0 and, where the server computes it, the lockout has
+    /// not expired; OpenLDAP `pwdAccountLockedTime` present).
+    pub locked: bool,
+}
+
+fn number(entry: &Entry, attr: &str) -> Option<i64> {
+    entry.text(attr).and_then(|t| t.trim().parse().ok())
+}
+
+/// The account state of an AD user read with [`ACCOUNT_ATTRS`].
+pub fn ad_account_state(entry: &Entry) -> AccountState {
+    let uac = number(entry, "userAccountControl").unwrap_or(0) as u32;
+    let lockout_time = number(entry, "lockoutTime").unwrap_or(0);
+    let locked = match number(entry, "msDS-User-Account-Control-Computed") {
+        Some(computed) => (computed as u32) & UF_LOCKOUT != 0,
+        None => lockout_time != 0,
+    };
+    AccountState {
+        protected: number(entry, "adminCount") == Some(1),
+        disabled: uac & UF_ACCOUNTDISABLE != 0,
+        locked,
+    }
+}
+
+impl Connection {
+    /// Looks a user up by `objectGUID` for writeback: None when no object has it.
+    pub async fn ad_find_by_guid(
+        &mut self,
+        object_guid: &[u8],
+    ) -> Result<Option<Entry>, LdapError> {
+        match self.ad_read_by_guid(object_guid, ACCOUNT_ATTRS).await {
+            Ok(e) => Ok(Some(e)),
+            Err(LdapError::NoSuchObject { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Unlocks an AD account: `lockoutTime=0` (needs write `lockoutTime` on the user).
+    pub async fn ad_unlock(&mut self, user_dn: &str) -> Result<(), LdapError> {
+        let mods = vec![Mod::Replace(
+            b"lockoutTime".to_vec(),
+            std::iter::once(b"0".to_vec()).collect(),
+        )];
+        self.modify(user_dn, mods, vec![]).await
+    }
+
+    /// `pwdLastSet=0` (the user must change the password at next sign-in) or `-1` (the
+    /// password counts as set now). Needs write `pwdLastSet` on the user.
+    pub async fn ad_set_must_change(
+        &mut self,
+        user_dn: &str,
+        must_change: bool,
+    ) -> Result<(), LdapError> {
+        let value: &[u8] = if must_change { b"0" } else { b"-1" };
+        let mods = vec![Mod::Replace(
+            b"pwdLastSet".to_vec(),
+            std::iter::once(value.to_vec()).collect(),
+        )];
+        self.modify(user_dn, mods, vec![]).await
+    }
+}
+
 /// One DirSync answer.
 #[derive(Clone, Debug)]
 pub struct DirSyncPage {

@@ -3,10 +3,12 @@
 
 use ldap3::asn1::{StructureTag, PL};
 use ldap3::exop::Exop;
-use ldap3::Scope;
+use ldap3::{Mod, Scope};
 use secrecy::{ExposeSecret, SecretString};
+use std::collections::HashSet;
 use zeroize::Zeroizing;
 
+use crate::ad::AccountState;
 use crate::connection::{Connection, Entry};
 use crate::controls::{self, SyncInfo, SyncMode, SyncStateKind};
 use crate::error::{from_result, LdapError};
@@ -140,6 +142,116 @@ impl Connection {
             out.refresh_deletes = done.refresh_deletes;
         }
         Ok(out)
+    }
+}
+
+/// The attributes writeback reads before writing to an OpenLDAP user
+/// ([`openldap_account_state`]); the ppolicy ones are operational and must be asked for.
+pub const ACCOUNT_ATTRS: &[&str] = &[
+    "entryUUID",
+    "uid",
+    "pwdAccountLockedTime",
+    "pwdReset",
+    "pwdFailureTime",
+];
+
+/// The relax rules control (draft-zeilenga-ldap-relax), needed to touch ppolicy's
+/// NO-USER-MODIFICATION attributes.
+pub const RELAX_OID: &str = "1.3.6.1.4.1.4203.666.5.12";
+
+/// ppolicy's value of `pwdAccountLockedTime` for an account locked by an administrator for
+/// good ("may only be unlocked by an administrator").
+pub const PERMANENT_LOCK: &str = "000001010000Z";
+
+/// The account state of an OpenLDAP user read with [`ACCOUNT_ATTRS`].
+pub fn openldap_account_state(entry: &Entry) -> AccountState {
+    let lock = entry.text("pwdAccountLockedTime");
+    AccountState {
+        protected: false,
+        disabled: lock == Some(PERMANENT_LOCK),
+        locked: lock.is_some(),
+    }
+}
+
+/// An `entryUUID` filter value from the 16 bytes (text form `8-4-4-4-12`).
+pub fn entry_uuid_text(bytes: &[u8]) -> Option<String> {
+    if bytes.len() != 16 {
+        return None;
+    }
+    let h: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    Some(format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    ))
+}
+
+impl Connection {
+    /// Every entry below `base` whose `entryUUID` is `uuid` (16 bytes), with
+    /// [`ACCOUNT_ATTRS`]: none, one, or (a broken directory) several.
+    pub async fn openldap_find_by_entry_uuid(
+        &mut self,
+        base: &str,
+        uuid: &[u8],
+    ) -> Result<Vec<Entry>, LdapError> {
+        let text = entry_uuid_text(uuid)
+            .ok_or_else(|| LdapError::Config("entryUUID must be 16 bytes".into()))?;
+        self.search_paged(
+            base,
+            Scope::Subtree,
+            &format!("(entryUUID={text})"),
+            ACCOUNT_ATTRS,
+            100,
+        )
+        .await
+    }
+
+    /// Unlocks an account: deletes `pwdAccountLockedTime` (OpenLDAP 2.5 lets an account with
+    /// write access do that), then, best effort, the failure counter `pwdFailureTime`, which is
+    /// NO-USER-MODIFICATION and needs the relax control ([`RELAX_OID`]). Either being absent
+    /// already is fine.
+    pub async fn openldap_unlock(&mut self, user_dn: &str) -> Result<(), LdapError> {
+        let mods = vec![Mod::Delete(
+            b"pwdAccountLockedTime".to_vec(),
+            HashSet::new(),
+        )];
+        match self.modify(user_dn, mods, vec![]).await {
+            Ok(()) | Err(LdapError::Other { code: 16, .. }) => {}
+            Err(e) => return Err(e),
+        }
+        let mods = vec![Mod::Delete(b"pwdFailureTime".to_vec(), HashSet::new())];
+        let relax = ldap3::controls::RawControl {
+            ctype: RELAX_OID.into(),
+            crit: true,
+            val: None,
+        };
+        // Without the relax right the failures stay counted until pwdFailureCountInterval
+        // passes or the user binds; the account is unlocked either way.
+        let _ = self.modify(user_dn, mods, vec![relax]).await;
+        Ok(())
+    }
+
+    /// `pwdReset: TRUE` (the user must change the password at next bind), or removes it.
+    pub async fn openldap_set_must_change(
+        &mut self,
+        user_dn: &str,
+        must_change: bool,
+    ) -> Result<(), LdapError> {
+        let mods = if must_change {
+            vec![Mod::Replace(
+                b"pwdReset".to_vec(),
+                std::iter::once(b"TRUE".to_vec()).collect(),
+            )]
+        } else {
+            vec![Mod::Delete(b"pwdReset".to_vec(), HashSet::new())]
+        };
+        match self.modify(user_dn, mods, vec![]).await {
+            Err(LdapError::Other { code: 16, .. }) if !must_change => Ok(()),
+            other => other,
+        }
     }
 }
 

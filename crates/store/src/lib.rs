@@ -28,14 +28,18 @@ mod db;
 mod groups;
 mod licensing;
 mod policy;
+mod sspr;
 mod sync;
 mod tenants;
 mod tokens;
 mod users;
+mod writeback;
 
 pub use agents::{AgentRecord, Redemption};
+pub use sspr::{AuthMethodsRecord, SsprSessionRecord, StoredAnswer};
 pub use sync::{SyncErrorWrite, SyncSnapshot, SyncWrite};
 pub use tokens::TokenRecord;
+pub use writeback::{AgentWritebackRecord, WritebackRequestRecord, WritebackState};
 
 use db::{args, Backend};
 

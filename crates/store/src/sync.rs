@@ -67,6 +67,18 @@ fn settings_from(r: &dyn Row) -> Result<AgentSyncSettings> {
     })
 }
 
+/// Objects per multi-row statement of a batch (ids in an `IN` list). SQLite finds a `$n`
+/// parameter by walking the statement's parameter list, so binding costs grow with the square
+/// of the parameters in one statement: a hundred or so is the sweet spot.
+const ROWS_PER_STATEMENT: usize = 100;
+/// Users per multi-row `INSERT` (23 parameters each).
+const USER_ROWS_PER_STATEMENT: usize = 5;
+/// SQLite page cache, in KiB, of a connection that applied a batch (a per-connection setting).
+/// A batch writes the users table's indexes (UPN, immutable id, mail, display name) at random
+/// places: with SQLite's default 2 MB cache, a large directory's batch spills dirty pages to the
+/// WAL in the middle of its transaction and re-reads index pages from the OS.
+const SQLITE_SYNC_CACHE_KIB: u32 = 16 * 1024;
+
 /// `IN ($a, $b, …)` over `values`, or `None` when there are none.
 fn in_list(p: &mut Params, values: &[String]) -> Option<String> {
     if values.is_empty() {
@@ -136,7 +148,7 @@ impl Store {
     ) -> Result<SyncSnapshot> {
         let mut snap = SyncSnapshot::default();
         // Chunks keep every statement well under the backends' parameter limits.
-        for chunk in anchors.chunks(400) {
+        for chunk in anchors.chunks(ROWS_PER_STATEMENT) {
             let mut p = Params::default();
             let t = p.push(tenant_id);
             let list = in_list(&mut p, chunk).unwrap_or_default();
@@ -154,7 +166,7 @@ impl Store {
                 .extend(self.inner.all(&sql, &p.args, groups::group_from).await?);
         }
         let upn_keys: Vec<String> = upns.iter().map(|u| fold(u)).collect();
-        for chunk in upn_keys.chunks(400) {
+        for chunk in upn_keys.chunks(ROWS_PER_STATEMENT) {
             let mut p = Params::default();
             let t = p.push(tenant_id);
             let list = in_list(&mut p, chunk).unwrap_or_default();
@@ -166,7 +178,7 @@ impl Store {
                 .extend(self.inner.all(&sql, &p.args, users::user_from).await?);
         }
         let mail_keys: Vec<String> = mails.iter().map(|m| m.to_ascii_lowercase()).collect();
-        for chunk in mail_keys.chunks(400) {
+        for chunk in mail_keys.chunks(ROWS_PER_STATEMENT) {
             let mut p = Params::default();
             let t = p.push(tenant_id);
             let list = in_list(&mut p, chunk).unwrap_or_default();
@@ -180,7 +192,7 @@ impl Store {
         snap.users.sort_by(|a, b| a.id.cmp(&b.id));
         snap.users.dedup_by(|a, b| a.id == b.id);
         let group_ids: Vec<String> = snap.groups.iter().map(|g| g.id.clone()).collect();
-        for chunk in group_ids.chunks(400) {
+        for chunk in group_ids.chunks(ROWS_PER_STATEMENT) {
             let mut p = Params::default();
             let t = p.push(tenant_id);
             let list = in_list(&mut p, chunk).unwrap_or_default();
@@ -210,6 +222,13 @@ impl Store {
     /// Conflict (and nothing written) if a concurrent change broke a uniqueness rule.
     pub async fn apply_sync_batch(&self, w: &SyncWrite) -> Result<Option<BatchResult>> {
         let mut tx = self.inner.begin().await?;
+        if matches!(self.inner, crate::db::Backend::Sqlite(_)) {
+            tx.exec(
+                &format!("PRAGMA cache_size = -{SQLITE_SYNC_CACHE_KIB}"),
+                &[],
+            )
+            .await?;
+        }
         let key = args![&w.agent_id, &w.run_id, w.seq as i64];
         let inserted = tx
             .exec(
@@ -235,22 +254,19 @@ impl Store {
         )
         .await?;
         let t = w.tenant_id.as_str();
-        for id in &w.delete_users {
-            let a = args![t, id];
-            tx.exec("DELETE FROM group_members WHERE tenant_id = $1 AND member_kind = 'user' AND member_id = $2", &a)
-                .await?;
-            tx.exec(
-                "DELETE FROM license_assignments WHERE tenant_id = $1 AND user_id = $2",
-                &a,
-            )
-            .await?;
-            tx.exec(
-                "DELETE FROM api_tokens WHERE tenant_id = $1 AND user_id = $2",
-                &a,
-            )
-            .await?;
-            tx.exec("DELETE FROM users WHERE tenant_id = $1 AND id = $2", &a)
-                .await?;
+        // Per-object work as multi-row statements: one per ROWS_PER_STATEMENT objects.
+        for chunk in w.delete_users.chunks(ROWS_PER_STATEMENT) {
+            let mut p = Params::default();
+            let t = p.push(t);
+            let list = in_list(&mut p, chunk).unwrap_or_default();
+            for sql in [
+                format!("DELETE FROM group_members WHERE tenant_id = {t} AND member_kind = 'user' AND member_id IN {list}"),
+                format!("DELETE FROM license_assignments WHERE tenant_id = {t} AND user_id IN {list}"),
+                format!("DELETE FROM api_tokens WHERE tenant_id = {t} AND user_id IN {list}"),
+                format!("DELETE FROM users WHERE tenant_id = {t} AND id IN {list}"),
+            ] {
+                tx.exec(&sql, &p.args).await?;
+            }
         }
         for id in &w.delete_groups {
             let a = args![t, id];
@@ -281,10 +297,19 @@ impl Store {
                 return Err(StoreError::NotFound);
             }
         }
-        for u in &w.insert_users {
-            let mut a = users::user_args(u)?;
-            a.push(Arg::OptText(None));
-            tx.exec(INSERT_USER, &a).await?;
+        // INSERT_USER's column list with many rows of VALUES.
+        let insert_head = INSERT_USER.split(" VALUES ").next().unwrap_or(INSERT_USER);
+        for chunk in w.insert_users.chunks(USER_ROWS_PER_STATEMENT) {
+            let mut p = Params::default();
+            let mut rows = Vec::with_capacity(chunk.len());
+            for u in chunk {
+                let mut a = users::user_args(u)?;
+                a.push(Arg::OptText(None));
+                let marks: Vec<String> = a.into_iter().map(|v| p.push(v)).collect();
+                rows.push(format!("({})", marks.join(", ")));
+            }
+            let sql = format!("{insert_head} VALUES {}", rows.join(", "));
+            tx.exec(&sql, &p.args).await?;
         }
         for g in &w.update_groups {
             let sql = "UPDATE directory_groups SET display_name = $3, description = $4, source = $5, immutable_id = $6, \
@@ -349,12 +374,15 @@ impl Store {
                 tx.exec(&sql, &p.args).await?;
             }
         }
-        for anchor in &w.cleared {
-            tx.exec(
-                "DELETE FROM sync_errors WHERE tenant_id = $1 AND agent_id = $2 AND anchor = $3",
-                &args![t, &w.agent_id, anchor],
-            )
-            .await?;
+        for chunk in w.cleared.chunks(ROWS_PER_STATEMENT) {
+            let mut p = Params::default();
+            let t = p.push(t);
+            let agent = p.push(w.agent_id.as_str());
+            let list = in_list(&mut p, chunk).unwrap_or_default();
+            let sql = format!(
+                "DELETE FROM sync_errors WHERE tenant_id = {t} AND agent_id = {agent} AND anchor IN {list}"
+            );
+            tx.exec(&sql, &p.args).await?;
         }
         for e in &w.errors {
             tx.exec(

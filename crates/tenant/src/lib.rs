@@ -17,6 +17,7 @@ pub mod policy;
 pub mod refusal;
 pub mod roles;
 pub mod secrets;
+pub mod sspr;
 pub mod sync;
 pub mod validate;
 pub mod writeback;

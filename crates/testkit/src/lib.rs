@@ -6,6 +6,7 @@
 //! * [`ca`]: the test CA and server certificates with subjectAltNames.
 //! * [`samba`]: a Samba AD DC on its own loopback address, with delegated service accounts.
 //! * [`slapd`]: OpenLDAP with ppolicy and syncprov.
+//! * [`smtp`]: an SMTP server (aiosmtpd) writing what it receives to a Maildir.
 //! * [`dataset`]: the deterministic sample users and groups both directories are loaded with.
 //! * [`cache`]: the cross-process cache of provisioned templates (`target/testkit-cache`).
 //!
@@ -24,5 +25,6 @@ mod ldapc;
 pub mod process;
 pub mod samba;
 pub mod slapd;
+pub mod smtp;
 
 pub use ldapc::client_config;

@@ -11,7 +11,7 @@ pub mod diff;
 pub mod map;
 pub mod scope;
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -25,7 +25,7 @@ use serde_json::json;
 use crate::connector::{self, ConnectorConfig, DirectoryKind};
 use crate::events::EventLog;
 use crate::link::Link;
-use crate::space::Space;
+use crate::space::{PageWrites, Space};
 use crate::AgentError;
 use map::{Mapped, MappedObject};
 
@@ -130,7 +130,16 @@ impl Engine {
         let run_id = uuid::Uuid::now_v7().to_string();
         let mut run = RunState::new(cfg, &run_id, settings.staging);
         run.progress = self.progress.clone();
-        let result = self.import_and_export(cfg, full, settings, &mut run).await;
+        let mut result = self.import_and_export(cfg, full, settings, &mut run).await;
+        if result.is_err() && run.in_flight.is_some() {
+            // The import stopped while a batch was in flight: take the cloud's answer, so the
+            // batch is committed here as it would have been before the import went on.
+            if let Err(e) = self.finish_send(cfg, &mut run).await {
+                if matches!(e, AgentError::Interrupted(_)) {
+                    result = Err(e);
+                }
+            }
+        }
         let mut report = SyncRun {
             run_id: run_id.clone(),
             agent_id: self.link.agent_id().to_string(),
@@ -281,6 +290,8 @@ impl Engine {
                 Err(e) => return Err(e),
             }
         }
+        // What the delta sent is answered and committed before anything else is read.
+        self.finish_send(cfg, run).await?;
         if full {
             run.kind = RunKind::Full;
             let c = match cfg.kind {
@@ -288,6 +299,7 @@ impl Engine {
                 DirectoryKind::Openldap => self.openldap_full(cfg, &mut conn, run).await?,
             };
             new_cookie = new_cookie.or(Some(c));
+            self.finish_send(cfg, run).await?;
             let unseen = self.space.unseen(&cfg.name, &run.run_id).await?;
             for (anchor, _dn) in unseen {
                 run.deletes.insert(anchor);
@@ -384,13 +396,14 @@ impl Engine {
                 deletes,
             };
             run.seq += 1;
-            self.send(cfg, run, &batch, if last { cookie } else { None })
+            self.send(cfg, run, batch, if last { cookie } else { None })
                 .await?;
             if last {
-                return Ok(());
+                return self.finish_send(cfg, run).await;
             }
         }
         if all {
+            self.finish_send(cfg, run).await?;
             if let Some(c) = cookie {
                 self.space.set_cookie(&cfg.name, Some(c)).await?;
             }
@@ -398,15 +411,51 @@ impl Engine {
         Ok(())
     }
 
+    /// Records `batch` as in flight and starts sending it; the cloud applies it while the
+    /// import reads and maps the next entries. At most one batch is in flight: the one before
+    /// is finished (answered and committed, see [`Engine::finish_send`]) first.
     async fn send(
         &mut self,
         cfg: &ConnectorConfig,
         run: &mut RunState,
-        batch: &SyncBatch,
+        batch: SyncBatch,
         cookie: Option<&[u8]>,
     ) -> Result<(), AgentError> {
-        self.space.set_inflight(&cfg.name, batch).await?;
-        let result = match self.link.send_batch(batch).await {
+        self.finish_send(cfg, run).await?;
+        self.space.set_inflight(&cfg.name, &batch).await?;
+        let link = self.link.clone();
+        let sending = batch.clone();
+        let task = tokio::spawn(async move { link.send_batch(&sending).await });
+        run.in_flight = Some(InFlight {
+            batch,
+            cookie: cookie.map(<[u8]>::to_vec),
+            task,
+        });
+        Ok(())
+    }
+
+    /// Waits for the cloud's answer to the batch in flight, if any, and commits it here (space
+    /// rows, cookie), as one send did before batches overlapped the import.
+    async fn finish_send(
+        &mut self,
+        cfg: &ConnectorConfig,
+        run: &mut RunState,
+    ) -> Result<(), AgentError> {
+        let Some(InFlight {
+            batch,
+            cookie,
+            task,
+        }) = run.in_flight.take()
+        else {
+            return Ok(());
+        };
+        let answer = task.await.map_err(|e| {
+            AgentError::Interrupted(format!(
+                "sending batch {} of run {} stopped: {e}",
+                batch.seq, batch.run_id
+            ))
+        })?;
+        let result = match answer {
             Ok(r) => r,
             Err(e) => {
                 if !e.is_transient() {
@@ -414,7 +463,7 @@ impl Engine {
                     let empty = SyncBatch {
                         upserts: vec![],
                         deletes: vec![],
-                        ..batch.clone()
+                        ..batch
                     };
                     self.space.commit_batch(&cfg.name, &empty, None).await?;
                 }
@@ -427,7 +476,9 @@ impl Engine {
                 batch.seq, batch.run_id
             )));
         }
-        self.space.commit_batch(&cfg.name, batch, cookie).await?;
+        self.space
+            .commit_batch(&cfg.name, &batch, cookie.as_deref())
+            .await?;
         for a in &batch.deletes {
             self.space.unindex(&cfg.name, a).await?;
         }
@@ -466,7 +517,9 @@ impl Engine {
                         .mark_seen(&cfg.name, &anchor, &run.run_id)
                         .await?;
                 }
-                let object = self.resolve_members(cfg, conn, *m).await?;
+                let object = self
+                    .resolve_members(cfg, conn, *m, &PageIndex::default())
+                    .await?;
                 run.deletes.remove(&anchor);
                 let existing = self.space.get(&cfg.name, &anchor).await?;
                 match diff::diff(existing.as_ref().map(|e| e.hash.as_str()), &object) {
@@ -507,23 +560,131 @@ impl Engine {
         Ok(())
     }
 
+    /// A page of a full import: what [`Engine::process`] does for each entry, with the
+    /// connector space read once for the page (stored hashes, member anchors) and the page's DN
+    /// index and seen marks written at its end, in one transaction. A page where two entries
+    /// share an anchor goes entry by entry, so the order of their writes stays exact.
+    async fn process_page(
+        &mut self,
+        cfg: &ConnectorConfig,
+        conn: &mut Connection,
+        entries: &[Entry],
+        run: &mut RunState,
+    ) -> Result<(), AgentError> {
+        let items: Vec<_> = entries
+            .iter()
+            .map(|entry| {
+                // Out of scope first: what is not synced is not checked either.
+                let mapped = if scope::in_scope(cfg, &entry.dn) {
+                    map::map_entry(cfg, entry)
+                } else {
+                    Ok(Mapped::Skipped("outside the scope"))
+                };
+                (mapped, map::anchor_of(cfg, entry).ok())
+            })
+            .collect();
+        let anchors: Vec<String> = items
+            .iter()
+            .filter_map(|(mapped, anchor)| match mapped {
+                Ok(Mapped::Object(m)) => Some(m.object.anchor.clone()),
+                _ => anchor.clone(),
+            })
+            .collect();
+        if anchors.iter().collect::<HashSet<_>>().len() != anchors.len() {
+            for e in entries {
+                self.process(cfg, conn, e, run, true).await?;
+            }
+            return Ok(());
+        }
+        let stored = self.space.hashes(&cfg.name, &anchors).await?;
+        let mut writes = PageWrites::default();
+        let mut page = PageIndex::default();
+        for (entry, (mapped, anchor)) in entries.iter().zip(items) {
+            run.read += 1;
+            if run.read.is_multiple_of(100) {
+                run.report("import");
+            }
+            match mapped {
+                Ok(Mapped::Object(m)) => {
+                    let anchor = m.object.anchor.clone();
+                    page.index(&entry.dn, &anchor);
+                    writes.index.push((entry.dn.clone(), anchor.clone()));
+                    writes.seen.push(anchor.clone());
+                    let object = self.resolve_members(cfg, conn, *m, &page).await?;
+                    run.deletes.remove(&anchor);
+                    match diff::diff(stored.get(&anchor).map(String::as_str), &object) {
+                        diff::Change::Unchanged => {}
+                        diff::Change::Update => {
+                            run.would_update += 1;
+                            run.upserts.push(object);
+                        }
+                        diff::Change::Add => {
+                            run.would_add += 1;
+                            run.upserts.push(object);
+                        }
+                    }
+                    self.flush(cfg, run, false, None).await?;
+                }
+                Ok(_) => {
+                    // Not (or no longer) something to sync: gone from the cloud if it was there.
+                    if let Some(a) = anchor {
+                        page.unindex(&a);
+                        writes.unindex.push(a.clone());
+                        if stored.contains_key(&a) {
+                            run.deletes.insert(a);
+                        }
+                    }
+                }
+                Err(e) => {
+                    run.errors += 1;
+                    if let Some(a) = anchor {
+                        // Keep what the cloud has; do not delete it for a bad value.
+                        writes.seen.push(a);
+                    }
+                    self.events.warn(
+                        "sync.object.invalid",
+                        format!("skipped: {e}"),
+                        json!({ "connector": cfg.name, "dn": entry.dn }),
+                    );
+                }
+            }
+        }
+        self.space.apply_page(&cfg.name, &run.run_id, &writes).await
+    }
+
     /// Member DNs → anchors of members in scope (read from the directory when not yet known).
+    /// The DN index is read once for all members; `page` holds what the current page indexed
+    /// and has not written yet.
     async fn resolve_members(
         &mut self,
         cfg: &ConnectorConfig,
         conn: &mut Connection,
         m: MappedObject,
+        page: &PageIndex,
     ) -> Result<SyncObject, AgentError> {
         let mut object = m.object;
         let mut members = BTreeSet::new();
+        let dns: Vec<String> = m
+            .member_dns
+            .into_iter()
+            .filter(|dn| scope::in_scope(cfg, dn))
+            .collect();
+        if dns.is_empty() {
+            object.members = Vec::new();
+            return Ok(object);
+        }
+        let stored = self.space.anchors_at(&cfg.name, &dns).await?;
+        // Read from the directory by this call (a DN listed twice is read once).
+        let mut read: HashMap<String, String> = HashMap::new();
         let attrs = map::attributes(cfg);
         let attrs: Vec<&str> = attrs.iter().map(String::as_str).collect();
-        for dn in m.member_dns {
-            if !scope::in_scope(cfg, &dn) {
-                continue;
-            }
-            if let Some(a) = self.space.anchor_at(&cfg.name, &dn).await? {
-                members.insert(a);
+        for dn in dns {
+            let key = scope::dn_key(&dn);
+            if let Some(a) = read
+                .get(&key)
+                .or_else(|| page.anchor_at(&key, stored.get(&key)))
+            {
+                members.insert(a.clone());
                 continue;
             }
             let entry = match conn.read(&dn, &attrs).await {
@@ -535,6 +696,8 @@ impl Engine {
                 self.space
                     .index_dn(&cfg.name, &entry.dn, &mo.object.anchor)
                     .await?;
+                read.insert(scope::dn_key(&entry.dn), mo.object.anchor.clone());
+                read.insert(key, mo.object.anchor.clone());
                 members.insert(mo.object.anchor);
             }
         }
@@ -605,9 +768,7 @@ impl Engine {
                         )
                         .await
                         .map_err(AgentError::ldap(&cfg.name))?;
-                    for e in &entries {
-                        self.process(cfg, conn, e, run, true).await?;
-                    }
+                    self.process_page(cfg, conn, &entries, run).await?;
                     if next.is_empty() {
                         break;
                     }
@@ -848,6 +1009,15 @@ struct RunState {
     exported: u64,
     message: Option<String>,
     progress: Option<ProgressFn>,
+    /// The batch sent and not yet answered.
+    in_flight: Option<InFlight>,
+}
+
+/// A batch on its way to the cloud, with the cookie to commit with it.
+struct InFlight {
+    batch: SyncBatch,
+    cookie: Option<Vec<u8>>,
+    task: tokio::task::JoinHandle<Result<BatchResult, crate::link::LinkError>>,
 }
 
 impl RunState {
@@ -872,6 +1042,7 @@ impl RunState {
             exported: 0,
             message: None,
             progress: None,
+            in_flight: None,
         }
     }
 
@@ -909,5 +1080,59 @@ impl RunState {
                 exported: self.exported,
             });
         }
+    }
+}
+
+/// The DN index as a page of a full import left it before its writes are applied: DNs the page
+/// indexed, and anchors it indexed or unindexed (their older rows are gone).
+#[derive(Default)]
+struct PageIndex {
+    by_key: HashMap<String, String>,
+    moved: HashSet<String>,
+}
+
+impl PageIndex {
+    fn index(&mut self, dn: &str, anchor: &str) {
+        self.by_key.insert(scope::dn_key(dn), anchor.to_string());
+        self.moved.insert(anchor.to_string());
+    }
+
+    fn unindex(&mut self, anchor: &str) {
+        self.moved.insert(anchor.to_string());
+    }
+
+    /// The anchor at `key`, given what the stored index says (`stored`).
+    fn anchor_at<'a>(&'a self, key: &str, stored: Option<&'a String>) -> Option<&'a String> {
+        if let Some(a) = self.by_key.get(key) {
+            return Some(a);
+        }
+        stored.filter(|a| !self.moved.contains(*a))
+    }
+}
+
+#[cfg(test)]
+mod page_index_tests {
+    use super::PageIndex;
+
+    #[test]
+    fn a_page_overrides_the_stored_index_where_it_indexed_or_unindexed() {
+        let mut page = PageIndex::default();
+        page.index("CN=New,DC=x", "a");
+        page.unindex("b");
+        let stored_a = "a".to_string();
+        let stored_b = "b".to_string();
+        let stored_c = "c".to_string();
+        // Indexed by the page, whatever the stored index says.
+        assert_eq!(page.anchor_at("cn=new,dc=x", None), Some(&"a".to_string()));
+        // `a` moved to CN=New: its old DN no longer answers.
+        assert_eq!(page.anchor_at("cn=old,dc=x", Some(&stored_a)), None);
+        // `b` left the index.
+        assert_eq!(page.anchor_at("cn=b,dc=x", Some(&stored_b)), None);
+        // Untouched by the page: the stored answer.
+        assert_eq!(
+            page.anchor_at("cn=c,dc=x", Some(&stored_c)),
+            Some(&stored_c)
+        );
+        assert_eq!(page.anchor_at("cn=d,dc=x", None), None);
     }
 }

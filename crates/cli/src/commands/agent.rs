@@ -78,6 +78,49 @@ pub enum AgentCommand {
         /// Only events at or after this time (RFC 3339, a date, or epoch seconds).
         #[arg(long, value_name = "TIME")]
         since: Option<String>,
+        /// Only events of one writeback request (the tracking id the person or the audit log
+        /// shows).
+        #[arg(long, value_name = "ID")]
+        tracking_id: Option<String>,
+    },
+
+    /// Password writeback from the cloud to this agent's directory: enable, status, disable.
+    #[command(subcommand)]
+    Writeback(WritebackCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WritebackCommand {
+    /// Enable password writeback through this agent. Checks the cloud administrator's
+    /// credential (Global Administrator), the connector's directory credential and the service
+    /// account's rights on every synced root, then creates a new sealing key and tells the
+    /// cloud. The password is read from --password-file, else from the terminal without echo,
+    /// else from standard input.
+    #[command(
+        after_help = "Example:\n  dirbridge agent writeback enable --data-dir /var/lib/dirbridge-agent --connector corp --admin admin@contoso.com\n\nA missing directory right refuses enabling and prints the exact delegation command (samba-tool dsacl / dsacls / olcAccess)."
+    )]
+    Enable {
+        #[command(flatten)]
+        dir: DataDir,
+        /// The connector whose directory receives the passwords (default: the only one).
+        #[arg(long, value_name = "NAME")]
+        connector: Option<String>,
+        /// The cloud administrator's user principal name (asked for when not given).
+        #[arg(long, value_name = "UPN")]
+        admin: Option<String>,
+        /// Read the cloud administrator's password from this file (its first line).
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+    },
+    /// The local writeback state (writeback.json, sealing key) and the cloud's view.
+    Status {
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Stop the cloud sending this agent writeback requests (signed by the agent).
+    Disable {
+        #[command(flatten)]
+        dir: DataDir,
     },
 }
 
@@ -200,8 +243,117 @@ pub async fn run(cmd: AgentCommand, ctx: &Ctx) -> anyhow::Result<()> {
         }
         AgentCommand::Run { dir } => service(&dir.data_dir).await,
         AgentCommand::Status { dir } => status(ctx, &dir.data_dir).await,
-        AgentCommand::Events { dir, since } => events(ctx, &dir.data_dir, since),
+        AgentCommand::Events {
+            dir,
+            since,
+            tracking_id,
+        } => events(ctx, &dir.data_dir, since, tracking_id),
+        AgentCommand::Writeback(cmd) => writeback(ctx, cmd).await,
     }
+}
+
+async fn writeback(ctx: &Ctx, cmd: WritebackCommand) -> anyhow::Result<()> {
+    match cmd {
+        WritebackCommand::Enable {
+            dir,
+            connector,
+            admin,
+            password_file,
+        } => writeback_enable(ctx, &dir.data_dir, connector, admin, password_file).await,
+        WritebackCommand::Status { dir } => writeback_status(ctx, &dir.data_dir).await,
+        WritebackCommand::Disable { dir } => {
+            agent::enable::disable(&dir.data_dir).await?;
+            ctx.out.done("Password reset write-back is disabled.");
+            Ok(())
+        }
+    }
+}
+
+async fn writeback_enable(
+    ctx: &Ctx,
+    data_dir: &Path,
+    connector: Option<String>,
+    admin: Option<String>,
+    password_file: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let interactive = std::io::stdin().is_terminal();
+    let upn = match admin {
+        Some(u) => u,
+        None if interactive => {
+            eprint!("Cloud administrator (user principal name): ");
+            std::io::stderr().flush().ok();
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line)?;
+            line.trim().to_string()
+        }
+        None => bail!("give the cloud administrator with --admin UPN"),
+    };
+    if upn.is_empty() {
+        bail!("the cloud administrator's user principal name is empty");
+    }
+    let source = crate::args::PasswordSource {
+        password_stdin: password_file.is_none() && !interactive,
+        password_file,
+    };
+    let password = crate::password::obtain(
+        &source,
+        &format!("Password of {upn}"),
+        crate::password::Prompt::Once,
+    )?;
+    let admin = agent::enable::CloudAdmin { upn, password };
+    let done = agent::enable::enable(data_dir, connector.as_deref(), &admin).await?;
+    for warning in &done.unchecked {
+        eprintln!("warning: {warning}");
+    }
+    if ctx.out.is_json() {
+        print_json(&serde_json::to_value(&done)?);
+    } else {
+        println!("{}", agent::enable::ENABLED_SENTENCE);
+    }
+    Ok(())
+}
+
+async fn writeback_status(ctx: &Ctx, data_dir: &Path) -> anyhow::Result<()> {
+    let st = agent::enable::status(data_dir).await?;
+    if ctx.out.is_json() {
+        print_json(&serde_json::to_value(&st)?);
+        return Ok(());
+    }
+    match &st.local {
+        Some(l) => println!(
+            "local: enabled for connector {} since {}",
+            l.connector,
+            format_rfc3339(l.enabled_at)
+        ),
+        None => println!("local: not enabled on this agent"),
+    }
+    println!(
+        "sealing key: {}",
+        if st.sealing_key_present {
+            "present"
+        } else {
+            "missing"
+        }
+    );
+    match (&st.cloud, &st.cloud_error) {
+        (Some(c), _) => println!(
+            "cloud: {}{}{}",
+            if c.enabled { "enabled" } else { "not enabled" },
+            c.connector
+                .as_deref()
+                .map(|n| format!(", connector {n}"))
+                .unwrap_or_default(),
+            if c.connected {
+                ", connected"
+            } else {
+                ", not connected"
+            }
+        ),
+        (None, Some(e)) => println!("cloud: unknown ({e})"),
+        (None, None) => println!("cloud: unknown"),
+    }
+    Ok(())
 }
 
 fn read_secret_file(path: &Path) -> anyhow::Result<SecretString> {
@@ -466,18 +618,24 @@ async fn status(ctx: &Ctx, data_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn events(ctx: &Ctx, data_dir: &Path, since: Option<String>) -> anyhow::Result<()> {
+fn events(
+    ctx: &Ctx,
+    data_dir: &Path,
+    since: Option<String>,
+    tracking_id: Option<String>,
+) -> anyhow::Result<()> {
     let since = since.as_deref().map(parse_time).transpose()?;
-    let list = EventLog::open(data_dir).read(since)?;
+    let list = EventLog::open(data_dir).query(since, tracking_id.as_deref())?;
     if ctx.out.is_json() {
         print_json(&serde_json::to_value(&list)?);
         return Ok(());
     }
-    let mut t = Table::new(&["time", "level", "code", "message"]).empty("No events.");
+    let mut t = Table::new(&["time", "level", "id", "code", "message"]).empty("No events.");
     for e in list {
         t.row(vec![
             format_rfc3339(e.time),
             format!("{:?}", e.level).to_lowercase(),
+            e.event_id.map(|i| i.to_string()).unwrap_or_default(),
             e.code,
             e.message,
         ]);

@@ -1,6 +1,7 @@
 //! `dirbridge users …`.
 
 use anyhow::bail;
+use proto::writeback::{Outcome, WritebackResult};
 use proto::{Entitlement, LicenseAssignment, NewUser, Page, User, UserPatch};
 use secrecy::ExposeSecret;
 use serde::Serialize;
@@ -29,6 +30,7 @@ pub async fn run(cmd: UsersCommand, ctx: &Ctx) -> anyhow::Result<()> {
             Ok(())
         }
         UsersCommand::ResetPassword(args) => reset_password(&api, args, ctx).await,
+        UsersCommand::Unlock { user } => unlock(&api, &user, ctx).await,
         UsersCommand::RevokeTokens { user } => {
             let v = api
                 .post_empty(&format!("{}/revoke-tokens", user_path(&user)))
@@ -234,6 +236,10 @@ async fn update(api: &Api, args: UserUpdateArgs, ctx: &Ctx) -> anyhow::Result<()
 #[serde(rename_all = "camelCase")]
 struct PasswordReset<'a> {
     password: &'a str,
+    #[serde(rename = "mustChange", skip_serializing_if = "std::ops::Not::not")]
+    must_change: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    unlock: bool,
 }
 
 async fn reset_password(api: &Api, args: ResetPasswordArgs, ctx: &Ctx) -> anyhow::Result<()> {
@@ -244,14 +250,56 @@ async fn reset_password(api: &Api, args: ResetPasswordArgs, ctx: &Ctx) -> anyhow
     )?;
     let body = PasswordReset {
         password: secret.expose_secret(),
+        must_change: args.must_change,
+        unlock: args.unlock,
     };
-    api.post(&format!("{}/password", user_path(&args.user)), &body)
+    let v = api
+        .post(&format!("{}/password", user_path(&args.user)), &body)
         .await?;
-    ctx.out.done(&format!(
-        "Set a new password for {}; their sessions were signed out.",
-        args.user
-    ));
+    if v.is_null() {
+        // A cloud-only user: set in the cloud, nothing more to say.
+        ctx.out.done(&format!(
+            "Set a new password for {}; their sessions were signed out.",
+            args.user
+        ));
+        return Ok(());
+    }
+    writeback_result(v, ctx)
+}
+
+/// Prints a writeback result (the person's words, the admin detail, the tracking id) and fails
+/// unless it succeeded, so scripts see the outcome in the exit status.
+fn writeback_result(v: Value, ctx: &Ctx) -> anyhow::Result<()> {
+    let r: WritebackResult = output::decode(v.clone())?;
+    ctx.out.data(v, |r: WritebackResult| {
+        let mut pairs = vec![
+            ("Result", r.message.clone()),
+            ("Outcome", wire(&r.outcome)),
+            ("Tracking id", r.tracking_id.clone()),
+        ];
+        if let Some(a) = &r.agent_id {
+            pairs.push(("Agent", a.clone()));
+        }
+        if let Some(d) = &r.admin_detail {
+            pairs.push(("Detail", d.clone()));
+        }
+        fields(&pairs)
+    })?;
+    if r.outcome != Outcome::Succeeded {
+        bail!(
+            "the on-premises directory was not changed as asked ({}); tracking id {}",
+            wire(&r.outcome),
+            r.tracking_id
+        );
+    }
     Ok(())
+}
+
+async fn unlock(api: &Api, user: &str, ctx: &Ctx) -> anyhow::Result<()> {
+    let v = api
+        .post_empty(&format!("{}/unlock", user_path(user)))
+        .await?;
+    writeback_result(v, ctx)
 }
 
 /// Licence assignments as a table; `with_user` adds the user's UPN (for tenant-wide listings).

@@ -18,11 +18,14 @@ async fn view(state: &AppState, tenant_id: &str) -> ApiResult<PolicyView> {
         .get_policy(tenant_id)
         .await?
         .unwrap_or_else(policy::default_policy);
+    // The premium SKU, the policy switch and an agent with writeback enabled.
+    let writeback_available = crate::writeback::availability(state, tenant_id)
+        .await?
+        .available();
     Ok(PolicyView {
         policy,
         admin_policy: policy::admin_policy(),
-        // No agent can take writeback requests yet (the agent link arrives with the writeback issue).
-        writeback_available: false,
+        writeback_available,
     })
 }
 

@@ -51,6 +51,8 @@ async fn serve(state: AppState, agent: AgentCaller, mut socket: WebSocket) {
         );
     }
     tracing::info!(agent = %agent_id, "agent push socket connected");
+    touch_presence(&state, &agent_id).await;
+    state.writeback.wake();
     let mut ping = tokio::time::interval(PING_INTERVAL);
     ping.tick().await;
     loop {
@@ -59,7 +61,10 @@ async fn serve(state: AppState, agent: AgentCaller, mut socket: WebSocket) {
                 Some(p) => p,
                 None => break,
             },
-            _ = ping.tick() => AgentPush::Ping,
+            _ = ping.tick() => {
+                touch_presence(&state, &agent_id).await;
+                AgentPush::Ping
+            }
             m = socket.recv() => match m {
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
                 Some(Ok(_)) => continue,
@@ -73,15 +78,45 @@ async fn serve(state: AppState, agent: AgentCaller, mut socket: WebSocket) {
             break;
         }
     }
-    if let Ok(mut map) = state.pushes.lock() {
-        if map
-            .get(&agent_id)
-            .is_some_and(|c| c.connection == connection)
+    let ours = match state.pushes.lock() {
+        Ok(mut map) => {
+            let ours = map
+                .get(&agent_id)
+                .is_some_and(|c| c.connection == connection);
+            if ours {
+                map.remove(&agent_id);
+            }
+            ours
+        }
+        Err(_) => false,
+    };
+    // A newer socket of the same agent on this process keeps the presence row.
+    if ours {
+        if let Err(e) = state
+            .store
+            .remove_agent_presence(&agent_id, &state.writeback.instance_id)
+            .await
         {
-            map.remove(&agent_id);
+            tracing::warn!(agent = %agent_id, error = %e, "could not remove the agent's presence row");
         }
     }
     tracing::info!(agent = %agent_id, "agent push socket disconnected");
+}
+
+/// Records that this process holds the agent's push socket now (for writeback dispatch by
+/// every cloud process on the database).
+async fn touch_presence(state: &AppState, agent_id: &str) {
+    if let Err(e) = state
+        .store
+        .touch_agent_presence(
+            agent_id,
+            &state.writeback.instance_id,
+            crate::writeback::now_ms(),
+        )
+        .await
+    {
+        tracing::warn!(agent = %agent_id, error = %e, "could not record the agent's presence");
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -78,6 +78,7 @@ pub async fn apply_batch(
         now,
     );
     let touched_directory = plan.result.added + plan.result.updated + plan.result.deleted > 0;
+    let inserted = plan.insert_users.len() + plan.insert_groups.len();
     let write = SyncWrite {
         tenant_id: tenant.id.clone(),
         agent_id,
@@ -112,7 +113,20 @@ pub async fn apply_batch(
     if touched_directory {
         super::licenses::reconcile(&state, tenant).await?;
     }
+    if refresh_statistics_after(batch.seq, inserted) {
+        // The planner's statistics were taken when the directory was small (at `cloud init`):
+        // with them the batch lookups scan the users table instead of using its indexes.
+        state.store.refresh_statistics().await?;
+    }
     Ok(Json(plan.result))
+}
+
+/// Whether to refresh the planner's statistics after batch `seq` of a run that inserted
+/// `inserted` objects: during bulk loads only (a first full sync), at batches 0, 1, 3, 7, 15, …
+/// so a load of n batches pays for log2(n) refreshes. (SQLite's `PRAGMA optimize` analyzes
+/// only tables that grew 25-fold since; PostgreSQL's `ANALYZE` samples.)
+fn refresh_statistics_after(seq: u32, inserted: usize) -> bool {
+    inserted >= MAX_BATCH_OBJECTS / 5 && (seq.wrapping_add(1)).is_power_of_two()
 }
 
 /// `POST /api/v1/agent/sync/runs` (signed): the agent reports a run.
@@ -217,4 +231,19 @@ pub async fn allow_deletes(
     Ok(Json(
         audited(&state, &caller, "sync.allowDeletes", None, result).await?,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statistics_are_refreshed_at_doubling_batches_of_bulk_loads_only() {
+        let at: Vec<u32> = (0..300)
+            .filter(|&s| refresh_statistics_after(s, MAX_BATCH_OBJECTS))
+            .collect();
+        assert_eq!(at, vec![0, 1, 3, 7, 15, 31, 63, 127, 255]);
+        assert!(!refresh_statistics_after(0, 1), "a delta adding one user");
+        assert!(!refresh_statistics_after(u32::MAX, MAX_BATCH_OBJECTS));
+    }
 }

