@@ -48,7 +48,7 @@ done
 echo "== Assigning a licence to a user without a usage location is refused:"
 "$B" licenses assign --user nolocation@contoso.dirbridge.internal --sku DIRBRIDGE_PREMIUM || true
 echo "== Enable the password reset policy for everyone"
-"$B" policy set --enabled-for all >/dev/null
+"$B" policy set --enabled-for all --writeback true >/dev/null
 
 echo "== A throwaway Samba AD DC with sample users and the least-privilege MSOL_ service account"
 "$TK" samba up --users 200 --json > "$DEMO/samba.json" 2> "$DEMO/samba.log" &
@@ -73,6 +73,8 @@ rm -f "$DEMO/agent-token"
   --include-ou "$(json 'd["synced_root"]')" --password-file "$DEMO/msol-password"
 "$B" agent connector test --data-dir "$DEMO/agent" || echo "(the demo account cannot read CN=Deleted Objects: deletes reach the cloud at the next full import; see docs/operations.md)"
 "$B" agent sync run --data-dir "$DEMO/agent" --full
+echo "== Password writeback: the cloud administrator and the directory credential are checked separately, then the service account's rights"
+"$B" agent writeback enable --data-dir "$DEMO/agent" --admin "$ADMIN" --password-file "$DEMO/admin-password"
 "$B" agent run --data-dir "$DEMO/agent" > "$DEMO/agent.log" 2>&1 &
 PIDS="$PIDS $!"
 "$B" licenses assign --user "$SAMPLE_LOGIN" --sku DIRBRIDGE_PREMIUM || echo "(the sample user has no usage location: set one with dirbridge users update)"
@@ -91,7 +93,10 @@ dirbridge demo is running.
   Agent:          data in $DEMO/agent, delta sync every 15 s (log $DEMO/agent.log)
   CLI:            DIRBRIDGE_CONFIG_DIR=$DEMO/cli $B users list --source onPremises
 Change a user in Samba (samba-tool needs -H ldaps://… with the admin in $DEMO/samba.json) and see it
-in the cloud within seconds. The self-service portal and password writeback arrive with the next issue.
+in the cloud within seconds. Password writeback is on: reset the synced user's on-prem password with
+  DIRBRIDGE_CONFIG_DIR=$DEMO/cli $B users reset-password $SAMPLE_LOGIN --password-file <file>
+or through the self-service API ($URL/api/v1/sspr/start, docs/api.md); events:
+  $B agent events --data-dir $DEMO/agent --tracking-id <id>. The web portal is not built yet.
 Press Ctrl-C to stop.
 INFO
 wait $SERVER

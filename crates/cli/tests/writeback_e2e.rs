@@ -212,20 +212,37 @@ impl Drop for AgentHost {
     }
 }
 
-/// True when `password` binds as `user` on the Samba (the raw `ldapwhoami` tool).
+/// True when `password` binds as `user` on the Samba (the raw `ldapsearch` tool).
 fn binds(samba: &Samba, user: &Credentials, password: &str) -> bool {
     let dir = tempfile::tempdir().unwrap();
     let pw = dir.path().join("pw");
     write_private(&pw, password);
-    Command::new("ldapwhoami")
-        .args(["-x", "-H", &samba.ldaps_url(), "-D", &user.dn, "-y"])
+    // Samba has no WhoAmI operation: a base read of the user's own entry binds the same way.
+    Command::new("ldapsearch")
+        .args([
+            "-x",
+            "-LLL",
+            "-H",
+            &samba.ldaps_url(),
+            "-D",
+            &user.dn,
+            "-b",
+            &user.dn,
+            "-s",
+            "base",
+            "-y",
+        ])
         .arg(&pw)
+        .arg("dn")
         .env("LDAPTLS_CACERT", samba.ca_cert_path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
+        .output()
+        .map(|o| {
+            if !o.status.success() {
+                eprintln!("ldapsearch: {}", String::from_utf8_lossy(&o.stderr));
+            }
+            o.status.success()
+        })
         .unwrap()
-        .success()
 }
 
 /// Polls `check` until it is true or `within` passes.
@@ -282,6 +299,10 @@ fn seed_walkthrough_admin_reset_and_two_agents_one_frozen_run_each_request_once(
     let user = samba
         .create_user(&ou, &format!("wbe{}", std::process::id()), "Initial-Pass-1")
         .unwrap();
+    assert!(
+        binds(samba, &user, "Initial-Pass-1"),
+        "ldapwhoami cannot bind as the new user with its first password"
+    );
 
     let mut a = AgentHost::register(&cloud, samba, "agent-a");
     agent_cmd(
@@ -351,14 +372,7 @@ fn seed_walkthrough_admin_reset_and_two_agents_one_frozen_run_each_request_once(
     );
     // The cloud's audit log carries the same tracking id and the outcome.
     let audit = cloud
-        .run(&[
-            "audit",
-            "list",
-            "--tracking-id",
-            &tracking,
-            "--output",
-            "json",
-        ])
+        .run(&["audit", "--tracking-id", &tracking, "--output", "json"])
         .ok()
         .json();
     assert!(audit.to_string().contains("adminReset"), "{audit}");
@@ -370,11 +384,22 @@ fn seed_walkthrough_admin_reset_and_two_agents_one_frozen_run_each_request_once(
     b.start();
     eventually(
         Duration::from_secs(30),
-        "agent b's push socket connected",
+        "agent b connected for writeback",
         || {
-            std::fs::read_to_string(&b.log)
-                .unwrap_or_default()
-                .contains("push socket connected")
+            let st = agent_cmd(
+                &cloud,
+                &[
+                    "agent",
+                    "writeback",
+                    "status",
+                    "--data-dir",
+                    b.dir(),
+                    "--output",
+                    "json",
+                ],
+                None,
+            );
+            st.code == 0 && st.json().to_string().contains("\"connected\":true")
         },
     );
     a.signal("-STOP");
