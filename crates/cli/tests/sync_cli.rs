@@ -6,53 +6,14 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 
-use common::{run_in, Cloud, Run};
+use common::{files_under, mode, run_in, write_private, Cloud, Run};
 use serde_json::Value;
 use testkit::slapd::{OpenLdapServiceAccount, Slapd};
 
 /// `dirbridge args…` as the agent host: no stored admin credentials, its own config directory.
 fn agent_cmd(cloud: &Cloud, args: &[&str], stdin: Option<&str>) -> Run {
     run_in(&cloud.path().join("agent-host-config"), args, stdin)
-}
-
-/// Writes `text` to a new file readable only by its owner.
-fn write_private(path: &Path, text: &str) {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path).unwrap();
-    f.write_all(text.as_bytes()).unwrap();
-}
-
-/// Every regular file below `dir`.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let e = e.unwrap();
-            let t = e.file_type().unwrap();
-            if t.is_dir() {
-                stack.push(e.path());
-            } else if t.is_file() {
-                out.push(e.path());
-            }
-        }
-    }
-    out
-}
-
-#[cfg(unix)]
-fn mode(path: &Path) -> u32 {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
 /// A new one-time registration token (the admin's `agents token create --output json`).

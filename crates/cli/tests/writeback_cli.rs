@@ -5,9 +5,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use common::{run_in, Cloud, Run};
+use common::{mode, run_in, write_private, Cloud, Run};
 use serde_json::Value;
 use testkit::samba::{AdRight, Samba, ServiceAccount};
 use testkit::slapd::{OpenLdapServiceAccount, Slapd};
@@ -16,25 +16,6 @@ const ENABLED: &str = "Password reset write-back is enabled.";
 
 fn agent_cmd(cloud: &Cloud, args: &[&str], stdin: Option<&str>) -> Run {
     run_in(&cloud.path().join("agent-host-config"), args, stdin)
-}
-
-fn write_private(path: &Path, text: &str) {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path).unwrap();
-    f.write_all(text.as_bytes()).unwrap();
-}
-
-#[cfg(unix)]
-fn mode(path: &Path) -> u32 {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
 struct Host {

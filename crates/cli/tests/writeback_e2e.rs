@@ -8,11 +8,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{run_in, Cloud, Run};
+use common::{files_under, run_in, write_private, Cloud, Run};
 use serde_json::Value;
 use testkit::samba::{Credentials, Samba};
 
@@ -21,38 +21,6 @@ const MARKER: &str = "Mrk7Wb";
 
 fn agent_cmd(cloud: &Cloud, args: &[&str], stdin: Option<&str>) -> Run {
     run_in(&cloud.path().join("agent-host-config"), args, stdin)
-}
-
-fn write_private(path: &Path, text: &str) {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .unwrap();
-    f.write_all(text.as_bytes()).unwrap();
-}
-
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let t = e.file_type().unwrap();
-            if t.is_dir() {
-                stack.push(e.path());
-            } else if t.is_file() {
-                out.push(e.path());
-            }
-        }
-    }
-    out
 }
 
 /// An agent host: registered, with an AD connector on the Samba's synced root.

@@ -107,9 +107,9 @@ pub const OPERATIONS: &[Operation] = &[
         "post",
         "/api/v1/users/{user}/password",
         "resetPassword",
-        "Admin reset of a cloud user's password",
-        Some("PasswordBody"),
-        204,
+        "Admin reset: a cloud user's password (204), or a synced user's on-prem password through writeback, body {password, mustChange?, unlock?} (200, WritebackResult)",
+        Some("AdminResetBody"),
+        200,
     ),
     (
         "post",
