@@ -20,6 +20,22 @@ pub enum Level {
     Error,
 }
 
+/// Numeric ids of the change-notification events (35xxx; 31xxx–34xxx are writeback's and
+/// pass-through sign-in's, in `proto::writeback::events`). Listed in docs/events.md.
+pub mod ids {
+    /// Change notification is watching a connector's directory.
+    pub const NOTIFY_STARTED: u32 = 35001;
+    /// The notification connection dropped or could not be opened; retrying with backoff.
+    pub const NOTIFY_DISCONNECTED: u32 = 35002;
+    /// Watching again after a drop (a delta cycle runs to catch up).
+    pub const NOTIFY_RECONNECTED: u32 = 35003;
+    /// The directory does not support or refused notification: the schedule alone drives
+    /// deltas for this connector.
+    pub const NOTIFY_FALLBACK: u32 = 35004;
+    /// Change notification is turned off by configuration.
+    pub const NOTIFY_OFF: u32 = 35005;
+}
+
 /// One event.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Event {

@@ -4,6 +4,13 @@
 //! ([`crate::push`], kept open alongside the timers), which runs a cycle right away. Errors
 //! become events and the loop goes on; only a revoked registration stops it.
 //!
+//! Change notification ([`crate::sync::notify`], on by default) watches every connector's
+//! directory from the start: a signal wakes the loop, which waits [`ServiceOptions::debounce`]
+//! so a burst of changes becomes one cycle and then runs the normal delta cycle. Cycles never
+//! overlap (one loop runs them); a signal during a cycle runs one more cycle after it. The
+//! schedule stays as the backstop, and is all there is for a directory that does not support
+//! notification.
+//!
 //! Pushed writeback requests do not wait for the loop: a router task takes every push as it
 //! arrives and runs each writeback request in its own task ([`crate::writeback::handle`]),
 //! while a sync cycle may be running.
@@ -35,11 +42,59 @@ pub fn status_of(runs: &[SyncRun]) -> String {
     "idle".into()
 }
 
-/// Runs until `shutdown` completes (Ctrl-C in the CLI) or the agent is revoked. Returns the
-/// number of cycles run.
+/// How `agent run` behaves beyond the cloud's settings.
+#[derive(Debug, Clone)]
+pub struct ServiceOptions {
+    /// Watch the directories for changes (see [`crate::sync::notify`]).
+    pub change_notification: bool,
+    /// How long a change signal waits for more before the cycle starts.
+    pub debounce: Duration,
+    /// Roots every watcher watches instead of its connector's own (tests: a root the server
+    /// refuses).
+    pub notify_roots: crate::sync::notify::RootsOverride,
+}
+
+impl Default for ServiceOptions {
+    fn default() -> ServiceOptions {
+        ServiceOptions {
+            change_notification: true,
+            debounce: Duration::from_millis(200),
+            notify_roots: None,
+        }
+    }
+}
+
+/// Runs until `shutdown` completes (Ctrl-C in the CLI) or the agent is revoked, with change
+/// notification as `agent.toml` / `DIRBRIDGE_AGENT_CHANGE_NOTIFICATION` say (default on).
+/// Returns the number of cycles run.
 pub async fn run(
     engine: &mut Engine,
     shutdown: impl Future<Output = ()>,
+) -> Result<u64, AgentError> {
+    let events = engine.events().clone();
+    let change_notification = match crate::sync::notify::enabled(events.data_dir()) {
+        Ok(on) => on,
+        Err(e) => {
+            events.warn(
+                "agent.config.invalid",
+                format!("{e}; change notification stays on"),
+                json!({}),
+            );
+            true
+        }
+    };
+    let options = ServiceOptions {
+        change_notification,
+        ..ServiceOptions::default()
+    };
+    run_with(engine, shutdown, options).await
+}
+
+/// [`run`] with explicit options.
+pub async fn run_with(
+    engine: &mut Engine,
+    shutdown: impl Future<Output = ()>,
+    options: ServiceOptions,
 ) -> Result<u64, AgentError> {
     tokio::pin!(shutdown);
     let events = engine.events().clone();
@@ -48,6 +103,34 @@ pub async fn run(
         "the agent started",
         json!({ "version": crate::identity::VERSION }),
     );
+    // Change signals: a full channel already holds a wake-up, so bursts coalesce.
+    let (wake_tx, mut wakes) = tokio::sync::mpsc::channel::<()>(1);
+    let _watchers: Vec<AbortOnDrop> = if options.change_notification {
+        crate::sync::notify::start(
+            events.data_dir(),
+            &events,
+            wake_tx,
+            options.notify_roots.clone(),
+        )
+        .await
+        .into_iter()
+        .map(AbortOnDrop)
+        .collect()
+    } else {
+        events.record(
+            crate::events::Level::Info,
+            "sync.notify.off",
+            Some(crate::events::ids::NOTIFY_OFF),
+            None,
+            format!(
+                "change notification is off ({} or {} in agent.toml): deltas run on the schedule only",
+                crate::sync::notify::ENV,
+                crate::sync::notify::SETTING
+            ),
+            json!({}),
+        );
+        Vec::new()
+    };
     let mut last_full: Option<i64> = None;
     let mut status = "starting".to_string();
     let mut cycles = 0u64;
@@ -145,6 +228,12 @@ pub async fn run(
                         force_full |= full;
                     }
                 }
+            }
+            Some(()) = wakes.recv() => {
+                // Let a burst settle, then one cycle covers it.
+                tokio::time::sleep(options.debounce).await;
+                while wakes.try_recv().is_ok() {}
+                tracing::debug!("a directory reported a change: running a delta cycle");
             }
             _ = &mut shutdown => {
                 if writeback_on.is_some() {

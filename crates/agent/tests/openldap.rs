@@ -290,7 +290,14 @@ async fn a_pushed_sync_now_syncs_without_waiting_for_the_interval() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     };
-    let cycles = agent::service::run(&mut engine, driver).await.unwrap();
+    // Change notification off: only the push may explain the second cycle.
+    let options = agent::service::ServiceOptions {
+        change_notification: false,
+        ..Default::default()
+    };
+    let cycles = agent::service::run_with(&mut engine, driver, options)
+        .await
+        .unwrap();
     assert_eq!(cycles, 2, "one cycle at start, one pushed");
     let events = engine.events().read(None).unwrap();
     assert!(events.iter().any(|e| e.code == "agent.stopped"));

@@ -9,6 +9,7 @@
 
 pub mod diff;
 pub mod map;
+pub mod notify;
 pub mod scope;
 
 use std::collections::{BTreeSet, HashMap, HashSet};

@@ -1,0 +1,405 @@
+//! Change notification in `agent run` against the real directories (testkit) and the real cloud
+//! in-process: with a day-long schedule, only notification can explain a change reaching the
+//! cloud; a directory that refuses notification leaves the connector to the schedule, with an
+//! event that says why and how to fix it; the setting turns it off.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use agent::connector::{ConnectorConfig, DirectoryKind};
+use agent::events::{ids, Event, EventLog};
+use agent::service::{self, ServiceOptions};
+use common::{uniq, Cloud};
+use dirbridge_agent as agent;
+use ldap::SecretString;
+use reqwest::Method;
+use serde_json::json;
+use testkit::slapd::{OpenLdapServiceAccount, Slapd};
+
+/// Generous bounds for behaviour; nothing here asserts how fast.
+const WAIT: Duration = Duration::from_secs(90);
+
+fn upn(login: &str) -> String {
+    format!("{login}@dirbridge.test")
+}
+
+fn openldap_connector(slapd: &Slapd, include: &[&str]) -> ConnectorConfig {
+    let svc = slapd.service_account(OpenLdapServiceAccount::Full);
+    ConnectorConfig {
+        name: "ldap".into(),
+        kind: DirectoryKind::Openldap,
+        url: slapd.ldap_url(),
+        ca_file: slapd.ca_cert_path().to_path_buf(),
+        bind_dn: svc.dn,
+        base_dn: slapd.base_dn().into(),
+        include_ous: include.iter().map(|s| s.to_string()).collect(),
+        exclude_ous: vec![],
+        filter: None,
+        group_scope: None,
+        user_classes: vec![],
+        group_classes: vec![],
+        upn_from: None,
+        anchor: None,
+    }
+}
+
+async fn set_delta_interval(cloud: &Cloud, secs: u32) {
+    cloud
+        .admin(
+            Method::PATCH,
+            "/api/v1/sync/settings",
+            Some(json!({ "deltaIntervalSecs": secs })),
+        )
+        .await
+        .ok();
+}
+
+/// Polls the event log until an event matches (bounded).
+async fn event(log: &EventLog, what: &str, pred: impl Fn(&Event) -> bool) -> Event {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(e) = log.read(None).unwrap().into_iter().find(|e| pred(e)) {
+            return e;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no event: {what}; events: {:#?}",
+            log.read(None).unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls the cloud until the user's mobile phone is `phone` (bounded); returns how long it took.
+async fn until_mobile(cloud: &Cloud, upn: &str, phone: &str) -> Duration {
+    let t0 = Instant::now();
+    loop {
+        if let Some(u) = cloud.user(upn).await {
+            if u["mobilePhone"] == phone {
+                return t0.elapsed();
+            }
+        }
+        assert!(t0.elapsed() < WAIT, "{upn} never got mobile {phone}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn runs_finished(log: &EventLog) -> usize {
+    log.read(None)
+        .unwrap()
+        .iter()
+        .filter(|e| e.code == "sync.run.finished")
+        .count()
+}
+
+#[tokio::test]
+async fn openldap_change_reaches_the_cloud_by_notification_with_a_day_long_schedule() {
+    let slapd = Slapd::shared();
+    let cloud = Cloud::start().await;
+    set_delta_interval(&cloud, 86_400).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = cloud.agent(dir.path()).await;
+    let ou = slapd.create_ou("notifyAgent").unwrap();
+    let svc = slapd.service_account(OpenLdapServiceAccount::Full);
+    agent::connector::save(
+        dir.path(),
+        &openldap_connector(slapd, &[&ou]),
+        &SecretString::from(svc.password),
+    )
+    .unwrap();
+    let login = uniq("nt");
+    let user = slapd.create_user(&ou, &login, "Initial-Pass-1").unwrap();
+    let log = EventLog::open(dir.path());
+
+    let driver = async {
+        // The start-up cycle, and the watcher.
+        let deadline = Instant::now() + WAIT;
+        while cloud.user(&upn(&login)).await.is_none() {
+            assert!(Instant::now() < deadline, "the first cycle never synced");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let started = event(&log, "notification started", |e| {
+            e.code == "sync.notify.started"
+        })
+        .await;
+        assert_eq!(started.event_id, Some(ids::NOTIFY_STARTED));
+        let before = runs_finished(&log);
+        for phone in ["+47 400 00 001", "+47 400 00 002"] {
+            // The directory's administrator changes an attribute; nothing else happens.
+            slapd.admin_replace(&user.dn, "mobile", &[phone]).unwrap();
+            let took = until_mobile(&cloud, &upn(&login), phone).await;
+            eprintln!("openldap: change in the cloud after {took:?}");
+        }
+        assert!(runs_finished(&log) > before, "delta cycles ran");
+    };
+    let cycles = service::run_with(&mut engine, driver, ServiceOptions::default())
+        .await
+        .unwrap();
+    assert!(cycles >= 3, "start-up cycle plus woken deltas: {cycles}");
+    eprintln!("cycles: {cycles}");
+    let events = log.read(None).unwrap();
+    assert!(
+        !events.iter().any(|e| e.code == "sync.notify.fallback"),
+        "{events:#?}"
+    );
+}
+
+#[tokio::test]
+async fn ad_change_reaches_the_cloud_by_notification_with_a_day_long_schedule() {
+    let samba = testkit::samba::Samba::shared();
+    common::grant_deleted_objects_read(samba).await;
+    let cloud = Cloud::start().await;
+    set_delta_interval(&cloud, 86_400).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = cloud.agent(dir.path()).await;
+    let ou = samba.create_ou("notifyAgent").unwrap();
+    common::save_ad_connector(dir.path(), samba, &common::ad_connector(samba, &[&ou]));
+    let login = uniq("na");
+    let user = samba.create_user(&ou, &login, "Initial-Pass-1").unwrap();
+    let log = EventLog::open(dir.path());
+
+    let driver = async {
+        let deadline = Instant::now() + WAIT;
+        while cloud.user(&upn(&login)).await.is_none() {
+            assert!(Instant::now() < deadline, "the first cycle never synced");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let started = event(&log, "notification started", |e| {
+            e.code == "sync.notify.started"
+        })
+        .await;
+        assert_eq!(started.event_id, Some(ids::NOTIFY_STARTED));
+        assert_eq!(started.details["root"], samba.base_dn(), "{started:?}");
+        for phone in ["+47 900 00 001", "+47 900 00 002"] {
+            samba.admin_replace(&user.dn, "mobile", &[phone]).unwrap();
+            let took = until_mobile(&cloud, &upn(&login), phone).await;
+            eprintln!("samba: change in the cloud after {took:?}");
+        }
+    };
+    let cycles = service::run_with(&mut engine, driver, ServiceOptions::default())
+        .await
+        .unwrap();
+    assert!(cycles >= 3, "start-up cycle plus woken deltas: {cycles}");
+    eprintln!("cycles: {cycles}");
+}
+
+#[tokio::test]
+async fn a_refused_notification_falls_back_to_the_schedule_with_the_fix() {
+    let slapd = Slapd::shared();
+    let cloud = Cloud::start().await;
+    // The shortest schedule the cloud allows: here the schedule is what syncs.
+    set_delta_interval(&cloud, 5).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = cloud.agent(dir.path()).await;
+    let ou = slapd.create_ou("notifyRefused").unwrap();
+    let svc = slapd.service_account(OpenLdapServiceAccount::Full);
+    agent::connector::save(
+        dir.path(),
+        &openldap_connector(slapd, &[&ou]),
+        &SecretString::from(svc.password),
+    )
+    .unwrap();
+    let login = uniq("nr");
+    let user = slapd.create_user(&ou, &login, "Initial-Pass-1").unwrap();
+    let log = EventLog::open(dir.path());
+
+    let driver = async {
+        let fallback = event(&log, "the fallback", |e| e.code == "sync.notify.fallback").await;
+        assert_eq!(fallback.event_id, Some(ids::NOTIFY_FALLBACK));
+        assert_eq!(fallback.level, agent::events::Level::Warning);
+        assert!(
+            fallback.message.contains("sync schedule")
+                && fallback.message.contains("olcOverlay=syncprov"),
+            "{}",
+            fallback.message
+        );
+        assert_eq!(
+            fallback.details["diagnostic"], "critical control unavailable in context",
+            "{fallback:?}"
+        );
+        let deadline = Instant::now() + WAIT;
+        while cloud.user(&upn(&login)).await.is_none() {
+            assert!(Instant::now() < deadline, "the first cycle never synced");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Polling still brings changes.
+        slapd
+            .admin_replace(&user.dn, "mobile", &["+47 500 00 001"])
+            .unwrap();
+        let took = until_mobile(&cloud, &upn(&login), "+47 500 00 001").await;
+        eprintln!("polling fallback: change in the cloud after {took:?}");
+    };
+    // slapd's cn=config database has no syncprov overlay: a root where the real server refuses.
+    let options = ServiceOptions {
+        notify_roots: Some(vec!["cn=config".into()]),
+        ..ServiceOptions::default()
+    };
+    service::run_with(&mut engine, driver, options)
+        .await
+        .unwrap();
+    let events = log.read(None).unwrap();
+    assert!(
+        !events.iter().any(|e| e.code == "sync.notify.started"),
+        "{events:#?}"
+    );
+}
+
+#[tokio::test]
+async fn the_setting_turns_notification_off() {
+    let slapd = Slapd::shared();
+    let cloud = Cloud::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = cloud.agent(dir.path()).await;
+    let ou = slapd.create_ou("notifyOff").unwrap();
+    let svc = slapd.service_account(OpenLdapServiceAccount::Full);
+    agent::connector::save(
+        dir.path(),
+        &openldap_connector(slapd, &[&ou]),
+        &SecretString::from(svc.password),
+    )
+    .unwrap();
+    let login = uniq("no");
+    slapd.create_user(&ou, &login, "Initial-Pass-1").unwrap();
+    let toml = dir.path().join("agent.toml");
+    let mut text = std::fs::read_to_string(&toml).unwrap();
+    text.push_str("change-notification = false\n");
+    std::fs::write(&toml, text).unwrap();
+    let log = EventLog::open(dir.path());
+
+    let driver = async {
+        let deadline = Instant::now() + WAIT;
+        while cloud.user(&upn(&login)).await.is_none() {
+            assert!(Instant::now() < deadline, "the first cycle never synced");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    service::run(&mut engine, driver).await.unwrap();
+    let events = log.read(None).unwrap();
+    let off = events
+        .iter()
+        .find(|e| e.code == "sync.notify.off")
+        .unwrap_or_else(|| panic!("{events:#?}"));
+    assert_eq!(off.event_id, Some(ids::NOTIFY_OFF));
+    assert!(
+        !events
+            .iter()
+            .any(|e| e.code.starts_with("sync.notify.") && e.code != "sync.notify.off"),
+        "{events:#?}"
+    );
+    // The registration is still readable with the extra key.
+    agent::identity::load(dir.path()).unwrap();
+}
+
+/// A TCP forwarder whose open connections can be cut, as a network failure would.
+struct Proxy {
+    port: u16,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(target: u16) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let held = conns.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                held.lock().unwrap().push(task);
+            }
+        });
+        Proxy {
+            port,
+            conns,
+            accept,
+        }
+    }
+
+    fn cut(&self) {
+        for t in self.conns.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
+}
+
+#[tokio::test]
+async fn a_dropped_watch_reconnects_catches_up_and_keeps_waking_the_agent() {
+    let slapd = Slapd::shared();
+    let cloud = Cloud::start().await;
+    set_delta_interval(&cloud, 86_400).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = cloud.agent(dir.path()).await;
+    let ou = slapd.create_ou("notifyDrop").unwrap();
+    let ldaps_port: u16 = slapd
+        .ldaps_url()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let proxy = Proxy::start(ldaps_port).await;
+    let svc = slapd.service_account(OpenLdapServiceAccount::Full);
+    let cfg = ConnectorConfig {
+        // The server's certificate names 127.0.0.1: TLS through the proxy verifies as usual.
+        url: format!("ldaps://127.0.0.1:{}", proxy.port),
+        ..openldap_connector(slapd, &[&ou])
+    };
+    agent::connector::save(dir.path(), &cfg, &SecretString::from(svc.password)).unwrap();
+    let login = uniq("nd");
+    let user = slapd.create_user(&ou, &login, "Initial-Pass-1").unwrap();
+    let log = EventLog::open(dir.path());
+
+    let driver = async {
+        let deadline = Instant::now() + WAIT;
+        while cloud.user(&upn(&login)).await.is_none() {
+            assert!(Instant::now() < deadline, "the first cycle never synced");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        event(&log, "notification started", |e| {
+            e.code == "sync.notify.started"
+        })
+        .await;
+        proxy.cut();
+        let dropped = event(&log, "the drop", |e| e.code == "sync.notify.disconnected").await;
+        assert_eq!(dropped.event_id, Some(ids::NOTIFY_DISCONNECTED));
+        assert!(
+            dropped.message.contains("retrying in"),
+            "{}",
+            dropped.message
+        );
+        let back = event(&log, "the reconnect", |e| {
+            e.code == "sync.notify.reconnected"
+        })
+        .await;
+        assert_eq!(back.event_id, Some(ids::NOTIFY_RECONNECTED));
+        // The catch-up cycle: a run after the reconnect, with nothing changed.
+        event(&log, "a cycle after the reconnect", |_| {
+            let all = log.read(None).unwrap();
+            let at = all.iter().position(|e| e.id == back.id).unwrap();
+            all[at..].iter().any(|e| e.code == "sync.run.finished")
+        })
+        .await;
+        slapd
+            .admin_replace(&user.dn, "mobile", &["+47 400 00 003"])
+            .unwrap();
+        until_mobile(&cloud, &upn(&login), "+47 400 00 003").await;
+    };
+    service::run_with(&mut engine, driver, ServiceOptions::default())
+        .await
+        .unwrap();
+}
