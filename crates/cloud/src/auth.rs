@@ -1,11 +1,19 @@
 //! Who is calling: bearer tokens (random, stored only as a SHA-256 hash, expiring, revocable),
 //! sign-in with Argon2id-verified passwords, and a per-account throttle on failed sign-ins.
+//!
+//! Users synced from on-premises have no password in the cloud: their sign-in is checked by
+//! **pass-through** ([`crate::writeback::pass_through`]): the password is sealed to the
+//! tenant's agents, one of which binds to the directory as the user. The throttle runs first,
+//! so at most [`MAX_FAILED_SIGN_INS`] guesses per window ever reach the directory — like a
+//! smart lockout, it stops cloud-side guessing before it can lock the on-prem account out
+//! (set the directory's lockout threshold above this).
 
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::Json;
-use proto::{AuditResult, Role, Tenant, TokenRequest, TokenResponse, User};
+use proto::writeback::Outcome;
+use proto::{AuditResult, ErrorCode, Role, Source, Tenant, TokenRequest, TokenResponse, User};
 use store::TokenRecord;
 use tenant::roles::{self, Operation};
 use tenant::secrets;
@@ -172,6 +180,11 @@ pub async fn sign_in(
         Some(u) => state.store.password_hash(&u.tenant_id, &u.id).await?,
         None => None,
     };
+    if let (Some(tenant), Some(user)) = (&tenant, &user) {
+        if hash.is_none() && is_synced(user) {
+            return pass_through(&state, tenant, user, req.password, &key, now).await;
+        }
+    }
     let has_hash = hash.is_some();
     let ok = verify(&state, req.password, hash).await? && has_hash;
 
@@ -201,7 +214,26 @@ pub async fn sign_in(
         });
     }
     clear_failures(&state, &key);
+    issue_token(&state, &tenant, &user, now, None).await
+}
 
+/// A user whose password lives in the on-prem directory: synced, with a source anchor.
+fn is_synced(user: &User) -> bool {
+    user.source == Source::OnPremises
+        && user
+            .on_premises
+            .as_ref()
+            .is_some_and(|o| !o.immutable_id.is_empty())
+}
+
+/// Creates a token for a user whose password was accepted, and audits the sign-in.
+async fn issue_token(
+    state: &AppState,
+    tenant: &Tenant,
+    user: &User,
+    now: i64,
+    details: Option<String>,
+) -> ApiResult<Json<TokenResponse>> {
     let (token, hash) = secrets::new_token();
     let rec = TokenRecord {
         id: secrets::new_id(),
@@ -214,23 +246,147 @@ pub async fn sign_in(
     };
     state.store.insert_token(&rec).await?;
     record(
-        &state,
+        state,
         &tenant.id,
         &user.user_principal_name,
         "signIn",
         Some(user.user_principal_name.clone()),
         AuditResult::Success,
-        None,
+        details,
     )
     .await;
     Ok(Json(TokenResponse {
         access_token: token,
         token_id: rec.id,
         expires_at: rec.expires_at,
-        user_principal_name: user.user_principal_name,
-        tenant_id: tenant.id,
-        roles: user.roles,
+        user_principal_name: user.user_principal_name.clone(),
+        tenant_id: tenant.id.clone(),
+        roles: user.roles.clone(),
     }))
+}
+
+/// Pass-through sign-in of a synced user (the throttle already counted the attempt): an agent
+/// binds as the user. A wrong password reads as for a cloud user and stays counted; a refusal
+/// the person can act on (disabled, locked out, expired, must change, logon hours) is a 401
+/// with what to do next; when the password could not be checked (no agent, directory
+/// unreachable, no answer in time) the attempt is given back and the answer is a 503.
+async fn pass_through(
+    state: &AppState,
+    tenant: &Tenant,
+    user: &User,
+    password: String,
+    key: &str,
+    now: i64,
+) -> ApiResult<Json<TokenResponse>> {
+    let upn = &user.user_principal_name;
+    if password.is_empty() {
+        // An empty password would be an anonymous bind: never worth a trip to the directory.
+        record(
+            state,
+            &tenant.id,
+            upn,
+            "signIn",
+            Some(upn.clone()),
+            AuditResult::Failure,
+            Some("passThrough: empty password, not forwarded".into()),
+        )
+        .await;
+        return Err(AppError::unauthenticated(
+            "The user name or password is incorrect.",
+        ));
+    }
+    let result = match crate::writeback::pass_through(state, &tenant.id, user, password).await {
+        Ok(r) => r,
+        Err(e) => {
+            release_attempt(state, key);
+            record(
+                state,
+                &tenant.id,
+                upn,
+                "signIn",
+                Some(upn.clone()),
+                AuditResult::Failure,
+                Some(format!("passThrough: {}", e.message)),
+            )
+            .await;
+            if e.code == ErrorCode::Internal {
+                return Err(e);
+            }
+            return Err(unavailable(proto::writeback::person_message(
+                Outcome::AgentUnavailable,
+                None,
+                proto::writeback::SIGN_IN,
+            )));
+        }
+    };
+    let outcome = enum_text(result.outcome);
+    let mut details = format!("passThrough: {outcome}");
+    if let Some(agent) = &result.agent_id {
+        details.push_str(&format!(" (agent {agent})"));
+    }
+    if let Some(d) = &result.admin_detail {
+        details.push_str(&format!(": {d}"));
+    }
+    let fail = |details: String| {
+        record(
+            state,
+            &tenant.id,
+            upn,
+            "signIn",
+            Some(upn.clone()),
+            AuditResult::Failure,
+            Some(details),
+        )
+    };
+    match result.outcome {
+        Outcome::Succeeded if !user.account_enabled => {
+            fail(format!("{details}; account disabled in the cloud")).await;
+            Err(AppError::unauthenticated(
+                "The account is disabled; ask an administrator to enable it.",
+            ))
+        }
+        Outcome::Succeeded => {
+            clear_failures(state, key);
+            issue_token(state, tenant, user, now, Some(details)).await
+        }
+        Outcome::WrongPassword | Outcome::WrongCurrentPassword | Outcome::UserNotFound => {
+            fail(details).await;
+            Err(AppError::unauthenticated(
+                "The user name or password is incorrect.",
+            ))
+        }
+        Outcome::AccountDisabled
+        | Outcome::AccountLockedOut
+        | Outcome::PasswordExpired
+        | Outcome::MustChangePassword
+        | Outcome::AccountExpired
+        | Outcome::LogonRestricted => {
+            fail(details).await;
+            Err(AppError::unauthenticated(result.message))
+        }
+        // Not checked at all: the attempt does not count. (An unknown outcome may have reached
+        // the directory; it stays counted.)
+        Outcome::AgentUnavailable | Outcome::DirectoryUnreachable => {
+            release_attempt(state, key);
+            fail(details).await;
+            Err(unavailable(result.message))
+        }
+        _ => {
+            fail(details).await;
+            Err(unavailable(result.message))
+        }
+    }
+}
+
+fn unavailable(message: String) -> AppError {
+    AppError::new(ErrorCode::ServiceUnavailable, message)
+}
+
+fn enum_text<T: serde::Serialize>(v: T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
+    }
 }
 
 async fn find_tenant_for_upn(state: &AppState, upn_lower: &str) -> ApiResult<Option<Tenant>> {
@@ -269,6 +425,17 @@ fn reserve_attempt(state: &AppState, key: &str, now: i64) -> Option<i64> {
     }
     e.0 += 1;
     None
+}
+
+/// Gives back the attempt [`reserve_attempt`] counted (the password was never checked).
+fn release_attempt(state: &AppState, key: &str) {
+    let mut map = state
+        .sign_in_failures
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some(e) = map.get_mut(key) {
+        e.0 = e.0.saturating_sub(1);
+    }
 }
 
 fn clear_failures(state: &AppState, key: &str) {

@@ -25,6 +25,30 @@ pub struct Config {
     pub writeback_deadline_secs: u64,
     /// Outgoing mail (self-service password reset codes and notices).
     pub smtp: SmtpConfig,
+    /// Limits per source address on sign-in and reset starts.
+    pub limits: LimitsConfig,
+}
+
+/// `[limits]`: per source address, on top of the per-account throttles (see `crate::limits`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Refused sign-ins (wrong password, throttled) one address may make a minute; 0 = no limit.
+    pub sign_in_per_minute: u32,
+    /// `POST /api/v1/sspr/start` requests one address may make a minute; 0 = no limit.
+    pub sspr_start_per_minute: u32,
+    /// Reverse proxies whose `X-Forwarded-For` is believed (their own addresses, exactly).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            sign_in_per_minute: 30,
+            sspr_start_per_minute: 30,
+            trusted_proxies: Vec::new(),
+        }
+    }
 }
 
 /// `[smtp]`: the relay that sends reset codes and notices. With no `host`, no mail is sent (the
@@ -62,6 +86,7 @@ impl Default for Config {
             max_body_bytes: 64 * 1024,
             writeback_deadline_secs: 20,
             smtp: SmtpConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -132,6 +157,28 @@ impl Config {
                 .parse()
                 .context("DIRBRIDGE_SMTP_STARTTLS must be true or false")?;
         }
+        if let Some(v) = get("DIRBRIDGE_LIMIT_SIGN_IN_PER_MINUTE") {
+            self.limits.sign_in_per_minute = v.parse().context(
+                "DIRBRIDGE_LIMIT_SIGN_IN_PER_MINUTE must be a whole number (0 turns the limit off)",
+            )?;
+        }
+        if let Some(v) = get("DIRBRIDGE_LIMIT_SSPR_START_PER_MINUTE") {
+            self.limits.sspr_start_per_minute = v.parse().context(
+                "DIRBRIDGE_LIMIT_SSPR_START_PER_MINUTE must be a whole number (0 turns the limit off)",
+            )?;
+        }
+        if let Some(v) = get("DIRBRIDGE_TRUSTED_PROXIES") {
+            self.limits.trusted_proxies = v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    s.parse().with_context(|| {
+                        format!("DIRBRIDGE_TRUSTED_PROXIES: {s:?} is not an IP address")
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?;
+        }
         Ok(())
     }
 
@@ -182,6 +229,36 @@ mod tests {
         assert_eq!(c.smtp.from, "x <x@contoso.test>");
         assert!(Config::default().smtp.starttls);
         assert!(toml::from_str::<Config>("[smtp]\nhots = \"x\"").is_err());
+    }
+
+    #[test]
+    fn limits_section_and_environment() {
+        let mut c: Config = toml::from_str(
+            "[limits]\nsign_in_per_minute = 5\ntrusted_proxies = [\"10.0.0.1\", \"::1\"]",
+        )
+        .unwrap();
+        assert_eq!(c.limits.sign_in_per_minute, 5);
+        assert_eq!(c.limits.sspr_start_per_minute, 30);
+        assert_eq!(c.limits.trusted_proxies.len(), 2);
+        c.apply_env(|k| match k {
+            "DIRBRIDGE_LIMIT_SSPR_START_PER_MINUTE" => Some("0".into()),
+            "DIRBRIDGE_TRUSTED_PROXIES" => Some("192.0.2.1, 192.0.2.2".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(c.limits.sspr_start_per_minute, 0);
+        assert_eq!(
+            c.limits.trusted_proxies,
+            vec![
+                "192.0.2.1".parse::<std::net::IpAddr>().unwrap(),
+                "192.0.2.2".parse().unwrap()
+            ]
+        );
+        let err = c
+            .apply_env(|k| (k == "DIRBRIDGE_TRUSTED_PROXIES").then(|| "proxy.lan".to_string()))
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("proxy.lan"));
+        assert!(toml::from_str::<Config>("[limits]\ntrusted_proxies = [\"x\"]").is_err());
     }
 
     #[test]

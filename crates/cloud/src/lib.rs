@@ -12,6 +12,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod limits;
 pub mod mail;
 pub mod metrics;
 pub mod openapi;
@@ -123,6 +124,10 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(
             state.clone(),
+            limits::enforce,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
             metrics::track,
         ))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
@@ -223,9 +228,12 @@ pub async fn serve(config: config::Config) -> anyhow::Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     tracing::info!(listen = %config.listen, database = store.backend_name(), "dirbridge cloud serving");
     let app = router(AppState::new(store, clock, config));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
     Ok(())
 }
 

@@ -18,7 +18,7 @@ pub const OPERATIONS: &[Operation] = &[
         "post",
         "/api/v1/auth/token",
         "signIn",
-        "Sign in with UPN and password; returns an expiring bearer token",
+        "Sign in with UPN and password; returns an expiring bearer token. A user synced from on-premises is checked by pass-through (an agent binds to the directory as the user): 401 for a wrong password or an on-prem refusal (disabled, locked out, password expired or must change, account expired, logon hours) with what to do next, 429 when the account's sign-in throttle is exhausted (nothing reaches the directory then), 503 when no agent could check the password",
         Some("TokenRequest"),
         200,
     ),
@@ -469,6 +469,13 @@ pub fn document() -> Value {
         if let Some(schema) = body {
             op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}});
         }
+        if *op_id == "signIn" {
+            let error = |d: &str| json!({"description": d, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
+            op["responses"]["200"]["content"] = json!({"application/json": {"schema": {"$ref": "#/components/schemas/TokenResponse"}}});
+            op["responses"]["401"] = error("The user name or password is incorrect; or, for a user synced from on-premises, the directory refused the sign-in and the message says what to do next (disabled, locked out, password expired or must be changed: change it at /api/v1/sspr/change, account expired, logon hours)");
+            op["responses"]["429"] = error("Too many failed sign-ins for this account in the window; for a synced user nothing more is sent to the directory until the window ends");
+            op["responses"]["503"] = error("A synced user's password could not be checked: no agent is connected, the directory is unreachable, or no answer came before the writeback deadline. Try again; an administrator can check `dirbridge agents list`");
+        }
         paths.entry(path.to_string()).or_insert_with(|| json!({}))[method] = op;
     }
     for (path, summary) in [
@@ -491,6 +498,7 @@ pub fn document() -> Value {
             "schemas": {
                 "Error": object(json!({"error": object(json!({"code": {"type": "string"}, "message": {"type": "string"}, "trackingId": {"type": "string"}}))})),
                 "TokenRequest": object(json!({"userPrincipalName": {"type": "string"}, "password": {"type": "string", "format": "password"}})),
+                "TokenResponse": object(json!({"accessToken": {"type": "string"}, "tokenId": {"type": "string"}, "expiresAt": {"type": "integer"}, "userPrincipalName": {"type": "string"}, "tenantId": {"type": "string"}, "roles": {"type": "array", "items": {"type": "string"}}})),
                 "TenantPatch": object(json!({"defaultUsageLocation": {"type": ["string", "null"]}, "softMatchEnabled": {"type": "boolean"}})),
                 "DomainBody": object(json!({"domain": {"type": "string"}})),
                 "NewUser": object(json!({"userPrincipalName": {"type": "string"}, "displayName": {"type": "string"}, "givenName": {"type": "string"}, "surname": {"type": "string"}, "mail": {"type": "string"}, "mobilePhone": {"type": "string"}, "officePhone": {"type": "string"}, "usageLocation": {"type": "string", "pattern": "^[A-Z]{2}$"}, "accountEnabled": {"type": "boolean"}, "password": {"type": "string", "format": "password"}, "roles": {"type": "array", "items": {"type": "string"}}})),

@@ -28,6 +28,8 @@ pub struct AppState {
     /// This process's side of password writeback: its instance id, the dispatcher's wake-up and
     /// the waiting requests' wake-up.
     pub writeback: Arc<crate::writeback::Hub>,
+    /// Per source address limits on sign-in and reset starts (see [`crate::limits`]).
+    pub address_limits: Arc<crate::limits::AddressLimits>,
 }
 
 /// One connected agent's push socket: its tenant, a connection number (so a stale socket's
@@ -55,6 +57,7 @@ impl AppState {
             )),
             pushes: Arc::new(Mutex::new(HashMap::new())),
             writeback: Arc::new(crate::writeback::Hub::new()),
+            address_limits: Arc::new(crate::limits::AddressLimits::default()),
         }
     }
 

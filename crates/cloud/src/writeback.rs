@@ -166,6 +166,44 @@ pub async fn availability(state: &AppState, tenant_id: &str) -> ApiResult<Availa
     })
 }
 
+/// The agents that can serve a pass-through sign-in: every agent of the tenant that is not
+/// revoked and has a sealing key (each registers one). Writeback's gates — the premium SKU, the
+/// policy switch, `agent writeback enable` — do not apply: checking a password writes nothing.
+pub async fn sign_in_agents(state: &AppState, tenant_id: &str) -> ApiResult<Vec<AgentRecord>> {
+    Ok(state
+        .store
+        .list_agents(tenant_id)
+        .await?
+        .into_iter()
+        .filter(|a| {
+            a.revoked_at.is_none() && a.tenant_id == tenant_id && !a.sealing_public_key.is_empty()
+        })
+        .collect())
+}
+
+/// Checks `password` for a user synced from on-premises by a bind as the user on an agent
+/// (pass-through sign-in), through the same queue, dispatch, claim and deadline as writeback,
+/// under the current request's tracking id. Every ending is a [`WritebackResult`] (kind
+/// `signIn`): `agentUnavailable` at once when no agent of the tenant is connected. Writes no
+/// audit record (the sign-in does). The password is wiped before this returns.
+pub async fn pass_through(
+    state: &AppState,
+    tenant_id: &str,
+    user: &User,
+    password: String,
+) -> ApiResult<WritebackResult> {
+    let anchor = user
+        .on_premises
+        .as_ref()
+        .map(|o| o.immutable_id.clone())
+        .unwrap_or_default();
+    let mut op = WritebackOperation::Verify { anchor, password };
+    let tracking = crate::error::tracking_id();
+    let result = run(state, tenant_id, user, &mut op, &tracking).await;
+    wipe(&mut op);
+    result
+}
+
 /// One agent's writeback view.
 pub async fn agent_view(
     state: &AppState,
@@ -246,7 +284,8 @@ fn deadline_results(row: &WritebackRequestRecord, secs: u64) -> (WritebackResult
         &row.kind,
         row.agent_id.clone(),
         format!(
-            "Agent {agent} claimed the request but sent no result before the deadline ({secs} s); it ran at most once and may have changed the password. Look for tracking id {t} in that agent's event log (dirbridge agent events --tracking-id {t})."
+            "Agent {agent} claimed the request but sent no result before the deadline ({secs} s); it ran at most once and {}. Look for tracking id {t} in that agent's event log (dirbridge agent events --tracking-id {t}).",
+            if row.kind == proto::writeback::SIGN_IN { "may have tried the password once" } else { "may have changed the password" }
         ),
     );
     let mut lapsed: Vec<String> = row.excluded.clone();
@@ -280,6 +319,7 @@ fn wipe(op: &mut WritebackOperation) {
             old_password.zeroize();
             new_password.zeroize();
         }
+        WritebackOperation::Verify { password, .. } => password.zeroize(),
         WritebackOperation::Unlock { .. } => {}
     }
 }
@@ -376,11 +416,17 @@ async fn run(
         tracing::error!(tracking_id = %tracking, "writeback operation names another anchor than its user");
         return Err(AppError::internal());
     }
-    let av = availability(state, tenant_id).await?;
-    if let Some(refusal) = av.refusal {
-        return Err(refusal);
-    }
-    let enabled: HashSet<&str> = av.agents.iter().map(|a| a.id.as_str()).collect();
+    let verify = op.is_verify();
+    let candidates = if verify {
+        sign_in_agents(state, tenant_id).await?
+    } else {
+        let av = availability(state, tenant_id).await?;
+        if let Some(refusal) = av.refusal {
+            return Err(refusal);
+        }
+        av.agents
+    };
+    let enabled: HashSet<&str> = candidates.iter().map(|a| a.id.as_str()).collect();
     let start = now_ms();
     let present: Vec<String> = state
         .store
@@ -395,7 +441,11 @@ async fn run(
             Outcome::AgentUnavailable,
             kind,
             None,
-            "No agent with password writeback enabled is connected to the cloud. Start `dirbridge agent run` on an agent host with writeback enabled; `dirbridge agents list` shows their health.".into(),
+            if verify {
+                "No agent of the tenant is connected to the cloud, so the password of a synced user cannot be checked. Start `dirbridge agent run` on an agent host; `dirbridge agents list` shows their health.".into()
+            } else {
+                "No agent with password writeback enabled is connected to the cloud. Start `dirbridge agent run` on an agent host with writeback enabled; `dirbridge agents list` shows their health.".into()
+            },
         ));
     }
 
@@ -406,7 +456,7 @@ async fn run(
     let mut tracking = tracking.to_string();
     for attempt in 0..2 {
         let mut envelopes = BTreeMap::new();
-        for a in &av.agents {
+        for a in &candidates {
             match tenant::writeback::seal_request(
                 &a.sealing_public_key,
                 tenant_id,
@@ -426,7 +476,11 @@ async fn run(
         if envelopes.is_empty() {
             return Err(AppError::new(
                 ErrorCode::Conflict,
-                "No writeback agent has a usable sealing key. Enable writeback again on the agent host (dirbridge agent writeback enable --data-dir DIR), which sends a new key.",
+                if verify {
+                    "No connected agent has a usable sealing key, so the password of a synced user cannot be checked. Register the agent again (dirbridge agent register)."
+                } else {
+                    "No writeback agent has a usable sealing key. Enable writeback again on the agent host (dirbridge agent writeback enable --data-dir DIR), which sends a new key."
+                },
             ));
         }
         let row = WritebackRequestRecord {
@@ -558,11 +612,13 @@ pub async fn dispatch_once(state: &AppState) -> ApiResult<()> {
             enabled_by_tenant.insert(row.tenant_id.clone(), set);
         }
         let enabled = &enabled_by_tenant[&row.tenant_id];
+        // A sign-in check goes to any agent it was sealed to; writeback only to enabled ones.
+        let sign_in = row.kind == proto::writeback::SIGN_IN;
         let mut candidates: Vec<&String> = local
             .iter()
             .filter(|(id, c)| {
                 c.tenant_id == row.tenant_id
-                    && enabled.contains(*id)
+                    && (sign_in || enabled.contains(*id))
                     && row.envelopes.contains_key(*id)
                     && !row.excluded.contains(id)
             })
@@ -653,6 +709,10 @@ mod tests {
                 anchor: "a".into(),
                 new_password: MARKER.into(),
                 must_change: true,
+            },
+            WritebackOperation::Verify {
+                anchor: "a".into(),
+                password: MARKER.into(),
             },
         ];
         for op in ops.iter_mut() {

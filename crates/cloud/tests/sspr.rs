@@ -7,9 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use cloud::config::Config;
 use common::Cloud;
-use dirbridge_cloud as cloud;
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -32,7 +30,7 @@ async fn env_on(postgres: bool) -> Env {
         .await
         .unwrap()
         .expect("start the SMTP test server (python3-aiosmtpd)");
-    let mut config = Config::default();
+    let mut config = common::unlimited();
     config.smtp.host = Some(smtp.host().to_string());
     config.smtp.port = smtp.port();
     config.smtp.starttls = false;

@@ -46,6 +46,8 @@ struct FakeAgent {
     key: SigningKey,
     sealing: <Kem as hpke::Kem>::PrivateKey,
     sealing_public: String,
+    /// The key it registered with (what the cloud seals to until writeback is enabled).
+    registered: <Kem as hpke::Kem>::PrivateKey,
     socket: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -60,7 +62,7 @@ impl FakeAgent {
             .unwrap()
             .to_string();
         // Registered with one sealing key; enabling writeback rolls it to a fresh one.
-        let (_, registered) = Kem::gen_keypair();
+        let (registered_private, registered) = Kem::gen_keypair();
         let r = c
             .call(
                 Method::POST,
@@ -83,6 +85,7 @@ impl FakeAgent {
             key,
             sealing,
             sealing_public: b64(&public.to_bytes()),
+            registered: registered_private,
             socket: None,
         }
     }
@@ -204,6 +207,15 @@ impl FakeAgent {
 
     /// Opens an envelope as this agent would: `None` unless it is for this agent's key.
     fn open(&self, r: &SealedRequest) -> Option<WritebackOperation> {
+        self.open_with(&self.sealing, r)
+            .or_else(|| self.open_with(&self.registered, r))
+    }
+
+    fn open_with(
+        &self,
+        key: &<Kem as hpke::Kem>::PrivateKey,
+        r: &SealedRequest,
+    ) -> Option<WritebackOperation> {
         let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(&b64d(&r.encapsulated_key)).ok()?;
         let aad = proto::writeback::associated_data(
             r.version,
@@ -214,7 +226,7 @@ impl FakeAgent {
         );
         let plain = hpke::single_shot_open::<Aead, Kdf, Kem>(
             &hpke::OpModeR::Base,
-            &self.sealing,
+            key,
             &enc,
             proto::writeback::INFO,
             &b64d(&r.ciphertext),
@@ -400,6 +412,134 @@ fn assert_no_marker_in_database_files(c: &Cloud) {
 }
 
 // ------------------------------------------------------------------ tests
+
+/// A sign-in sent now, answered later (the call waits for the agent).
+fn sign_in(c: &Cloud, upn: &str, password: &str) -> tokio::task::JoinHandle<Reply> {
+    let http = c.http.clone();
+    let url = format!("{}/api/v1/auth/token", c.base);
+    let body = json!({"userPrincipalName": upn, "password": password});
+    tokio::spawn(async move {
+        let resp = http.post(url).json(&body).send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        Reply {
+            status,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+            tracking_id: None,
+        }
+    })
+}
+
+/// Pass-through sign-in of a synced user needs an agent and nothing else (no premium SKU, no
+/// policy switch, no writeback enabled): the password is sealed to the key the agent registered
+/// with, and each outcome the agent reports becomes the right answer.
+#[tokio::test]
+async fn a_synced_users_sign_in_goes_to_any_agent_and_each_outcome_is_answered() {
+    let c = start(3).await;
+    let mut a = FakeAgent::register(&c, 0).await;
+    let upn = sync_user(&c, &a).await;
+    let password = format!("{MARKER}-signin");
+
+    // No agent connected: 503 at once, with the next step.
+    let r = answer(sign_in(&c, &upn, &password)).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
+    assert_eq!(r.error_code(), "serviceUnavailable");
+    assert!(
+        r.error_message().contains("dirbridge agents list"),
+        "{}",
+        r.body
+    );
+    assert_eq!(c.get("/api/v1/writeback").await["available"], false);
+
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    a.connect(&c, &c.base.clone(), tx).await;
+    wait_connected(&c, &c.base, &[&a], true).await;
+
+    for (reported, status, words) in [
+        ("succeeded", StatusCode::OK, ""),
+        (
+            "wrongPassword",
+            StatusCode::UNAUTHORIZED,
+            "The user name or password is incorrect.",
+        ),
+        (
+            "passwordExpired",
+            StatusCode::UNAUTHORIZED,
+            "/api/v1/sspr/change",
+        ),
+        (
+            "mustChangePassword",
+            StatusCode::UNAUTHORIZED,
+            "/api/v1/sspr/change",
+        ),
+        ("accountDisabled", StatusCode::UNAUTHORIZED, "disabled"),
+        ("accountLockedOut", StatusCode::UNAUTHORIZED, "locked out"),
+        (
+            "directoryUnreachable",
+            StatusCode::SERVICE_UNAVAILABLE,
+            "dirbridge agents list",
+        ),
+        (
+            "configurationError",
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Try again",
+        ),
+    ] {
+        let call = sign_in(&c, &upn, &password);
+        let (_, req) = next_push(&mut rx).await;
+        match a.open(&req).expect("sealed to the registered key") {
+            WritebackOperation::Verify {
+                anchor,
+                password: p,
+            } => {
+                assert_eq!(anchor, ANCHOR);
+                assert_eq!(p, password);
+            }
+            other => panic!("not a sign-in check: {other:?}"),
+        }
+        assert_eq!(
+            a.claim(&c, &c.base, &req.tracking_id).await["proceed"],
+            true
+        );
+        let rep = a.report(&c, &c.base, &req.tracking_id, reported).await;
+        assert_eq!(rep.status, StatusCode::NO_CONTENT, "{}", rep.body);
+        let r = answer(call).await;
+        assert_eq!(r.status, status, "{reported}: {}", r.body);
+        if status == StatusCode::OK {
+            assert!(r.body["accessToken"].is_string(), "{}", r.body);
+        } else {
+            assert!(r.error_message().contains(words), "{reported}: {}", r.body);
+            assert!(!r.error_message().contains("server text"), "{}", r.body);
+        }
+        // Audited as signIn with the same tracking id, pass-through and the outcome.
+        let page = c
+            .get(&format!("/api/v1/audit?trackingId={}", req.tracking_id))
+            .await;
+        let rec = page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["action"] == "signIn")
+            .cloned()
+            .unwrap_or_else(|| panic!("no signIn audit for {}: {page}", req.tracking_id));
+        let details = rec["details"].as_str().unwrap();
+        assert!(
+            details.contains("passThrough") && details.contains(reported),
+            "{rec}"
+        );
+    }
+
+    // Claimed but never answered: at the deadline the outcome is unknown, a 503.
+    let call = sign_in(&c, &upn, &password);
+    let (_, req) = next_push(&mut rx).await;
+    assert_eq!(
+        a.claim(&c, &c.base, &req.tracking_id).await["proceed"],
+        true
+    );
+    let r = answer(call).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
+    assert_no_marker_in_database_files(&c);
+}
 
 #[tokio::test]
 async fn writeback_is_refused_until_available_and_no_connected_agent_is_unavailable_at_once() {

@@ -4,7 +4,8 @@
 //! paged search, AD password reset and change (`unicodePwd`), OpenLDAP password modify with the
 //! ppolicy control, the delta mechanisms (AD DirSync, OpenLDAP syncrepl refreshOnly), and the
 //! mapping of every server answer to the typed [`LdapError`]. Control values are parsed with our
-//! own non-panicking BER code ([`ber`]).
+//! own non-panicking BER code ([`ber`]). Change notification ([`notify`]: syncrepl
+//! refreshAndPersist, AD's notification control) wakes the delta without deciding anything.
 //!
 //! Must not know about: the cloud, tenants, sync decisions. Callers match on [`LdapError`] and
 //! never look at LDAP result codes or server texts themselves.
@@ -14,6 +15,7 @@ pub mod ber;
 pub mod connection;
 pub mod controls;
 pub mod error;
+pub mod notify;
 pub mod openldap;
 pub mod rights;
 

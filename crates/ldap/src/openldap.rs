@@ -46,6 +46,46 @@ impl Connection {
         }
     }
 
+    /// Simple bind with the ppolicy request control (non-critical: a server without ppolicy
+    /// ignores it), for checking a user's password. A refusal comes back typed from the
+    /// response control where the server sends one (locked → [`LdapError::AccountLocked`],
+    /// expired → [`crate::BindProblem::PasswordExpired`]). A bind that succeeds while ppolicy
+    /// says the password must be changed first (`pwdReset: TRUE` with `pwdMustChange`) is
+    /// returned as [`crate::BindProblem::MustChangePassword`]: the session OpenLDAP grants then
+    /// may only change the password, so it is no sign-in.
+    pub async fn openldap_bind_with_ppolicy(
+        &mut self,
+        dn: &str,
+        password: &SecretString,
+    ) -> Result<(), LdapError> {
+        if password.expose_secret().is_empty() {
+            return Err(LdapError::InvalidCredentials {
+                problem: crate::error::BindProblem::WrongPassword,
+                diagnostic: "empty password refused by dirbridge".into(),
+            });
+        }
+        let res = self
+            .ldap
+            .with_controls(controls::ppolicy_request())
+            .simple_bind(dn, password.expose_secret())
+            .await
+            .map_err(|e| self.map(e))?;
+        if res.rc != 0 {
+            return Err(from_result(&res));
+        }
+        let after_reset = controls::find(&res.ctrls, controls::PPOLICY_OID)
+            .and_then(|v| controls::parse_ppolicy_response(v).ok())
+            .and_then(|r| r.error)
+            == Some(controls::PpolicyError::ChangeAfterReset);
+        if after_reset {
+            return Err(LdapError::InvalidCredentials {
+                problem: crate::error::BindProblem::MustChangePassword,
+                diagnostic: "bind accepted, but ppolicy says the password must be changed after a reset (changeAfterReset)".into(),
+            });
+        }
+        Ok(())
+    }
+
     /// A syncrepl refreshOnly search: with no cookie, the full content; with the cookie of the
     /// previous refresh, what changed since (deletes included when the server keeps a session
     /// log, otherwise as the complement of the "present" set).

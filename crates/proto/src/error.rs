@@ -30,6 +30,10 @@ pub enum ErrorCode {
     LicenseUnavailable,
     #[serde(rename = "internalError")]
     Internal,
+    /// Something the request needs is not reachable right now (no agent for a pass-through
+    /// sign-in); try again.
+    #[serde(rename = "serviceUnavailable")]
+    ServiceUnavailable,
 }
 
 impl ErrorCode {
@@ -47,6 +51,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::TooManyRequests => 429,
             ErrorCode::Internal => 500,
+            ErrorCode::ServiceUnavailable => 503,
         }
     }
 }

@@ -77,6 +77,12 @@ pub enum WritebackOperation {
         new_password: String,
         must_change: bool,
     },
+    /// Pass-through sign-in: check `password` by binding to the directory as the user, on a
+    /// connection of its own. Changes nothing (beyond what the directory itself records for a
+    /// sign-in: a wrong password counts toward its lockout, as any bind does). Served by any
+    /// present agent of the tenant, whether or not password writeback is enabled on it.
+    #[serde(rename = "signIn")]
+    Verify { anchor: String, password: String },
 }
 
 impl WritebackOperation {
@@ -86,20 +92,30 @@ impl WritebackOperation {
             WritebackOperation::Reset { anchor, .. }
             | WritebackOperation::Change { anchor, .. }
             | WritebackOperation::Unlock { anchor }
-            | WritebackOperation::AdminReset { anchor, .. } => anchor,
+            | WritebackOperation::AdminReset { anchor, .. }
+            | WritebackOperation::Verify { anchor, .. } => anchor,
         }
     }
 
-    /// The wire name of the operation (`reset`, `change`, `unlock`, `adminReset`).
+    /// The wire name of the operation (`reset`, `change`, `unlock`, `adminReset`, `signIn`).
     pub fn kind(&self) -> &'static str {
         match self {
             WritebackOperation::Reset { .. } => "reset",
             WritebackOperation::Change { .. } => "change",
             WritebackOperation::Unlock { .. } => "unlock",
             WritebackOperation::AdminReset { .. } => "adminReset",
+            WritebackOperation::Verify { .. } => SIGN_IN,
         }
     }
+
+    /// True for the pass-through sign-in check (which writes nothing).
+    pub fn is_verify(&self) -> bool {
+        matches!(self, WritebackOperation::Verify { .. })
+    }
 }
+
+/// The kind (and queue `kind`) of a pass-through sign-in ([`WritebackOperation::Verify`]).
+pub const SIGN_IN: &str = "signIn";
 
 impl std::fmt::Debug for WritebackOperation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -128,6 +144,11 @@ impl std::fmt::Debug for WritebackOperation {
                 .field("anchor", anchor)
                 .field("new_password", &R)
                 .field("must_change", must_change)
+                .finish(),
+            WritebackOperation::Verify { anchor, .. } => f
+                .debug_struct("Verify")
+                .field("anchor", anchor)
+                .field("password", &R)
                 .finish(),
         }
     }
@@ -173,6 +194,20 @@ pub enum Outcome {
     /// Cloud: an agent claimed the request but no result came back before the deadline; it ran
     /// at most once, and may or may not have changed the password.
     OutcomeUnknown,
+    /// Sign-in: the directory refused the password (AD `data 52e`, OpenLDAP invalidCredentials)
+    /// (34002).
+    WrongPassword,
+    /// Sign-in: the password is right but has expired (AD `data 532`, ppolicy passwordExpired);
+    /// the person changes it with self-service change (34002).
+    PasswordExpired,
+    /// Sign-in: the password is right but must be changed first (AD `data 773`, `pwdLastSet=0`;
+    /// ppolicy changeAfterReset, `pwdReset: TRUE`) (34002).
+    MustChangePassword,
+    /// Sign-in: the on-prem account has expired (AD `data 701`, `accountExpires`) (34002).
+    AccountExpired,
+    /// Sign-in: not allowed now or from here (AD `data 530` logon hours, `531` workstations)
+    /// (34002).
+    LogonRestricted,
 }
 
 /// Why the on-prem policy refused a password, as far as the directory said.
@@ -215,6 +250,9 @@ pub struct WritebackResult {
 /// The words a person sees for `outcome` (and `reason` for policy refusals). One place, so the
 /// agent, the cloud and the portal say the same thing.
 pub fn person_message(outcome: Outcome, reason: Option<PolicyReason>, kind: &str) -> String {
+    if kind == SIGN_IN {
+        return sign_in_message(outcome);
+    }
     match outcome {
         Outcome::Succeeded => match kind {
             "unlock" => "Your account is unlocked.".into(),
@@ -236,6 +274,39 @@ pub fn person_message(outcome: Outcome, reason: Option<PolicyReason>, kind: &str
         Outcome::DirectoryUnreachable | Outcome::AgentUnavailable => "Your organisation's directory cannot be reached right now, so your password was not changed. Try again in a few minutes.".into(),
         Outcome::DirectoryError | Outcome::RequestRefused => "Your password could not be changed because of an error in your organisation's directory. Try again, or contact your administrator.".into(),
         Outcome::OutcomeUnknown => "We could not confirm whether your password was changed. Try signing in with the new password; if that fails, try again in a few minutes.".into(),
+        Outcome::WrongPassword => "The password you entered is not correct.".into(),
+        Outcome::PasswordExpired
+        | Outcome::MustChangePassword
+        | Outcome::AccountExpired
+        | Outcome::LogonRestricted => sign_in_message(outcome),
+    }
+}
+
+/// Where a person changes an expired or must-change password themselves.
+pub const SELF_SERVICE_CHANGE: &str = "/api/v1/sspr/change";
+
+/// The words for a pass-through sign-in ([`SIGN_IN`]). A wrong password reads exactly as the
+/// cloud's own "user name or password is incorrect"; the rest say what to do next.
+fn sign_in_message(outcome: Outcome) -> String {
+    match outcome {
+        Outcome::Succeeded => "You are signed in.".into(),
+        Outcome::WrongPassword | Outcome::WrongCurrentPassword | Outcome::UserNotFound => {
+            "The user name or password is incorrect.".into()
+        }
+        Outcome::PasswordExpired => format!("Your password has expired. Change it with self-service password change ({SELF_SERVICE_CHANGE}: your current password and a new one), then sign in with the new password."),
+        Outcome::MustChangePassword => format!("You must change your password before you can sign in. Change it with self-service password change ({SELF_SERVICE_CHANGE}: your current password and a new one), then sign in with the new password."),
+        Outcome::AccountDisabled => "Your account is disabled in your organisation's directory. Contact your administrator.".into(),
+        Outcome::AccountLockedOut => "Your account is locked out in your organisation's directory after too many wrong passwords. Wait for it to unlock, reset your password with self-service password reset, or contact your administrator.".into(),
+        Outcome::AccountExpired => "Your account has expired in your organisation's directory. Contact your administrator to extend it.".into(),
+        Outcome::LogonRestricted => "Your account is not allowed to sign in at this time or from this place. Try again within your permitted hours, or contact your administrator.".into(),
+        Outcome::DirectoryUnreachable | Outcome::AgentUnavailable | Outcome::OutcomeUnknown => "Your organisation's directory cannot be reached right now, so your password could not be checked. Try again in a few minutes; an administrator can check the agents with `dirbridge agents list`.".into(),
+        Outcome::PolicyRefused
+        | Outcome::ProtectedAccount
+        | Outcome::AccessDenied
+        | Outcome::AmbiguousUser
+        | Outcome::ConfigurationError
+        | Outcome::DirectoryError
+        | Outcome::RequestRefused => "Your password could not be checked because of a problem with your organisation's directory. Try again in a few minutes, or contact your administrator.".into(),
     }
 }
 
@@ -344,6 +415,15 @@ pub mod events {
     pub const WRONG_CURRENT_PASSWORD: u32 = 33007;
     pub const PASSWORD_POLICY: u32 = 33008;
     pub const CONFIGURATION_ERROR: u32 = 33009;
+    /// dirbridge's own, pass-through sign-in (one event per attempt, never the password):
+    /// the directory accepted the user's password.
+    pub const SIGN_IN_SUCCEEDED: u32 = 34001;
+    /// Pass-through sign-in: the directory refused the person (wrong password, disabled, locked
+    /// out, expired, must change, logon hours); `outcome` says which.
+    pub const SIGN_IN_REFUSED: u32 = 34002;
+    /// Pass-through sign-in: the password could not be checked (directory unreachable, user not
+    /// found, configuration); `outcome` and the message say why.
+    pub const SIGN_IN_FAILED: u32 = 34003;
 }
 
 #[cfg(test)]
@@ -388,12 +468,57 @@ mod tests {
                 new_password: MARKER.into(),
                 must_change: false,
             },
+            WritebackOperation::Verify {
+                anchor: "a".into(),
+                password: MARKER.into(),
+            },
         ];
         for op in ops {
             let d = format!("{op:?} {op:#?}");
             assert!(!d.contains(MARKER), "{d}");
             assert!(d.contains("[redacted]"));
         }
+    }
+
+    #[test]
+    fn verify_is_the_sign_in_operation() {
+        let op = WritebackOperation::Verify {
+            anchor: "AQID".into(),
+            password: MARKER.into(),
+        };
+        let v = serde_json::to_value(&op).unwrap();
+        assert_eq!(v["op"], "signIn");
+        assert_eq!(v["password"], MARKER);
+        assert_eq!(op.kind(), SIGN_IN);
+        assert!(op.is_verify());
+        let back: WritebackOperation = serde_json::from_value(v).unwrap();
+        assert_eq!(back, op);
+    }
+
+    #[test]
+    fn sign_in_messages_say_what_to_do_next() {
+        let wrong = person_message(Outcome::WrongPassword, None, SIGN_IN);
+        assert_eq!(wrong, "The user name or password is incorrect.");
+        for o in [Outcome::PasswordExpired, Outcome::MustChangePassword] {
+            let m = person_message(o, None, SIGN_IN);
+            assert!(m.contains(SELF_SERVICE_CHANGE), "{m}");
+        }
+        assert!(person_message(Outcome::AccountDisabled, None, SIGN_IN).contains("disabled"));
+        assert!(person_message(Outcome::AccountLockedOut, None, SIGN_IN).contains("locked"));
+        for o in [
+            Outcome::AgentUnavailable,
+            Outcome::DirectoryUnreachable,
+            Outcome::OutcomeUnknown,
+        ] {
+            let m = person_message(o, None, SIGN_IN);
+            assert!(m.contains("dirbridge agents list"), "{m}");
+            assert!(!m.contains("password was not changed"), "{m}");
+        }
+        // Writeback's words are unchanged.
+        assert_eq!(
+            person_message(Outcome::Succeeded, None, "reset"),
+            "Your password has been changed."
+        );
     }
 
     #[test]

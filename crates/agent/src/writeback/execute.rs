@@ -49,7 +49,7 @@ pub(crate) struct Failure {
 }
 
 impl Failure {
-    fn new(outcome: Outcome, event_id: u32, detail: impl Into<String>) -> Failure {
+    pub(crate) fn new(outcome: Outcome, event_id: u32, detail: impl Into<String>) -> Failure {
         Failure {
             outcome,
             reason: None,
@@ -59,7 +59,7 @@ impl Failure {
         }
     }
 
-    fn level(&self) -> Level {
+    pub(crate) fn level(&self) -> Level {
         match self.event_id {
             ids::USER_NOT_FOUND
             | ids::ACCOUNT_DISABLED
@@ -121,6 +121,21 @@ pub async fn execute(
     events: &EventLog,
     tracking_id: &str,
 ) -> WritebackResult {
+    if let WritebackOperation::Verify {
+        anchor,
+        password: user_password,
+    } = op
+    {
+        let connectors = [(config.clone(), password.clone())];
+        return super::verify::verify(
+            &connectors,
+            anchor,
+            &secret(user_password),
+            events,
+            tracking_id,
+        )
+        .await;
+    }
     let kind = op.kind();
     let (start, success, fail) = kind_ids(kind);
     let words = kind_words(kind);
@@ -194,7 +209,7 @@ pub(crate) fn failure_result(tracking_id: &str, kind: &str, f: Failure) -> Write
 
 /// What the agent was doing when the directory answered, to name the missing right.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Step {
+pub(crate) enum Step {
     Bind,
     Lookup,
     SetPassword,
@@ -205,9 +220,9 @@ enum Step {
 }
 
 /// The user as found by anchor.
-struct Target {
-    dn: String,
-    state: AccountState,
+pub(crate) struct Target {
+    pub dn: String,
+    pub state: AccountState,
 }
 
 async fn run(
@@ -347,6 +362,14 @@ async fn run_bound(
             }
             unlock(c, ad, &dn).await.map_err(err(Step::Unlock))?;
         }
+        WritebackOperation::Verify { .. } => {
+            // Never reached: `execute` hands a sign-in to `super::verify` before binding.
+            return Err(Failure::new(
+                Outcome::ConfigurationError,
+                ids::CONFIGURATION_ERROR,
+                "a sign-in check is not a writeback operation",
+            ));
+        }
     }
     Ok(dn)
 }
@@ -375,7 +398,7 @@ async fn supports_policy_hints(c: &mut Connection) -> bool {
 }
 
 /// Finds the user by its anchor: exactly one object in the connector's scope.
-async fn find(
+pub(crate) async fn find(
     c: &mut Connection,
     config: &ConnectorConfig,
     anchor: &str,
@@ -518,7 +541,12 @@ fn down_level_name(config: &ConnectorConfig) -> String {
 }
 
 /// One LDAP error at `step` as an outcome with its 33xxx event and admin detail.
-fn classify(config: &ConnectorConfig, step: Step, dn: Option<&str>, e: LdapError) -> Failure {
+pub(crate) fn classify(
+    config: &ConnectorConfig,
+    step: Step,
+    dn: Option<&str>,
+    e: LdapError,
+) -> Failure {
     let diagnostic = e.diagnostic().map(str::to_string);
     let who = dn.unwrap_or("the user");
     let mut f = match &e {

@@ -2,7 +2,9 @@
 //! to end"): open it with the current sealing key (read from disk per request, because
 //! `agent writeback enable` rolls `keys/sealing.key` while the service runs), with the replay
 //! guard in the SQLite space → on refusal log 32004/32005 and stop (no claim) → claim it →
-//! only if the cloud says proceed, run it ([`super::execute`]) → report the result.
+//! only if the cloud says proceed, run it ([`super::execute`]) → report the result. A
+//! pass-through sign-in takes the same path without needing `writeback.json` (any connector
+//! of the agent can check a password), and overlaps its claim with the directory lookup.
 
 use std::path::Path;
 
@@ -88,6 +90,10 @@ pub async fn handle(
             return None;
         }
     };
+    if let proto::writeback::WritebackOperation::Verify { anchor, password } = &**op {
+        let password = secrecy::SecretString::from(password.clone());
+        return sign_in(data_dir, link, events, tracking, anchor, &password).await;
+    }
     match link.writeback_claim(tracking).await {
         Ok(answer) if answer.proceed => {}
         Ok(answer) => {
@@ -126,6 +132,109 @@ pub async fn handle(
             Some(tracking),
             format!(
                 "the result ({:?}) could not be reported to the cloud ({e}); the person will be told the outcome is unknown",
+                result.outcome
+            ),
+            json!({ "outcome": result.outcome }),
+        );
+    }
+    Some(result)
+}
+
+/// The connectors a pass-through sign-in looks in, with their service account passwords: the
+/// writeback connector first when writeback is enabled, then every other connector. Writeback
+/// need not be enabled: any registered agent with a connector can check a password.
+pub fn sign_in_connectors(
+    data_dir: &Path,
+) -> Result<Vec<(connector::ConnectorConfig, secrecy::SecretString)>, AgentError> {
+    let first = load_settings(data_dir).ok().flatten().map(|s| s.connector);
+    let mut configs = connector::list(data_dir)?;
+    configs.sort_by_key(|c| Some(&c.name) != first.as_ref());
+    configs
+        .into_iter()
+        .map(|c| {
+            let pw = connector::password(data_dir, &c.name)?;
+            Ok((c, pw))
+        })
+        .collect()
+}
+
+/// A pass-through sign-in: the claim and the harmless part (connect, service bind, find the
+/// user, open the user's connection) run at once; the bind as the user — the step the
+/// directory counts — only once the cloud said proceed.
+async fn sign_in(
+    data_dir: &Path,
+    link: &Link,
+    events: &EventLog,
+    tracking: &str,
+    anchor: &str,
+    password: &secrecy::SecretString,
+) -> Option<WritebackResult> {
+    let prepare = async {
+        match sign_in_connectors(data_dir) {
+            Ok(connectors) => super::verify::prepare(&connectors, anchor).await,
+            Err(e) => Err(super::verify::NotPrepared {
+                connector: None,
+                failure: Failure {
+                    outcome: Outcome::ConfigurationError,
+                    reason: None,
+                    event_id: ids::SIGN_IN_FAILED,
+                    detail: format!("the agent's connectors could not be read: {e}"),
+                    diagnostic: None,
+                },
+            }),
+        }
+    };
+    let (claim, prepared) = tokio::join!(link.writeback_claim(tracking), prepare);
+    match claim {
+        Ok(answer) if answer.proceed => {}
+        Ok(answer) => {
+            events.record(
+                Level::Info,
+                "signIn.notClaimed",
+                None,
+                Some(tracking),
+                format!(
+                    "the cloud gave the sign-in check to another agent or it expired ({}); the password was not tried",
+                    answer.reason.as_deref().unwrap_or("no reason given")
+                ),
+                json!({}),
+            );
+            return None;
+        }
+        Err(e) => {
+            events.record(
+                Level::Warning,
+                "signIn.claimFailed",
+                None,
+                Some(tracking),
+                format!("claiming the sign-in check failed ({e}); the password was not tried"),
+                json!({}),
+            );
+            return None;
+        }
+    }
+    let mut result = match prepared {
+        Ok(p) => {
+            let (connector, dn, outcome) = super::verify::finish(p, password).await;
+            super::verify::report(events, tracking, Some(&connector), &dn, outcome)
+        }
+        Err(np) => super::verify::report(
+            events,
+            tracking,
+            np.connector.as_deref(),
+            anchor,
+            Err(np.failure),
+        ),
+    };
+    result.agent_id = Some(link.agent_id().to_string());
+    if let Err(e) = link.writeback_result(&result).await {
+        events.record(
+            Level::Error,
+            "signIn.result.unreported",
+            None,
+            Some(tracking),
+            format!(
+                "the sign-in result ({:?}) could not be reported to the cloud ({e}); the person will be asked to try again",
                 result.outcome
             ),
             json!({ "outcome": result.outcome }),

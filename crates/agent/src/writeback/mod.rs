@@ -17,13 +17,17 @@
 //! [`Opener::open`] keeps them in memory (one process).
 //!
 //! Running an opened operation against the directory is [`execute`]; the service glue
-//! (open → claim → execute → report) is [`handle`].
+//! (open → claim → execute → report) is [`handle`]. A pass-through sign-in
+//! ([`WritebackOperation::Verify`]) comes the same way and is run by [`verify`]: a bind as the
+//! user, on any agent of the tenant (it does not need writeback enabled).
 
 mod execute;
 mod handle;
+mod verify;
 
 pub use execute::{execute, ExecPolicy};
-pub use handle::{handle, load_settings, WritebackSettings, SETTINGS_FILE};
+pub use handle::{handle, load_settings, sign_in_connectors, WritebackSettings, SETTINGS_FILE};
+pub use verify::verify;
 
 use std::collections::HashMap;
 use std::ops::Deref;
@@ -143,6 +147,10 @@ impl Zeroize for OpenedOperation {
                 anchor.zeroize();
                 new_password.zeroize();
                 *must_change = false;
+            }
+            WritebackOperation::Verify { anchor, password } => {
+                anchor.zeroize();
+                password.zeroize();
             }
         }
     }

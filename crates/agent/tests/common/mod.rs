@@ -92,6 +92,11 @@ impl Cloud {
         c
     }
 
+    /// The cloud's data directory (its database and anything else it wrote).
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+
     /// Keeps the cloud's clock on the real time (signed requests must be within 5 minutes).
     pub fn tick(&self) {
         self.clock.set(agent::now());

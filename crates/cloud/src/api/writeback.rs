@@ -102,7 +102,7 @@ pub fn schemas() -> Vec<(&'static str, Value)> {
             "WritebackResult",
             object(json!({
                 "trackingId": {"type": "string"},
-                "outcome": {"enum": ["succeeded", "policyRefused", "wrongCurrentPassword", "accountDisabled", "accountLockedOut", "protectedAccount", "accessDenied", "userNotFound", "ambiguousUser", "directoryUnreachable", "configurationError", "directoryError", "requestRefused", "agentUnavailable", "outcomeUnknown"]},
+                "outcome": {"enum": ["succeeded", "policyRefused", "wrongCurrentPassword", "accountDisabled", "accountLockedOut", "protectedAccount", "accessDenied", "userNotFound", "ambiguousUser", "directoryUnreachable", "configurationError", "directoryError", "requestRefused", "agentUnavailable", "outcomeUnknown", "wrongPassword", "passwordExpired", "mustChangePassword", "accountExpired", "logonRestricted"]},
                 "policyReason": {"enum": ["tooShort", "complexity", "history", "tooRecent", "other"]},
                 "message": {"type": "string"},
                 "eventId": {"type": "integer"},

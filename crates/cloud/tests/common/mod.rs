@@ -14,6 +14,16 @@ use tenant::clock::ManualClock;
 pub const START: i64 = 1_795_600_000; // 2026-11-24
 pub const ADMIN_PASSWORD: &str = "Adm1n-Pass-word!";
 
+/// The default configuration without the per-address limits: every test client is 127.0.0.1,
+/// and tests that sign in or start resets many times are not about those limits
+/// (tests/limits.rs is).
+pub fn unlimited() -> Config {
+    let mut c = Config::default();
+    c.limits.sign_in_per_minute = 0;
+    c.limits.sspr_start_per_minute = 0;
+    c
+}
+
 pub struct Cloud {
     pub base: String,
     pub clock: ManualClock,
@@ -52,12 +62,12 @@ impl Reply {
 
 impl Cloud {
     pub async fn start() -> Cloud {
-        Self::start_with(Config::default(), None).await
+        Self::start_with(unlimited(), None).await
     }
 
     pub async fn start_postgres() -> Cloud {
         let pg = testkit::postgres::Postgres::start().expect("start PostgreSQL");
-        Self::start_with(Config::default(), Some(pg)).await
+        Self::start_with(unlimited(), Some(pg)).await
     }
 
     pub async fn start_with(mut config: Config, pg: Option<testkit::postgres::Postgres>) -> Cloud {
@@ -80,7 +90,14 @@ impl Cloud {
         let app = cloud::router(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await
+            .unwrap()
+        });
         let mut c = Cloud {
             base,
             clock,

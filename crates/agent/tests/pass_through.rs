@@ -1,0 +1,360 @@
+//! Pass-through sign-in end to end against real servers: the real cloud in-process, the real
+//! agent service (push socket, claim, report) and a real Samba AD DC or OpenLDAP slapd. A
+//! synced user signs in at `POST /api/v1/auth/token` with the on-prem password; a wrong one is
+//! the cloud's usual 401 and one more bad password in AD; disabled and must-change accounts are
+//! told what to do; no agent is a 503; the cloud's throttle stops forwarding guesses; no
+//! password lands in any file. None of it needs writeback enabled, a premium SKU or the policy
+//! switch.
+
+mod common;
+
+use std::future::Future;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{uniq, Cloud, Reply};
+use dirbridge_agent as agent;
+use ldap::SecretString;
+use proto::writeback::events as ids;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use testkit::samba::{AdPasswordPolicy, Samba};
+use testkit::slapd::{OpenLdapServiceAccount, Slapd};
+
+/// Every password in this file contains it; no file the cloud or the agent wrote may.
+const MARKER: &str = "Pt7-mark";
+/// Long enough for anything that works to happen many times over.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn password(tag: &str) -> String {
+    format!("{MARKER}-{tag}-Pass-9")
+}
+
+fn upn(login: &str) -> String {
+    format!("{login}@dirbridge.test")
+}
+
+async fn sign_in(cloud: &Cloud, upn: &str, password: &str) -> Reply {
+    // Envelopes expire on the cloud clock: keep it on the real time.
+    cloud.tick();
+    cloud
+        .call(
+            Method::POST,
+            "/api/v1/auth/token",
+            None,
+            Some(json!({"userPrincipalName": upn, "password": password})),
+        )
+        .await
+}
+
+fn message(r: &Reply) -> String {
+    r.body["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn tracking(r: &Reply) -> String {
+    r.body["error"]["trackingId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Waits until `upn` is in the cloud (the service's first sync cycle).
+async fn synced(cloud: &Cloud, upn: &str) {
+    let deadline = Instant::now() + PATIENCE;
+    while cloud.user(upn).await.is_none() {
+        assert!(Instant::now() < deadline, "{upn} was never synced");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Signs in until the agent has connected (503s do not count against the throttle).
+async fn first_sign_in(cloud: &Cloud, upn: &str, password: &str) -> Reply {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let r = sign_in(cloud, upn, password).await;
+        if r.status != StatusCode::SERVICE_UNAVAILABLE {
+            return r;
+        }
+        assert!(Instant::now() < deadline, "no agent connected: {}", r.body);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The agent's sign-in events (34xxx) for `tracking_id`.
+fn sign_in_events(data: &Path, tracking_id: &str) -> Vec<agent::events::Event> {
+    agent::events::EventLog::open(data)
+        .query(None, Some(tracking_id))
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event_id.is_some_and(|id| (34001..=34003).contains(&id)))
+        .collect()
+}
+
+/// All sign-in attempts (34xxx events) the agent logged for `user` (a DN).
+fn attempts_for(data: &Path, user: &str) -> usize {
+    agent::events::EventLog::open(data)
+        .read(None)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event_id.is_some_and(|id| (34001..=34003).contains(&id)))
+        .filter(|e| e.details["user"].as_str() == Some(user))
+        .count()
+}
+
+/// The audit record of the sign-in with this tracking id.
+async fn audit(cloud: &Cloud, tracking_id: &str) -> Value {
+    let page = cloud
+        .admin(
+            Method::GET,
+            &format!("/api/v1/audit?trackingId={tracking_id}"),
+            None,
+        )
+        .await
+        .ok();
+    page["items"]
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["action"] == "signIn").cloned())
+        .unwrap_or_else(|| panic!("no signIn audit record for {tracking_id}: {page}"))
+}
+
+/// Files under `dir` that contain the marker.
+fn marker_in(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if std::fs::read(&p)
+                .unwrap_or_default()
+                .windows(MARKER.len())
+                .any(|w| w == MARKER.as_bytes())
+            {
+                hits.push(p);
+            }
+        }
+    }
+    hits
+}
+
+/// AD's count of bad passwords for `dn` (0 when unset).
+async fn bad_pwd_count(samba: &Samba, dn: &str) -> u32 {
+    let a = samba.admin();
+    let mut c =
+        common::admin_conn(&samba.ldaps_url(), samba.ca_cert_pem(), &a.dn, &a.password).await;
+    c.read(dn, &["badPwdCount"])
+        .await
+        .unwrap()
+        .text("badPwdCount")
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Runs the agent service in `data` while `body` runs; stops it when `body` ends.
+async fn with_agent(data: &Path, body: impl Future<Output = ()>) {
+    let mut engine = agent::sync::Engine::open(data).await.expect("engine");
+    agent::service::run(&mut engine, body).await.expect("agent");
+}
+
+// ---------------------------------------------------------------- AD
+
+/// A domain of its own: badPwdCount only moves with a lockout threshold, and the user
+/// accounts are changed here. The threshold (20) is above the cloud's throttle (10): the
+/// cloud stops guessing before the directory would lock the account.
+#[tokio::test]
+async fn ad_synced_users_sign_in_with_the_on_prem_password() {
+    let samba = Samba::start_fresh().expect("fresh Samba");
+    samba
+        .set_password_policy(&AdPasswordPolicy {
+            lockout_threshold: Some(20),
+            lockout_duration: Some(Duration::from_secs(1800)),
+            ..AdPasswordPolicy::default()
+        })
+        .unwrap();
+    let cloud = Cloud::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let mut engine = cloud.agent(data.path()).await;
+    let ou = samba.create_ou("passThrough").unwrap();
+    common::save_ad_connector(data.path(), &samba, &common::ad_connector(&samba, &[&ou]));
+    let ann_pw = password("ann");
+    let ann_login = uniq("pta");
+    let ann = samba.create_user(&ou, &ann_login, &ann_pw).unwrap();
+    let ben_login = uniq("ptb");
+    let ben = samba
+        .create_user(&ou, &ben_login, &password("ben"))
+        .unwrap();
+    let cat_pw = password("cat");
+    let cat_login = uniq("ptc");
+    let cat = samba.create_user(&ou, &cat_login, &cat_pw).unwrap();
+    let dan_pw = password("dan");
+    let dan_login = uniq("ptd");
+    let dan = samba.create_user(&ou, &dan_login, &dan_pw).unwrap();
+    engine.run_cycle(true).await.expect("full sync");
+    drop(engine);
+    for login in [&ann_login, &ben_login, &cat_login, &dan_login] {
+        synced(&cloud, &upn(login)).await;
+    }
+
+    // Writeback is not available (no premium SKU, policy off, no agent enabled): pass-through
+    // does not need it.
+    let wb = cloud
+        .admin(Method::GET, "/api/v1/writeback", None)
+        .await
+        .ok();
+    assert_eq!(wb["available"], false, "{wb}");
+
+    // No agent running: 503, with the next step; the attempt is not counted.
+    let r = sign_in(&cloud, &upn(&ann_login), &ann_pw).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
+    assert!(message(&r).contains("dirbridge agents list"), "{}", r.body);
+    assert_eq!(r.body["error"]["code"], "serviceUnavailable");
+    assert_eq!(attempts_for(data.path(), &ann.dn), 0);
+
+    with_agent(data.path(), async {
+        // The right password: a token that works.
+        let r = first_sign_in(&cloud, &upn(&ann_login), &ann_pw).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let token = r.body["accessToken"].as_str().unwrap().to_string();
+        let me = cloud
+            .call(Method::GET, "/api/v1/me", Some(&token), None)
+            .await
+            .ok();
+        assert_eq!(me["userPrincipalName"], upn(&ann_login));
+
+        // A wrong password: the cloud's usual answer, and exactly one more bad password in AD.
+        let before = bad_pwd_count(&samba, &ann.dn).await;
+        let r = sign_in(&cloud, &upn(&ann_login), &password("wrong")).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+        assert_eq!(message(&r), "The user name or password is incorrect.");
+        assert_eq!(bad_pwd_count(&samba, &ann.dn).await, before + 1);
+        // One event for the attempt, with tracking id, user and outcome; the audit record
+        // carries the same tracking id and says pass-through.
+        let t = tracking(&r);
+        let ev = sign_in_events(data.path(), &t);
+        assert_eq!(ev.len(), 1, "{ev:?}");
+        assert_eq!(ev[0].event_id, Some(ids::SIGN_IN_REFUSED));
+        assert_eq!(ev[0].details["user"], ann.dn.as_str());
+        assert_eq!(ev[0].details["outcome"], "wrongPassword");
+        let a = audit(&cloud, &t).await;
+        assert_eq!(a["result"], "failure", "{a}");
+        let details = a["details"].as_str().unwrap();
+        assert!(
+            details.contains("passThrough") && details.contains("wrongPassword"),
+            "{a}"
+        );
+
+        // Disabled on-prem (the right password): told so.
+        samba
+            .admin_replace(&ben.dn, "userAccountControl", &["514"])
+            .unwrap();
+        let r = sign_in(&cloud, &upn(&ben_login), &password("ben")).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+        assert!(message(&r).contains("disabled"), "{}", r.body);
+        let ev = sign_in_events(data.path(), &tracking(&r));
+        assert_eq!(ev[0].details["outcome"], "accountDisabled", "{ev:?}");
+
+        // Must change at next logon: told to change it through self-service change.
+        samba.admin_replace(&cat.dn, "pwdLastSet", &["0"]).unwrap();
+        let r = sign_in(&cloud, &upn(&cat_login), &cat_pw).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+        assert!(message(&r).contains("/api/v1/sspr/change"), "{}", r.body);
+        let ev = sign_in_events(data.path(), &tracking(&r));
+        assert_eq!(ev[0].details["outcome"], "mustChangePassword", "{ev:?}");
+
+        // The throttle: 10 failures reach AD, the 11th is refused by the cloud and never
+        // reaches the agent — not even with the right password.
+        for i in 0..10 {
+            let r = sign_in(&cloud, &upn(&dan_login), &password(&format!("guess{i}"))).await;
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{i}: {}", r.body);
+        }
+        let r = sign_in(&cloud, &upn(&dan_login), &dan_pw).await;
+        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
+        assert_eq!(attempts_for(data.path(), &dan.dn), 10);
+        assert_eq!(bad_pwd_count(&samba, &dan.dn).await, 10);
+    })
+    .await;
+
+    // No password in any file the cloud or the agent wrote.
+    let mut hits = marker_in(cloud.dir());
+    hits.extend(marker_in(data.path()));
+    assert!(hits.is_empty(), "a password in {hits:?}");
+}
+
+// ---------------------------------------------------------------- OpenLDAP
+
+#[tokio::test]
+async fn openldap_synced_user_signs_in_and_a_locked_account_is_told() {
+    let slapd = Slapd::shared();
+    let cloud = Cloud::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let mut engine = cloud.agent(data.path()).await;
+    let ou = slapd.create_ou("passThroughOl").unwrap();
+    let svc = slapd.service_account(OpenLdapServiceAccount::Full);
+    let config = agent::connector::ConnectorConfig {
+        name: "ldap".into(),
+        kind: agent::connector::DirectoryKind::Openldap,
+        // StartTLS: the user's bind goes over it too.
+        url: slapd.ldap_url(),
+        ca_file: slapd.ca_cert_path().to_path_buf(),
+        bind_dn: svc.dn,
+        base_dn: slapd.base_dn().into(),
+        include_ous: vec![ou.clone()],
+        exclude_ous: vec![],
+        filter: None,
+        group_scope: None,
+        user_classes: vec![],
+        group_classes: vec![],
+        upn_from: None,
+        anchor: None,
+    };
+    agent::connector::save(data.path(), &config, &SecretString::from(svc.password)).unwrap();
+    let eve_pw = password("eve");
+    let eve_login = uniq("pte");
+    slapd.create_user(&ou, &eve_login, &eve_pw).unwrap();
+    let fay_pw = password("fay");
+    let fay_login = uniq("ptf");
+    let fay = slapd.create_user(&ou, &fay_login, &fay_pw).unwrap();
+    engine.run_cycle(true).await.expect("full sync");
+    drop(engine);
+    synced(&cloud, &upn(&eve_login)).await;
+    synced(&cloud, &upn(&fay_login)).await;
+
+    with_agent(data.path(), async {
+        let r = first_sign_in(&cloud, &upn(&eve_login), &eve_pw).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let r = sign_in(&cloud, &upn(&eve_login), &password("wrong")).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+        assert_eq!(message(&r), "The user name or password is incorrect.");
+        let ev = sign_in_events(data.path(), &tracking(&r));
+        assert_eq!(ev[0].details["outcome"], "wrongPassword", "{ev:?}");
+
+        // Locked by ppolicy (pwdMaxFailure 5, straight at the directory): the right password
+        // is answered with the lockout, from the ppolicy response control.
+        for _ in 0..5 {
+            let mut c = ldap::Connection::connect(&config.connect_options())
+                .await
+                .unwrap();
+            assert!(c
+                .simple_bind(&fay.dn, &SecretString::from("Wrong-Pass-0".to_string()))
+                .await
+                .is_err());
+        }
+        let r = sign_in(&cloud, &upn(&fay_login), &fay_pw).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+        assert!(message(&r).contains("locked out"), "{}", r.body);
+        let ev = sign_in_events(data.path(), &tracking(&r));
+        assert_eq!(ev[0].details["outcome"], "accountLockedOut", "{ev:?}");
+    })
+    .await;
+
+    let mut hits = marker_in(cloud.dir());
+    hits.extend(marker_in(data.path()));
+    assert!(hits.is_empty(), "a password in {hits:?}");
+}

@@ -1,0 +1,335 @@
+//! Limits per source address on the anonymous endpoints an attacker would hammer: sign-in
+//! (`POST /api/v1/auth/token`) and the start of a self-service reset (`POST
+//! /api/v1/sspr/start`). The per-account throttles stop guessing against one account; these stop
+//! one address from spraying many accounts, or from filling the reset queue and the mail relay.
+//!
+//! * Sign-in counts only refused attempts (401 and 429): a busy office behind one NAT address
+//!   signs in freely, a password sprayer from it is slowed down.
+//! * Reset starts count every request: the answer is the same for every account by design, so
+//!   there is nothing else to count.
+//!
+//! Each rule is a token bucket per address (IPv4 address, IPv6 /64) holding `per_minute` tokens
+//! and refilled evenly over a minute. A token is taken before the request runs (so parallel
+//! requests share the budget) and given back when the answer is one the rule does not count.
+//! The client's address is the TCP peer, or, when the peer is one of `trusted_proxies`, the
+//! right-most `X-Forwarded-For` entry that is not itself a trusted proxy: a client cannot escape
+//! by sending its own header. State is in this process's memory (several cloud instances each
+//! keep their own) and bounded: past [`MAX_ADDRESSES`] tracked addresses, full buckets are
+//! forgotten first; if every bucket is in use, new addresses pass and a warning is logged (the
+//! per-account throttles still apply).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use proto::ErrorCode;
+
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// Most addresses tracked per rule.
+pub const MAX_ADDRESSES: usize = 100_000;
+
+/// Which limit a request falls under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Rule {
+    SignIn,
+    SsprStart,
+}
+
+impl Rule {
+    fn of(method: &Method, path: &str) -> Option<Rule> {
+        if method != Method::POST {
+            return None;
+        }
+        match path {
+            "/api/v1/auth/token" => Some(Rule::SignIn),
+            "/api/v1/sspr/start" => Some(Rule::SsprStart),
+            _ => None,
+        }
+    }
+
+    /// Whether an answer with this status uses up the token taken for the request.
+    fn counts(self, status: StatusCode) -> bool {
+        match self {
+            Rule::SignIn => {
+                status == StatusCode::UNAUTHORIZED || status == StatusCode::TOO_MANY_REQUESTS
+            }
+            Rule::SsprStart => true,
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Rule::SignIn => "failed sign-ins",
+            Rule::SsprStart => "password reset requests",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Bucket {
+    tokens: f64,
+    at: f64,
+}
+
+/// The buckets of one process.
+pub struct AddressLimits {
+    started: Instant,
+    buckets: Mutex<HashMap<(Rule, IpAddr), Bucket>>,
+}
+
+impl Default for AddressLimits {
+    fn default() -> Self {
+        AddressLimits {
+            started: Instant::now(),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl std::fmt::Debug for AddressLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AddressLimits")
+    }
+}
+
+impl AddressLimits {
+    fn now(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    /// Takes one token for `addr`; `Err(seconds)` until the next token when there is none.
+    fn take(&self, rule: Rule, addr: IpAddr, per_minute: u32, now: f64) -> Result<(), u64> {
+        let cap = f64::from(per_minute);
+        let rate = cap / 60.0;
+        let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= MAX_ADDRESSES && !map.contains_key(&(rule, addr)) {
+            map.retain(|_, b| b.tokens + (now - b.at) * rate < cap);
+            if map.len() >= MAX_ADDRESSES {
+                tracing::warn!(
+                    "the per-address limit tracks {MAX_ADDRESSES} addresses already; a new address passes unlimited"
+                );
+                return Ok(());
+            }
+        }
+        let b = map.entry((rule, addr)).or_insert(Bucket {
+            tokens: cap,
+            at: now,
+        });
+        b.tokens = (b.tokens + (now - b.at).max(0.0) * rate).min(cap);
+        b.at = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - b.tokens) / rate).ceil().max(1.0) as u64)
+        }
+    }
+
+    /// Gives back the token of a request the rule does not count.
+    fn give_back(&self, rule: Rule, addr: IpAddr, per_minute: u32) {
+        let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = map.get_mut(&(rule, addr)) {
+            b.tokens = (b.tokens + 1.0).min(f64::from(per_minute));
+        }
+    }
+}
+
+/// The key an address is limited under: IPv4 as is, IPv6 by its /64 (one customer's network).
+fn key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
+/// The client's address: the peer, or behind trusted proxies the right-most forwarded address
+/// that is not a trusted proxy.
+pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let forwarded: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .map(|s| s.parse::<IpAddr>().ok())
+        .collect::<Option<Vec<_>>>()
+        // A malformed entry: trust nothing the proxy chain said.
+        .unwrap_or_default();
+    forwarded
+        .into_iter()
+        .rev()
+        .find(|ip| !trusted.contains(ip))
+        .unwrap_or(peer)
+}
+
+/// Middleware over the whole router; passes everything but the limited endpoints untouched.
+pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    // Layers on a router run per route, after matching: the matched template is the full path.
+    let path = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| req.uri().path().to_string());
+    let Some(rule) = Rule::of(req.method(), &path) else {
+        return next.run(req).await;
+    };
+    let per_minute = match rule {
+        Rule::SignIn => state.config.limits.sign_in_per_minute,
+        Rule::SsprStart => state.config.limits.sspr_start_per_minute,
+    };
+    // Without the peer (a router served without connect info, as some tests do) there is no
+    // address to limit; `crate::serve` always provides it.
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let (Some(peer), true) = (peer, per_minute > 0) else {
+        return next.run(req).await;
+    };
+    let addr = key(client_address(
+        peer,
+        req.headers(),
+        &state.config.limits.trusted_proxies,
+    ));
+    let limits = &state.address_limits;
+    if let Err(wait) = limits.take(rule, addr, per_minute, limits.now()) {
+        let mut resp = AppError::new(
+            ErrorCode::TooManyRequests,
+            format!(
+                "Too many {} from your network address. Try again in {wait} seconds.",
+                rule.what()
+            ),
+        )
+        .into_response();
+        resp.headers_mut()
+            .insert("retry-after", HeaderValue::from(wait));
+        return resp;
+    }
+    let resp = next.run(req).await;
+    if !rule.counts(resp.status()) {
+        limits.give_back(rule, addr, per_minute);
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_bucket_empties_then_refills_evenly_over_a_minute() {
+        let l = AddressLimits::default();
+        let a = ip("192.0.2.1");
+        for _ in 0..6 {
+            assert!(l.take(Rule::SignIn, a, 6, 0.0).is_ok());
+        }
+        // 6 a minute = one every 10 s.
+        assert_eq!(l.take(Rule::SignIn, a, 6, 0.0), Err(10));
+        assert_eq!(l.take(Rule::SignIn, a, 6, 4.0), Err(6));
+        assert!(l.take(Rule::SignIn, a, 6, 10.5).is_ok());
+        assert!(l.take(Rule::SignIn, a, 6, 10.5).is_err());
+        // Another address and another rule have their own buckets.
+        assert!(l.take(Rule::SignIn, ip("192.0.2.2"), 6, 10.5).is_ok());
+        assert!(l.take(Rule::SsprStart, a, 6, 10.5).is_ok());
+        // A token given back is usable at once, but never above the capacity.
+        l.give_back(Rule::SignIn, a, 6);
+        assert!(l.take(Rule::SignIn, a, 6, 10.5).is_ok());
+        for _ in 0..20 {
+            l.give_back(Rule::SignIn, a, 6);
+        }
+        let taken = (0..20)
+            .filter(|_| l.take(Rule::SignIn, a, 6, 10.5).is_ok())
+            .count();
+        assert_eq!(taken, 6);
+    }
+
+    #[test]
+    fn full_buckets_are_forgotten_first_when_the_table_is_full() {
+        let l = AddressLimits::default();
+        {
+            let mut map = l.buckets.lock().unwrap();
+            for i in 0..MAX_ADDRESSES as u32 {
+                let tokens = if i == 7 { 0.0 } else { 60.0 };
+                map.insert(
+                    (Rule::SignIn, IpAddr::V4(i.into())),
+                    Bucket { tokens, at: 0.0 },
+                );
+            }
+        }
+        assert!(l.take(Rule::SignIn, ip("198.51.100.9"), 60, 0.0).is_ok());
+        let map = l.buckets.lock().unwrap();
+        assert_eq!(map.len(), 2, "only the empty bucket and the new one stay");
+        assert!(map.contains_key(&(Rule::SignIn, IpAddr::V4(7u32.into()))));
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", "203.0.113.50, 10.0.0.2".parse().unwrap());
+        h.append("x-forwarded-for", "10.0.0.3".parse().unwrap());
+        let proxies = [ip("10.0.0.1"), ip("10.0.0.3")];
+        // Not from a proxy: the header is the client's own claim.
+        assert_eq!(
+            client_address(ip("198.51.100.7"), &h, &proxies),
+            ip("198.51.100.7")
+        );
+        // From a proxy: the right-most entry the proxies did not add.
+        assert_eq!(client_address(ip("10.0.0.1"), &h, &proxies), ip("10.0.0.2"));
+        let mut spoof = HeaderMap::new();
+        spoof.insert(
+            "x-forwarded-for",
+            "1.2.3.4, not-an-address".parse().unwrap(),
+        );
+        assert_eq!(
+            client_address(ip("10.0.0.1"), &spoof, &proxies),
+            ip("10.0.0.1")
+        );
+        assert_eq!(
+            client_address(ip("10.0.0.1"), &HeaderMap::new(), &proxies),
+            ip("10.0.0.1")
+        );
+    }
+
+    #[test]
+    fn ipv6_clients_share_their_64() {
+        assert_eq!(
+            key(ip("2001:db8:1:2:aaaa::1")),
+            key(ip("2001:db8:1:2:bbbb::9"))
+        );
+        assert_ne!(key(ip("2001:db8:1:2::1")), key(ip("2001:db8:1:3::1")));
+        assert_eq!(key(ip("::ffff:192.0.2.1")), ip("192.0.2.1"));
+    }
+
+    #[test]
+    fn only_refused_sign_ins_count() {
+        assert!(Rule::SignIn.counts(StatusCode::UNAUTHORIZED));
+        assert!(!Rule::SignIn.counts(StatusCode::OK));
+        assert!(!Rule::SignIn.counts(StatusCode::SERVICE_UNAVAILABLE));
+        assert!(Rule::SsprStart.counts(StatusCode::OK));
+        assert_eq!(
+            Rule::of(&Method::POST, "/api/v1/sspr/start"),
+            Some(Rule::SsprStart)
+        );
+        assert_eq!(Rule::of(&Method::DELETE, "/api/v1/auth/token"), None);
+    }
+}

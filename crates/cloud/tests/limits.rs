@@ -1,0 +1,157 @@
+//! The per-address limits on sign-in and reset starts, through a real server that knows each
+//! request's peer address (as `dirbridge cloud serve` does).
+
+mod common;
+
+use common::Cloud;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+async fn cloud(sign_in: u32, sspr_start: u32, trust_loopback: bool) -> Cloud {
+    let mut config = common::unlimited();
+    config.limits.sign_in_per_minute = sign_in;
+    config.limits.sspr_start_per_minute = sspr_start;
+    if trust_loopback {
+        config.limits.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    }
+    Cloud::start_with(config, None).await
+}
+
+async fn sign_in(c: &Cloud, upn: &str, password: &str, forwarded: Option<&str>) -> StatusCode {
+    let mut req = c
+        .http
+        .post(format!("{}/api/v1/auth/token", c.base))
+        .json(&json!({"userPrincipalName": upn, "password": password}));
+    if let Some(f) = forwarded {
+        req = req.header("x-forwarded-for", f);
+    }
+    req.send().await.unwrap().status()
+}
+
+#[tokio::test]
+async fn refused_sign_ins_from_one_address_are_limited_across_accounts_and_successes_are_free() {
+    // The admin's own sign-in in the harness was a success: it used nothing.
+    let c = cloud(4, 0, false).await;
+    c.user(
+        "ann",
+        json!({"usageLocation": "NO", "password": "Ann-Pass-w0rd-1"}),
+    )
+    .await;
+    // Successes do not count: many in a row all pass.
+    for _ in 0..6 {
+        assert_eq!(
+            sign_in(&c, &c.upn("ann"), "Ann-Pass-w0rd-1", None).await,
+            StatusCode::OK
+        );
+    }
+    // Four wrong passwords, each against another account (the per-account throttle never
+    // trips), use the address's budget.
+    for i in 0..4 {
+        let upn = c.upn(&format!("nobody{i}"));
+        assert_eq!(
+            sign_in(&c, &upn, "guess", None).await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    // The fifth attempt from this address is refused before any password is checked, whatever
+    // account it names, and says when to come back.
+    let resp = c
+        .http
+        .post(format!("{}/api/v1/auth/token", c.base))
+        .json(&json!({"userPrincipalName": c.upn("ann"), "password": "Ann-Pass-w0rd-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=15).contains(&wait), "retry after {wait} s");
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "tooManyRequests");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("network address"));
+    // A client cannot escape by claiming another address: the peer is not a trusted proxy.
+    assert_eq!(
+        sign_in(&c, &c.upn("ann"), "Ann-Pass-w0rd-1", Some("198.51.100.23")).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Other endpoints are not limited.
+    assert!(c
+        .admin(Method::GET, "/api/v1/users", None)
+        .await
+        .status
+        .is_success());
+    // The refusals are counted in the metrics under their route.
+    let metrics = c
+        .http
+        .get(format!("{}/metrics", c.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("route=\"/api/v1/auth/token\",status=\"429\"} 2"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget() {
+    let c = cloud(2, 0, true).await;
+    for _ in 0..2 {
+        assert_eq!(
+            sign_in(&c, &c.upn("x"), "guess", Some("203.0.113.7")).await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        sign_in(&c, &c.upn("y"), "guess", Some("203.0.113.7")).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Another client behind the same proxy is not affected.
+    assert_eq!(
+        sign_in(&c, &c.upn("y"), "guess", Some("203.0.113.8")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    // The proxy's own requests (no header) are a client of their own.
+    assert_eq!(
+        sign_in(&c, &c.upn("z"), "guess", None).await,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn reset_starts_count_every_request() {
+    let c = cloud(0, 3, false).await;
+    let start = |upn: String| {
+        let c = &c;
+        async move {
+            c.call(
+                Method::POST,
+                "/api/v1/sspr/start",
+                None,
+                Some(json!({"userPrincipalName": upn})),
+            )
+            .await
+        }
+    };
+    for i in 0..3 {
+        let r = start(c.upn(&format!("someone{i}"))).await;
+        assert!(r.status.is_success(), "{}: {}", r.status, r.body);
+    }
+    let r = start(c.upn("someone9")).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.error_message().contains("password reset requests"));
+    // Sign-in has its own budget (off here): unaffected.
+    assert_eq!(
+        sign_in(&c, &c.upn("someone0"), "guess", None).await,
+        StatusCode::UNAUTHORIZED
+    );
+}
