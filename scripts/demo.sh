@@ -77,6 +77,15 @@ echo "== Password writeback: the cloud administrator and the directory credentia
 "$B" agent writeback enable --data-dir "$DEMO/agent" --admin "$ADMIN" --password-file "$DEMO/admin-password"
 "$B" agent run --data-dir "$DEMO/agent" > "$DEMO/agent.log" 2>&1 &
 PIDS="$PIDS $!"
+echo "== Pass-through sign-in: the synced user signs in with the on-prem password, checked by the agent"
+for _ in $(seq 1 30); do
+  if DIRBRIDGE_CONFIG_DIR="$DEMO/cli-user" "$B" login --cloud "$URL" --user "$SAMPLE_LOGIN" \
+      --password-file "$DEMO/sample-user-password" 2> "$DEMO/login.err"; then
+    break
+  fi
+  sleep 1   # the agent is still connecting its push socket
+done
+cat "$DEMO/login.err" >&2
 "$B" licenses assign --user "$SAMPLE_LOGIN" --sku DIRBRIDGE_PREMIUM || echo "(the sample user has no usage location: set one with dirbridge users update)"
 "$B" licenses list
 "$B" users list --source onPremises --limit 10
@@ -88,7 +97,8 @@ dirbridge demo is running.
   Cloud API:      $URL/api/v1   (OpenAPI: $URL/openapi.json, health: $URL/healthz)
   Admin:          $ADMIN   password in $DEMO/admin-password
   Sample users:   ada@, grace@, nils@, ingrid@contoso.dirbridge.internal   password in $DEMO/user-password
-  Synced user:    $SAMPLE_LOGIN   password in $DEMO/sample-user-password (on-prem)
+  Synced user:    $SAMPLE_LOGIN   password in $DEMO/sample-user-password (on-prem; signs in
+                  through the agent: $B login --user $SAMPLE_LOGIN)
   Samba AD:       $(json 'd["ldaps_url"]')   CA $(json 'd["ca_file"]')
   Agent:          data in $DEMO/agent, delta sync every 15 s (log $DEMO/agent.log)
   CLI:            DIRBRIDGE_CONFIG_DIR=$DEMO/cli $B users list --source onPremises

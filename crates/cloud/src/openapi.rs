@@ -473,8 +473,11 @@ pub fn document() -> Value {
             let error = |d: &str| json!({"description": d, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
             op["responses"]["200"]["content"] = json!({"application/json": {"schema": {"$ref": "#/components/schemas/TokenResponse"}}});
             op["responses"]["401"] = error("The user name or password is incorrect; or, for a user synced from on-premises, the directory refused the sign-in and the message says what to do next (disabled, locked out, password expired or must be changed: change it at /api/v1/sspr/change, account expired, logon hours)");
-            op["responses"]["429"] = error("Too many failed sign-ins for this account in the window; for a synced user nothing more is sent to the directory until the window ends");
+            op["responses"]["429"] = error("Too many failed sign-ins for this account in the window (for a synced user nothing more is sent to the directory until the window ends), or too many failed sign-ins from the caller's network address (`[limits] sign_in_per_minute`; the Retry-After header says when to come back)");
             op["responses"]["503"] = error("A synced user's password could not be checked: no agent is connected, the directory is unreachable, or no answer came before the writeback deadline. Try again; an administrator can check `dirbridge agents list`");
+        }
+        if *op_id == "ssprStart" {
+            op["responses"]["429"] = json!({"description": "Too many reset requests from the caller's network address (`[limits] sspr_start_per_minute`; the Retry-After header says when to come back)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
         }
         paths.entry(path.to_string()).or_insert_with(|| json!({}))[method] = op;
     }

@@ -149,6 +149,22 @@ async fn reset_starts_count_every_request() {
     let r = start(c.upn("someone9")).await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(r.error_message().contains("password reset requests"));
+    // The API document says so.
+    let doc: serde_json::Value = c
+        .http
+        .get(format!("{}/openapi.json", c.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for path in ["/api/v1/sspr/start", "/api/v1/auth/token"] {
+        let d = doc["paths"][path]["post"]["responses"]["429"]["description"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(d.contains("network address"), "{path}: {d}");
+    }
     // Sign-in has its own budget (off here): unaffected.
     assert_eq!(
         sign_in(&c, &c.upn("someone0"), "guess", None).await,
