@@ -1,10 +1,11 @@
 //! Pass-through sign-in end to end against real servers: the real cloud in-process, the real
 //! agent service (push socket, claim, report) and a real Samba AD DC or OpenLDAP slapd. A
 //! synced user signs in at `POST /api/v1/auth/token` with the on-prem password; a wrong one is
-//! the cloud's usual 401 and one more bad password in AD; disabled and must-change accounts are
-//! told what to do; no agent is a 503; the cloud's throttle stops forwarding guesses; no
-//! password lands in any file. None of it needs writeback enabled, a premium SKU or the policy
-//! switch.
+//! the cloud's usual 401 and one more bad password in AD; disabled, must-change, expired
+//! (password or account) and logon-hours-restricted accounts, and ppolicy's locked and
+//! change-after-reset ones, are told what to do — each as the real server answers it; no agent
+//! is a 503; the cloud's throttle stops forwarding guesses; no password lands in any file. None
+//! of it needs writeback enabled, a premium SKU or the policy switch.
 
 mod common;
 
@@ -15,16 +16,18 @@ use std::time::{Duration, Instant};
 use common::{uniq, Cloud, Reply};
 use dirbridge_agent as agent;
 use ldap::SecretString;
-use proto::writeback::events as ids;
+use proto::writeback::{events as ids, person_message, Outcome, SIGN_IN};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use testkit::samba::{AdPasswordPolicy, Samba};
-use testkit::slapd::{OpenLdapServiceAccount, Slapd};
+use testkit::samba::{AdPasswordPolicy, Credentials, Samba};
+use testkit::slapd::{OpenLdapServiceAccount, PpolicySettings, Slapd};
 
 /// Every password in this file contains it; no file the cloud or the agent wrote may.
 const MARKER: &str = "Pt7-mark";
 /// Long enough for anything that works to happen many times over.
 const PATIENCE: Duration = Duration::from_secs(60);
+/// 2020-01-01T00:00:00Z as an AD FILETIME (100 ns units since 1601): long past.
+const LONG_AGO: u64 = 132_223_104_000_000_000;
 
 fn password(tag: &str) -> String {
     format!("{MARKER}-{tag}-Pass-9")
@@ -81,6 +84,33 @@ async fn first_sign_in(cloud: &Cloud, upn: &str, password: &str) -> Reply {
         assert!(Instant::now() < deadline, "no agent connected: {}", r.body);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Signs `user` in with the right password, which the directory refuses: a 401 with the
+/// sign-in words for `outcome`, and one 34002 event with that outcome and the directory's
+/// diagnostic, which contains `diagnostic` (AD's `data XXX`).
+async fn refused(
+    cloud: &Cloud,
+    data: &Path,
+    user: &Credentials,
+    outcome: Outcome,
+    diagnostic: &str,
+) -> Reply {
+    let r = sign_in(cloud, &user.login, &user.password).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    assert_eq!(r.body["error"]["code"], "unauthenticated", "{}", r.body);
+    assert_eq!(
+        message(&r),
+        person_message(outcome, None, SIGN_IN),
+        "{outcome:?}"
+    );
+    let ev = sign_in_events(data, &tracking(&r));
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(ev[0].event_id, Some(ids::SIGN_IN_REFUSED), "{ev:?}");
+    assert_eq!(ev[0].details["outcome"], json!(outcome), "{ev:?}");
+    let said = ev[0].details["diagnostic"].as_str().unwrap_or_default();
+    assert!(said.contains(diagnostic), "{ev:?}");
+    r
 }
 
 /// The agent's sign-in events (34xxx) for `tracking_id`.
@@ -157,6 +187,23 @@ async fn bad_pwd_count(samba: &Samba, dn: &str) -> u32 {
         .unwrap_or(0)
 }
 
+/// A new enabled AD user in `ou` whose password is `password(name)`; `login` is its UPN.
+fn ad_user(samba: &Samba, ou: &str, name: &str) -> Credentials {
+    let login = uniq(&format!("pt{}", &name[..1]));
+    samba.create_user(ou, &login, &password(name)).unwrap()
+}
+
+/// A new OpenLDAP user in `ou` whose password is `password(name)`; `login` is its UPN (the
+/// testkit's is the DN).
+fn openldap_user(slapd: &Slapd, ou: &str, name: &str) -> Credentials {
+    let uid = uniq(&format!("pt{}", &name[..1]));
+    let user = slapd.create_user(ou, &uid, &password(name)).unwrap();
+    Credentials {
+        login: upn(&uid),
+        ..user
+    }
+}
+
 /// Runs the agent service in `data` while `body` runs; stops it when `body` ends.
 async fn with_agent(data: &Path, body: impl Future<Output = ()>) {
     let mut engine = agent::sync::Engine::open(data).await.expect("engine");
@@ -183,23 +230,12 @@ async fn ad_synced_users_sign_in_with_the_on_prem_password() {
     let mut engine = cloud.agent(data.path()).await;
     let ou = samba.create_ou("passThrough").unwrap();
     common::save_ad_connector(data.path(), &samba, &common::ad_connector(&samba, &[&ou]));
-    let ann_pw = password("ann");
-    let ann_login = uniq("pta");
-    let ann = samba.create_user(&ou, &ann_login, &ann_pw).unwrap();
-    let ben_login = uniq("ptb");
-    let ben = samba
-        .create_user(&ou, &ben_login, &password("ben"))
-        .unwrap();
-    let cat_pw = password("cat");
-    let cat_login = uniq("ptc");
-    let cat = samba.create_user(&ou, &cat_login, &cat_pw).unwrap();
-    let dan_pw = password("dan");
-    let dan_login = uniq("ptd");
-    let dan = samba.create_user(&ou, &dan_login, &dan_pw).unwrap();
+    let [ann, ben, cat, dan, eli, fay, gus] =
+        ["ann", "ben", "cat", "dan", "eli", "fay", "gus"].map(|n| ad_user(&samba, &ou, n));
     engine.run_cycle(true).await.expect("full sync");
     drop(engine);
-    for login in [&ann_login, &ben_login, &cat_login, &dan_login] {
-        synced(&cloud, &upn(login)).await;
+    for user in [&ann, &ben, &cat, &dan, &eli, &fay, &gus] {
+        synced(&cloud, &user.login).await;
     }
 
     // Writeback is not available (no premium SKU, policy off, no agent enabled): pass-through
@@ -211,7 +247,7 @@ async fn ad_synced_users_sign_in_with_the_on_prem_password() {
     assert_eq!(wb["available"], false, "{wb}");
 
     // No agent running: 503, with the next step; the attempt is not counted.
-    let r = sign_in(&cloud, &upn(&ann_login), &ann_pw).await;
+    let r = sign_in(&cloud, &ann.login, &ann.password).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
     assert!(message(&r).contains("dirbridge agents list"), "{}", r.body);
     assert_eq!(r.body["error"]["code"], "serviceUnavailable");
@@ -219,18 +255,18 @@ async fn ad_synced_users_sign_in_with_the_on_prem_password() {
 
     with_agent(data.path(), async {
         // The right password: a token that works.
-        let r = first_sign_in(&cloud, &upn(&ann_login), &ann_pw).await;
+        let r = first_sign_in(&cloud, &ann.login, &ann.password).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         let token = r.body["accessToken"].as_str().unwrap().to_string();
         let me = cloud
             .call(Method::GET, "/api/v1/me", Some(&token), None)
             .await
             .ok();
-        assert_eq!(me["userPrincipalName"], upn(&ann_login));
+        assert_eq!(me["userPrincipalName"], ann.login);
 
         // A wrong password: the cloud's usual answer, and exactly one more bad password in AD.
         let before = bad_pwd_count(&samba, &ann.dn).await;
-        let r = sign_in(&cloud, &upn(&ann_login), &password("wrong")).await;
+        let r = sign_in(&cloud, &ann.login, &password("wrong")).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
         assert_eq!(message(&r), "The user name or password is incorrect.");
         assert_eq!(bad_pwd_count(&samba, &ann.dn).await, before + 1);
@@ -250,31 +286,87 @@ async fn ad_synced_users_sign_in_with_the_on_prem_password() {
             "{a}"
         );
 
-        // Disabled on-prem (the right password): told so.
+        // Each refusal below is what Samba answers to the right password.
+        // Disabled on-prem: told so.
         samba
             .admin_replace(&ben.dn, "userAccountControl", &["514"])
             .unwrap();
-        let r = sign_in(&cloud, &upn(&ben_login), &password("ben")).await;
-        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+        let r = refused(
+            &cloud,
+            data.path(),
+            &ben,
+            Outcome::AccountDisabled,
+            "data 533",
+        )
+        .await;
         assert!(message(&r).contains("disabled"), "{}", r.body);
-        let ev = sign_in_events(data.path(), &tracking(&r));
-        assert_eq!(ev[0].details["outcome"], "accountDisabled", "{ev:?}");
 
         // Must change at next logon: told to change it through self-service change.
         samba.admin_replace(&cat.dn, "pwdLastSet", &["0"]).unwrap();
-        let r = sign_in(&cloud, &upn(&cat_login), &cat_pw).await;
-        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+        let r = refused(
+            &cloud,
+            data.path(),
+            &cat,
+            Outcome::MustChangePassword,
+            "data 773",
+        )
+        .await;
         assert!(message(&r).contains("/api/v1/sspr/change"), "{}", r.body);
-        let ev = sign_in_events(data.path(), &tracking(&r));
-        assert_eq!(ev[0].details["outcome"], "mustChangePassword", "{ev:?}");
+
+        // Password expired: last set in 2020, longer ago than the domain's maximum password
+        // age (42 days; Samba ignores any maximum under a day). Also self-service change.
+        samba.set_password_last_set(&eli.dn, LONG_AGO).unwrap();
+        let r = refused(
+            &cloud,
+            data.path(),
+            &eli,
+            Outcome::PasswordExpired,
+            "data 532",
+        )
+        .await;
+        assert!(message(&r).contains("/api/v1/sspr/change"), "{}", r.body);
+
+        // Account expired (accountExpires in the past): whom to ask. With a wrong password
+        // the answer says nothing about the account (Samba checks the password first: 52e).
+        let expired = LONG_AGO.to_string();
+        samba
+            .admin_replace(&fay.dn, "accountExpires", &[&expired])
+            .unwrap();
+        let r = refused(
+            &cloud,
+            data.path(),
+            &fay,
+            Outcome::AccountExpired,
+            "data 701",
+        )
+        .await;
+        assert!(message(&r).contains("administrator"), "{}", r.body);
+        let r = sign_in(&cloud, &fay.login, &password("wrong")).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+        assert_eq!(message(&r), "The user name or password is incorrect.");
+
+        // No logon hours at all (21 zero bytes, one bit an hour of the week).
+        let never = "\0".repeat(21);
+        samba
+            .admin_replace(&gus.dn, "logonHours", &[&never])
+            .unwrap();
+        let r = refused(
+            &cloud,
+            data.path(),
+            &gus,
+            Outcome::LogonRestricted,
+            "data 530",
+        )
+        .await;
+        assert!(message(&r).contains("permitted hours"), "{}", r.body);
 
         // The throttle: 10 failures reach AD, the 11th is refused by the cloud and never
         // reaches the agent — not even with the right password.
         for i in 0..10 {
-            let r = sign_in(&cloud, &upn(&dan_login), &password(&format!("guess{i}"))).await;
+            let r = sign_in(&cloud, &dan.login, &password(&format!("guess{i}"))).await;
             assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{i}: {}", r.body);
         }
-        let r = sign_in(&cloud, &upn(&dan_login), &dan_pw).await;
+        let r = sign_in(&cloud, &dan.login, &dan.password).await;
         assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
         assert_eq!(attempts_for(data.path(), &dan.dn), 10);
         assert_eq!(bad_pwd_count(&samba, &dan.dn).await, 10);
@@ -289,9 +381,10 @@ async fn ad_synced_users_sign_in_with_the_on_prem_password() {
 
 // ---------------------------------------------------------------- OpenLDAP
 
+/// An instance of its own: the test changes the default policy (pwdMustChange).
 #[tokio::test]
-async fn openldap_synced_user_signs_in_and_a_locked_account_is_told() {
-    let slapd = Slapd::shared();
+async fn openldap_synced_user_signs_in_and_locked_or_reset_accounts_are_told() {
+    let slapd = &Slapd::start_fresh().expect("fresh slapd");
     let cloud = Cloud::start().await;
     let data = tempfile::tempdir().unwrap();
     let mut engine = cloud.agent(data.path()).await;
@@ -315,21 +408,17 @@ async fn openldap_synced_user_signs_in_and_a_locked_account_is_told() {
         anchor: None,
     };
     agent::connector::save(data.path(), &config, &SecretString::from(svc.password)).unwrap();
-    let eve_pw = password("eve");
-    let eve_login = uniq("pte");
-    slapd.create_user(&ou, &eve_login, &eve_pw).unwrap();
-    let fay_pw = password("fay");
-    let fay_login = uniq("ptf");
-    let fay = slapd.create_user(&ou, &fay_login, &fay_pw).unwrap();
+    let [eve, fay, gil] = ["eve", "fay", "gil"].map(|n| openldap_user(slapd, &ou, n));
     engine.run_cycle(true).await.expect("full sync");
     drop(engine);
-    synced(&cloud, &upn(&eve_login)).await;
-    synced(&cloud, &upn(&fay_login)).await;
+    for user in [&eve, &fay, &gil] {
+        synced(&cloud, &user.login).await;
+    }
 
     with_agent(data.path(), async {
-        let r = first_sign_in(&cloud, &upn(&eve_login), &eve_pw).await;
+        let r = first_sign_in(&cloud, &eve.login, &eve.password).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-        let r = sign_in(&cloud, &upn(&eve_login), &password("wrong")).await;
+        let r = sign_in(&cloud, &eve.login, &password("wrong")).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
         assert_eq!(message(&r), "The user name or password is incorrect.");
         let ev = sign_in_events(data.path(), &tracking(&r));
@@ -346,11 +435,28 @@ async fn openldap_synced_user_signs_in_and_a_locked_account_is_told() {
                 .await
                 .is_err());
         }
-        let r = sign_in(&cloud, &upn(&fay_login), &fay_pw).await;
-        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+        let r = refused(&cloud, data.path(), &fay, Outcome::AccountLockedOut, "").await;
         assert!(message(&r).contains("locked out"), "{}", r.body);
-        let ev = sign_in_events(data.path(), &tracking(&r));
-        assert_eq!(ev[0].details["outcome"], "accountLockedOut", "{ev:?}");
+
+        // Reset by an administrator (pwdReset: TRUE) under a policy with pwdMustChange: slapd
+        // accepts the bind with changeAfterReset in the response control, and the session it
+        // grants may only change the password: no sign-in, told to change it.
+        slapd.admin_replace(&gil.dn, "pwdReset", &["TRUE"]).unwrap();
+        slapd
+            .set_password_policy(&PpolicySettings {
+                must_change: Some(true),
+                ..PpolicySettings::default()
+            })
+            .unwrap();
+        let r = refused(
+            &cloud,
+            data.path(),
+            &gil,
+            Outcome::MustChangePassword,
+            "changeAfterReset",
+        )
+        .await;
+        assert!(message(&r).contains("/api/v1/sspr/change"), "{}", r.body);
     })
     .await;
 

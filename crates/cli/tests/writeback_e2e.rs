@@ -3,12 +3,13 @@
 //! location, licence, policy with writeback, agent registered and synced, `agent writeback
 //! enable` printing `Password reset write-back is enabled.`, then an administrator's reset, a
 //! self-service reset and change, and two agents with one frozen mid-flight giving exactly one
-//! execution. At the end a marker password is searched for in every file the cloud and the
-//! agents wrote.
+//! execution. Then pass-through sign-in: `dirbridge login` of a synced user, checked by the
+//! agent process against Samba. At the end of each a marker password is searched for in every
+//! file the cloud and the agents wrote.
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -105,6 +106,16 @@ impl AgentHost {
 
     fn dir(&self) -> &str {
         self.data.to_str().unwrap()
+    }
+
+    /// One full sync (`agent sync run --full`), so the directory's users are in the cloud.
+    fn full_sync(&self, cloud: &Cloud) {
+        agent_cmd(
+            cloud,
+            &["agent", "sync", "run", "--data-dir", self.dir(), "--full"],
+            None,
+        )
+        .ok();
     }
 
     fn enable_writeback(&self, cloud: &Cloud) -> Run {
@@ -241,10 +252,15 @@ fn admin_reset(cloud: &Cloud, upn: &str, password: &str, extra: &[&str]) -> Run 
     cloud.run(&args)
 }
 
-/// Prepares the tenant as in the seed: trial, policy with writeback, the synced domain.
-fn seed_tenant(cloud: &Cloud) {
+/// Signs the administrator in and adds the domain of the directory's users.
+fn add_synced_domain(cloud: &Cloud) {
     cloud.login();
     cloud.run(&["tenant", "add-domain", "dirbridge.test"]).ok();
+}
+
+/// Prepares the tenant as in the seed: trial, policy with writeback, the synced domain.
+fn seed_tenant(cloud: &Cloud) {
+    add_synced_domain(cloud);
     cloud.run(&["licenses", "trial"]).ok();
     cloud
         .run(&[
@@ -273,12 +289,7 @@ fn seed_walkthrough_admin_reset_and_two_agents_one_frozen_run_each_request_once(
     );
 
     let mut a = AgentHost::register(&cloud, samba, "agent-a");
-    agent_cmd(
-        &cloud,
-        &["agent", "sync", "run", "--data-dir", a.dir(), "--full"],
-        None,
-    )
-    .ok();
+    a.full_sync(&cloud);
     cloud
         .run(&["users", "update", &user.login, "--usage-location", "NO"])
         .ok();
@@ -398,14 +409,111 @@ fn seed_walkthrough_admin_reset_and_two_agents_one_frozen_run_each_request_once(
     // No copy of any password anywhere the cloud or the agents wrote.
     drop(a);
     drop(b);
-    let mut hits = Vec::new();
-    for f in files_under(cloud.path()) {
-        let bytes = std::fs::read(&f).unwrap_or_default();
-        if bytes.windows(MARKER.len()).any(|w| w == MARKER.as_bytes()) {
-            hits.push(f);
-        }
-    }
+    let mut hits = marker_in(cloud.path());
     // The test's own password files hold the marker by construction.
     hits.retain(|f| f.file_name().and_then(|n| n.to_str()) != Some("new-password"));
+    assert!(hits.is_empty(), "marker password found in {hits:?}");
+}
+
+/// Files under `dir` that contain the marker.
+fn marker_in(dir: &Path) -> Vec<PathBuf> {
+    files_under(dir)
+        .into_iter()
+        .filter(|f| {
+            let bytes = std::fs::read(f).unwrap_or_default();
+            bytes.windows(MARKER.len()).any(|w| w == MARKER.as_bytes())
+        })
+        .collect()
+}
+
+/// Pass-through sign-in through the binaries: a synced Samba user runs `dirbridge login` with
+/// the on-prem password; `dirbridge cloud serve` seals it to the `dirbridge agent run` process,
+/// which binds to Samba as the user. No trial, policy or `agent writeback enable` is needed.
+#[test]
+fn synced_user_logs_in_with_the_on_prem_password_checked_by_the_agent() {
+    let samba = Samba::shared();
+    let cloud = Cloud::start();
+    add_synced_domain(&cloud);
+    let ou = samba.create_ou("ptlogin").unwrap();
+    let password = format!("{MARKER}-OnPrem-1p");
+    let user = samba
+        .create_user(&ou, &format!("ptl{}", std::process::id()), &password)
+        .unwrap();
+    let mut a = AgentHost::register(&cloud, samba, "agent-a");
+    a.full_sync(&cloud);
+    a.start();
+
+    // The person's own machine: a configuration directory of its own (searched below), the
+    // passwords in files outside everything searched.
+    let home = cloud.path().join("person-config");
+    let secrets = tempfile::tempdir().unwrap();
+    let right = secrets.path().join("right");
+    write_private(&right, &password);
+    let wrong = secrets.path().join("wrong");
+    write_private(&wrong, &format!("{MARKER}-Wrong-2q"));
+    let login = |file: &Path| {
+        run_in(
+            &home,
+            &[
+                "login",
+                "--cloud",
+                &cloud.url,
+                "--user",
+                &user.login,
+                "--password-file",
+                file.to_str().unwrap(),
+            ],
+            None,
+        )
+    };
+
+    // Until the agent has connected the cloud answers 503 (which does not count as a failed
+    // sign-in); then the right password signs in.
+    let mut signed_in = None;
+    eventually(
+        Duration::from_secs(60),
+        "signed in through the agent",
+        || {
+            let r = login(&right);
+            let done = r.code == 0;
+            signed_in = Some(r);
+            done
+        },
+    );
+    let r = signed_in.unwrap();
+    assert!(r.stdout.contains(&user.login), "{}", r.stdout);
+    let me = run_in(&home, &["whoami", "--output", "json"], None)
+        .ok()
+        .json();
+    assert_eq!(me["userPrincipalName"], user.login.as_str(), "{me}");
+    assert_eq!(me["source"], "onPremises", "{me}");
+
+    // A wrong password: the cloud's usual sentence, and a failed exit.
+    let r = login(&wrong);
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    assert!(
+        r.stderr.contains("The user name or password is incorrect."),
+        "{}",
+        r.stderr
+    );
+    let tracking = r
+        .stderr
+        .split("tracking id ")
+        .nth(1)
+        .and_then(|t| t.split(')').next())
+        .unwrap_or_else(|| panic!("no tracking id in {}", r.stderr))
+        .to_string();
+    // The agent process checked it: one refused sign-in (34002) with that tracking id.
+    let events = a.events_for(&cloud, &tracking);
+    let refused: Vec<_> = events.iter().filter(|e| e["eventId"] == 34002).collect();
+    assert_eq!(refused.len(), 1, "{events:?}");
+    assert_eq!(
+        refused[0]["details"]["outcome"], "wrongPassword",
+        "{events:?}"
+    );
+
+    // No copy of either password in anything the cloud, the agent or the CLI wrote.
+    drop(a);
+    let hits = marker_in(cloud.path());
     assert!(hits.is_empty(), "marker password found in {hits:?}");
 }

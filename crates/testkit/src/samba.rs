@@ -58,6 +58,21 @@ pub const TESTS_OU: &str = "OU=Tests,OU=Corp,DC=dirbridge,DC=test";
 const ADMIN_PASSWORD: &str = "Testkit-Adm1n-Pass!";
 const SERVICE_PASSWORD: &str = "Testkit-Svc-Pass-1!";
 const LOADER: &str = include_str!("samba_load.py");
+/// `python3 -c` body for [`Samba::set_password_last_set`]: smb.conf, sam.ldb, DN, FILETIME.
+const SET_PWD_LAST_SET: &str = "
+import sys, ldb
+from samba import dsdb
+from samba.auth import system_session
+from samba.param import LoadParm
+from samba.samdb import SamDB
+smb_conf, sam_ldb, dn, value = sys.argv[1:5]
+lp = LoadParm()
+lp.load(smb_conf)
+db = SamDB(url=sam_ldb, session_info=system_session(), lp=lp)
+m = ldb.Message(ldb.Dn(db, dn))
+m['pwdLastSet'] = ldb.MessageElement(value, ldb.FLAG_MOD_REPLACE, 'pwdLastSet')
+db.modify(m, controls=['local_oid:%s:0' % dsdb.DSDB_CONTROL_BYPASS_PASSWORD_HASH_OID])
+";
 const LDAPS_PORT: u16 = 636;
 const LDAP_PORT: u16 = 389;
 
@@ -483,6 +498,25 @@ impl Samba {
             dn,
             vec![Mod::Replace(attribute.as_bytes().to_vec(), values)],
         )
+    }
+
+    /// Sets `pwdLastSet` of `dn` to `filetime` (100 ns units since 1601), e.g. a date long
+    /// past, so that with the domain's maximum password age (42 days) the password has expired
+    /// and a bind answers `data 532`. LDAP only lets anyone write 0 or -1 there, so this goes
+    /// through Samba's own bindings on the running DC's sam.ldb with the bypass-password-hash
+    /// control (as the offline loader adds users); the server then judges it as usual.
+    pub fn set_password_last_set(&self, dn: &str, filetime: u64) -> Result<()> {
+        process::run(
+            Command::new(samba_python())
+                .arg("-c")
+                .arg(SET_PWD_LAST_SET)
+                .arg(self.dc_dir.join("etc/smb.conf"))
+                .arg(self.dc_dir.join("private/sam.ldb"))
+                .arg(dn)
+                .arg(filetime.to_string()),
+        )
+        .with_context(|| format!("setting pwdLastSet of {dn}"))?;
+        Ok(())
     }
 
     /// Changes the domain password policy. Refused on the shared instance: other tests rely on

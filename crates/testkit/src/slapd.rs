@@ -99,6 +99,9 @@ pub struct PpolicySettings {
     pub in_history: Option<u32>,
     pub max_failure: Option<u32>,
     pub min_age: Option<Duration>,
+    /// `pwdMustChange`: a user whose password an administrator set (`pwdReset: TRUE`) must
+    /// change it before doing anything else.
+    pub must_change: Option<bool>,
 }
 
 /// What to start.
@@ -413,6 +416,12 @@ impl Slapd {
         }
         if let Some(v) = p.min_age {
             set("pwdMinAge", v.as_secs().to_string());
+        }
+        if let Some(v) = p.must_change {
+            set(
+                "pwdMustChange",
+                if v { "TRUE" } else { "FALSE" }.to_string(),
+            );
         }
         ldapc::modify(&self.admin_target(), POLICY_DN, mods)
     }
