@@ -50,7 +50,8 @@ pub async fn connect(link: &Link) -> Result<PushSocket, LinkError> {
         let v = HeaderValue::from_str(&v).map_err(|e| LinkError::Protocol(e.to_string()))?;
         req.headers_mut().insert(k, v);
     }
-    let connecting = tokio_tungstenite::connect_async(req);
+    // Nagle off: pushes and their acknowledgements are small and latency-bound.
+    let connecting = tokio_tungstenite::connect_async_with_config(req, None, true);
     match tokio::time::timeout(Duration::from_secs(30), connecting).await {
         Err(_) => Err(LinkError::Unreachable {
             url: link.base().to_string(),

@@ -228,6 +228,13 @@ pub async fn serve(config: config::Config) -> anyhow::Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     tracing::info!(listen = %config.listen, database = store.backend_name(), "dirbridge cloud serving");
     let app = router(AppState::new(store, clock, config));
+    // Answers and pushes are small and latency-bound (a writeback or sign-in crosses this
+    // socket several times): never hold a write back for Nagle.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
+        }
+    });
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
