@@ -1,7 +1,6 @@
-//! The benchmarks. Each takes what it needs (a directory, a cloud, an agent) and returns table
-//! rows; a failure becomes a `FAILED` row, never a number. To add one (writeback, SSPR start
-//! load, sign-in): write a function here that returns `Vec<Row>` and call it from `main`
-//! where [`not_yet`] names it today.
+//! The benchmarks of the sync: full sync, API listing, delta. Each takes what it needs (a
+//! directory, a cloud, an agent) and returns table rows; a failure becomes a `FAILED` row,
+//! never a number. Writeback and the SSPR start load are in `sspr`, sign-in in `signin`.
 
 use std::time::{Duration, Instant};
 
@@ -264,29 +263,6 @@ async fn wait_visible(cloud: &Cloud, p: &Pending, deadline: Duration) -> Result<
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     bail!("the warm-up change was not visible after {deadline:?}")
-}
-
-/// The benchmarks of issue 6 that need what is still being built: rows that say so.
-pub fn not_yet() -> Vec<Row> {
-    let wb = "the writeback API (docs/writeback.md) is being built; add benches::writeback";
-    vec![
-        Row::not_measured(
-            "writeback",
-            "200 sequential SSPR resets, p50/p95/p99, beside ldapmodify unicodePwd (AD) / ldappasswd (OpenLDAP)",
-            wb,
-        ),
-        Row::not_measured("writeback", "throughput with 8 resets in flight", wb),
-        Row::not_measured(
-            "sign-in",
-            "pass-through sign-in p50/p95 beside ldapwhoami",
-            "pass-through authentication does not exist yet",
-        ),
-        Row::not_measured(
-            "api-sspr-start",
-            "SSPR start requests/s from a loopback load generator, throttles on",
-            "the SSPR start endpoint is being built with writeback",
-        ),
-    ]
 }
 
 /// The kind's label, for rows about a directory that could not start.

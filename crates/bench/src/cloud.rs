@@ -34,8 +34,47 @@ impl Db {
 pub struct Cloud {
     pub url: String,
     server: Server,
-    http: reqwest::Client,
+    api: Api,
+    /// The tenant administrator's UPN and the 0600 file holding its password.
+    pub admin_upn: String,
+    pub admin_password_file: PathBuf,
+    /// Where `cloud serve` logs (the writeback breakdown reads its timestamps).
+    pub log: PathBuf,
+}
+
+/// The cloud's HTTP API as its administrator: cheap to clone into tasks.
+#[derive(Clone)]
+pub struct Api {
+    pub url: String,
+    pub http: reqwest::Client,
     token: String,
+}
+
+/// An anonymous call's answer: status and body (JSON, or null when empty or not JSON).
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+    /// When the answer's head arrived, in milliseconds since the Unix epoch.
+    pub at_ms: f64,
+}
+
+/// Now, in milliseconds since the Unix epoch (to line up with the cloud's log and the agent's
+/// event ids).
+pub fn epoch_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64() * 1000.0)
+        .unwrap_or(0.0)
+}
+
+impl Answer {
+    /// `error.message` of an error answer, else the body.
+    pub fn why(&self) -> String {
+        match self.body.pointer("/error/message").and_then(Value::as_str) {
+            Some(m) => format!("{}: {m}", self.status),
+            None => format!("{}: {}", self.status, self.body),
+        }
+    }
 }
 
 impl Cloud {
@@ -58,7 +97,11 @@ impl Cloud {
         procs::run(init).context("dirbridge cloud init")?;
         let port = free_port()?;
         let mut serve = Command::new(bin);
+        // The harness is the reverse proxy: requests it makes for a person carry the person's
+        // address in X-Forwarded-For, so the per-address limits apply per person, as they
+        // would to people behind a real proxy (see `Api::anonymous`).
         serve
+            .env("DIRBRIDGE_TRUSTED_PROXIES", "127.0.0.1")
             .args(["cloud", "serve", "--data-dir"])
             .arg(&data)
             .args(["--listen", &format!("127.0.0.1:{port}")]);
@@ -85,9 +128,10 @@ impl Cloud {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        let admin_upn = "admin@bench.dirbridge.internal".to_string();
         let signed_in: Value = http
             .post(format!("{url}/api/v1/auth/token"))
-            .json(&json!({ "userPrincipalName": "admin@bench.dirbridge.internal", "password": password }))
+            .json(&json!({ "userPrincipalName": admin_upn, "password": password }))
             .send()
             .await?
             .error_for_status()
@@ -99,15 +143,62 @@ impl Cloud {
             .context("no accessToken")?
             .to_string();
         Ok(Cloud {
+            api: Api {
+                url: url.clone(),
+                http,
+                token,
+            },
             url,
             server,
-            http,
-            token,
+            admin_upn,
+            admin_password_file: pw_file,
+            log: dir.join("cloud.log"),
         })
     }
 
     /// An API call as the admin; the answer's JSON (null for 204).
     pub async fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value> {
+        self.api.call(method, path, body).await
+    }
+
+    /// A handle on the API for tasks.
+    pub fn client(&self) -> Api {
+        self.api.clone()
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Value> {
+        self.api(reqwest::Method::GET, path, None).await
+    }
+
+    /// Peak resident memory of `cloud serve` so far, in bytes.
+    pub fn peak_rss(&self) -> Result<u64> {
+        self.server.peak_rss()
+    }
+
+    pub fn stop(&mut self) {
+        self.server.stop();
+    }
+
+    /// Sets the delta schedule the agents follow.
+    pub async fn set_delta_interval(&self, secs: u32) -> Result<()> {
+        self.api(
+            reqwest::Method::PATCH,
+            "/api/v1/sync/settings",
+            Some(json!({ "deltaIntervalSecs": secs })),
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+impl Api {
+    /// An API call as the admin; the answer's JSON (null for 204).
+    pub async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -136,28 +227,46 @@ impl Cloud {
         })
     }
 
-    pub async fn get(&self, path: &str) -> Result<Value> {
-        self.api(reqwest::Method::GET, path, None).await
+    /// A call without a bearer token (sign-in, the self-service reset flow) on `http`, as if
+    /// from `from` (`X-Forwarded-For`; the cloud trusts the harness as its proxy); any status is
+    /// an answer, only a transport failure is an error.
+    pub async fn anonymous(
+        &self,
+        http: &reqwest::Client,
+        from: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Answer> {
+        let mut req = http
+            .request(method.clone(), format!("{}{path}", self.url))
+            .header("x-forwarded-for", from);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("{method} {}", redact(path)))?;
+        let at_ms = epoch_ms();
+        let status = resp.status().as_u16();
+        let text = resp.text().await?;
+        Ok(Answer {
+            status,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+            at_ms,
+        })
     }
+}
 
-    /// Peak resident memory of `cloud serve` so far, in bytes.
-    pub fn peak_rss(&self) -> Result<u64> {
-        self.server.peak_rss()
-    }
-
-    pub fn stop(&mut self) {
-        self.server.stop();
-    }
-
-    /// Sets the delta schedule the agents follow.
-    pub async fn set_delta_interval(&self, secs: u32) -> Result<()> {
-        self.api(
-            reqwest::Method::PATCH,
-            "/api/v1/sync/settings",
-            Some(json!({ "deltaIntervalSecs": secs })),
-        )
-        .await?;
-        Ok(())
+/// A path without the session secret of `/api/v1/sspr/{session}/…` (for error messages).
+fn redact(path: &str) -> String {
+    match path.strip_prefix("/api/v1/sspr/") {
+        Some(rest) if rest.len() > 40 => {
+            let tail = rest.split_once('/').map(|(_, t)| t).unwrap_or("");
+            format!("/api/v1/sspr/{{session}}/{tail}")
+        }
+        _ => path.to_string(),
     }
 }
 
@@ -166,6 +275,8 @@ pub struct Agent {
     pub bin: PathBuf,
     pub data_dir: PathBuf,
     log_dir: PathBuf,
+    /// Extra environment for `agent run` (experiments: `--agent-env`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Agent {
@@ -227,6 +338,7 @@ impl Agent {
             bin: bin.to_path_buf(),
             data_dir,
             log_dir: dir.to_path_buf(),
+            env: Vec::new(),
         })
     }
 
@@ -256,13 +368,47 @@ impl Agent {
 
     /// `dirbridge agent run`, the service with its schedule.
     pub fn service(&self) -> Result<Server> {
+        self.service_logged("agent-run.log", &[])
+    }
+
+    /// `dirbridge agent run`, its output to `log` in the run's directory, with `env` (which
+    /// `--agent-env` overrides).
+    pub fn service_logged(&self, log: &str, env: &[(&str, &str)]) -> Result<Server> {
         let mut cmd = Command::new(&self.bin);
-        cmd.args(["agent", "run", "--data-dir"]).arg(&self.data_dir);
-        Server::spawn(
-            "dirbridge agent run",
-            cmd,
-            &self.log_dir.join("agent-run.log"),
-        )
+        cmd.envs(env.iter().copied())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .args(["agent", "run", "--data-dir"])
+            .arg(&self.data_dir);
+        Server::spawn("dirbridge agent run", cmd, &self.log_dir.join(log))
+    }
+
+    /// The agent's event log (`dirbridge agent events --output json`).
+    pub fn events(&self) -> Result<Vec<Value>> {
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(["agent", "events", "--output", "json", "--data-dir"])
+            .arg(&self.data_dir);
+        let out = procs::run(cmd).context("dirbridge agent events")?;
+        Ok(serde_json::from_str::<Value>(&out)?
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// `dirbridge agent writeback enable` as the tenant's administrator (password from its
+    /// 0600 file): checks the directory rights, creates the sealing key, tells the cloud.
+    pub fn enable_writeback(&self, cloud: &Cloud) -> Result<()> {
+        let mut cmd = Command::new(&self.bin);
+        cmd.env("DIRBRIDGE_CONFIG_DIR", self.log_dir.join("cli-config"))
+            .args(["agent", "writeback", "enable", "--data-dir"])
+            .arg(&self.data_dir)
+            .args(["--cloud", &cloud.url, "--admin", &cloud.admin_upn])
+            .arg("--password-file")
+            .arg(&cloud.admin_password_file);
+        let out = procs::run(cmd).context("dirbridge agent writeback enable")?;
+        if !out.contains("Password reset write-back is enabled.") {
+            bail!("dirbridge agent writeback enable did not say it is enabled: {out}");
+        }
+        Ok(())
     }
 }
 

@@ -12,6 +12,8 @@ mod cloud;
 mod directory;
 mod procs;
 mod report;
+mod signin;
+mod sspr;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -26,8 +28,8 @@ use report::{Machine, Report, Row};
 #[derive(Parser)]
 #[command(
     name = "dirbridge-bench",
-    about = "Run the dirbridge benchmarks (full sync, delta, API listing) and write the figures as JSON",
-    after_help = "Example:\n  scripts/bench.sh --out target/bench/latest.json\n  dirbridge-bench --out /tmp/b.json --openldap-users 10000 --ad-users 0 --databases sqlite"
+    about = "Run the dirbridge benchmarks (full sync, delta, API listing, writeback, sign-in, SSPR start load) and write the figures as JSON",
+    after_help = "Example:\n  scripts/bench.sh --out target/bench/latest.json\n  dirbridge-bench --out /tmp/b.json --openldap-users 10000 --ad-users 0 --databases sqlite\n  scripts/bench.sh --only writeback,sign-in,sspr-start --out /tmp/b.json"
 )]
 struct Args {
     /// Where to write the JSON report.
@@ -43,12 +45,54 @@ struct Args {
     #[arg(long, default_value = "sqlite,postgres", value_delimiter = ',')]
     databases: Vec<String>,
     /// Benchmarks besides the full sync (which always runs: the others need its result),
-    /// comma-separated: delta, api-listing; `none` for none.
-    #[arg(long, default_value = "delta,api-listing", value_delimiter = ',')]
+    /// comma-separated: delta, api-listing, writeback, sign-in, sspr-start; `none` for none.
+    #[arg(
+        long,
+        default_value = "delta,api-listing,writeback,sign-in,sspr-start",
+        value_delimiter = ','
+    )]
     benchmarks: Vec<String>,
+    /// Run only these benchmarks, comma-separated (the names of --benchmarks, and full-sync).
+    /// The full sync still runs on the first database (the others need a synced tenant);
+    /// the other databases are used only when full-sync is named or --online-databases
+    /// names them.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    only: Option<Vec<String>>,
+    /// Databases the writeback, sign-in and SSPR start benchmarks run on, comma-separated
+    /// (default: the first of --databases).
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    online_databases: Option<Vec<String>>,
     /// Changes timed per delta schedule.
     #[arg(long, default_value_t = 50)]
     delta_changes: usize,
+    /// Sequential self-service resets timed (one user each), each beside the raw modify.
+    #[arg(long, default_value_t = 200)]
+    writeback_resets: usize,
+    /// Resets (one user each) for the throughput figure.
+    #[arg(long, default_value_t = 96)]
+    writeback_throughput_resets: usize,
+    /// Resets in flight for the throughput figure.
+    #[arg(long, default_value_t = 8)]
+    writeback_in_flight: usize,
+    /// Pass-through sign-ins timed, each beside the raw bind.
+    #[arg(long, default_value_t = 100)]
+    sign_ins: usize,
+    /// Users the sign-ins are spread over.
+    #[arg(long, default_value_t = 20)]
+    sign_in_users: usize,
+    /// How long the SSPR start load runs, at most (seconds).
+    #[arg(long, default_value_t = 20)]
+    sspr_start_secs: u64,
+    /// How many SSPR start requests the load sends, at most.
+    #[arg(long, default_value_t = 50_000)]
+    sspr_start_max: usize,
+    /// Concurrent connections of the SSPR start load.
+    #[arg(long, default_value_t = 16)]
+    sspr_start_connections: usize,
+    /// Extra environment for the `dirbridge agent run` processes, KEY=VALUE, repeatable (for
+    /// experiments, e.g. an LD_PRELOAD shim or RUST_LOG).
+    #[arg(long, value_name = "KEY=VALUE")]
+    agent_env: Vec<String>,
     /// Where `dirbridge` and `testkit` are (a release build).
     #[arg(long, default_value = "target/release")]
     bin_dir: PathBuf,
@@ -57,9 +101,34 @@ struct Args {
     keep: bool,
 }
 
+/// What `--benchmarks` and `--only` accept.
+const BENCHMARKS: &[&str] = &[
+    "full-sync",
+    "delta",
+    "api-listing",
+    "writeback",
+    "sign-in",
+    "sspr-start",
+];
+
 #[tokio::main]
 async fn main() -> Result<()> {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if let Some(only) = &args.only {
+        args.benchmarks = only.clone();
+        if !only.iter().any(|b| b == "full-sync") {
+            // The first database, and those named by --online-databases.
+            let online = args.online_databases.clone().unwrap_or_default();
+            let first = args.databases.first().cloned();
+            args.databases
+                .retain(|d| Some(d) == first.as_ref() || online.contains(d));
+        }
+    }
+    for b in &args.benchmarks {
+        if b != "none" && !BENCHMARKS.contains(&b.as_str()) {
+            anyhow::bail!("unknown benchmark {b}: one of {}", BENCHMARKS.join(", "));
+        }
+    }
     let started = Instant::now();
     let started_at = utc_now();
     let bin = std::fs::canonicalize(args.bin_dir.join("dirbridge"))
@@ -102,7 +171,6 @@ async fn main() -> Result<()> {
             }
         }
     }
-    rows.extend(benches::not_yet());
 
     let report = Report {
         started_at,
@@ -163,7 +231,13 @@ async fn one_database(
     );
     eprintln!("{case}: full sync");
     let mut cloud = Cloud::start(bin, run_dir, &db).await?;
-    let agent = Agent::register(bin, run_dir, &cloud, directory).await?;
+    let mut agent = Agent::register(bin, run_dir, &cloud, directory).await?;
+    agent.env = args
+        .agent_env
+        .iter()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let (mut rows, users) = benches::full_sync(directory, &db, &cloud, &agent).await?;
     eprintln!("{case}: {}", rows[0].result);
     if first && want("api-listing") && directory.kind == Kind::Openldap {
@@ -197,7 +271,142 @@ async fn one_database(
             }
         }
     }
+    let online_here = match &args.online_databases {
+        Some(list) => list.iter().any(|d| d == db_name),
+        None => first,
+    };
+    if online_here && (want("writeback") || want("sign-in") || want("sspr-start")) {
+        match online(args, directory, &cloud, &agent, &case, want).await {
+            Ok(mut r) => rows.append(&mut r),
+            Err(e) => rows.push(Row::failed("writeback", &case, &e)),
+        }
+    }
     cloud.stop();
+    Ok(rows)
+}
+
+/// The benchmarks that need the agent service with writeback on: self-service resets, sign-in,
+/// the SSPR start load. One user per reset and per sign-in, taken from the synced users.
+async fn online(
+    args: &Args,
+    directory: &Directory,
+    cloud: &Cloud,
+    agent: &Agent,
+    case: &str,
+    want: &dyn Fn(&str) -> bool,
+) -> Result<Vec<Row>> {
+    let (seq_n, tp_n) = if want("writeback") {
+        (args.writeback_resets, args.writeback_throughput_resets)
+    } else {
+        (0, 0)
+    };
+    let sign_n = if want("sign-in") {
+        args.sign_in_users
+    } else {
+        0
+    };
+    let need = seq_n + tp_n + 1 + sign_n;
+    let mut listed = Vec::new();
+    let mut after: Option<String> = None;
+    let mut people = loop {
+        let path = match &after {
+            Some(a) => format!("/api/v1/users?source=onPremises&limit=1000&after={a}"),
+            None => "/api/v1/users?source=onPremises&limit=1000".to_string(),
+        };
+        let page = cloud.get(&path).await?;
+        listed.extend(page["items"].as_array().cloned().unwrap_or_default());
+        let people = directory.people(&listed, need)?;
+        match page["next"].as_str() {
+            Some(n) if people.len() < need => after = Some(n.to_string()),
+            _ => break people,
+        }
+    };
+    if people.len() < need {
+        anyhow::bail!(
+            "only {} ordinary synced users found, {need} needed",
+            people.len()
+        );
+    }
+    let mut rest = people.split_off(seq_n);
+    let mut sequential = people;
+    let mut after_tp = rest.split_off(tp_n);
+    let throughput = rest;
+    let signers = after_tp.split_off(1);
+    let warm_up = after_tp.remove(0);
+    let resetting: Vec<_> = sequential.iter().chain(&throughput).cloned().collect();
+
+    eprintln!("{case}: preparing the tenant for writeback and sign-in");
+    let mut online = sspr::prepare(
+        cloud,
+        agent,
+        &resetting,
+        &warm_up,
+        &signers,
+        want("writeback"),
+    )
+    .await?;
+    let mut rows = Vec::new();
+    if want("writeback") {
+        eprintln!("{case}: writeback, {seq_n} sequential resets");
+        match sspr::writeback_sequential(directory, cloud, agent, &online, &mut sequential, case)
+            .await
+        {
+            Ok(mut r) => rows.append(&mut r),
+            Err(e) => rows.push(Row::failed(
+                "writeback",
+                format!("{case}: sequential resets"),
+                &e,
+            )),
+        }
+        eprintln!(
+            "{case}: writeback, {tp_n} resets {} in flight",
+            args.writeback_in_flight
+        );
+        match sspr::writeback_throughput(
+            cloud,
+            &online,
+            &throughput,
+            args.writeback_in_flight,
+            case,
+        )
+        .await
+        {
+            Ok(mut r) => rows.append(&mut r),
+            Err(e) => rows.push(Row::failed("writeback", format!("{case}: throughput"), &e)),
+        }
+    }
+    if want("sign-in") {
+        eprintln!("{case}: pass-through sign-in");
+        match signin::sign_in(directory, cloud, &signers, args.sign_ins, case).await {
+            Ok(mut r) => rows.append(&mut r),
+            Err(e) => rows.push(Row::failed("sign-in", case, &e)),
+        }
+    }
+    if want("sspr-start") {
+        eprintln!("{case}: SSPR start load");
+        let upns: Vec<String> = listed
+            .iter()
+            .filter_map(|u| u["userPrincipalName"].as_str().map(str::to_string))
+            .take(5000)
+            .collect();
+        for spread in [false, true] {
+            match sspr::start_load(
+                cloud,
+                &upns,
+                args.sspr_start_connections,
+                args.sspr_start_secs,
+                args.sspr_start_max,
+                spread,
+                case,
+            )
+            .await
+            {
+                Ok(mut r) => rows.append(&mut r),
+                Err(e) => rows.push(Row::failed("api-sspr-start", case, &e)),
+            }
+        }
+    }
+    online.service.stop();
     Ok(rows)
 }
 
