@@ -7,41 +7,20 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use agent::connector::{ConnectorConfig, DirectoryKind};
+use agent::connector::ConnectorConfig;
 use agent::events::{ids, Event, EventLog};
 use agent::service::{self, ServiceOptions};
-use common::{uniq, Cloud};
+use common::{openldap_connector, save_openldap_connector, uniq, Cloud};
 use dirbridge_agent as agent;
-use ldap::SecretString;
 use reqwest::Method;
 use serde_json::json;
-use testkit::slapd::{OpenLdapServiceAccount, Slapd};
+use testkit::slapd::Slapd;
 
 /// Generous bounds for behaviour; nothing here asserts how fast.
 const WAIT: Duration = Duration::from_secs(90);
 
 fn upn(login: &str) -> String {
     format!("{login}@dirbridge.test")
-}
-
-fn openldap_connector(slapd: &Slapd, include: &[&str]) -> ConnectorConfig {
-    let svc = slapd.service_account(OpenLdapServiceAccount::Full);
-    ConnectorConfig {
-        name: "ldap".into(),
-        kind: DirectoryKind::Openldap,
-        url: slapd.ldap_url(),
-        ca_file: slapd.ca_cert_path().to_path_buf(),
-        bind_dn: svc.dn,
-        base_dn: slapd.base_dn().into(),
-        include_ous: include.iter().map(|s| s.to_string()).collect(),
-        exclude_ous: vec![],
-        filter: None,
-        group_scope: None,
-        user_classes: vec![],
-        group_classes: vec![],
-        upn_from: None,
-        anchor: None,
-    }
 }
 
 async fn set_delta_interval(cloud: &Cloud, secs: u32) {
@@ -85,6 +64,15 @@ async fn until_mobile(cloud: &Cloud, upn: &str, phone: &str) -> Duration {
     }
 }
 
+/// Waits (bounded) until the agent's start-up cycle brought `login` to the cloud.
+async fn first_sync(cloud: &Cloud, login: &str) {
+    let deadline = Instant::now() + WAIT;
+    while cloud.user(&upn(login)).await.is_none() {
+        assert!(Instant::now() < deadline, "the first cycle never synced");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn runs_finished(log: &EventLog) -> usize {
     log.read(None)
         .unwrap()
@@ -101,24 +89,14 @@ async fn openldap_change_reaches_the_cloud_by_notification_with_a_day_long_sched
     let dir = tempfile::tempdir().unwrap();
     let mut engine = cloud.agent(dir.path()).await;
     let ou = slapd.create_ou("notifyAgent").unwrap();
-    let svc = slapd.service_account(OpenLdapServiceAccount::Full);
-    agent::connector::save(
-        dir.path(),
-        &openldap_connector(slapd, &[&ou]),
-        &SecretString::from(svc.password),
-    )
-    .unwrap();
+    save_openldap_connector(dir.path(), slapd, &openldap_connector(slapd, &[&ou]));
     let login = uniq("nt");
     let user = slapd.create_user(&ou, &login, "Initial-Pass-1").unwrap();
     let log = EventLog::open(dir.path());
 
     let driver = async {
         // The start-up cycle, and the watcher.
-        let deadline = Instant::now() + WAIT;
-        while cloud.user(&upn(&login)).await.is_none() {
-            assert!(Instant::now() < deadline, "the first cycle never synced");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        first_sync(&cloud, &login).await;
         let started = event(&log, "notification started", |e| {
             e.code == "sync.notify.started"
         })
@@ -160,11 +138,7 @@ async fn ad_change_reaches_the_cloud_by_notification_with_a_day_long_schedule() 
     let log = EventLog::open(dir.path());
 
     let driver = async {
-        let deadline = Instant::now() + WAIT;
-        while cloud.user(&upn(&login)).await.is_none() {
-            assert!(Instant::now() < deadline, "the first cycle never synced");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        first_sync(&cloud, &login).await;
         let started = event(&log, "notification started", |e| {
             e.code == "sync.notify.started"
         })
@@ -193,13 +167,7 @@ async fn a_refused_notification_falls_back_to_the_schedule_with_the_fix() {
     let dir = tempfile::tempdir().unwrap();
     let mut engine = cloud.agent(dir.path()).await;
     let ou = slapd.create_ou("notifyRefused").unwrap();
-    let svc = slapd.service_account(OpenLdapServiceAccount::Full);
-    agent::connector::save(
-        dir.path(),
-        &openldap_connector(slapd, &[&ou]),
-        &SecretString::from(svc.password),
-    )
-    .unwrap();
+    save_openldap_connector(dir.path(), slapd, &openldap_connector(slapd, &[&ou]));
     let login = uniq("nr");
     let user = slapd.create_user(&ou, &login, "Initial-Pass-1").unwrap();
     let log = EventLog::open(dir.path());
@@ -218,11 +186,7 @@ async fn a_refused_notification_falls_back_to_the_schedule_with_the_fix() {
             fallback.details["diagnostic"], "critical control unavailable in context",
             "{fallback:?}"
         );
-        let deadline = Instant::now() + WAIT;
-        while cloud.user(&upn(&login)).await.is_none() {
-            assert!(Instant::now() < deadline, "the first cycle never synced");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        first_sync(&cloud, &login).await;
         // Polling still brings changes.
         slapd
             .admin_replace(&user.dn, "mobile", &["+47 500 00 001"])
@@ -252,13 +216,7 @@ async fn the_setting_turns_notification_off() {
     let dir = tempfile::tempdir().unwrap();
     let mut engine = cloud.agent(dir.path()).await;
     let ou = slapd.create_ou("notifyOff").unwrap();
-    let svc = slapd.service_account(OpenLdapServiceAccount::Full);
-    agent::connector::save(
-        dir.path(),
-        &openldap_connector(slapd, &[&ou]),
-        &SecretString::from(svc.password),
-    )
-    .unwrap();
+    save_openldap_connector(dir.path(), slapd, &openldap_connector(slapd, &[&ou]));
     let login = uniq("no");
     slapd.create_user(&ou, &login, "Initial-Pass-1").unwrap();
     let toml = dir.path().join("agent.toml");
@@ -268,11 +226,7 @@ async fn the_setting_turns_notification_off() {
     let log = EventLog::open(dir.path());
 
     let driver = async {
-        let deadline = Instant::now() + WAIT;
-        while cloud.user(&upn(&login)).await.is_none() {
-            assert!(Instant::now() < deadline, "the first cycle never synced");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        first_sync(&cloud, &login).await;
     };
     service::run(&mut engine, driver).await.unwrap();
     let events = log.read(None).unwrap();
@@ -291,52 +245,6 @@ async fn the_setting_turns_notification_off() {
     agent::identity::load(dir.path()).unwrap();
 }
 
-/// A TCP forwarder whose open connections can be cut, as a network failure would.
-struct Proxy {
-    port: u16,
-    conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
-    accept: tokio::task::JoinHandle<()>,
-}
-
-impl Proxy {
-    async fn start(target: u16) -> Proxy {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let held = conns.clone();
-        let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let task = tokio::spawn(async move {
-                    if let Ok(mut outbound) =
-                        tokio::net::TcpStream::connect(("127.0.0.1", target)).await
-                    {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-                held.lock().unwrap().push(task);
-            }
-        });
-        Proxy {
-            port,
-            conns,
-            accept,
-        }
-    }
-
-    fn cut(&self) {
-        for t in self.conns.lock().unwrap().drain(..) {
-            t.abort();
-        }
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.cut();
-        self.accept.abort();
-    }
-}
-
 #[tokio::test]
 async fn a_dropped_watch_reconnects_catches_up_and_keeps_waking_the_agent() {
     let slapd = Slapd::shared();
@@ -352,24 +260,19 @@ async fn a_dropped_watch_reconnects_catches_up_and_keeps_waking_the_agent() {
         .unwrap()
         .parse()
         .unwrap();
-    let proxy = Proxy::start(ldaps_port).await;
-    let svc = slapd.service_account(OpenLdapServiceAccount::Full);
+    let proxy = testkit::proxy::CutProxy::start(ldaps_port).await.unwrap();
     let cfg = ConnectorConfig {
         // The server's certificate names 127.0.0.1: TLS through the proxy verifies as usual.
         url: format!("ldaps://127.0.0.1:{}", proxy.port),
         ..openldap_connector(slapd, &[&ou])
     };
-    agent::connector::save(dir.path(), &cfg, &SecretString::from(svc.password)).unwrap();
+    save_openldap_connector(dir.path(), slapd, &cfg);
     let login = uniq("nd");
     let user = slapd.create_user(&ou, &login, "Initial-Pass-1").unwrap();
     let log = EventLog::open(dir.path());
 
     let driver = async {
-        let deadline = Instant::now() + WAIT;
-        while cloud.user(&upn(&login)).await.is_none() {
-            assert!(Instant::now() < deadline, "the first cycle never synced");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        first_sync(&cloud, &login).await;
         event(&log, "notification started", |e| {
             e.code == "sync.notify.started"
         })

@@ -3,32 +3,10 @@
 
 mod common;
 
-use agent::connector::{ConnectorConfig, DirectoryKind};
-use common::{admin_conn, attr, uniq, Cloud};
+use common::{admin_conn, attr, openldap_connector, save_openldap_connector, uniq, Cloud};
 use dirbridge_agent as agent;
-use ldap::SecretString;
 use proto::sync::{RunKind, RunOutcome};
-use testkit::slapd::{OpenLdapServiceAccount, Slapd};
-
-fn connector(slapd: &Slapd, include: &[&str]) -> ConnectorConfig {
-    let svc = slapd.service_account(OpenLdapServiceAccount::Full);
-    ConnectorConfig {
-        name: "ldap".into(),
-        kind: DirectoryKind::Openldap,
-        url: slapd.ldap_url(),
-        ca_file: slapd.ca_cert_path().to_path_buf(),
-        bind_dn: svc.dn,
-        base_dn: slapd.base_dn().into(),
-        include_ous: include.iter().map(|s| s.to_string()).collect(),
-        exclude_ous: vec![],
-        filter: None,
-        group_scope: None,
-        user_classes: vec![],
-        group_classes: vec![],
-        upn_from: None,
-        anchor: None,
-    }
-}
+use testkit::slapd::Slapd;
 
 fn upn(uid: &str) -> String {
     format!("{uid}@dirbridge.test")
@@ -42,9 +20,8 @@ async fn openldap_full_then_syncrepl_deltas() {
     let mut engine = cloud.agent(dir.path()).await;
     let ou = slapd.create_ou("agentOl").unwrap();
     let out = slapd.create_ou("agentOlOut").unwrap();
-    let cfg = connector(slapd, &[&ou]);
-    let svc = slapd.service_account(OpenLdapServiceAccount::Full);
-    agent::connector::save(dir.path(), &cfg, &SecretString::from(svc.password.clone())).unwrap();
+    let cfg = openldap_connector(slapd, &[&ou]);
+    save_openldap_connector(dir.path(), slapd, &cfg);
 
     let (ann, ben, cat) = (uniq("an"), uniq("be"), uniq("ct"));
     let ann_u = slapd.create_user(&ou, &ann, "Initial-Pass-1").unwrap();
@@ -152,9 +129,8 @@ async fn an_oversize_value_skips_that_object_and_the_run_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let mut engine = cloud.agent(dir.path()).await;
     let ou = slapd.create_ou("agentOlBad").unwrap();
-    let cfg = connector(slapd, &[&ou]);
-    let svc = slapd.service_account(OpenLdapServiceAccount::Full);
-    agent::connector::save(dir.path(), &cfg, &SecretString::from(svc.password.clone())).unwrap();
+    let cfg = openldap_connector(slapd, &[&ou]);
+    save_openldap_connector(dir.path(), slapd, &cfg);
     let (good, bad) = (uniq("gd"), uniq("bd"));
     slapd.create_user(&ou, &good, "Initial-Pass-1").unwrap();
     let bad_u = slapd.create_user(&ou, &bad, "Initial-Pass-1").unwrap();
@@ -184,9 +160,8 @@ async fn a_foreign_syncrepl_cookie_still_ends_in_a_correct_state() {
     let dir = tempfile::tempdir().unwrap();
     let mut engine = cloud.agent(dir.path()).await;
     let ou = slapd.create_ou("agentOlCookie").unwrap();
-    let cfg = connector(slapd, &[&ou]);
-    let svc = slapd.service_account(OpenLdapServiceAccount::Full);
-    agent::connector::save(dir.path(), &cfg, &SecretString::from(svc.password.clone())).unwrap();
+    let cfg = openldap_connector(slapd, &[&ou]);
+    save_openldap_connector(dir.path(), slapd, &cfg);
     let first = uniq("fc");
     slapd.create_user(&ou, &first, "Initial-Pass-1").unwrap();
     engine.run_cycle(true).await.unwrap();
@@ -212,9 +187,8 @@ async fn connector_test_passes_for_the_openldap_service_account() {
     let slapd = Slapd::shared();
     let dir = tempfile::tempdir().unwrap();
     let ou = slapd.create_ou("agentOlTest").unwrap();
-    let cfg = connector(slapd, &[&ou]);
-    let svc = slapd.service_account(OpenLdapServiceAccount::Full);
-    agent::connector::save(dir.path(), &cfg, &SecretString::from(svc.password.clone())).unwrap();
+    let cfg = openldap_connector(slapd, &[&ou]);
+    save_openldap_connector(dir.path(), slapd, &cfg);
     let checks = agent::connector::test(dir.path(), &cfg).await;
     assert!(checks.iter().all(|c| c.ok), "{checks:#?}");
     assert!(checks.iter().any(|c| c.name == "syncrepl"));
@@ -229,9 +203,8 @@ async fn a_pushed_sync_now_syncs_without_waiting_for_the_interval() {
     let dir = tempfile::tempdir().unwrap();
     let mut engine = cloud.agent(dir.path()).await;
     let ou = slapd.create_ou("agentOlPush").unwrap();
-    let cfg = connector(slapd, &[&ou]);
-    let svc = slapd.service_account(OpenLdapServiceAccount::Full);
-    agent::connector::save(dir.path(), &cfg, &SecretString::from(svc.password.clone())).unwrap();
+    let cfg = openldap_connector(slapd, &[&ou]);
+    save_openldap_connector(dir.path(), slapd, &cfg);
     let first = uniq("pf");
     slapd.create_user(&ou, &first, "Initial-Pass-1").unwrap();
     // The timer would wait an hour: only the push can sync the later user in time.

@@ -13,14 +13,14 @@ use std::future::Future;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{uniq, Cloud, Reply};
+use common::{openldap_connector, save_openldap_connector, uniq, Cloud, Reply};
 use dirbridge_agent as agent;
 use ldap::SecretString;
 use proto::writeback::{events as ids, person_message, Outcome, SIGN_IN};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use testkit::samba::{AdPasswordPolicy, Credentials, Samba};
-use testkit::slapd::{OpenLdapServiceAccount, PpolicySettings, Slapd};
+use testkit::slapd::{PpolicySettings, Slapd};
 
 /// Every password in this file contains it; no file the cloud or the agent wrote may.
 const MARKER: &str = "Pt7-mark";
@@ -389,25 +389,9 @@ async fn openldap_synced_user_signs_in_and_locked_or_reset_accounts_are_told() {
     let data = tempfile::tempdir().unwrap();
     let mut engine = cloud.agent(data.path()).await;
     let ou = slapd.create_ou("passThroughOl").unwrap();
-    let svc = slapd.service_account(OpenLdapServiceAccount::Full);
-    let config = agent::connector::ConnectorConfig {
-        name: "ldap".into(),
-        kind: agent::connector::DirectoryKind::Openldap,
-        // StartTLS: the user's bind goes over it too.
-        url: slapd.ldap_url(),
-        ca_file: slapd.ca_cert_path().to_path_buf(),
-        bind_dn: svc.dn,
-        base_dn: slapd.base_dn().into(),
-        include_ous: vec![ou.clone()],
-        exclude_ous: vec![],
-        filter: None,
-        group_scope: None,
-        user_classes: vec![],
-        group_classes: vec![],
-        upn_from: None,
-        anchor: None,
-    };
-    agent::connector::save(data.path(), &config, &SecretString::from(svc.password)).unwrap();
+    // StartTLS: the user's bind goes over it too.
+    let config = openldap_connector(slapd, &[&ou]);
+    save_openldap_connector(data.path(), slapd, &config);
     let [eve, fay, gil] = ["eve", "fay", "gil"].map(|n| openldap_user(slapd, &ou, n));
     engine.run_cycle(true).await.expect("full sync");
     drop(engine);

@@ -183,53 +183,6 @@ async fn syncrepl_on_a_root_without_syncprov_is_reported_unsupported() {
     }
 }
 
-/// A TCP forwarder to a server whose connections can be cut, as a network failure would.
-struct Proxy {
-    port: u16,
-    conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
-    accept: tokio::task::JoinHandle<()>,
-}
-
-impl Proxy {
-    async fn start(target: u16) -> Proxy {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let held = conns.clone();
-        let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let task = tokio::spawn(async move {
-                    if let Ok(mut outbound) =
-                        tokio::net::TcpStream::connect(("127.0.0.1", target)).await
-                    {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-                held.lock().unwrap().push(task);
-            }
-        });
-        Proxy {
-            port,
-            conns,
-            accept,
-        }
-    }
-
-    /// Drops every open connection (new ones still go through).
-    fn cut(&self) {
-        for t in self.conns.lock().unwrap().drain(..) {
-            t.abort();
-        }
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.cut();
-        self.accept.abort();
-    }
-}
-
 fn port_of(url: &str) -> u16 {
     url.rsplit(':').next().unwrap().parse().unwrap()
 }
@@ -239,7 +192,9 @@ async fn a_dropped_connection_is_reconnected_and_watching_resumes() {
     let slapd = Slapd::shared();
     let ou = slapd.create_ou("notifyDrop").unwrap();
     let user = slapd.create_user(&ou, "dropped", "Initial-Pass-1").unwrap();
-    let proxy = Proxy::start(port_of(&slapd.ldaps_url())).await;
+    let proxy = testkit::proxy::CutProxy::start(port_of(&slapd.ldaps_url()))
+        .await
+        .unwrap();
     let mut options = slapd_options(slapd, Mechanism::SyncreplPersist, vec![ou.clone()]);
     // The server's certificate names 127.0.0.1, so TLS through the proxy verifies as usual.
     options.connect.url = format!("ldaps://127.0.0.1:{}", proxy.port);

@@ -23,6 +23,7 @@ pub mod cache;
 pub mod dataset;
 mod ldapc;
 pub mod process;
+pub mod proxy;
 pub mod samba;
 pub mod slapd;
 pub mod smtp;

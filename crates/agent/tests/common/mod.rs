@@ -268,6 +268,37 @@ pub fn ad_connector(samba: &testkit::samba::Samba, include: &[&str]) -> Connecto
     }
 }
 
+/// An OpenLDAP connector (StartTLS) for the slapd service account with every right.
+pub fn openldap_connector(slapd: &testkit::slapd::Slapd, include: &[&str]) -> ConnectorConfig {
+    let svc = slapd.service_account(testkit::slapd::OpenLdapServiceAccount::Full);
+    ConnectorConfig {
+        name: "ldap".into(),
+        kind: DirectoryKind::Openldap,
+        url: slapd.ldap_url(),
+        ca_file: slapd.ca_cert_path().to_path_buf(),
+        bind_dn: svc.dn,
+        base_dn: slapd.base_dn().into(),
+        include_ous: include.iter().map(|s| s.to_string()).collect(),
+        exclude_ous: vec![],
+        filter: None,
+        group_scope: None,
+        user_classes: vec![],
+        group_classes: vec![],
+        upn_from: None,
+        anchor: None,
+    }
+}
+
+/// Saves `config` with the slapd service account's password.
+pub fn save_openldap_connector(
+    data_dir: &Path,
+    slapd: &testkit::slapd::Slapd,
+    config: &ConnectorConfig,
+) {
+    let svc = slapd.service_account(testkit::slapd::OpenLdapServiceAccount::Full);
+    agent::connector::save(data_dir, config, &SecretString::from(svc.password)).unwrap();
+}
+
 /// Saves `config` with the Samba service account's password.
 pub fn save_ad_connector(data_dir: &Path, samba: &testkit::samba::Samba, config: &ConnectorConfig) {
     let svc = samba.service_account(testkit::samba::ServiceAccount::Full);
