@@ -6,7 +6,9 @@
 //!
 //! Change notification ([`crate::sync::notify`], on by default) watches every connector's
 //! directory from the start: a signal wakes the loop, which waits [`ServiceOptions::debounce`]
-//! so a burst of changes becomes one cycle and then runs the normal delta cycle. Cycles never
+//! so a burst of changes becomes one cycle (and at least [`ServiceOptions::min_gap`] since the
+//! last cycle ended, so constant churn costs one cycle a second) and then runs the normal delta
+//! cycle. Cycles never
 //! overlap (one loop runs them); a signal during a cycle runs one more cycle after it. The
 //! schedule stays as the backstop, and is all there is for a directory that does not support
 //! notification.
@@ -49,6 +51,10 @@ pub struct ServiceOptions {
     pub change_notification: bool,
     /// How long a change signal waits for more before the cycle starts.
     pub debounce: Duration,
+    /// The least time from the end of one cycle to the start of a cycle woken by a change
+    /// signal: a directory that changes all the time (logon timestamps, a bulk import, every
+    /// password written back) gets at most one cycle per gap instead of cycles back to back.
+    pub min_gap: Duration,
     /// Roots every watcher watches instead of its connector's own (tests: a root the server
     /// refuses).
     pub notify_roots: crate::sync::notify::RootsOverride,
@@ -59,6 +65,7 @@ impl Default for ServiceOptions {
         ServiceOptions {
             change_notification: true,
             debounce: Duration::from_millis(200),
+            min_gap: Duration::from_secs(1),
             notify_roots: None,
         }
     }
@@ -210,6 +217,7 @@ pub async fn run_with(
                 }
             }
         }
+        let cycle_ended = std::time::Instant::now();
         if revoked {
             events.error(
                 "agent.revoked",
@@ -230,8 +238,10 @@ pub async fn run_with(
                 }
             }
             Some(()) = wakes.recv() => {
-                // Let a burst settle, then one cycle covers it.
-                tokio::time::sleep(options.debounce).await;
+                // Let a burst settle, then one cycle covers it; and keep the gap since the
+                // last cycle.
+                let gap = options.min_gap.saturating_sub(cycle_ended.elapsed());
+                tokio::time::sleep(options.debounce.max(gap)).await;
                 while wakes.try_recv().is_ok() {}
                 tracing::debug!("a directory reported a change: running a delta cycle");
             }
