@@ -64,6 +64,41 @@ async fn until_mobile(cloud: &Cloud, upn: &str, phone: &str) -> Duration {
     }
 }
 
+/// A cloud, a registered agent with an OpenLDAP connector on a new OU (`ou_name`), and one user
+/// in it (login `prefix…`); the delta interval set when given.
+struct OpenLdapAgent {
+    cloud: Cloud,
+    dir: tempfile::TempDir,
+    engine: agent::sync::Engine,
+    login: String,
+    user: testkit::samba::Credentials,
+}
+
+async fn openldap_agent(
+    slapd: &Slapd,
+    delta_interval: Option<u32>,
+    ou_name: &str,
+    prefix: &str,
+) -> OpenLdapAgent {
+    let cloud = Cloud::start().await;
+    if let Some(secs) = delta_interval {
+        set_delta_interval(&cloud, secs).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let engine = cloud.agent(dir.path()).await;
+    let ou = slapd.create_ou(ou_name).unwrap();
+    save_openldap_connector(dir.path(), slapd, &openldap_connector(slapd, &[&ou]));
+    let login = uniq(prefix);
+    let user = slapd.create_user(&ou, &login, "Initial-Pass-1").unwrap();
+    OpenLdapAgent {
+        cloud,
+        dir,
+        engine,
+        login,
+        user,
+    }
+}
+
 /// Waits (bounded) until the agent's start-up cycle brought `login` to the cloud.
 async fn first_sync(cloud: &Cloud, login: &str) {
     let deadline = Instant::now() + WAIT;
@@ -84,14 +119,13 @@ fn runs_finished(log: &EventLog) -> usize {
 #[tokio::test]
 async fn openldap_change_reaches_the_cloud_by_notification_with_a_day_long_schedule() {
     let slapd = Slapd::shared();
-    let cloud = Cloud::start().await;
-    set_delta_interval(&cloud, 86_400).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut engine = cloud.agent(dir.path()).await;
-    let ou = slapd.create_ou("notifyAgent").unwrap();
-    save_openldap_connector(dir.path(), slapd, &openldap_connector(slapd, &[&ou]));
-    let login = uniq("nt");
-    let user = slapd.create_user(&ou, &login, "Initial-Pass-1").unwrap();
+    let OpenLdapAgent {
+        cloud,
+        dir,
+        mut engine,
+        login,
+        user,
+    } = openldap_agent(slapd, Some(86_400), "notifyAgent", "nt").await;
     let log = EventLog::open(dir.path());
 
     let driver = async {
@@ -161,15 +195,14 @@ async fn ad_change_reaches_the_cloud_by_notification_with_a_day_long_schedule() 
 #[tokio::test]
 async fn a_refused_notification_falls_back_to_the_schedule_with_the_fix() {
     let slapd = Slapd::shared();
-    let cloud = Cloud::start().await;
     // The shortest schedule the cloud allows: here the schedule is what syncs.
-    set_delta_interval(&cloud, 5).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut engine = cloud.agent(dir.path()).await;
-    let ou = slapd.create_ou("notifyRefused").unwrap();
-    save_openldap_connector(dir.path(), slapd, &openldap_connector(slapd, &[&ou]));
-    let login = uniq("nr");
-    let user = slapd.create_user(&ou, &login, "Initial-Pass-1").unwrap();
+    let OpenLdapAgent {
+        cloud,
+        dir,
+        mut engine,
+        login,
+        user,
+    } = openldap_agent(slapd, Some(5), "notifyRefused", "nr").await;
     let log = EventLog::open(dir.path());
 
     let driver = async {
@@ -212,13 +245,13 @@ async fn a_refused_notification_falls_back_to_the_schedule_with_the_fix() {
 #[tokio::test]
 async fn the_setting_turns_notification_off() {
     let slapd = Slapd::shared();
-    let cloud = Cloud::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut engine = cloud.agent(dir.path()).await;
-    let ou = slapd.create_ou("notifyOff").unwrap();
-    save_openldap_connector(dir.path(), slapd, &openldap_connector(slapd, &[&ou]));
-    let login = uniq("no");
-    slapd.create_user(&ou, &login, "Initial-Pass-1").unwrap();
+    let OpenLdapAgent {
+        cloud,
+        dir,
+        mut engine,
+        login,
+        ..
+    } = openldap_agent(slapd, None, "notifyOff", "no").await;
     let toml = dir.path().join("agent.toml");
     let mut text = std::fs::read_to_string(&toml).unwrap();
     text.push_str("change-notification = false\n");

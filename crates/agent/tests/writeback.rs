@@ -294,6 +294,36 @@ fn ol_user(slapd: &Slapd, test: &str) -> testkit::samba::Credentials {
         .unwrap()
 }
 
+/// Reset, change, a change with a wrong current password (refused, nothing changes), then an
+/// administrator reset with "must change" — the same on both directories.
+async fn reset_change_then_admin_reset(dir: &Dir, dn: &str, anchor: &str) {
+    let p1 = new_password("r1");
+    run(dir, reset(anchor, &p1))
+        .await
+        .outcome(Outcome::Succeeded);
+    assert!(dir.can_bind(dn, &p1).await);
+    assert!(!dir.can_bind(dn, INITIAL).await);
+
+    let p2 = new_password("c2");
+    run(dir, change(anchor, &p1, &p2))
+        .await
+        .outcome(Outcome::Succeeded);
+    assert!(dir.can_bind(dn, &p2).await);
+
+    run(
+        dir,
+        change(anchor, "Not-The-Current-1", &new_password("c3")),
+    )
+    .await
+    .outcome(Outcome::WrongCurrentPassword);
+    assert!(dir.can_bind(dn, &p2).await, "unchanged");
+
+    let p4 = new_password("a4");
+    run(dir, admin_reset(anchor, &p4, true))
+        .await
+        .outcome(Outcome::Succeeded);
+}
+
 // ---------------------------------------------------------------- AD
 
 #[tokio::test]
@@ -303,31 +333,7 @@ async fn ad_reset_change_and_admin_reset_succeed_and_the_user_binds() {
     let user = ad_user(samba, "ok");
     let anchor = dir.anchor(&user.dn).await;
 
-    let p1 = new_password("r1");
-    run(&dir, reset(&anchor, &p1))
-        .await
-        .outcome(Outcome::Succeeded);
-    assert!(dir.can_bind(&user.dn, &p1).await);
-    assert!(!dir.can_bind(&user.dn, INITIAL).await);
-
-    let p2 = new_password("c2");
-    run(&dir, change(&anchor, &p1, &p2))
-        .await
-        .outcome(Outcome::Succeeded);
-    assert!(dir.can_bind(&user.dn, &p2).await);
-
-    run(
-        &dir,
-        change(&anchor, "Not-The-Current-1", &new_password("c3")),
-    )
-    .await
-    .outcome(Outcome::WrongCurrentPassword);
-    assert!(dir.can_bind(&user.dn, &p2).await, "unchanged");
-
-    let p4 = new_password("a4");
-    run(&dir, admin_reset(&anchor, &p4, true))
-        .await
-        .outcome(Outcome::Succeeded);
+    reset_change_then_admin_reset(&dir, &user.dn, &anchor).await;
     assert_eq!(dir.attr(&user.dn, "pwdLastSet").await.as_deref(), Some("0"));
     let p5 = new_password("a5");
     run(&dir, admin_reset(&anchor, &p5, false))
@@ -560,31 +566,7 @@ async fn openldap_reset_change_and_admin_reset_succeed_and_the_user_binds() {
     let user = ol_user(slapd, "ok");
     let anchor = dir.anchor(&user.dn).await;
 
-    let p1 = new_password("r1");
-    run(&dir, reset(&anchor, &p1))
-        .await
-        .outcome(Outcome::Succeeded);
-    assert!(dir.can_bind(&user.dn, &p1).await);
-    assert!(!dir.can_bind(&user.dn, INITIAL).await);
-
-    let p2 = new_password("c2");
-    run(&dir, change(&anchor, &p1, &p2))
-        .await
-        .outcome(Outcome::Succeeded);
-    assert!(dir.can_bind(&user.dn, &p2).await);
-
-    run(
-        &dir,
-        change(&anchor, "Not-The-Current-1", &new_password("c3")),
-    )
-    .await
-    .outcome(Outcome::WrongCurrentPassword);
-    assert!(dir.can_bind(&user.dn, &p2).await);
-
-    let p4 = new_password("a4");
-    run(&dir, admin_reset(&anchor, &p4, true))
-        .await
-        .outcome(Outcome::Succeeded);
+    reset_change_then_admin_reset(&dir, &user.dn, &anchor).await;
     assert_eq!(
         dir.attr(&user.dn, "pwdReset").await.as_deref(),
         Some("TRUE")

@@ -16,15 +16,6 @@ fn agent_cmd(cloud: &Cloud, args: &[&str], stdin: Option<&str>) -> Run {
     run_in(&cloud.path().join("agent-host-config"), args, stdin)
 }
 
-/// A new one-time registration token (the admin's `agents token create --output json`).
-fn new_token(cloud: &Cloud) -> String {
-    let v = cloud
-        .run(&["agents", "token", "create", "--output", "json"])
-        .ok()
-        .json();
-    v["token"].as_str().expect("token in JSON").to_string()
-}
-
 /// UPNs of the cloud's on-premises users.
 fn onprem_upns(cloud: &Cloud) -> BTreeSet<String> {
     let page = cloud
@@ -107,7 +98,7 @@ fn agent_registers_syncs_openldap_stops_at_the_deletion_threshold_and_is_revoked
     // 1. Registration: the token travels in a 0600 file and is stored nowhere.
     let host = cloud.path().join("host");
     std::fs::create_dir_all(&host).unwrap();
-    let token = new_token(&cloud);
+    let token = cloud.new_token();
     let token_file = host.join("token");
     write_private(&token_file, &format!("{token}\n"));
     let data = host.join("agent");
@@ -159,7 +150,7 @@ fn agent_registers_syncs_openldap_stops_at_the_deletion_threshold_and_is_revoked
 
     // Registering again into the same directory is refused, even with a fresh token.
     let token2_file = host.join("token2");
-    write_private(&token2_file, &new_token(&cloud));
+    write_private(&token2_file, &cloud.new_token());
     let again = agent_cmd(
         &cloud,
         &[

@@ -24,6 +24,25 @@ struct Host {
 }
 
 impl Host {
+    /// `agent writeback status --output json`.
+    fn writeback_status(&self, cloud: &Cloud) -> serde_json::Value {
+        agent_cmd(
+            cloud,
+            &[
+                "agent",
+                "writeback",
+                "status",
+                "--data-dir",
+                self.data(),
+                "--output",
+                "json",
+            ],
+            None,
+        )
+        .ok()
+        .json()
+    }
+
     fn data(&self) -> &str {
         self.data.to_str().unwrap()
     }
@@ -120,13 +139,7 @@ impl Host {
 fn register(cloud: &Cloud, samba: &Samba) -> Host {
     let dir = cloud.path().join("host");
     std::fs::create_dir_all(&dir).unwrap();
-    let token = cloud
-        .run(&["agents", "token", "create", "--output", "json"])
-        .ok()
-        .json()["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = cloud.new_token();
     let token_file = dir.join("token");
     write_private(&token_file, &token);
     let data = dir.join("data");
@@ -379,21 +392,7 @@ fn enable_rolls_the_key_prints_the_sentence_and_disable_undoes_it() {
         "{ids:?}"
     );
 
-    let st = agent_cmd(
-        &cloud,
-        &[
-            "agent",
-            "writeback",
-            "status",
-            "--data-dir",
-            host.data(),
-            "--output",
-            "json",
-        ],
-        None,
-    )
-    .ok()
-    .json();
+    let st = host.writeback_status(&cloud);
     assert_eq!(st["local"]["connector"], "corp", "{st}");
     assert_eq!(st["sealingKeyPresent"], true, "{st}");
     assert_eq!(st["cloud"]["enabled"], true, "{st}");
@@ -407,21 +406,7 @@ fn enable_rolls_the_key_prints_the_sentence_and_disable_undoes_it() {
     assert!(!state.exists());
     let ids = host.event_ids(&cloud);
     assert!(ids.contains(&31012) && ids.contains(&31013), "{ids:?}");
-    let st = agent_cmd(
-        &cloud,
-        &[
-            "agent",
-            "writeback",
-            "status",
-            "--data-dir",
-            host.data(),
-            "--output",
-            "json",
-        ],
-        None,
-    )
-    .ok()
-    .json();
+    let st = host.writeback_status(&cloud);
     assert_eq!(st["cloud"]["enabled"], false, "{st}");
 
     // Disable → enable rolls the key again.

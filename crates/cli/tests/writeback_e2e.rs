@@ -37,13 +37,7 @@ impl AgentHost {
     fn register(cloud: &Cloud, samba: &Samba, name: &str) -> AgentHost {
         let host = cloud.path().join(name);
         std::fs::create_dir_all(&host).unwrap();
-        let token = cloud
-            .run(&["agents", "token", "create", "--output", "json"])
-            .ok()
-            .json()["token"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let token = cloud.new_token();
         let token_file = host.join("token");
         write_private(&token_file, &token);
         let data = host.join("data");

@@ -319,7 +319,7 @@ async fn pass_through(
             )));
         }
     };
-    let outcome = enum_text(result.outcome);
+    let outcome = crate::writeback::enum_text(result.outcome);
     let mut details = format!("passThrough: {outcome}");
     if let Some(agent) = &result.agent_id {
         details.push_str(&format!(" (agent {agent})"));
@@ -382,14 +382,11 @@ fn unavailable(message: String) -> AppError {
     AppError::new(ErrorCode::ServiceUnavailable, message)
 }
 
-fn enum_text<T: serde::Serialize>(v: T) -> String {
-    match serde_json::to_value(v) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => String::new(),
-    }
-}
-
-async fn find_tenant_for_upn(state: &AppState, upn_lower: &str) -> ApiResult<Option<Tenant>> {
+/// The tenant that owns the domain of `upn` (any case), if any.
+pub(crate) async fn find_tenant_for_upn(
+    state: &AppState,
+    upn_lower: &str,
+) -> ApiResult<Option<Tenant>> {
     let Some((_, domain)) = upn_lower.rsplit_once('@') else {
         return Ok(None);
     };

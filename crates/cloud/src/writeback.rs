@@ -383,7 +383,8 @@ pub async fn submit(
     outcome
 }
 
-fn enum_text<T: serde::Serialize>(v: T) -> String {
+/// The wire name of a serde enum value (e.g. an `Outcome` as `policyRefused`).
+pub(crate) fn enum_text<T: serde::Serialize>(v: T) -> String {
     match serde_json::to_value(v) {
         Ok(serde_json::Value::String(s)) => s,
         _ => String::new(),

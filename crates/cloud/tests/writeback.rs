@@ -342,6 +342,32 @@ async fn answer(call: tokio::task::JoinHandle<Reply>) -> Reply {
         .unwrap()
 }
 
+/// A ready tenant with a synced user and two writeback agents, both enabled and connected to
+/// `c`; their pushes arrive on the receiver, tagged with the agent's index.
+async fn two_connected_agents(
+    c: &Cloud,
+) -> (
+    Vec<FakeAgent>,
+    String,
+    mpsc::UnboundedReceiver<(usize, SealedRequest)>,
+) {
+    tenant_ready(c).await;
+    let mut agents = vec![
+        FakeAgent::register(c, 0).await,
+        FakeAgent::register(c, 1).await,
+    ];
+    let upn = sync_user(c, &agents[0]).await;
+    for a in &agents {
+        enable(c, a).await.ok();
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    for a in agents.iter_mut() {
+        a.connect(c, &c.base.clone(), tx.clone()).await;
+    }
+    wait_connected(c, &c.base, &[&agents[0], &agents[1]], true).await;
+    (agents, upn, rx)
+}
+
 async fn next_push(
     rx: &mut mpsc::UnboundedReceiver<(usize, SealedRequest)>,
 ) -> (usize, SealedRequest) {
@@ -680,20 +706,7 @@ async fn writeback_is_refused_until_available_and_no_connected_agent_is_unavaila
 #[tokio::test]
 async fn an_unclaimed_request_goes_to_the_next_agent_and_runs_exactly_once() {
     let c = start(20).await;
-    tenant_ready(&c).await;
-    let mut agents = vec![
-        FakeAgent::register(&c, 0).await,
-        FakeAgent::register(&c, 1).await,
-    ];
-    let upn = sync_user(&c, &agents[0]).await;
-    for a in &agents {
-        enable(&c, a).await.ok();
-    }
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    for a in agents.iter_mut() {
-        a.connect(&c, &c.base.clone(), tx.clone()).await;
-    }
-    wait_connected(&c, &c.base, &[&agents[0], &agents[1]], true).await;
+    let (mut agents, upn, mut rx) = two_connected_agents(&c).await;
 
     let password = format!("{MARKER}-2b");
     let call = reset(&c, &c.base, &upn, &password);
@@ -807,20 +820,7 @@ async fn a_claimed_request_whose_agent_vanishes_ends_unknown_on_postgres_too() {
 }
 
 async fn claimed_then_vanished(c: Cloud) {
-    tenant_ready(&c).await;
-    let mut agents = vec![
-        FakeAgent::register(&c, 0).await,
-        FakeAgent::register(&c, 1).await,
-    ];
-    let upn = sync_user(&c, &agents[0]).await;
-    for a in &agents {
-        enable(&c, a).await.ok();
-    }
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    for a in agents.iter_mut() {
-        a.connect(&c, &c.base.clone(), tx.clone()).await;
-    }
-    wait_connected(&c, &c.base, &[&agents[0], &agents[1]], true).await;
+    let (mut agents, upn, mut rx) = two_connected_agents(&c).await;
 
     let call = reset(&c, &c.base, &upn, &format!("{MARKER}-3c"));
     let (i, env) = next_push(&mut rx).await;

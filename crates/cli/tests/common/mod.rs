@@ -169,6 +169,15 @@ impl Cloud {
         );
     }
 
+    /// A new one-time agent registration token (the admin's `agents token create --output json`).
+    pub fn new_token(&self) -> String {
+        let v = self
+            .run(&["agents", "token", "create", "--output", "json"])
+            .ok()
+            .json();
+        v["token"].as_str().expect("token in JSON").to_string()
+    }
+
     /// Runs `dirbridge args…` as this cloud's administrator client.
     pub fn run(&self, args: &[&str]) -> Run {
         run_in(&self.config_dir, args, None)

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use proto::writeback::{person_message, Outcome, WritebackOperation, WritebackResult};
-use proto::{AuditResult, AuthMethod, ErrorCode, SsprPolicy, Tenant, User};
+use proto::{AuditResult, AuthMethod, ErrorCode, SsprPolicy, User};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use store::{AuthMethodsRecord, SsprSessionRecord, StoredAnswer};
@@ -553,18 +553,6 @@ fn check_upn_shape(upn: &str) -> ApiResult<()> {
     Ok(())
 }
 
-async fn tenant_for_upn(state: &AppState, upn: &str) -> ApiResult<Option<Tenant>> {
-    let Some((_, domain)) = upn.rsplit_once('@') else {
-        return Ok(None);
-    };
-    Ok(state
-        .store
-        .list_tenants()
-        .await?
-        .into_iter()
-        .find(|t| t.domains.iter().any(|d| d.eq_ignore_ascii_case(domain))))
-}
-
 /// The key that makes decoy question sets stable per UPN and unpredictable without it.
 async fn decoy_key(state: &AppState) -> ApiResult<String> {
     let (candidate, _) = sspr::new_session_secret();
@@ -609,7 +597,7 @@ pub async fn start(
         .prune_sspr_events(now - Throttle::IdentityProof.window_secs() - 3600)
         .await?;
 
-    let tenant = tenant_for_upn(&state, &upn).await?;
+    let tenant = crate::auth::find_tenant_for_upn(&state, &upn).await?;
     let p = match &tenant {
         Some(t) => tenant_policy(&state, &t.id).await?,
         None => policy::default_policy(),
@@ -1396,7 +1384,7 @@ pub async fn change(
         )
         .into());
     }
-    let tenant = tenant_for_upn(&state, &upn).await?;
+    let tenant = crate::auth::find_tenant_for_upn(&state, &upn).await?;
     let user = match &tenant {
         Some(t) => state
             .store
