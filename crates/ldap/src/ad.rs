@@ -158,9 +158,11 @@ impl Connection {
         self.read(&dn, attrs).await
     }
 
-    /// Whether the bound account may list `CN=Deleted Objects` of the naming context `base`
+    /// Whether the bound account may read `CN=Deleted Objects` of the naming context `base`
     /// (with the show-deleted control). Without it, Samba's DirSync does not report deletes to
-    /// the account.
+    /// the account. Samba answers a base search of the container to any account, but with no
+    /// attributes when its ACL grants no Read Property: only an entry that carries its
+    /// `objectGUID` counts.
     pub async fn ad_can_read_deleted_objects(&mut self, base: &str) -> Result<bool, LdapError> {
         let dn = format!("CN=Deleted Objects,{base}");
         let show_deleted = ldap3::controls::RawControl {
@@ -180,7 +182,11 @@ impl Connection {
             .await
             .map_err(|e| self.map(e))?;
         match Connection::check(res.1) {
-            Ok(_) => Ok(!res.0.is_empty()),
+            Ok(_) => Ok(res.0.into_iter().any(|e| {
+                !Entry::from_search_entry(ldap3::SearchEntry::construct(e))
+                    .values("objectGUID")
+                    .is_empty()
+            })),
             Err(LdapError::NoSuchObject { .. }) | Err(LdapError::InsufficientAccess { .. }) => {
                 Ok(false)
             }

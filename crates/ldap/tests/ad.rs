@@ -519,3 +519,35 @@ async fn a_fresh_domain_takes_a_stricter_policy() {
         .set_password_policy(&AdPasswordPolicy::default())
         .is_err());
 }
+
+/// Issue 11: the demo's `connector test` said the MSOL_ account could see deleted objects
+/// although nothing granted it. The cause was the check, not the template: Samba answers a base
+/// search of `CN=Deleted Objects` to any account, with no attributes. The grant a test makes
+/// changes its own instance only: a second instance copied from the same cached template does
+/// not have it.
+#[tokio::test]
+async fn deleted_objects_are_readable_only_after_a_grant_which_stays_in_its_instance() {
+    let first = Samba::start_fresh().expect("fresh Samba");
+    let svc = first.service_account(ServiceAccount::Full);
+    let mut c = bind(&first.ldaps_url(), first.ca_cert_pem(), &svc)
+        .await
+        .unwrap();
+    assert!(
+        !c.ad_can_read_deleted_objects(BASE_DN).await.unwrap(),
+        "nothing granted the service account read on CN=Deleted Objects"
+    );
+    first.grant_deleted_objects_read(&svc.dn).expect("grant");
+    let mut c = bind(&first.ldaps_url(), first.ca_cert_pem(), &svc)
+        .await
+        .unwrap();
+    assert!(c.ad_can_read_deleted_objects(BASE_DN).await.unwrap());
+
+    let second = Samba::start_fresh().expect("second fresh Samba");
+    let mut c = bind(&second.ldaps_url(), second.ca_cert_pem(), &svc)
+        .await
+        .unwrap();
+    assert!(
+        !c.ad_can_read_deleted_objects(BASE_DN).await.unwrap(),
+        "the first instance's grant reached the cached template"
+    );
+}

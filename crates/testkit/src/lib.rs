@@ -9,11 +9,12 @@
 //! * [`smtp`]: an SMTP server (aiosmtpd) writing what it receives to a Maildir.
 //! * [`dataset`]: the deterministic sample users and groups both directories are loaded with.
 //! * [`cache`]: the cross-process cache of provisioned templates (`target/testkit-cache`).
+//! * [`requirements`]: the table of programs and files the machine must have, and its guard.
 //!
 //! The testkit never uses `dirbridge-ldap`, the code under test, for its own setup.
 //!
-//! Needs Debian's `samba`, `samba-ad-dc`, `samba-common-bin`, `python3-samba` and `slapd`
-//! (`scripts/deps.sh` installs them); the Samba fixture needs root. `testkit samba up` and
+//! Needs what `scripts/requirements.tsv` lists (`scripts/deps.sh` installs and checks it; see
+//! [`requirements`]); the Samba fixture needs root. `testkit samba up` and
 //! `testkit slapd up` (the `testkit` binary) bring a server up by hand.
 
 pub mod postgres;
@@ -24,6 +25,7 @@ pub mod dataset;
 mod ldapc;
 pub mod process;
 pub mod proxy;
+pub mod requirements;
 pub mod samba;
 pub mod slapd;
 pub mod smtp;

@@ -428,6 +428,42 @@ impl Samba {
         &self.dc_dir
     }
 
+    /// Lets `account_dn` list and read `CN=Deleted Objects` (the ACE `(A;;LCRP;;;<sid>)`), as AD
+    /// admins do for sync accounts (`dsacls "CN=Deleted Objects,DC=…" /takeownership` then
+    /// `/G account:LCRP`). Samba applies that container's ACL to DirSync, which by default
+    /// shows deletes to administrators only. Changes this instance's database only, never the
+    /// cached template it was copied from.
+    pub fn grant_deleted_objects_read(&self, account_dn: &str) -> Result<()> {
+        let script = format!(
+            r#"
+import ldb
+from samba.samdb import SamDB
+from samba.param import LoadParm
+from samba.auth import system_session
+from samba.dcerpc import security
+from samba.ndr import ndr_pack, ndr_unpack
+lp = LoadParm(); lp.load({conf:?})
+db = SamDB(url={sam:?}, session_info=system_session(), lp=lp)
+sid = ndr_unpack(security.dom_sid, db.search(base={account:?}, scope=ldb.SCOPE_BASE, attrs=["objectSid"])[0]["objectSid"][0])
+dn = "CN=Deleted Objects,{base}"
+res = db.search(base=dn, scope=ldb.SCOPE_BASE, attrs=["nTSecurityDescriptor"], controls=["show_deleted:1"])
+desc = ndr_unpack(security.descriptor, res[0]["nTSecurityDescriptor"][0])
+ace = security.descriptor.from_sddl("D:(A;;LCRP;;;%s)" % sid, security.dom_sid(db.get_domain_sid())).dacl.aces[0]
+desc.dacl_add(ace)
+m = ldb.Message(); m.dn = ldb.Dn(db, dn)
+m["nTSecurityDescriptor"] = ldb.MessageElement(ndr_pack(desc), ldb.FLAG_MOD_REPLACE, "nTSecurityDescriptor")
+db.modify(m, controls=["show_deleted:1", "sd_flags:1:4"])
+"#,
+            conf = self.dc_dir.join("etc/smb.conf").display().to_string(),
+            sam = self.dc_dir.join("private/sam.ldb").display().to_string(),
+            account = account_dn,
+            base = BASE_DN,
+        );
+        process::run(Command::new(samba_python()).arg("-c").arg(script))
+            .context("granting read on CN=Deleted Objects")?;
+        Ok(())
+    }
+
     fn admin_target(&self) -> Target {
         let admin = self.admin();
         Target {

@@ -323,54 +323,16 @@ pub fn attr(name: &str, values: &[&str]) -> (String, Vec<Vec<u8>>) {
     )
 }
 
-/// Lets the Samba service account see tombstones, as AD admins do for sync accounts
-/// (`dsacls "CN=Deleted Objects,DC=…" /takeownership` then `/G account:LCRP`): Samba applies
-/// the Deleted Objects container's ACL to DirSync, which by default only lets administrators
-/// see deletes. Done once per process on the shared instance.
+/// Lets the Samba service account see tombstones (see
+/// [`testkit::samba::Samba::grant_deleted_objects_read`]). Done once per process on the
+/// shared instance.
 pub async fn grant_deleted_objects_read(samba: &testkit::samba::Samba) {
     static DONE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
     DONE.get_or_init(|| async {
-        let a = samba.admin();
-        let mut c = admin_conn(&samba.ldaps_url(), samba.ca_cert_pem(), &a.dn, &a.password).await;
         let svc = samba.service_account(testkit::samba::ServiceAccount::Full);
-        let e = c.read(&svc.dn, &["objectSid"]).await.unwrap();
-        let sid = agent::connector::sid_text(&e.values("objectSid")[0]);
-        let conf = samba.dir().join("etc/smb.conf");
-        let sam = samba.dir().join("private/sam.ldb");
-        let script = format!(
-            r#"
-import ldb
-from samba.samdb import SamDB
-from samba.param import LoadParm
-from samba.auth import system_session
-from samba.dcerpc import security
-from samba.ndr import ndr_pack, ndr_unpack
-lp = LoadParm(); lp.load({conf:?})
-db = SamDB(url={sam:?}, session_info=system_session(), lp=lp)
-dn = "CN=Deleted Objects,{base}"
-res = db.search(base=dn, scope=ldb.SCOPE_BASE, attrs=["nTSecurityDescriptor"], controls=["show_deleted:1"])
-desc = ndr_unpack(security.descriptor, res[0]["nTSecurityDescriptor"][0])
-ace = security.descriptor.from_sddl("D:(A;;LCRP;;;{sid})", security.dom_sid(db.get_domain_sid())).dacl.aces[0]
-desc.dacl_add(ace)
-m = ldb.Message(); m.dn = ldb.Dn(db, dn)
-m["nTSecurityDescriptor"] = ldb.MessageElement(ndr_pack(desc), ldb.FLAG_MOD_REPLACE, "nTSecurityDescriptor")
-db.modify(m, controls=["show_deleted:1", "sd_flags:1:4"])
-"#,
-            conf = conf.display().to_string(),
-            sam = sam.display().to_string(),
-            base = samba.base_dn(),
-        );
-        let out = std::process::Command::new("/usr/bin/python3")
-            .arg("-c")
-            .arg(script)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "granting read on Deleted Objects: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        samba
+            .grant_deleted_objects_read(&svc.dn)
+            .expect("granting read on Deleted Objects");
     })
     .await;
 }
