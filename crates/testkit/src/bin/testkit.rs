@@ -71,6 +71,10 @@ struct UpArgs {
     /// Print the details as JSON.
     #[arg(long)]
     json: bool,
+    /// Samba only: let the full service account list and read CN=Deleted Objects, as AD admins
+    /// do for sync accounts, so deltas see deletes (the template does not grant it).
+    #[arg(long)]
+    grant_deleted_objects: bool,
 }
 
 fn main() -> Result<()> {
@@ -108,6 +112,10 @@ fn main() -> Result<()> {
             let samba = Samba::start(&SambaOptions {
                 dataset: dataset(&args),
             })?;
+            if args.grant_deleted_objects {
+                let svc = samba.service_account(ServiceAccount::Full);
+                samba.grant_deleted_objects_read(&svc.dn)?;
+            }
             let accounts: Vec<_> = ServiceAccount::all()
                 .into_iter()
                 .map(|a| {
@@ -145,6 +153,10 @@ fn main() -> Result<()> {
             let slapd = Slapd::start(&SlapdOptions {
                 dataset: dataset(&args),
             })?;
+            if args.grant_deleted_objects {
+                let svc = samba.service_account(ServiceAccount::Full);
+                samba.grant_deleted_objects_read(&svc.dn)?;
+            }
             let accounts: Vec<_> = OpenLdapServiceAccount::ALL
                 .into_iter()
                 .map(|a| {
