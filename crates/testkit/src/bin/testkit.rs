@@ -153,10 +153,6 @@ fn main() -> Result<()> {
             let slapd = Slapd::start(&SlapdOptions {
                 dataset: dataset(&args),
             })?;
-            if args.grant_deleted_objects {
-                let svc = samba.service_account(ServiceAccount::Full);
-                samba.grant_deleted_objects_read(&svc.dn)?;
-            }
             let accounts: Vec<_> = OpenLdapServiceAccount::ALL
                 .into_iter()
                 .map(|a| {
