@@ -94,6 +94,7 @@ cat "$DEMO/login.err" >&2
 cat <<INFO
 
 dirbridge demo is running.
+  Portal:         $URL/   (sign in with any user below; the synced user's password is checked by the agent)
   Cloud API:      $URL/api/v1   (OpenAPI: $URL/openapi.json, health: $URL/healthz)
   Admin:          $ADMIN   password in $DEMO/admin-password
   Sample users:   ada@, grace@, nils@, ingrid@contoso.dirbridge.internal   password in $DEMO/user-password
@@ -106,7 +107,7 @@ Change a user in Samba (samba-tool needs -H ldaps://… with the admin in $DEMO/
 in the cloud within seconds. Password writeback is on: reset the synced user's on-prem password with
   DIRBRIDGE_CONFIG_DIR=$DEMO/cli $B users reset-password $SAMPLE_LOGIN --password-file <file>
 or through the self-service API ($URL/api/v1/sspr/start, docs/api.md); events:
-  $B agent events --data-dir $DEMO/agent --tracking-id <id>. The web portal is not built yet.
+  $B agent events --data-dir $DEMO/agent --tracking-id <id>.
 Press Ctrl-C to stop.
 INFO
 wait $SERVER

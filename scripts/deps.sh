@@ -52,6 +52,17 @@ if [ "$check_only" = 0 ]; then
   fi
 fi
 
+# The page checks of the browser tests (axe-core, html-validate) from the npm registry, pinned by
+# tools/web-check/package-lock.json; reinstalled when the lock file changes.
+if [ "$check_only" = 0 ] && command -v npm >/dev/null 2>&1; then
+  lock=tools/web-check/package-lock.json
+  if ! cmp -s "$lock" tools/web-check/node_modules/.lock-copy 2>/dev/null; then
+    echo "Installing the web page checks (npm ci in tools/web-check)"
+    npm ci --prefix tools/web-check --no-audit --no-fund --loglevel=error >/dev/null
+    cp "$lock" tools/web-check/node_modules/.lock-copy
+  fi
+fi
+
 # Check by function: every row, one line naming the first missing piece and its package.
 while IFS=$'\t' read -r kind what package used_by; do
   if ! have "$kind" "$what"; then

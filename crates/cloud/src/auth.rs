@@ -69,6 +69,14 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or_else(|| {
                 AppError::unauthenticated("The Authorization header must be 'Bearer <token>'.")
             })?;
+        Caller::from_token(state, token).await
+    }
+}
+
+impl Caller {
+    /// The caller holding `token` (an API bearer token or a portal session), if it is valid,
+    /// unexpired and unrevoked and its account is enabled.
+    pub async fn from_token(state: &AppState, token: &str) -> ApiResult<Caller> {
         let record = state
             .store
             .token_by_hash(&secrets::token_hash(token))
@@ -147,6 +155,12 @@ pub async fn sign_in(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<TokenRequest>,
 ) -> ApiResult<Json<TokenResponse>> {
+    sign_in_password(&state, req).await.map(Json)
+}
+
+/// Sign-in with a user name and password, for the API and the portal alike: the throttle, the
+/// pass-through check of synced users, the token and the audit record.
+pub async fn sign_in_password(state: &AppState, req: TokenRequest) -> ApiResult<TokenResponse> {
     let upn = req.user_principal_name.trim().to_string();
     let key = upn.to_lowercase();
     let now = state.now();
@@ -161,7 +175,7 @@ pub async fn sign_in(
         return Err(wrong());
     }
     // The attempt is counted before the password is checked, so parallel guesses share the limit.
-    if let Some(until) = reserve_attempt(&state, &key, now) {
+    if let Some(until) = reserve_attempt(state, &key, now) {
         return Err(AppError::new(
             proto::ErrorCode::TooManyRequests,
             format!(
@@ -171,7 +185,7 @@ pub async fn sign_in(
         ));
     }
 
-    let tenant = find_tenant_for_upn(&state, &key).await?;
+    let tenant = find_tenant_for_upn(state, &key).await?;
     let user = match &tenant {
         Some(t) => state.store.get_user_by_upn(&t.id, &upn).await?,
         None => None,
@@ -182,11 +196,13 @@ pub async fn sign_in(
     };
     if let (Some(tenant), Some(user)) = (&tenant, &user) {
         if hash.is_none() && is_synced(user) {
-            return pass_through(&state, tenant, user, req.password, &key, now).await;
+            return pass_through(state, tenant, user, req.password, &key, now)
+                .await
+                .map(|Json(t)| t);
         }
     }
     let has_hash = hash.is_some();
-    let ok = verify(&state, req.password, hash).await? && has_hash;
+    let ok = verify(state, req.password, hash).await? && has_hash;
 
     let (Some(tenant), Some(user)) = (tenant, user) else {
         return Err(wrong());
@@ -198,7 +214,7 @@ pub async fn sign_in(
             "wrong password"
         };
         record(
-            &state,
+            state,
             &tenant.id,
             &user.user_principal_name,
             "signIn",
@@ -213,8 +229,10 @@ pub async fn sign_in(
             wrong()
         });
     }
-    clear_failures(&state, &key);
-    issue_token(&state, &tenant, &user, now, None).await
+    clear_failures(state, &key);
+    issue_token(state, &tenant, &user, now, None)
+        .await
+        .map(|Json(t)| t)
 }
 
 /// A user whose password lives in the on-prem directory: synced, with a source anchor.
@@ -445,12 +463,18 @@ fn clear_failures(state: &AppState, key: &str) {
 
 /// `DELETE /api/v1/auth/token` — sign out: revoke the calling token.
 pub async fn sign_out(State(state): State<AppState>, caller: Caller) -> ApiResult<StatusCode> {
+    sign_out_caller(&state, &caller).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Revokes the caller's own token (API sign-out and portal sign-out) and audits it.
+pub async fn sign_out_caller(state: &AppState, caller: &Caller) -> ApiResult<()> {
     state
         .store
         .revoke_token(&caller.tenant.id, &caller.token_id)
         .await?;
     record(
-        &state,
+        state,
         &caller.tenant.id,
         caller.upn(),
         "signOut",
@@ -459,7 +483,7 @@ pub async fn sign_out(State(state): State<AppState>, caller: Caller) -> ApiResul
         None,
     )
     .await;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 /// `DELETE /api/v1/auth/tokens/{id}` — revoke one token: your own, or any as Global Administrator.

@@ -27,6 +27,19 @@ pub struct Config {
     pub smtp: SmtpConfig,
     /// Limits per source address on sign-in and reset starts.
     pub limits: LimitsConfig,
+    /// The web portal's cookies.
+    pub portal: PortalConfig,
+}
+
+/// `[portal]`: the web pages served at `/`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PortalConfig {
+    /// Development only, for a browser reaching the cloud over plain HTTP at an address that is
+    /// not loopback: session cookies without `Secure` and without the `__Host-` prefix (which
+    /// requires `Secure`). Browsers treat `http://127.0.0.1` and `http://localhost` as secure
+    /// already, so the demo does not need it. Never set it behind a public address.
+    pub insecure_cookies: bool,
 }
 
 /// `[limits]`: per source address, on top of the per-account throttles (see `crate::limits`).
@@ -87,6 +100,7 @@ impl Default for Config {
             writeback_deadline_secs: 20,
             smtp: SmtpConfig::default(),
             limits: LimitsConfig::default(),
+            portal: PortalConfig::default(),
         }
     }
 }
@@ -166,6 +180,11 @@ impl Config {
             self.limits.sspr_start_per_minute = v.parse().context(
                 "DIRBRIDGE_LIMIT_SSPR_START_PER_MINUTE must be a whole number (0 turns the limit off)",
             )?;
+        }
+        if let Some(v) = get("DIRBRIDGE_PORTAL_INSECURE_COOKIES") {
+            self.portal.insecure_cookies = v
+                .parse()
+                .context("DIRBRIDGE_PORTAL_INSECURE_COOKIES must be true or false")?;
         }
         if let Some(v) = get("DIRBRIDGE_TRUSTED_PROXIES") {
             self.limits.trusted_proxies = v

@@ -16,6 +16,7 @@ pub mod limits;
 pub mod mail;
 pub mod metrics;
 pub mod openapi;
+pub mod portal;
 pub mod state;
 pub mod writeback;
 
@@ -116,6 +117,7 @@ pub fn router(state: AppState) -> Router {
         .merge(sspr::routes());
     Router::new()
         .nest("/api/v1", v1)
+        .merge(portal::routes())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics::handler))
         .route("/openapi.json", get(|| async { Json(openapi::document()) }))

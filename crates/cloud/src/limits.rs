@@ -1,5 +1,5 @@
 //! Limits per source address on the anonymous endpoints an attacker would hammer: sign-in
-//! (`POST /api/v1/auth/token`) and the start of a self-service reset (`POST
+//! (`POST /api/v1/auth/token`, and the portal's `POST /signin`) and the start of a self-service reset (`POST
 //! /api/v1/sspr/start`). The per-account throttles stop guessing against one account; these stop
 //! one address from spraying many accounts, or from filling the reset queue and the mail relay.
 //!
@@ -48,7 +48,8 @@ impl Rule {
             return None;
         }
         match path {
-            "/api/v1/auth/token" => Some(Rule::SignIn),
+            // The portal's sign-in form is the same sign-in, answered with the same statuses.
+            "/api/v1/auth/token" | "/signin" => Some(Rule::SignIn),
             "/api/v1/sspr/start" => Some(Rule::SsprStart),
             _ => None,
         }

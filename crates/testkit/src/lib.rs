@@ -19,6 +19,7 @@
 
 pub mod postgres;
 
+pub mod browser;
 pub mod ca;
 pub mod cache;
 pub mod dataset;
