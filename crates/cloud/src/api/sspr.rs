@@ -1357,7 +1357,8 @@ impl Drop for ChangeBody {
 }
 
 /// What a person sees when the UPN is unknown, the account may not change here, or the
-/// current password is wrong: the same words, so the answer reveals no account.
+/// current password is wrong (checked here or by an agent): the same answer in every field,
+/// so it reveals no account.
 const CHANGE_REFUSED: &str = "The user name or current password is not correct, or self-service password change is not available for this account.";
 
 fn change_refused() -> WritebackResult {
@@ -1423,11 +1424,14 @@ pub async fn change(
                 old_password: body.current_password.clone(),
                 new_password: body.new_password.clone(),
             };
-            let mut r = write_back(&state, &a.user, op).await?;
+            let r = write_back(&state, &a.user, op).await?;
             if r.outcome == Outcome::WrongCurrentPassword {
-                r.message = CHANGE_REFUSED.into();
+                // Not the agent's answer (its event id and agent id would tell that the
+                // account exists): the one every refusal of this endpoint gives.
+                change_refused()
+            } else {
+                r
             }
-            r
         }
         (acct, eligible) => {
             // Cloud account, or none/ineligible: check the password here (a dummy check when
