@@ -390,12 +390,7 @@ pub(crate) async fn find_tenant_for_upn(
     let Some((_, domain)) = upn_lower.rsplit_once('@') else {
         return Ok(None);
     };
-    Ok(state
-        .store
-        .list_tenants()
-        .await?
-        .into_iter()
-        .find(|t| t.domains.iter().any(|d| d.eq_ignore_ascii_case(domain))))
+    Ok(state.store.get_tenant_by_domain(domain).await?)
 }
 
 /// Most distinct accounts tracked at once; past it, expired windows are dropped first.

@@ -1789,3 +1789,85 @@ async fn responses_are_never_cached_or_sniffed_and_every_malformed_body_gets_the
         .count();
     assert!(series < 20, "{series} series: {m}");
 }
+
+// ------------------------------------------------------------------ tenant domains
+
+/// Concurrent `POST /api/v1/tenant/domains`: two tenants racing for one domain never both get
+/// it, and two adds of one tenant at once both stay.
+async fn concurrent_domain_adds(c: Cloud) {
+    let other = cloud::bootstrap::create_tenant(
+        &c.store,
+        &c.clock,
+        "dirbridge.internal",
+        "fabrikam",
+        "admin",
+        common::ADMIN_PASSWORD,
+    )
+    .await
+    .unwrap();
+    let fabrikam = c
+        .sign_in(&other.admin.user_principal_name, common::ADMIN_PASSWORD)
+        .await;
+    let add = |token: String, domain: String| {
+        let http = c.http.clone();
+        let url = format!("{}/api/v1/tenant/domains", c.base);
+        tokio::spawn(async move {
+            http.post(url)
+                .bearer_auth(token)
+                .json(&json!({ "domain": domain }))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    };
+    for i in 0..6 {
+        let d = format!("race{i}.example");
+        let a = add(c.admin_token.clone(), d.clone());
+        let b = add(fabrikam.clone(), d.clone());
+        let mut got = vec![a.await.unwrap(), b.await.unwrap()];
+        got.sort();
+        assert_eq!(got, vec![200, 409], "{d}");
+        let x = add(c.admin_token.clone(), format!("x{i}.example"));
+        let y = add(c.admin_token.clone(), format!("y{i}.example"));
+        assert_eq!((x.await.unwrap(), y.await.unwrap()), (200, 200));
+    }
+    let mine = c.get("/api/v1/tenant").await;
+    let theirs = c
+        .call(Method::GET, "/api/v1/tenant", Some(&fabrikam), None)
+        .await
+        .ok();
+    let has = |t: &Value, d: &str| t["domains"].as_array().unwrap().iter().any(|x| x == d);
+    for i in 0..6 {
+        let d = format!("race{i}.example");
+        assert_ne!(has(&mine, &d), has(&theirs, &d), "{d}: {mine} {theirs}");
+        assert!(has(&mine, &format!("x{i}.example")), "{mine}");
+        assert!(has(&mine, &format!("y{i}.example")), "{mine}");
+    }
+    // A user of the second tenant signs in under the domain it won.
+    let won = (0..6)
+        .map(|i| format!("race{i}.example"))
+        .find(|d| has(&theirs, d));
+    if let Some(d) = won {
+        c.call(
+            Method::POST,
+            "/api/v1/users",
+            Some(&fabrikam),
+            Some(json!({"userPrincipalName": format!("eve@{d}"), "displayName": "Eve", "password": "Eve-Pass-w0rd-1"})),
+        )
+        .await
+        .ok();
+        c.sign_in(&format!("eve@{d}"), "Eve-Pass-w0rd-1").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_domain_adds_never_share_or_lose_a_domain() {
+    concurrent_domain_adds(Cloud::start().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_domain_adds_never_share_or_lose_a_domain_on_postgres() {
+    concurrent_domain_adds(Cloud::start_postgres().await).await;
+}
