@@ -171,3 +171,40 @@ async fn reset_starts_count_every_request() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+/// Failed sign-ins are counted per account in the database, with no bound on how many
+/// accounts have a count: a spray over many accounts from many addresses (here 40 over HTTP,
+/// plus 10,100 accounts' counts as other instances would have recorded them) never refuses an
+/// account that has no failures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spray_over_many_accounts_and_addresses_never_refuses_an_innocent_account() {
+    let c = cloud(4, 0, true).await;
+    c.user(
+        "ann",
+        json!({"usageLocation": "NO", "password": "Ann-Pass-w0rd-1"}),
+    )
+    .await;
+    for a in 0..20 {
+        for k in 0..2 {
+            let upn = c.upn(&format!("spray{a}-{k}"));
+            let from = format!("203.0.113.{a}");
+            assert_eq!(
+                sign_in(&c, &upn, "guess", Some(&from)).await,
+                StatusCode::UNAUTHORIZED
+            );
+        }
+    }
+    let now = common::START;
+    for i in 0..10_100 {
+        let refused = c
+            .store
+            .reserve_sign_in_attempt(&format!("sprayed-account-{i}"), now, 900, 10)
+            .await
+            .unwrap();
+        assert_eq!(refused, None);
+    }
+    assert_eq!(
+        sign_in(&c, &c.upn("ann"), "Ann-Pass-w0rd-1", Some("198.51.100.1")).await,
+        StatusCode::OK
+    );
+}
