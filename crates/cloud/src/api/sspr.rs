@@ -1425,10 +1425,15 @@ fn change_refused() -> WritebackResult {
     }
 }
 
+/// `POST /api/v1/sspr/change`. A check of the current password like a sign-in, so it is
+/// throttled like one: the attempt counts against the account's failed sign-ins (the same
+/// count as `POST /api/v1/auth/token`, before the password is checked, cleared when it is
+/// right, given back when it could not be checked), and a wrong one against the caller's
+/// address (marked [`crate::limits::RefusedPassword`], as the status is 200).
 pub async fn change(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<ChangeBody>,
-) -> SsprResult<Json<ResultView>> {
+) -> SsprResult<Response> {
     let upn = body.user_principal_name.trim().to_string();
     check_upn_shape(&upn)?;
     if body.new_password.is_empty() || body.new_password.chars().count() > 256 {
@@ -1451,6 +1456,10 @@ pub async fn change(
         None => sspr::upn_subject(&upn),
     };
     check_lockout(&state, &subject).await?;
+    let key = upn.to_lowercase();
+    if let Some(until) = crate::auth::reserve_attempt(&state, &key, state.now()).await? {
+        return Err(crate::auth::too_many_failures(until).into());
+    }
     let acct = match user {
         Some(user) => Some(Account {
             policy: tenant_policy(&state, &user.tenant_id).await?,
@@ -1476,7 +1485,21 @@ pub async fn change(
                 old_password: body.current_password.clone(),
                 new_password: body.new_password.clone(),
             };
-            let r = write_back(&state, &a.user, op).await?;
+            let r = match write_back(&state, &a.user, op).await {
+                Ok(r) => r,
+                Err(e) => {
+                    crate::auth::release_attempt(&state, &key).await;
+                    return Err(e);
+                }
+            };
+            match r.outcome {
+                Outcome::WrongCurrentPassword => {}
+                // Not checked: the attempt does not count.
+                Outcome::AgentUnavailable | Outcome::DirectoryUnreachable => {
+                    crate::auth::release_attempt(&state, &key).await
+                }
+                _ => crate::auth::clear_failures(&state, &key).await?,
+            }
             if r.outcome == Outcome::WrongCurrentPassword {
                 // Not the agent's answer (its event id and agent id would tell that the
                 // account exists): the one every refusal of this endpoint gives.
@@ -1506,13 +1529,15 @@ pub async fn change(
                 && has;
             match (acct, ok) {
                 (Some(a), true) => {
+                    crate::auth::clear_failures(&state, &key).await?;
                     reset_cloud_password(&state, &a.user, &body.new_password, "change").await?
                 }
                 _ => change_refused(),
             }
         }
     };
-    if result.outcome == Outcome::WrongCurrentPassword {
+    let refused = result.outcome == Outcome::WrongCurrentPassword;
+    if refused {
         count_failure(&state, &subject, Throttle::Verification).await?;
     }
     if let Some(a) = &acct {
@@ -1542,5 +1567,9 @@ pub async fn change(
             notify(&state, a, false);
         }
     }
-    Ok(Json(result_view(result)))
+    let mut resp = Json(result_view(result)).into_response();
+    if refused {
+        resp.extensions_mut().insert(crate::limits::RefusedPassword);
+    }
+    Ok(resp)
 }
