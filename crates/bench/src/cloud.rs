@@ -197,6 +197,14 @@ impl Cloud {
 }
 
 impl Api {
+    /// The same API as whoever holds `token` (a person signed in as themselves).
+    pub fn with_token(&self, token: &str) -> Api {
+        Api {
+            token: token.to_string(),
+            ..self.clone()
+        }
+    }
+
     /// An API call as the admin; the answer's JSON (null for 204).
     pub async fn call(
         &self,

@@ -1,9 +1,10 @@
 //! Self-service password reset with writeback, as a person uses it (`/api/v1/sspr/*`: start →
 //! verify security questions → new password → result), and the tenant set up for it as the seed
 //! says: a premium trial (plus a subscription when more people are needed than it covers), a
-//! usage location and a licence on every person, the reset policy on with writeback, questions
-//! registered by the administrator, `dirbridge agent writeback enable`, then `dirbridge agent
-//! run`. Also the load generator for `POST /api/v1/sspr/start`.
+//! usage location and a licence on every person, the reset policy on with writeback,
+//! `dirbridge agent writeback enable`, `dirbridge agent run`, then each person's questions
+//! registered by the person (signed in by pass-through; an administrator may not set answers).
+//! Also the load generator for `POST /api/v1/sspr/start`.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -86,34 +87,16 @@ pub async fn prepare(
         .await
         .context("PUT /api/v1/policy")?;
 
-    // Two at a time: registering questions is three Argon2id hashes in the cloud.
-    let everyone: Vec<(Person, bool)> = people
+    let everyone: Vec<Person> = people
         .iter()
         .chain([warm_up])
-        .map(|p| (p.clone(), questions))
-        .chain(licensed_only.iter().map(|p| (p.clone(), false)))
+        .chain(licensed_only)
+        .cloned()
         .collect();
-    let register = Arc::new(chosen.clone());
-    parallel(&everyone, 2, move |(p, questions)| {
-        let api = api.clone();
-        let chosen = register.clone();
-        async move {
-            license(&api, &p).await?;
-            if questions {
-                let qa: Vec<Value> = chosen
-                    .iter()
-                    .enumerate()
-                    .map(|(k, q)| json!({ "question": q, "answer": answer(k) }))
-                    .collect();
-                api.call(
-                    Method::PUT,
-                    &format!("/api/v1/users/{}/authentication-methods", p.id),
-                    Some(json!({ "securityQuestions": qa })),
-                )
-                .await?;
-            }
-            Ok(())
-        }
+    let licensing = api.clone();
+    parallel(&everyone, 2, move |p| {
+        let api = licensing.clone();
+        async move { license(&api, &p).await }
     })
     .await?;
 
@@ -140,6 +123,17 @@ pub async fn prepare(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    if questions {
+        // Two at a time: a pass-through sign-in, then three Argon2id hashes in the cloud.
+        let answering: Vec<Person> = people.iter().chain([warm_up]).cloned().collect();
+        let register = Arc::new(chosen.clone());
+        parallel(&answering, 2, move |p| {
+            let api = api.clone();
+            let chosen = register.clone();
+            async move { register_answers(&api, &p, &chosen).await }
+        })
+        .await?;
+    }
     let online = Online {
         service,
         questions: chosen,
@@ -160,6 +154,50 @@ pub async fn prepare(
         }
     }
     Ok(online)
+}
+
+/// Registers `p`'s answers to `chosen` as `p` (only the person may): a pass-through sign-in,
+/// retried while the agent's push socket is not up yet (503), then
+/// `PUT /api/v1/me/authentication-methods`.
+async fn register_answers(api: &Api, p: &Person, chosen: &[String]) -> Result<()> {
+    let http = reqwest::Client::new();
+    let body = json!({ "userPrincipalName": p.upn, "password": p.password });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let token = loop {
+        let a = api
+            .anonymous(
+                &http,
+                &p.address,
+                Method::POST,
+                "/api/v1/auth/token",
+                Some(&body),
+            )
+            .await?;
+        if a.status == 200 {
+            break a.body["accessToken"]
+                .as_str()
+                .context("sign-in: no accessToken")?
+                .to_string();
+        }
+        if a.status != 503 || Instant::now() > deadline {
+            bail!("sign in as {}: {}", p.upn, a.why());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let qa: Vec<Value> = chosen
+        .iter()
+        .enumerate()
+        .map(|(k, q)| json!({ "question": q, "answer": answer(k) }))
+        .collect();
+    api.with_token(&token)
+        .call(
+            Method::PUT,
+            "/api/v1/me/authentication-methods",
+            Some(json!({ "securityQuestions": qa })),
+        )
+        .await
+        .with_context(|| format!("register the answers of {}", p.upn))?;
+    Ok(())
 }
 
 async fn license(api: &Api, p: &Person) -> Result<()> {

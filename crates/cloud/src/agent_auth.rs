@@ -33,12 +33,7 @@ pub struct AgentCaller {
 impl AgentCaller {
     /// The signed body as JSON of type `T`; 400 with serde's explanation otherwise.
     pub fn json<T: DeserializeOwned>(&self) -> ApiResult<T> {
-        serde_json::from_slice(&self.body).map_err(|e| {
-            AppError::new(
-                ErrorCode::InvalidBody,
-                format!("The request body does not match the expected shape: {e}"),
-            )
-        })
+        crate::extract::json_object(&self.body)
     }
 }
 

@@ -1,5 +1,6 @@
 //! Who is calling: bearer tokens (random, stored only as a SHA-256 hash, expiring, revocable),
-//! sign-in with Argon2id-verified passwords, and a per-account throttle on failed sign-ins.
+//! sign-in with Argon2id-verified passwords, and a per-account throttle on failed sign-ins,
+//! counted in the database (every instance shares it; it has no table to fill up).
 //!
 //! Users synced from on-premises have no password in the cloud: their sign-in is checked by
 //! **pass-through** ([`crate::writeback::pass_through`]): the password is sealed to the
@@ -175,14 +176,8 @@ pub async fn sign_in_password(state: &AppState, req: TokenRequest) -> ApiResult<
         return Err(wrong());
     }
     // The attempt is counted before the password is checked, so parallel guesses share the limit.
-    if let Some(until) = reserve_attempt(state, &key, now) {
-        return Err(AppError::new(
-            proto::ErrorCode::TooManyRequests,
-            format!(
-                "Too many failed sign-ins for this account. Try again after {} (UTC), or ask an administrator to reset the password.",
-                tenant::clock::rfc3339(until)
-            ),
-        ));
+    if let Some(until) = reserve_attempt(state, &key, now).await? {
+        return Err(too_many_failures(until));
     }
 
     let tenant = find_tenant_for_upn(state, &key).await?;
@@ -229,7 +224,7 @@ pub async fn sign_in_password(state: &AppState, req: TokenRequest) -> ApiResult<
             wrong()
         });
     }
-    clear_failures(state, &key);
+    clear_failures(state, &key).await?;
     issue_token(state, &tenant, &user, now, None)
         .await
         .map(|Json(t)| t)
@@ -316,7 +311,7 @@ async fn pass_through(
     let result = match crate::writeback::pass_through(state, &tenant.id, user, password).await {
         Ok(r) => r,
         Err(e) => {
-            release_attempt(state, key);
+            release_attempt(state, key).await;
             record(
                 state,
                 &tenant.id,
@@ -364,7 +359,7 @@ async fn pass_through(
             ))
         }
         Outcome::Succeeded => {
-            clear_failures(state, key);
+            clear_failures(state, key).await?;
             issue_token(state, tenant, user, now, Some(details)).await
         }
         Outcome::WrongPassword | Outcome::WrongCurrentPassword | Outcome::UserNotFound => {
@@ -385,7 +380,7 @@ async fn pass_through(
         // Not checked at all: the attempt does not count. (An unknown outcome may have reached
         // the directory; it stays counted.)
         Outcome::AgentUnavailable | Outcome::DirectoryUnreachable => {
-            release_attempt(state, key);
+            release_attempt(state, key).await;
             fail(details).await;
             Err(unavailable(result.message))
         }
@@ -408,57 +403,63 @@ pub(crate) async fn find_tenant_for_upn(
     let Some((_, domain)) = upn_lower.rsplit_once('@') else {
         return Ok(None);
     };
-    Ok(state
-        .store
-        .list_tenants()
-        .await?
-        .into_iter()
-        .find(|t| t.domains.iter().any(|d| d.eq_ignore_ascii_case(domain))))
+    Ok(state.store.get_tenant_by_domain(domain).await?)
 }
 
-/// Most distinct accounts tracked at once; past it, expired windows are dropped first.
-const MAX_TRACKED_ACCOUNTS: usize = 10_000;
+/// The key the store counts an account's attempts under: a hash of the lower-cased UPN as
+/// typed (known or not, so the throttle tells no account), never the UPN itself.
+fn attempt_key(upn_lower: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(format!("sign-in:{upn_lower}")))
+}
 
-/// Counts one attempt for `key`; returns when the window ends if the account is over the limit.
-fn reserve_attempt(state: &AppState, key: &str, now: i64) -> Option<i64> {
-    let mut map = state
-        .sign_in_failures
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    if map.len() >= MAX_TRACKED_ACCOUNTS && !map.contains_key(key) {
-        map.retain(|_, (_, start)| now < *start + FAILED_SIGN_IN_WINDOW_SECS);
-        if map.len() >= MAX_TRACKED_ACCOUNTS {
-            return Some(now + FAILED_SIGN_IN_WINDOW_SECS);
-        }
-    }
-    let e = map.entry(key.to_string()).or_insert((0, now));
-    if now >= e.1 + FAILED_SIGN_IN_WINDOW_SECS {
-        *e = (0, now);
-    }
-    if e.0 >= MAX_FAILED_SIGN_INS {
-        return Some(e.1 + FAILED_SIGN_IN_WINDOW_SECS);
-    }
-    e.0 += 1;
-    None
+/// Counts one attempt for the account `upn_lower` (in the database: every instance shares the
+/// count, and no table fills up); returns when the window ends if the account is over the
+/// limit.
+pub(crate) async fn reserve_attempt(
+    state: &AppState,
+    upn_lower: &str,
+    now: i64,
+) -> ApiResult<Option<i64>> {
+    Ok(state
+        .store
+        .reserve_sign_in_attempt(
+            &attempt_key(upn_lower),
+            now,
+            FAILED_SIGN_IN_WINDOW_SECS,
+            i64::from(MAX_FAILED_SIGN_INS),
+        )
+        .await?)
 }
 
 /// Gives back the attempt [`reserve_attempt`] counted (the password was never checked).
-fn release_attempt(state: &AppState, key: &str) {
-    let mut map = state
-        .sign_in_failures
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    if let Some(e) = map.get_mut(key) {
-        e.0 = e.0.saturating_sub(1);
+pub(crate) async fn release_attempt(state: &AppState, upn_lower: &str) {
+    if let Err(e) = state
+        .store
+        .release_sign_in_attempt(&attempt_key(upn_lower))
+        .await
+    {
+        tracing::warn!(error = %e, "could not give back an unchecked sign-in attempt");
     }
 }
 
-fn clear_failures(state: &AppState, key: &str) {
-    state
-        .sign_in_failures
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(key);
+/// Forgets the account's counted attempts: its password was accepted.
+pub(crate) async fn clear_failures(state: &AppState, upn_lower: &str) -> ApiResult<()> {
+    Ok(state
+        .store
+        .clear_sign_in_attempts(&attempt_key(upn_lower))
+        .await?)
+}
+
+/// The refusal of an attempt over the per-account limit.
+pub(crate) fn too_many_failures(until: i64) -> AppError {
+    AppError::new(
+        proto::ErrorCode::TooManyRequests,
+        format!(
+            "Too many failed sign-ins for this account. Try again after {} (UTC), or ask an administrator to reset the password.",
+            tenant::clock::rfc3339(until)
+        ),
+    )
 }
 
 /// `DELETE /api/v1/auth/token` — sign out: revoke the calling token.

@@ -46,12 +46,7 @@ pub async fn create_tenant(
     if store.get_tenant_by_name(&name).await?.is_some() {
         anyhow::bail!("a tenant named '{name}' already exists in this database; pick another name or use the existing one");
     }
-    if store
-        .list_tenants()
-        .await?
-        .iter()
-        .any(|t| t.domains.iter().any(|d| d.eq_ignore_ascii_case(&domain)))
-    {
+    if store.get_tenant_by_domain(&domain).await?.is_some() {
         anyhow::bail!(
             "the domain {domain} already belongs to another tenant; pick another tenant name"
         );

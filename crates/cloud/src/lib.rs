@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::HeaderValue;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -135,8 +135,34 @@ pub fn router(state: AppState) -> Router {
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             AppError::internal().into_response()
         }))
+        .layer(middleware::from_fn(hygiene))
         .layer(middleware::from_fn(tracking))
         .with_state(state)
+}
+
+/// Headers every response carries, whatever produced it: `X-Content-Type-Options: nosniff`
+/// everywhere, and `Cache-Control: no-store` on the API (its answers hold tokens, reset session
+/// secrets and personal data that no browser or proxy cache may keep). A body refused as too
+/// large anywhere (also by an extractor that is not ours) leaves as the JSON error document.
+async fn hygiene(req: Request, next: Next) -> Response {
+    let api = req.uri().path().starts_with("/api/");
+    let mut resp = next.run(req).await;
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if resp.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json {
+        resp = extract::too_large().into_response();
+    }
+    let h = resp.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if api {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    resp
 }
 
 /// Gives every request a tracking id: in the task-local for errors and audit records, and in

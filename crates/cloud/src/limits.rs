@@ -1,10 +1,12 @@
-//! Limits per source address on the anonymous endpoints an attacker would hammer: sign-in
-//! (`POST /api/v1/auth/token`, and the portal's `POST /signin`) and the start of a self-service reset (`POST
-//! /api/v1/sspr/start`). The per-account throttles stop guessing against one account; these stop
+//! Limits per source address on the anonymous endpoints an attacker would hammer: the password
+//! checks (sign-in, `POST /api/v1/auth/token` and the portal's `POST /signin`, and self-service
+//! change, `POST /api/v1/sspr/change`, which share one budget) and the start of a self-service
+//! reset (`POST /api/v1/sspr/start`). The per-account throttles stop guessing against one account; these stop
 //! one address from spraying many accounts, or from filling the reset queue and the mail relay.
 //!
-//! * Sign-in counts only refused attempts (401 and 429): a busy office behind one NAT address
-//!   signs in freely, a password sprayer from it is slowed down.
+//! * Password checks count only refused attempts (401 and 429, and a change answered
+//!   `wrongCurrentPassword`, marked [`RefusedPassword`]): successes are free, a password sprayer
+//!   is slowed down.
 //! * Reset starts count every request: the answer is the same for every account by design, so
 //!   there is nothing else to count.
 //!
@@ -38,9 +40,15 @@ pub const MAX_ADDRESSES: usize = 100_000;
 /// Which limit a request falls under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Rule {
+    /// Password checks: sign-in and self-service change.
     SignIn,
     SsprStart,
 }
+
+/// Marks a response whose status is a success but which refused a password (a self-service
+/// change answered `wrongCurrentPassword`): the password-check rule counts it like a 401.
+#[derive(Clone, Copy, Debug)]
+pub struct RefusedPassword;
 
 impl Rule {
     fn of(method: &Method, path: &str) -> Option<Rule> {
@@ -49,17 +57,19 @@ impl Rule {
         }
         match path {
             // The portal's sign-in form is the same sign-in, answered with the same statuses.
-            "/api/v1/auth/token" | "/signin" => Some(Rule::SignIn),
+            "/api/v1/auth/token" | "/api/v1/sspr/change" | "/signin" => Some(Rule::SignIn),
             "/api/v1/sspr/start" => Some(Rule::SsprStart),
             _ => None,
         }
     }
 
-    /// Whether an answer with this status uses up the token taken for the request.
-    fn counts(self, status: StatusCode) -> bool {
+    /// Whether an answer with this status (and marker) uses up the token taken for the request.
+    fn counts(self, status: StatusCode, refused_password: bool) -> bool {
         match self {
             Rule::SignIn => {
-                status == StatusCode::UNAUTHORIZED || status == StatusCode::TOO_MANY_REQUESTS
+                refused_password
+                    || status == StatusCode::UNAUTHORIZED
+                    || status == StatusCode::TOO_MANY_REQUESTS
             }
             Rule::SsprStart => true,
         }
@@ -67,7 +77,7 @@ impl Rule {
 
     fn what(self) -> &'static str {
         match self {
-            Rule::SignIn => "failed sign-ins",
+            Rule::SignIn => "failed sign-ins or password changes",
             Rule::SsprStart => "password reset requests",
         }
     }
@@ -223,7 +233,8 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
         return resp;
     }
     let resp = next.run(req).await;
-    if !rule.counts(resp.status()) {
+    let refused_password = resp.extensions().get::<RefusedPassword>().is_some();
+    if !rule.counts(resp.status(), refused_password) {
         limits.give_back(rule, addr, per_minute);
     }
     resp
@@ -323,10 +334,15 @@ mod tests {
 
     #[test]
     fn only_refused_sign_ins_count() {
-        assert!(Rule::SignIn.counts(StatusCode::UNAUTHORIZED));
-        assert!(!Rule::SignIn.counts(StatusCode::OK));
-        assert!(!Rule::SignIn.counts(StatusCode::SERVICE_UNAVAILABLE));
-        assert!(Rule::SsprStart.counts(StatusCode::OK));
+        assert!(Rule::SignIn.counts(StatusCode::UNAUTHORIZED, false));
+        assert!(!Rule::SignIn.counts(StatusCode::OK, false));
+        assert!(Rule::SignIn.counts(StatusCode::OK, true));
+        assert!(!Rule::SignIn.counts(StatusCode::SERVICE_UNAVAILABLE, false));
+        assert!(Rule::SsprStart.counts(StatusCode::OK, false));
+        assert_eq!(
+            Rule::of(&Method::POST, "/api/v1/sspr/change"),
+            Some(Rule::SignIn)
+        );
         assert_eq!(
             Rule::of(&Method::POST, "/api/v1/sspr/start"),
             Some(Rule::SsprStart)

@@ -90,6 +90,46 @@ pub fn code_message(code: &str, minutes: i64) -> (String, Zeroizing<String>) {
     )
 }
 
+/// Sends one message in the background (the caller's answer and timing do not wait for the
+/// relay); a failure is logged with the request's tracking id as `what`.
+pub fn send_later(
+    c: &SmtpConfig,
+    to: String,
+    subject: String,
+    body: Zeroizing<String>,
+    what: &'static str,
+) {
+    let c = c.clone();
+    let tracking = crate::error::tracking_id();
+    tokio::spawn(async move {
+        if let Err(e) = send(&c, &to, &subject, body).await {
+            tracing::error!(tracking_id = %tracking, error = %e, "could not send {what}");
+        }
+    });
+}
+
+/// The notice sent to a person whenever their password reset methods change: which ones, and
+/// whether they or an administrator (`by`) changed them. No value of a method is repeated.
+pub fn methods_notice(
+    upn: &str,
+    changed: &[&str],
+    by: Option<&str>,
+) -> (String, Zeroizing<String>) {
+    let who = match by {
+        Some(admin) => format!("by the administrator {admin}"),
+        None => "by you, signed in as yourself".to_string(),
+    };
+    (
+        "Your password reset methods were changed".to_string(),
+        Zeroizing::new(format!(
+            "The password reset methods of the account {upn} were changed {who}: {}.\r\n\r\n\
+             If you did not expect this, contact your administrator at once: whoever controls \
+             these methods can reset your password.\r\n",
+            changed.join(", ")
+        )),
+    )
+}
+
 /// The notice sent after a successful self-service reset.
 pub fn reset_notice(upn: &str, unlock_only: bool) -> (String, Zeroizing<String>) {
     let what = if unlock_only { "unlocked" } else { "reset" };

@@ -5,6 +5,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -52,9 +53,32 @@ impl Metrics {
     }
 }
 
-/// Middleware: count each request under its route template (never the raw path, which holds ids).
+/// The label of a request's method: the standard methods by name, anything else as `other`
+/// (a client can send any token as a method; each must not become a series of its own).
+fn method_label(m: &Method) -> &'static str {
+    const KNOWN: [Method; 9] = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    KNOWN
+        .iter()
+        .find(|k| *k == m)
+        .map(Method::as_str)
+        .unwrap_or("other")
+}
+
+/// Middleware: count each request under its route template (never the raw path, which holds
+/// ids; an unrouted path is `unmatched`) and its method label, so the series are bounded by the
+/// routes whatever clients send.
 pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -63,7 +87,7 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
     let start = Instant::now();
     let resp = next.run(req).await;
     state.metrics.record(
-        &method,
+        method,
         &route,
         resp.status().as_u16(),
         start.elapsed().as_secs_f64(),

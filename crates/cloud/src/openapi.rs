@@ -476,6 +476,9 @@ pub fn document() -> Value {
             op["responses"]["429"] = error("Too many failed sign-ins for this account in the window (for a synced user nothing more is sent to the directory until the window ends), or too many failed sign-ins from the caller's network address (`[limits] sign_in_per_minute`; the Retry-After header says when to come back)");
             op["responses"]["503"] = error("A synced user's password could not be checked: no agent is connected, the directory is unreachable, or no answer came before the writeback deadline. Try again; an administrator can check `dirbridge agents list`");
         }
+        if *op_id == "ssprChange" {
+            op["responses"]["429"] = json!({"description": "Locked out: too many failed sign-ins (this check shares the per-account count of /api/v1/auth/token) or wrong current passwords for this account, or too many failed password checks from the caller's network address (`[limits] sign_in_per_minute`, shared with sign-in; the Retry-After header says when to come back)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
+        }
         if *op_id == "ssprStart" {
             op["responses"]["429"] = json!({"description": "Too many reset requests from the caller's network address (`[limits] sspr_start_per_minute`; the Retry-After header says when to come back)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
         }

@@ -17,8 +17,6 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Serialises licence changes in this process so two assignments cannot take the last seat.
     pub licensing: Arc<tokio::sync::Mutex<()>>,
-    /// Failed sign-ins per lower-cased UPN: (failures, window start).
-    pub sign_in_failures: Arc<Mutex<HashMap<String, (u32, i64)>>>,
     pub metrics: Arc<Metrics>,
     /// Bounds the password checks running at once: each Argon2id check holds 19 MiB, so without
     /// this a burst of sign-ins could exhaust memory.
@@ -48,7 +46,6 @@ impl AppState {
             clock,
             config: Arc::new(config),
             licensing: Arc::new(tokio::sync::Mutex::new(())),
-            sign_in_failures: Arc::new(Mutex::new(HashMap::new())),
             metrics: Arc::new(Metrics::default()),
             password_checks: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism()

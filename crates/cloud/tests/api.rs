@@ -1675,3 +1675,199 @@ async fn group_licences_follow_the_subscription_as_time_passes() {
     assert_eq!(errors[0]["error"], "CountViolation", "{errors}");
     assert_eq!(state(&c).await["consumedUnits"], 0);
 }
+
+// ------------------------------------------------------------------ HTTP hygiene
+
+#[tokio::test]
+async fn responses_are_never_cached_or_sniffed_and_every_malformed_body_gets_the_error_document() {
+    let c = Cloud::start().await;
+    // The token response and a reset session (both carry a secret) are not to be stored, and
+    // nothing is to be sniffed as another content type.
+    let r = c
+        .http
+        .post(format!("{}/api/v1/auth/token", c.base))
+        .json(&json!({"userPrincipalName": c.upn("admin"), "password": common::ADMIN_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    let r = c
+        .http
+        .post(format!("{}/api/v1/sspr/start", c.base))
+        .json(&json!({"userPrincipalName": c.upn("nobody")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    for path in ["/healthz", "/metrics", "/openapi.json", "/nothing-here"] {
+        let r = c
+            .http
+            .get(format!("{}{path}", c.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.headers()["x-content-type-options"], "nosniff", "{path}");
+    }
+
+    // An oversize body is refused with the JSON error document wherever it is sent, also to
+    // the endpoints whose body is optional.
+    let big = format!(r#"{{"skuId":"{}"}}"#, "x".repeat(1_000_000));
+    for path in [
+        "/api/v1/licenses/trial",
+        "/api/v1/agents/tokens",
+        "/api/v1/sync/run",
+        "/api/v1/auth/token",
+    ] {
+        let r = c
+            .http
+            .post(format!("{}{path}", c.base))
+            .bearer_auth(&c.admin_token)
+            .header("content-type", "application/json")
+            .body(big.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 413, "{path}");
+        assert_eq!(r.headers()["content-type"], "application/json", "{path}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "payloadTooLarge", "{path}: {v}");
+    }
+
+    // A JSON array where an object is documented is refused, not read as the object's fields
+    // in order.
+    for (path, body) in [
+        (
+            "/api/v1/auth/token",
+            json!([c.upn("admin"), common::ADMIN_PASSWORD]),
+        ),
+        ("/api/v1/licenses/trial", json!(["DIRBRIDGE_PREMIUM"])),
+        ("/api/v1/users", json!([c.upn("arr"), "Array"])),
+    ] {
+        let r = c.admin(Method::POST, path, Some(body)).await;
+        assert_eq!(r.status.as_u16(), 400, "{path}: {}", r.body);
+        assert_eq!(r.error_code(), "invalidRequestBody", "{path}");
+        assert!(r.error_message().contains("JSON object"), "{}", r.body);
+    }
+
+    // Random methods and paths do not grow the metrics: routes by template, unknown methods
+    // under one label.
+    for i in 0..20 {
+        let method =
+            Method::from_bytes(format!("PROBE{i}X{}", "Q".repeat(200)).as_bytes()).unwrap();
+        c.http
+            .request(method, format!("{}/random/{i}/{}", c.base, "p".repeat(100)))
+            .send()
+            .await
+            .unwrap();
+        let method = Method::from_bytes(format!("ODD{i}").as_bytes()).unwrap();
+        c.http
+            .request(method, format!("{}/api/v1/users", c.base))
+            .send()
+            .await
+            .unwrap();
+    }
+    let m = c
+        .http
+        .get(format!("{}/metrics", c.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !m.contains("PROBE") && !m.contains("ODD") && !m.contains("/random/"),
+        "{m}"
+    );
+    assert!(m.contains("method=\"other\""), "{m}");
+    let series = m
+        .lines()
+        .filter(|l| l.starts_with("dirbridge_http_requests_total{"))
+        .count();
+    assert!(series < 20, "{series} series: {m}");
+}
+
+// ------------------------------------------------------------------ tenant domains
+
+/// Concurrent `POST /api/v1/tenant/domains`: two tenants racing for one domain never both get
+/// it, and two adds of one tenant at once both stay.
+async fn concurrent_domain_adds(c: Cloud) {
+    let other = cloud::bootstrap::create_tenant(
+        &c.store,
+        &c.clock,
+        "dirbridge.internal",
+        "fabrikam",
+        "admin",
+        common::ADMIN_PASSWORD,
+    )
+    .await
+    .unwrap();
+    let fabrikam = c
+        .sign_in(&other.admin.user_principal_name, common::ADMIN_PASSWORD)
+        .await;
+    let add = |token: String, domain: String| {
+        let http = c.http.clone();
+        let url = format!("{}/api/v1/tenant/domains", c.base);
+        tokio::spawn(async move {
+            http.post(url)
+                .bearer_auth(token)
+                .json(&json!({ "domain": domain }))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    };
+    for i in 0..6 {
+        let d = format!("race{i}.example");
+        let a = add(c.admin_token.clone(), d.clone());
+        let b = add(fabrikam.clone(), d.clone());
+        let mut got = vec![a.await.unwrap(), b.await.unwrap()];
+        got.sort();
+        assert_eq!(got, vec![200, 409], "{d}");
+        let x = add(c.admin_token.clone(), format!("x{i}.example"));
+        let y = add(c.admin_token.clone(), format!("y{i}.example"));
+        assert_eq!((x.await.unwrap(), y.await.unwrap()), (200, 200));
+    }
+    let mine = c.get("/api/v1/tenant").await;
+    let theirs = c
+        .call(Method::GET, "/api/v1/tenant", Some(&fabrikam), None)
+        .await
+        .ok();
+    let has = |t: &Value, d: &str| t["domains"].as_array().unwrap().iter().any(|x| x == d);
+    for i in 0..6 {
+        let d = format!("race{i}.example");
+        assert_ne!(has(&mine, &d), has(&theirs, &d), "{d}: {mine} {theirs}");
+        assert!(has(&mine, &format!("x{i}.example")), "{mine}");
+        assert!(has(&mine, &format!("y{i}.example")), "{mine}");
+    }
+    // A user of the second tenant signs in under the domain it won.
+    let won = (0..6)
+        .map(|i| format!("race{i}.example"))
+        .find(|d| has(&theirs, d));
+    if let Some(d) = won {
+        c.call(
+            Method::POST,
+            "/api/v1/users",
+            Some(&fabrikam),
+            Some(json!({"userPrincipalName": format!("eve@{d}"), "displayName": "Eve", "password": "Eve-Pass-w0rd-1"})),
+        )
+        .await
+        .ok();
+        c.sign_in(&format!("eve@{d}"), "Eve-Pass-w0rd-1").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_domain_adds_never_share_or_lose_a_domain() {
+    concurrent_domain_adds(Cloud::start().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_domain_adds_never_share_or_lose_a_domain_on_postgres() {
+    concurrent_domain_adds(Cloud::start_postgres().await).await;
+}

@@ -171,3 +171,129 @@ async fn reset_starts_count_every_request() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+/// Failed sign-ins are counted per account in the database, with no bound on how many
+/// accounts have a count: a spray over many accounts from many addresses (here 40 over HTTP,
+/// plus 10,100 accounts' counts as other instances would have recorded them) never refuses an
+/// account that has no failures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spray_over_many_accounts_and_addresses_never_refuses_an_innocent_account() {
+    let c = cloud(4, 0, true).await;
+    c.user(
+        "ann",
+        json!({"usageLocation": "NO", "password": "Ann-Pass-w0rd-1"}),
+    )
+    .await;
+    for a in 0..20 {
+        for k in 0..2 {
+            let upn = c.upn(&format!("spray{a}-{k}"));
+            let from = format!("203.0.113.{a}");
+            assert_eq!(
+                sign_in(&c, &upn, "guess", Some(&from)).await,
+                StatusCode::UNAUTHORIZED
+            );
+        }
+    }
+    let now = common::START;
+    for i in 0..10_100 {
+        let refused = c
+            .store
+            .reserve_sign_in_attempt(&format!("sprayed-account-{i}"), now, 900, 10)
+            .await
+            .unwrap();
+        assert_eq!(refused, None);
+    }
+    assert_eq!(
+        sign_in(&c, &c.upn("ann"), "Ann-Pass-w0rd-1", Some("198.51.100.1")).await,
+        StatusCode::OK
+    );
+}
+
+async fn change(c: &Cloud, upn: &str, current: &str) -> common::Reply {
+    c.call(
+        Method::POST,
+        "/api/v1/sspr/change",
+        None,
+        Some(json!({"userPrincipalName": upn, "currentPassword": current, "newPassword": "New-Pass-w0rd-22"})),
+    )
+    .await
+}
+
+/// `sspr/change` checks a password, so it shares the sign-in throttle: wrong current passwords
+/// count as failed sign-ins and the other way round, and a locked-out account's password cannot
+/// be confirmed (or changed) through it, known account or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_shares_the_per_account_sign_in_lockout() {
+    let mut c = cloud(0, 0, false).await;
+    c.admin(Method::POST, "/api/v1/licenses/trial", None)
+        .await
+        .ok();
+    let mut policy = c.get("/api/v1/policy").await["policy"].clone();
+    policy["enabledFor"] = json!("all");
+    c.admin(Method::PUT, "/api/v1/policy", Some(policy))
+        .await
+        .ok();
+    c.user(
+        "ann",
+        json!({"usageLocation": "NO", "password": "Ann-Pass-w0rd-1"}),
+    )
+    .await;
+    let ann = c.upn("ann");
+    c.admin(
+        Method::POST,
+        &format!("/api/v1/users/{ann}/licenses"),
+        Some(json!({"skuId": "DIRBRIDGE_PREMIUM"})),
+    )
+    .await
+    .ok();
+    for (upn, password) in [
+        (ann.clone(), "Ann-Pass-w0rd-1"),
+        (c.upn("nobody"), "Any-Pass-w0rd-1"),
+    ] {
+        // 7 wrong sign-ins and 3 wrong changes: 10 failures for the account.
+        for _ in 0..7 {
+            assert_eq!(
+                sign_in(&c, &upn, "guess", None).await,
+                StatusCode::UNAUTHORIZED
+            );
+        }
+        for _ in 0..3 {
+            let r = change(&c, &upn, "guess").await;
+            assert_eq!(r.body["outcome"], "wrongCurrentPassword", "{}", r.body);
+        }
+        assert_eq!(
+            sign_in(&c, &upn, password, None).await,
+            StatusCode::TOO_MANY_REQUESTS,
+            "{upn}"
+        );
+        // Locked: the right current password is not confirmed, nothing changes.
+        let r = change(&c, &upn, password).await;
+        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{upn}: {}", r.body);
+        assert!(r.error_message().contains("failed sign-ins"), "{}", r.body);
+    }
+    // Once the window is over, the old password still works: it was never changed.
+    c.set_time(common::START + 16 * 60).await;
+    assert_eq!(
+        sign_in(&c, &ann, "Ann-Pass-w0rd-1", None).await,
+        StatusCode::OK
+    );
+}
+
+/// Wrong current passwords on `sspr/change` use the same per-address budget as refused
+/// sign-ins, across accounts.
+#[tokio::test]
+async fn change_shares_the_per_address_limit_of_sign_in() {
+    let c = cloud(4, 0, false).await;
+    for i in 0..4 {
+        let r = change(&c, &c.upn(&format!("nobody{i}")), "guess").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(r.body["outcome"], "wrongCurrentPassword");
+    }
+    let r = change(&c, &c.upn("nobody9"), "guess").await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
+    assert!(r.error_message().contains("network address"), "{}", r.body);
+    assert_eq!(
+        sign_in(&c, &c.upn("admin"), common::ADMIN_PASSWORD, None).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}

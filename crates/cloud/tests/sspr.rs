@@ -51,7 +51,8 @@ async fn set_policy(c: &Cloud, changes: Value) {
     c.admin(Method::PUT, "/api/v1/policy", Some(p)).await.ok();
 }
 
-/// A licensed cloud user with a password and the given registration.
+/// A licensed cloud user with a password and the given registration: contact methods set by
+/// the administrator, security answers by the person (only they may).
 async fn licensed_user(c: &Cloud, local: &str, methods: Value) -> String {
     c.user(
         local,
@@ -66,11 +67,30 @@ async fn licensed_user(c: &Cloud, local: &str, methods: Value) -> String {
     )
     .await
     .ok();
-    if !methods.is_null() {
+    if methods.is_null() {
+        return upn;
+    }
+    let mut contacts = methods;
+    let answers = contacts
+        .as_object_mut()
+        .unwrap()
+        .remove("securityQuestions");
+    if !contacts.as_object().unwrap().is_empty() {
         c.admin(
             Method::PUT,
             &format!("/api/v1/users/{upn}/authentication-methods"),
-            Some(methods),
+            Some(contacts),
+        )
+        .await
+        .ok();
+    }
+    if let Some(q) = answers {
+        let me = c.sign_in(&upn, "First-Pass-w0rd").await;
+        c.call(
+            Method::PUT,
+            "/api/v1/me/authentication-methods",
+            Some(&me),
+            Some(json!({ "securityQuestions": q })),
         )
         .await
         .ok();
@@ -114,11 +134,35 @@ async fn anon(c: &Cloud, method: Method, path: &str, body: Option<Value>) -> com
     c.call(method, path, None, body).await
 }
 
-/// Polls the Maildir (with a deadline) for message number `seen` to `to`.
+/// The subject of the notice a person gets when their reset methods change.
+const METHODS_NOTICE: &str = "Your password reset methods were changed";
+
+/// Polls the Maildir (with a deadline) for message number `seen` to `to`, not counting the
+/// notices of changed methods.
 async fn mail(smtp: &testkit::smtp::Smtp, to: &str, seen: usize) -> testkit::smtp::Mail {
+    mail_of(smtp, to, seen, false).await
+}
+
+/// Notice of changed methods number `seen` to `to`.
+async fn methods_notice(smtp: &testkit::smtp::Smtp, to: &str, seen: usize) -> testkit::smtp::Mail {
+    mail_of(smtp, to, seen, true).await
+}
+
+async fn mail_of(
+    smtp: &testkit::smtp::Smtp,
+    to: &str,
+    seen: usize,
+    notices: bool,
+) -> testkit::smtp::Mail {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        if let Some(m) = smtp.messages_to(to).unwrap().into_iter().nth(seen) {
+        let found = smtp
+            .messages_to(to)
+            .unwrap()
+            .into_iter()
+            .filter(|m| (m.subject == METHODS_NOTICE) == notices)
+            .nth(seen);
+        if let Some(m) = found {
             return m;
         }
         assert!(
@@ -206,6 +250,7 @@ async fn registration_is_validated_and_shown_masked() {
     .await;
     let upn = licensed_user(c, "ada", Value::Null).await;
     let path = format!("/api/v1/users/{upn}/authentication-methods");
+    let me = c.sign_in(&upn, "First-Pass-w0rd").await;
     let bad = |qs: Value| json!({"securityQuestions": qs});
     for (body, needle) in [
         (bad(questions(2)), "2 given; register 3 to 5"),
@@ -235,16 +280,31 @@ async fn registration_is_validated_and_shown_masked() {
         ),
         (json!({"email": "not-an-email"}), "email"),
     ] {
-        let r = c.admin(Method::PUT, &path, Some(body)).await;
+        let r = c
+            .call(
+                Method::PUT,
+                "/api/v1/me/authentication-methods",
+                Some(&me),
+                Some(body),
+            )
+            .await;
         assert_eq!(r.status.as_u16(), 400, "{}", r.body);
         assert!(r.error_message().contains(needle), "{}", r.body);
         assert!(!r.body.to_string().to_lowercase().contains("secret word"));
     }
+    c.admin(
+        Method::PUT,
+        &path,
+        Some(json!({"email": "ada.lovelace@mail.contoso.test", "mobilePhone": "+47 912 34 567"})),
+    )
+    .await
+    .ok();
     let v = c
-        .admin(
+        .call(
             Method::PUT,
-            &path,
-            Some(json!({"email": "ada.lovelace@mail.contoso.test", "mobilePhone": "+47 912 34 567", "securityQuestions": questions(3)})),
+            "/api/v1/me/authentication-methods",
+            Some(&me),
+            Some(json!({"securityQuestions": questions(3)})),
         )
         .await
         .ok();
@@ -273,7 +333,6 @@ async fn registration_is_validated_and_shown_masked() {
         )
         .await;
     assert_eq!(r.status.as_u16(), 403, "{}", r.body);
-    let me = c.sign_in(&upn, "First-Pass-w0rd").await;
     let mine = c
         .call(
             Method::PUT,
@@ -295,6 +354,119 @@ async fn registration_is_validated_and_shown_masked() {
         .await;
     assert_eq!(r.status.as_u16(), 400);
     assert!(r.error_message().contains("administrators"), "{}", r.body);
+}
+
+/// An administrator may set a person's contact methods (and remove their questions), never
+/// their security answers or an authenticator secret; every change of a person's methods, by
+/// anyone, is mailed to them (at the addresses before and after the change and at `mail`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn administrators_cannot_plant_answers_and_every_change_of_methods_is_mailed() {
+    let env = env().await;
+    let c = &env.c;
+    set_policy(
+        c,
+        json!({"enabledFor": "all", "methods": ["email", "securityQuestions"]}),
+    )
+    .await;
+    c.user(
+        "ada",
+        json!({"usageLocation": "NO", "password": "First-Pass-w0rd", "mail": "ada@corp.contoso.test"}),
+    )
+    .await;
+    let ada = c.upn("ada");
+    let path = format!("/api/v1/users/{ada}/authentication-methods");
+    let helpdesk = c.admin_with_role("pa", "passwordAdministrator").await;
+    let pa = c.upn("pa");
+
+    // Answers: refused for a Password Administrator and a Global Administrator alike, and
+    // nothing is stored.
+    for token in [&helpdesk, &c.admin_token] {
+        let r = c
+            .call(
+                Method::PUT,
+                &path,
+                Some(token),
+                Some(json!({"securityQuestions": questions(3)})),
+            )
+            .await;
+        assert_eq!(r.status.as_u16(), 403, "{}", r.body);
+        assert!(
+            r.error_message()
+                .contains("/api/v1/me/authentication-methods"),
+            "{}",
+            r.body
+        );
+    }
+    // No field takes an authenticator secret.
+    let r = c
+        .call(
+            Method::PUT,
+            &path,
+            Some(&helpdesk),
+            Some(json!({"authenticatorApp": {"secret": "JBSWY3DPEHPK3PXP"}})),
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 400, "{}", r.body);
+    assert_eq!(c.get(&path).await["methods"], json!([]));
+    assert!(env.smtp.messages().unwrap().is_empty());
+
+    // A contact method: allowed, and mailed to the new address and to the account's mail.
+    c.call(
+        Method::PUT,
+        &path,
+        Some(&helpdesk),
+        Some(json!({"email": "ada.private@mail.contoso.test"})),
+    )
+    .await
+    .ok();
+    for to in ["ada.private@mail.contoso.test", "ada@corp.contoso.test"] {
+        let m = methods_notice(&env.smtp, to, 0).await;
+        assert!(
+            m.body.contains(&ada) && m.body.contains("email"),
+            "{}",
+            m.body
+        );
+        assert!(
+            m.body.contains(&pa),
+            "the notice names the administrator: {}",
+            m.body
+        );
+    }
+    // The person registers their own answers: told too.
+    let me = c.sign_in(&ada, "First-Pass-w0rd").await;
+    c.call(
+        Method::PUT,
+        "/api/v1/me/authentication-methods",
+        Some(&me),
+        Some(json!({"securityQuestions": questions(3)})),
+    )
+    .await
+    .ok();
+    let m = methods_notice(&env.smtp, "ada.private@mail.contoso.test", 1).await;
+    assert!(
+        m.body.contains("security questions") && m.body.contains("by you"),
+        "{}",
+        m.body
+    );
+    assert!(!m.body.contains(&answer(0)), "{}", m.body);
+    // An administrator may remove the questions (the person registers again), and moving the
+    // email tells the old address as well as the new one.
+    c.call(
+        Method::PUT,
+        &path,
+        Some(&helpdesk),
+        Some(json!({"securityQuestions": null, "email": "attacker@mail.evil.test"})),
+    )
+    .await
+    .ok();
+    let m = methods_notice(&env.smtp, "ada.private@mail.contoso.test", 2).await;
+    assert!(
+        m.body.contains("email") && m.body.contains("security questions"),
+        "{}",
+        m.body
+    );
+    methods_notice(&env.smtp, "attacker@mail.evil.test", 0).await;
+    assert_eq!(c.get(&path).await["methods"], json!(["email"]));
 }
 
 // ------------------------------------------------------------------ no enumeration

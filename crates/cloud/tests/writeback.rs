@@ -945,3 +945,85 @@ async fn two_cloud_processes_on_one_postgres_share_the_queue() {
     agent.vanish();
     wait_connected(&c, &c.base, &[&agent], false).await;
 }
+
+/// An answer as a whole: status, headers (sorted) and body.
+type WholeAnswer = (StatusCode, Vec<(String, String)>, Value);
+
+/// A self-service change sent now, answered later, without its tracking id and date.
+fn change(c: &Cloud, upn: &str, current: &str) -> tokio::task::JoinHandle<WholeAnswer> {
+    let http = c.http.clone();
+    let url = format!("{}/api/v1/sspr/change", c.base);
+    let body = json!({"userPrincipalName": upn, "currentPassword": current, "newPassword": format!("{MARKER}-new")});
+    tokio::spawn(async move {
+        let resp = http.post(url).json(&body).send().await.unwrap();
+        let status = resp.status();
+        let mut headers: Vec<(String, String)> = resp
+            .headers()
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "x-tracking-id" | "date"))
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
+            .collect();
+        headers.sort();
+        let mut body: Value = resp.json().await.unwrap();
+        body.as_object_mut().unwrap().remove("trackingId");
+        (status, headers, body)
+    })
+}
+
+/// `POST /api/v1/sspr/change` with a wrong current password answers for a synced account (the
+/// agent reported it, with its event id) exactly as for a UPN no account has: the same status,
+/// headers and fields, so the answer tells no account.
+#[tokio::test]
+async fn a_synced_accounts_wrong_current_password_answers_like_an_unknown_account() {
+    let c = start(30).await;
+    tenant_ready(&c).await;
+    let mut policy = c.get("/api/v1/policy").await["policy"].clone();
+    policy["enabledFor"] = json!("all");
+    c.admin(Method::PUT, "/api/v1/policy", Some(policy))
+        .await
+        .ok();
+    let mut a = FakeAgent::register(&c, 0).await;
+    let upn = sync_user(&c, &a).await;
+    c.admin(
+        Method::PATCH,
+        &format!("/api/v1/users/{upn}"),
+        Some(json!({"usageLocation": "NO"})),
+    )
+    .await
+    .ok();
+    c.admin(
+        Method::POST,
+        &format!("/api/v1/users/{upn}/licenses"),
+        Some(json!({"skuId": "DIRBRIDGE_PREMIUM"})),
+    )
+    .await
+    .ok();
+    enable(&c, &a).await.ok();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    a.connect(&c, &c.base.clone(), tx).await;
+    wait_connected(&c, &c.base, &[&a], true).await;
+
+    let call = change(&c, &upn, "Not-The-Pa55word");
+    let (_, req) = next_push(&mut rx).await;
+    assert!(
+        matches!(a.open(&req), Some(WritebackOperation::Change { .. })),
+        "not a change"
+    );
+    assert_eq!(
+        a.claim(&c, &c.base, &req.tracking_id).await["proceed"],
+        true
+    );
+    let rep = a
+        .report(&c, &c.base, &req.tracking_id, "wrongCurrentPassword")
+        .await;
+    assert_eq!(rep.status, StatusCode::NO_CONTENT, "{}", rep.body);
+    let real = tokio::time::timeout(PATIENCE, call).await.unwrap().unwrap();
+    let unknown = tokio::time::timeout(PATIENCE, change(&c, &c.upn("nobody"), "Not-The-Pa55word"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(real.0, StatusCode::OK, "{:?}", real.2);
+    assert_eq!(real.2["outcome"], "wrongCurrentPassword", "{:?}", real.2);
+    assert_eq!(real, unknown);
+    assert_no_marker_in_database_files(&c);
+}

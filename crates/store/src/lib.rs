@@ -28,6 +28,7 @@ mod db;
 mod groups;
 mod licensing;
 mod policy;
+mod sign_in;
 mod sspr;
 mod sync;
 mod tenants;

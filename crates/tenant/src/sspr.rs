@@ -199,6 +199,19 @@ impl std::fmt::Debug for CleanAnswer {
     }
 }
 
+/// Whether an administrator may make a registration for another person: contact methods
+/// (email, phones) and removing the security questions (so the person registers them again),
+/// yes; security answers (`sets_answers`) never, nor an authenticator secret (the API has no
+/// field for one): whoever chose them could pass a reset as the person.
+pub fn check_admin_registration(sets_answers: bool) -> Result<(), Refusal> {
+    if sets_answers {
+        return Err(Refusal::forbidden(
+            "securityQuestions: only the person can register their own security answers, signed in as themselves (PUT /api/v1/me/authentication-methods). An administrator may set email and phones, or remove the questions (null) so the person registers them again.",
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a security-question registration against the policy: questions from the policy's
 /// list, at least `questionsToRegister` and at most 5, answers 3 to 40 characters, no question
 /// or answer twice; none at all for administrators. Returns the questions spelt as in the policy

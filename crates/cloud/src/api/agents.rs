@@ -17,7 +17,7 @@ use crate::agent_auth::AgentCaller;
 use crate::audit::{audited, record};
 use crate::auth::Caller;
 use crate::error::{ApiResult, AppError};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiOptionalJson};
 use crate::state::AppState;
 
 fn agent_view(a: &AgentRecord, now: i64) -> Agent {
@@ -63,19 +63,9 @@ fn agent_view(a: &AgentRecord, now: i64) -> Agent {
 pub async fn create_token(
     State(state): State<AppState>,
     caller: Caller,
-    body: axum::body::Bytes,
-) -> ApiResult<(StatusCode, Json<RegistrationToken>)> {
     // The body is optional: no body means the default lifetime.
-    let req: NewRegistrationToken = if body.iter().all(u8::is_ascii_whitespace) {
-        NewRegistrationToken::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            AppError::new(
-                proto::ErrorCode::InvalidBody,
-                format!("The request body does not match the expected shape: {e}"),
-            )
-        })?
-    };
+    ApiOptionalJson(req): ApiOptionalJson<NewRegistrationToken>,
+) -> ApiResult<(StatusCode, Json<RegistrationToken>)> {
     let result = async {
         caller.authorize(Operation::ManageTenant)?;
         let lifetime = tenant::sync::token_lifetime(req.lifetime_secs)?;

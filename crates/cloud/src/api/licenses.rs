@@ -15,7 +15,7 @@ use tenant::roles::Operation;
 use crate::audit::audited;
 use crate::auth::Caller;
 use crate::error::{ApiResult, AppError};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiOptionalJson};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
@@ -121,18 +121,8 @@ pub async fn summary(
 pub async fn start_trial(
     State(state): State<AppState>,
     caller: Caller,
-    body: axum::body::Bytes,
+    ApiOptionalJson(body): ApiOptionalJson<TrialBody>,
 ) -> ApiResult<(StatusCode, Json<Subscription>)> {
-    let body: TrialBody = if body.iter().all(u8::is_ascii_whitespace) {
-        TrialBody::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            AppError::new(
-                proto::ErrorCode::InvalidBody,
-                format!("The request body does not match the expected shape: {e}"),
-            )
-        })?
-    };
     let sku_id = body
         .sku_id
         .unwrap_or_else(|| licensing::PREMIUM_SKU.to_string());

@@ -4,7 +4,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use axum::body::Bytes;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
@@ -18,6 +17,7 @@ use crate::agent_auth::AgentCaller;
 use crate::audit::audited;
 use crate::auth::Caller;
 use crate::error::{ApiResult, AppError};
+use crate::extract::ApiOptionalJson;
 use crate::state::{AppState, PushChannel};
 
 /// How often a connected agent gets a `Ping`.
@@ -136,20 +136,10 @@ pub struct SyncRunAnswer {
 pub async fn sync_run(
     State(state): State<AppState>,
     caller: Caller,
-    body: Bytes,
+    ApiOptionalJson(req): ApiOptionalJson<SyncRunRequest>,
 ) -> ApiResult<Json<SyncRunAnswer>> {
     let result = async {
         caller.authorize(Operation::ManageTenant)?;
-        let req: SyncRunRequest = if body.iter().all(u8::is_ascii_whitespace) {
-            SyncRunRequest::default()
-        } else {
-            serde_json::from_slice(&body).map_err(|e| {
-                AppError::new(
-                    ErrorCode::InvalidBody,
-                    format!("The request body does not match the expected shape: {e}"),
-                )
-            })?
-        };
         let senders: Vec<_> = state
             .pushes
             .lock()

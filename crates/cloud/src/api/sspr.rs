@@ -365,22 +365,23 @@ fn busy() -> AppError {
     )
 }
 
+/// Stores a registration for `user` made by the user themselves (`by` none) or by the
+/// administrator `by`, and mails the person what changed.
 async fn register(
     state: &AppState,
     tenant_id: &str,
     user: &User,
     body: RegistrationBody,
+    by: Option<&str>,
 ) -> ApiResult<MethodsView> {
     let p = tenant_policy(state, tenant_id).await?;
-    let mut m = state
-        .store
-        .get_auth_methods(tenant_id, &user.id)
-        .await?
-        .unwrap_or_else(|| AuthMethodsRecord {
-            tenant_id: tenant_id.to_string(),
-            user_id: user.id.clone(),
-            ..Default::default()
-        });
+    let old = state.store.get_auth_methods(tenant_id, &user.id).await?;
+    let mut m = old.clone().unwrap_or_else(|| AuthMethodsRecord {
+        tenant_id: tenant_id.to_string(),
+        user_id: user.id.clone(),
+        ..Default::default()
+    });
+    let questions_given = body.security_questions.is_some();
     if let Some(v) = body.email {
         m.email = v.map(|e| validate::mail("email", &e)).transpose()?;
     }
@@ -419,7 +420,56 @@ async fn register(
     }
     m.updated_at = state.now();
     state.store.put_auth_methods(&m).await?;
+    notify_methods_changed(state, user, old.as_ref(), &m, questions_given, by);
     Ok(view(user, Some(&m)))
+}
+
+/// Tells the person that their methods changed: at the registered email before and after the
+/// change and at the account's `mail`, so a changed address cannot hide the change.
+fn notify_methods_changed(
+    state: &AppState,
+    user: &User,
+    old: Option<&AuthMethodsRecord>,
+    new: &AuthMethodsRecord,
+    questions_given: bool,
+    by: Option<&str>,
+) {
+    let before = old.cloned().unwrap_or_default();
+    let mut changed = Vec::new();
+    if before.email != new.email {
+        changed.push("email");
+    }
+    if before.mobile_phone != new.mobile_phone {
+        changed.push("mobile phone");
+    }
+    if before.office_phone != new.office_phone {
+        changed.push("office phone");
+    }
+    if questions_given && !(before.questions.is_empty() && new.questions.is_empty()) {
+        changed.push("security questions");
+    }
+    if changed.is_empty() {
+        return;
+    }
+    let mut to: Vec<String> = Vec::new();
+    for a in [&before.email, &new.email, &user.mail]
+        .into_iter()
+        .flatten()
+    {
+        if !to.iter().any(|t| t.eq_ignore_ascii_case(a)) {
+            to.push(a.clone());
+        }
+    }
+    let (subject, body) = mail::methods_notice(&user.user_principal_name, &changed, by);
+    for address in to {
+        mail::send_later(
+            &state.config.smtp,
+            address,
+            subject.clone(),
+            body.clone(),
+            "the notice of changed reset methods",
+        );
+    }
 }
 
 pub async fn get_methods(
@@ -447,7 +497,9 @@ pub async fn put_methods(
         caller.authorize(RoleOp::ResetPassword)?;
         let user = super::users::resolve(&state, &caller.tenant.id, &key).await?;
         caller.authorize_on(&user, RoleOp::ResetPassword)?;
-        register(&state, &caller.tenant.id, &user, body).await
+        let sets_answers = matches!(&body.security_questions, Some(Some(list)) if !list.is_empty());
+        sspr::check_admin_registration(sets_answers)?;
+        register(&state, &caller.tenant.id, &user, body, Some(caller.upn())).await
     }
     .await;
     Ok(Json(
@@ -479,7 +531,7 @@ pub async fn put_my_methods(
     ApiJson(body): ApiJson<RegistrationBody>,
 ) -> ApiResult<Json<MethodsView>> {
     let user = caller.user.clone();
-    let result = register(&state, &caller.tenant.id, &user, body).await;
+    let result = register(&state, &caller.tenant.id, &user, body, None).await;
     let target = Some(user.user_principal_name.clone());
     Ok(Json(
         audited(
@@ -885,15 +937,15 @@ pub async fn send_email_code(
                 .await?;
             let (subject, body) = mail::code_message(&code, sspr::CODE_SECS / 60);
             drop(code);
-            let smtp = state.config.smtp.clone();
-            let tracking = tracking_id();
             // Sent in the background: the answer and its timing are the same with or without an
             // address to send to.
-            tokio::spawn(async move {
-                if let Err(e) = mail::send(&smtp, &to, &subject, body).await {
-                    tracing::error!(tracking_id = %tracking, error = %e, "could not send a password reset code");
-                }
-            });
+            mail::send_later(
+                &state.config.smtp,
+                to,
+                subject,
+                body,
+                "a password reset code",
+            );
         }
         None => {
             // A MAC no code can match: the decoy (or an account without an email) never verifies.
@@ -1131,13 +1183,13 @@ fn notify(state: &AppState, a: &Account, unlock_only: bool) {
         .or_else(|| a.user.mail.clone());
     let Some(to) = to else { return };
     let (subject, body) = mail::reset_notice(&a.user.user_principal_name, unlock_only);
-    let smtp = state.config.smtp.clone();
-    let tracking = tracking_id();
-    tokio::spawn(async move {
-        if let Err(e) = mail::send(&smtp, &to, &subject, body).await {
-            tracing::error!(tracking_id = %tracking, error = %e, "could not send the password reset notice");
-        }
-    });
+    mail::send_later(
+        &state.config.smtp,
+        to,
+        subject,
+        body,
+        "the password reset notice",
+    );
 }
 
 /// Runs a writeback operation for the person: `adminDetail` stripped, and the refusals that
@@ -1357,7 +1409,8 @@ impl Drop for ChangeBody {
 }
 
 /// What a person sees when the UPN is unknown, the account may not change here, or the
-/// current password is wrong: the same words, so the answer reveals no account.
+/// current password is wrong (checked here or by an agent): the same answer in every field,
+/// so it reveals no account.
 const CHANGE_REFUSED: &str = "The user name or current password is not correct, or self-service password change is not available for this account.";
 
 fn change_refused() -> WritebackResult {
@@ -1372,10 +1425,15 @@ fn change_refused() -> WritebackResult {
     }
 }
 
+/// `POST /api/v1/sspr/change`. A check of the current password like a sign-in, so it is
+/// throttled like one: the attempt counts against the account's failed sign-ins (the same
+/// count as `POST /api/v1/auth/token`, before the password is checked, cleared when it is
+/// right, given back when it could not be checked), and a wrong one against the caller's
+/// address (marked [`crate::limits::RefusedPassword`], as the status is 200).
 pub async fn change(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<ChangeBody>,
-) -> SsprResult<Json<ResultView>> {
+) -> SsprResult<Response> {
     let upn = body.user_principal_name.trim().to_string();
     check_upn_shape(&upn)?;
     if body.new_password.is_empty() || body.new_password.chars().count() > 256 {
@@ -1398,6 +1456,10 @@ pub async fn change(
         None => sspr::upn_subject(&upn),
     };
     check_lockout(&state, &subject).await?;
+    let key = upn.to_lowercase();
+    if let Some(until) = crate::auth::reserve_attempt(&state, &key, state.now()).await? {
+        return Err(crate::auth::too_many_failures(until).into());
+    }
     let acct = match user {
         Some(user) => Some(Account {
             policy: tenant_policy(&state, &user.tenant_id).await?,
@@ -1423,11 +1485,28 @@ pub async fn change(
                 old_password: body.current_password.clone(),
                 new_password: body.new_password.clone(),
             };
-            let mut r = write_back(&state, &a.user, op).await?;
-            if r.outcome == Outcome::WrongCurrentPassword {
-                r.message = CHANGE_REFUSED.into();
+            let r = match write_back(&state, &a.user, op).await {
+                Ok(r) => r,
+                Err(e) => {
+                    crate::auth::release_attempt(&state, &key).await;
+                    return Err(e);
+                }
+            };
+            match r.outcome {
+                Outcome::WrongCurrentPassword => {}
+                // Not checked: the attempt does not count.
+                Outcome::AgentUnavailable | Outcome::DirectoryUnreachable => {
+                    crate::auth::release_attempt(&state, &key).await
+                }
+                _ => crate::auth::clear_failures(&state, &key).await?,
             }
-            r
+            if r.outcome == Outcome::WrongCurrentPassword {
+                // Not the agent's answer (its event id and agent id would tell that the
+                // account exists): the one every refusal of this endpoint gives.
+                change_refused()
+            } else {
+                r
+            }
         }
         (acct, eligible) => {
             // Cloud account, or none/ineligible: check the password here (a dummy check when
@@ -1450,13 +1529,15 @@ pub async fn change(
                 && has;
             match (acct, ok) {
                 (Some(a), true) => {
+                    crate::auth::clear_failures(&state, &key).await?;
                     reset_cloud_password(&state, &a.user, &body.new_password, "change").await?
                 }
                 _ => change_refused(),
             }
         }
     };
-    if result.outcome == Outcome::WrongCurrentPassword {
+    let refused = result.outcome == Outcome::WrongCurrentPassword;
+    if refused {
         count_failure(&state, &subject, Throttle::Verification).await?;
     }
     if let Some(a) = &acct {
@@ -1486,5 +1567,9 @@ pub async fn change(
             notify(&state, a, false);
         }
     }
-    Ok(Json(result_view(result)))
+    let mut resp = Json(result_view(result)).into_response();
+    if refused {
+        resp.extensions_mut().insert(crate::limits::RefusedPassword);
+    }
+    Ok(resp)
 }

@@ -55,12 +55,21 @@ pub async fn update(
         }
         state.store.update_tenant(&t).await?;
         super::licenses::reconcile(&state, &t).await?;
-        Ok(t)
+        current(&state, &t.id).await
     }
     .await;
     Ok(Json(
         audited(&state, &caller, "tenant.update", None, result).await?,
     ))
+}
+
+/// The tenant as stored now (with domains other requests may have added meanwhile).
+async fn current(state: &AppState, id: &str) -> ApiResult<Tenant> {
+    state
+        .store
+        .get_tenant(id)
+        .await?
+        .ok_or_else(|| AppError::not_found("The tenant no longer exists."))
 }
 
 #[derive(Debug, Deserialize)]
@@ -84,24 +93,10 @@ pub async fn add_domain(
                 "domain: names under {suffix} are the service's own initial domains and cannot be added; add a domain your organisation owns."
             )));
         }
-        let mut t = caller.tenant.clone();
-        if t.domains.iter().any(|x| x.eq_ignore_ascii_case(&d)) {
-            return Err(AppError::new(
-                proto::ErrorCode::Conflict,
-                format!("{d} is already a domain of this tenant."),
-            ));
-        }
-        for other in state.store.list_tenants().await? {
-            if other.id != t.id && other.domains.iter().any(|x| x.eq_ignore_ascii_case(&d)) {
-                return Err(AppError::new(
-                    proto::ErrorCode::Conflict,
-                    format!("{d} belongs to another tenant."),
-                ));
-            }
-        }
-        t.domains.push(d);
-        state.store.update_tenant(&t).await?;
-        Ok(t)
+        // The database holds each domain once: of concurrent adds of one domain (by this
+        // tenant or another) exactly one succeeds, and concurrent adds never lose one.
+        state.store.add_tenant_domain(&caller.tenant.id, &d).await?;
+        current(&state, &caller.tenant.id).await
     }
     .await;
     Ok(Json(

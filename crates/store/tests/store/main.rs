@@ -13,6 +13,7 @@ mod licensing;
 mod open;
 mod policy;
 mod scale;
+mod sign_in;
 mod sync;
 mod tenants;
 mod tokens;

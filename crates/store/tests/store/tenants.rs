@@ -1,3 +1,5 @@
+use store::Store;
+
 use crate::common::*;
 
 store_test! {
@@ -54,13 +56,13 @@ store_test! {
         let mut t = new_tenant(&store, "contoso").await;
         let other = new_tenant(&store, "fabrikam").await;
 
-        t.domains.push("contoso.example".into());
+        t.domains.push("contoso.example".into()); // not written: domains are added one by one
         t.default_usage_location = Some("US".into());
         t.soft_match_enabled = true;
         t.created_at = 1; // not rewritten
         store.update_tenant(&t).await.unwrap();
         let stored = store.get_tenant(&t.id).await.unwrap().unwrap();
-        assert_eq!(stored.domains, t.domains);
+        assert_eq!(stored.domains, vec!["contoso.dirbridge.test".to_string()]);
         assert_eq!(stored.default_usage_location.as_deref(), Some("US"));
         assert!(stored.soft_match_enabled);
         assert_eq!(stored.created_at, T0);
@@ -75,4 +77,136 @@ store_test! {
         let ghost = tenant("ghost");
         assert_not_found(store.update_tenant(&ghost).await);
     }
+}
+
+store_test! {
+    async fn domains_are_added_in_order_and_found_by_any_case(store) {
+        let t = new_tenant(&store, "contoso").await;
+        store.add_tenant_domain(&t.id, "contoso.example").await.unwrap();
+        store.add_tenant_domain(&t.id, "Contoso.Org").await.unwrap();
+        let stored = store.get_tenant(&t.id).await.unwrap().unwrap();
+        assert_eq!(stored.domains, vec!["contoso.dirbridge.test", "contoso.example", "Contoso.Org"]);
+        assert_eq!(store.get_tenant_by_domain("CONTOSO.org").await.unwrap(), Some(stored.clone()));
+        assert_eq!(store.get_tenant_by_domain("contoso.dirbridge.test").await.unwrap(), Some(stored.clone()));
+        assert_eq!(store.get_tenant_by_domain("fabrikam.example").await.unwrap(), None);
+        assert_eq!(store.list_tenants().await.unwrap(), vec![stored]);
+        let text = conflict_text(store.add_tenant_domain(&t.id, "CONTOSO.EXAMPLE").await);
+        assert!(text.contains("already a domain of this tenant"), "{text}");
+        let other = new_tenant(&store, "fabrikam").await;
+        let text = conflict_text(store.add_tenant_domain(&other.id, "contoso.example").await);
+        assert!(text.contains("belongs to another tenant"), "{text}");
+        let mut clash = tenant("woodgrove");
+        clash.domains.push("contoso.org".into());
+        let text = conflict_text(store.create_tenant(&clash).await);
+        assert!(text.contains("contoso.org") && text.contains("another tenant"), "{text}");
+        assert_eq!(store.get_tenant(&clash.id).await.unwrap(), None, "nothing of it was kept");
+        assert_not_found(store.add_tenant_domain("no-such-tenant", "x.example").await);
+    }
+}
+
+store_test! {
+    async fn concurrent_adds_never_give_a_domain_twice_nor_lose_one(store) {
+        let a = new_tenant(&store, "contoso").await;
+        let b = new_tenant(&store, "fabrikam").await;
+        for i in 0..8 {
+            // Two tenants race for one domain: exactly one gets it.
+            let d = format!("race{i}.example");
+            let (ra, rb) = tokio::join!(
+                store.add_tenant_domain(&a.id, &d),
+                store.add_tenant_domain(&b.id, &d)
+            );
+            assert_eq!(ra.is_ok() as u8 + rb.is_ok() as u8, 1, "{d}: {ra:?} {rb:?}");
+            // One tenant adds two domains at once: both are kept.
+            let (x, y) = (format!("x{i}.example"), format!("y{i}.example"));
+            let (rx, ry) = tokio::join!(
+                store.add_tenant_domain(&a.id, &x),
+                store.add_tenant_domain(&a.id, &y)
+            );
+            rx.unwrap();
+            ry.unwrap();
+        }
+        let ta = store.get_tenant(&a.id).await.unwrap().unwrap();
+        let tb = store.get_tenant(&b.id).await.unwrap().unwrap();
+        for i in 0..8 {
+            let d = format!("race{i}.example");
+            assert_ne!(ta.domains.contains(&d), tb.domains.contains(&d), "{d}");
+            assert!(ta.domains.contains(&format!("x{i}.example")));
+            assert!(ta.domains.contains(&format!("y{i}.example")));
+        }
+    }
+}
+
+/// The schema before `tenant_domains` (migrations 1–4 of `backend`) in a fresh directory, and
+/// two tenants in it whose JSON domain lists share one domain (possible then).
+async fn schema_before_domains(backend: &str) -> (tempfile::TempDir, sqlx::migrate::Migrator) {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(backend);
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let p = entry.unwrap().path();
+        let name = p.file_name().unwrap().to_str().unwrap().to_string();
+        if name.as_str() < "0005" {
+            std::fs::copy(&p, dir.path().join(name)).unwrap();
+        }
+    }
+    let m = sqlx::migrate::Migrator::new(dir.path()).await.unwrap();
+    (dir, m)
+}
+
+const OLD_TENANTS: &str = "INSERT INTO tenants (id, name, name_key, initial_domain, initial_domain_key, domains, default_usage_location, soft_match_enabled, created_at) VALUES \
+    ('t1', 'contoso', 'contoso', 'contoso.x.test', 'contoso.x.test', '[\"contoso.x.test\",\"Shared.example\",\"contoso.example\"]', NULL, false, 1), \
+    ('t2', 'fabrikam', 'fabrikam', 'fabrikam.x.test', 'fabrikam.x.test', '[\"fabrikam.x.test\",\"shared.example\"]', NULL, false, 2)";
+
+async fn assert_domains_moved(store: &Store) {
+    let t1 = store.get_tenant("t1").await.unwrap().unwrap();
+    let t2 = store.get_tenant("t2").await.unwrap().unwrap();
+    assert_eq!(
+        t1.domains,
+        vec!["contoso.x.test", "Shared.example", "contoso.example"]
+    );
+    // The domain both held stays with the tenant created first.
+    assert_eq!(t2.domains, vec!["fabrikam.x.test"]);
+    assert_eq!(
+        store
+            .get_tenant_by_domain("shared.EXAMPLE")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        "t1"
+    );
+    let text = conflict_text(store.add_tenant_domain("t2", "contoso.example").await);
+    assert!(text.contains("another tenant"), "{text}");
+}
+
+#[tokio::test]
+async fn domains_of_the_json_column_move_to_tenant_domains_on_sqlite() {
+    let (migrations, m) = schema_before_domains("sqlite").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dirbridge.db");
+    let opts = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true);
+    let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
+    m.run(&pool).await.unwrap();
+    sqlx::query(OLD_TENANTS).execute(&pool).await.unwrap();
+    pool.close().await;
+    drop(migrations);
+    let store = Store::open_sqlite(&path).await.unwrap();
+    assert_domains_moved(&store).await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn domains_of_the_json_column_move_to_tenant_domains_on_postgres() {
+    let (_migrations, m) = schema_before_domains("postgres").await;
+    let pg = testkit::postgres::Postgres::start().unwrap();
+    let pool = sqlx::PgPool::connect(&pg.url()).await.unwrap();
+    m.run(&pool).await.unwrap();
+    sqlx::query(OLD_TENANTS).execute(&pool).await.unwrap();
+    pool.close().await;
+    let store = Store::open_postgres(&pg.url()).await.unwrap();
+    assert_domains_moved(&store).await;
+    store.close().await;
 }
