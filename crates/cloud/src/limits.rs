@@ -220,14 +220,18 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
     ));
     let limits = &state.address_limits;
     if let Err(wait) = limits.take(rule, addr, per_minute, limits.now()) {
-        let mut resp = AppError::new(
+        let refusal = AppError::new(
             ErrorCode::TooManyRequests,
             format!(
                 "Too many {} from your network address. Try again in {wait} seconds.",
                 rule.what()
             ),
-        )
-        .into_response();
+        );
+        let mut resp = if path.starts_with("/api/") {
+            refusal.into_response()
+        } else {
+            crate::portal::refusal_page(&refusal)
+        };
         resp.headers_mut()
             .insert("retry-after", HeaderValue::from(wait));
         return resp;

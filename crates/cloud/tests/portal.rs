@@ -342,3 +342,22 @@ async fn revoking_a_users_tokens_ends_their_browser_session() {
         "a revoked session leads back to sign-in"
     );
 }
+
+#[tokio::test]
+async fn the_per_address_limit_on_the_sign_in_form_answers_with_a_page() {
+    let mut config = common::unlimited();
+    config.limits.sign_in_per_minute = 2;
+    let cloud = Cloud::start_with(config, None).await;
+    let upn = cloud.upn("ola");
+    cloud.user("ola", json!({"password": PASSWORD})).await;
+    for _ in 0..2 {
+        let (status, _) = post_sign_in(&cloud, &upn, "wrong-password-1").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    // The third refused attempt from this address is over the budget: the limit answers
+    // before the form's handler, still as a page with the page headers (checked inside).
+    let (status, html) = post_sign_in(&cloud, &upn, "wrong-password-1").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(html.contains("from your network address"), "{html}");
+    assert!(html_errors(&html).unwrap().is_empty());
+}

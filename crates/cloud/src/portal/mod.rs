@@ -51,6 +51,19 @@ pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; for
 /// Adds the portal's security headers to every page and asset.
 pub async fn page_headers(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
+    set_page_headers(&mut resp);
+    resp
+}
+
+/// A refusal made before a page handler ran (the per-address limit on `POST /signin`), as a
+/// page: the message and support code, with the page headers.
+pub fn refusal_page(e: &AppError) -> Response {
+    let mut resp = error_page(status_of(e), e);
+    set_page_headers(&mut resp);
+    resp
+}
+
+fn set_page_headers(resp: &mut Response) {
     let h = resp.headers_mut();
     for (name, value) in [
         (header::CONTENT_SECURITY_POLICY, CSP),
@@ -65,7 +78,6 @@ pub async fn page_headers(req: Request, next: Next) -> Response {
         "cross-origin-opener-policy",
         HeaderValue::from_static("same-origin"),
     );
-    resp
 }
 
 async fn stylesheet() -> Response {
