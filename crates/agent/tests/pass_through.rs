@@ -448,3 +448,52 @@ async fn openldap_synced_user_signs_in_and_locked_or_reset_accounts_are_told() {
     hits.extend(marker_in(data.path()));
     assert!(hits.is_empty(), "a password in {hits:?}");
 }
+
+// ---------------------------------------------------------------- the portal
+
+/// The portal's sign-in form is the API's sign-in: a synced user signs in in a real browser
+/// with the on-prem password, checked by the agent against the real Samba AD; a wrong one gets
+/// the cloud's usual words on the page.
+#[tokio::test]
+async fn a_synced_user_signs_in_to_the_portal_in_a_browser_with_the_on_prem_password() {
+    let samba = Samba::shared();
+    let cloud = Cloud::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let mut engine = cloud.agent(data.path()).await;
+    let ou = samba.create_ou("portalSignIn").unwrap();
+    common::save_ad_connector(data.path(), samba, &common::ad_connector(samba, &[&ou]));
+    let ann = ad_user(samba, &ou, "ann");
+    engine.run_cycle(true).await.expect("full sync");
+    drop(engine);
+    synced(&cloud, &ann.login).await;
+
+    with_agent(data.path(), async {
+        // The agent is connected once the API's sign-in works.
+        let r = first_sign_in(&cloud, &ann.login, &ann.password).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+
+        let mut b = testkit::browser::Browser::start().await.expect("Chromium");
+        b.keep_on_failure("synced_user_portal_sign_in");
+        b.goto(&cloud.base).await.unwrap();
+        b.type_into("#username", &ann.login).await.unwrap();
+        b.type_into("#password", &password("wrong")).await.unwrap();
+        cloud.tick();
+        b.click("button[type=submit]").await.unwrap();
+        b.wait_for("#signin-error").await.unwrap();
+        assert_eq!(
+            b.text("#signin-error").await.unwrap(),
+            "The user name or password is incorrect."
+        );
+
+        b.type_into("#password", &ann.password).await.unwrap();
+        cloud.tick();
+        b.click("button[type=submit]").await.unwrap();
+        b.wait_for("#upn").await.unwrap();
+        assert_eq!(b.text("#upn").await.unwrap(), ann.login);
+        assert!(
+            b.source().await.unwrap().contains("Synced from"),
+            "the account page says the account is synced"
+        );
+    })
+    .await;
+}
