@@ -295,6 +295,10 @@ impl Engine {
         self.finish_send(cfg, run).await?;
         if full {
             run.kind = RunKind::Full;
+            // A full import that does not finish (the directory gone, a size limit, a crash) is
+            // followed by a full import, never by a delta from an older cookie: the stored cookie
+            // goes now, and the import's own comes back only with its last batch.
+            self.space.set_cookie(&cfg.name, None).await?;
             let c = match cfg.kind {
                 DirectoryKind::Ad => self.ad_full(cfg, &mut conn, run).await?,
                 DirectoryKind::Openldap => self.openldap_full(cfg, &mut conn, run).await?,
@@ -324,7 +328,6 @@ impl Engine {
                 run.message.clone().unwrap_or_default(),
                 json!({ "connector": cfg.name }),
             );
-            self.forget_cookie_after_uncommitted_full(cfg, run).await?;
             return Ok(RunOutcome::Staged);
         }
         if decision == diff::DeleteDecision::Stop {
@@ -337,27 +340,12 @@ impl Engine {
             );
             self.events.error("sync.deletion_threshold", msg.clone(), json!({ "connector": cfg.name, "pendingDeletes": n_deletes, "threshold": settings.deletion_threshold }));
             run.message = Some(msg);
-            self.forget_cookie_after_uncommitted_full(cfg, run).await?;
             return Ok(RunOutcome::StoppedDeletionThreshold);
         }
         let deletes: Vec<String> = std::mem::take(&mut run.deletes).into_iter().collect();
         run.pending_delete_list = deletes;
         self.flush(cfg, run, true, new_cookie.as_deref()).await?;
         Ok(RunOutcome::Succeeded)
-    }
-
-    /// A full import whose result was not committed (staging, deletion threshold) leaves the
-    /// next run to a full import too: the OU moves that made it full are already recorded, so a
-    /// delta from the old cookie would not notice them again.
-    async fn forget_cookie_after_uncommitted_full(
-        &mut self,
-        cfg: &ConnectorConfig,
-        run: &RunState,
-    ) -> Result<(), AgentError> {
-        if run.kind == RunKind::Full {
-            self.space.set_cookie(&cfg.name, None).await?;
-        }
-        Ok(())
     }
 
     /// Sends what is pending: with `all`, everything (deletes included) and then commits
