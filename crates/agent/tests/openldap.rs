@@ -275,3 +275,139 @@ async fn a_pushed_sync_now_syncs_without_waiting_for_the_interval() {
     let events = engine.events().read(None).unwrap();
     assert!(events.iter().any(|e| e.code == "agent.stopped"));
 }
+
+/// The codes of the sync errors of the object at `dn`.
+async fn error_codes(cloud: &Cloud, dn: &str) -> Vec<String> {
+    let errors = cloud
+        .admin(reqwest::Method::GET, "/api/v1/sync/errors", None)
+        .await
+        .ok();
+    errors
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["distinguishedName"]
+                .as_str()
+                .is_some_and(|d| d.eq_ignore_ascii_case(dn))
+        })
+        .map(|e| e["code"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A user the cloud refused (its UPN suffix is not a tenant domain) is not recorded as exported:
+/// once the domain is added, the next delta sends it again and the sync error goes; with the
+/// agent running, adding the domain syncs it at once (the schedule is an hour).
+#[tokio::test]
+async fn a_refused_user_applies_once_its_suffix_is_a_tenant_domain() {
+    use reqwest::Method;
+    use serde_json::json;
+    use std::time::{Duration, Instant};
+    let slapd = Slapd::shared();
+    let cloud = Cloud::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = cloud.agent(dir.path()).await;
+    let ou = slapd.create_ou("agentOlRefused").unwrap();
+    save_openldap_connector(dir.path(), slapd, &openldap_connector(slapd, &[&ou]));
+    let suffix = |tag: &str| format!("{}.example", uniq(tag));
+    let (first_domain, later_domain) = (suffix("refa"), suffix("refb"));
+    let (mut users, mut dns) = (Vec::new(), Vec::new());
+    for domain in [&first_domain, &later_domain] {
+        let login = uniq("rf");
+        let u = slapd.create_user(&ou, &login, "Initial-Pass-1").unwrap();
+        let mail = format!("{login}@{domain}");
+        slapd.admin_replace(&u.dn, "mail", &[&mail]).unwrap();
+        users.push(mail);
+        dns.push(u.dn);
+    }
+    let add_domain = |d: String| {
+        let cloud = &cloud;
+        async move {
+            cloud
+                .admin(
+                    Method::POST,
+                    "/api/v1/tenant/domains",
+                    Some(json!({ "domain": d })),
+                )
+                .await
+                .ok();
+        }
+    };
+
+    let runs = engine.run_cycle(true).await.unwrap();
+    assert_eq!(
+        (runs[0].added, runs[0].errors),
+        (0, 2),
+        "both refused: {:?}",
+        runs[0]
+    );
+    for dn in &dns {
+        assert_eq!(error_codes(&cloud, dn).await, ["upnSuffixNotVerified"]);
+    }
+
+    // The cause fixed for the first user: the next delta sends it again; its error goes.
+    add_domain(first_domain.clone()).await;
+    let runs = engine.run_cycle(false).await.unwrap();
+    assert_eq!(
+        (runs[0].kind, runs[0].outcome, runs[0].added),
+        (RunKind::Delta, RunOutcome::CompletedWithErrors, 1),
+        "{:?}",
+        runs[0]
+    );
+    assert!(
+        cloud.user(&users[0]).await.is_some(),
+        "{} applied",
+        users[0]
+    );
+    assert!(error_codes(&cloud, &dns[0]).await.is_empty());
+    // Still refused, still on the list: a second delta tries again and adds nothing.
+    let runs = engine.run_cycle(false).await.unwrap();
+    assert_eq!((runs[0].added, runs[0].errors), (0, 1), "{:?}", runs[0]);
+    assert_eq!(error_codes(&cloud, &dns[1]).await, ["upnSuffixNotVerified"]);
+
+    // With the agent running: adding the domain is enough.
+    cloud
+        .admin(
+            Method::PATCH,
+            "/api/v1/sync/settings",
+            Some(json!({"deltaIntervalSecs": 3600})),
+        )
+        .await
+        .ok();
+    let driver = async {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // Once the push socket is up (409 until it is).
+        while !cloud
+            .admin(
+                Method::POST,
+                "/api/v1/sync/run",
+                Some(json!({"full": false})),
+            )
+            .await
+            .status
+            .is_success()
+        {
+            assert!(Instant::now() < deadline, "the push socket never connected");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        add_domain(later_domain.clone()).await;
+        while cloud.user(&users[1]).await.is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "adding the domain did not sync it"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        while !error_codes(&cloud, &dns[1]).await.is_empty() {
+            assert!(Instant::now() < deadline, "the sync error stayed");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let options = agent::service::ServiceOptions {
+        change_notification: false,
+        ..Default::default()
+    };
+    agent::service::run_with(&mut engine, driver, options)
+        .await
+        .unwrap();
+}

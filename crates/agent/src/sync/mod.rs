@@ -216,7 +216,9 @@ impl Engine {
             match self.link.send_batch(&batch).await {
                 Ok(result) => {
                     // The cloud's first answer, about the earlier run: logged, not counted here.
-                    self.space.commit_batch(&cfg.name, &batch, None).await?;
+                    self.space
+                        .commit_answer(&cfg.name, &batch, &result.errors, None)
+                        .await?;
                     for a in &batch.deletes {
                         self.space.unindex(&cfg.name, a).await?;
                     }
@@ -293,6 +295,9 @@ impl Engine {
         }
         // What the delta sent is answered and committed before anything else is read.
         self.finish_send(cfg, run).await?;
+        if !full {
+            self.retry_refused(cfg, &mut conn, run).await?;
+        }
         if full {
             run.kind = RunKind::Full;
             // A full import that does not finish (the directory gone, a size limit, a crash) is
@@ -346,6 +351,49 @@ impl Engine {
         run.pending_delete_list = deletes;
         self.flush(cfg, run, true, new_cookie.as_deref()).await?;
         Ok(RunOutcome::Succeeded)
+    }
+
+    /// Objects the cloud refused in an earlier run (a UPN suffix that was not a tenant domain
+    /// yet, a duplicate UPN…) are not in the space as exported, so a delta, which only reads what
+    /// changed, would never send them again: each is read again by DN and queued like a changed
+    /// entry. One with nothing to send any more (gone, out of scope, back to what the cloud
+    /// has) leaves the list. A full import needs none of this: it reads everything.
+    async fn retry_refused(
+        &mut self,
+        cfg: &ConnectorConfig,
+        conn: &mut Connection,
+        run: &mut RunState,
+    ) -> Result<(), AgentError> {
+        let refused = self.space.refused(&cfg.name, &run.run_id).await?;
+        if refused.is_empty() {
+            return Ok(());
+        }
+        let attrs = map::attributes(cfg);
+        let attrs: Vec<&str> = attrs.iter().map(String::as_str).collect();
+        let filter = cfg.object_filter();
+        for (anchor, dn) in refused {
+            let entry = match conn.read_matching(&dn, &filter, &attrs).await {
+                Ok(e) => e,
+                Err(LdapError::NoSuchObject { .. }) => None,
+                Err(e) => return Err(AgentError::ldap(&cfg.name)(e)),
+            };
+            let mut queued = false;
+            if let Some(entry) = entry {
+                self.process(cfg, conn, &entry, run, false).await?;
+                let has = |u: &[SyncObject]| u.iter().any(|o| o.anchor == anchor);
+                queued = has(&run.upserts)
+                    || run
+                        .in_flight
+                        .as_ref()
+                        .is_some_and(|f| has(&f.batch.upserts));
+            }
+            if !queued {
+                self.space
+                    .forget_refused(&cfg.name, &anchor, &run.run_id)
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     /// Sends what is pending: with `all`, everything (deletes included) and then commits
@@ -466,7 +514,7 @@ impl Engine {
             )));
         }
         self.space
-            .commit_batch(&cfg.name, &batch, cookie.as_deref())
+            .commit_answer(&cfg.name, &batch, &result.errors, cookie.as_deref())
             .await?;
         for a in &batch.deletes {
             self.space.unindex(&cfg.name, a).await?;

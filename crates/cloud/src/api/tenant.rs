@@ -101,6 +101,8 @@ pub async fn add_domain(
         }
         t.domains.push(d);
         state.store.update_tenant(&t).await?;
+        // Objects refused for this suffix apply at once: agents re-send them in their next delta.
+        super::push::sync_now(&state, &t.id, false).await;
         Ok(t)
     }
     .await;
