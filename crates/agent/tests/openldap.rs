@@ -411,3 +411,74 @@ async fn a_refused_user_applies_once_its_suffix_is_a_tenant_domain() {
         .await
         .unwrap();
 }
+
+/// ppolicy keeps two states in one attribute: a lockout after pwdMaxFailure wrong passwords
+/// (`pwdAccountLockedTime` with a time, lifted after pwdLockoutDuration) and the permanent
+/// lock `000001010000Z`. Only the latter is synced as disabled: a locked-out user stays enabled
+/// in the cloud, which is what lets SSPR offer it an unlock (the cloud gives a disabled account a
+/// decoy session).
+#[tokio::test]
+async fn a_ppolicy_lockout_is_synced_as_locked_not_disabled() {
+    let slapd = Slapd::shared();
+    let cloud = Cloud::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = cloud.agent(dir.path()).await;
+    let ou = slapd.create_ou("agentOlLock").unwrap();
+    let cfg = openldap_connector(slapd, &[&ou]);
+    save_openldap_connector(dir.path(), slapd, &cfg);
+    let (early, late, gone) = (uniq("le"), uniq("ll"), uniq("lg"));
+    let early_u = slapd.create_user(&ou, &early, "Initial-Pass-1").unwrap();
+    let late_u = slapd.create_user(&ou, &late, "Initial-Pass-1").unwrap();
+    let gone_u = slapd.create_user(&ou, &gone, "Initial-Pass-1").unwrap();
+    let lock_out = |dn: String| {
+        let url = slapd.ldaps_url();
+        let ca = slapd.ca_cert_pem().to_string();
+        async move {
+            // pwdMaxFailure is 5 on the testkit's slapd.
+            for _ in 0..5 {
+                let mut c = ldap::Connection::connect(&ldap::ConnectOptions::new(
+                    url.clone(),
+                    ldap::CaBundle::Pem(ca.clone()),
+                ))
+                .await
+                .unwrap();
+                let wrong = ldap::SecretString::from("Wrong-Pass-0".to_string());
+                assert!(c.simple_bind(&dn, &wrong).await.is_err());
+            }
+        }
+    };
+    lock_out(early_u.dn.clone()).await;
+    slapd
+        .admin_replace(
+            &gone_u.dn,
+            "pwdAccountLockedTime",
+            &[ldap::openldap::PERMANENT_LOCK],
+        )
+        .unwrap();
+    let root = slapd.admin();
+    let mut a = admin_conn(
+        &slapd.ldaps_url(),
+        slapd.ca_cert_pem(),
+        &root.dn,
+        &root.password,
+    )
+    .await;
+    let lock_time = a
+        .read(&early_u.dn, &["pwdAccountLockedTime"])
+        .await
+        .unwrap();
+    let lock_time = lock_time.text("pwdAccountLockedTime").unwrap().to_string();
+    assert_ne!(lock_time, ldap::openldap::PERMANENT_LOCK, "a lockout");
+
+    let runs = engine.run_cycle(true).await.unwrap();
+    assert_eq!(runs[0].added, 3, "{:?}", runs[0]);
+    let enabled = |u: Option<serde_json::Value>| u.unwrap()["accountEnabled"].clone();
+    assert_eq!(enabled(cloud.user(&upn(&early)).await), true, "locked out");
+    assert_eq!(enabled(cloud.user(&upn(&gone)).await), false, "permanent");
+
+    // A lockout after the first sync changes nothing in the cloud either.
+    lock_out(late_u.dn.clone()).await;
+    let runs = engine.run_cycle(false).await.unwrap();
+    assert_eq!(runs[0].kind, RunKind::Delta);
+    assert_eq!(enabled(cloud.user(&upn(&late)).await), true, "locked out");
+}
