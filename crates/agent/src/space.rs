@@ -41,6 +41,10 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS refused (
         connector TEXT NOT NULL, anchor TEXT NOT NULL, dn TEXT NOT NULL, run_id TEXT NOT NULL,
         PRIMARY KEY (connector, anchor))",
+    // Deletes the cloud accepted, by time, for the deletion threshold's window.
+    "CREATE TABLE IF NOT EXISTS deletes_exported (
+        connector TEXT NOT NULL, at INTEGER NOT NULL, count INTEGER NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS deletes_exported_at ON deletes_exported (connector, at)",
     "CREATE TABLE IF NOT EXISTS writeback_seen (
         tracking_id TEXT PRIMARY KEY, expires_at INTEGER NOT NULL)",
 ];
@@ -517,6 +521,14 @@ impl Space {
             .bind(connector)
             .execute(&mut *tx)
             .await?;
+        if !batch.deletes.is_empty() {
+            sqlx::query("INSERT INTO deletes_exported (connector, at, count) VALUES ($1, $2, $3)")
+                .bind(connector)
+                .bind(now)
+                .bind(batch.deletes.len() as i64)
+                .execute(&mut *tx)
+                .await?;
+        }
         if let Some(c) = cookie {
             sqlx::query(
                 "INSERT INTO cookies (connector, cookie, updated_at) VALUES ($1, $2, $3)
@@ -529,6 +541,32 @@ impl Space {
             .await?;
         }
         tx.commit().await?;
+        Ok(())
+    }
+
+    /// How many deletes of `connector` the cloud accepted at or after `since` (Unix seconds);
+    /// older records are dropped.
+    pub async fn deletes_since(&self, connector: &str, since: i64) -> Result<u32, AgentError> {
+        sqlx::query("DELETE FROM deletes_exported WHERE connector = $1 AND at < $2")
+            .bind(connector)
+            .bind(since)
+            .execute(&self.pool)
+            .await?;
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(count), 0) FROM deletes_exported WHERE connector = $1",
+        )
+        .bind(connector)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n.clamp(0, i64::from(u32::MAX)) as u32)
+    }
+
+    /// Forgets the deletes counted for the window (an administrator released them).
+    pub async fn forget_deletes(&self, connector: &str) -> Result<(), AgentError> {
+        sqlx::query("DELETE FROM deletes_exported WHERE connector = $1")
+            .bind(connector)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

@@ -317,9 +317,15 @@ impl Engine {
         }
         let _ = conn.unbind().await;
 
-        // Deletes are counted before any is exported.
+        // Deletes are counted before any is exported, with those the cloud accepted from this
+        // connector within the deletion window.
         let n_deletes = run.deletes.len() as u32;
-        let decision = diff::deletes(n_deletes, settings);
+        let window = i64::from(settings.deletion_window_secs);
+        let recent = self
+            .space
+            .deletes_since(&cfg.name, crate::now() - window)
+            .await?;
+        let decision = diff::deletes(n_deletes, recent, settings);
         if decision == diff::DeleteDecision::Staged {
             run.pending_deletes = n_deletes;
             run.added = run.would_add;
@@ -339,17 +345,41 @@ impl Engine {
             // Upserts may go; the deletes wait, and so does the cookie (so they are seen again).
             self.flush(cfg, run, true, None).await?;
             run.pending_deletes = n_deletes;
-            let msg = format!(
-                "{n_deletes} deletes exceed the deletion threshold of {}: nothing was deleted. Check the scope, then run `dirbridge sync allow-deletes` (or raise the threshold)",
-                settings.deletion_threshold
+            let total = n_deletes.saturating_add(recent);
+            let within = duration_words(settings.deletion_window_secs);
+            let msg = if recent == 0 {
+                format!(
+                    "{n_deletes} deletes exceed the deletion threshold of {} (within {within}): nothing was deleted. Check the scope, then run `dirbridge sync allow-deletes` (or raise the threshold)",
+                    settings.deletion_threshold
+                )
+            } else {
+                format!(
+                    "{total} deletes within {within} exceed the deletion threshold of {}: {recent} were exported by earlier runs, the {n_deletes} of this run wait. Check the scope, then run `dirbridge sync allow-deletes` (or raise the threshold)",
+                    settings.deletion_threshold
+                )
+            };
+            self.events.error(
+                "sync.deletion_threshold",
+                msg.clone(),
+                json!({
+                    "connector": cfg.name,
+                    "pendingDeletes": n_deletes,
+                    "deletesInWindow": total,
+                    "exportedInWindow": recent,
+                    "windowSecs": settings.deletion_window_secs,
+                    "threshold": settings.deletion_threshold,
+                }),
             );
-            self.events.error("sync.deletion_threshold", msg.clone(), json!({ "connector": cfg.name, "pendingDeletes": n_deletes, "threshold": settings.deletion_threshold }));
             run.message = Some(msg);
             return Ok(RunOutcome::StoppedDeletionThreshold);
         }
         let deletes: Vec<String> = std::mem::take(&mut run.deletes).into_iter().collect();
         run.pending_delete_list = deletes;
         self.flush(cfg, run, true, new_cookie.as_deref()).await?;
+        if settings.allow_deletes_once && n_deletes > 0 {
+            // Released by an administrator: these do not count against the deletes after them.
+            self.space.forget_deletes(&cfg.name).await?;
+        }
         Ok(RunOutcome::Succeeded)
     }
 
@@ -976,6 +1006,15 @@ const DIRSYNC_FILTER: &str =
     "(|(objectClass=user)(objectClass=group)(objectClass=organizationalUnit)(objectClass=container))";
 const NOTHING_FILTER: &str =
     "(&(objectClass=organizationalUnit)(!(objectClass=organizationalUnit)))";
+
+/// `secs` for a person: "1 h", "90 min", "45 s".
+fn duration_words(secs: u32) -> String {
+    match secs {
+        s if s >= 3600 && s % 3600 == 0 => format!("{} h", s / 3600),
+        s if s >= 60 && s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
+}
 
 fn is_container(e: &Entry) -> bool {
     e.values("objectClass").iter().any(|v| {
