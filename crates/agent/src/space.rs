@@ -351,6 +351,23 @@ impl Space {
     }
 
     /// The last known DN of an OU / container.
+    /// The id (AD objectGUID in base64, OpenLDAP entryUUID) last seen at the OU `dn`.
+    pub async fn container_at(
+        &self,
+        connector: &str,
+        dn: &str,
+    ) -> Result<Option<String>, AgentError> {
+        let rows = sqlx::query("SELECT guid, dn FROM containers WHERE connector = $1")
+            .bind(connector)
+            .fetch_all(&self.pool)
+            .await?;
+        let key = dn_key(dn);
+        Ok(rows
+            .iter()
+            .find(|r| dn_key(r.get::<&str, _>(1)) == key)
+            .map(|r| r.get(0)))
+    }
+
     pub async fn container(
         &self,
         connector: &str,

@@ -482,3 +482,156 @@ async fn a_ppolicy_lockout_is_synced_as_locked_not_disabled() {
     assert_eq!(runs[0].kind, RunKind::Delta);
     assert_eq!(enabled(cloud.user(&upn(&late)).await), true, "locked out");
 }
+
+/// The include OU itself renamed (modrdn): before anything is read, the run fails with what
+/// happened, where the OU went (found by the entryUUID remembered for it) and the command that
+/// updates the scope; nothing is deleted. With the scope updated, the next run finds the same
+/// users (same anchors) and deletes nothing.
+#[tokio::test]
+async fn renaming_the_include_ou_says_where_it_went_and_deletes_nothing() {
+    let slapd = Slapd::shared();
+    let cloud = Cloud::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = cloud.agent(dir.path()).await;
+    let ou = slapd.create_ou("agentOlRename").unwrap();
+    let cfg = openldap_connector(slapd, &[&ou]);
+    save_openldap_connector(dir.path(), slapd, &cfg);
+    let logins = [uniq("rn"), uniq("rn")];
+    for l in &logins {
+        slapd.create_user(&ou, l, "Initial-Pass-1").unwrap();
+    }
+    let runs = engine.run_cycle(true).await.unwrap();
+    assert_eq!(runs[0].added, 2, "{:?}", runs[0]);
+    let ids: Vec<String> = {
+        let mut ids = Vec::new();
+        for l in &logins {
+            ids.push(cloud.user(&upn(l)).await.unwrap()["id"].to_string());
+        }
+        ids
+    };
+
+    let new_rdn = format!("ou={}", uniq("renamed"));
+    let parent = ou.split_once(',').unwrap().1.to_string();
+    let new_dn = format!("{new_rdn},{parent}");
+    let root = slapd.admin();
+    let mut a = admin_conn(
+        &slapd.ldaps_url(),
+        slapd.ca_cert_pem(),
+        &root.dn,
+        &root.password,
+    )
+    .await;
+    a.rename(&ou, &new_rdn, None).await.unwrap();
+
+    for full in [false, true] {
+        let runs = engine.run_cycle(full).await.unwrap();
+        let run = &runs[0];
+        assert_eq!(run.outcome, RunOutcome::Failed, "{run:?}");
+        assert_eq!(run.deleted, 0, "{run:?}");
+        let message = run.message.clone().unwrap_or_default();
+        let lower = message.to_lowercase();
+        for part in [
+            format!("the include ou {} no longer exists", ou.to_lowercase()),
+            format!("is now {}", new_dn.to_lowercase()),
+            "nothing was read, exported or deleted".into(),
+            "dirbridge agent connector add".into(),
+            format!("--include-ou {}", new_dn.to_lowercase()),
+            format!("--data-dir {}", dir.path().display()).to_lowercase(),
+        ] {
+            assert!(lower.contains(&part), "{part:?} not in: {message}");
+        }
+        let events = engine.events().read(None).unwrap();
+        let e = events
+            .iter()
+            .rev()
+            .find(|e| e.code == "sync.scope.root_missing")
+            .unwrap_or_else(|| panic!("no event: {events:#?}"));
+        assert_eq!(e.level, agent::events::Level::Error);
+        assert!(e.details["movedTo"]
+            .as_str()
+            .unwrap()
+            .eq_ignore_ascii_case(&new_dn));
+        for l in &logins {
+            assert!(cloud.user(&upn(l)).await.is_some(), "{l} was kept");
+        }
+    }
+
+    // The scope updated as told: the same users, nothing deleted or re-created.
+    let fixed = ConnectorConfigExt::with_include(&cfg, &new_dn);
+    save_openldap_connector(dir.path(), slapd, &fixed);
+    let runs = engine.run_cycle(false).await.unwrap();
+    assert_eq!(
+        (runs[0].outcome, runs[0].deleted, runs[0].added),
+        (RunOutcome::Succeeded, 0, 0),
+        "{:?}",
+        runs[0]
+    );
+    for (l, id) in logins.iter().zip(&ids) {
+        let u = cloud.user(&upn(l)).await.unwrap();
+        assert_eq!(&u["id"].to_string(), id, "{l} kept its cloud id");
+        let dn = u["onPremises"]["distinguishedName"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            dn.to_lowercase().ends_with(&new_dn.to_lowercase()),
+            "{l}: {dn}; {:?}",
+            runs[0]
+        );
+    }
+}
+
+/// An include OU the agent never saw (a typo, or gone before the first run): no id to look
+/// for, so the message lists the OUs beside where it should be.
+#[tokio::test]
+async fn a_missing_include_ou_lists_the_ous_beside_it() {
+    let slapd = Slapd::shared();
+    let cloud = Cloud::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = cloud.agent(dir.path()).await;
+    // A parent of its own, with one OU in it.
+    let parent = slapd.create_ou("agentOlBeside").unwrap();
+    let ou = format!("ou=sibling,{parent}");
+    let root = slapd.admin();
+    let mut a = admin_conn(
+        &slapd.ldaps_url(),
+        slapd.ca_cert_pem(),
+        &root.dn,
+        &root.password,
+    )
+    .await;
+    a.add(
+        &ou,
+        vec![
+            attr("objectClass", &["organizationalUnit"]),
+            attr("ou", &["sibling"]),
+        ],
+    )
+    .await
+    .unwrap();
+    let missing = format!("ou=neverThere,{parent}");
+    let cfg = openldap_connector(slapd, &[&missing]);
+    save_openldap_connector(dir.path(), slapd, &cfg);
+    let runs = engine.run_cycle(false).await.unwrap();
+    assert_eq!(runs[0].outcome, RunOutcome::Failed, "{:?}", runs[0]);
+    let message = runs[0].message.clone().unwrap_or_default().to_lowercase();
+    for part in [
+        format!("the ous now under {}", parent.to_lowercase()),
+        ou.to_lowercase(),
+        "--include-ou new-ou-dn".into(),
+    ] {
+        assert!(message.contains(&part), "{part:?} not in: {message}");
+    }
+}
+
+trait ConnectorConfigExt {
+    fn with_include(&self, ou: &str) -> Self;
+}
+
+impl ConnectorConfigExt for agent::connector::ConnectorConfig {
+    fn with_include(&self, ou: &str) -> Self {
+        agent::connector::ConnectorConfig {
+            include_ous: vec![ou.to_string()],
+            ..self.clone()
+        }
+    }
+}

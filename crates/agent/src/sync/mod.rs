@@ -257,6 +257,7 @@ impl Engine {
         let password = connector::password(&self.data_dir, &cfg.name)?;
         let mut conn = connector::connect(cfg, &password).await?;
         drop(password);
+        self.check_roots(cfg, &mut conn).await?;
         let cookie = self.space.cookie(&cfg.name).await?;
         let mut full = full || cookie.is_none();
         let mut new_cookie: Option<Vec<u8>> = None;
@@ -381,6 +382,137 @@ impl Engine {
             self.space.forget_deletes(&cfg.name).await?;
         }
         Ok(RunOutcome::Succeeded)
+    }
+
+    /// Every include OU must exist before anything is read: one renamed or moved away would make
+    /// a delta see nothing and a full import fail with "no such object", and the admin would not
+    /// know why. Each OU's objectGUID / entryUUID is remembered (with the OUs, in the space) so
+    /// that a missing one can be looked for by it.
+    async fn check_roots(
+        &mut self,
+        cfg: &ConnectorConfig,
+        conn: &mut Connection,
+    ) -> Result<(), AgentError> {
+        for root in &cfg.include_ous {
+            match conn.read(root, &[root_id_attr(cfg)]).await {
+                Ok(e) => {
+                    if let Some(id) = root_id(cfg, &e) {
+                        if self.space.container(&cfg.name, &id).await?.as_deref() != Some(&e.dn) {
+                            self.space
+                                .set_container(&cfg.name, &id, Some(&e.dn))
+                                .await?;
+                        }
+                    }
+                }
+                Err(LdapError::NoSuchObject { .. }) => {
+                    // Whatever the fix, a full import follows: a delta would not see the
+                    // objects that moved with the OU (slapd reports nothing for them).
+                    self.space.set_cookie(&cfg.name, None).await?;
+                    return Err(self.root_missing(cfg, conn, root).await);
+                }
+                Err(e) => return Err(AgentError::ldap(&cfg.name)(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The error (and event `sync.scope.root_missing`) for the include OU `root` that no longer
+    /// exists: where it went, found by the id remembered for it, else the OUs now beside it; and
+    /// the command that updates the scope. Nothing of the run is exported.
+    async fn root_missing(
+        &mut self,
+        cfg: &ConnectorConfig,
+        conn: &mut Connection,
+        root: &str,
+    ) -> AgentError {
+        let attr = root_id_attr(cfg);
+        let id = self
+            .space
+            .container_at(&cfg.name, root)
+            .await
+            .ok()
+            .flatten();
+        let mut moved_to = None;
+        if let Some(id) = &id {
+            let found = match cfg.kind {
+                DirectoryKind::Ad => {
+                    match base64::Engine::decode(&base64::engine::general_purpose::STANDARD, id) {
+                        Ok(guid) => conn
+                            .ad_read_by_guid_matching(&guid, CONTAINER_FILTER, &["objectGUID"])
+                            .await
+                            .ok()
+                            .flatten(),
+                        Err(_) => None,
+                    }
+                }
+                DirectoryKind::Openldap => conn
+                    .search_paged(
+                        &cfg.base_dn,
+                        Scope::Subtree,
+                        &format!("(entryUUID={id})"),
+                        &["entryUUID"],
+                        10,
+                    )
+                    .await
+                    .ok()
+                    .and_then(|v| v.into_iter().next()),
+            };
+            moved_to = found.map(|e| e.dn);
+        }
+        let parent = scope::parent_dn(root);
+        let where_now = match &moved_to {
+            Some(dn) => format!("the OU with its {attr} is now {dn}, so it was renamed or moved"),
+            None => {
+                let beside: Vec<String> = match &parent {
+                    Some(p) => conn
+                        .search_paged(p, Scope::OneLevel, CONTAINER_FILTER, &["objectClass"], 100)
+                        .await
+                        .map(|v| v.into_iter().map(|e| e.dn).collect())
+                        .unwrap_or_default(),
+                    None => Vec::new(),
+                };
+                match (&parent, beside.is_empty()) {
+                    (Some(p), false) => format!(
+                        "it was renamed, moved or deleted; the OUs now under {p} are: {}",
+                        beside
+                            .iter()
+                            .take(10)
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    ),
+                    _ => "it was renamed, moved or deleted".to_string(),
+                }
+            }
+        };
+        let new_roots: Vec<String> = cfg
+            .include_ous
+            .iter()
+            .map(|o| {
+                if scope::dn_key(o) == scope::dn_key(root) {
+                    moved_to.clone().unwrap_or_else(|| "NEW-OU-DN".into())
+                } else {
+                    o.clone()
+                }
+            })
+            .collect();
+        let command = connector::add_command(
+            &self.data_dir,
+            &ConnectorConfig {
+                include_ous: new_roots,
+                ..cfg.clone()
+            },
+        );
+        let message = format!(
+            "connector {}: the include OU {root} no longer exists: {where_now}. Nothing was read, exported or deleted. Update the scope with: {command}",
+            cfg.name
+        );
+        self.events.error(
+            "sync.scope.root_missing",
+            message.clone(),
+            json!({ "connector": cfg.name, "root": root, "movedTo": moved_to, "id": id }),
+        );
+        AgentError::ScopeRootMissing(message)
     }
 
     /// Objects the cloud refused in an earlier run (a UPN suffix that was not a tenant domain
@@ -1006,6 +1138,26 @@ const DIRSYNC_FILTER: &str =
     "(|(objectClass=user)(objectClass=group)(objectClass=organizationalUnit)(objectClass=container))";
 const NOTHING_FILTER: &str =
     "(&(objectClass=organizationalUnit)(!(objectClass=organizationalUnit)))";
+
+/// The attribute that names an include OU for good: the one the anchors use.
+fn root_id_attr(cfg: &ConnectorConfig) -> &'static str {
+    match cfg.kind {
+        DirectoryKind::Ad => "objectGUID",
+        DirectoryKind::Openldap => "entryUUID",
+    }
+}
+
+/// An include OU's id as the space keeps it: AD objectGUID in base64 (as for every OU),
+/// OpenLDAP entryUUID as text (a filter value).
+fn root_id(cfg: &ConnectorConfig, e: &Entry) -> Option<String> {
+    match cfg.kind {
+        DirectoryKind::Ad => e
+            .values("objectGUID")
+            .first()
+            .map(|g| map::anchor_from_bytes(g)),
+        DirectoryKind::Openldap => e.text("entryUUID").map(str::to_string),
+    }
+}
 
 /// `secs` for a person: "1 h", "90 min", "45 s".
 fn duration_words(secs: u32) -> String {
