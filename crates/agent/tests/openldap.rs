@@ -345,12 +345,16 @@ async fn a_refused_user_applies_once_its_suffix_is_a_tenant_domain() {
         assert_eq!(error_codes(&cloud, dn).await, ["upnSuffixNotVerified"]);
     }
 
-    // The cause fixed for the first user: the next delta sends it again; its error goes.
+    // The cause fixed for the first user: the next delta sends it again (once, though it also
+    // changed meanwhile); its error goes.
     add_domain(first_domain.clone()).await;
+    slapd
+        .admin_replace(&dns[0], "displayName", &["Changed Meanwhile"])
+        .unwrap();
     let runs = engine.run_cycle(false).await.unwrap();
     assert_eq!(
-        (runs[0].kind, runs[0].outcome, runs[0].added),
-        (RunKind::Delta, RunOutcome::CompletedWithErrors, 1),
+        (runs[0].kind, runs[0].outcome, runs[0].added, runs[0].errors),
+        (RunKind::Delta, RunOutcome::CompletedWithErrors, 1, 1),
         "{:?}",
         runs[0]
     );

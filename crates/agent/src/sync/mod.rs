@@ -533,7 +533,12 @@ impl Engine {
         let attrs = map::attributes(cfg);
         let attrs: Vec<&str> = attrs.iter().map(String::as_str).collect();
         let filter = cfg.object_filter();
+        let has = |u: &[SyncObject], anchor: &str| u.iter().any(|o| o.anchor == anchor);
         for (anchor, dn) in refused {
+            if has(&run.upserts, &anchor) {
+                // The delta itself queued it again.
+                continue;
+            }
             let entry = match conn.read_matching(&dn, &filter, &attrs).await {
                 Ok(e) => e,
                 Err(LdapError::NoSuchObject { .. }) => None,
@@ -542,12 +547,11 @@ impl Engine {
             let mut queued = false;
             if let Some(entry) = entry {
                 self.process(cfg, conn, &entry, run, false).await?;
-                let has = |u: &[SyncObject]| u.iter().any(|o| o.anchor == anchor);
-                queued = has(&run.upserts)
+                queued = has(&run.upserts, &anchor)
                     || run
                         .in_flight
                         .as_ref()
-                        .is_some_and(|f| has(&f.batch.upserts));
+                        .is_some_and(|f| has(&f.batch.upserts, &anchor));
             }
             if !queued {
                 self.space
