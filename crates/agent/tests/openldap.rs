@@ -639,3 +639,187 @@ impl ConnectorConfigExt for agent::connector::ConnectorConfig {
         }
     }
 }
+
+/// A user locked out by ppolicy (five wrong passwords) unlocks their account with SSPR: the
+/// synced account is enabled (only locked), so the cloud opens a real session, the emailed code
+/// verifies, and the unlock runs through the agent's writeback, which removes
+/// `pwdAccountLockedTime`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ppolicy_locked_out_user_unlocks_with_sspr() {
+    use reqwest::Method;
+    use serde_json::json;
+    use std::time::{Duration, Instant};
+    let smtp = tokio::task::spawn_blocking(testkit::smtp::Smtp::start)
+        .await
+        .unwrap()
+        .expect("start the SMTP test server");
+    let mut config = cloud::config::Config::default();
+    config.smtp.host = Some(smtp.host().to_string());
+    config.smtp.port = smtp.port();
+    config.smtp.starttls = false;
+    config.smtp.from = "Password reset <sspr@contoso.test>".into();
+    let cloud = Cloud::start_with(config).await;
+    cloud
+        .admin(Method::POST, "/api/v1/licenses/trial", None)
+        .await
+        .ok();
+    let slapd = Slapd::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = cloud.agent(dir.path()).await;
+    let ou = slapd.create_ou("agentOlSsprUnlock").unwrap();
+    let cfg = openldap_connector(slapd, &[&ou]);
+    save_openldap_connector(dir.path(), slapd, &cfg);
+    let login = uniq("su");
+    let user = slapd.create_user(&ou, &login, "Initial-Pass-1").unwrap();
+    let bind = |password: &'static str| {
+        let (url, ca, dn) = (
+            slapd.ldaps_url(),
+            slapd.ca_cert_pem().to_string(),
+            user.dn.clone(),
+        );
+        async move {
+            let mut c =
+                ldap::Connection::connect(&ldap::ConnectOptions::new(url, ldap::CaBundle::Pem(ca)))
+                    .await
+                    .unwrap();
+            c.simple_bind(&dn, &ldap::SecretString::from(password.to_string()))
+                .await
+                .is_ok()
+        }
+    };
+    for _ in 0..5 {
+        assert!(!bind("Wrong-Pass-0").await);
+    }
+    assert!(!bind("Initial-Pass-1").await, "locked out");
+    let runs = engine.run_cycle(true).await.unwrap();
+    assert_eq!(runs[0].added, 1, "{:?}", runs[0]);
+
+    let upn = upn(&login);
+    let to = format!("{login}@mail.test");
+    cloud
+        .admin(
+            Method::PATCH,
+            &format!("/api/v1/users/{upn}"),
+            Some(json!({"usageLocation": "NO"})),
+        )
+        .await
+        .ok();
+    cloud
+        .admin(
+            Method::POST,
+            &format!("/api/v1/users/{upn}/licenses"),
+            Some(json!({"skuId": "DIRBRIDGE_PREMIUM"})),
+        )
+        .await
+        .ok();
+    cloud
+        .admin(
+            Method::PUT,
+            &format!("/api/v1/users/{upn}/authentication-methods"),
+            Some(json!({ "email": to })),
+        )
+        .await
+        .ok();
+    let mut policy = cloud.admin(Method::GET, "/api/v1/policy", None).await.ok()["policy"].clone();
+    for (k, v) in [
+        ("enabledFor", json!("all")),
+        ("methods", json!(["email"])),
+        ("methodsRequired", json!(1)),
+        ("writebackEnabled", json!(true)),
+        ("allowUnlockWithoutReset", json!(true)),
+    ] {
+        policy[k] = v;
+    }
+    cloud
+        .admin(Method::PUT, "/api/v1/policy", Some(policy))
+        .await
+        .ok();
+    agent::enable::enable(
+        dir.path(),
+        None,
+        &agent::enable::CloudAdmin {
+            upn: format!("admin@{}", cloud.domain),
+            password: ldap::SecretString::from(common::ADMIN_PASSWORD.to_string()),
+        },
+    )
+    .await
+    .expect("writeback enable");
+
+    let driver = async {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // Once the agent's push socket is up (409 until it is).
+        while !cloud
+            .admin(
+                Method::POST,
+                "/api/v1/sync/run",
+                Some(json!({"full": false})),
+            )
+            .await
+            .status
+            .is_success()
+        {
+            assert!(Instant::now() < deadline, "the push socket never connected");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let start = cloud
+            .call(
+                Method::POST,
+                "/api/v1/sspr/start",
+                None,
+                Some(json!({ "userPrincipalName": upn })),
+            )
+            .await
+            .ok();
+        let sid = start["sessionId"].as_str().unwrap().to_string();
+        let r = cloud
+            .call(
+                Method::POST,
+                &format!("/api/v1/sspr/{sid}/email/send"),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(r.status.as_u16(), 202, "{}", r.body);
+        let mail = tokio::task::block_in_place(|| smtp.wait_for(&to, 0, Duration::from_secs(20)))
+            .expect("the code is emailed to a real session");
+        let digits: Vec<char> = mail.body.chars().collect();
+        let code: String = digits
+            .windows(8)
+            .find(|w| w.iter().all(char::is_ascii_digit))
+            .expect("a code")
+            .iter()
+            .collect();
+        let v = cloud
+            .call(
+                Method::POST,
+                &format!("/api/v1/sspr/{sid}/verify"),
+                None,
+                Some(json!({"method": "email", "code": code})),
+            )
+            .await
+            .ok();
+        assert_eq!(v["canUnlock"], true, "{v}");
+        let r = cloud
+            .call(
+                Method::POST,
+                &format!("/api/v1/sspr/{sid}/password"),
+                None,
+                Some(json!({"unlockOnly": true})),
+            )
+            .await
+            .ok();
+        assert_eq!(r["outcome"], "succeeded", "{r}");
+    };
+    agent::service::run(&mut engine, driver).await.unwrap();
+    assert!(bind("Initial-Pass-1").await, "unlocked on-prem");
+    let root = slapd.admin();
+    let mut a = admin_conn(
+        &slapd.ldaps_url(),
+        slapd.ca_cert_pem(),
+        &root.dn,
+        &root.password,
+    )
+    .await;
+    let e = a.read(&user.dn, &["pwdAccountLockedTime"]).await.unwrap();
+    assert_eq!(e.text("pwdAccountLockedTime"), None);
+}
