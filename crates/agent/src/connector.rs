@@ -469,3 +469,76 @@ pub fn sid_text(b: &[u8]) -> String {
     }
     s
 }
+
+/// `value` for a POSIX shell: as is when it holds only safe characters, else in single quotes.
+fn shell_word(value: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "=,._-/:@+".contains(c);
+    if !value.is_empty() && value.chars().all(safe) {
+        value.to_string()
+    } else {
+        format!("'{}'", value.replace('\'', r"'\''"))
+    }
+}
+
+/// The `dirbridge agent connector add` command that saves `config` again in `data_dir` (the
+/// password from `DIRBRIDGE_CONNECTOR_PASSWORD`, never on the command line), for messages that
+/// tell an administrator how to change a connector.
+pub fn add_command(data_dir: &Path, config: &ConnectorConfig) -> String {
+    let mut args: Vec<(&str, String)> = vec![
+        ("--data-dir", data_dir.display().to_string()),
+        ("--name", config.name.clone()),
+        (
+            "--kind",
+            match config.kind {
+                DirectoryKind::Ad => "ad",
+                DirectoryKind::Openldap => "openldap",
+            }
+            .into(),
+        ),
+        ("--url", config.url.clone()),
+        ("--ca-file", config.ca_file.display().to_string()),
+        ("--bind-dn", config.bind_dn.clone()),
+        ("--base-dn", config.base_dn.clone()),
+    ];
+    args.extend(
+        config
+            .include_ous
+            .iter()
+            .map(|o| ("--include-ou", o.clone())),
+    );
+    args.extend(
+        config
+            .exclude_ous
+            .iter()
+            .map(|o| ("--exclude-ou", o.clone())),
+    );
+    args.extend(config.filter.iter().map(|f| ("--filter", f.clone())));
+    args.extend(
+        config
+            .group_scope
+            .iter()
+            .map(|g| ("--group-scope", g.clone())),
+    );
+    args.extend(config.upn_from.iter().map(|u| ("--upn-from", u.clone())));
+    args.extend(config.anchor.iter().map(|a| ("--anchor", a.clone())));
+    args.extend(
+        config
+            .user_classes
+            .iter()
+            .map(|c| ("--user-class", c.clone())),
+    );
+    args.extend(
+        config
+            .group_classes
+            .iter()
+            .map(|c| ("--group-class", c.clone())),
+    );
+    let mut out = "DIRBRIDGE_CONNECTOR_PASSWORD=… dirbridge agent connector add".to_string();
+    for (flag, value) in args {
+        out.push(' ');
+        out.push_str(flag);
+        out.push(' ');
+        out.push_str(&shell_word(&value));
+    }
+    out
+}

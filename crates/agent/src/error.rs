@@ -34,6 +34,10 @@ pub enum AgentError {
     Space(#[from] sqlx::Error),
     #[error("{0}")]
     Interrupted(String),
+    /// An include OU of the scope no longer exists (the sentence says where it may have gone
+    /// and the command that updates the scope).
+    #[error("{0}")]
+    ScopeRootMissing(String),
 }
 
 impl AgentError {

@@ -1,15 +1,16 @@
 //! The connector space: a small SQLite database (`DATA_DIR/connector-space.db`) of what the
 //! cloud last accepted from each connector, keyed by source anchor, with a hash of the exported
 //! form; the delta cookie per connector; a DN → anchor index for group members; the DNs of OUs
-//! (to notice an OU moved or renamed); and the batch in flight, so a crash between the cloud's
+//! (to notice an OU moved or renamed); the objects the cloud refused, to send again; and the
+//! batch in flight, so a crash between the cloud's
 //! answer and the local commit replays exactly that batch. It also keeps the writeback replay
 //! guard: the tracking ids of the writeback requests opened, until they expire.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::str::FromStr;
 
-use proto::sync::{ObjectKind, SyncBatch, SyncObject, SyncRun};
+use proto::sync::{ObjectKind, SyncBatch, SyncObject, SyncObjectError, SyncRun};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::Row;
 
@@ -35,6 +36,15 @@ const SCHEMA: &[&str] = &[
         connector TEXT PRIMARY KEY, batch TEXT NOT NULL, started_at INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS runs (
         connector TEXT PRIMARY KEY, run TEXT NOT NULL)",
+    // Objects the cloud refused (and so are not in `objects` as exported), to read and send
+    // again: `run_id` is the run whose batch was refused.
+    "CREATE TABLE IF NOT EXISTS refused (
+        connector TEXT NOT NULL, anchor TEXT NOT NULL, dn TEXT NOT NULL, run_id TEXT NOT NULL,
+        PRIMARY KEY (connector, anchor))",
+    // Deletes the cloud accepted, by time, for the deletion threshold's window.
+    "CREATE TABLE IF NOT EXISTS deletes_exported (
+        connector TEXT NOT NULL, at INTEGER NOT NULL, count INTEGER NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS deletes_exported_at ON deletes_exported (connector, at)",
     "CREATE TABLE IF NOT EXISTS writeback_seen (
         tracking_id TEXT PRIMARY KEY, expires_at INTEGER NOT NULL)",
 ];
@@ -341,6 +351,23 @@ impl Space {
     }
 
     /// The last known DN of an OU / container.
+    /// The id (AD objectGUID in base64, OpenLDAP entryUUID) last seen at the OU `dn`.
+    pub async fn container_at(
+        &self,
+        connector: &str,
+        dn: &str,
+    ) -> Result<Option<String>, AgentError> {
+        let rows = sqlx::query("SELECT guid, dn FROM containers WHERE connector = $1")
+            .bind(connector)
+            .fetch_all(&self.pool)
+            .await?;
+        let key = dn_key(dn);
+        Ok(rows
+            .iter()
+            .find(|r| dn_key(r.get::<&str, _>(1)) == key)
+            .map(|r| r.get(0)))
+    }
+
     pub async fn container(
         &self,
         connector: &str,
@@ -419,11 +446,59 @@ impl Space {
         batch: &SyncBatch,
         cookie: Option<&[u8]>,
     ) -> Result<(), AgentError> {
+        self.commit_answer(connector, batch, &[], cookie).await
+    }
+
+    /// [`Space::commit_batch`] for a batch the cloud answered with per-object `errors`: the
+    /// upserts it refused are not recorded as exported (an update keeps the row of what the
+    /// cloud last accepted) but as refused, for [`Space::refused`]; every other object of the
+    /// batch leaves the refused list.
+    pub async fn commit_answer(
+        &self,
+        connector: &str,
+        batch: &SyncBatch,
+        errors: &[SyncObjectError],
+        cookie: Option<&[u8]>,
+    ) -> Result<(), AgentError> {
+        let refused: HashSet<&str> = errors.iter().map(|e| e.anchor.as_str()).collect();
+        let (refused_upserts, upserts): (Vec<&SyncObject>, Vec<&SyncObject>) = batch
+            .upserts
+            .iter()
+            .partition(|o| refused.contains(o.anchor.as_str()));
         let mut tx = self.pool.begin().await?;
         let now = crate::now();
+        for o in &refused_upserts {
+            sqlx::query(
+                "INSERT INTO refused (connector, anchor, dn, run_id) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (connector, anchor) DO UPDATE SET dn = excluded.dn, run_id = excluded.run_id",
+            )
+            .bind(connector)
+            .bind(&o.anchor)
+            .bind(&o.attributes.distinguished_name)
+            .bind(&batch.run_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let cleared: Vec<&str> = upserts
+            .iter()
+            .map(|o| o.anchor.as_str())
+            .chain(batch.deletes.iter().map(String::as_str))
+            .filter(|a| !refused.contains(a))
+            .collect();
+        for chunk in cleared.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "DELETE FROM refused WHERE connector = ? AND anchor IN ({})",
+                marks(chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(connector);
+            for a in chunk {
+                q = q.bind(*a);
+            }
+            q.execute(&mut *tx).await?;
+        }
         // Multi-row statements: one per ROWS_PER_STATEMENT objects, rows in batch order (a later
         // row for the same anchor wins, as it did one statement per row).
-        for chunk in batch.upserts.chunks(ROWS_PER_STATEMENT) {
+        for chunk in upserts.chunks(ROWS_PER_STATEMENT) {
             let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
             let sql = format!(
                 "INSERT INTO objects (connector, anchor, kind, dn, hash, exported, last_seen_run, updated_at)
@@ -463,6 +538,14 @@ impl Space {
             .bind(connector)
             .execute(&mut *tx)
             .await?;
+        if !batch.deletes.is_empty() {
+            sqlx::query("INSERT INTO deletes_exported (connector, at, count) VALUES ($1, $2, $3)")
+                .bind(connector)
+                .bind(now)
+                .bind(batch.deletes.len() as i64)
+                .execute(&mut *tx)
+                .await?;
+        }
         if let Some(c) = cookie {
             sqlx::query(
                 "INSERT INTO cookies (connector, cookie, updated_at) VALUES ($1, $2, $3)
@@ -475,6 +558,68 @@ impl Space {
             .await?;
         }
         tx.commit().await?;
+        Ok(())
+    }
+
+    /// How many deletes of `connector` the cloud accepted at or after `since` (Unix seconds);
+    /// older records are dropped.
+    pub async fn deletes_since(&self, connector: &str, since: i64) -> Result<u32, AgentError> {
+        sqlx::query("DELETE FROM deletes_exported WHERE connector = $1 AND at < $2")
+            .bind(connector)
+            .bind(since)
+            .execute(&self.pool)
+            .await?;
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(count), 0) FROM deletes_exported WHERE connector = $1",
+        )
+        .bind(connector)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n.clamp(0, i64::from(u32::MAX)) as u32)
+    }
+
+    /// Forgets the deletes counted for the window (an administrator released them).
+    pub async fn forget_deletes(&self, connector: &str) -> Result<(), AgentError> {
+        sqlx::query("DELETE FROM deletes_exported WHERE connector = $1")
+            .bind(connector)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The objects the cloud refused in a run other than `run_id` (anchor, DN), to send again.
+    pub async fn refused(
+        &self,
+        connector: &str,
+        run_id: &str,
+    ) -> Result<Vec<(String, String)>, AgentError> {
+        let rows = sqlx::query(
+            "SELECT anchor, dn FROM refused WHERE connector = $1 AND run_id <> $2 ORDER BY anchor",
+        )
+        .bind(connector)
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get("anchor"), r.get("dn")))
+            .collect())
+    }
+
+    /// Takes `anchor` off the refused list (gone from the directory, or nothing to send),
+    /// unless run `run_id` had it refused again.
+    pub async fn forget_refused(
+        &self,
+        connector: &str,
+        anchor: &str,
+        run_id: &str,
+    ) -> Result<(), AgentError> {
+        sqlx::query("DELETE FROM refused WHERE connector = $1 AND anchor = $2 AND run_id <> $3")
+            .bind(connector)
+            .bind(anchor)
+            .bind(run_id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

@@ -486,3 +486,79 @@ async fn the_service_keeps_running_while_the_directory_is_down_and_recovers() {
         .unwrap_or_else(|| panic!("no agent.stopped event: {events:#?}"));
     assert_eq!(stopped.details["cycles"], cycles, "{stopped:?}");
 }
+
+/// A full import cut off by the network after an earlier full had stored a cookie (the
+/// periodic full of `agent run`, or `sync run --full`): the old cookie must not survive, or
+/// the next cycle would be a delta that trusts the directory's change log across the outage
+/// (after a slapd crash its contextCSN can be older than what it holds). The next cycle is a
+/// full import, and every user reaches the cloud.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_import_cut_off_is_followed_by_a_full_import_not_a_delta() {
+    let spec = DatasetSpec::new(2500, 7);
+    let slapd = start_slapd(spec);
+    let ldaps_port: u16 = slapd
+        .ldaps_url()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let proxy = Arc::new(testkit::proxy::CutProxy::start(ldaps_port).await.unwrap());
+    let cloud = Cloud::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = cloud.agent(dir.path()).await;
+    let svc = slapd.service_account(OpenLdapServiceAccount::Full);
+    let cfg = ConnectorConfig {
+        // The server's certificate names 127.0.0.1: TLS through the proxy verifies as usual.
+        url: format!("ldaps://127.0.0.1:{}", proxy.port),
+        ..connector(&slapd)
+    };
+    agent::connector::save(dir.path(), &cfg, &SecretString::from(svc.password)).unwrap();
+
+    let runs = engine.run_cycle(true).await.unwrap();
+    assert_eq!(runs[0].outcome, RunOutcome::Succeeded, "{:?}", runs[0]);
+    assert!(engine.space().cookie(CONNECTOR).await.unwrap().is_some());
+    let mut expected = dataset_upns(&slapd);
+    for i in 0..3 {
+        let login = format!("late{i}");
+        slapd
+            .create_user(slapd.synced_root(), &login, "Initial-Pass-1")
+            .unwrap();
+        expected.insert(format!("{login}@dirbridge.test"));
+    }
+
+    // A forced full import, cut off halfway through the paged search.
+    let armed = Arc::new(AtomicBool::new(true));
+    let (a, p) = (armed.clone(), proxy.clone());
+    engine.set_progress(Arc::new(move |pr| {
+        if pr.phase == "import" && pr.read >= 1000 && a.swap(false, Ordering::SeqCst) {
+            p.cut();
+        }
+    }));
+    let runs = engine.run_cycle(true).await.unwrap();
+    assert!(!armed.load(Ordering::SeqCst), "the import was never cut");
+    assert_eq!(
+        (runs[0].kind, runs[0].outcome),
+        (RunKind::Full, RunOutcome::Failed),
+        "{:?}",
+        runs[0]
+    );
+    assert_eq!(
+        engine.space().cookie(CONNECTOR).await.unwrap(),
+        None,
+        "no cookie survives a failed full import"
+    );
+
+    // The next ordinary cycle is a full import, and it reconciles.
+    let runs = engine.run_cycle(false).await.unwrap();
+    assert_eq!(
+        (runs[0].kind, runs[0].outcome),
+        (RunKind::Full, RunOutcome::Succeeded),
+        "{:?}",
+        runs[0]
+    );
+    let all = synced_users(&cloud).await;
+    unique_anchors(&all);
+    assert_eq!(upns(&all), expected, "every user reached the cloud");
+    assert!(engine.space().cookie(CONNECTOR).await.unwrap().is_some());
+}

@@ -339,3 +339,211 @@ async fn a_dropped_watch_reconnects_catches_up_and_keeps_waking_the_agent() {
         .await
         .unwrap();
 }
+
+// ---------------------------------------------------------------- the deletion threshold
+
+/// Users in scope for the threshold test: `n` in `ou` (login, DN), made by `create`.
+fn threshold_users(
+    n: usize,
+    mut create: impl FnMut(&str) -> testkit::samba::Credentials,
+) -> Vec<(String, String)> {
+    (0..n)
+        .map(|_| {
+            let login = uniq("dt");
+            let u = create(&login);
+            (login, u.dn)
+        })
+        .collect()
+}
+
+/// Waits (bounded) until every one of `logins` is gone from the cloud.
+async fn until_gone(cloud: &Cloud, logins: &[(String, String)]) {
+    let deadline = Instant::now() + WAIT;
+    for (login, _) in logins {
+        while cloud.user(&upn(login)).await.is_some() {
+            assert!(Instant::now() < deadline, "{login} never left the cloud");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// With `agent run` going (change notification on, a 5 s schedule), deletes arrive in quick
+/// cycles: two batches of 3 (first moved out of scope, then deleted), each under the threshold
+/// of 5 and together over it, must stop at the sixth with the count of the window, and
+/// `allow-deletes` releases them.
+async fn deletes_in_quick_batches_stop_at_the_threshold_of_the_window(
+    cloud: &Cloud,
+    engine: &mut agent::sync::Engine,
+    admin: &mut ldap::Connection,
+    users: Vec<(String, String)>,
+    out_ou: &str,
+) {
+    assert_eq!(users.len(), 13, "12 to remove, one to stay");
+    cloud.set_threshold(5).await;
+    set_delta_interval(cloud, 5).await;
+    let log = engine.events().clone();
+    // The threshold events after index `from` of the log.
+    let stops = |from: usize| {
+        log.read(None)
+            .unwrap()
+            .into_iter()
+            .skip(from)
+            .filter(|e| e.code == "sync.deletion_threshold")
+            .collect::<Vec<_>>()
+    };
+    let driver = async {
+        let mut mark = 0;
+        first_sync(cloud, &users[12].0).await;
+        for (login, _) in &users {
+            first_sync(cloud, login).await;
+        }
+        let (moved, deleted) = users[..12].split_at(6);
+        for (how, batch) in [("moved", moved), ("deleted", deleted)] {
+            let (first, second) = batch.split_at(3);
+            for (_, dn) in first {
+                if how == "moved" {
+                    let rdn = dn.split(',').next().unwrap();
+                    admin.rename(dn, rdn, Some(out_ou)).await.unwrap();
+                } else {
+                    admin.delete(dn).await.unwrap();
+                }
+            }
+            until_gone(cloud, first).await;
+            assert!(stops(mark).is_empty(), "3 deletes are under the threshold");
+            for (_, dn) in second {
+                if how == "moved" {
+                    let rdn = dn.split(',').next().unwrap();
+                    admin.rename(dn, rdn, Some(out_ou)).await.unwrap();
+                } else {
+                    admin.delete(dn).await.unwrap();
+                }
+            }
+            // The sixth delete of the window stops the export, however the cycles sliced them.
+            let deadline = Instant::now() + WAIT;
+            let stop = loop {
+                if let Some(e) = stops(mark).into_iter().next() {
+                    break e;
+                }
+                assert!(Instant::now() < deadline, "{how}: never stopped");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+            assert_eq!(stop.details["deletesInWindow"], 6, "{how}: {stop:?}");
+            assert!(
+                stop.message.contains("6 deletes within 1 h"),
+                "{how}: {}",
+                stop.message
+            );
+            let mut left = 0;
+            for (login, _) in second {
+                left += usize::from(cloud.user(&upn(login)).await.is_some());
+            }
+            assert!(left > 0, "{how}: the stop kept at least one");
+            let runs = cloud
+                .admin(Method::GET, "/api/v1/sync/runs?limit=1", None)
+                .await
+                .ok();
+            assert_eq!(runs[0]["outcome"], "stoppedDeletionThreshold", "{runs}");
+            assert!(
+                runs[0]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("6 deletes within 1 h"),
+                "{runs}"
+            );
+
+            // Released once by an administrator: the rest go, and the window starts again.
+            cloud.allow_deletes().await;
+            until_gone(cloud, second).await;
+            // The stops do not come back for what was released: a cycle after it runs clean.
+            let seen = log.read(None).unwrap().len();
+            let deadline = Instant::now() + WAIT;
+            while !log.read(None).unwrap()[seen..]
+                .iter()
+                .any(|e| e.code == "sync.run.finished")
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "{how}: no cycle after the release"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert!(
+                stops(seen).is_empty(),
+                "{how}: stopped again after the release"
+            );
+            while cloud
+                .admin(Method::GET, "/api/v1/sync/settings", None)
+                .await
+                .ok()["allowDeletesOnce"]
+                == true
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "{how}: the release was never used"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            mark = log.read(None).unwrap().len();
+        }
+        assert!(cloud.user(&upn(&users[12].0)).await.is_some(), "one stays");
+    };
+    service::run_with(engine, driver, ServiceOptions::default())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn openldap_deletes_in_quick_cycles_stop_at_the_threshold_of_the_window() {
+    let slapd = Slapd::shared();
+    let cloud = Cloud::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = cloud.agent(dir.path()).await;
+    let ou = slapd.create_ou("notifyThr").unwrap();
+    let out = slapd.create_ou("notifyThrOut").unwrap();
+    save_openldap_connector(dir.path(), slapd, &openldap_connector(slapd, &[&ou]));
+    let users = threshold_users(13, |login| {
+        slapd.create_user(&ou, login, "Initial-Pass-1").unwrap()
+    });
+    let root = slapd.admin();
+    let mut admin = common::admin_conn(
+        &slapd.ldaps_url(),
+        slapd.ca_cert_pem(),
+        &root.dn,
+        &root.password,
+    )
+    .await;
+    deletes_in_quick_batches_stop_at_the_threshold_of_the_window(
+        &cloud,
+        &mut engine,
+        &mut admin,
+        users,
+        &out,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn ad_deletes_in_quick_cycles_stop_at_the_threshold_of_the_window() {
+    let samba = testkit::samba::Samba::shared();
+    common::grant_deleted_objects_read(samba).await;
+    let cloud = Cloud::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = cloud.agent(dir.path()).await;
+    let ou = samba.create_ou("notifyThr").unwrap();
+    let out = samba.create_ou("notifyThrOut").unwrap();
+    common::save_ad_connector(dir.path(), samba, &common::ad_connector(samba, &[&ou]));
+    let users = threshold_users(13, |login| {
+        samba.create_user(&ou, login, "Initial-Pass-1").unwrap()
+    });
+    let a = samba.admin();
+    let mut admin =
+        common::admin_conn(&samba.ldaps_url(), samba.ca_cert_pem(), &a.dn, &a.password).await;
+    deletes_in_quick_batches_stop_at_the_threshold_of_the_window(
+        &cloud,
+        &mut engine,
+        &mut admin,
+        users,
+        &out,
+    )
+    .await;
+}

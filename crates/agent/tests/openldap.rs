@@ -275,3 +275,551 @@ async fn a_pushed_sync_now_syncs_without_waiting_for_the_interval() {
     let events = engine.events().read(None).unwrap();
     assert!(events.iter().any(|e| e.code == "agent.stopped"));
 }
+
+/// The codes of the sync errors of the object at `dn`.
+async fn error_codes(cloud: &Cloud, dn: &str) -> Vec<String> {
+    let errors = cloud
+        .admin(reqwest::Method::GET, "/api/v1/sync/errors", None)
+        .await
+        .ok();
+    errors
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["distinguishedName"]
+                .as_str()
+                .is_some_and(|d| d.eq_ignore_ascii_case(dn))
+        })
+        .map(|e| e["code"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A user the cloud refused (its UPN suffix is not a tenant domain) is not recorded as exported:
+/// once the domain is added, the next delta sends it again and the sync error goes; with the
+/// agent running, adding the domain syncs it at once (the schedule is an hour).
+#[tokio::test]
+async fn a_refused_user_applies_once_its_suffix_is_a_tenant_domain() {
+    use reqwest::Method;
+    use serde_json::json;
+    use std::time::{Duration, Instant};
+    let slapd = Slapd::shared();
+    let cloud = Cloud::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = cloud.agent(dir.path()).await;
+    let ou = slapd.create_ou("agentOlRefused").unwrap();
+    save_openldap_connector(dir.path(), slapd, &openldap_connector(slapd, &[&ou]));
+    let suffix = |tag: &str| format!("{}.example", uniq(tag));
+    let (first_domain, later_domain) = (suffix("refa"), suffix("refb"));
+    let (mut users, mut dns) = (Vec::new(), Vec::new());
+    for domain in [&first_domain, &later_domain] {
+        let login = uniq("rf");
+        let u = slapd.create_user(&ou, &login, "Initial-Pass-1").unwrap();
+        let mail = format!("{login}@{domain}");
+        slapd.admin_replace(&u.dn, "mail", &[&mail]).unwrap();
+        users.push(mail);
+        dns.push(u.dn);
+    }
+    let add_domain = |d: String| {
+        let cloud = &cloud;
+        async move {
+            cloud
+                .admin(
+                    Method::POST,
+                    "/api/v1/tenant/domains",
+                    Some(json!({ "domain": d })),
+                )
+                .await
+                .ok();
+        }
+    };
+
+    let runs = engine.run_cycle(true).await.unwrap();
+    assert_eq!(
+        (runs[0].added, runs[0].errors),
+        (0, 2),
+        "both refused: {:?}",
+        runs[0]
+    );
+    for dn in &dns {
+        assert_eq!(error_codes(&cloud, dn).await, ["upnSuffixNotVerified"]);
+    }
+
+    // The cause fixed for the first user: the next delta sends it again (once, though it also
+    // changed meanwhile); its error goes.
+    add_domain(first_domain.clone()).await;
+    slapd
+        .admin_replace(&dns[0], "displayName", &["Changed Meanwhile"])
+        .unwrap();
+    let runs = engine.run_cycle(false).await.unwrap();
+    assert_eq!(
+        (runs[0].kind, runs[0].outcome, runs[0].added, runs[0].errors),
+        (RunKind::Delta, RunOutcome::CompletedWithErrors, 1, 1),
+        "{:?}",
+        runs[0]
+    );
+    assert!(
+        cloud.user(&users[0]).await.is_some(),
+        "{} applied",
+        users[0]
+    );
+    assert!(error_codes(&cloud, &dns[0]).await.is_empty());
+    // Still refused, still on the list: a second delta tries again and adds nothing.
+    let runs = engine.run_cycle(false).await.unwrap();
+    assert_eq!((runs[0].added, runs[0].errors), (0, 1), "{:?}", runs[0]);
+    assert_eq!(error_codes(&cloud, &dns[1]).await, ["upnSuffixNotVerified"]);
+
+    // With the agent running: adding the domain is enough.
+    cloud
+        .admin(
+            Method::PATCH,
+            "/api/v1/sync/settings",
+            Some(json!({"deltaIntervalSecs": 3600})),
+        )
+        .await
+        .ok();
+    let driver = async {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // Once the push socket is up (409 until it is).
+        while !cloud
+            .admin(
+                Method::POST,
+                "/api/v1/sync/run",
+                Some(json!({"full": false})),
+            )
+            .await
+            .status
+            .is_success()
+        {
+            assert!(Instant::now() < deadline, "the push socket never connected");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        add_domain(later_domain.clone()).await;
+        while cloud.user(&users[1]).await.is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "adding the domain did not sync it"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        while !error_codes(&cloud, &dns[1]).await.is_empty() {
+            assert!(Instant::now() < deadline, "the sync error stayed");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let options = agent::service::ServiceOptions {
+        change_notification: false,
+        ..Default::default()
+    };
+    agent::service::run_with(&mut engine, driver, options)
+        .await
+        .unwrap();
+}
+
+/// ppolicy keeps two states in one attribute: a lockout after pwdMaxFailure wrong passwords
+/// (`pwdAccountLockedTime` with a time, lifted after pwdLockoutDuration) and the permanent
+/// lock `000001010000Z`. Only the latter is synced as disabled: a locked-out user stays enabled
+/// in the cloud, which is what lets SSPR offer it an unlock (the cloud gives a disabled account a
+/// decoy session).
+#[tokio::test]
+async fn a_ppolicy_lockout_is_synced_as_locked_not_disabled() {
+    let slapd = Slapd::shared();
+    let cloud = Cloud::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = cloud.agent(dir.path()).await;
+    let ou = slapd.create_ou("agentOlLock").unwrap();
+    let cfg = openldap_connector(slapd, &[&ou]);
+    save_openldap_connector(dir.path(), slapd, &cfg);
+    let (early, late, gone) = (uniq("le"), uniq("ll"), uniq("lg"));
+    let early_u = slapd.create_user(&ou, &early, "Initial-Pass-1").unwrap();
+    let late_u = slapd.create_user(&ou, &late, "Initial-Pass-1").unwrap();
+    let gone_u = slapd.create_user(&ou, &gone, "Initial-Pass-1").unwrap();
+    let lock_out = |dn: String| {
+        let url = slapd.ldaps_url();
+        let ca = slapd.ca_cert_pem().to_string();
+        async move {
+            // pwdMaxFailure is 5 on the testkit's slapd.
+            for _ in 0..5 {
+                let mut c = ldap::Connection::connect(&ldap::ConnectOptions::new(
+                    url.clone(),
+                    ldap::CaBundle::Pem(ca.clone()),
+                ))
+                .await
+                .unwrap();
+                let wrong = ldap::SecretString::from("Wrong-Pass-0".to_string());
+                assert!(c.simple_bind(&dn, &wrong).await.is_err());
+            }
+        }
+    };
+    lock_out(early_u.dn.clone()).await;
+    slapd
+        .admin_replace(
+            &gone_u.dn,
+            "pwdAccountLockedTime",
+            &[ldap::openldap::PERMANENT_LOCK],
+        )
+        .unwrap();
+    let root = slapd.admin();
+    let mut a = admin_conn(
+        &slapd.ldaps_url(),
+        slapd.ca_cert_pem(),
+        &root.dn,
+        &root.password,
+    )
+    .await;
+    let lock_time = a
+        .read(&early_u.dn, &["pwdAccountLockedTime"])
+        .await
+        .unwrap();
+    let lock_time = lock_time.text("pwdAccountLockedTime").unwrap().to_string();
+    assert_ne!(lock_time, ldap::openldap::PERMANENT_LOCK, "a lockout");
+
+    let runs = engine.run_cycle(true).await.unwrap();
+    assert_eq!(runs[0].added, 3, "{:?}", runs[0]);
+    let enabled = |u: Option<serde_json::Value>| u.unwrap()["accountEnabled"].clone();
+    assert_eq!(enabled(cloud.user(&upn(&early)).await), true, "locked out");
+    assert_eq!(enabled(cloud.user(&upn(&gone)).await), false, "permanent");
+
+    // A lockout after the first sync changes nothing in the cloud either.
+    lock_out(late_u.dn.clone()).await;
+    let runs = engine.run_cycle(false).await.unwrap();
+    assert_eq!(runs[0].kind, RunKind::Delta);
+    assert_eq!(enabled(cloud.user(&upn(&late)).await), true, "locked out");
+}
+
+/// The include OU itself renamed (modrdn): before anything is read, the run fails with what
+/// happened, where the OU went (found by the entryUUID remembered for it) and the command that
+/// updates the scope; nothing is deleted. With the scope updated, the next run finds the same
+/// users (same anchors) and deletes nothing.
+#[tokio::test]
+async fn renaming_the_include_ou_says_where_it_went_and_deletes_nothing() {
+    let slapd = Slapd::shared();
+    let cloud = Cloud::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = cloud.agent(dir.path()).await;
+    let ou = slapd.create_ou("agentOlRename").unwrap();
+    let cfg = openldap_connector(slapd, &[&ou]);
+    save_openldap_connector(dir.path(), slapd, &cfg);
+    let logins = [uniq("rn"), uniq("rn")];
+    for l in &logins {
+        slapd.create_user(&ou, l, "Initial-Pass-1").unwrap();
+    }
+    let runs = engine.run_cycle(true).await.unwrap();
+    assert_eq!(runs[0].added, 2, "{:?}", runs[0]);
+    let ids: Vec<String> = {
+        let mut ids = Vec::new();
+        for l in &logins {
+            ids.push(cloud.user(&upn(l)).await.unwrap()["id"].to_string());
+        }
+        ids
+    };
+
+    let new_rdn = format!("ou={}", uniq("renamed"));
+    let parent = ou.split_once(',').unwrap().1.to_string();
+    let new_dn = format!("{new_rdn},{parent}");
+    let root = slapd.admin();
+    let mut a = admin_conn(
+        &slapd.ldaps_url(),
+        slapd.ca_cert_pem(),
+        &root.dn,
+        &root.password,
+    )
+    .await;
+    a.rename(&ou, &new_rdn, None).await.unwrap();
+
+    for full in [false, true] {
+        let runs = engine.run_cycle(full).await.unwrap();
+        let run = &runs[0];
+        assert_eq!(run.outcome, RunOutcome::Failed, "{run:?}");
+        assert_eq!(run.deleted, 0, "{run:?}");
+        let message = run.message.clone().unwrap_or_default();
+        let lower = message.to_lowercase();
+        for part in [
+            format!("the include ou {} no longer exists", ou.to_lowercase()),
+            format!("is now {}", new_dn.to_lowercase()),
+            "nothing was read, exported or deleted".into(),
+            "dirbridge agent connector add".into(),
+            format!("--include-ou {}", new_dn.to_lowercase()),
+            format!("--data-dir {}", dir.path().display()).to_lowercase(),
+        ] {
+            assert!(lower.contains(&part), "{part:?} not in: {message}");
+        }
+        let events = engine.events().read(None).unwrap();
+        let e = events
+            .iter()
+            .rev()
+            .find(|e| e.code == "sync.scope.root_missing")
+            .unwrap_or_else(|| panic!("no event: {events:#?}"));
+        assert_eq!(e.level, agent::events::Level::Error);
+        assert!(e.details["movedTo"]
+            .as_str()
+            .unwrap()
+            .eq_ignore_ascii_case(&new_dn));
+        for l in &logins {
+            assert!(cloud.user(&upn(l)).await.is_some(), "{l} was kept");
+        }
+    }
+
+    // The scope updated as told: the same users, nothing deleted or re-created.
+    let fixed = ConnectorConfigExt::with_include(&cfg, &new_dn);
+    save_openldap_connector(dir.path(), slapd, &fixed);
+    let runs = engine.run_cycle(false).await.unwrap();
+    assert_eq!(
+        (runs[0].outcome, runs[0].deleted, runs[0].added),
+        (RunOutcome::Succeeded, 0, 0),
+        "{:?}",
+        runs[0]
+    );
+    for (l, id) in logins.iter().zip(&ids) {
+        let u = cloud.user(&upn(l)).await.unwrap();
+        assert_eq!(&u["id"].to_string(), id, "{l} kept its cloud id");
+        let dn = u["onPremises"]["distinguishedName"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            dn.to_lowercase().ends_with(&new_dn.to_lowercase()),
+            "{l}: {dn}; {:?}",
+            runs[0]
+        );
+    }
+}
+
+/// An include OU the agent never saw (a typo, or gone before the first run): no id to look
+/// for, so the message lists the OUs beside where it should be.
+#[tokio::test]
+async fn a_missing_include_ou_lists_the_ous_beside_it() {
+    let slapd = Slapd::shared();
+    let cloud = Cloud::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = cloud.agent(dir.path()).await;
+    // A parent of its own, with one OU in it.
+    let parent = slapd.create_ou("agentOlBeside").unwrap();
+    let ou = format!("ou=sibling,{parent}");
+    let root = slapd.admin();
+    let mut a = admin_conn(
+        &slapd.ldaps_url(),
+        slapd.ca_cert_pem(),
+        &root.dn,
+        &root.password,
+    )
+    .await;
+    a.add(
+        &ou,
+        vec![
+            attr("objectClass", &["organizationalUnit"]),
+            attr("ou", &["sibling"]),
+        ],
+    )
+    .await
+    .unwrap();
+    let missing = format!("ou=neverThere,{parent}");
+    let cfg = openldap_connector(slapd, &[&missing]);
+    save_openldap_connector(dir.path(), slapd, &cfg);
+    let runs = engine.run_cycle(false).await.unwrap();
+    assert_eq!(runs[0].outcome, RunOutcome::Failed, "{:?}", runs[0]);
+    let message = runs[0].message.clone().unwrap_or_default().to_lowercase();
+    for part in [
+        format!("the ous now under {}", parent.to_lowercase()),
+        ou.to_lowercase(),
+        "--include-ou new-ou-dn".into(),
+    ] {
+        assert!(message.contains(&part), "{part:?} not in: {message}");
+    }
+}
+
+trait ConnectorConfigExt {
+    fn with_include(&self, ou: &str) -> Self;
+}
+
+impl ConnectorConfigExt for agent::connector::ConnectorConfig {
+    fn with_include(&self, ou: &str) -> Self {
+        agent::connector::ConnectorConfig {
+            include_ous: vec![ou.to_string()],
+            ..self.clone()
+        }
+    }
+}
+
+/// A user locked out by ppolicy (five wrong passwords) unlocks their account with SSPR: the
+/// synced account is enabled (only locked), so the cloud opens a real session, the emailed code
+/// verifies, and the unlock runs through the agent's writeback, which removes
+/// `pwdAccountLockedTime`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ppolicy_locked_out_user_unlocks_with_sspr() {
+    use reqwest::Method;
+    use serde_json::json;
+    use std::time::{Duration, Instant};
+    let smtp = tokio::task::spawn_blocking(testkit::smtp::Smtp::start)
+        .await
+        .unwrap()
+        .expect("start the SMTP test server");
+    let mut config = cloud::config::Config::default();
+    config.smtp.host = Some(smtp.host().to_string());
+    config.smtp.port = smtp.port();
+    config.smtp.starttls = false;
+    config.smtp.from = "Password reset <sspr@contoso.test>".into();
+    let cloud = Cloud::start_with(config).await;
+    cloud
+        .admin(Method::POST, "/api/v1/licenses/trial", None)
+        .await
+        .ok();
+    let slapd = Slapd::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = cloud.agent(dir.path()).await;
+    let ou = slapd.create_ou("agentOlSsprUnlock").unwrap();
+    let cfg = openldap_connector(slapd, &[&ou]);
+    save_openldap_connector(dir.path(), slapd, &cfg);
+    let login = uniq("su");
+    let user = slapd.create_user(&ou, &login, "Initial-Pass-1").unwrap();
+    let bind = |password: &'static str| {
+        let (url, ca, dn) = (
+            slapd.ldaps_url(),
+            slapd.ca_cert_pem().to_string(),
+            user.dn.clone(),
+        );
+        async move {
+            let mut c =
+                ldap::Connection::connect(&ldap::ConnectOptions::new(url, ldap::CaBundle::Pem(ca)))
+                    .await
+                    .unwrap();
+            c.simple_bind(&dn, &ldap::SecretString::from(password.to_string()))
+                .await
+                .is_ok()
+        }
+    };
+    for _ in 0..5 {
+        assert!(!bind("Wrong-Pass-0").await);
+    }
+    assert!(!bind("Initial-Pass-1").await, "locked out");
+    let runs = engine.run_cycle(true).await.unwrap();
+    assert_eq!(runs[0].added, 1, "{:?}", runs[0]);
+
+    let upn = upn(&login);
+    let to = format!("{login}@mail.test");
+    cloud
+        .admin(
+            Method::PATCH,
+            &format!("/api/v1/users/{upn}"),
+            Some(json!({"usageLocation": "NO"})),
+        )
+        .await
+        .ok();
+    cloud
+        .admin(
+            Method::POST,
+            &format!("/api/v1/users/{upn}/licenses"),
+            Some(json!({"skuId": "DIRBRIDGE_PREMIUM"})),
+        )
+        .await
+        .ok();
+    cloud
+        .admin(
+            Method::PUT,
+            &format!("/api/v1/users/{upn}/authentication-methods"),
+            Some(json!({ "email": to })),
+        )
+        .await
+        .ok();
+    let mut policy = cloud.admin(Method::GET, "/api/v1/policy", None).await.ok()["policy"].clone();
+    for (k, v) in [
+        ("enabledFor", json!("all")),
+        ("methods", json!(["email"])),
+        ("methodsRequired", json!(1)),
+        ("writebackEnabled", json!(true)),
+        ("allowUnlockWithoutReset", json!(true)),
+    ] {
+        policy[k] = v;
+    }
+    cloud
+        .admin(Method::PUT, "/api/v1/policy", Some(policy))
+        .await
+        .ok();
+    agent::enable::enable(
+        dir.path(),
+        None,
+        &agent::enable::CloudAdmin {
+            upn: format!("admin@{}", cloud.domain),
+            password: ldap::SecretString::from(common::ADMIN_PASSWORD.to_string()),
+        },
+    )
+    .await
+    .expect("writeback enable");
+
+    let driver = async {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // Once the agent's push socket is up (409 until it is).
+        while !cloud
+            .admin(
+                Method::POST,
+                "/api/v1/sync/run",
+                Some(json!({"full": false})),
+            )
+            .await
+            .status
+            .is_success()
+        {
+            assert!(Instant::now() < deadline, "the push socket never connected");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let start = cloud
+            .call(
+                Method::POST,
+                "/api/v1/sspr/start",
+                None,
+                Some(json!({ "userPrincipalName": upn })),
+            )
+            .await
+            .ok();
+        let sid = start["sessionId"].as_str().unwrap().to_string();
+        let r = cloud
+            .call(
+                Method::POST,
+                &format!("/api/v1/sspr/{sid}/email/send"),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(r.status.as_u16(), 202, "{}", r.body);
+        let mail = tokio::task::block_in_place(|| smtp.wait_for(&to, 0, Duration::from_secs(20)))
+            .expect("the code is emailed to a real session");
+        let digits: Vec<char> = mail.body.chars().collect();
+        let code: String = digits
+            .windows(8)
+            .find(|w| w.iter().all(char::is_ascii_digit))
+            .expect("a code")
+            .iter()
+            .collect();
+        let v = cloud
+            .call(
+                Method::POST,
+                &format!("/api/v1/sspr/{sid}/verify"),
+                None,
+                Some(json!({"method": "email", "code": code})),
+            )
+            .await
+            .ok();
+        assert_eq!(v["canUnlock"], true, "{v}");
+        let r = cloud
+            .call(
+                Method::POST,
+                &format!("/api/v1/sspr/{sid}/password"),
+                None,
+                Some(json!({"unlockOnly": true})),
+            )
+            .await
+            .ok();
+        assert_eq!(r["outcome"], "succeeded", "{r}");
+    };
+    agent::service::run(&mut engine, driver).await.unwrap();
+    assert!(bind("Initial-Pass-1").await, "unlocked on-prem");
+    let root = slapd.admin();
+    let mut a = admin_conn(
+        &slapd.ldaps_url(),
+        slapd.ca_cert_pem(),
+        &root.dn,
+        &root.password,
+    )
+    .await;
+    let e = a.read(&user.dn, &["pwdAccountLockedTime"]).await.unwrap();
+    assert_eq!(e.text("pwdAccountLockedTime"), None);
+}

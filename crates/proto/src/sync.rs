@@ -110,13 +110,26 @@ pub struct Heartbeat {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentSyncSettings {
+    /// Most deletes the agent exports within [`AgentSyncSettings::deletion_window_secs`] (all
+    /// runs of that window together) before it stops.
     pub deletion_threshold: u32,
+    /// The window, in seconds, over which deletes count toward the threshold, so that quick
+    /// delta cycles (change notification) cannot slice a mass delete under it.
+    #[serde(default = "default_deletion_window_secs")]
+    pub deletion_window_secs: u32,
     /// Set by `dirbridge sync allow-deletes`; lets the next run export its deletes once.
     pub allow_deletes_once: bool,
     /// Import and compute, export nothing.
     pub staging: bool,
     pub delta_interval_secs: u32,
     pub full_interval_secs: u32,
+}
+
+/// The deletion window of a cloud that does not send one: one hour.
+pub const DEFAULT_DELETION_WINDOW_SECS: u32 = 3_600;
+
+fn default_deletion_window_secs() -> u32 {
+    DEFAULT_DELETION_WINDOW_SECS
 }
 
 // ---------------------------------------------------------------- sync
@@ -257,6 +270,9 @@ pub struct SyncErrorRecord {
 pub struct SyncSettingsPatch {
     #[serde(default)]
     pub deletion_threshold: Option<u32>,
+    /// At least 60 seconds, at most 7 days.
+    #[serde(default)]
+    pub deletion_window_secs: Option<u32>,
     #[serde(default)]
     pub staging: Option<bool>,
     /// At least 5.

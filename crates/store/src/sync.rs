@@ -60,6 +60,7 @@ fn settings_from(r: &dyn Row) -> Result<AgentSyncSettings> {
     let n = |c: &str| -> Result<u32> { Ok(r.int(c)?.clamp(0, u32::MAX as i64) as u32) };
     Ok(AgentSyncSettings {
         deletion_threshold: n("deletion_threshold")?,
+        deletion_window_secs: n("deletion_window_secs")?,
         allow_deletes_once: r.flag("allow_deletes_once")?,
         staging: r.flag("staging")?,
         delta_interval_secs: n("delta_interval_secs")?,
@@ -91,7 +92,7 @@ fn in_list(p: &mut Params, values: &[String]) -> Option<String> {
 impl Store {
     /// The tenant's stored sync settings, `None` until an admin changed them.
     pub async fn get_sync_settings(&self, tenant_id: &str) -> Result<Option<AgentSyncSettings>> {
-        let sql = "SELECT deletion_threshold, allow_deletes_once, staging, delta_interval_secs, full_interval_secs \
+        let sql = "SELECT deletion_threshold, deletion_window_secs, allow_deletes_once, staging, delta_interval_secs, full_interval_secs \
                    FROM sync_settings WHERE tenant_id = $1";
         self.inner.opt(sql, &args![tenant_id], settings_from).await
     }
@@ -99,8 +100,9 @@ impl Store {
     /// Creates or replaces the tenant's sync settings. NotFound if the tenant does not exist.
     pub async fn put_sync_settings(&self, tenant_id: &str, s: &AgentSyncSettings) -> Result<()> {
         let sql = "INSERT INTO sync_settings (tenant_id, deletion_threshold, allow_deletes_once, staging, \
-                   delta_interval_secs, full_interval_secs) VALUES ($1, $2, $3, $4, $5, $6) \
+                   delta_interval_secs, full_interval_secs, deletion_window_secs) VALUES ($1, $2, $3, $4, $5, $6, $7) \
                    ON CONFLICT (tenant_id) DO UPDATE SET deletion_threshold = excluded.deletion_threshold, \
+                   deletion_window_secs = excluded.deletion_window_secs, \
                    allow_deletes_once = excluded.allow_deletes_once, staging = excluded.staging, \
                    delta_interval_secs = excluded.delta_interval_secs, full_interval_secs = excluded.full_interval_secs";
         self.inner
@@ -112,7 +114,8 @@ impl Store {
                     s.allow_deletes_once,
                     s.staging,
                     s.delta_interval_secs as i64,
-                    s.full_interval_secs as i64
+                    s.full_interval_secs as i64,
+                    s.deletion_window_secs as i64
                 ],
             )
             .await

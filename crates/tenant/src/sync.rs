@@ -15,6 +15,9 @@ use crate::refusal::Refusal;
 use crate::{country, secrets, validate};
 
 pub const DEFAULT_DELETION_THRESHOLD: u32 = 500;
+pub use proto::sync::DEFAULT_DELETION_WINDOW_SECS;
+pub const MIN_DELETION_WINDOW_SECS: u32 = 60;
+pub const MAX_DELETION_WINDOW_SECS: u32 = 7 * 86_400;
 pub const DEFAULT_DELTA_INTERVAL_SECS: u32 = 15;
 pub const DEFAULT_FULL_INTERVAL_SECS: u32 = 86_400;
 pub const MIN_DELTA_INTERVAL_SECS: u32 = 5;
@@ -33,6 +36,7 @@ pub const MAX_TOKEN_LIFETIME_SECS: i64 = 86_400;
 pub fn default_settings() -> AgentSyncSettings {
     AgentSyncSettings {
         deletion_threshold: DEFAULT_DELETION_THRESHOLD,
+        deletion_window_secs: DEFAULT_DELETION_WINDOW_SECS,
         allow_deletes_once: false,
         staging: false,
         delta_interval_secs: DEFAULT_DELTA_INTERVAL_SECS,
@@ -47,21 +51,30 @@ pub fn patch_settings(
 ) -> Result<AgentSyncSettings, Refusal> {
     let mut s = current.clone();
     if patch.deletion_threshold.is_none()
+        && patch.deletion_window_secs.is_none()
         && patch.staging.is_none()
         && patch.delta_interval_secs.is_none()
         && patch.full_interval_secs.is_none()
     {
         return Err(Refusal::validation(
-            "The patch changes nothing: send at least one of deletionThreshold, staging, deltaIntervalSecs, fullIntervalSecs.",
+            "The patch changes nothing: send at least one of deletionThreshold, deletionWindowSecs, staging, deltaIntervalSecs, fullIntervalSecs.",
         ));
     }
     if let Some(n) = patch.deletion_threshold {
         if n == 0 {
             return Err(Refusal::validation(
-                "deletionThreshold: must be at least 1 (the number of deletes a run may export before it stops)",
+                "deletionThreshold: must be at least 1 (the number of deletes the agent may export within the deletion window before it stops)",
             ));
         }
         s.deletion_threshold = n;
+    }
+    if let Some(n) = patch.deletion_window_secs {
+        if !(MIN_DELETION_WINDOW_SECS..=MAX_DELETION_WINDOW_SECS).contains(&n) {
+            return Err(Refusal::validation(format!(
+                "deletionWindowSecs: {n} is out of range; give {MIN_DELETION_WINDOW_SECS} to {MAX_DELETION_WINDOW_SECS} seconds (default {DEFAULT_DELETION_WINDOW_SECS}: deletes of every run within it count together toward the threshold)"
+            )));
+        }
+        s.deletion_window_secs = n;
     }
     if let Some(b) = patch.staging {
         s.staging = b;
@@ -987,8 +1000,16 @@ mod tests {
         assert!(patch(|p| p.delta_interval_secs = Some(4)).is_err());
         assert!(patch(|p| p.full_interval_secs = Some(3599)).is_err());
         assert!(patch(|p| p.deletion_threshold = Some(0)).is_err());
+        assert!(patch(|p| p.deletion_window_secs = Some(59)).is_err());
+        assert!(patch(|p| p.deletion_window_secs = Some(7 * 86_400 + 1)).is_err());
+        assert_eq!(
+            patch(|p| p.deletion_window_secs = Some(7200))
+                .unwrap()
+                .deletion_window_secs,
+            7200
+        );
         let s = patch(|p| p.staging = Some(true)).unwrap();
-        assert!(s.staging && s.deletion_threshold == 500);
+        assert!(s.staging && s.deletion_threshold == 500 && s.deletion_window_secs == 3600);
     }
 
     #[test]

@@ -35,12 +35,18 @@ pub enum DeleteDecision {
     Staged,
 }
 
-/// The deletion threshold rule: more deletes than the threshold stop the export, unless an
-/// admin allowed the next run's deletes once.
-pub fn deletes(count: u32, settings: &AgentSyncSettings) -> DeleteDecision {
+/// The deletion threshold rule: a run with deletes that would take the deletes of the window
+/// (`recent`, already exported by earlier runs within `deletion_window_secs`, plus this run's
+/// `count`) above the threshold exports none of them, unless an admin allowed the next run's
+/// deletes once. Counting over the window, not per run, keeps quick delta cycles from slicing a
+/// mass delete into runs each under the threshold.
+pub fn deletes(count: u32, recent: u32, settings: &AgentSyncSettings) -> DeleteDecision {
     if settings.staging {
         DeleteDecision::Staged
-    } else if count > settings.deletion_threshold && !settings.allow_deletes_once {
+    } else if count > 0
+        && count.saturating_add(recent) > settings.deletion_threshold
+        && !settings.allow_deletes_once
+    {
         DeleteDecision::Stop
     } else {
         DeleteDecision::Export
@@ -68,6 +74,7 @@ mod tests {
     fn settings(threshold: u32, allow: bool, staging: bool) -> AgentSyncSettings {
         AgentSyncSettings {
             deletion_threshold: threshold,
+            deletion_window_secs: 3600,
             allow_deletes_once: allow,
             staging,
             delta_interval_secs: 30,
@@ -85,18 +92,29 @@ mod tests {
 
     #[test]
     fn deletes_over_threshold_stop_export() {
+        let open = settings(3, false, false);
+        assert_eq!(deletes(3, 0, &open), DeleteDecision::Export);
+        assert_eq!(deletes(4, 0, &open), DeleteDecision::Stop);
         assert_eq!(
-            deletes(3, &settings(3, false, false)),
+            deletes(4, 0, &settings(3, true, false)),
             DeleteDecision::Export
         );
-        assert_eq!(deletes(4, &settings(3, false, false)), DeleteDecision::Stop);
         assert_eq!(
-            deletes(4, &settings(3, true, false)),
-            DeleteDecision::Export
-        );
-        assert_eq!(
-            deletes(0, &settings(3, false, true)),
+            deletes(0, 0, &settings(3, false, true)),
             DeleteDecision::Staged
+        );
+    }
+
+    #[test]
+    fn deletes_of_earlier_runs_in_the_window_count_too() {
+        let open = settings(5, false, false);
+        assert_eq!(deletes(2, 3, &open), DeleteDecision::Export);
+        assert_eq!(deletes(3, 3, &open), DeleteDecision::Stop);
+        // A run without deletes has nothing to stop.
+        assert_eq!(deletes(0, 9, &open), DeleteDecision::Export);
+        assert_eq!(
+            deletes(3, 3, &settings(5, true, false)),
+            DeleteDecision::Export
         );
     }
 }

@@ -246,8 +246,11 @@ pub fn map_entry(config: &ConnectorConfig, entry: &Entry) -> Result<Mapped, MapE
                 .unwrap_or(0);
             uac & 2 == 0
         }
+        // Only ppolicy's permanent lock disables; a lockout (`pwdAccountLockedTime` with a time,
+        // after pwdMaxFailure wrong passwords) is locked, as AD's lockoutTime is: the account
+        // stays enabled, so its user may unlock it with SSPR.
         (ObjectKind::User, DirectoryKind::Openldap) => {
-            entry.values("pwdAccountLockedTime").is_empty()
+            !ldap::openldap::openldap_account_state(entry).disabled
         }
     };
     let sam = match config.kind {
@@ -564,6 +567,13 @@ mod tests {
         );
         assert!(!o.attributes.account_enabled);
         assert_eq!(o.attributes.sam_account_name.as_deref(), Some("ada"));
+        let mut locked = e.clone();
+        locked.attrs.insert(
+            "pwdaccountlockedtime".into(),
+            vec![b"20261206213000Z".to_vec()],
+        );
+        let o = object(map_entry(&openldap(), &locked).unwrap()).object;
+        assert!(o.attributes.account_enabled, "locked out, not disabled");
         let templ = ConnectorConfig {
             upn_from: Some("{uid}@corp.example".into()),
             ..openldap()

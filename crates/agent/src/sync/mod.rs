@@ -216,7 +216,9 @@ impl Engine {
             match self.link.send_batch(&batch).await {
                 Ok(result) => {
                     // The cloud's first answer, about the earlier run: logged, not counted here.
-                    self.space.commit_batch(&cfg.name, &batch, None).await?;
+                    self.space
+                        .commit_answer(&cfg.name, &batch, &result.errors, None)
+                        .await?;
                     for a in &batch.deletes {
                         self.space.unindex(&cfg.name, a).await?;
                     }
@@ -255,6 +257,7 @@ impl Engine {
         let password = connector::password(&self.data_dir, &cfg.name)?;
         let mut conn = connector::connect(cfg, &password).await?;
         drop(password);
+        self.check_roots(cfg, &mut conn).await?;
         let cookie = self.space.cookie(&cfg.name).await?;
         let mut full = full || cookie.is_none();
         let mut new_cookie: Option<Vec<u8>> = None;
@@ -293,8 +296,15 @@ impl Engine {
         }
         // What the delta sent is answered and committed before anything else is read.
         self.finish_send(cfg, run).await?;
+        if !full {
+            self.retry_refused(cfg, &mut conn, run).await?;
+        }
         if full {
             run.kind = RunKind::Full;
+            // A full import that does not finish (the directory gone, a size limit, a crash) is
+            // followed by a full import, never by a delta from an older cookie: the stored cookie
+            // goes now, and the import's own comes back only with its last batch.
+            self.space.set_cookie(&cfg.name, None).await?;
             let c = match cfg.kind {
                 DirectoryKind::Ad => self.ad_full(cfg, &mut conn, run).await?,
                 DirectoryKind::Openldap => self.openldap_full(cfg, &mut conn, run).await?,
@@ -308,9 +318,15 @@ impl Engine {
         }
         let _ = conn.unbind().await;
 
-        // Deletes are counted before any is exported.
+        // Deletes are counted before any is exported, with those the cloud accepted from this
+        // connector within the deletion window.
         let n_deletes = run.deletes.len() as u32;
-        let decision = diff::deletes(n_deletes, settings);
+        let window = i64::from(settings.deletion_window_secs);
+        let recent = self
+            .space
+            .deletes_since(&cfg.name, crate::now() - window)
+            .await?;
+        let decision = diff::deletes(n_deletes, recent, settings);
         if decision == diff::DeleteDecision::Staged {
             run.pending_deletes = n_deletes;
             run.added = run.would_add;
@@ -324,38 +340,224 @@ impl Engine {
                 run.message.clone().unwrap_or_default(),
                 json!({ "connector": cfg.name }),
             );
-            self.forget_cookie_after_uncommitted_full(cfg, run).await?;
             return Ok(RunOutcome::Staged);
         }
         if decision == diff::DeleteDecision::Stop {
             // Upserts may go; the deletes wait, and so does the cookie (so they are seen again).
             self.flush(cfg, run, true, None).await?;
             run.pending_deletes = n_deletes;
-            let msg = format!(
-                "{n_deletes} deletes exceed the deletion threshold of {}: nothing was deleted. Check the scope, then run `dirbridge sync allow-deletes` (or raise the threshold)",
-                settings.deletion_threshold
+            let total = n_deletes.saturating_add(recent);
+            let within = duration_words(settings.deletion_window_secs);
+            let msg = if recent == 0 {
+                format!(
+                    "{n_deletes} deletes exceed the deletion threshold of {} (within {within}): nothing was deleted. Check the scope, then run `dirbridge sync allow-deletes` (or raise the threshold)",
+                    settings.deletion_threshold
+                )
+            } else {
+                format!(
+                    "{total} deletes within {within} exceed the deletion threshold of {}: {recent} were exported by earlier runs, the {n_deletes} of this run wait. Check the scope, then run `dirbridge sync allow-deletes` (or raise the threshold)",
+                    settings.deletion_threshold
+                )
+            };
+            self.events.error(
+                "sync.deletion_threshold",
+                msg.clone(),
+                json!({
+                    "connector": cfg.name,
+                    "pendingDeletes": n_deletes,
+                    "deletesInWindow": total,
+                    "exportedInWindow": recent,
+                    "windowSecs": settings.deletion_window_secs,
+                    "threshold": settings.deletion_threshold,
+                }),
             );
-            self.events.error("sync.deletion_threshold", msg.clone(), json!({ "connector": cfg.name, "pendingDeletes": n_deletes, "threshold": settings.deletion_threshold }));
             run.message = Some(msg);
-            self.forget_cookie_after_uncommitted_full(cfg, run).await?;
             return Ok(RunOutcome::StoppedDeletionThreshold);
         }
         let deletes: Vec<String> = std::mem::take(&mut run.deletes).into_iter().collect();
         run.pending_delete_list = deletes;
         self.flush(cfg, run, true, new_cookie.as_deref()).await?;
+        if settings.allow_deletes_once && n_deletes > 0 {
+            // Released by an administrator: these do not count against the deletes after them.
+            self.space.forget_deletes(&cfg.name).await?;
+        }
         Ok(RunOutcome::Succeeded)
     }
 
-    /// A full import whose result was not committed (staging, deletion threshold) leaves the
-    /// next run to a full import too: the OU moves that made it full are already recorded, so a
-    /// delta from the old cookie would not notice them again.
-    async fn forget_cookie_after_uncommitted_full(
+    /// Every include OU must exist before anything is read: one renamed or moved away would make
+    /// a delta see nothing and a full import fail with "no such object", and the admin would not
+    /// know why. Each OU's objectGUID / entryUUID is remembered (with the OUs, in the space) so
+    /// that a missing one can be looked for by it.
+    async fn check_roots(
         &mut self,
         cfg: &ConnectorConfig,
-        run: &RunState,
+        conn: &mut Connection,
     ) -> Result<(), AgentError> {
-        if run.kind == RunKind::Full {
-            self.space.set_cookie(&cfg.name, None).await?;
+        for root in &cfg.include_ous {
+            match conn.read(root, &[root_id_attr(cfg)]).await {
+                Ok(e) => {
+                    if let Some(id) = root_id(cfg, &e) {
+                        if self.space.container(&cfg.name, &id).await?.as_deref() != Some(&e.dn) {
+                            self.space
+                                .set_container(&cfg.name, &id, Some(&e.dn))
+                                .await?;
+                        }
+                    }
+                }
+                Err(LdapError::NoSuchObject { .. }) => {
+                    // Whatever the fix, a full import follows: a delta would not see the
+                    // objects that moved with the OU (slapd reports nothing for them).
+                    self.space.set_cookie(&cfg.name, None).await?;
+                    return Err(self.root_missing(cfg, conn, root).await);
+                }
+                Err(e) => return Err(AgentError::ldap(&cfg.name)(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The error (and event `sync.scope.root_missing`) for the include OU `root` that no longer
+    /// exists: where it went, found by the id remembered for it, else the OUs now beside it; and
+    /// the command that updates the scope. Nothing of the run is exported.
+    async fn root_missing(
+        &mut self,
+        cfg: &ConnectorConfig,
+        conn: &mut Connection,
+        root: &str,
+    ) -> AgentError {
+        let attr = root_id_attr(cfg);
+        let id = self
+            .space
+            .container_at(&cfg.name, root)
+            .await
+            .ok()
+            .flatten();
+        let mut moved_to = None;
+        if let Some(id) = &id {
+            let found = match cfg.kind {
+                DirectoryKind::Ad => {
+                    match base64::Engine::decode(&base64::engine::general_purpose::STANDARD, id) {
+                        Ok(guid) => conn
+                            .ad_read_by_guid_matching(&guid, CONTAINER_FILTER, &["objectGUID"])
+                            .await
+                            .ok()
+                            .flatten(),
+                        Err(_) => None,
+                    }
+                }
+                DirectoryKind::Openldap => conn
+                    .search_paged(
+                        &cfg.base_dn,
+                        Scope::Subtree,
+                        &format!("(entryUUID={id})"),
+                        &["entryUUID"],
+                        10,
+                    )
+                    .await
+                    .ok()
+                    .and_then(|v| v.into_iter().next()),
+            };
+            moved_to = found.map(|e| e.dn);
+        }
+        let parent = scope::parent_dn(root);
+        let where_now = match &moved_to {
+            Some(dn) => format!("the OU with its {attr} is now {dn}, so it was renamed or moved"),
+            None => {
+                let beside: Vec<String> = match &parent {
+                    Some(p) => conn
+                        .search_paged(p, Scope::OneLevel, CONTAINER_FILTER, &["objectClass"], 100)
+                        .await
+                        .map(|v| v.into_iter().map(|e| e.dn).collect())
+                        .unwrap_or_default(),
+                    None => Vec::new(),
+                };
+                match (&parent, beside.is_empty()) {
+                    (Some(p), false) => format!(
+                        "it was renamed, moved or deleted; the OUs now under {p} are: {}",
+                        beside
+                            .iter()
+                            .take(10)
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    ),
+                    _ => "it was renamed, moved or deleted".to_string(),
+                }
+            }
+        };
+        let new_roots: Vec<String> = cfg
+            .include_ous
+            .iter()
+            .map(|o| {
+                if scope::dn_key(o) == scope::dn_key(root) {
+                    moved_to.clone().unwrap_or_else(|| "NEW-OU-DN".into())
+                } else {
+                    o.clone()
+                }
+            })
+            .collect();
+        let command = connector::add_command(
+            &self.data_dir,
+            &ConnectorConfig {
+                include_ous: new_roots,
+                ..cfg.clone()
+            },
+        );
+        let message = format!(
+            "connector {}: the include OU {root} no longer exists: {where_now}. Nothing was read, exported or deleted. Update the scope with: {command}",
+            cfg.name
+        );
+        self.events.error(
+            "sync.scope.root_missing",
+            message.clone(),
+            json!({ "connector": cfg.name, "root": root, "movedTo": moved_to, "id": id }),
+        );
+        AgentError::ScopeRootMissing(message)
+    }
+
+    /// Objects the cloud refused in an earlier run (a UPN suffix that was not a tenant domain
+    /// yet, a duplicate UPN…) are not in the space as exported, so a delta, which only reads what
+    /// changed, would never send them again: each is read again by DN and queued like a changed
+    /// entry. One with nothing to send any more (gone, out of scope, back to what the cloud
+    /// has) leaves the list. A full import needs none of this: it reads everything.
+    async fn retry_refused(
+        &mut self,
+        cfg: &ConnectorConfig,
+        conn: &mut Connection,
+        run: &mut RunState,
+    ) -> Result<(), AgentError> {
+        let refused = self.space.refused(&cfg.name, &run.run_id).await?;
+        if refused.is_empty() {
+            return Ok(());
+        }
+        let attrs = map::attributes(cfg);
+        let attrs: Vec<&str> = attrs.iter().map(String::as_str).collect();
+        let filter = cfg.object_filter();
+        let has = |u: &[SyncObject], anchor: &str| u.iter().any(|o| o.anchor == anchor);
+        for (anchor, dn) in refused {
+            if has(&run.upserts, &anchor) {
+                // The delta itself queued it again.
+                continue;
+            }
+            let entry = match conn.read_matching(&dn, &filter, &attrs).await {
+                Ok(e) => e,
+                Err(LdapError::NoSuchObject { .. }) => None,
+                Err(e) => return Err(AgentError::ldap(&cfg.name)(e)),
+            };
+            let mut queued = false;
+            if let Some(entry) = entry {
+                self.process(cfg, conn, &entry, run, false).await?;
+                queued = has(&run.upserts, &anchor)
+                    || run
+                        .in_flight
+                        .as_ref()
+                        .is_some_and(|f| has(&f.batch.upserts, &anchor));
+            }
+            if !queued {
+                self.space
+                    .forget_refused(&cfg.name, &anchor, &run.run_id)
+                    .await?;
+            }
         }
         Ok(())
     }
@@ -478,7 +680,7 @@ impl Engine {
             )));
         }
         self.space
-            .commit_batch(&cfg.name, &batch, cookie.as_deref())
+            .commit_answer(&cfg.name, &batch, &result.errors, cookie.as_deref())
             .await?;
         for a in &batch.deletes {
             self.space.unindex(&cfg.name, a).await?;
@@ -940,6 +1142,35 @@ const DIRSYNC_FILTER: &str =
     "(|(objectClass=user)(objectClass=group)(objectClass=organizationalUnit)(objectClass=container))";
 const NOTHING_FILTER: &str =
     "(&(objectClass=organizationalUnit)(!(objectClass=organizationalUnit)))";
+
+/// The attribute that names an include OU for good: the one the anchors use.
+fn root_id_attr(cfg: &ConnectorConfig) -> &'static str {
+    match cfg.kind {
+        DirectoryKind::Ad => "objectGUID",
+        DirectoryKind::Openldap => "entryUUID",
+    }
+}
+
+/// An include OU's id as the space keeps it: AD objectGUID in base64 (as for every OU),
+/// OpenLDAP entryUUID as text (a filter value).
+fn root_id(cfg: &ConnectorConfig, e: &Entry) -> Option<String> {
+    match cfg.kind {
+        DirectoryKind::Ad => e
+            .values("objectGUID")
+            .first()
+            .map(|g| map::anchor_from_bytes(g)),
+        DirectoryKind::Openldap => e.text("entryUUID").map(str::to_string),
+    }
+}
+
+/// `secs` for a person: "1 h", "90 min", "45 s".
+fn duration_words(secs: u32) -> String {
+    match secs {
+        s if s >= 3600 && s % 3600 == 0 => format!("{} h", s / 3600),
+        s if s >= 60 && s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
+}
 
 fn is_container(e: &Entry) -> bool {
     e.values("objectClass").iter().any(|v| {

@@ -39,6 +39,23 @@ fn norm_rdn(rdn: &str) -> String {
     }
 }
 
+/// The DN of `dn`'s parent as written (the RDNs after the first unescaped comma), or `None`
+/// for a single RDN.
+pub fn parent_dn(dn: &str) -> Option<String> {
+    let mut escaped = false;
+    for (i, ch) in dn.char_indices() {
+        if escaped {
+            escaped = false;
+        } else if ch == '\\' {
+            escaped = true;
+        } else if ch == ',' {
+            let rest = dn[i + 1..].trim();
+            return (!rest.is_empty()).then(|| rest.to_string());
+        }
+    }
+    None
+}
+
 /// `dn` equals `root` or lies below it.
 pub fn is_below(dn: &str, root: &str) -> bool {
     let d = split(dn);
@@ -66,6 +83,16 @@ pub fn affects_scope(config: &ConnectorConfig, dn: &str) -> bool {
 mod tests {
     use super::*;
     use crate::connector::DirectoryKind;
+
+    #[test]
+    fn the_parent_of_a_dn_keeps_its_spelling_and_escapes() {
+        assert_eq!(
+            parent_dn("OU=Sales\\, EMEA,OU=Staff,DC=x").as_deref(),
+            Some("OU=Staff,DC=x")
+        );
+        assert_eq!(parent_dn("ou=Sales, dc=x").as_deref(), Some("dc=x"));
+        assert_eq!(parent_dn("dc=x"), None);
+    }
 
     fn config(include: &[&str], exclude: &[&str]) -> ConnectorConfig {
         ConnectorConfig {

@@ -49,7 +49,11 @@ impl Reply {
 impl Cloud {
     /// A cloud whose clock reads the real time (agents sign with the system clock).
     pub async fn start() -> Cloud {
-        let mut config = Config::default();
+        Cloud::start_with(Config::default()).await
+    }
+
+    /// [`Cloud::start`] with `config` (its data directory and database are the test's own).
+    pub async fn start_with(mut config: Config) -> Cloud {
         let dir = tempfile::tempdir().unwrap();
         config.data_dir = dir.path().to_path_buf();
         config.database_url = None;

@@ -51,12 +51,17 @@ pub enum SettingsCommand {
 
     /// Change sync settings (Global Administrator).
     #[command(
-        after_help = "Examples:\n  dirbridge sync settings set --deletion-threshold 1000\n  dirbridge sync settings set --staging true\n  dirbridge sync settings set --delta-interval 60 --full-interval 43200"
+        after_help = "Examples:\n  dirbridge sync settings set --deletion-threshold 1000\n  dirbridge sync settings set --deletion-window 7200\n  dirbridge sync settings set --staging true\n  dirbridge sync settings set --delta-interval 60 --full-interval 43200"
     )]
     Set {
-        /// Most deletes a run may export before it stops and waits for `dirbridge sync allow-deletes`.
+        /// Most deletes the agent may export within the deletion window (all runs together)
+        /// before it stops and waits for `dirbridge sync allow-deletes`.
         #[arg(long, value_name = "N")]
         deletion_threshold: Option<u32>,
+        /// Seconds over which deletes count together toward the threshold (60 to 604800,
+        /// default 3600).
+        #[arg(long, value_name = "SECS")]
+        deletion_window: Option<u32>,
         /// Staging mode: import and compute, export nothing.
         #[arg(long, value_name = "true|false")]
         staging: Option<bool>,
@@ -134,18 +139,20 @@ pub async fn run(cmd: SyncCommand, ctx: &Ctx) -> anyhow::Result<()> {
         }
         SyncCommand::Settings(SettingsCommand::Set {
             deletion_threshold,
+            deletion_window,
             staging,
             delta_interval,
             full_interval,
         }) => {
             let patch = SyncSettingsPatch {
                 deletion_threshold,
+                deletion_window_secs: deletion_window,
                 staging,
                 delta_interval_secs: delta_interval,
                 full_interval_secs: full_interval,
             };
             if patch == SyncSettingsPatch::default() {
-                anyhow::bail!("nothing to change: give --deletion-threshold N, --staging true|false, --delta-interval SECS or --full-interval SECS");
+                anyhow::bail!("nothing to change: give --deletion-threshold N, --deletion-window SECS, --staging true|false, --delta-interval SECS or --full-interval SECS");
             }
             let v = api.patch("/api/v1/sync/settings", &patch).await?;
             ctx.out.data(v, |s: AgentSyncSettings| render_settings(&s))
@@ -176,6 +183,7 @@ pub async fn run(cmd: SyncCommand, ctx: &Ctx) -> anyhow::Result<()> {
 fn render_settings(s: &AgentSyncSettings) -> String {
     fields(&[
         ("Deletion threshold", s.deletion_threshold.to_string()),
+        ("Deletion window", format!("{} s", s.deletion_window_secs)),
         ("Allow deletes once", yes_no(s.allow_deletes_once)),
         ("Staging", yes_no(s.staging)),
         ("Delta interval", format!("{} s", s.delta_interval_secs)),

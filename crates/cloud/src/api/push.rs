@@ -131,6 +131,28 @@ pub struct SyncRunAnswer {
     pub agents: usize,
 }
 
+/// Asks every agent of `tenant_id` connected to this cloud to run a sync cycle now; returns
+/// how many were asked.
+pub async fn sync_now(state: &AppState, tenant_id: &str, full: bool) -> usize {
+    let senders: Vec<_> = state
+        .pushes
+        .lock()
+        .map(|map| {
+            map.values()
+                .filter(|c| c.tenant_id == tenant_id)
+                .map(|c| c.sender.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut agents = 0;
+    for s in senders {
+        if s.send(AgentPush::SyncNow { full }).await.is_ok() {
+            agents += 1;
+        }
+    }
+    agents
+}
+
 /// `POST /api/v1/sync/run` (Global Administrator), body `{"full": bool}` (optional): asks every
 /// agent of the tenant connected to this cloud to run a sync cycle now.
 pub async fn sync_run(
@@ -140,22 +162,7 @@ pub async fn sync_run(
 ) -> ApiResult<Json<SyncRunAnswer>> {
     let result = async {
         caller.authorize(Operation::ManageTenant)?;
-        let senders: Vec<_> = state
-            .pushes
-            .lock()
-            .map(|map| {
-                map.values()
-                    .filter(|c| c.tenant_id == caller.tenant.id)
-                    .map(|c| c.sender.clone())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut agents = 0;
-        for s in senders {
-            if s.send(AgentPush::SyncNow { full: req.full }).await.is_ok() {
-                agents += 1;
-            }
-        }
+        let agents = sync_now(&state, &caller.tenant.id, req.full).await;
         if agents == 0 {
             return Err(AppError::new(
                 ErrorCode::Conflict,

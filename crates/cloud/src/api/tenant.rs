@@ -96,6 +96,8 @@ pub async fn add_domain(
         // The database holds each domain once: of concurrent adds of one domain (by this
         // tenant or another) exactly one succeeds, and concurrent adds never lose one.
         state.store.add_tenant_domain(&caller.tenant.id, &d).await?;
+        // Objects refused for this suffix apply at once: agents re-send them in their next delta.
+        super::push::sync_now(&state, &caller.tenant.id, false).await;
         current(&state, &caller.tenant.id).await
     }
     .await;

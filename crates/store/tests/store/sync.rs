@@ -7,6 +7,7 @@ use crate::common::*;
 fn settings() -> AgentSyncSettings {
     AgentSyncSettings {
         deletion_threshold: 50,
+        deletion_window_secs: 600,
         allow_deletes_once: true,
         staging: true,
         delta_interval_secs: 30,
