@@ -71,6 +71,30 @@ pub struct ConnectorConfig {
     /// `entryUUID` (OpenLDAP, the default there).
     #[serde(default)]
     pub anchor: Option<String>,
+    /// Accounts writeback refuses besides the ones the directory marks itself (AD: adminCount
+    /// and the protected groups in `tokenGroups`). See docs/writeback.md "Protected accounts".
+    #[serde(default, skip_serializing_if = "ProtectedAccounts::is_empty")]
+    pub protected: ProtectedAccounts,
+}
+
+/// `[protected]` of a connector: accounts whose password writeback never touches.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct ProtectedAccounts {
+    /// These accounts, by DN (OpenLDAP: the database's rootdn is added where `cn=config` is
+    /// readable).
+    #[serde(default)]
+    pub dns: Vec<String>,
+    /// Members of these groups, directly or through other groups (OpenLDAP `member`,
+    /// `uniqueMember`, `memberUid`).
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+impl ProtectedAccounts {
+    pub fn is_empty(&self) -> bool {
+        self.dns.is_empty() && self.groups.is_empty()
+    }
 }
 
 impl ConnectorConfig {

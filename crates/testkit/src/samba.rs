@@ -54,6 +54,8 @@ pub const SERVICE_OU: &str = "OU=Service Accounts,DC=dirbridge,DC=test";
 /// Where [`Samba::create_ou`] puts per-test OUs (inside the synced root, so they inherit the
 /// delegations).
 pub const TESTS_OU: &str = "OU=Tests,OU=Corp,DC=dirbridge,DC=test";
+/// The domain's Domain Admins group.
+pub const DOMAIN_ADMINS: &str = "CN=Domain Admins,CN=Users,DC=dirbridge,DC=test";
 
 const ADMIN_PASSWORD: &str = "Testkit-Adm1n-Pass!";
 const SERVICE_PASSWORD: &str = "Testkit-Svc-Pass-1!";
@@ -483,6 +485,33 @@ impl Samba {
             login: upn,
             password: password.into(),
         })
+    }
+
+    /// Creates a global security group `CN=<name>,<ou_dn>` and returns its DN.
+    pub fn create_group(&self, ou_dn: &str, name: &str) -> Result<String> {
+        let dn = format!("CN={},{ou_dn}", crate::dataset::escape_rdn_value(name));
+        ldapc::add(
+            &self.admin_target(),
+            &dn,
+            vec![
+                attr("objectClass", &[b"group"]),
+                attr("sAMAccountName", &[name.as_bytes()]),
+            ],
+        )?;
+        Ok(dn)
+    }
+
+    /// Adds `member_dn` to the group `group_dn` (e.g. [`DOMAIN_ADMINS`]), as the
+    /// Administrator: what `samba-tool group addmembers` does.
+    pub fn add_member(&self, group_dn: &str, member_dn: &str) -> Result<()> {
+        ldapc::modify(
+            &self.admin_target(),
+            group_dn,
+            vec![Mod::Add(
+                b"member".to_vec(),
+                std::iter::once(member_dn.as_bytes().to_vec()).collect(),
+            )],
+        )
     }
 
     /// Deletes an entry, as the Administrator.

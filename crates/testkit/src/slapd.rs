@@ -375,6 +375,23 @@ impl Slapd {
         })
     }
 
+    /// Creates `cn=<name>,<ou_dn>` (groupOfNames) with `members` (at least one: the schema
+    /// requires a member) and returns its DN.
+    pub fn create_group(&self, ou_dn: &str, name: &str, members: &[&str]) -> Result<String> {
+        let dn = format!("cn={},{ou_dn}", escape_rdn_value(name));
+        let members: Vec<&[u8]> = members.iter().map(|m| m.as_bytes()).collect();
+        ldapc::add(
+            &self.admin_target(),
+            &dn,
+            vec![
+                attr("objectClass", &[b"groupOfNames"]),
+                attr("cn", &[name.as_bytes()]),
+                attr("member", &members),
+            ],
+        )?;
+        Ok(dn)
+    }
+
     /// Deletes an entry, as the rootdn.
     pub fn admin_delete(&self, dn: &str) -> Result<()> {
         ldapc::delete(&self.admin_target(), dn)

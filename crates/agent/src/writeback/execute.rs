@@ -267,13 +267,7 @@ async fn run_bound(
         let dn = dn.clone();
         move |e: LdapError| classify(config, step, Some(&dn), e)
     };
-    if target.state.protected {
-        return Err(Failure::new(
-            Outcome::ProtectedAccount,
-            ids::PERMISSIONS,
-            format!("{dn} is a protected account (adminCount=1: a member, now or once, of a protected group such as Domain Admins); writeback refuses it by design. Reset it on-prem."),
-        ));
-    }
+    super::protected::refuse_protected(c, config, &target).await?;
     if target.state.disabled {
         return Err(Failure::new(
             Outcome::AccountDisabled,
@@ -696,6 +690,7 @@ mod tests {
             group_classes: vec![],
             upn_from: None,
             anchor: None,
+            protected: Default::default(),
         }
     }
 

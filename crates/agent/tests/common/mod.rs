@@ -265,6 +265,7 @@ pub fn ad_connector(samba: &testkit::samba::Samba, include: &[&str]) -> Connecto
         group_classes: vec![],
         upn_from: None,
         anchor: None,
+        protected: Default::default(),
     }
 }
 
@@ -286,6 +287,7 @@ pub fn openldap_connector(slapd: &testkit::slapd::Slapd, include: &[&str]) -> Co
         group_classes: vec![],
         upn_from: None,
         anchor: None,
+        protected: Default::default(),
     }
 }
 
