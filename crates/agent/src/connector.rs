@@ -317,8 +317,67 @@ pub async fn connect(
 pub struct Check {
     pub name: String,
     pub ok: bool,
+    /// Passes, but the directory does something the operator should know or change
+    /// ([`server_advice`]); printed `[warn]`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub warn: bool,
     /// What was found, or what is missing and how to grant it.
     pub detail: String,
+}
+
+impl Check {
+    fn warning(name: &str, detail: String) -> Check {
+        Check {
+            name: name.into(),
+            ok: true,
+            warn: true,
+            detail,
+        }
+    }
+}
+
+/// What an operator must know about this directory server beyond rights, from its root DSE
+/// (docs/operations.md "Samba DCs"): on a Samba DC, `old password allowed period`; on a DC
+/// without the policy-hints control, that resets cannot enforce password history. Empty for
+/// OpenLDAP, or when the root DSE cannot be read.
+pub async fn server_advice(c: &mut Connection, config: &ConnectorConfig) -> Vec<Check> {
+    if config.kind != DirectoryKind::Ad {
+        return Vec::new();
+    }
+    let Ok(info) = c.ad_server_info().await else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if info.samba {
+        out.push(Check::warning(
+            "old-password",
+            "this is a Samba DC: after a reset or change it keeps accepting the previous password for LDAP binds, and so for pass-through sign-in, during smb.conf's `old password allowed period` (default 60 minutes; smb.conf is not readable over LDAP, so this cannot be checked from here). Set `old password allowed period = 0` in the [global] section of smb.conf on every DC and restart samba".into(),
+        ));
+    }
+    if info.policy_hints.is_none() {
+        out.push(Check::warning(
+            "reset-history",
+            format!(
+                "this DC does not list the policy-hints control ({} or {}; Samba 4.17 lists neither), so a password reset through writeback (self-service or by an administrator) cannot enforce the on-prem password history; a password change does. Upgrade the DC to a version that offers it, or keep the on-prem history rule in mind when reading reset results",
+                ldap::controls::POLICY_HINTS_OID,
+                ldap::controls::POLICY_HINTS_DEPRECATED_OID
+            ),
+        ));
+    }
+    out
+}
+
+/// [`server_advice`] on a connection of its own (best effort: nothing when it cannot bind).
+pub async fn advice(data_dir: &Path, config: &ConnectorConfig) -> Vec<Check> {
+    let Ok(password) = password(data_dir, &config.name) else {
+        return Vec::new();
+    };
+    let Ok(mut c) = connect(config, &password).await else {
+        return Vec::new();
+    };
+    let out = server_advice(&mut c, config).await;
+    let _ = c.unbind().await;
+    out
 }
 
 /// Checks TLS, the bind, reading the base and each included OU, and (AD) the DirSync right.
@@ -328,6 +387,7 @@ pub async fn test(data_dir: &Path, config: &ConnectorConfig) -> Vec<Check> {
         out.push(Check {
             name: name.into(),
             ok,
+            warn: false,
             detail,
         })
     };
@@ -460,6 +520,7 @@ pub async fn test(data_dir: &Path, config: &ConnectorConfig) -> Vec<Check> {
             }
         }
     }
+    out.extend(server_advice(&mut c, config).await);
     let _ = c.unbind().await;
     out
 }

@@ -39,24 +39,23 @@ pub fn unicode_pwd(password: &SecretString) -> Zeroizing<Vec<u8>> {
 
 impl Connection {
     /// Administrative reset (the bound account needs Reset Password on the user): one modify
-    /// replacing `unicodePwd`. With `enforce_history` the policy-hints control asks AD to apply
-    /// password history as for a change.
+    /// replacing `unicodePwd`. With `policy_hints` (the OID the server offers,
+    /// [`ServerInfo::policy_hints`]) AD applies password history as for a change.
     pub async fn ad_reset_password(
         &mut self,
         user_dn: &str,
         new_password: &SecretString,
-        enforce_history: bool,
+        policy_hints: Option<&str>,
     ) -> Result<(), LdapError> {
         let value = unicode_pwd(new_password);
         let mods = vec![Mod::Replace(
             b"unicodePwd".to_vec(),
             std::iter::once(value.to_vec()).collect(),
         )];
-        let ctrls = if enforce_history {
-            vec![controls::policy_hints(true)]
-        } else {
-            vec![]
-        };
+        let ctrls = policy_hints
+            .map(controls::policy_hints)
+            .into_iter()
+            .collect();
         self.modify(user_dn, mods, ctrls).await
     }
 
@@ -116,6 +115,46 @@ impl Connection {
             cookie: resp.cookie,
             more: resp.more_results,
         })
+    }
+}
+
+/// What an AD server's root DSE says about it, for writeback and `connector test`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServerInfo {
+    /// A Samba DC: its root DSE has `vendorName: Samba Team …` (Windows has no vendorName).
+    pub samba: bool,
+    /// The policy-hints control OID the server lists in `supportedControl` (the current one
+    /// first). None: a reset cannot be made to enforce password history (Samba before 4.24).
+    pub policy_hints: Option<&'static str>,
+}
+
+impl ServerInfo {
+    /// From a root DSE read with `vendorName` and `supportedControl`.
+    pub fn from_root_dse(dse: &Entry) -> ServerInfo {
+        let listed = |oid: &str| {
+            dse.values("supportedControl")
+                .iter()
+                .any(|v| v.as_slice() == oid.as_bytes())
+        };
+        ServerInfo {
+            samba: dse
+                .text("vendorName")
+                .is_some_and(|v| v.to_ascii_lowercase().contains("samba")),
+            policy_hints: [
+                controls::POLICY_HINTS_OID,
+                controls::POLICY_HINTS_DEPRECATED_OID,
+            ]
+            .into_iter()
+            .find(|oid| listed(oid)),
+        }
+    }
+}
+
+impl Connection {
+    /// Reads the root DSE for [`ServerInfo`].
+    pub async fn ad_server_info(&mut self) -> Result<ServerInfo, LdapError> {
+        let dse = self.read("", &["vendorName", "supportedControl"]).await?;
+        Ok(ServerInfo::from_root_dse(&dse))
     }
 }
 

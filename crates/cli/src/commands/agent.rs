@@ -310,7 +310,7 @@ async fn writeback_enable(
     )?;
     let admin = agent::enable::CloudAdmin { upn, password };
     let done = agent::enable::enable(data_dir, connector.as_deref(), &admin).await?;
-    for warning in &done.unchecked {
+    for warning in done.unchecked.iter().chain(&done.advice) {
         eprintln!("warning: {warning}");
     }
     if ctx.out.is_json() {
@@ -502,7 +502,11 @@ async fn connector_test(ctx: &Ctx, data_dir: &Path, name: Option<String>) -> any
             for ch in &checks {
                 println!(
                     "  [{}] {}: {}",
-                    if ch.ok { " ok " } else { "FAIL" },
+                    match (ch.ok, ch.warn) {
+                        (false, _) => "FAIL",
+                        (true, true) => "warn",
+                        (true, false) => " ok ",
+                    },
                     ch.name,
                     ch.detail
                 );

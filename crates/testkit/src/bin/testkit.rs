@@ -107,6 +107,7 @@ fn main() -> Result<()> {
             let t = Instant::now();
             let samba = Samba::start(&SambaOptions {
                 dataset: dataset(&args),
+                ..SambaOptions::default()
             })?;
             let accounts: Vec<_> = ServiceAccount::all()
                 .into_iter()
