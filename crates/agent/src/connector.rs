@@ -514,6 +514,7 @@ pub async fn test(data_dir: &Path, config: &ConnectorConfig) -> Vec<Check> {
             }
         }
         DirectoryKind::Openldap => {
+            push_size_limit(&mut c, config, &mut push).await;
             match c.openldap_sync_refresh(&config.base_dn, "(objectClass=organizationalUnit)", &["entryUUID"], None).await {
                 Ok(_) => push("syncrepl", true, "syncrepl refresh works (syncprov is loaded)".into()),
                 Err(e) => push("syncrepl", false, format!("syncrepl refresh failed: {e}; load the syncprov overlay on the database (olcOverlay=syncprov) and give the account read access to entryUUID and entryCSN")),
@@ -523,6 +524,50 @@ pub async fn test(data_dir: &Path, config: &ConnectorConfig) -> Vec<Check> {
     out.extend(server_advice(&mut c, config).await);
     let _ = c.unbind().await;
     out
+}
+
+/// OpenLDAP counts a paged search against its size limit too (`olcSizeLimit`, `olcLimits`
+/// `size.prtotal`, default 500 entries): page through what a full import reads (every user and
+/// group below each root, no attributes) and say how to lift the limit if slapd stops it.
+async fn push_size_limit(
+    c: &mut Connection,
+    config: &ConnectorConfig,
+    push: &mut impl FnMut(&str, bool, String),
+) {
+    let mut seen = 0;
+    for root in config.roots() {
+        match c
+            .search_paged(
+                &root,
+                Scope::Subtree,
+                &config.object_filter(),
+                &["1.1"],
+                200,
+            )
+            .await
+        {
+            Ok(entries) => seen += entries.len(),
+            Err(LdapError::Other { code: 4, .. }) => {
+                return push("size-limit", false, format!(
+                    "the server stopped a paged search below {root} at its size limit (sizeLimitExceeded), so a full import would fail. Lift the limit for the service account in the database of {base} in cn=config (ldapmodify -Y EXTERNAL -H ldapi:/// on the server: `dn: olcDatabase={{N}}mdb,cn=config`, `add: olcLimits`): olcLimits: dn.exact=\"{account}\" size.prtotal=unlimited size.soft=unlimited",
+                    base = config.base_dn,
+                    account = config.bind_dn,
+                ));
+            }
+            Err(e) => {
+                return push(
+                    "size-limit",
+                    false,
+                    format!("paging through the users and groups below {root} failed: {e}"),
+                )
+            }
+        }
+    }
+    push(
+        "size-limit",
+        true,
+        format!("a paged search returned all {seen} users and groups below the synced roots (no size limit stopped it)"),
+    );
 }
 
 async fn account_sid(c: &mut Connection, dn: &str) -> String {
