@@ -71,6 +71,30 @@ pub struct ConnectorConfig {
     /// `entryUUID` (OpenLDAP, the default there).
     #[serde(default)]
     pub anchor: Option<String>,
+    /// Accounts writeback refuses besides the ones the directory marks itself (AD: adminCount
+    /// and the protected groups in `tokenGroups`). See docs/writeback.md "Protected accounts".
+    #[serde(default, skip_serializing_if = "ProtectedAccounts::is_empty")]
+    pub protected: ProtectedAccounts,
+}
+
+/// `[protected]` of a connector: accounts whose password writeback never touches.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct ProtectedAccounts {
+    /// These accounts, by DN (OpenLDAP: the database's rootdn is added where `cn=config` is
+    /// readable).
+    #[serde(default)]
+    pub dns: Vec<String>,
+    /// Members of these groups, directly or through other groups (OpenLDAP `member`,
+    /// `uniqueMember`, `memberUid`).
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+impl ProtectedAccounts {
+    pub fn is_empty(&self) -> bool {
+        self.dns.is_empty() && self.groups.is_empty()
+    }
 }
 
 impl ConnectorConfig {
@@ -293,8 +317,67 @@ pub async fn connect(
 pub struct Check {
     pub name: String,
     pub ok: bool,
+    /// Passes, but the directory does something the operator should know or change
+    /// ([`server_advice`]); printed `[warn]`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub warn: bool,
     /// What was found, or what is missing and how to grant it.
     pub detail: String,
+}
+
+impl Check {
+    fn warning(name: &str, detail: String) -> Check {
+        Check {
+            name: name.into(),
+            ok: true,
+            warn: true,
+            detail,
+        }
+    }
+}
+
+/// What an operator must know about this directory server beyond rights, from its root DSE
+/// (docs/operations.md "Samba DCs"): on a Samba DC, `old password allowed period`; on a DC
+/// without the policy-hints control, that resets cannot enforce password history. Empty for
+/// OpenLDAP, or when the root DSE cannot be read.
+pub async fn server_advice(c: &mut Connection, config: &ConnectorConfig) -> Vec<Check> {
+    if config.kind != DirectoryKind::Ad {
+        return Vec::new();
+    }
+    let Ok(info) = c.ad_server_info().await else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if info.samba {
+        out.push(Check::warning(
+            "old-password",
+            "this is a Samba DC: after a reset or change it keeps accepting the previous password for LDAP binds, and so for pass-through sign-in, during smb.conf's `old password allowed period` (default 60 minutes; smb.conf is not readable over LDAP, so this cannot be checked from here). Set `old password allowed period = 0` in the [global] section of smb.conf on every DC and restart samba".into(),
+        ));
+    }
+    if info.policy_hints.is_none() {
+        out.push(Check::warning(
+            "reset-history",
+            format!(
+                "this DC does not list the policy-hints control ({} or {}; Samba 4.17 lists neither), so a password reset through writeback (self-service or by an administrator) cannot enforce the on-prem password history; a password change does. Upgrade the DC to a version that offers it, or keep the on-prem history rule in mind when reading reset results",
+                ldap::controls::POLICY_HINTS_OID,
+                ldap::controls::POLICY_HINTS_DEPRECATED_OID
+            ),
+        ));
+    }
+    out
+}
+
+/// [`server_advice`] on a connection of its own (best effort: nothing when it cannot bind).
+pub async fn advice(data_dir: &Path, config: &ConnectorConfig) -> Vec<Check> {
+    let Ok(password) = password(data_dir, &config.name) else {
+        return Vec::new();
+    };
+    let Ok(mut c) = connect(config, &password).await else {
+        return Vec::new();
+    };
+    let out = server_advice(&mut c, config).await;
+    let _ = c.unbind().await;
+    out
 }
 
 /// Checks TLS, the bind, reading the base and each included OU, and (AD) the DirSync right.
@@ -304,6 +387,7 @@ pub async fn test(data_dir: &Path, config: &ConnectorConfig) -> Vec<Check> {
         out.push(Check {
             name: name.into(),
             ok,
+            warn: false,
             detail,
         })
     };
@@ -430,14 +514,60 @@ pub async fn test(data_dir: &Path, config: &ConnectorConfig) -> Vec<Check> {
             }
         }
         DirectoryKind::Openldap => {
+            push_size_limit(&mut c, config, &mut push).await;
             match c.openldap_sync_refresh(&config.base_dn, "(objectClass=organizationalUnit)", &["entryUUID"], None).await {
                 Ok(_) => push("syncrepl", true, "syncrepl refresh works (syncprov is loaded)".into()),
                 Err(e) => push("syncrepl", false, format!("syncrepl refresh failed: {e}; load the syncprov overlay on the database (olcOverlay=syncprov) and give the account read access to entryUUID and entryCSN")),
             }
         }
     }
+    out.extend(server_advice(&mut c, config).await);
     let _ = c.unbind().await;
     out
+}
+
+/// OpenLDAP counts a paged search against its size limit too (`olcSizeLimit`, `olcLimits`
+/// `size.prtotal`, default 500 entries): page through what a full import reads (every user and
+/// group below each root, no attributes) and say how to lift the limit if slapd stops it.
+async fn push_size_limit(
+    c: &mut Connection,
+    config: &ConnectorConfig,
+    push: &mut impl FnMut(&str, bool, String),
+) {
+    let mut seen = 0;
+    for root in config.roots() {
+        match c
+            .search_paged(
+                &root,
+                Scope::Subtree,
+                &config.object_filter(),
+                &["1.1"],
+                200,
+            )
+            .await
+        {
+            Ok(entries) => seen += entries.len(),
+            Err(LdapError::Other { code: 4, .. }) => {
+                return push("size-limit", false, format!(
+                    "the server stopped a paged search below {root} at its size limit (sizeLimitExceeded), so a full import would fail. Lift the limit for the service account in the database of {base} in cn=config (ldapmodify -Y EXTERNAL -H ldapi:/// on the server: `dn: olcDatabase={{N}}mdb,cn=config`, `add: olcLimits`): olcLimits: dn.exact=\"{account}\" size.prtotal=unlimited size.soft=unlimited",
+                    base = config.base_dn,
+                    account = config.bind_dn,
+                ));
+            }
+            Err(e) => {
+                return push(
+                    "size-limit",
+                    false,
+                    format!("paging through the users and groups below {root} failed: {e}"),
+                )
+            }
+        }
+    }
+    push(
+        "size-limit",
+        true,
+        format!("a paged search returned all {seen} users and groups below the synced roots (no size limit stopped it)"),
+    );
 }
 
 async fn account_sid(c: &mut Connection, dn: &str) -> String {

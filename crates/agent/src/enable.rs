@@ -140,6 +140,10 @@ pub struct Enabled {
     /// sentences for the admin to check by hand.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unchecked: Vec<String>,
+    /// What the operator should know about the directory server (`connector::server_advice`:
+    /// Samba's old password period, resets without password history).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub advice: Vec<String>,
 }
 
 /// The cloud administrator who authorises enabling.
@@ -499,6 +503,11 @@ async fn enable_inner(
             sealing_public_key: public,
             enabled_at,
             unchecked,
+            advice: connector::advice(data_dir, &config)
+                .await
+                .into_iter()
+                .map(|c| c.detail)
+                .collect(),
         })
     }
     .await;

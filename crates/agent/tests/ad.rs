@@ -526,3 +526,64 @@ async fn a_refused_cookie_falls_back_to_a_full_import() {
         runs[0]
     );
 }
+
+async fn binds(samba: &Samba, dn: &str, password: &str) -> bool {
+    let mut c = Connection::connect(&ldap::ConnectOptions::new(
+        samba.ldaps_url(),
+        ldap::CaBundle::Pem(samba.ca_cert_pem().to_owned()),
+    ))
+    .await
+    .unwrap();
+    c.simple_bind(dn, &ldap::SecretString::from(password.to_owned()))
+        .await
+        .is_ok()
+}
+
+#[tokio::test]
+async fn samba_default_old_password_period_keeps_the_previous_password_and_connector_test_says_so()
+{
+    // Samba's own default (60 minutes), which the testkit otherwise sets to 0.
+    let samba = Samba::start(&testkit::samba::SambaOptions {
+        old_password_allowed_period: Some(60),
+        ..Default::default()
+    })
+    .expect("fresh Samba");
+    let ou = samba.create_ou("oldpw").unwrap();
+    let user = samba.create_user(&ou, "oldpw", "Initial-Pass-1").unwrap();
+    let cfg = common::ad_connector(&samba, &[&ou]);
+    let svc = samba.service_account(testkit::samba::ServiceAccount::Full);
+    let mut c = agent::connector::connect(&cfg, &ldap::SecretString::from(svc.password))
+        .await
+        .unwrap();
+    c.ad_reset_password(
+        &user.dn,
+        &ldap::SecretString::from("Replaced-Pass-2".to_owned()),
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(binds(&samba, &user.dn, "Replaced-Pass-2").await);
+    assert!(
+        binds(&samba, &user.dn, "Initial-Pass-1").await,
+        "the previous password still binds during the period"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    common::save_ad_connector(dir.path(), &samba, &cfg);
+    let checks = agent::connector::test(dir.path(), &cfg).await;
+    let advice = checks
+        .iter()
+        .find(|c| c.name == "old-password")
+        .unwrap_or_else(|| panic!("no Samba advice: {checks:#?}"));
+    assert!(advice.ok && advice.warn, "{advice:?}");
+    assert!(
+        advice
+            .detail
+            .contains("`old password allowed period = 0` in the [global] section of smb.conf"),
+        "{}",
+        advice.detail
+    );
+    // Samba 4.17 has no policy-hints control: resets cannot keep the history rule.
+    let history = checks.iter().find(|c| c.name == "reset-history").unwrap();
+    assert!(history.warn && history.detail.contains("a password change does"));
+}

@@ -45,6 +45,7 @@ fn connector(slapd: &Slapd) -> ConnectorConfig {
         group_classes: vec![],
         upn_from: None,
         anchor: None,
+        protected: Default::default(),
     }
 }
 

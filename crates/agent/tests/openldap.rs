@@ -192,6 +192,35 @@ async fn connector_test_passes_for_the_openldap_service_account() {
     let checks = agent::connector::test(dir.path(), &cfg).await;
     assert!(checks.iter().all(|c| c.ok), "{checks:#?}");
     assert!(checks.iter().any(|c| c.name == "syncrepl"));
+    assert!(checks.iter().any(|c| c.name == "size-limit"));
+}
+
+#[tokio::test]
+async fn connector_test_catches_the_default_size_limit_before_a_full_import_does() {
+    // slapd's own limit (500, paged searches included) and 600 users below the synced root.
+    let slapd = Slapd::start_with_default_size_limit(&testkit::slapd::SlapdOptions {
+        dataset: Some(testkit::dataset::DatasetSpec::new(600, 3)),
+    })
+    .expect("slapd with the default size limit");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = openldap_connector(&slapd, &[slapd.synced_root()]);
+    save_openldap_connector(dir.path(), &slapd, &cfg);
+    let checks = agent::connector::test(dir.path(), &cfg).await;
+    let limit = checks
+        .iter()
+        .find(|c| c.name == "size-limit")
+        .unwrap_or_else(|| panic!("no size-limit check: {checks:#?}"));
+    assert!(!limit.ok, "{limit:?}");
+    let fix = format!(
+        "olcLimits: dn.exact=\"{}\" size.prtotal=unlimited size.soft=unlimited",
+        cfg.bind_dn
+    );
+    assert!(limit.detail.contains(&fix), "{}", limit.detail);
+    assert!(
+        limit.detail.contains("sizeLimitExceeded"),
+        "{}",
+        limit.detail
+    );
 }
 
 #[tokio::test]

@@ -15,7 +15,7 @@ use ldap::{CaBundle, ConnectOptions, Connection, SecretString};
 use proto::writeback::{
     person_message, Outcome, PolicyReason, WritebackOperation, WritebackResult,
 };
-use testkit::samba::{AdPasswordPolicy, AdRight, Samba, ServiceAccount};
+use testkit::samba::{AdPasswordPolicy, AdRight, Samba, ServiceAccount, DOMAIN_ADMINS};
 use testkit::slapd::{OpenLdapServiceAccount, PpolicySettings, Slapd};
 
 const INITIAL: &str = "Initial-Pass-1";
@@ -60,6 +60,7 @@ fn ad(samba: &Samba, account: ServiceAccount) -> Dir {
             group_classes: vec![],
             upn_from: None,
             anchor: None,
+            protected: Default::default(),
         },
         password: pw(&svc.password),
         url: samba.ldaps_url(),
@@ -88,6 +89,7 @@ fn ol(slapd: &Slapd, account: OpenLdapServiceAccount) -> Dir {
             group_classes: vec![],
             upn_from: None,
             anchor: None,
+            protected: Default::default(),
         },
         password: pw(&svc.password),
         url: slapd.ldaps_url(),
@@ -427,6 +429,92 @@ async fn ad_disabled_protected_missing_and_ambiguous_users_are_refused() {
         by_consistency.can_bind(&twin_a.dn, INITIAL).await,
         "unchanged"
     );
+}
+
+/// Every write: reset, administrator reset, unlock and change.
+fn writes(anchor: &str) -> Vec<WritebackOperation> {
+    vec![
+        reset(anchor, &new_password("pr")),
+        admin_reset(anchor, &new_password("pa"), false),
+        unlock(anchor),
+        change(anchor, INITIAL, &new_password("pc")),
+    ]
+}
+
+#[tokio::test]
+async fn ad_members_of_domain_admins_direct_or_nested_are_refused() {
+    // Samba never sets adminCount (no SDProp): only tokenGroups tells these two apart.
+    let samba = Samba::shared();
+    let dir = ad(samba, ServiceAccount::Full);
+    let direct = ad_user(samba, "da-direct");
+    samba.add_member(DOMAIN_ADMINS, &direct.dn).unwrap();
+    let nested = ad_user(samba, "da-nested");
+    let ou = samba.create_ou("da-group").unwrap();
+    let group = samba.create_group(&ou, "wb-helpdesk-admins").unwrap();
+    samba.add_member(&group, &nested.dn).unwrap();
+    samba.add_member(DOMAIN_ADMINS, &group).unwrap();
+    for user in [&direct, &nested] {
+        assert_eq!(dir.attr(&user.dn, "adminCount").await, None);
+        let anchor = dir.anchor(&user.dn).await;
+        for op in writes(&anchor) {
+            let ran = run(&dir, op).await;
+            ran.outcome(Outcome::ProtectedAccount).detail_has(&[
+                &user.dn,
+                "protected account",
+                "member of",
+                "S-1-5-",
+            ]);
+            assert_eq!(ran.result.event_id, Some(33004));
+        }
+        assert!(dir.can_bind(&user.dn, INITIAL).await, "unchanged");
+    }
+    // The one who is only in an ordinary group is not.
+    let plain = ad_user(samba, "da-plain");
+    let ordinary = samba.create_group(&ou, "wb-ordinary").unwrap();
+    samba.add_member(&ordinary, &plain.dn).unwrap();
+    let anchor = dir.anchor(&plain.dn).await;
+    run(&dir, reset(&anchor, &new_password("ok")))
+        .await
+        .outcome(Outcome::Succeeded);
+}
+
+#[tokio::test]
+async fn openldap_configured_protected_groups_and_dns_are_refused() {
+    let slapd = Slapd::shared();
+    let mut dir = ol(slapd, OpenLdapServiceAccount::Full);
+    let direct = ol_user(slapd, "pg-direct");
+    let nested = ol_user(slapd, "pg-nested");
+    let listed = ol_user(slapd, "pg-listed");
+    let plain = ol_user(slapd, "pg-plain");
+    let ou = slapd.create_ou("pg-groups").unwrap();
+    let inner = slapd.create_group(&ou, "helpdesk", &[&nested.dn]).unwrap();
+    let admins = slapd
+        .create_group(&ou, "ldap-admins", &[&direct.dn, &inner])
+        .unwrap();
+    let _ordinary = slapd.create_group(&ou, "staff", &[&plain.dn]).unwrap();
+    dir.config.protected.groups = vec![admins.to_uppercase()];
+    dir.config.protected.dns = vec![listed.dn.clone()];
+    for (user, why) in [
+        (&direct, "protected group"),
+        (&nested, "protected group"),
+        (&listed, "protected DNs"),
+    ] {
+        let anchor = dir.anchor(&user.dn).await;
+        for op in writes(&anchor) {
+            let ran = run(&dir, op).await;
+            ran.outcome(Outcome::ProtectedAccount).detail_has(&[
+                &user.dn,
+                "protected account",
+                why,
+            ]);
+            assert_eq!(ran.result.event_id, Some(33004));
+        }
+        assert!(dir.can_bind(&user.dn, INITIAL).await, "unchanged");
+    }
+    let anchor = dir.anchor(&plain.dn).await;
+    run(&dir, reset(&anchor, &new_password("ok")))
+        .await
+        .outcome(Outcome::Succeeded);
 }
 
 #[tokio::test]

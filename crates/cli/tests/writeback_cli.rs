@@ -374,6 +374,14 @@ fn enable_rolls_the_key_prints_the_sentence_and_disable_undoes_it() {
         .enable(&cloud, "corp", &cloud.admin, common::ADMIN_PASSWORD)
         .ok();
     assert_eq!(r.stdout, format!("{ENABLED}\n"));
+    // A Samba 4.17 DC: the two things writeback cannot check or enforce there.
+    for advice in [
+        "warning: this is a Samba DC",
+        "`old password allowed period = 0`",
+        "cannot enforce the on-prem password history",
+    ] {
+        assert!(r.stderr.contains(advice), "{advice}: {}", r.stderr);
+    }
     let second = host.sealing_key();
     assert_ne!(second, first, "the sealing key was not rolled");
     let state = host.data.join("writeback.json");

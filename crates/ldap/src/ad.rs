@@ -39,24 +39,23 @@ pub fn unicode_pwd(password: &SecretString) -> Zeroizing<Vec<u8>> {
 
 impl Connection {
     /// Administrative reset (the bound account needs Reset Password on the user): one modify
-    /// replacing `unicodePwd`. With `enforce_history` the policy-hints control asks AD to apply
-    /// password history as for a change.
+    /// replacing `unicodePwd`. With `policy_hints` (the OID the server offers,
+    /// [`ServerInfo::policy_hints`]) AD applies password history as for a change.
     pub async fn ad_reset_password(
         &mut self,
         user_dn: &str,
         new_password: &SecretString,
-        enforce_history: bool,
+        policy_hints: Option<&str>,
     ) -> Result<(), LdapError> {
         let value = unicode_pwd(new_password);
         let mods = vec![Mod::Replace(
             b"unicodePwd".to_vec(),
             std::iter::once(value.to_vec()).collect(),
         )];
-        let ctrls = if enforce_history {
-            vec![controls::policy_hints(true)]
-        } else {
-            vec![]
-        };
+        let ctrls = policy_hints
+            .map(controls::policy_hints)
+            .into_iter()
+            .collect();
         self.modify(user_dn, mods, ctrls).await
     }
 
@@ -116,6 +115,46 @@ impl Connection {
             cookie: resp.cookie,
             more: resp.more_results,
         })
+    }
+}
+
+/// What an AD server's root DSE says about it, for writeback and `connector test`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServerInfo {
+    /// A Samba DC: its root DSE has `vendorName: Samba Team …` (Windows has no vendorName).
+    pub samba: bool,
+    /// The policy-hints control OID the server lists in `supportedControl` (the current one
+    /// first). None: a reset cannot be made to enforce password history (Samba before 4.24).
+    pub policy_hints: Option<&'static str>,
+}
+
+impl ServerInfo {
+    /// From a root DSE read with `vendorName` and `supportedControl`.
+    pub fn from_root_dse(dse: &Entry) -> ServerInfo {
+        let listed = |oid: &str| {
+            dse.values("supportedControl")
+                .iter()
+                .any(|v| v.as_slice() == oid.as_bytes())
+        };
+        ServerInfo {
+            samba: dse
+                .text("vendorName")
+                .is_some_and(|v| v.to_ascii_lowercase().contains("samba")),
+            policy_hints: [
+                controls::POLICY_HINTS_OID,
+                controls::POLICY_HINTS_DEPRECATED_OID,
+            ]
+            .into_iter()
+            .find(|oid| listed(oid)),
+        }
+    }
+}
+
+impl Connection {
+    /// Reads the root DSE for [`ServerInfo`].
+    pub async fn ad_server_info(&mut self) -> Result<ServerInfo, LdapError> {
+        let dse = self.read("", &["vendorName", "supportedControl"]).await?;
+        Ok(ServerInfo::from_root_dse(&dse))
     }
 }
 
@@ -255,6 +294,95 @@ pub fn ad_account_state(entry: &Entry) -> AccountState {
     }
 }
 
+/// The groups and accounts AD protects (those AdminSDHolder guards, MS-ADTS 3.1.1.6.1.2.3):
+/// RIDs relative to a domain SID (`S-1-5-21-x-y-z-RID`). The accounts (500, 502) are matched
+/// against the user's own SID, the groups against its `tokenGroups`.
+pub const PROTECTED_DOMAIN_RIDS: &[(u32, &str)] = &[
+    (500, "Administrator"),
+    (502, "krbtgt"),
+    (512, "Domain Admins"),
+    (516, "Domain Controllers"),
+    (518, "Schema Admins"),
+    (519, "Enterprise Admins"),
+    (521, "Read-only Domain Controllers"),
+];
+
+/// The protected builtin groups (`S-1-5-32-RID`).
+pub const PROTECTED_BUILTIN_RIDS: &[(u32, &str)] = &[
+    (544, "Administrators"),
+    (548, "Account Operators"),
+    (549, "Server Operators"),
+    (550, "Print Operators"),
+    (551, "Backup Operators"),
+    (552, "Replicator"),
+];
+
+/// The name of the protected group or account `sid` (text form) is, if it is one. Domain
+/// RIDs count in any domain of the forest (Enterprise and Schema Admins live in the root
+/// domain).
+pub fn protected_sid(sid: &str) -> Option<&'static str> {
+    let parts: Vec<&str> = sid.split('-').collect();
+    let rid = |p: &str| p.parse::<u32>().ok();
+    let find = |list: &[(u32, &'static str)], r: Option<u32>| {
+        list.iter().find(|(x, _)| Some(*x) == r).map(|(_, n)| *n)
+    };
+    match parts.as_slice() {
+        ["S", "1", "5", "32", r] => find(PROTECTED_BUILTIN_RIDS, rid(r)),
+        ["S", "1", "5", "21", a, b, c, r] if [a, b, c].iter().all(|x| rid(x).is_some()) => {
+            find(PROTECTED_DOMAIN_RIDS, rid(r))
+        }
+        _ => None,
+    }
+}
+
+/// What makes an AD account protected: its own SID or a group of its `tokenGroups` (direct
+/// or nested membership, the primary group included).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Protection {
+    /// The group's (or account's) name, e.g. `Domain Admins`.
+    pub name: &'static str,
+    pub sid: String,
+}
+
+/// The first protected SID among the account's own SID and its token groups.
+pub fn protection(own_sid: &str, token_groups: &[String]) -> Option<Protection> {
+    std::iter::once(own_sid)
+        .chain(token_groups.iter().map(String::as_str))
+        .find_map(|s| {
+            protected_sid(s).map(|name| Protection {
+                name,
+                sid: s.to_string(),
+            })
+        })
+}
+
+impl Connection {
+    /// The SID of `dn` and the SIDs of its `tokenGroups` (every group it is a member of,
+    /// transitively, and its primary group), read on the object itself (AD computes
+    /// `tokenGroups` only for a base-scope read). [`LdapError::InsufficientAccess`] when the
+    /// bound account may not read them: AD always lists at least the primary group.
+    pub async fn ad_token_groups(&mut self, dn: &str) -> Result<(String, Vec<String>), LdapError> {
+        let e = self.read(dn, &["objectSid", "tokenGroups"]).await?;
+        let unreadable = |what: &str| LdapError::InsufficientAccess {
+            diagnostic: format!("the {what} of {dn} is not readable"),
+        };
+        let own = e
+            .values("objectSid")
+            .first()
+            .ok_or_else(|| unreadable("objectSid"))
+            .and_then(|v| crate::rights::parse_sid(v, 0).map(|s| s.0))?;
+        let groups = e
+            .values("tokenGroups")
+            .iter()
+            .map(|v| crate::rights::parse_sid(v, 0).map(|s| s.0))
+            .collect::<Result<Vec<_>, _>>()?;
+        if groups.is_empty() {
+            return Err(unreadable("tokenGroups"));
+        }
+        Ok((own, groups))
+    }
+}
+
 impl Connection {
     /// Looks a user up by `objectGUID` for writeback: None when no object has it.
     pub async fn ad_find_by_guid(
@@ -316,6 +444,65 @@ mod tests {
             "03020100-0504-0706-0809-0a0b0c0d0e0f"
         );
         assert!(guid_dn(&b[..15]).is_none());
+    }
+
+    #[test]
+    fn protected_sids_are_the_admin_sd_holder_list() {
+        let dom = "S-1-5-21-1004336348-1177238915-682003330";
+        for (rid, name) in [
+            (512, "Domain Admins"),
+            (516, "Domain Controllers"),
+            (518, "Schema Admins"),
+            (519, "Enterprise Admins"),
+            (521, "Read-only Domain Controllers"),
+            (502, "krbtgt"),
+            (500, "Administrator"),
+        ] {
+            assert_eq!(protected_sid(&format!("{dom}-{rid}")), Some(name));
+        }
+        for (rid, name) in [
+            (544, "Administrators"),
+            (548, "Account Operators"),
+            (549, "Server Operators"),
+            (550, "Print Operators"),
+            (551, "Backup Operators"),
+            (552, "Replicator"),
+        ] {
+            assert_eq!(protected_sid(&format!("S-1-5-32-{rid}")), Some(name));
+        }
+        // Domain Users, Domain Guests, Domain Computers, Users, Guests, Remote Desktop
+        // Users, an ordinary account and group, Everyone, Authenticated Users.
+        for sid in [
+            format!("{dom}-513"),
+            format!("{dom}-514"),
+            format!("{dom}-515"),
+            format!("{dom}-1105"),
+            format!("{dom}-1512"),
+            "S-1-5-32-545".into(),
+            "S-1-5-32-546".into(),
+            "S-1-5-32-555".into(),
+            "S-1-1-0".into(),
+            "S-1-5-11".into(),
+            // Not a domain SID: the RID alone does not make it protected.
+            "S-1-5-21-512".into(),
+            "S-1-5-32-544-1".into(),
+            "S-1-5-80-512".into(),
+        ] {
+            assert_eq!(protected_sid(&sid), None, "{sid}");
+        }
+        let user = format!("{dom}-1107");
+        assert_eq!(protection(&user, &[format!("{dom}-513")]), None);
+        assert_eq!(
+            protection(&user, &[format!("{dom}-513"), format!("{dom}-512")]),
+            Some(Protection {
+                name: "Domain Admins",
+                sid: format!("{dom}-512")
+            })
+        );
+        assert_eq!(
+            protection(&format!("{dom}-502"), &[]).map(|p| p.name),
+            Some("krbtgt")
+        );
     }
 
     #[test]

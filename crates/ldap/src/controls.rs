@@ -11,6 +11,9 @@ pub const PAGED_RESULTS_OID: &str = "1.2.840.113556.1.4.319";
 pub const DIRSYNC_OID: &str = "1.2.840.113556.1.4.841";
 /// AD password policy hints: enforce history on an administrative reset.
 pub const POLICY_HINTS_OID: &str = "1.2.840.113556.1.4.2239";
+/// The policy-hints control's first OID (Windows Server 2008 R2), same value; still listed by
+/// later Windows versions.
+pub const POLICY_HINTS_DEPRECATED_OID: &str = "1.2.840.113556.1.4.2066";
 /// Password policy request/response (draft-behera-ldap-password-policy).
 pub const PPOLICY_OID: &str = "1.3.6.1.4.1.42.2.27.8.5.1";
 /// Content synchronization (RFC 4533) request, state, done, and the intermediate sync info.
@@ -97,11 +100,13 @@ pub fn parse_dirsync_response(value: &[u8]) -> Result<DirSyncResponse, BerError>
 }
 
 /// AD policy hints, `SEQUENCE { flags INTEGER }` with flag 1: apply password history to a reset.
-pub fn policy_hints(enforce: bool) -> RawControl {
+/// `oid` is whichever of [`POLICY_HINTS_OID`] and [`POLICY_HINTS_DEPRECATED_OID`] the server
+/// lists ([`crate::ad::ServerInfo::policy_hints`]).
+pub fn policy_hints(oid: &str) -> RawControl {
     RawControl {
-        ctype: POLICY_HINTS_OID.into(),
+        ctype: oid.into(),
         crit: false,
-        val: Some(ber::sequence(&[&ber::integer(enforce as i64)])),
+        val: Some(ber::sequence(&[&ber::integer(1)])),
     }
 }
 

@@ -295,6 +295,60 @@ impl Connection {
     }
 }
 
+impl Connection {
+    /// The groups below `base` that `dn` (with `uid`, for `posixGroup`'s `memberUid`) is a
+    /// member of, directly or through other groups (`member`, `uniqueMember`), at most
+    /// `max_depth` levels up. Each level is one search.
+    pub async fn openldap_groups_of(
+        &mut self,
+        base: &str,
+        dn: &str,
+        uid: Option<&str>,
+        max_depth: usize,
+    ) -> Result<Vec<String>, LdapError> {
+        let mut seen: Vec<String> = Vec::new();
+        let mut frontier = vec![dn.to_owned()];
+        let mut first = true;
+        for _ in 0..max_depth {
+            if frontier.is_empty() {
+                break;
+            }
+            let mut terms: String = frontier
+                .iter()
+                .map(|m| {
+                    let m = ldap3::ldap_escape(m);
+                    format!("(member={m})(uniqueMember={m})")
+                })
+                .collect();
+            if let (true, Some(uid)) = (first, uid) {
+                terms.push_str(&format!("(memberUid={})", ldap3::ldap_escape(uid)));
+            }
+            first = false;
+            let found = self
+                .search_paged(base, Scope::Subtree, &format!("(|{terms})"), &["1.1"], 500)
+                .await?;
+            frontier = found
+                .into_iter()
+                .map(|e| e.dn)
+                .filter(|g| !seen.iter().any(|s| s.eq_ignore_ascii_case(g)))
+                .collect();
+            seen.extend(frontier.iter().cloned());
+        }
+        Ok(seen)
+    }
+
+    /// The `olcRootDN` of the database whose suffix is `suffix`, where the bound account may
+    /// read `cn=config` (usually it may not: None).
+    pub async fn openldap_root_dn(&mut self, suffix: &str) -> Option<String> {
+        let filter = format!("(olcSuffix={})", ldap3::ldap_escape(suffix));
+        self.search_paged("cn=config", Scope::OneLevel, &filter, &["olcRootDN"], 50)
+            .await
+            .ok()?
+            .into_iter()
+            .find_map(|e| e.text("olcRootDN").map(str::to_owned))
+    }
+}
+
 /// The responseValue of an IntermediateResponse (`[APPLICATION 25] { [0] name, [1] value }`).
 fn intermediate_value(tag: &StructureTag) -> Option<Vec<u8>> {
     let PL::C(parts) = &tag.payload else {

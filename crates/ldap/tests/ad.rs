@@ -97,7 +97,7 @@ async fn delegated_account_resets_a_password_and_the_user_binds_with_it() {
     let mut c = bind(&samba.ldaps_url(), samba.ca_cert_pem(), &svc)
         .await
         .unwrap();
-    c.ad_reset_password(&user.dn, &secret("Brand-New-Pass-7"), false)
+    c.ad_reset_password(&user.dn, &secret("Brand-New-Pass-7"), None)
         .await
         .expect("reset by the delegated account");
 
@@ -128,7 +128,7 @@ async fn account_without_reset_right_gets_insufficient_access() {
         .await
         .unwrap();
     let err = c
-        .ad_reset_password(&user.dn, &secret("Brand-New-Pass-7"), false)
+        .ad_reset_password(&user.dn, &secret("Brand-New-Pass-7"), None)
         .await
         .expect_err("reset without the right must fail");
     assert!(
@@ -151,7 +151,7 @@ async fn too_short_password_is_a_typed_policy_violation() {
         .await
         .unwrap();
     let err = c
-        .ad_reset_password(&user.dn, &secret("Ab1!"), false)
+        .ad_reset_password(&user.dn, &secret("Ab1!"), None)
         .await
         .expect_err("too short");
     match &err {
@@ -169,7 +169,7 @@ async fn too_short_password_is_a_typed_policy_violation() {
     assert_eq!(err.result_code(), Some(19));
 
     let err = c
-        .ad_reset_password(&user.dn, &secret("onlylowercaseletters"), false)
+        .ad_reset_password(&user.dn, &secret("onlylowercaseletters"), None)
         .await
         .expect_err("not complex");
     assert!(
@@ -227,7 +227,7 @@ async fn reset_of_a_missing_user_is_no_such_object() {
         .ad_reset_password(
             &format!("CN=Nobody Here,{}", samba.synced_root()),
             &secret("Brand-New-Pass-7"),
-            false,
+            None,
         )
         .await
         .expect_err("no such user");
@@ -249,7 +249,7 @@ async fn protected_admin_cannot_be_reset_by_the_service_account() {
     let entry = c.read(&admin.dn, &["adminCount"]).await.unwrap();
     assert_eq!(entry.text("adminCount"), Some("1"));
     let err = c
-        .ad_reset_password(&admin.dn, &secret("Brand-New-Pass-7"), false)
+        .ad_reset_password(&admin.dn, &secret("Brand-New-Pass-7"), None)
         .await
         .expect_err("adminCount=1 users carry AdminSDHolder's ACL");
     assert!(
@@ -500,7 +500,7 @@ async fn a_fresh_domain_takes_a_stricter_policy() {
         .await
         .unwrap();
     let err = c
-        .ad_reset_password(&user.dn, &secret("Short-Pass1"), false)
+        .ad_reset_password(&user.dn, &secret("Short-Pass1"), None)
         .await
         .expect_err("11 characters is below the new minimum");
     assert!(

@@ -54,6 +54,8 @@ pub const SERVICE_OU: &str = "OU=Service Accounts,DC=dirbridge,DC=test";
 /// Where [`Samba::create_ou`] puts per-test OUs (inside the synced root, so they inherit the
 /// delegations).
 pub const TESTS_OU: &str = "OU=Tests,OU=Corp,DC=dirbridge,DC=test";
+/// The domain's Domain Admins group.
+pub const DOMAIN_ADMINS: &str = "CN=Domain Admins,CN=Users,DC=dirbridge,DC=test";
 
 const ADMIN_PASSWORD: &str = "Testkit-Adm1n-Pass!";
 const SERVICE_PASSWORD: &str = "Testkit-Svc-Pass-1!";
@@ -183,6 +185,10 @@ pub struct Credentials {
 pub struct SambaOptions {
     /// Load this dataset below [`SYNCED_ROOT`] (offline, cached).
     pub dataset: Option<DatasetSpec>,
+    /// smb.conf's `old password allowed period` in minutes: how long the previous password
+    /// still works after a change or reset. None: 0, like Windows' LDAP binds (what every
+    /// other test expects); `Some(60)` is Samba's own default.
+    pub old_password_allowed_period: Option<u32>,
 }
 
 /// How long the phases of a start took (for docs/benchmarks.md; tests never assert on them).
@@ -233,6 +239,7 @@ impl Samba {
         }
         let mut samba = Samba::start(&SambaOptions {
             dataset: Some(DatasetSpec::small()),
+            ..SambaOptions::default()
         })?;
         samba.shared = true;
         let _ = SHARED.set(samba);
@@ -278,7 +285,12 @@ impl Samba {
         let tls = ca
             .issue_server_cert(&[&fqdn, "localhost"], &[IpAddr::V4(ip)])?
             .write(&tls_dir, "samba", ca)?;
-        let conf = write_smb_conf(&dc_dir, Some(ip), Some(&tls))?;
+        let conf = write_smb_conf(
+            &dc_dir,
+            Some(ip),
+            Some(&tls),
+            options.old_password_allowed_period.unwrap_or(0),
+        )?;
 
         let log = instance.path().join("samba.log");
         let out = File::create(&log)?;
@@ -521,6 +533,33 @@ db.modify(m, controls=["show_deleted:1", "sd_flags:1:4"])
         })
     }
 
+    /// Creates a global security group `CN=<name>,<ou_dn>` and returns its DN.
+    pub fn create_group(&self, ou_dn: &str, name: &str) -> Result<String> {
+        let dn = format!("CN={},{ou_dn}", crate::dataset::escape_rdn_value(name));
+        ldapc::add(
+            &self.admin_target(),
+            &dn,
+            vec![
+                attr("objectClass", &[b"group"]),
+                attr("sAMAccountName", &[name.as_bytes()]),
+            ],
+        )?;
+        Ok(dn)
+    }
+
+    /// Adds `member_dn` to the group `group_dn` (e.g. [`DOMAIN_ADMINS`]), as the
+    /// Administrator: what `samba-tool group addmembers` does.
+    pub fn add_member(&self, group_dn: &str, member_dn: &str) -> Result<()> {
+        ldapc::modify(
+            &self.admin_target(),
+            group_dn,
+            vec![Mod::Add(
+                b"member".to_vec(),
+                std::iter::once(member_dn.as_bytes().to_vec()).collect(),
+            )],
+        )
+    }
+
     /// Deletes an entry, as the Administrator.
     pub fn admin_delete(&self, dn: &str) -> Result<()> {
         ldapc::delete(&self.admin_target(), dn)
@@ -634,7 +673,12 @@ pub fn unicode_pwd(password: &str) -> Vec<u8> {
 
 /// smb.conf for an instance rooted at `dc` (the copied template). Without `ip` it is the
 /// configuration the offline loader uses.
-fn write_smb_conf(dc: &Path, ip: Option<Ipv4Addr>, tls: Option<&CertFiles>) -> Result<PathBuf> {
+fn write_smb_conf(
+    dc: &Path,
+    ip: Option<Ipv4Addr>,
+    tls: Option<&CertFiles>,
+    old_password_minutes: u32,
+) -> Result<PathBuf> {
     let d = dc.display();
     let mut s = format!(
         "[global]
@@ -656,8 +700,9 @@ fn write_smb_conf(dc: &Path, ip: Option<Ipv4Addr>, tls: Option<&CertFiles>) -> R
 \twinbindd socket directory = {d}/run/winbindd
 \tntp signd socket directory = {d}/run/ntp_signd
 \tlog file = {d}/log.samba
-\t# Like Windows for LDAP binds: a replaced password stops working at once.
-\told password allowed period = 0
+\t# 0 unless a test asks otherwise: like Windows for LDAP binds, a replaced password
+\t# stops working at once (Samba's own default is 60 minutes).
+\told password allowed period = {old_password_minutes}
 ",
         host = HOST_NAME.to_uppercase()
     );
@@ -698,7 +743,7 @@ fn samba_python() -> PathBuf {
 /// Runs the offline loader against the stopped domain in `dc` with `plan` (see
 /// samba_load.py) and returns its JSON report.
 fn run_loader(dc: &Path, mut plan: serde_json::Value) -> Result<serde_json::Value> {
-    let conf = write_smb_conf(dc, None, None)?;
+    let conf = write_smb_conf(dc, None, None, 0)?;
     plan["smb_conf"] = conf.display().to_string().into();
     plan["sam_ldb"] = dc.join("private/sam.ldb").display().to_string().into();
     let script = dc.join("load.py");

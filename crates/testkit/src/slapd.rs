@@ -177,6 +177,17 @@ impl Slapd {
 
     /// A new instance.
     pub fn start(options: &SlapdOptions) -> Result<Slapd> {
+        Slapd::start_limited(options, false)
+    }
+
+    /// A new instance with slapd's own size limit (500 entries, paged searches included:
+    /// `olcSizeLimit: 500` and no `olcLimits`), instead of the unlimited paged total the
+    /// testkit otherwise gives authenticated users.
+    pub fn start_with_default_size_limit(options: &SlapdOptions) -> Result<Slapd> {
+        Slapd::start_limited(options, true)
+    }
+
+    fn start_limited(options: &SlapdOptions, default_size_limit: bool) -> Result<Slapd> {
         let t0 = Instant::now();
         let (template, built) = template(options.dataset)?;
         let template_time = if built { t0.elapsed() } else { Duration::ZERO };
@@ -194,7 +205,7 @@ impl Slapd {
         let conf_dir = dir.join("slapd.d");
         std::fs::create_dir_all(&conf_dir)?;
         let config = dir.join("config.ldif");
-        std::fs::write(&config, config_ldif(&dir, Some(&tls)))?;
+        std::fs::write(&config, config_ldif(&dir, Some(&tls), default_size_limit))?;
         process::run(
             Command::new(process::find_program("slapadd")?)
                 .args(["-n", "0", "-F"])
@@ -375,6 +386,23 @@ impl Slapd {
         })
     }
 
+    /// Creates `cn=<name>,<ou_dn>` (groupOfNames) with `members` (at least one: the schema
+    /// requires a member) and returns its DN.
+    pub fn create_group(&self, ou_dn: &str, name: &str, members: &[&str]) -> Result<String> {
+        let dn = format!("cn={},{ou_dn}", escape_rdn_value(name));
+        let members: Vec<&[u8]> = members.iter().map(|m| m.as_bytes()).collect();
+        ldapc::add(
+            &self.admin_target(),
+            &dn,
+            vec![
+                attr("objectClass", &[b"groupOfNames"]),
+                attr("cn", &[name.as_bytes()]),
+                attr("member", &members),
+            ],
+        )?;
+        Ok(dn)
+    }
+
     /// Deletes an entry, as the rootdn.
     pub fn admin_delete(&self, dn: &str) -> Result<()> {
         ldapc::delete(&self.admin_target(), dn)
@@ -487,7 +515,7 @@ fn spawn(
 }
 
 /// The cn=config LDIF of an instance in `dir` (database in `dir/db`).
-fn config_ldif(dir: &Path, tls: Option<&CertFiles>) -> String {
+fn config_ldif(dir: &Path, tls: Option<&CertFiles>, default_size_limit: bool) -> String {
     let d = dir.display();
     let svc = OpenLdapServiceAccount::Full.dn();
     let nopw = OpenLdapServiceAccount::MissingPasswordWrite.dn();
@@ -503,6 +531,14 @@ fn config_ldif(dir: &Path, tls: Option<&CertFiles>) -> String {
         })
         .unwrap_or_default();
     let root_pw = ssha(ROOT_PASSWORD, 0x1234_5678);
+    let (frontend_limit, users_limit) = if default_size_limit {
+        ("olcSizeLimit: 500", "")
+    } else {
+        (
+            "olcSizeLimit: size.soft=500 size.hard=unlimited size.pr=1000 size.prtotal=unlimited",
+            "olcLimits: {0}users size.soft=500 size.hard=unlimited size.pr=1000 size.prtotal=unlimited\n",
+        )
+    };
     format!(
         "dn: cn=config
 objectClass: olcGlobal
@@ -534,7 +570,7 @@ objectClass: olcFrontendConfig
 olcDatabase: {{-1}}frontend
 olcAccess: {{0}}to dn.base=\"\" by * read
 olcAccess: {{1}}to dn.base=\"cn=Subschema\" by * read
-olcSizeLimit: size.soft=500 size.hard=unlimited size.pr=1000 size.prtotal=unlimited
+{frontend_limit}
 
 dn: olcDatabase={{0}}config,cn=config
 objectClass: olcDatabaseConfig
@@ -555,8 +591,7 @@ olcDbIndex: entryCSN,entryUUID eq
 olcDbIndex: uid,mail eq
 olcDbIndex: cn eq,sub
 olcDbIndex: member eq
-olcLimits: {{0}}users size.soft=500 size.hard=unlimited size.pr=1000 size.prtotal=unlimited
-olcAccess: {{0}}to dn.subtree=\"{SYNCED_ROOT}\" attrs=userPassword by dn.exact=\"{svc}\" write by dn.exact=\"{nolock}\" write by self write by anonymous auth by * none
+{users_limit}olcAccess: {{0}}to dn.subtree=\"{SYNCED_ROOT}\" attrs=userPassword by dn.exact=\"{svc}\" write by dn.exact=\"{nolock}\" write by self write by anonymous auth by * none
 olcAccess: {{1}}to dn.subtree=\"{SYNCED_ROOT}\" attrs=pwdAccountLockedTime,pwdFailureTime,pwdReset by dn.exact=\"{svc}\" write by dn.exact=\"{nopw}\" write by users read by * none
 olcAccess: {{2}}to attrs=userPassword by self write by anonymous auth by * none
 olcAccess: {{3}}to * by users read by * none
@@ -639,7 +674,7 @@ fn template(dataset: Option<DatasetSpec>) -> Result<(PathBuf, bool)> {
         process::find_program("slapd")?.to_str().unwrap_or("slapd"),
         &["-VV"],
     );
-    let probe = config_ldif(Path::new("/x"), None);
+    let probe = config_ldif(Path::new("/x"), None, false);
     let key = cache::key(&[
         "slapd",
         &version,
@@ -654,7 +689,7 @@ fn template(dataset: Option<DatasetSpec>) -> Result<(PathBuf, bool)> {
         std::fs::create_dir_all(&conf_dir)?;
         std::fs::create_dir_all(dir.join("db"))?;
         let config = dir.join("config.ldif");
-        std::fs::write(&config, config_ldif(dir, None))?;
+        std::fs::write(&config, config_ldif(dir, None, false))?;
         process::run(
             Command::new(process::find_program("slapadd")?)
                 .args(["-n", "0", "-F"])

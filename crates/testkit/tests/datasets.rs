@@ -45,6 +45,7 @@ async fn build_samba(users: usize) {
     let t = Instant::now();
     let samba = Samba::start(&SambaOptions {
         dataset: Some(DatasetSpec::new(users, 42)),
+        ..SambaOptions::default()
     })
     .unwrap();
     let total = t.elapsed();
@@ -76,6 +77,7 @@ async fn build_samba(users: usize) {
     let t = Instant::now();
     let again = Samba::start(&SambaOptions {
         dataset: Some(DatasetSpec::new(users, 42)),
+        ..SambaOptions::default()
     })
     .unwrap();
     assert!(again.timings().template.is_zero());

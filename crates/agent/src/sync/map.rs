@@ -362,6 +362,7 @@ mod tests {
             group_classes: vec![],
             upn_from: None,
             anchor: None,
+            protected: Default::default(),
         }
     }
 

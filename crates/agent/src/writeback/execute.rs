@@ -267,13 +267,7 @@ async fn run_bound(
         let dn = dn.clone();
         move |e: LdapError| classify(config, step, Some(&dn), e)
     };
-    if target.state.protected {
-        return Err(Failure::new(
-            Outcome::ProtectedAccount,
-            ids::PERMISSIONS,
-            format!("{dn} is a protected account (adminCount=1: a member, now or once, of a protected group such as Domain Admins); writeback refuses it by design. Reset it on-prem."),
-        ));
-    }
+    super::protected::refuse_protected(c, config, &target).await?;
     if target.state.disabled {
         return Err(Failure::new(
             Outcome::AccountDisabled,
@@ -301,10 +295,9 @@ async fn run_bound(
                 unlock(c, ad, &dn).await.map_err(err(Step::Unlock))?;
             }
             let new = secret(new_password);
-            let admin = matches!(op, WritebackOperation::AdminReset { .. });
             if ad {
-                // Self-service resets keep the history rule, as a change would.
-                let hints = !admin && supports_policy_hints(c).await;
+                // Resets keep the history rule, as a change would, where the server can.
+                let hints = c.ad_server_info().await.ok().and_then(|i| i.policy_hints);
                 c.ad_reset_password(&dn, &new, hints)
                     .await
                     .map_err(err(Step::SetPassword))?;
@@ -383,17 +376,6 @@ async fn unlock(c: &mut Connection, ad: bool, dn: &str) -> Result<(), LdapError>
         c.ad_unlock(dn).await
     } else {
         c.openldap_unlock(dn).await
-    }
-}
-
-/// Whether the server lists the policy-hints control (either OID) in its root DSE.
-async fn supports_policy_hints(c: &mut Connection) -> bool {
-    match c.read("", &["supportedControl"]).await {
-        Ok(root) => root
-            .values("supportedControl")
-            .iter()
-            .any(|v| v.as_slice() == ldap::controls::POLICY_HINTS_OID.as_bytes()),
-        Err(_) => false,
     }
 }
 
@@ -696,6 +678,7 @@ mod tests {
             group_classes: vec![],
             upn_from: None,
             anchor: None,
+            protected: Default::default(),
         }
     }
 

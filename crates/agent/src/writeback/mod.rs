@@ -23,6 +23,7 @@
 
 mod execute;
 mod handle;
+mod protected;
 mod verify;
 
 pub use execute::{execute, ExecPolicy};

@@ -269,6 +269,7 @@ pub fn ad_connector(samba: &testkit::samba::Samba, include: &[&str]) -> Connecto
         group_classes: vec![],
         upn_from: None,
         anchor: None,
+        protected: Default::default(),
     }
 }
 
@@ -290,6 +291,7 @@ pub fn openldap_connector(slapd: &testkit::slapd::Slapd, include: &[&str]) -> Co
         group_classes: vec![],
         upn_from: None,
         anchor: None,
+        protected: Default::default(),
     }
 }
 

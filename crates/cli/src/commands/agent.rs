@@ -196,6 +196,13 @@ pub struct ConnectorAddArgs {
     /// OpenLDAP group object classes (repeatable; default groupOfNames, groupOfUniqueNames).
     #[arg(long = "group-class")]
     group_classes: Vec<String>,
+    /// Writeback never touches this account (repeatable; OpenLDAP's rootdn is added where
+    /// readable; AD protects its admin groups by itself).
+    #[arg(long = "protected-dn", value_name = "DN")]
+    protected_dns: Vec<String>,
+    /// Writeback never touches members of this group, direct or nested (repeatable; OpenLDAP).
+    #[arg(long = "protected-group", value_name = "DN")]
+    protected_groups: Vec<String>,
     /// File holding the service account's password.
     #[arg(long, value_name = "FILE", conflicts_with = "password_stdin")]
     password_file: Option<PathBuf>,
@@ -303,7 +310,7 @@ async fn writeback_enable(
     )?;
     let admin = agent::enable::CloudAdmin { upn, password };
     let done = agent::enable::enable(data_dir, connector.as_deref(), &admin).await?;
-    for warning in &done.unchecked {
+    for warning in done.unchecked.iter().chain(&done.advice) {
         eprintln!("warning: {warning}");
     }
     if ctx.out.is_json() {
@@ -434,6 +441,10 @@ fn connector_add(ctx: &Ctx, a: ConnectorAddArgs) -> anyhow::Result<()> {
         group_classes: a.group_classes,
         upn_from: a.upn_from,
         anchor: a.anchor,
+        protected: connector::ProtectedAccounts {
+            dns: a.protected_dns,
+            groups: a.protected_groups,
+        },
     };
     connector::save(&a.dir.data_dir, &config, &password)?;
     if ctx.out.is_json() {
@@ -491,7 +502,11 @@ async fn connector_test(ctx: &Ctx, data_dir: &Path, name: Option<String>) -> any
             for ch in &checks {
                 println!(
                     "  [{}] {}: {}",
-                    if ch.ok { " ok " } else { "FAIL" },
+                    match (ch.ok, ch.warn) {
+                        (false, _) => "FAIL",
+                        (true, true) => "warn",
+                        (true, false) => " ok ",
+                    },
                     ch.name,
                     ch.detail
                 );

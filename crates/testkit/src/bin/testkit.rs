@@ -111,6 +111,7 @@ fn main() -> Result<()> {
             let t = Instant::now();
             let samba = Samba::start(&SambaOptions {
                 dataset: dataset(&args),
+                ..SambaOptions::default()
             })?;
             if args.grant_deleted_objects {
                 let svc = samba.service_account(ServiceAccount::Full);
