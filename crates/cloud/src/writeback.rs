@@ -354,11 +354,7 @@ pub async fn submit(
     let (tracking, audit_result, details) = match &outcome {
         Ok(r) => (
             r.tracking_id.clone(),
-            if r.outcome == Outcome::Succeeded {
-                AuditResult::Success
-            } else {
-                AuditResult::Failure
-            },
+            AuditResult::of_writeback(r.outcome),
             Some(match &r.admin_detail {
                 Some(d) => format!("{}: {d}", enum_text(r.outcome)),
                 None => enum_text(r.outcome),

@@ -851,8 +851,9 @@ async fn claimed_then_vanished(c: Cloud) {
         .unwrap();
     assert_eq!(row.state, store::WritebackState::Expired);
     assert!(row.envelopes.is_empty());
+    // Not a failure: nobody knows whether the password changed.
     let audit = audit_for(&c, &tracking).await;
-    assert_eq!(audit["result"], "failure");
+    assert_eq!(audit["result"], "unknown", "{audit}");
     assert!(
         audit["details"]
             .as_str()
