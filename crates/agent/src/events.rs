@@ -34,6 +34,8 @@ pub mod ids {
     pub const NOTIFY_FALLBACK: u32 = 35004;
     /// Change notification is turned off by configuration.
     pub const NOTIFY_OFF: u32 = 35005;
+    /// A synced root no longer exists: it is not watched, only read again with a long backoff.
+    pub const NOTIFY_ROOT_MISSING: u32 = 35006;
 }
 
 /// One event.

@@ -58,6 +58,9 @@ pub struct ServiceOptions {
     /// Roots every watcher watches instead of its connector's own (tests: a root the server
     /// refuses).
     pub notify_roots: crate::sync::notify::RootsOverride,
+    /// How often a synced root that no longer exists is read again (default: the watcher's,
+    /// 30 s doubling to 15 minutes; tests shorten it).
+    pub notify_missing_backoff: Option<ldap::notify::Backoff>,
 }
 
 impl Default for ServiceOptions {
@@ -67,6 +70,7 @@ impl Default for ServiceOptions {
             debounce: Duration::from_millis(200),
             min_gap: Duration::from_secs(1),
             notify_roots: None,
+            notify_missing_backoff: None,
         }
     }
 }
@@ -118,6 +122,7 @@ pub async fn run_with(
             &events,
             wake_tx,
             options.notify_roots.clone(),
+            options.notify_missing_backoff,
         )
         .await
         .into_iter()

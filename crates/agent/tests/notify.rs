@@ -547,3 +547,91 @@ async fn ad_deletes_in_quick_cycles_stop_at_the_threshold_of_the_window() {
     )
     .await;
 }
+
+/// Issue 21: a watched OU renamed away and back. slapd 2.5 hung every later write when a
+/// persistent search stayed open on the OU while it was renamed and syncrepl searches kept
+/// hitting the missing base; the watcher now ends its search when the root leaves, reads the
+/// root again with a long backoff (shortened here), says so, and resumes once it is back.
+#[tokio::test]
+async fn a_watched_ou_renamed_away_and_back_is_reported_and_watched_again_without_wedging_slapd() {
+    let slapd = Slapd::start_fresh().expect("fresh slapd");
+    let OpenLdapAgent {
+        cloud,
+        dir,
+        mut engine,
+        login,
+        user,
+    } = openldap_agent(&slapd, Some(86_400), "notifyRenamed", "nm").await;
+    let ou = user.dn.split_once(',').unwrap().1.to_string();
+    let rdn = ou.split_once(',').unwrap().0.to_string();
+    let log = EventLog::open(dir.path());
+    let answers = |what: &str| {
+        assert!(
+            slapd.answers_within(Duration::from_secs(10)),
+            "slapd stopped answering {what}"
+        );
+    };
+    // A write as the rootdn, bounded: the operation a wedged slapd never answers.
+    let write = |phone: &str| {
+        slapd
+            .admin_replace_within(&user.dn, "mobile", &[phone], Duration::from_secs(20))
+            .unwrap_or_else(|e| panic!("slapd did not answer a write: {e:#}"));
+    };
+
+    let driver = async {
+        first_sync(&cloud, &login).await;
+        event(&log, "notification started", |e| {
+            e.code == "sync.notify.started"
+        })
+        .await;
+        let away = slapd
+            .admin_rename(&ou, &format!("{rdn}-away"))
+            .expect("rename away");
+        let missing = event(&log, "the root reported missing", |e| {
+            e.code == "sync.notify.rootMissing"
+        })
+        .await;
+        assert_eq!(missing.event_id, Some(ids::NOTIFY_ROOT_MISSING));
+        assert_eq!(missing.details["root"], ou.as_str(), "{missing:?}");
+        assert!(
+            missing.message.contains("no longer exists")
+                && missing.message.contains("--include-ou"),
+            "{}",
+            missing.message
+        );
+        answers("while the OU was away");
+        // Several re-checks on the missing root pass; slapd keeps answering.
+        event(&log, "a second check of the missing root", |_| {
+            log.read(None)
+                .unwrap()
+                .iter()
+                .filter(|e| e.code == "sync.notify.rootMissing")
+                .count()
+                >= 2
+        })
+        .await;
+        answers("after the re-checks");
+        slapd.admin_rename(&away, &rdn).expect("rename back");
+        answers("after the OU came back");
+        write("+47 400 00 021");
+        let back = event(&log, "watching again", |e| {
+            e.code == "sync.notify.reconnected"
+        })
+        .await;
+        assert_eq!(back.details["root"], ou.as_str(), "{back:?}");
+        // The watch works again: a change reaches the cloud with a day-long schedule.
+        write("+47 400 00 022");
+        until_mobile(&cloud, &upn(&login), "+47 400 00 022").await;
+        answers("at the end");
+    };
+    let options = ServiceOptions {
+        notify_missing_backoff: Some(ldap::notify::Backoff {
+            min: Duration::from_millis(500),
+            max: Duration::from_secs(2),
+        }),
+        ..ServiceOptions::default()
+    };
+    service::run_with(&mut engine, driver, options)
+        .await
+        .unwrap();
+}

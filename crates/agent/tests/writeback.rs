@@ -774,7 +774,28 @@ async fn openldap_minimum_age_is_too_recent() {
         .await
         .outcome(Outcome::PolicyRefused)
         .reason(PolicyReason::TooRecent);
+    // An administrator's reset too (unlike AD): the administrator is told which setting
+    // decides and when a retry passes.
+    run(&dir, admin_reset(&anchor, &new_password("a"), false))
+        .await
+        .outcome(Outcome::PolicyRefused)
+        .reason(PolicyReason::TooRecent)
+        .detail_has(&[
+            &user.dn,
+            "pwdMinAge",
+            "olcPPolicyDefault",
+            "last changed at",
+        ]);
     assert!(dir.can_bind(&user.dn, INITIAL).await, "unchanged");
+    // ppolicy skips the minimum age while a previous reset's must-change is pending.
+    slapd
+        .admin_replace(&user.dn, "pwdReset", &["TRUE"])
+        .unwrap();
+    let p = new_password("m");
+    run(&dir, admin_reset(&anchor, &p, true))
+        .await
+        .outcome(Outcome::Succeeded);
+    assert!(dir.can_bind(&user.dn, &p).await);
 }
 
 // ---------------------------------------------------------------- replay guard

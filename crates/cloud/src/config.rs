@@ -23,6 +23,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// How long a password writeback request may take, from submission to the agent's result.
     pub writeback_deadline_secs: u64,
+    /// On SIGTERM or Ctrl-C: how long writebacks already in flight get to finish before they
+    /// are answered anyway and the process exits (no new ones are taken meanwhile).
+    pub shutdown_grace_secs: u64,
     /// Outgoing mail (self-service password reset codes and notices).
     pub smtp: SmtpConfig,
     /// Limits per source address on sign-in and reset starts.
@@ -98,6 +101,7 @@ impl Default for Config {
             token_lifetime_secs: 8 * 3600,
             max_body_bytes: 64 * 1024,
             writeback_deadline_secs: 20,
+            shutdown_grace_secs: 5,
             smtp: SmtpConfig::default(),
             limits: LimitsConfig::default(),
             portal: PortalConfig::default(),
@@ -153,6 +157,11 @@ impl Config {
                 .filter(|n| (1..=600).contains(n))
                 .context(
                 "DIRBRIDGE_WRITEBACK_DEADLINE_SECS must be a whole number of seconds from 1 to 600",
+            )?;
+        }
+        if let Some(v) = get("DIRBRIDGE_SHUTDOWN_GRACE_SECS") {
+            self.shutdown_grace_secs = v.parse().ok().filter(|n| (0..=60).contains(n)).context(
+                "DIRBRIDGE_SHUTDOWN_GRACE_SECS must be a whole number of seconds from 0 to 60",
             )?;
         }
         if let Some(v) = get("DIRBRIDGE_SMTP_HOST") {

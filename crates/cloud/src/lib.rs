@@ -20,6 +20,7 @@ pub mod portal;
 pub mod state;
 pub mod writeback;
 
+use std::future::IntoFuture;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -242,7 +243,7 @@ fn restrict(_: &std::path::Path, _: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Serves the cloud until Ctrl-C or SIGTERM.
+/// Serves the cloud until Ctrl-C or SIGTERM, then drains ([`serve_on`]).
 pub async fn serve(config: config::Config) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
@@ -255,7 +256,25 @@ pub async fn serve(config: config::Config) -> anyhow::Result<()> {
         })?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     tracing::info!(listen = %config.listen, database = store.backend_name(), "dirbridge cloud serving");
-    let app = router(AppState::new(store, clock, config));
+    serve_on(
+        listener,
+        AppState::new(store, clock, config),
+        shutdown_signal(),
+    )
+    .await
+}
+
+/// Serves `state` on `listener` until `shutdown` completes, then drains: no new writeback is
+/// taken or dispatched, writebacks in flight get `shutdown_grace_secs` to finish and are
+/// answered either way ([`writeback::drain`]), connections then get a moment to deliver their
+/// answers, and the function returns — within the grace period plus about a second, whatever
+/// sockets (agents' push sockets) are still open.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let app = router(state.clone());
     // Answers and pushes are small and latency-bound (a writeback or sign-in crosses this
     // socket several times): never hold a write back for Nagle.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -263,13 +282,33 @@ pub async fn serve(config: config::Config) -> anyhow::Result<()> {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
         }
     });
-    axum::serve(
+    let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
+    let drain_state = state.clone();
+    let stop = async move {
+        shutdown.await;
+        writeback::drain(&drain_state).await;
+        let _ = drained_tx.send(());
+    };
+    let server = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
-    .await?;
-    Ok(())
+    .with_graceful_shutdown(stop)
+    .into_future();
+    tokio::pin!(server);
+    tokio::select! {
+        r = &mut server => return Ok(r?),
+        _ = drained_rx => {}
+    }
+    // Drained: open requests finish writing their answers; a socket still open after this
+    // (an agent's WebSocket, an idle keep-alive) is dropped.
+    match tokio::time::timeout(std::time::Duration::from_secs(1), &mut server).await {
+        Ok(r) => Ok(r?),
+        Err(_) => {
+            tracing::info!("shut down with connections still open; they are closed");
+            Ok(())
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -45,6 +45,9 @@ pub struct Hub {
     waiters: AtomicUsize,
     started: AtomicBool,
     last_sweep_ms: AtomicI64,
+    /// Set when the process shuts down ([`drain`]): the wall-clock millisecond by which the
+    /// requests this process waits for are answered; 0 while serving.
+    drain_by_ms: AtomicI64,
 }
 
 impl Default for Hub {
@@ -62,7 +65,13 @@ impl Hub {
             waiters: AtomicUsize::new(0),
             started: AtomicBool::new(false),
             last_sweep_ms: AtomicI64::new(0),
+            drain_by_ms: AtomicI64::new(0),
         }
+    }
+
+    /// The end of the shutdown grace period once draining, else `None`.
+    fn draining(&self) -> Option<i64> {
+        Some(self.drain_by_ms.load(Ordering::SeqCst)).filter(|&t| t > 0)
     }
 
     /// Wakes this process's dispatcher (a request was queued, an agent connected).
@@ -274,6 +283,61 @@ fn cloud_result(
     }
 }
 
+/// The results a request ends with when this cloud process shuts down before its result came:
+/// (if claimed, if not claimed).
+fn drain_results(row: &WritebackRequestRecord) -> (WritebackResult, WritebackResult) {
+    let t = &row.tracking_id;
+    let agent = row.agent_id.clone().unwrap_or_else(|| "?".into());
+    let claimed = cloud_result(
+        t,
+        Outcome::OutcomeUnknown,
+        &row.kind,
+        row.agent_id.clone(),
+        format!(
+            "The cloud process shut down while agent {agent} was running the request, before its result came; it ran at most once and {}. Look for tracking id {t} in that agent's event log (dirbridge agent events --tracking-id {t}).",
+            if row.kind == proto::writeback::SIGN_IN { "may have tried the password once" } else { "may have changed the password" }
+        ),
+    );
+    let unclaimed = cloud_result(
+        t,
+        Outcome::AgentUnavailable,
+        &row.kind,
+        None,
+        "The cloud process shut down before an agent took the request: nothing was changed. Try again.".into(),
+    );
+    (claimed, unclaimed)
+}
+
+/// Shuts this process's writeback down (SIGTERM, Ctrl-C): no new request is taken or
+/// dispatched, requests not yet with an agent are answered at once, and those an agent holds
+/// get `shutdown_grace_secs` to finish before they are answered anyway (`outcomeUnknown`).
+/// Returns once every request this process waited for has its answer, or the grace period
+/// ended (plus a moment for the answers to be written).
+pub async fn drain(state: &AppState) {
+    let hub = &state.writeback;
+    let grace_ms = state.config.shutdown_grace_secs.min(60) as i64 * 1000;
+    let by = now_ms() + grace_ms;
+    hub.drain_by_ms.store(by.max(1), Ordering::SeqCst);
+    hub.results_arrived();
+    tracing::info!(
+        waiting = hub.waiters.load(Ordering::Relaxed),
+        grace_secs = state.config.shutdown_grace_secs,
+        "shutting down: no new writeback requests; waiting for those in flight"
+    );
+    let give_up = tokio::time::Instant::now() + Duration::from_millis(grace_ms as u64 + 1_000);
+    while hub.waiters.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < give_up {
+        let notified = hub.done.notified();
+        tokio::select! {
+            _ = notified => {}
+            _ = tokio::time::sleep(WAIT_POLL) => {}
+        }
+    }
+    // Connected agents: their push sockets close (they reconnect elsewhere or later).
+    if let Ok(mut m) = state.pushes.lock() {
+        m.clear();
+    }
+}
+
 /// The results a request ends with at its deadline: (if claimed, if not claimed).
 fn deadline_results(row: &WritebackRequestRecord, secs: u64) -> (WritebackResult, WritebackResult) {
     let t = &row.tracking_id;
@@ -354,11 +418,7 @@ pub async fn submit(
     let (tracking, audit_result, details) = match &outcome {
         Ok(r) => (
             r.tracking_id.clone(),
-            if r.outcome == Outcome::Succeeded {
-                AuditResult::Success
-            } else {
-                AuditResult::Failure
-            },
+            AuditResult::of_writeback(r.outcome),
             Some(match &r.admin_detail {
                 Some(d) => format!("{}: {d}", enum_text(r.outcome)),
                 None => enum_text(r.outcome),
@@ -418,6 +478,15 @@ async fn run(
         return Err(AppError::internal());
     }
     let verify = op.is_verify();
+    if state.writeback.draining().is_some() {
+        return Ok(cloud_result(
+            tracking,
+            Outcome::AgentUnavailable,
+            kind,
+            None,
+            "This cloud process is shutting down and takes no new requests; nothing was sent to an agent. Try again: another cloud instance, or this one once restarted, takes it.".into(),
+        ));
+    }
     let candidates = if verify {
         sign_in_agents(state, tenant_id).await?
     } else {
@@ -540,7 +609,21 @@ async fn wait(state: &AppState, tracking: &str) -> ApiResult<WritebackResult> {
                 .await?;
             continue;
         }
-        let left = Duration::from_millis((row.deadline_ms - now) as u64);
+        // Shutting down: nothing is dispatched any more, so a request not yet handed to an
+        // agent ends now; one an agent holds gets the grace period to finish.
+        let drain_by = hub.draining();
+        if let Some(by) = drain_by {
+            if row.state == WritebackState::Pending || now >= by {
+                let (claimed, unclaimed) = drain_results(&row);
+                state
+                    .store
+                    .end_writeback_early(tracking, now, &claimed, &unclaimed)
+                    .await?;
+                continue;
+            }
+        }
+        let until = drain_by.map_or(row.deadline_ms, |by| by.min(row.deadline_ms));
+        let left = Duration::from_millis((until - now).max(1) as u64);
         tokio::select! {
             _ = notified => {}
             _ = tokio::time::sleep(WAIT_POLL.min(left)) => {}
@@ -589,7 +672,8 @@ pub async fn dispatch_once(state: &AppState) -> ApiResult<()> {
         state.writeback.last_sweep_ms.store(now, Ordering::Relaxed);
         sweep(state, now).await?;
     }
-    if local.is_empty() {
+    // Shutting down: hand out nothing new (waiting requests end themselves).
+    if local.is_empty() || state.writeback.draining().is_some() {
         return Ok(());
     }
     let pending = state

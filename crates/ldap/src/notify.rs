@@ -28,6 +28,18 @@
 //! a periodic root DSE read on the same connection detects a connection that died silently.
 //! A refusal of the mechanism itself ends that root's task with [`WatchEvent::Unsupported`]:
 //! the caller falls back to polling.
+//!
+//! OpenLDAP, a root that no longer exists (renamed, moved or deleted): the watcher never runs a
+//! syncrepl search on a missing base. Each session first reads the root (a plain base search);
+//! the persistent search also matches the root entry itself by its `entryUUID`, so the root's
+//! rename or delete ends the session at once, and the periodic liveness read is of the root.
+//! Then [`WatchEvent::RootMissing`] is reported and the root is only read again, with a hard
+//! backoff ([`WatchOptions::missing_backoff`], 30 s doubling to 15 minutes), until it is back.
+//! Seen on slapd 2.5.13 (issue 21): with a persistent search open on an OU that was renamed
+//! away and back, and further syncrepl searches on the missing base, slapd hung every later
+//! write (a modrdn blocked in syncprov, abandons from closing connections queued behind it).
+//! A session that ended soon after it was established does not reset the backoff either, so
+//! no connect–search–drop cycle ever runs in a tight loop.
 
 use std::fmt;
 use std::time::Duration;
@@ -164,8 +176,10 @@ pub struct WatchOptions {
     /// OpenLDAP: the sync filter (AD always uses `(objectClass=*)`).
     pub filter: String,
     pub backoff: Backoff,
-    /// How often the connection is checked with a root DSE read.
+    /// How often the connection is checked with a read (the root DSE; OpenLDAP: the root).
     pub liveness_interval: Duration,
+    /// OpenLDAP: how often a root that no longer exists is read again.
+    pub missing_backoff: Backoff,
 }
 
 impl WatchOptions {
@@ -187,6 +201,10 @@ impl WatchOptions {
             filter: "(objectClass=*)".into(),
             backoff: Backoff::default(),
             liveness_interval: Duration::from_secs(60),
+            missing_backoff: Backoff {
+                min: Duration::from_secs(30),
+                max: Duration::from_secs(900),
+            },
         }
     }
 }
@@ -207,7 +225,16 @@ pub enum WatchEvent {
     },
     /// The server will not notify on `root`; this root is no longer watched.
     Unsupported { root: String, error: NotifyError },
+    /// `root` no longer exists (renamed, moved or deleted): it is not watched, only read again
+    /// in `retry_in`; once it is back, [`WatchEvent::Watching`] follows with `reconnected`.
+    RootMissing { root: String, retry_in: Duration },
 }
+
+/// What an administrator can do about a synced root that no longer exists.
+pub const ROOT_MISSING_FIX: &str = "if the OU was renamed or moved, add the connector again with its new DN (`dirbridge agent connector add … --include-ou <new DN>`) and restart `dirbridge agent run`; if it comes back, watching resumes by itself";
+
+/// How long a session must have been established for the reconnect backoff to start over.
+const STEADY: Duration = Duration::from_secs(60);
 
 /// A running watcher; dropping it stops every search.
 pub struct Watcher {
@@ -309,16 +336,38 @@ enum SessionEnd {
     /// Transient: reconnect. `established` says whether the search had been running (the
     /// backoff starts over then).
     Failed { error: LdapError, established: bool },
+    /// OpenLDAP: the root does not exist (any more).
+    RootMissing,
     /// The caller is gone.
     Closed,
 }
 
 async fn watch_root(options: WatchOptions, root: String, tx: mpsc::Sender<WatchEvent>) {
     let mut failures = 0u32;
+    let mut missing = 0u32;
     let mut reconnected = false;
     loop {
+        let started = tokio::time::Instant::now();
         match session(&options, &root, &tx, reconnected).await {
             SessionEnd::Closed => return,
+            SessionEnd::RootMissing => {
+                missing += 1;
+                failures = 0;
+                let retry_in = options
+                    .missing_backoff
+                    .delay(missing, rand::random::<f64>());
+                let sent = tx
+                    .send(WatchEvent::RootMissing {
+                        root: root.clone(),
+                        retry_in,
+                    })
+                    .await;
+                if sent.is_err() {
+                    return;
+                }
+                tokio::time::sleep(retry_in).await;
+                reconnected = true;
+            }
             SessionEnd::Refused(error) => {
                 let _ = tx
                     .send(WatchEvent::Unsupported {
@@ -329,7 +378,14 @@ async fn watch_root(options: WatchOptions, root: String, tx: mpsc::Sender<WatchE
                 return;
             }
             SessionEnd::Failed { error, established } => {
-                failures = if established { 1 } else { failures + 1 };
+                missing = 0;
+                // Only a watch that ran steadily starts the backoff over: one that the server
+                // ends right after it began must not turn into a tight reconnect loop.
+                failures = if established && started.elapsed() >= STEADY {
+                    1
+                } else {
+                    failures + 1
+                };
                 let retry_in = options.backoff.delay(failures, rand::random::<f64>());
                 let sent = tx
                     .send(WatchEvent::Disconnected {
@@ -351,6 +407,9 @@ async fn watch_root(options: WatchOptions, root: String, tx: mpsc::Sender<WatchE
 /// Maps the result that ended (or refused) a notification search.
 fn classify(mechanism: Mechanism, error: LdapError, established: bool) -> SessionEnd {
     match error {
+        LdapError::NoSuchObject { .. } if mechanism == Mechanism::SyncreplPersist => {
+            SessionEnd::RootMissing
+        }
         LdapError::Unsupported { diagnostic } => SessionEnd::Refused(NotifyError::Unsupported {
             mechanism,
             diagnostic,
@@ -400,6 +459,24 @@ async fn session(
         Ok(_) => {}
         Err(e) => return failed(from_ldap3(e, &url)),
     }
+    // OpenLDAP: the root must exist (never a syncrepl search on a missing base), and its
+    // entryUUID lets the persistent search see the root's own rename or delete.
+    let mut root_uuid = None;
+    if options.mechanism == Mechanism::SyncreplPersist {
+        match conn.read(root, &["entryUUID"]).await {
+            Ok(e) => root_uuid = e.text("entryUUID").map(str::to_string),
+            // The parent exists, the root does not: renamed, moved or deleted.
+            Err(LdapError::NoSuchObject { matched, .. }) if !matched.is_empty() => {
+                return SessionEnd::RootMissing
+            }
+            // Nothing of the DN is known (or visible): the refresh's own answer decides,
+            // e.g. a database without syncprov (Unsupported); a plain noSuchObject there is
+            // RootMissing too.
+            Err(LdapError::NoSuchObject { .. }) => {}
+            Err(e) => return classify(options.mechanism, e, false),
+        }
+    }
+    let root_uuid_bytes = root_uuid.as_deref().and_then(uuid_bytes);
     // OpenLDAP: the current cookie, from a refresh that matches nothing.
     let mut cookie = None;
     if options.mechanism == Mechanism::SyncreplPersist {
@@ -433,7 +510,10 @@ async fn session(
                 cookie.as_deref(),
                 false,
             )],
-            options.filter.clone(),
+            match &root_uuid {
+                Some(u) => format!("(|(entryUUID={u}){})", options.filter),
+                None => options.filter.clone(),
+            },
         ),
     };
     let stream = conn
@@ -495,7 +575,15 @@ async fn session(
         let item = tokio::select! {
             item = stream.next() => item,
             _ = liveness.tick() => {
-                if let Err(e) = read_root_dse(&mut probe, Duration::from_secs(30)).await {
+                if options.mechanism == Mechanism::SyncreplPersist {
+                    match root_exists(&mut probe, root, Duration::from_secs(30)).await {
+                        Ok(true) => {}
+                        Ok(false) => return SessionEnd::RootMissing,
+                        Err(e) => {
+                            return SessionEnd::Failed { error: from_ldap3(e, &url), established }
+                        }
+                    }
+                } else if let Err(e) = read_root_dse(&mut probe, Duration::from_secs(30)).await {
                     return SessionEnd::Failed { error: from_ldap3(e, &url), established };
                 }
                 continue;
@@ -567,10 +655,19 @@ async fn session(
                 changed = established;
             }
         } else if !item.is_ref() {
+            let state = controls::find(&item.1, controls::SYNC_STATE_OID)
+                .and_then(|v| controls::parse_sync_state(v).ok());
+            // The root itself left the search's scope (renamed, moved, deleted): end the
+            // persistent search now, before the root can come back under it.
+            if let (Some(st), Some(uuid)) = (&state, &root_uuid_bytes) {
+                if st.entry_uuid == *uuid && st.state == controls::SyncStateKind::Delete {
+                    return SessionEnd::RootMissing;
+                }
+            }
             let relevant = relevant(&entry_dn(&item.0), options);
             // In the refresh phase, an entry merely reported present is no change.
-            let present = controls::find(&item.1, controls::SYNC_STATE_OID)
-                .and_then(|v| controls::parse_sync_state(v).ok())
+            let present = state
+                .as_ref()
                 .is_some_and(|st| st.state == controls::SyncStateKind::Present);
             changed_while_refreshing |= !established && relevant && !present;
             changed = established && relevant;
@@ -585,6 +682,33 @@ async fn session(
             }
         }
     }
+}
+
+/// Whether `root` exists (a base search asking for no attributes).
+async fn root_exists(
+    ldap: &mut ldap3::Ldap,
+    root: &str,
+    timeout: Duration,
+) -> Result<bool, ldap3::LdapError> {
+    let res = ldap
+        .with_timeout(timeout)
+        .search(root, Scope::Base, "(objectClass=*)", vec!["1.1"])
+        .await?;
+    match res.1.rc {
+        32 => Ok(false),
+        _ => res.success().map(|_| true),
+    }
+}
+
+/// The 16 bytes of an `entryUUID` in its text form (`8-4-4-4-12`).
+fn uuid_bytes(text: &str) -> Option<Vec<u8>> {
+    let hex: String = text.chars().filter(|c| *c != '-').collect();
+    if hex.len() != 32 {
+        return None;
+    }
+    (0..16)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
+        .collect()
 }
 
 async fn read_root_dse(ldap: &mut ldap3::Ldap, timeout: Duration) -> Result<(), ldap3::LdapError> {

@@ -498,6 +498,20 @@ pub struct AdminPolicy {
 pub enum AuditResult {
     Success,
     Failure,
+    /// Nobody knows: a writeback whose agent claimed it and sent no result before the deadline
+    /// (`outcomeUnknown`); the password may have changed.
+    Unknown,
+}
+
+impl AuditResult {
+    /// How a writeback's outcome is audited.
+    pub fn of_writeback(outcome: writeback::Outcome) -> AuditResult {
+        match outcome {
+            writeback::Outcome::Succeeded => AuditResult::Success,
+            writeback::Outcome::OutcomeUnknown => AuditResult::Unknown,
+            _ => AuditResult::Failure,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

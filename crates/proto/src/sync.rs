@@ -249,6 +249,40 @@ pub struct SyncRun {
     pub message: Option<String>,
 }
 
+impl SyncRun {
+    /// A delta run that succeeded and changed nothing (the schedule makes one every interval).
+    pub fn changed_nothing(&self) -> bool {
+        self.kind == RunKind::Delta
+            && self.outcome == RunOutcome::Succeeded
+            && self.added == 0
+            && self.updated == 0
+            && self.deleted == 0
+            && self.errors == 0
+            && self.pending_deletes == 0
+    }
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// One line of `dirbridge sync runs` (`GET /api/v1/sync/runs`): a run, or consecutive delta
+/// runs of one agent's connector that changed nothing, kept as one line.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncRunRow {
+    /// The run (for coalesced runs: the latest).
+    #[serde(flatten)]
+    pub run: SyncRun,
+    /// How many runs the line stands for: 1, or the number of consecutive delta runs that
+    /// changed nothing.
+    #[serde(default = "one")]
+    pub runs: u32,
+    /// For coalesced runs: when the first of them started.
+    #[serde(default)]
+    pub first_started_at: Option<Epoch>,
+}
+
 /// One line of `dirbridge sync errors` (`GET /api/v1/sync/errors`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]

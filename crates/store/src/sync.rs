@@ -2,7 +2,7 @@
 //! answer), run history and per-object sync errors. What a batch changes is decided by
 //! `tenant::sync`; [`Store::apply_sync_batch`] writes that decision in one transaction.
 
-use proto::sync::{AgentSyncSettings, BatchResult, SyncErrorRecord, SyncRun};
+use proto::sync::{AgentSyncSettings, BatchResult, SyncErrorRecord, SyncRun, SyncRunRow};
 use proto::{Group, MemberRef, User};
 
 use crate::db::{args, Arg, Row};
@@ -403,13 +403,50 @@ impl Store {
     }
 
     /// Records a run report (a later report of the same run replaces it) and remembers its
-    /// outcome on the agent.
+    /// outcome on the agent. A delta run that changed nothing replaces the agent's previous
+    /// line for the same connector when that line is such runs too, counting them
+    /// ([`SyncRunRow::runs`]): the schedule's empty runs do not crowd out the history.
     pub async fn record_sync_run(&self, tenant_id: &str, run: &SyncRun) -> Result<()> {
+        let mut row = SyncRunRow {
+            run: run.clone(),
+            runs: 1,
+            first_started_at: None,
+        };
+        let mut replaces = None;
+        if run.changed_nothing() {
+            let recent: Vec<(String, SyncRunRow)> = self
+                .inner
+                .all(
+                    "SELECT run_id, run FROM sync_runs WHERE tenant_id = $1 AND agent_id = $2 AND run_id <> $3 \
+                     ORDER BY started_at DESC, run_id DESC LIMIT 20",
+                    &args![tenant_id, &run.agent_id, &run.run_id],
+                    |r| Ok((r.text("run_id")?, from_json(&r.text("run")?, "sync run")?)),
+                )
+                .await?;
+            if let Some((id, prev)) = recent
+                .into_iter()
+                .find(|(_, p)| p.run.connector == run.connector)
+            {
+                if prev.run.changed_nothing() && prev.run.started_at <= run.started_at {
+                    row.runs = prev.runs.max(1) + 1;
+                    row.first_started_at =
+                        Some(prev.first_started_at.unwrap_or(prev.run.started_at));
+                    replaces = Some(id);
+                }
+            }
+        }
         let mut tx = self.inner.begin().await?;
+        if let Some(id) = replaces {
+            tx.exec(
+                "DELETE FROM sync_runs WHERE agent_id = $1 AND run_id = $2",
+                &args![&run.agent_id, &id],
+            )
+            .await?;
+        }
         tx.exec(
             "INSERT INTO sync_runs (agent_id, run_id, tenant_id, started_at, run) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (agent_id, run_id) DO UPDATE SET started_at = excluded.started_at, run = excluded.run",
-            &args![&run.agent_id, &run.run_id, tenant_id, run.started_at, to_json(run)?],
+            &args![&run.agent_id, &run.run_id, tenant_id, run.started_at, to_json(&row)?],
         )
         .await?;
         tx.exec(
@@ -420,8 +457,9 @@ impl Store {
         tx.commit().await
     }
 
-    /// The tenant's runs, newest first, at most `limit`.
-    pub async fn list_sync_runs(&self, tenant_id: &str, limit: u32) -> Result<Vec<SyncRun>> {
+    /// The tenant's runs, newest first, at most `limit` lines (consecutive delta runs that
+    /// changed nothing are one line).
+    pub async fn list_sync_runs(&self, tenant_id: &str, limit: u32) -> Result<Vec<SyncRunRow>> {
         let sql = "SELECT run FROM sync_runs WHERE tenant_id = $1 ORDER BY started_at DESC, run_id DESC LIMIT $2";
         self.inner
             .all(sql, &args![tenant_id, limit as i64], |r| {

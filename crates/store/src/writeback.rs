@@ -270,9 +270,42 @@ impl Store {
         if_claimed: &WritebackResult,
         if_unclaimed: &WritebackResult,
     ) -> Result<bool> {
-        let claimed = "UPDATE writeback_requests SET state = 'expired', result = $3, \
-                       envelopes = NULL, finished_ms = $2 \
-                       WHERE tracking_id = $1 AND state = 'claimed' AND deadline_ms <= $2";
+        self.end_writeback(tracking_id, now_ms, if_claimed, if_unclaimed, true)
+            .await
+    }
+
+    /// [`Store::expire_writeback`] before the deadline: a cloud process that shuts down ends
+    /// the requests it still waits for (with the same claimed / unclaimed distinction).
+    pub async fn end_writeback_early(
+        &self,
+        tracking_id: &str,
+        now_ms: i64,
+        if_claimed: &WritebackResult,
+        if_unclaimed: &WritebackResult,
+    ) -> Result<bool> {
+        self.end_writeback(tracking_id, now_ms, if_claimed, if_unclaimed, false)
+            .await
+    }
+
+    async fn end_writeback(
+        &self,
+        tracking_id: &str,
+        now_ms: i64,
+        if_claimed: &WritebackResult,
+        if_unclaimed: &WritebackResult,
+        at_deadline: bool,
+    ) -> Result<bool> {
+        let due = if at_deadline {
+            " AND deadline_ms <= $2"
+        } else {
+            ""
+        };
+        let claimed = format!(
+            "UPDATE writeback_requests SET state = 'expired', result = $3, \
+             envelopes = NULL, finished_ms = $2 \
+             WHERE tracking_id = $1 AND state = 'claimed'{due}"
+        );
+        let claimed = claimed.as_str();
         if self
             .inner
             .exec(claimed, &args![tracking_id, now_ms, to_json(if_claimed)?])
@@ -281,14 +314,15 @@ impl Store {
         {
             return Ok(true);
         }
-        let unclaimed = "UPDATE writeback_requests SET state = 'expired', result = $3, \
-                         envelopes = NULL, finished_ms = $2 \
-                         WHERE tracking_id = $1 AND state IN ('pending', 'dispatched') \
-                         AND deadline_ms <= $2";
+        let unclaimed = format!(
+            "UPDATE writeback_requests SET state = 'expired', result = $3, \
+             envelopes = NULL, finished_ms = $2 \
+             WHERE tracking_id = $1 AND state IN ('pending', 'dispatched'){due}"
+        );
         Ok(self
             .inner
             .exec(
-                unclaimed,
+                &unclaimed,
                 &args![tracking_id, now_ms, to_json(if_unclaimed)?],
             )
             .await?

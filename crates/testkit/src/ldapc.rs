@@ -134,6 +134,18 @@ pub(crate) fn delete(t: &Target, dn: &str) -> Result<()> {
     })
 }
 
+/// Renames `dn` to `new_rdn` under the same parent (modrdn, deleting the old RDN value).
+pub(crate) fn rename(t: &Target, dn: &str, new_rdn: &str) -> Result<()> {
+    block_on(async {
+        let mut ldap = connect(t).await?;
+        let res = ldap.modifydn(dn, new_rdn, true, None).await?;
+        let _ = ldap.unbind().await;
+        res.success()
+            .with_context(|| format!("renaming {dn} to {new_rdn}"))?;
+        Ok(())
+    })
+}
+
 #[allow(dead_code)]
 pub(crate) fn search(
     t: &Target,

@@ -408,6 +408,57 @@ impl Slapd {
         ldapc::delete(&self.admin_target(), dn)
     }
 
+    /// Renames an entry under the same parent (`new_rdn` like `ou=Other`), as the rootdn;
+    /// returns the new DN.
+    pub fn admin_rename(&self, dn: &str, new_rdn: &str) -> Result<String> {
+        ldapc::rename(&self.admin_target(), dn, new_rdn)?;
+        let parent = dn.split_once(',').map(|(_, p)| p).unwrap_or_default();
+        Ok(format!("{new_rdn},{parent}"))
+    }
+
+    /// Whether the server answers a bind and a base search within `timeout` (a wedged
+    /// slapd does not).
+    pub fn answers_within(&self, timeout: Duration) -> bool {
+        let target = self.admin_target();
+        ldapc::block_on(async {
+            tokio::time::timeout(timeout, async {
+                let mut ldap = ldapc::connect(&target).await?;
+                ldap.search(BASE_DN, ldap3::Scope::Base, "(objectClass=*)", vec!["1.1"])
+                    .await?
+                    .success()?;
+                let _ = ldap.unbind().await;
+                anyhow::Ok(())
+            })
+            .await
+            .is_ok_and(|r| r.is_ok())
+        })
+    }
+
+    /// [`Slapd::admin_replace`] that gives up after `timeout` (a wedged slapd never answers a
+    /// write).
+    pub fn admin_replace_within(
+        &self,
+        dn: &str,
+        attribute: &str,
+        values: &[&str],
+        timeout: Duration,
+    ) -> Result<()> {
+        let target = self.admin_target();
+        let values: std::collections::HashSet<Vec<u8>> =
+            values.iter().map(|v| v.as_bytes().to_vec()).collect();
+        let mods = vec![Mod::Replace(attribute.as_bytes().to_vec(), values)];
+        ldapc::block_on(async {
+            tokio::time::timeout(timeout, async {
+                let mut ldap = ldapc::connect(&target).await?;
+                ldap.modify(dn, mods).await?.success()?;
+                let _ = ldap.unbind().await;
+                anyhow::Ok(())
+            })
+            .await
+            .map_err(|_| anyhow::anyhow!("no answer to a write of {dn} within {timeout:?}"))?
+        })
+    }
+
     /// Replaces attributes of an entry, as the rootdn.
     pub fn admin_replace(&self, dn: &str, attribute: &str, values: &[&str]) -> Result<()> {
         let values = values.iter().map(|v| v.as_bytes().to_vec()).collect();

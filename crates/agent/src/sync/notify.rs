@@ -65,6 +65,7 @@ pub async fn start(
     events: &EventLog,
     wake: mpsc::Sender<()>,
     roots_override: RootsOverride,
+    missing_backoff: Option<ldap::notify::Backoff>,
 ) -> Vec<JoinHandle<()>> {
     let connectors = match connector::list(data_dir) {
         Ok(c) => c,
@@ -113,6 +114,9 @@ pub async fn start(
         );
         options.naming_context = cfg.base_dn.clone();
         options.filter = cfg.object_filter();
+        if let Some(b) = missing_backoff {
+            options.missing_backoff = b;
+        }
         let watcher = Watcher::start(options);
         tasks.push(tokio::spawn(forward(
             cfg,
@@ -186,6 +190,26 @@ async fn forward(
                         "mechanism": mechanism.to_string(),
                         "diagnostic": error.diagnostic(),
                         "retryInSecs": retry_in.as_secs_f64(),
+                    }),
+                );
+            }
+            WatchEvent::RootMissing { root, retry_in } => {
+                events.record(
+                    Level::Warning,
+                    "sync.notify.rootMissing",
+                    Some(ids::NOTIFY_ROOT_MISSING),
+                    None,
+                    format!(
+                        "connector {name}: the synced root {root} no longer exists (renamed, moved or deleted), so it is not watched; the agent checks again in {} s and deltas run on the schedule meanwhile. To fix: {}",
+                        retry_in.as_secs().max(1),
+                        ldap::notify::ROOT_MISSING_FIX
+                    ),
+                    json!({
+                        "connector": name,
+                        "root": root,
+                        "mechanism": mechanism.to_string(),
+                        "retryInSecs": retry_in.as_secs_f64(),
+                        "fix": ldap::notify::ROOT_MISSING_FIX,
                     }),
                 );
             }

@@ -301,10 +301,12 @@ async fn run_bound(
                 c.ad_reset_password(&dn, &new, hints)
                     .await
                     .map_err(err(Step::SetPassword))?;
-            } else {
-                c.openldap_set_password(&dn, None, &new)
-                    .await
-                    .map_err(err(Step::SetPassword))?;
+            } else if let Err(e) = c.openldap_set_password(&dn, None, &new).await {
+                let mut f = err(Step::SetPassword)(e);
+                if f.reason == Some(PolicyReason::TooRecent) {
+                    f.detail = openldap_min_age_detail(c, &dn).await;
+                }
+                return Err(f);
             }
             if let WritebackOperation::AdminReset {
                 must_change: true, ..
@@ -365,6 +367,50 @@ async fn run_bound(
         }
     }
     Ok(dn)
+}
+
+/// OpenLDAP's ppolicy applies `pwdMinAge` to every writer but the rootdn, so a reset by the
+/// service account within the minimum age is refused (`passwordTooYoung`), unlike AD, where
+/// the minimum age binds only the user's own change. The Relax control does not lift it
+/// (checked on slapd 2.5), and ppolicy picks the policy by the *user's* entry, so no policy
+/// for the service account can either. dirbridge keeps the directory's rule and tells the
+/// administrator which setting decides and when a retry will pass.
+async fn openldap_min_age_detail(c: &mut Connection, dn: &str) -> String {
+    let user = c
+        .read(dn, &["pwdChangedTime", "pwdPolicySubentry"])
+        .await
+        .ok();
+    let changed = user
+        .as_ref()
+        .and_then(|e| e.text("pwdChangedTime").map(str::to_string));
+    let policy_dn = user
+        .as_ref()
+        .and_then(|e| e.text("pwdPolicySubentry").map(str::to_string));
+    let min_age = match &policy_dn {
+        Some(p) => c
+            .read(p, &["pwdMinAge"])
+            .await
+            .ok()
+            .and_then(|e| e.text("pwdMinAge").and_then(|v| v.parse::<i64>().ok())),
+        None => None,
+    };
+    let policy = match &policy_dn {
+        Some(p) => format!("the password policy {p}"),
+        None => "the default password policy (the entry named by olcPPolicyDefault on the ppolicy overlay)".into(),
+    };
+    let age = min_age
+        .map(|s| format!("pwdMinAge: {s} (seconds)"))
+        .unwrap_or_else(|| "pwdMinAge".into());
+    let when = match (&changed, min_age) {
+        (Some(t), Some(s)) => {
+            format!("; it was last changed at {t}, so a reset passes {s} s after that")
+        }
+        (Some(t), None) => format!("; it was last changed at {t}"),
+        _ => String::new(),
+    };
+    format!(
+        "{dn}: the on-prem password policy refused the reset because the password was changed too recently{when}. OpenLDAP's ppolicy applies {age} in {policy} to resets by the service account too (Active Directory does not), and dirbridge keeps that rule. Retry later, or lower pwdMinAge in that policy (0 turns the minimum age off). A reset that requires a change at next sign-in is not held back while the previous reset's requirement (pwdReset: TRUE) is still pending."
+    )
 }
 
 fn secret(s: &str) -> SecretString {

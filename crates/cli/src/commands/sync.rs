@@ -2,7 +2,7 @@
 //! one-time permission to export deletes above the threshold, and asking the agents to sync now.
 
 use clap::Subcommand;
-use proto::sync::{AgentSyncSettings, SyncErrorRecord, SyncRun, SyncSettingsPatch};
+use proto::sync::{AgentSyncSettings, SyncErrorRecord, SyncRunRow, SyncSettingsPatch};
 
 use super::Ctx;
 use crate::output::{fields, opt, wire, yes_no, Table};
@@ -98,9 +98,10 @@ pub async fn run(cmd: SyncCommand, ctx: &Ctx) -> anyhow::Result<()> {
             let v = api
                 .get("/api/v1/sync/runs", &[("limit", limit.to_string())])
                 .await?;
-            ctx.out.data(v, |runs: Vec<SyncRun>| {
+            ctx.out.data(v, |runs: Vec<SyncRunRow>| {
                 let mut t = Table::new(&[
                     "started",
+                    "runs",
                     "duration",
                     "kind",
                     "outcome",
@@ -113,9 +114,21 @@ pub async fn run(cmd: SyncCommand, ctx: &Ctx) -> anyhow::Result<()> {
                     "message",
                 ])
                 .empty("No sync runs yet.");
-                for r in runs {
+                for row in runs {
+                    let r = row.run;
+                    // Consecutive delta runs that changed nothing: one line, the latest's
+                    // times, the count, and since when.
+                    let message = match row.first_started_at {
+                        Some(first) if row.runs > 1 => Some(format!(
+                            "{} delta runs changed nothing since {}",
+                            row.runs,
+                            format_rfc3339(first)
+                        )),
+                        _ => r.message,
+                    };
                     t.row(vec![
                         format_rfc3339(r.started_at),
+                        row.runs.to_string(),
                         r.finished_at
                             .map(|f| format!("{} s", (f - r.started_at).max(0)))
                             .unwrap_or_else(|| "running".into()),
@@ -127,7 +140,7 @@ pub async fn run(cmd: SyncCommand, ctx: &Ctx) -> anyhow::Result<()> {
                         r.errors.to_string(),
                         r.pending_deletes.to_string(),
                         r.connector,
-                        opt(&r.message),
+                        opt(&message),
                     ]);
                 }
                 t.render()

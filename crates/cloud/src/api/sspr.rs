@@ -1354,11 +1354,7 @@ pub async fn set_password(
             "sspr.reset"
         },
         Some(a.user.user_principal_name.clone()),
-        if result.outcome == Outcome::Succeeded {
-            AuditResult::Success
-        } else {
-            AuditResult::Failure
-        },
+        AuditResult::of_writeback(result.outcome),
         Some(format!(
             "outcome {:?}; writeback tracking id {}",
             result.outcome, result.tracking_id
@@ -1547,11 +1543,7 @@ pub async fn change(
             &a.user.user_principal_name,
             "sspr.change",
             Some(a.user.user_principal_name.clone()),
-            if result.outcome == Outcome::Succeeded {
-                AuditResult::Success
-            } else {
-                AuditResult::Failure
-            },
+            AuditResult::of_writeback(result.outcome),
             Some(format!(
                 "outcome {:?}{}",
                 result.outcome,

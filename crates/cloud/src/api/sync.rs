@@ -175,7 +175,7 @@ pub async fn runs(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(q): ApiQuery<RunsQuery>,
-) -> ApiResult<Json<Vec<SyncRun>>> {
+) -> ApiResult<Json<Vec<proto::sync::SyncRunRow>>> {
     caller.authorize(Operation::ReadDirectory)?;
     let limit = q.limit.unwrap_or(20).clamp(1, 1000);
     Ok(Json(

@@ -31,6 +31,10 @@ pub struct Cloud {
     pub admin_token: String,
     pub domain: String,
     pub store: store::Store,
+    /// Completing it is the cloud's SIGTERM ([`Cloud::shut_down`]).
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The serving task: it ends when the cloud process would exit.
+    pub served: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _dir: tempfile::TempDir,
     _pg: Option<testkit::postgres::Postgres>,
 }
@@ -87,17 +91,12 @@ impl Cloud {
         .await
         .unwrap();
         let state = AppState::new(store.clone(), Arc::new(clock.clone()), config);
-        let app = cloud::router(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .await
-            .unwrap()
-        });
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(cloud::serve_on(listener, state, async move {
+            let _ = stopped.await;
+        }));
         let mut c = Cloud {
             base,
             clock,
@@ -105,6 +104,8 @@ impl Cloud {
             admin_token: String::new(),
             domain: init.tenant.initial_domain.clone(),
             store,
+            stop: Some(stop),
+            served: Some(served),
             _dir: dir,
             _pg: pg,
         };
@@ -112,6 +113,13 @@ impl Cloud {
             .sign_in(&init.admin.user_principal_name, ADMIN_PASSWORD)
             .await;
         c
+    }
+
+    /// What SIGTERM does to `cloud serve`: the cloud drains and then stops serving.
+    pub fn shut_down(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
     }
 
     /// Moves the clock and signs the admin in again (tokens expire as time passes).

@@ -59,10 +59,48 @@ store_test! {
         store.record_sync_run(&t.id, &run("agent-1", "r2", T0 + 60, RunOutcome::Succeeded)).await.unwrap();
         store.record_sync_run(&t.id, &run("agent-1", "r1", T0, RunOutcome::Failed)).await.unwrap();
         let runs = store.list_sync_runs(&t.id, 10).await.unwrap();
-        assert_eq!(runs.iter().map(|r| r.run_id.as_str()).collect::<Vec<_>>(), ["r2", "r1"]);
-        assert_eq!(runs[1].outcome, RunOutcome::Failed);
+        assert_eq!(runs.iter().map(|r| r.run.run_id.as_str()).collect::<Vec<_>>(), ["r2", "r1"]);
+        assert_eq!(runs[1].run.outcome, RunOutcome::Failed);
+        assert_eq!(runs[1].runs, 1);
         assert_eq!(store.list_sync_runs(&t.id, 1).await.unwrap().len(), 1);
         assert_eq!(store.get_agent("agent-1").await.unwrap().unwrap().last_run_outcome, Some(RunOutcome::Failed));
+    }
+}
+
+store_test! {
+    async fn consecutive_delta_runs_that_changed_nothing_are_one_line_with_a_count(store) {
+        let t = new_tenant(&store, "contoso").await;
+        let agent_rec = store::AgentRecord {
+            id: "agent-1".into(), tenant_id: t.id.clone(), name: "dc01".into(), version: "1".into(),
+            signing_public_key: "k".into(), sealing_public_key: "k".into(), registered_at: T0,
+            revoked_at: None, last_heartbeat_at: None, status: None, last_run_outcome: None, last_run_message: None,
+        };
+        store.insert_agent(&agent_rec).await.unwrap();
+        let empty = |id: &str, at: i64, connector: &str| SyncRun {
+            added: 0, updated: 0, deleted: 0, connector: connector.into(),
+            ..run("agent-1", id, at, RunOutcome::Succeeded)
+        };
+        store.record_sync_run(&t.id, &run("agent-1", "busy", T0, RunOutcome::Succeeded)).await.unwrap();
+        for i in 1..=4 {
+            // Each run is first reported running, then finished, as the agent does.
+            let mut r = empty(&format!("e{i}"), T0 + 15 * i, "corp.example");
+            r.outcome = RunOutcome::Running;
+            store.record_sync_run(&t.id, &r).await.unwrap();
+            store.record_sync_run(&t.id, &empty(&format!("e{i}"), T0 + 15 * i, "corp.example")).await.unwrap();
+            // Another connector's empty runs interleave and coalesce on their own.
+            store.record_sync_run(&t.id, &empty(&format!("o{i}"), T0 + 15 * i + 1, "other")).await.unwrap();
+        }
+        let runs = store.list_sync_runs(&t.id, 10).await.unwrap();
+        let lines: Vec<(&str, u32, Option<i64>)> =
+            runs.iter().map(|r| (r.run.run_id.as_str(), r.runs, r.first_started_at)).collect();
+        assert_eq!(lines, [("o4", 4, Some(T0 + 16)), ("e4", 4, Some(T0 + 15)), ("busy", 1, None)]);
+        // A run that changed something starts a new line; the next empty one is a line again.
+        store.record_sync_run(&t.id, &run("agent-1", "busy2", T0 + 100, RunOutcome::Succeeded)).await.unwrap();
+        store.record_sync_run(&t.id, &empty("e5", T0 + 115, "corp.example")).await.unwrap();
+        let runs = store.list_sync_runs(&t.id, 2).await.unwrap();
+        assert_eq!(runs[0].run.run_id, "e5");
+        assert_eq!((runs[0].runs, runs[0].first_started_at), (1, None));
+        assert_eq!(runs[1].run.run_id, "busy2");
     }
 }
 
