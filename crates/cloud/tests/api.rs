@@ -1557,10 +1557,31 @@ async fn parallel_wrong_passwords_share_the_throttle() {
         )
     });
     let results = futures_join_all(attempts).await;
-    let refused_early = results.iter().filter(|r| r.status.as_u16() == 429).count();
+    // On a loaded machine a few attempts may be answered "busy" (429, nothing checked) before
+    // their turn at the password check; they are neither checked guesses nor throttled ones.
+    let checked = results.iter().filter(|r| r.status.as_u16() == 401).count();
+    let throttled = results
+        .iter()
+        .filter(|r| {
+            r.status.as_u16() == 429 && r.error_message().starts_with("Too many failed sign-ins")
+        })
+        .count();
+    let busy = results
+        .iter()
+        .filter(|r| r.status.as_u16() == 429 && r.error_message().contains("busy"))
+        .count();
     assert_eq!(
-        refused_early, 20,
-        "only 10 guesses are checked in the window"
+        checked + throttled + busy,
+        30,
+        "every answer is one of the three"
+    );
+    assert!(
+        checked <= 10,
+        "only 10 guesses are checked in the window: {checked}"
+    );
+    assert!(
+        throttled + busy >= 20,
+        "the rest are refused unchecked: {throttled} throttled, {busy} busy"
     );
 }
 
