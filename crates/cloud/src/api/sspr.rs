@@ -686,17 +686,15 @@ pub async fn start(
             .as_ref()
             .map(|m| m.questions.iter().map(|q| q.question.clone()).collect())
             .unwrap_or_default();
-        let mut rng = rand::thread_rng();
-        if user.is_some() && !is_admin && !own.is_empty() {
-            let n = sspr::questions_to_ask(&p, own.len());
-            sspr::choose_questions(&own, n, &mut rng)
+        // Fixed per account (and per registration), for real and decoy sessions alike.
+        let registered = if user.is_some() && !is_admin && !own.is_empty() {
+            own
         } else {
             let n_reg = usize::from(p.questions_to_register.max(policy::QUESTIONS_MIN));
-            let pretend =
-                sspr::decoy_registered(&p.security_questions, n_reg, key.as_bytes(), &upn);
-            let n = sspr::questions_to_ask(&p, pretend.len());
-            sspr::choose_questions(&pretend, n, &mut rng)
-        }
+            sspr::decoy_registered(&p.security_questions, n_reg, key.as_bytes(), &upn)
+        };
+        let n = sspr::questions_to_ask(&p, registered.len());
+        sspr::ask_questions(&registered, n, key.as_bytes(), &upn)
     } else {
         Vec::new()
     };
