@@ -12,6 +12,7 @@
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use proto::writeback::Outcome;
 use proto::{AuditResult, ErrorCode, Role, Source, Tenant, TokenRequest, TokenResponse, User};
@@ -143,11 +144,18 @@ fn busy() -> AppError {
     )
 }
 
-/// `POST /api/v1/auth/token`
+/// `POST /api/v1/auth/token`. A success also makes the browser a known device of the account
+/// (a cookie, see [`crate::limits`]), exempt from the per-address limit for that account.
 pub async fn sign_in(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<TokenRequest>,
-) -> ApiResult<Json<TokenResponse>> {
+) -> ApiResult<Response> {
+    let token = check_sign_in(&state, req).await?;
+    let cookie = crate::limits::device_cookie(&state, &token.user_principal_name).await?;
+    Ok(([(axum::http::header::SET_COOKIE, cookie)], token).into_response())
+}
+
+async fn check_sign_in(state: &AppState, req: TokenRequest) -> ApiResult<Json<TokenResponse>> {
     let upn = req.user_principal_name.trim().to_string();
     let key = upn.to_lowercase();
     let now = state.now();
@@ -162,11 +170,11 @@ pub async fn sign_in(
         return Err(wrong());
     }
     // The attempt is counted before the password is checked, so parallel guesses share the limit.
-    if let Some(until) = reserve_attempt(&state, &key, now).await? {
+    if let Some(until) = reserve_attempt(state, &key, now).await? {
         return Err(too_many_failures(until));
     }
 
-    let tenant = find_tenant_for_upn(&state, &key).await?;
+    let tenant = find_tenant_for_upn(state, &key).await?;
     let user = match &tenant {
         Some(t) => state.store.get_user_by_upn(&t.id, &upn).await?,
         None => None,
@@ -177,11 +185,11 @@ pub async fn sign_in(
     };
     if let (Some(tenant), Some(user)) = (&tenant, &user) {
         if hash.is_none() && is_synced(user) {
-            return pass_through(&state, tenant, user, req.password, &key, now).await;
+            return pass_through(state, tenant, user, req.password, &key, now).await;
         }
     }
     let has_hash = hash.is_some();
-    let ok = verify(&state, req.password, hash).await? && has_hash;
+    let ok = verify(state, req.password, hash).await? && has_hash;
 
     let (Some(tenant), Some(user)) = (tenant, user) else {
         return Err(wrong());
@@ -193,7 +201,7 @@ pub async fn sign_in(
             "wrong password"
         };
         record(
-            &state,
+            state,
             &tenant.id,
             &user.user_principal_name,
             "signIn",
@@ -208,8 +216,8 @@ pub async fn sign_in(
             wrong()
         });
     }
-    clear_failures(&state, &key).await?;
-    issue_token(&state, &tenant, &user, now, None).await
+    clear_failures(state, &key).await?;
+    issue_token(state, &tenant, &user, now, None).await
 }
 
 /// A user whose password lives in the on-prem directory: synced, with a source anchor.
