@@ -189,7 +189,14 @@ async fn check_sign_in(state: &AppState, req: TokenRequest) -> ApiResult<Json<To
         }
     }
     let has_hash = hash.is_some();
-    let ok = verify(state, req.password, hash).await? && has_hash;
+    let ok = match verify(state, req.password, hash).await {
+        Ok(ok) => ok && has_hash,
+        Err(busy) => {
+            // Never checked: the attempt does not count.
+            release_attempt(state, &key).await;
+            return Err(busy);
+        }
+    };
 
     let (Some(tenant), Some(user)) = (tenant, user) else {
         return Err(wrong());

@@ -1557,11 +1557,14 @@ async fn parallel_wrong_passwords_share_the_throttle() {
         )
     });
     let results = futures_join_all(attempts).await;
-    let refused_early = results.iter().filter(|r| r.status.as_u16() == 429).count();
-    assert_eq!(
-        refused_early, 20,
-        "only 10 guesses are checked in the window"
-    );
+    // Exactly 10 guesses are checked in the window; the others are refused by the throttle
+    // before any check (or, on a loaded machine, told the service is busy, which leaves the
+    // attempt uncounted).
+    let checked = results.iter().filter(|r| r.status.as_u16() == 401).count();
+    assert_eq!(checked, 10, "only 10 guesses are checked in the window");
+    assert!(results
+        .iter()
+        .all(|r| r.status.as_u16() == 401 || r.status.as_u16() == 429));
 }
 
 async fn futures_join_all<F: std::future::Future>(fs: impl Iterator<Item = F>) -> Vec<F::Output> {

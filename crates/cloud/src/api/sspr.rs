@@ -1491,12 +1491,16 @@ pub async fn change(
                 }
             };
             match r.outcome {
-                Outcome::WrongCurrentPassword => {}
+                // The current password was right (the directory may still refuse the new one).
+                Outcome::Succeeded | Outcome::PolicyRefused => {
+                    crate::auth::clear_failures(&state, &key).await?
+                }
                 // Not checked: the attempt does not count.
                 Outcome::AgentUnavailable | Outcome::DirectoryUnreachable => {
                     crate::auth::release_attempt(&state, &key).await
                 }
-                _ => crate::auth::clear_failures(&state, &key).await?,
+                // Wrong, or not known to be right: it stays counted.
+                _ => {}
             }
             if r.outcome == Outcome::WrongCurrentPassword {
                 // Not the agent's answer (its event id and agent id would tell that the
@@ -1520,11 +1524,18 @@ pub async fn change(
             };
             let has = hash.is_some();
             let current = Zeroizing::new(body.current_password.clone());
-            let ok = argon2(&state, move || {
+            let checked = argon2(&state, move || {
                 secrets::verify_password_or_dummy(&current, hash.as_deref())
             })
-            .await?
-                && has;
+            .await;
+            let ok = match checked {
+                Ok(ok) => ok && has,
+                Err(busy) => {
+                    // Never checked: the attempt does not count.
+                    crate::auth::release_attempt(&state, &key).await;
+                    return Err(busy.into());
+                }
+            };
             match (acct, ok) {
                 (Some(a), true) => {
                     crate::auth::clear_failures(&state, &key).await?;
