@@ -12,6 +12,7 @@
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use proto::writeback::Outcome;
 use proto::{AuditResult, ErrorCode, Role, Source, Tenant, TokenRequest, TokenResponse, User};
@@ -151,16 +152,20 @@ fn busy() -> AppError {
     )
 }
 
-/// `POST /api/v1/auth/token`
+/// `POST /api/v1/auth/token`. A success also makes the browser a known device of the account
+/// (a cookie, see [`crate::limits`]), exempt from the per-address limit for that account.
 pub async fn sign_in(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<TokenRequest>,
-) -> ApiResult<Json<TokenResponse>> {
-    sign_in_password(&state, req).await.map(Json)
+) -> ApiResult<Response> {
+    let token = sign_in_password(&state, req).await?;
+    let cookie = crate::limits::device_cookie(&state, &token.user_principal_name).await?;
+    Ok(([(axum::http::header::SET_COOKIE, cookie)], Json(token)).into_response())
 }
 
 /// Sign-in with a user name and password, for the API and the portal alike: the throttle, the
-/// pass-through check of synced users, the token and the audit record.
+/// pass-through check of synced users, the token and the audit record. The known-device
+/// cookie is the caller's to set ([`crate::limits::device_cookie`]).
 pub async fn sign_in_password(state: &AppState, req: TokenRequest) -> ApiResult<TokenResponse> {
     let upn = req.user_principal_name.trim().to_string();
     let key = upn.to_lowercase();
@@ -197,7 +202,14 @@ pub async fn sign_in_password(state: &AppState, req: TokenRequest) -> ApiResult<
         }
     }
     let has_hash = hash.is_some();
-    let ok = verify(state, req.password, hash).await? && has_hash;
+    let ok = match verify(state, req.password, hash).await {
+        Ok(ok) => ok && has_hash,
+        Err(busy) => {
+            // Never checked: the attempt does not count.
+            release_attempt(state, &key).await;
+            return Err(busy);
+        }
+    };
 
     let (Some(tenant), Some(user)) = (tenant, user) else {
         return Err(wrong());

@@ -9,6 +9,13 @@
 //!   is slowed down.
 //! * Reset starts count every request: the answer is the same for every account by design, so
 //!   there is nothing else to count.
+//! * A **known device** is exempt from the password-check limit: a browser that signed in to an
+//!   account successfully gets a cookie ([`DEVICE_COOKIE`]: HMAC-signed with a server key, bound
+//!   to that account, 90 days, `__Host-`, `HttpOnly`, `Secure`, `SameSite=Strict`), and its
+//!   later attempts for that same account pass this limit (never the per-account throttle),
+//!   so a sprayer behind the office's NAT address does not lock the office's people out. A
+//!   cookie that is forged, expired or for another account counts for nothing: the request is
+//!   limited like any other, so the cookie tells nothing about any account.
 //!
 //! Each rule is a token bucket per address (IPv4 address, IPv6 /64) holding `per_minute` tokens
 //! and refilled evenly over a minute. A token is taken before the request runs (so parallel
@@ -25,14 +32,89 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use axum::body::Body;
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use proto::ErrorCode;
 
-use crate::error::AppError;
+use crate::error::{ApiResult, AppError};
 use crate::state::AppState;
+
+/// The known-device cookie's name. `__Host-`: the browser only keeps it when it is `Secure`,
+/// for the whole host (`Path=/`) and set by this host itself (no `Domain`).
+pub const DEVICE_COOKIE: &str = "__Host-dirbridge-device";
+
+/// The key known-device cookies are signed with: created once, kept in the database (every
+/// instance signs and checks with the same one), read once per process.
+async fn device_key(state: &AppState) -> ApiResult<&String> {
+    state
+        .device_key
+        .get_or_try_init(|| async {
+            let (candidate, _) = tenant::sspr::new_session_secret();
+            state.store.sspr_key("device", &candidate).await
+        })
+        .await
+        .map_err(AppError::from)
+}
+
+/// The `Set-Cookie` value that makes the caller's browser a known device for `upn` (sent with
+/// a successful sign-in; clients without cookies, such as the CLI, ignore it).
+pub async fn device_cookie(state: &AppState, upn: &str) -> ApiResult<HeaderValue> {
+    let key = device_key(state).await?;
+    let max_age = tenant::secrets::DEVICE_SECS;
+    let token = tenant::secrets::device_token(key.as_bytes(), upn, state.now() + max_age);
+    HeaderValue::from_str(&format!(
+        "{DEVICE_COOKIE}={token}; Max-Age={max_age}; Path=/; Secure; HttpOnly; SameSite=Strict"
+    ))
+    .map_err(|_| AppError::internal())
+}
+
+/// The known-device cookie the request carries, if any.
+fn device_cookie_sent(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(name, _)| *name == DEVICE_COOKIE)
+        .map(|(_, value)| value.to_string())
+}
+
+/// The account a password check is for: `userPrincipalName` of its JSON body.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CheckedAccount {
+    user_principal_name: String,
+}
+
+/// Whether a password-check request comes from a known device of the account it names. Reads
+/// the body (within `max_body_bytes`) and puts it back for the handler.
+async fn known_device(
+    state: &AppState,
+    cookie: &str,
+    req: Request,
+) -> Result<(Request, bool), Response> {
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, state.config.max_body_bytes)
+        .await
+        .map_err(|_| crate::extract::too_large().into_response())?;
+    let known = match serde_json::from_slice::<CheckedAccount>(&bytes) {
+        Ok(a) => match device_key(state).await {
+            Ok(key) => tenant::secrets::device_token_valid(
+                key.as_bytes(),
+                &a.user_principal_name,
+                cookie,
+                state.now(),
+            ),
+            Err(e) => return Err(e.into_response()),
+        },
+        Err(_) => false,
+    };
+    Ok((Request::from_parts(parts, Body::from(bytes)), known))
+}
 
 /// Most addresses tracked per rule.
 pub const MAX_ADDRESSES: usize = 100_000;
@@ -218,6 +300,15 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
         req.headers(),
         &state.config.limits.trusted_proxies,
     ));
+    let req = match (rule, device_cookie_sent(req.headers())) {
+        (Rule::SignIn, Some(cookie)) => match known_device(&state, &cookie, req).await {
+            // The per-account throttle, in the handler, still applies.
+            Ok((req, true)) => return next.run(req).await,
+            Ok((req, false)) => req,
+            Err(resp) => return resp,
+        },
+        _ => req,
+    };
     let limits = &state.address_limits;
     if let Err(wait) = limits.take(rule, addr, per_minute, limits.now()) {
         let refusal = AppError::new(

@@ -28,6 +28,8 @@ pub struct AppState {
     pub writeback: Arc<crate::writeback::Hub>,
     /// Per source address limits on sign-in and reset starts (see [`crate::limits`]).
     pub address_limits: Arc<crate::limits::AddressLimits>,
+    /// The key of known-device cookies, read from the database once.
+    pub device_key: Arc<tokio::sync::OnceCell<String>>,
 }
 
 /// One connected agent's push socket: its tenant, a connection number (so a stale socket's
@@ -55,6 +57,7 @@ impl AppState {
             pushes: Arc::new(Mutex::new(HashMap::new())),
             writeback: Arc::new(crate::writeback::Hub::new()),
             address_limits: Arc::new(crate::limits::AddressLimits::default()),
+            device_key: Arc::new(tokio::sync::OnceCell::new()),
         }
     }
 

@@ -1557,32 +1557,14 @@ async fn parallel_wrong_passwords_share_the_throttle() {
         )
     });
     let results = futures_join_all(attempts).await;
-    // On a loaded machine a few attempts may be answered "busy" (429, nothing checked) before
-    // their turn at the password check; they are neither checked guesses nor throttled ones.
+    // Exactly 10 guesses are checked in the window; the others are refused by the throttle
+    // before any check (or, on a loaded machine, told the service is busy, which leaves the
+    // attempt uncounted).
     let checked = results.iter().filter(|r| r.status.as_u16() == 401).count();
-    let throttled = results
+    assert_eq!(checked, 10, "only 10 guesses are checked in the window");
+    assert!(results
         .iter()
-        .filter(|r| {
-            r.status.as_u16() == 429 && r.error_message().starts_with("Too many failed sign-ins")
-        })
-        .count();
-    let busy = results
-        .iter()
-        .filter(|r| r.status.as_u16() == 429 && r.error_message().contains("busy"))
-        .count();
-    assert_eq!(
-        checked + throttled + busy,
-        30,
-        "every answer is one of the three"
-    );
-    assert!(
-        checked <= 10,
-        "only 10 guesses are checked in the window: {checked}"
-    );
-    assert!(
-        throttled + busy >= 20,
-        "the rest are refused unchecked: {throttled} throttled, {busy} busy"
-    );
+        .all(|r| r.status.as_u16() == 401 || r.status.as_u16() == 429));
 }
 
 async fn futures_join_all<F: std::future::Future>(fs: impl Iterator<Item = F>) -> Vec<F::Output> {

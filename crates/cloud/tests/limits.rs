@@ -297,3 +297,113 @@ async fn change_shares_the_per_address_limit_of_sign_in() {
         StatusCode::TOO_MANY_REQUESTS
     );
 }
+
+/// A sign-in with an optional `Cookie` header: the status and the `Set-Cookie` it got.
+async fn sign_in_with(
+    c: &Cloud,
+    upn: &str,
+    password: &str,
+    cookie: Option<&str>,
+) -> (StatusCode, Option<String>) {
+    let mut req = c
+        .http
+        .post(format!("{}/api/v1/auth/token", c.base))
+        .json(&json!({"userPrincipalName": upn, "password": password}));
+    if let Some(v) = cookie {
+        req = req.header("cookie", format!("theme=dark; {v}"));
+    }
+    let resp = req.send().await.unwrap();
+    let set = resp
+        .headers()
+        .get("set-cookie")
+        .map(|v| v.to_str().unwrap().to_string());
+    (resp.status(), set)
+}
+
+/// A password spray from one address does not lock out browsers that signed in there before:
+/// their known-device cookie exempts them from the per-address limit, for their own account
+/// only, and never from the per-account throttle. A cookie that is forged or names another
+/// account is worth nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_known_device_signs_in_during_a_spray_from_its_address() {
+    let c = cloud(4, 0, false).await;
+    for who in ["ann", "bob"] {
+        c.user(
+            who,
+            json!({"usageLocation": "NO", "password": "Right-Pass-w0rd-1"}),
+        )
+        .await;
+    }
+    let (ann, bob) = (c.upn("ann"), c.upn("bob"));
+    let (status, set) = sign_in_with(&c, &ann, "Right-Pass-w0rd-1", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let set = set.expect("a known-device cookie with the successful sign-in");
+    for attribute in [
+        "; Path=/",
+        "; Secure",
+        "; HttpOnly",
+        "; SameSite=Strict",
+        "; Max-Age=",
+    ] {
+        assert!(set.contains(attribute), "{set}");
+    }
+    assert!(set.starts_with("__Host-dirbridge-device="), "{set}");
+    assert!(
+        !set.to_lowercase().contains("ann"),
+        "the cookie names no account: {set}"
+    );
+    let cookie = set.split(';').next().unwrap().to_string();
+    // A failed sign-in gets no cookie.
+    assert_eq!(
+        sign_in_with(&c, &ann, "guess", None).await,
+        (StatusCode::UNAUTHORIZED, None)
+    );
+
+    // The spray uses up the address's budget: everyone else from it is refused...
+    for i in 0..3 {
+        assert_eq!(
+            sign_in(&c, &c.upn(&format!("victim{i}")), "Spring2026!", None).await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        sign_in(&c, &bob, "Right-Pass-w0rd-1", None).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // ...but the known device signs in to its account, and gets a fresh cookie.
+    let (status, again) = sign_in_with(&c, &ann, "Right-Pass-w0rd-1", Some(&cookie)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(again.is_some());
+    // Not for another account, and not with a forged cookie.
+    assert_eq!(
+        sign_in_with(&c, &bob, "Right-Pass-w0rd-1", Some(&cookie))
+            .await
+            .0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let forged = format!("{}0", &cookie[..cookie.len() - 1]);
+    let forged = if forged == cookie {
+        format!("{}1", &cookie[..cookie.len() - 1])
+    } else {
+        forged
+    };
+    assert_eq!(
+        sign_in_with(&c, &ann, "Right-Pass-w0rd-1", Some(&forged))
+            .await
+            .0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // The per-account throttle still holds for the known device: 10 failures lock it.
+    for _ in 0..10 {
+        assert_eq!(
+            sign_in_with(&c, &ann, "guess", Some(&cookie)).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        sign_in_with(&c, &ann, "Right-Pass-w0rd-1", Some(&cookie))
+            .await
+            .0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}

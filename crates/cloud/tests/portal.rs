@@ -154,6 +154,12 @@ async fn a_cloud_user_signs_in_sees_the_account_and_signs_out_in_a_real_browser(
     assert_eq!(session["secure"], true, "{session}");
     assert_eq!(session["sameSite"], "Lax", "{session}");
     assert!(
+        cookies
+            .iter()
+            .any(|c| c["name"] == "__Host-dirbridge-device"),
+        "the browser is a known device for the account after sign-in: {cookies:?}"
+    );
+    assert!(
         !cookies.iter().any(|c| c["name"] == "__Host-dirbridge-csrf"),
         "the pre-session CSRF cookie is cleared at sign-in: {cookies:?}"
     );

@@ -126,9 +126,55 @@ pub fn tracking_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
+// ---------------------------------------------------------------- known devices
+
+/// How long a browser stays a known device for an account after a successful sign-in.
+pub const DEVICE_SECS: i64 = 90 * 86_400;
+
+/// The value of a known-device cookie for the account `upn` (any case), valid until `expires`:
+/// `v1.<expires>.<HMAC-SHA256 under the server's device key>`. It names no account; only the
+/// server, which holds the key, can make or check one.
+pub fn device_token(key: &[u8], upn: &str, expires: i64) -> String {
+    format!("v1.{expires}.{}", device_mac(key, upn, expires))
+}
+
+/// Whether `token` was made by [`device_token`] for `upn` and has not expired at `now`.
+pub fn device_token_valid(key: &[u8], upn: &str, token: &str, now: i64) -> bool {
+    let mut parts = token.trim().splitn(3, '.');
+    let (Some("v1"), Some(expires), Some(mac)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let Ok(expires) = expires.parse::<i64>() else {
+        return false;
+    };
+    expires > now && crate::sspr::constant_time_eq(mac, &device_mac(key, upn, expires))
+}
+
+fn device_mac(key: &[u8], upn: &str, expires: i64) -> String {
+    let msg = format!("known-device\n{}\n{expires}", upn.trim().to_lowercase());
+    crate::sspr::hmac_sha256_hex(key, msg.as_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_tokens_are_bound_to_the_account_the_key_and_their_expiry() {
+        let t = device_token(b"key", "Ada@Contoso.com", 1_000);
+        assert!(device_token_valid(b"key", "ada@contoso.com", &t, 999));
+        assert!(!device_token_valid(b"key", "ada@contoso.com", &t, 1_000));
+        assert!(!device_token_valid(b"key", "bob@contoso.com", &t, 0));
+        assert!(!device_token_valid(b"other", "ada@contoso.com", &t, 0));
+        let later = t.replacen("v1.1000.", "v1.9999.", 1);
+        assert!(!device_token_valid(b"key", "ada@contoso.com", &later, 0));
+        for junk in ["", "v1", "v1.x.y", "v2.1000.abc", "v1.1000."] {
+            assert!(
+                !device_token_valid(b"key", "ada@contoso.com", junk, 0),
+                "{junk}"
+            );
+        }
+    }
 
     #[test]
     fn hash_is_argon2id_with_the_chosen_parameters_and_verifies() {

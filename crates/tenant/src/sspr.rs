@@ -8,7 +8,6 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use base64::Engine as _;
 use proto::writeback::Outcome;
 use proto::{AuthMethod, Entitlement, MemberKind, MemberRef, SsprPolicy, SsprScope, User};
-use rand::seq::SliceRandom;
 use rand::{Rng, RngCore};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -287,22 +286,34 @@ pub fn questions_to_ask(p: &SsprPolicy, registered: usize) -> usize {
     usize::from(p.questions_to_answer.max(policy::QUESTIONS_MIN)).min(registered)
 }
 
-/// A random subset of `n` of the registered questions, in random order.
-pub fn choose_questions(registered: &[String], n: usize, rng: &mut impl Rng) -> Vec<String> {
-    registered
-        .choose_multiple(rng, n.min(registered.len()))
-        .cloned()
-        .collect()
+/// The questions a session asks: `n` of `registered`, chosen (and ordered) by a keyed hash of
+/// the UPN and each question. The same for every session of the account as long as its
+/// registration stays the same, for a real account and a decoy alike: a random subset per
+/// session would show, over repeated starts, that an account registered more questions than a
+/// decoy pretends, and would let someone who knows some answers start until only those are
+/// asked.
+pub fn ask_questions(registered: &[String], n: usize, key: &[u8], upn: &str) -> Vec<String> {
+    keyed_choice("ask", registered, n, key, upn)
 }
 
 /// The questions a decoy session pretends the account registered: `n` of the policy's
-/// questions chosen by a keyed hash of the UPN, so asking twice for the same unknown UPN gives
-/// questions from the same stable set, as for a real account.
+/// questions chosen by a keyed hash of the UPN, so every start for the same unknown UPN asks
+/// the same ones ([`ask_questions`]), as for a real account.
 pub fn decoy_registered(questions: &[String], n: usize, key: &[u8], upn: &str) -> Vec<String> {
+    keyed_choice("decoy", questions, n, key, upn)
+}
+
+fn keyed_choice(
+    purpose: &str,
+    questions: &[String],
+    n: usize,
+    key: &[u8],
+    upn: &str,
+) -> Vec<String> {
     let mut scored: Vec<(String, &String)> = questions
         .iter()
         .map(|q| {
-            let msg = format!("decoy\n{}\n{}", upn.trim().to_lowercase(), q);
+            let msg = format!("{purpose}\n{}\n{}", upn.trim().to_lowercase(), q);
             (hmac_sha256_hex(key, msg.as_bytes()), q)
         })
         .collect();
@@ -646,19 +657,23 @@ mod tests {
     }
 
     #[test]
-    fn a_random_subset_is_asked_and_decoys_are_stable() {
+    fn the_subset_asked_is_fixed_per_account_and_decoys_are_stable() {
         let registered: Vec<String> = (0..5).map(q).collect();
-        let mut rng = rand::thread_rng();
+        let asked = ask_questions(&registered, 3, b"k1", "ada@contoso.com");
+        assert_eq!(asked.len(), 3);
+        assert!(asked.iter().all(|a| registered.contains(a)));
+        assert_eq!(
+            asked,
+            ask_questions(&registered, 3, b"k1", " ADA@contoso.com")
+        );
+        // Other accounts (and another key) get other subsets.
         let mut seen = HashSet::new();
-        for _ in 0..200 {
-            let asked = choose_questions(&registered, 3, &mut rng);
-            assert_eq!(asked.len(), 3);
-            assert!(asked.iter().all(|a| registered.contains(a)));
-            let mut sorted = asked.clone();
-            sorted.sort();
-            seen.insert(sorted);
+        for i in 0..50 {
+            let mut s = ask_questions(&registered, 3, b"k1", &format!("u{i}@contoso.com"));
+            s.sort();
+            seen.insert(s);
         }
-        assert!(seen.len() > 1, "the subset must vary");
+        assert!(seen.len() > 1, "the subset must depend on the account");
         let all: Vec<String> = policy::predefined_questions()
             .iter()
             .map(|s| s.to_string())

@@ -686,17 +686,15 @@ pub async fn start(
             .as_ref()
             .map(|m| m.questions.iter().map(|q| q.question.clone()).collect())
             .unwrap_or_default();
-        let mut rng = rand::thread_rng();
-        if user.is_some() && !is_admin && !own.is_empty() {
-            let n = sspr::questions_to_ask(&p, own.len());
-            sspr::choose_questions(&own, n, &mut rng)
+        // Fixed per account (and per registration), for real and decoy sessions alike.
+        let registered = if user.is_some() && !is_admin && !own.is_empty() {
+            own
         } else {
             let n_reg = usize::from(p.questions_to_register.max(policy::QUESTIONS_MIN));
-            let pretend =
-                sspr::decoy_registered(&p.security_questions, n_reg, key.as_bytes(), &upn);
-            let n = sspr::questions_to_ask(&p, pretend.len());
-            sspr::choose_questions(&pretend, n, &mut rng)
-        }
+            sspr::decoy_registered(&p.security_questions, n_reg, key.as_bytes(), &upn)
+        };
+        let n = sspr::questions_to_ask(&p, registered.len());
+        sspr::ask_questions(&registered, n, key.as_bytes(), &upn)
     } else {
         Vec::new()
     };
@@ -1489,12 +1487,16 @@ pub async fn change(
                 }
             };
             match r.outcome {
-                Outcome::WrongCurrentPassword => {}
+                // The current password was right (the directory may still refuse the new one).
+                Outcome::Succeeded | Outcome::PolicyRefused => {
+                    crate::auth::clear_failures(&state, &key).await?
+                }
                 // Not checked: the attempt does not count.
                 Outcome::AgentUnavailable | Outcome::DirectoryUnreachable => {
                     crate::auth::release_attempt(&state, &key).await
                 }
-                _ => crate::auth::clear_failures(&state, &key).await?,
+                // Wrong, or not known to be right: it stays counted.
+                _ => {}
             }
             if r.outcome == Outcome::WrongCurrentPassword {
                 // Not the agent's answer (its event id and agent id would tell that the
@@ -1518,11 +1520,18 @@ pub async fn change(
             };
             let has = hash.is_some();
             let current = Zeroizing::new(body.current_password.clone());
-            let ok = argon2(&state, move || {
+            let checked = argon2(&state, move || {
                 secrets::verify_password_or_dummy(&current, hash.as_deref())
             })
-            .await?
-                && has;
+            .await;
+            let ok = match checked {
+                Ok(ok) => ok && has,
+                Err(busy) => {
+                    // Never checked: the attempt does not count.
+                    crate::auth::release_attempt(&state, &key).await;
+                    return Err(busy.into());
+                }
+            };
             match (acct, ok) {
                 (Some(a), true) => {
                     crate::auth::clear_failures(&state, &key).await?;
