@@ -134,13 +134,18 @@ pub enum ConnectorCommand {
     Add(Box<ConnectorAddArgs>),
 
     /// Check a connector: TLS, bind, read access, and the delta right (AD DirSync / OpenLDAP
-    /// syncrepl). Says what is missing and how to grant it.
+    /// syncrepl); with writeback enabled here (or --writeback), the writeback rights as a
+    /// section of their own. Says what is missing and how to grant it.
     Test {
         #[command(flatten)]
         dir: DataDir,
         /// Only this connector (default: all).
         #[arg(long)]
         name: Option<String>,
+        /// Check the writeback rights too (done anyway for the connector writeback is enabled
+        /// for): run it before `agent writeback enable`.
+        #[arg(long)]
+        writeback: bool,
     },
 
     /// The configured connectors.
@@ -239,9 +244,11 @@ pub async fn run(cmd: AgentCommand, ctx: &Ctx) -> anyhow::Result<()> {
             register(ctx, &dir.data_dir, &cloud, &token_file, name).await
         }
         AgentCommand::Connector(ConnectorCommand::Add(args)) => connector_add(ctx, *args),
-        AgentCommand::Connector(ConnectorCommand::Test { dir, name }) => {
-            connector_test(ctx, &dir.data_dir, name).await
-        }
+        AgentCommand::Connector(ConnectorCommand::Test {
+            dir,
+            name,
+            writeback,
+        }) => connector_test(ctx, &dir.data_dir, name, writeback).await,
         AgentCommand::Connector(ConnectorCommand::List { dir }) => {
             connector_list(ctx, &dir.data_dir)
         }
@@ -481,7 +488,12 @@ fn connector_list(ctx: &Ctx, data_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn connector_test(ctx: &Ctx, data_dir: &Path, name: Option<String>) -> anyhow::Result<()> {
+async fn connector_test(
+    ctx: &Ctx,
+    data_dir: &Path,
+    name: Option<String>,
+    writeback: bool,
+) -> anyhow::Result<()> {
     let list = match name {
         Some(n) => vec![connector::load(data_dir, &n)?],
         None => connector::list(data_dir)?,
@@ -492,27 +504,40 @@ async fn connector_test(ctx: &Ctx, data_dir: &Path, name: Option<String>) -> any
             data_dir.display()
         );
     }
+    let enabled_for = agent::enable::local_state(data_dir)?.map(|s| s.connector);
+    let print = |title: &str, checks: &[connector::Check]| {
+        println!("{title}:");
+        for ch in checks {
+            println!(
+                "  [{}] {}: {}",
+                match (ch.ok, ch.warn) {
+                    (false, _) => "FAIL",
+                    (true, true) => "warn",
+                    (true, false) => " ok ",
+                },
+                ch.name,
+                ch.detail
+            );
+        }
+    };
     let mut all_ok = true;
     let mut out = Vec::new();
     for c in &list {
         let checks = connector::test(data_dir, c).await;
         all_ok &= checks.iter().all(|c| c.ok);
         if !ctx.out.is_json() {
-            println!("connector {}:", c.name);
-            for ch in &checks {
-                println!(
-                    "  [{}] {}: {}",
-                    match (ch.ok, ch.warn) {
-                        (false, _) => "FAIL",
-                        (true, true) => "warn",
-                        (true, false) => " ok ",
-                    },
-                    ch.name,
-                    ch.detail
-                );
-            }
+            print(&format!("connector {}", c.name), &checks);
         }
-        out.push(json!({ "connector": c.name, "checks": checks }));
+        let mut entry = json!({ "connector": c.name, "checks": checks });
+        if writeback || enabled_for.as_deref() == Some(c.name.as_str()) {
+            let rights = agent::enable::rights_checks(data_dir, c).await;
+            all_ok &= rights.iter().all(|c| c.ok);
+            if !ctx.out.is_json() {
+                print(&format!("connector {}, writeback rights", c.name), &rights);
+            }
+            entry["writebackRights"] = json!(rights);
+        }
+        out.push(entry);
     }
     if ctx.out.is_json() {
         print_json(&serde_json::Value::Array(out));
