@@ -39,7 +39,8 @@ pub enum AgentCommand {
     Register {
         #[command(flatten)]
         dir: DataDir,
-        /// File holding the registration token (`-` for stdin).
+        /// File holding the registration token, or all that `agents token create` printed (`-`
+        /// for stdin).
         #[arg(long, value_name = "FILE")]
         token_file: PathBuf,
         /// A name for admins (default: the host name).
@@ -389,6 +390,32 @@ fn read_secret_file(path: &Path) -> anyhow::Result<SecretString> {
     Ok(SecretString::from(s.to_string()))
 }
 
+/// The registration token in what `dirbridge agents token create` printed: the bare token,
+/// the table form (the token on the first line, then a sentence) or `--output json`.
+fn registration_token(text: &SecretString) -> anyhow::Result<SecretString> {
+    use secrecy::ExposeSecret;
+    let text = text.expose_secret().trim();
+    let token = if text.starts_with('{') {
+        let v: Zeroizing<String> = Zeroizing::new(
+            serde_json::from_str::<serde_json::Value>(text)
+                .ok()
+                .and_then(|v| v["token"].as_str().map(str::to_owned))
+                .ok_or_else(|| anyhow::anyhow!("JSON without a \"token\" field"))?,
+        );
+        v.to_string()
+    } else {
+        text.lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or_default()
+            .to_string()
+    };
+    if token.is_empty() || token.contains(char::is_whitespace) {
+        bail!("no token found");
+    }
+    Ok(SecretString::from(token))
+}
+
 async fn register(
     ctx: &Ctx,
     data_dir: &Path,
@@ -396,7 +423,12 @@ async fn register(
     token_file: &Path,
     name: Option<String>,
 ) -> anyhow::Result<()> {
-    let token = read_secret_file(token_file)?;
+    let token = registration_token(&read_secret_file(token_file)?).with_context(|| {
+        format!(
+            "{} does not hold a registration token: put in it the token `dirbridge agents token create` printed (its whole output, table or --output json, works too)",
+            token_file.display()
+        )
+    })?;
     let name = name
         .or_else(|| std::env::var("HOSTNAME").ok())
         .or_else(|| {
@@ -600,6 +632,20 @@ async fn sync_run(ctx: &Ctx, data_dir: &Path, full: bool) -> anyhow::Result<()> 
             data_dir.display()
         );
     }
+    let errors: u32 = runs
+        .iter()
+        .filter(|r| r.outcome == proto::sync::RunOutcome::CompletedWithErrors)
+        .map(|r| r.errors)
+        .sum();
+    if errors > 0 {
+        return Err(super::Exit {
+            code: super::EXIT_COMPLETED_WITH_ERRORS,
+            message: format!(
+                "the sync run completed with {errors} object error(s): the other objects were synced; see which and why with `dirbridge sync errors`"
+            ),
+        }
+        .into());
+    }
     Ok(())
 }
 
@@ -682,4 +728,30 @@ fn events(
     }
     println!("{}", t.render());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    fn token(text: &str) -> anyhow::Result<String> {
+        registration_token(&SecretString::from(text.to_string()))
+            .map(|t| t.expose_secret().to_string())
+    }
+
+    #[test]
+    fn the_token_is_read_from_every_form_token_create_prints() {
+        assert_eq!(token("dbr_abc123\n").unwrap(), "dbr_abc123");
+        assert_eq!(
+            token("dbr_abc123\n\nThis token registers one agent and expires at 2026-12-06T23:00:00Z. Put it in a file.\n").unwrap(),
+            "dbr_abc123"
+        );
+        assert_eq!(
+            token("{\n  \"token\": \"dbr_abc123\",\n  \"expiresAt\": 1796600000\n}\n").unwrap(),
+            "dbr_abc123"
+        );
+        assert!(token("{\"expiresAt\": 1}").is_err());
+        assert!(token("This token registers one agent").is_err());
+    }
 }
