@@ -326,7 +326,16 @@ pub struct Check {
 }
 
 impl Check {
-    fn warning(name: &str, detail: String) -> Check {
+    pub(crate) fn new(name: &str, ok: bool, detail: String) -> Check {
+        Check {
+            name: name.into(),
+            ok,
+            warn: false,
+            detail,
+        }
+    }
+
+    pub(crate) fn warning(name: &str, detail: String) -> Check {
         Check {
             name: name.into(),
             ok: true,
@@ -479,10 +488,11 @@ pub async fn test(data_dir: &Path, config: &ConnectorConfig) -> Vec<Check> {
                     "DirSync works (Replicating Directory Changes is granted)".into(),
                 ),
                 Err(LdapError::InsufficientAccess { .. }) => {
-                    let sid = account_sid(&mut c, &config.bind_dn).await;
+                    let (sid, account) = account_names(&mut c, config).await;
                     push("dirsync", false, format!(
-                        "the account lacks Replicating Directory Changes on {base}, which delta sync (DirSync) needs. Grant it with: samba-tool dsacl set --objectdn={base} --sddl='(OA;;CR;{right};;{sid})' (on Windows: dsacl \"{base}\" /G \"<account>:CA;Replicating Directory Changes\")",
+                        "the account lacks Replicating Directory Changes on {base}, which delta sync (DirSync) needs. Grant it with: samba-tool dsacl set {target} --objectdn={base} --sddl='(OA;;CR;{right};;{sid})' (on Windows: dsacls \"{base}\" /G \"{account}:CA;Replicating Directory Changes\")",
                         base = config.base_dn,
+                        target = ldap::rights::samba_tool_target(&config.url),
                         right = rights::REPLICATING_DIRECTORY_CHANGES,
                     ));
                 }
@@ -500,9 +510,9 @@ pub async fn test(data_dir: &Path, config: &ConnectorConfig) -> Vec<Check> {
                         .into(),
                 ),
                 Ok(false) => {
-                    let sid = account_sid(&mut c, &config.bind_dn).await;
+                    let (sid, account) = account_names(&mut c, config).await;
                     push("deletes", false, format!(
-                        "the account cannot list CN=Deleted Objects,{base}, so deltas do not see deletes (only full imports do). Grant List Contents and Read Property on it: on Windows `dsacls \"CN=Deleted Objects,{base}\" /takeownership` then `dsacls \"CN=Deleted Objects,{base}\" /g <DOMAIN\\account>:LCRP`; on Samba add the ACE (A;;LCRP;;;{sid}) to that container's nTSecurityDescriptor (with the show-deleted control)",
+                        "the account cannot list CN=Deleted Objects,{base}, so deltas do not see deletes (only full imports do). Grant List Contents and Read Property on it: on Windows `dsacls \"CN=Deleted Objects,{base}\" /takeownership` then `dsacls \"CN=Deleted Objects,{base}\" /g {account}:LCRP`; on Samba add the ACE (A;;LCRP;;;{sid}) to that container's nTSecurityDescriptor (with the show-deleted control)",
                         base = config.base_dn,
                     ));
                 }
@@ -570,12 +580,30 @@ async fn push_size_limit(
     );
 }
 
-async fn account_sid(c: &mut Connection, dn: &str) -> String {
-    c.read(dn, &["objectSid"])
+/// The service account's SID and its `DOMAIN\\sAMAccountName` (the domain's first DC
+/// label), for delegation commands; placeholders where unreadable.
+async fn account_names(c: &mut Connection, config: &ConnectorConfig) -> (String, String) {
+    let me = c
+        .read(&config.bind_dn, &["objectSid", "sAMAccountName"])
         .await
-        .ok()
+        .ok();
+    let sid = me
+        .as_ref()
         .and_then(|e| e.values("objectSid").first().map(|s| sid_text(s)))
-        .unwrap_or_else(|| "<SID of the service account>".into())
+        .unwrap_or_else(|| "<SID of the service account>".into());
+    let domain = config
+        .base_dn
+        .split(',')
+        .find_map(|p| {
+            let (k, v) = p.trim().split_once('=')?;
+            k.eq_ignore_ascii_case("DC").then(|| v.to_ascii_uppercase())
+        })
+        .unwrap_or_else(|| "DOMAIN".into());
+    let sam = me
+        .as_ref()
+        .and_then(|e| e.text("sAMAccountName").map(str::to_owned))
+        .unwrap_or_else(|| "<service account>".into());
+    (sid, format!("{domain}\\{sam}"))
 }
 
 /// A binary SID in its `S-1-5-…` text form.

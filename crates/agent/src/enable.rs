@@ -341,6 +341,49 @@ pub async fn check_rights(
     })
 }
 
+/// [`check_rights`] as `connector test` checks (its "writeback rights" section): one per
+/// right and root, a missing one with the delegation commands, one the directory could not be
+/// asked about as a warning.
+pub async fn rights_checks(data_dir: &Path, config: &ConnectorConfig) -> Vec<connector::Check> {
+    use ldap::rights::Status;
+    let report = match check_rights(data_dir, config).await {
+        Ok(r) => r,
+        Err(e) => return vec![connector::Check::new("writeback", false, e.to_string())],
+    };
+    let mut out = Vec::new();
+    for root in &report.roots {
+        for c in &root.checks {
+            let name = c.right.code();
+            let on = format!("{} on users below {}", c.right, root.root);
+            out.push(match &c.status {
+                Status::Granted => {
+                    connector::Check::new(name, true, format!("{} has {on}", report.account))
+                }
+                Status::Unchecked(why) => {
+                    connector::Check::warning(name, format!("{on} was not checked: {why}"))
+                }
+                Status::Missing => {
+                    let denied = c
+                        .denied_for
+                        .as_ref()
+                        .map(|sid| format!(" (a deny ACE for {sid} takes it away: remove it)"))
+                        .unwrap_or_default();
+                    connector::Check::new(
+                        name,
+                        false,
+                        format!(
+                            "{} lacks {on}{denied}; writeback enable will refuse. Grant it with: {}",
+                            report.account,
+                            c.fixes.join("  or  ")
+                        ),
+                    )
+                }
+            });
+        }
+    }
+    out
+}
+
 fn wire_kind(kind: connector::DirectoryKind) -> DirectoryKind {
     match kind {
         connector::DirectoryKind::Ad => DirectoryKind::ActiveDirectory,

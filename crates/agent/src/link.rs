@@ -31,6 +31,8 @@ pub enum LinkError {
     Revoked,
     #[error("the cloud did not accept this agent's signature ({message}); check the host clock, or re-register")]
     Unauthorized { message: String },
+    #[error("the cloud refused the registration token: {message}")]
+    TokenRefused { message: String },
     #[error("the cloud refused the request: {message} ({code}, HTTP {status})")]
     Refused {
         status: u16,
@@ -96,7 +98,12 @@ pub async fn register(base: &str, body: &AgentRegistration) -> Result<AgentRegis
         .send()
         .await
         .map_err(|e| unreachable(base, &e))?;
-    decode(resp).await
+    match decode(resp).await {
+        // A registration is not signed: a 401 is about the token (unknown, expired, used),
+        // never the clock.
+        Err(LinkError::Unauthorized { message }) => Err(LinkError::TokenRefused { message }),
+        other => other,
+    }
 }
 
 fn unreachable(base: &str, e: &reqwest::Error) -> LinkError {

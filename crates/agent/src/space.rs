@@ -106,6 +106,18 @@ impl Space {
     pub async fn open(data_dir: &Path) -> Result<Space, AgentError> {
         crate::private_dir(data_dir).map_err(AgentError::io(data_dir))?;
         let path = data_dir.join("connector-space.db");
+        // SQLite creates `-wal` and `-shm` with the mode of the database file: create that
+        // private before SQLite opens it, so all three are 0600 from the start.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(AgentError::io(&path))?;
+        }
         let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -120,7 +132,11 @@ impl Space {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+            // Files an older version left world-readable.
+            for suffix in ["", "-wal", "-shm"] {
+                let p = data_dir.join(format!("connector-space.db{suffix}"));
+                let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600));
+            }
         }
         Ok(Space { pool })
     }
@@ -757,6 +773,20 @@ impl Space {
 mod tests {
     use super::*;
     use proto::sync::SyncAttributes;
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_database_and_its_wal_and_shm_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let space = Space::open(dir.path()).await.unwrap();
+        space.remember_tracking_id("t-1", 100, 1, 10).await.unwrap();
+        for suffix in ["", "-wal", "-shm"] {
+            let p = dir.path().join(format!("connector-space.db{suffix}"));
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", p.display());
+        }
+    }
 
     fn obj(anchor: &str, dn: &str) -> SyncObject {
         SyncObject {

@@ -370,7 +370,15 @@ async fn connector_test_names_the_missing_dirsync_right_and_how_to_grant_it() {
     let dirsync = checks.iter().find(|c| c.name == "dirsync").unwrap();
     assert!(!dirsync.ok);
     assert!(
-        dirsync.detail.contains("samba-tool dsacl set --objectdn=DC=dirbridge,DC=test --sddl='(OA;;CR;1131f6aa-9c07-11d1-f79f-00c04fc2dcd2;;S-1-5-21-"),
+        dirsync.detail.contains(&format!("samba-tool dsacl set -H {} -U Administrator --objectdn=DC=dirbridge,DC=test --sddl='(OA;;CR;1131f6aa-9c07-11d1-f79f-00c04fc2dcd2;;S-1-5-21-", samba.ldaps_url())),
+        "{}",
+        dirsync.detail
+    );
+    // The Windows tool is dsacls, and the account is named.
+    assert!(
+        dirsync.detail.contains(
+            "dsacls \"DC=dirbridge,DC=test\" /G \"DIRBRIDGE\\MSOL_nodirsync:CA;Replicating Directory Changes\""
+        ),
         "{}",
         dirsync.detail
     );

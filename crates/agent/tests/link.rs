@@ -76,14 +76,15 @@ async fn register_keeps_keys_private_and_never_writes_the_token() {
     )
     .await
     .unwrap_err();
+    // A used token is named as such, never as a signature or clock problem.
     assert!(
         matches!(
             err,
-            agent::AgentError::Cloud(LinkError::Refused { .. })
-                | agent::AgentError::Cloud(LinkError::Unauthorized { .. })
+            agent::AgentError::Cloud(LinkError::TokenRefused { .. })
         ),
         "{err}"
     );
+    assert!(err.to_string().contains("already used"), "{err}");
 
     // Revoked: a clear, typed error.
     cloud

@@ -52,9 +52,11 @@ pub enum Command {
     #[command(subcommand)]
     Cloud(CloudCommand),
 
-    /// Sign in to a cloud as an administrator and keep the token for later commands.
+    /// Sign in to a cloud (administrators, cloud users and users synced from on-premises) and
+    /// keep the token for later commands.
     #[command(
-        long_about = "Sign in to a cloud as an administrator. The token is kept in \
+        long_about = "Sign in to a cloud: an administrator, a cloud user, or a user synced from \
+on-premises (checked against the on-premises directory by a running agent). The token is kept in \
 $DIRBRIDGE_CONFIG_DIR/credentials.json (default: your configuration directory, e.g. \
 ~/.config/dirbridge/credentials.json), readable only by you, and used by every other command \
 until it expires or you run `dirbridge logout`.\n\n\
@@ -349,6 +351,65 @@ dirbridge users reset-password ann@contoso.com --password-file new.pw --must-cha
         #[arg(value_name = "ID|UPN")]
         user: String,
     },
+
+    /// A user's contact methods for password reset (email, phones): show them masked, or set
+    /// them for the user. Security answers are the user's own to register.
+    #[command(subcommand)]
+    Methods(MethodsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MethodsCommand {
+    /// Show a user's registered methods (email and phones masked, questions without answers).
+    #[command(after_help = "Example:\n  dirbridge users methods show ann@contoso.com")]
+    Show {
+        /// User id or user principal name.
+        #[arg(value_name = "ID|UPN")]
+        user: String,
+    },
+    /// Set a user's contact methods: only what you give changes.
+    #[command(
+        after_help = "Examples:\n  dirbridge users methods set ann@contoso.com --email ann.private@example.net --mobile-phone '+47 900 00 000'\n  dirbridge users methods set ann@contoso.com --remove office-phone"
+    )]
+    Set(MethodsSetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MethodsSetArgs {
+    /// User id or user principal name.
+    #[arg(value_name = "ID|UPN")]
+    pub user: String,
+    /// The address reset codes are sent to.
+    #[arg(long)]
+    pub email: Option<String>,
+    /// Mobile phone (E.164, e.g. +4790000000).
+    #[arg(long)]
+    pub mobile_phone: Option<String>,
+    /// Office phone.
+    #[arg(long)]
+    pub office_phone: Option<String>,
+    /// Remove a method (repeatable).
+    #[arg(long, value_enum, value_name = "METHOD")]
+    pub remove: Vec<ContactMethod>,
+}
+
+/// A contact method an administrator may set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ContactMethod {
+    Email,
+    MobilePhone,
+    OfficePhone,
+}
+
+impl ContactMethod {
+    /// The field of `PUT …/authentication-methods`.
+    pub fn field(self) -> &'static str {
+        match self {
+            ContactMethod::Email => "email",
+            ContactMethod::MobilePhone => "mobilePhone",
+            ContactMethod::OfficePhone => "officePhone",
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -251,7 +251,10 @@ fn enable_names_the_credential_or_the_right_that_is_missing_and_changes_nothing(
     for needle in [
         "lacks Reset Password on users below",
         samba.synced_root(),
-        "samba-tool dsacl set --objectdn=",
+        &format!(
+            "samba-tool dsacl set -H {} -U Administrator --objectdn=",
+            samba.ldaps_url()
+        ),
         "(OA;CI;CR;00299570-246d-11d0-a768-00aa006e0529;bf967aba-0de6-11d0-a285-00aa003049e2;S-1-5-21-",
         "/I:S /G \"DIRBRIDGE\\MSOL_noreset:CA;Reset Password;user\"",
     ] {

@@ -427,8 +427,15 @@ pub fn evaluate(
     (false, None)
 }
 
-/// The commands that delegate `right` on `root` to `sid` / `account` (`DOMAIN\name`).
-pub fn ad_fixes(root: &str, right: Right, sid: &str, account: &str) -> Vec<String> {
+/// `samba-tool`'s options for running against the DC at `dc_url` from any host (as a domain
+/// administrator, whose password samba-tool prompts for).
+pub fn samba_tool_target(dc_url: &str) -> String {
+    format!("-H {dc_url} -U Administrator")
+}
+
+/// The commands that delegate `right` on `root` to `sid` / `account` (`DOMAIN\name`), the
+/// samba-tool one run against the DC at `dc_url`.
+pub fn ad_fixes(dc_url: &str, root: &str, right: Right, sid: &str, account: &str) -> Vec<String> {
     let Some((bit, guid)) = right.ad_access() else {
         return Vec::new();
     };
@@ -439,7 +446,8 @@ pub fn ad_fixes(root: &str, right: Right, sid: &str, account: &str) -> Vec<Strin
     };
     vec![
         format!(
-            "samba-tool dsacl set --objectdn='{root}' --sddl='(OA;CI;{kind};{guid};{};{sid})'",
+            "samba-tool dsacl set {} --objectdn='{root}' --sddl='(OA;CI;{kind};{guid};{};{sid})'",
+            samba_tool_target(dc_url),
             guids::CLASS_USER
         ),
         format!("dsacls \"{root}\" /I:S /G \"{account}:{}\"", right.dsacls()),
@@ -566,6 +574,7 @@ impl Connection {
         }
         sids.extend(IMPLICIT_SIDS.iter().map(|s| s.to_string()));
 
+        let dc_url = self.url.clone();
         let netbios = self.ad_netbios_name(&dse, &base).await;
         let sam = me.text("sAMAccountName").unwrap_or(account).to_owned();
         let qualified = format!("{netbios}\\{sam}");
@@ -608,7 +617,7 @@ impl Connection {
                         fixes: if granted {
                             Vec::new()
                         } else {
-                            ad_fixes(root, right, &sid, &qualified)
+                            ad_fixes(&dc_url, root, right, &sid, &qualified)
                         },
                     }
                 })
@@ -935,7 +944,16 @@ mod tests {
 
     #[test]
     fn fixes_name_the_sid_and_the_right() {
-        let f = ad_fixes("OU=Corp,DC=x", Right::ResetPassword, "S-1-5-21-1", "X\\svc");
+        let f = ad_fixes(
+            "ldaps://dc1.x:636",
+            "OU=Corp,DC=x",
+            Right::ResetPassword,
+            "S-1-5-21-1",
+            "X\\svc",
+        );
+        assert!(f[0].starts_with(
+            "samba-tool dsacl set -H ldaps://dc1.x:636 -U Administrator --objectdn='OU=Corp,DC=x'"
+        ));
         assert!(f[0].contains("(OA;CI;CR;00299570-246d-11d0-a768-00aa006e0529;bf967aba-0de6-11d0-a285-00aa003049e2;S-1-5-21-1)"));
         assert_eq!(
             f[1],

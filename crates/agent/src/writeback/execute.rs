@@ -674,7 +674,13 @@ fn access_denied(config: &ConnectorConfig, step: Step, who: &str) -> Failure {
         Some(right) => {
             let fixes = match config.kind {
                 DirectoryKind::Ad => {
-                    ad_fixes(&root, right, SID_PLACEHOLDER, &down_level_name(config))
+                    ad_fixes(
+                    &config.url,
+                    &root,
+                    right,
+                    SID_PLACEHOLDER,
+                    &down_level_name(config),
+                )
                 }
                 DirectoryKind::Openldap => openldap_fixes(&root, right, &config.bind_dn),
             };

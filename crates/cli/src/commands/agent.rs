@@ -39,7 +39,8 @@ pub enum AgentCommand {
     Register {
         #[command(flatten)]
         dir: DataDir,
-        /// File holding the registration token (`-` for stdin).
+        /// File holding the registration token, or all that `agents token create` printed (`-`
+        /// for stdin).
         #[arg(long, value_name = "FILE")]
         token_file: PathBuf,
         /// A name for admins (default: the host name).
@@ -134,13 +135,18 @@ pub enum ConnectorCommand {
     Add(Box<ConnectorAddArgs>),
 
     /// Check a connector: TLS, bind, read access, and the delta right (AD DirSync / OpenLDAP
-    /// syncrepl). Says what is missing and how to grant it.
+    /// syncrepl); with writeback enabled here (or --writeback), the writeback rights as a
+    /// section of their own. Says what is missing and how to grant it.
     Test {
         #[command(flatten)]
         dir: DataDir,
         /// Only this connector (default: all).
         #[arg(long)]
         name: Option<String>,
+        /// Check the writeback rights too (done anyway for the connector writeback is enabled
+        /// for): run it before `agent writeback enable`.
+        #[arg(long)]
+        writeback: bool,
     },
 
     /// The configured connectors.
@@ -239,9 +245,11 @@ pub async fn run(cmd: AgentCommand, ctx: &Ctx) -> anyhow::Result<()> {
             register(ctx, &dir.data_dir, &cloud, &token_file, name).await
         }
         AgentCommand::Connector(ConnectorCommand::Add(args)) => connector_add(ctx, *args),
-        AgentCommand::Connector(ConnectorCommand::Test { dir, name }) => {
-            connector_test(ctx, &dir.data_dir, name).await
-        }
+        AgentCommand::Connector(ConnectorCommand::Test {
+            dir,
+            name,
+            writeback,
+        }) => connector_test(ctx, &dir.data_dir, name, writeback).await,
         AgentCommand::Connector(ConnectorCommand::List { dir }) => {
             connector_list(ctx, &dir.data_dir)
         }
@@ -382,6 +390,32 @@ fn read_secret_file(path: &Path) -> anyhow::Result<SecretString> {
     Ok(SecretString::from(s.to_string()))
 }
 
+/// The registration token in what `dirbridge agents token create` printed: the bare token,
+/// the table form (the token on the first line, then a sentence) or `--output json`.
+fn registration_token(text: &SecretString) -> anyhow::Result<SecretString> {
+    use secrecy::ExposeSecret;
+    let text = text.expose_secret().trim();
+    let token = if text.starts_with('{') {
+        let v: Zeroizing<String> = Zeroizing::new(
+            serde_json::from_str::<serde_json::Value>(text)
+                .ok()
+                .and_then(|v| v["token"].as_str().map(str::to_owned))
+                .ok_or_else(|| anyhow::anyhow!("JSON without a \"token\" field"))?,
+        );
+        v.to_string()
+    } else {
+        text.lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or_default()
+            .to_string()
+    };
+    if token.is_empty() || token.contains(char::is_whitespace) {
+        bail!("no token found");
+    }
+    Ok(SecretString::from(token))
+}
+
 async fn register(
     ctx: &Ctx,
     data_dir: &Path,
@@ -389,7 +423,12 @@ async fn register(
     token_file: &Path,
     name: Option<String>,
 ) -> anyhow::Result<()> {
-    let token = read_secret_file(token_file)?;
+    let token = registration_token(&read_secret_file(token_file)?).with_context(|| {
+        format!(
+            "{} does not hold a registration token: put in it the token `dirbridge agents token create` printed (its whole output, table or --output json, works too)",
+            token_file.display()
+        )
+    })?;
     let name = name
         .or_else(|| std::env::var("HOSTNAME").ok())
         .or_else(|| {
@@ -481,7 +520,12 @@ fn connector_list(ctx: &Ctx, data_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn connector_test(ctx: &Ctx, data_dir: &Path, name: Option<String>) -> anyhow::Result<()> {
+async fn connector_test(
+    ctx: &Ctx,
+    data_dir: &Path,
+    name: Option<String>,
+    writeback: bool,
+) -> anyhow::Result<()> {
     let list = match name {
         Some(n) => vec![connector::load(data_dir, &n)?],
         None => connector::list(data_dir)?,
@@ -492,27 +536,40 @@ async fn connector_test(ctx: &Ctx, data_dir: &Path, name: Option<String>) -> any
             data_dir.display()
         );
     }
+    let enabled_for = agent::enable::local_state(data_dir)?.map(|s| s.connector);
+    let print = |title: &str, checks: &[connector::Check]| {
+        println!("{title}:");
+        for ch in checks {
+            println!(
+                "  [{}] {}: {}",
+                match (ch.ok, ch.warn) {
+                    (false, _) => "FAIL",
+                    (true, true) => "warn",
+                    (true, false) => " ok ",
+                },
+                ch.name,
+                ch.detail
+            );
+        }
+    };
     let mut all_ok = true;
     let mut out = Vec::new();
     for c in &list {
         let checks = connector::test(data_dir, c).await;
         all_ok &= checks.iter().all(|c| c.ok);
         if !ctx.out.is_json() {
-            println!("connector {}:", c.name);
-            for ch in &checks {
-                println!(
-                    "  [{}] {}: {}",
-                    match (ch.ok, ch.warn) {
-                        (false, _) => "FAIL",
-                        (true, true) => "warn",
-                        (true, false) => " ok ",
-                    },
-                    ch.name,
-                    ch.detail
-                );
-            }
+            print(&format!("connector {}", c.name), &checks);
         }
-        out.push(json!({ "connector": c.name, "checks": checks }));
+        let mut entry = json!({ "connector": c.name, "checks": checks });
+        if writeback || enabled_for.as_deref() == Some(c.name.as_str()) {
+            let rights = agent::enable::rights_checks(data_dir, c).await;
+            all_ok &= rights.iter().all(|c| c.ok);
+            if !ctx.out.is_json() {
+                print(&format!("connector {}, writeback rights", c.name), &rights);
+            }
+            entry["writebackRights"] = json!(rights);
+        }
+        out.push(entry);
     }
     if ctx.out.is_json() {
         print_json(&serde_json::Value::Array(out));
@@ -574,6 +631,20 @@ async fn sync_run(ctx: &Ctx, data_dir: &Path, full: bool) -> anyhow::Result<()> 
             "a sync run failed; details in `dirbridge agent events --data-dir {}`",
             data_dir.display()
         );
+    }
+    let errors: u32 = runs
+        .iter()
+        .filter(|r| r.outcome == proto::sync::RunOutcome::CompletedWithErrors)
+        .map(|r| r.errors)
+        .sum();
+    if errors > 0 {
+        return Err(super::Exit {
+            code: super::EXIT_COMPLETED_WITH_ERRORS,
+            message: format!(
+                "the sync run completed with {errors} object error(s): the other objects were synced; see which and why with `dirbridge sync errors`"
+            ),
+        }
+        .into());
     }
     Ok(())
 }
@@ -657,4 +728,30 @@ fn events(
     }
     println!("{}", t.render());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    fn token(text: &str) -> anyhow::Result<String> {
+        registration_token(&SecretString::from(text.to_string()))
+            .map(|t| t.expose_secret().to_string())
+    }
+
+    #[test]
+    fn the_token_is_read_from_every_form_token_create_prints() {
+        assert_eq!(token("dbr_abc123\n").unwrap(), "dbr_abc123");
+        assert_eq!(
+            token("dbr_abc123\n\nThis token registers one agent and expires at 2026-12-06T23:00:00Z. Put it in a file.\n").unwrap(),
+            "dbr_abc123"
+        );
+        assert_eq!(
+            token("{\n  \"token\": \"dbr_abc123\",\n  \"expiresAt\": 1796600000\n}\n").unwrap(),
+            "dbr_abc123"
+        );
+        assert!(token("{\"expiresAt\": 1}").is_err());
+        assert!(token("This token registers one agent").is_err());
+    }
 }

@@ -21,6 +21,25 @@ use crate::api::{seg, Api, ApiFailure};
 use crate::args::{Cli, Command, PageArgs};
 use crate::output::Output;
 
+/// An error that ends the process with its own exit status (docs/operations.md, "Exit
+/// status") instead of 1.
+#[derive(Debug)]
+pub struct Exit {
+    pub code: u8,
+    pub message: String,
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Exit {}
+
+/// `agent sync run` finished, but some objects had errors (`CompletedWithErrors`).
+pub const EXIT_COMPLETED_WITH_ERRORS: u8 = 3;
+
 /// What every command gets: how to print, and the `--cloud` override.
 pub struct Ctx {
     pub out: Output,

@@ -9,7 +9,10 @@ use serde_json::Value;
 
 use super::{fetch_pages, note_more, Ctx, Names};
 use crate::api::{seg, Api};
-use crate::args::{ResetPasswordArgs, UserCreateArgs, UserUpdateArgs, UsersCommand, UsersListArgs};
+use crate::args::{
+    MethodsCommand, MethodsSetArgs, ResetPasswordArgs, UserCreateArgs, UserUpdateArgs,
+    UsersCommand, UsersListArgs,
+};
 use crate::output::{self, fields, opt, wire, yes_no, Table};
 use crate::password::{self, Prompt};
 use crate::time::format_rfc3339;
@@ -52,6 +55,11 @@ pub async fn run(cmd: UsersCommand, ctx: &Ctx) -> anyhow::Result<()> {
             print!("{}", assignments_table(&api, &assignments, false).await);
             Ok(())
         }
+        UsersCommand::Methods(MethodsCommand::Show { user }) => {
+            let v = api.get(&methods_path(&user), &[]).await?;
+            ctx.out.data(v, |m: Value| render_methods(&m))
+        }
+        UsersCommand::Methods(MethodsCommand::Set(args)) => set_methods(&api, args, ctx).await,
         UsersCommand::Entitlement { user } => {
             let v = api
                 .get(&format!("{}/entitlement", user_path(&user)), &[])
@@ -66,6 +74,61 @@ pub async fn run(cmd: UsersCommand, ctx: &Ctx) -> anyhow::Result<()> {
             })
         }
     }
+}
+
+fn methods_path(user: &str) -> String {
+    format!("{}/authentication-methods", user_path(user))
+}
+
+/// The `PUT …/authentication-methods` body: given fields set, removed ones `null`, the rest
+/// absent (unchanged). Never security questions: those are the user's own.
+fn methods_body(args: &MethodsSetArgs) -> anyhow::Result<serde_json::Map<String, Value>> {
+    use crate::args::ContactMethod;
+    let mut body = serde_json::Map::new();
+    for (method, value) in [
+        (ContactMethod::Email, &args.email),
+        (ContactMethod::MobilePhone, &args.mobile_phone),
+        (ContactMethod::OfficePhone, &args.office_phone),
+    ] {
+        if let Some(v) = value {
+            if args.remove.contains(&method) {
+                bail!(
+                    "--{} and --remove {} contradict each other",
+                    method.field().replace("Phone", "-phone"),
+                    method.field().replace("Phone", "-phone")
+                );
+            }
+            body.insert(method.field().into(), Value::String(v.clone()));
+        }
+    }
+    for m in &args.remove {
+        body.insert(m.field().into(), Value::Null);
+    }
+    if body.is_empty() {
+        bail!("nothing to change: give --email, --mobile-phone, --office-phone or --remove");
+    }
+    Ok(body)
+}
+
+async fn set_methods(api: &Api, args: MethodsSetArgs, ctx: &Ctx) -> anyhow::Result<()> {
+    let body = methods_body(&args)?;
+    let v = api.put(&methods_path(&args.user), &body).await?;
+    ctx.out.data(v, |m: Value| render_methods(&m))
+}
+
+fn render_methods(m: &Value) -> String {
+    let text = |k: &str| m[k].as_str().unwrap_or("-").to_string();
+    let questions = m["securityQuestions"]
+        .as_array()
+        .map(|q| q.len().to_string())
+        .unwrap_or_else(|| "0".into());
+    fields(&[
+        ("User", text("userPrincipalName")),
+        ("Email", text("email")),
+        ("Mobile phone", text("mobilePhone")),
+        ("Office phone", text("officePhone")),
+        ("Security questions", questions),
+    ])
 }
 
 fn user_path(user: &str) -> String {
