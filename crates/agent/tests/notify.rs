@@ -393,7 +393,6 @@ async fn deletes_in_quick_batches_stop_at_the_threshold_of_the_window(
     };
     let driver = async {
         let mut mark = 0;
-        first_sync(cloud, &users[12].0).await;
         for (login, _) in &users {
             first_sync(cloud, login).await;
         }

@@ -590,7 +590,10 @@ async fn renaming_the_include_ou_says_where_it_went_and_deletes_nothing() {
     }
 
     // The scope updated as told: the same users, nothing deleted or re-created.
-    let fixed = ConnectorConfigExt::with_include(&cfg, &new_dn);
+    let fixed = agent::connector::ConnectorConfig {
+        include_ous: vec![new_dn.clone()],
+        ..cfg.clone()
+    };
     save_openldap_connector(dir.path(), slapd, &fixed);
     let runs = engine.run_cycle(false).await.unwrap();
     assert_eq!(
@@ -653,19 +656,6 @@ async fn a_missing_include_ou_lists_the_ous_beside_it() {
         "--include-ou new-ou-dn".into(),
     ] {
         assert!(message.contains(&part), "{part:?} not in: {message}");
-    }
-}
-
-trait ConnectorConfigExt {
-    fn with_include(&self, ou: &str) -> Self;
-}
-
-impl ConnectorConfigExt for agent::connector::ConnectorConfig {
-    fn with_include(&self, ou: &str) -> Self {
-        agent::connector::ConnectorConfig {
-            include_ous: vec![ou.to_string()],
-            ..self.clone()
-        }
     }
 }
 

@@ -4,8 +4,11 @@
 //! at most [`MAX_BATCH_OBJECTS`]. The space rows and the cookie are committed only after the
 //! cloud accepted the batches covering them; a batch is recorded as in flight before it is
 //! sent and replayed as it was (same run id and seq) if the agent stopped in between.
-//! Deletes are counted before any of them is exported: above the cloud's threshold they wait
-//! for `dirbridge sync allow-deletes`. Staging mode computes everything and exports nothing.
+//! Deletes are counted before any of them is exported, with those the cloud accepted within the
+//! deletion window: above the cloud's threshold they wait for `dirbridge sync allow-deletes`.
+//! Objects the cloud refused are kept on a list and sent again by every delta. A full import
+//! forgets the cookie when it starts, so one that fails is followed by another. Each include OU
+//! must exist before anything is read. Staging mode computes everything and exports nothing.
 
 pub mod diff;
 pub mod map;
