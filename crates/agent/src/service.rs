@@ -179,6 +179,10 @@ pub async fn run_with(
     // Set by a pushed `SyncNow { full: true }`: the next cycle is a full one.
     let mut force_full = false;
     loop {
+        // An administrator's OpenLDAP reset that changed the password but not yet set
+        // "must change at next sign-in" (the agent stopped, or the flag was refused) is
+        // completed here, every cycle until it succeeds.
+        crate::writeback::must_change::repair(events.data_dir(), &events).await;
         let hb = Heartbeat {
             version: crate::identity::VERSION.to_string(),
             status: Some(status.clone()),

@@ -1033,3 +1033,64 @@ async fn a_pushed_request_is_opened_claimed_run_and_reported() {
         .unwrap()
         .contains(MARKER));
 }
+
+/// Issue 21 item 2: the must-change admin reset on OpenLDAP is the password operation, then
+/// `pwdReset`; when the second does not happen (here: the service account may not write
+/// `pwdReset`; in the field: the agent stopped between them), the password changed and the
+/// flag is set by the next service cycle, once it can be.
+#[tokio::test]
+async fn openldap_must_change_is_set_whenever_the_admin_reset_changed_the_password() {
+    let slapd = Slapd::shared();
+    let nolock = ol(slapd, OpenLdapServiceAccount::MissingLockWrite);
+    let user = ol_user(slapd, "mustchg");
+    let anchor = nolock.anchor(&user.dn).await;
+    let p = new_password("mc");
+    let ran = run(&nolock, admin_reset(&anchor, &p, true)).await;
+    ran.outcome(Outcome::AccessDenied)
+        .detail_has(&["new password is set", "keeps trying"]);
+    assert!(nolock.can_bind(&user.dn, &p).await, "the password changed");
+    assert_eq!(nolock.attr(&user.dn, "pwdReset").await, None);
+    let data_dir = ran._dir.path();
+    let pending = agent::writeback::must_change::pending(data_dir);
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert_eq!(pending[0].1.dn, user.dn);
+
+    // Still refused: stays pending, and the event says what to grant.
+    let svc = slapd.service_account(OpenLdapServiceAccount::MissingLockWrite);
+    agent::connector::save(data_dir, &nolock.config, &pw(&svc.password)).unwrap();
+    let log = EventLog::open(data_dir);
+    assert_eq!(
+        agent::writeback::must_change::repair(data_dir, &log).await,
+        1
+    );
+    let events = log.read(None).unwrap();
+    let e = events
+        .iter()
+        .find(|e| e.code == "writeback.adminReset.mustChangePending")
+        .unwrap_or_else(|| panic!("{events:#?}"));
+    assert!(e.message.contains("pwdReset"), "{}", e.message);
+
+    // The right is granted (here: the connector uses the full account): the next cycle sets it.
+    let full = ol(slapd, OpenLdapServiceAccount::Full);
+    let svc = slapd.service_account(OpenLdapServiceAccount::Full);
+    agent::connector::save(data_dir, &full.config, &pw(&svc.password)).unwrap();
+    assert_eq!(
+        agent::writeback::must_change::repair(data_dir, &log).await,
+        0
+    );
+    assert_eq!(
+        full.attr(&user.dn, "pwdReset").await.as_deref(),
+        Some("TRUE")
+    );
+    assert!(agent::writeback::must_change::pending(data_dir).is_empty());
+    assert!(log
+        .read(None)
+        .unwrap()
+        .iter()
+        .any(|e| e.code == "writeback.adminReset.mustChangeRepaired"));
+
+    // The ordinary case leaves nothing pending.
+    let ran = run(&full, admin_reset(&anchor, &new_password("mc2"), true)).await;
+    ran.outcome(Outcome::Succeeded);
+    assert!(agent::writeback::must_change::pending(ran._dir.path()).is_empty());
+}

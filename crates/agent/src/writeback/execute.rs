@@ -147,7 +147,7 @@ pub async fn execute(
         format!("{words} started (connector {})", config.name),
         json!({ "connector": config.name, "anchor": op.anchor(), "operation": kind }),
     );
-    match run(config, password, op, policy).await {
+    match run(config, password, op, policy, events).await {
         Ok(dn) => {
             events.record(
                 Level::Info,
@@ -230,6 +230,7 @@ async fn run(
     password: &SecretString,
     op: &WritebackOperation,
     policy: ExecPolicy,
+    events: &EventLog,
 ) -> Result<String, Failure> {
     let mut c = Connection::connect(&config.connect_options())
         .await
@@ -237,7 +238,7 @@ async fn run(
     c.simple_bind(&config.bind_dn, password)
         .await
         .map_err(|e| classify(config, Step::Bind, None, e))?;
-    let result = run_bound(&mut c, config, op, policy).await;
+    let result = run_bound(&mut c, config, op, policy, events).await;
     if config.kind == DirectoryKind::Ad
         && result
             .as_ref()
@@ -260,6 +261,7 @@ async fn run_bound(
     config: &ConnectorConfig,
     op: &WritebackOperation,
     policy: ExecPolicy,
+    events: &EventLog,
 ) -> Result<String, Failure> {
     let target = find(c, config, op.anchor()).await?;
     let dn = target.dn.clone();
@@ -295,6 +297,18 @@ async fn run_bound(
                 unlock(c, ad, &dn).await.map_err(err(Step::Unlock))?;
             }
             let new = secret(new_password);
+            let must_change = matches!(
+                op,
+                WritebackOperation::AdminReset {
+                    must_change: true,
+                    ..
+                }
+            );
+            if !ad && must_change {
+                return openldap_reset_must_change(c, config, op.anchor(), &dn, &new, events)
+                    .await
+                    .map(|()| dn.clone());
+            }
             if ad {
                 // Resets keep the history rule, as a change would, where the server can.
                 let hints = c.ad_server_info().await.ok().and_then(|i| i.policy_hints);
@@ -308,16 +322,10 @@ async fn run_bound(
                 }
                 return Err(f);
             }
-            if let WritebackOperation::AdminReset {
-                must_change: true, ..
-            } = op
-            {
-                if ad {
-                    c.ad_set_must_change(&dn, true).await
-                } else {
-                    c.openldap_set_must_change(&dn, true).await
-                }
-                .map_err(err(Step::MustChange))?;
+            if must_change {
+                c.ad_set_must_change(&dn, true)
+                    .await
+                    .map_err(err(Step::MustChange))?;
             }
         }
         WritebackOperation::Change {
@@ -367,6 +375,53 @@ async fn run_bound(
         }
     }
     Ok(dn)
+}
+
+/// An administrator's reset with "must change at next sign-in" on OpenLDAP: the password
+/// modify operation, then `pwdReset: TRUE`, with a durable marker around them so the flag is
+/// set whenever the password changed ([`super::must_change`]).
+async fn openldap_reset_must_change(
+    c: &mut Connection,
+    config: &ConnectorConfig,
+    anchor: &str,
+    dn: &str,
+    new: &SecretString,
+    events: &EventLog,
+) -> Result<(), Failure> {
+    let pending = super::must_change::Pending {
+        connector: config.name.clone(),
+        anchor: anchor.to_string(),
+        dn: dn.to_string(),
+        since: crate::now(),
+    };
+    let marker = super::must_change::mark(events.data_dir(), &pending).map_err(|e| {
+        Failure::new(
+            Outcome::ConfigurationError,
+            ids::CONFIGURATION_ERROR,
+            format!("{dn}: nothing was changed: the agent could not record the pending \"must change at next sign-in\" in its data dir ({e}); check that the data dir is writable"),
+        )
+    })?;
+    if let Err(e) = c.openldap_set_password(dn, None, new).await {
+        super::must_change::clear(&marker);
+        let mut f = classify(config, Step::SetPassword, Some(dn), e);
+        if f.reason == Some(PolicyReason::TooRecent) {
+            f.detail = openldap_min_age_detail(c, dn).await;
+        }
+        return Err(f);
+    }
+    match c.openldap_set_must_change(dn, true).await {
+        Ok(()) => {
+            super::must_change::clear(&marker);
+            Ok(())
+        }
+        Err(e) => {
+            // Half done, said so: the password changed; the marker stays and the service sets
+            // the flag on its next cycle.
+            let mut f = classify(config, Step::MustChange, Some(dn), e);
+            f.detail.push_str(" The new password is set; the agent keeps trying to set \"must change at next sign-in\" on every cycle until it succeeds.");
+            Err(f)
+        }
+    }
 }
 
 /// OpenLDAP's ppolicy applies `pwdMinAge` to every writer but the rootdn, so a reset by the

@@ -23,6 +23,7 @@
 
 mod execute;
 mod handle;
+pub mod must_change;
 mod protected;
 mod verify;
 
