@@ -496,6 +496,73 @@ async fn users_are_validated_created_read_updated_listed_and_deleted() {
 }
 
 #[tokio::test]
+async fn names_with_direction_overrides_or_invisible_characters_are_refused() {
+    let c = Cloud::start().await;
+    let upn = c.upn("mallory");
+    let r = c
+        .admin(
+            Method::POST,
+            "/api/v1/users",
+            Some(json!({"userPrincipalName": upn, "displayName": "Alice \u{202E}nimda"})),
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 400, "{}", r.body);
+    assert_eq!(r.error_code(), "validationFailed");
+    assert_eq!(
+        r.error_message(),
+        "displayName: contains U+202E (RIGHT-TO-LEFT OVERRIDE), an invisible character that \
+         can disguise a name; remove it."
+    );
+    let r = c
+        .admin(
+            Method::POST,
+            "/api/v1/users",
+            Some(json!({"userPrincipalName": upn, "displayName": "Mallory", "givenName": "Ma\u{200B}llory"})),
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 400, "{}", r.body);
+    assert!(
+        r.error_message()
+            .starts_with("givenName: contains U+200B (ZERO WIDTH SPACE)"),
+        "{}",
+        r.body
+    );
+    let r = c
+        .admin(Method::GET, &format!("/api/v1/users/{upn}"), None)
+        .await;
+    assert_eq!(r.status.as_u16(), 404, "nothing was created: {}", r.body);
+    // A rename and a group name are held to the same rule.
+    c.user("mallory", json!({})).await;
+    let r = c
+        .admin(
+            Method::PATCH,
+            &format!("/api/v1/users/{upn}"),
+            Some(json!({"displayName": "\u{2067}Mallory"})),
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 400, "{}", r.body);
+    assert!(
+        r.error_message().contains("U+2067 (RIGHT-TO-LEFT ISOLATE)"),
+        "{}",
+        r.body
+    );
+    let r = c
+        .admin(
+            Method::POST,
+            "/api/v1/groups",
+            Some(json!({"displayName": "Admins\u{FEFF}"})),
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 400, "{}", r.body);
+    assert!(
+        r.error_message()
+            .starts_with("displayName: contains U+FEFF"),
+        "{}",
+        r.body
+    );
+}
+
+#[tokio::test]
 async fn user_listing_pages_and_filters() {
     let c = Cloud::start().await;
     for i in 0..25 {

@@ -196,6 +196,7 @@ pub fn validate(p: &SsprPolicy, group_exists: impl Fn(&str) -> bool) -> Result<(
                     validate::shown(t)
                 ));
             }
+            validate::visible(&format!("securityQuestions[{i}]"), t)?;
             if !seen.insert(t.to_lowercase()) {
                 return refuse(format!(
                     "securityQuestions[{i}]: '{}' is a duplicate (questions are compared ignoring case)",
@@ -246,6 +247,7 @@ fn check_helpdesk_url(u: &str) -> Result<(), Refusal> {
             "helpdeskUrl: is {n} characters; the limit is {HELPDESK_URL_MAX}"
         ));
     }
+    validate::visible("helpdeskUrl", u)?;
     let lower = u.to_ascii_lowercase();
     let rest = lower
         .strip_prefix("https://")
@@ -440,6 +442,12 @@ mod tests {
         assert!(err(&p).starts_with("securityQuestions[1]: is 201 characters"));
         p.security_questions = vec!["One?".into(), "Tw\no?".into(), "Three?".into()];
         assert!(err(&p).contains("control characters"));
+        p.security_questions = vec!["One?".into(), "Two?".into(), "Thr\u{2067}ee?".into()];
+        assert_eq!(
+            err(&p),
+            "securityQuestions[2]: contains U+2067 (RIGHT-TO-LEFT ISOLATE), an invisible \
+             character that can disguise a name; remove it."
+        );
         p.security_questions = vec!["One?".into(), "Two?".into(), "Three?".into()];
         assert!(validate(&p, no_groups).is_ok());
     }
@@ -473,6 +481,8 @@ mod tests {
             p.helpdesk_url = Some(bad.into());
             assert!(err(&p).starts_with("helpdeskUrl:"), "{bad}");
         }
+        p.helpdesk_url = Some("https://x.com/reset\u{202E}moc.evil".into());
+        assert!(err(&p).starts_with("helpdeskUrl: contains U+202E (RIGHT-TO-LEFT OVERRIDE)"));
         p.helpdesk_url = Some(format!("https://x.com/{}", "a".repeat(2048)));
         assert!(err(&p).contains("limit is 2048"));
         p.helpdesk_url = None;

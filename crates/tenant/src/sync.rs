@@ -852,6 +852,42 @@ mod tests {
     }
 
     #[test]
+    fn names_with_invisible_characters_are_refused_per_object() {
+        let mut bad_user = user_obj("A", "ada@contoso.example");
+        bad_user.attributes.display_name = Some("Ada \u{202E}nimda".into());
+        let mut bad_group = group_obj("G", &[]);
+        bad_group.attributes.description = Some("Help\u{200B}desk".into());
+        let p = plan(
+            &tenant(false),
+            &batch(
+                vec![bad_user, bad_group, user_obj("B", "bob@contoso.example")],
+                &[],
+            ),
+            &[],
+            &[],
+            &[],
+            NOW,
+        );
+        assert_eq!(
+            codes(&p),
+            vec![("A", "invalidValue"), ("G", "invalidValue")]
+        );
+        assert_eq!(
+            p.errors[0].error.message,
+            "displayName: contains U+202E (RIGHT-TO-LEFT OVERRIDE), an invisible character \
+             that can disguise a name; remove it."
+        );
+        assert!(p.errors[1]
+            .error
+            .message
+            .starts_with("description: contains U+200B (ZERO WIDTH SPACE)"));
+        assert_eq!(p.result.added, 1);
+        assert_eq!(p.insert_users.len(), 1);
+        assert_eq!(p.insert_users[0].user_principal_name, "bob@contoso.example");
+        assert!(p.insert_groups.is_empty());
+    }
+
+    #[test]
     fn an_unchanged_object_is_not_rewritten() {
         let first = plan(
             &tenant(false),

@@ -18,12 +18,18 @@ pub const PASSWORD_MIN: usize = 8;
 pub const PASSWORD_MAX: usize = 256;
 
 /// A short, printable excerpt of user input for messages: at most 40 characters, control
-/// characters shown as `?`.
+/// characters and [`disguising`] ones shown as `?`.
 pub(crate) fn shown(input: &str) -> String {
     let mut out: String = input
         .chars()
         .take(40)
-        .map(|c| if c.is_control() { '?' } else { c })
+        .map(|c| {
+            if c.is_control() || disguising(c).is_some() {
+                '?'
+            } else {
+                c
+            }
+        })
         .collect();
     if input.chars().nth(40).is_some() {
         out.push('…');
@@ -33,6 +39,56 @@ pub(crate) fn shown(input: &str) -> String {
 
 fn has_control(s: &str) -> bool {
     s.chars().any(char::is_control)
+}
+
+/// The Unicode name of `c` if it is an invisible or direction-changing format character that
+/// can make a name look like another one (bidirectional embeddings, overrides, isolates and
+/// marks; zero-width spaces and joiners; the word joiner and invisible operators; the byte
+/// order mark; the soft hyphen; interlinear annotation marks; tag characters). Other format
+/// characters (e.g. Arabic number signs) are visible and allowed.
+pub(crate) fn disguising(c: char) -> Option<&'static str> {
+    Some(match c {
+        '\u{00AD}' => "SOFT HYPHEN",
+        '\u{061C}' => "ARABIC LETTER MARK",
+        '\u{180E}' => "MONGOLIAN VOWEL SEPARATOR",
+        '\u{200B}' => "ZERO WIDTH SPACE",
+        '\u{200C}' => "ZERO WIDTH NON-JOINER",
+        '\u{200D}' => "ZERO WIDTH JOINER",
+        '\u{200E}' => "LEFT-TO-RIGHT MARK",
+        '\u{200F}' => "RIGHT-TO-LEFT MARK",
+        '\u{202A}' => "LEFT-TO-RIGHT EMBEDDING",
+        '\u{202B}' => "RIGHT-TO-LEFT EMBEDDING",
+        '\u{202C}' => "POP DIRECTIONAL FORMATTING",
+        '\u{202D}' => "LEFT-TO-RIGHT OVERRIDE",
+        '\u{202E}' => "RIGHT-TO-LEFT OVERRIDE",
+        '\u{2060}' => "WORD JOINER",
+        '\u{2061}' => "FUNCTION APPLICATION",
+        '\u{2062}' => "INVISIBLE TIMES",
+        '\u{2063}' => "INVISIBLE SEPARATOR",
+        '\u{2064}' => "INVISIBLE PLUS",
+        '\u{2066}' => "LEFT-TO-RIGHT ISOLATE",
+        '\u{2067}' => "RIGHT-TO-LEFT ISOLATE",
+        '\u{2068}' => "FIRST STRONG ISOLATE",
+        '\u{2069}' => "POP DIRECTIONAL ISOLATE",
+        '\u{206A}'..='\u{206F}' => "DEPRECATED FORMAT CHARACTER",
+        '\u{FEFF}' => "ZERO WIDTH NO-BREAK SPACE",
+        '\u{FFF9}'..='\u{FFFB}' => "INTERLINEAR ANNOTATION CHARACTER",
+        '\u{E0001}' | '\u{E0020}'..='\u{E007F}' => "TAG CHARACTER",
+        _ => return None,
+    })
+}
+
+/// The one rule for text a person reads as a name or label: refuses the first
+/// [`disguising`] character, naming the field, the code point and what to do.
+pub fn visible(field: &str, s: &str) -> Result<(), Refusal> {
+    match s.chars().find_map(|c| disguising(c).map(|name| (c, name))) {
+        Some((c, name)) => Err(Refusal::validation(format!(
+            "{field}: contains U+{:04X} ({name}), an invisible character that can disguise a \
+             name; remove it.",
+            c as u32
+        ))),
+        None => Ok(()),
+    }
 }
 
 const UPN_LOCAL_SPECIALS: &str = "'.-_!#^~";
@@ -131,7 +187,8 @@ pub fn usage_location(input: &str) -> Result<String, Refusal> {
     }
 }
 
-/// A display name: trimmed, 1 to 256 characters, no control characters.
+/// A display name: trimmed, 1 to 256 characters, no control characters, nothing [`visible`]
+/// refuses.
 pub fn display_name(input: &str) -> Result<String, Refusal> {
     const F: &str = "displayName";
     let s = input.trim();
@@ -152,12 +209,29 @@ pub fn display_name(input: &str) -> Result<String, Refusal> {
             shown(s)
         )));
     }
+    visible(F, s)?;
     Ok(s.to_string())
 }
 
-/// Optional free text: trimmed; absent or blank becomes `None`; no control characters; at most
+/// Optional free text a person or admin sets and others read (names, descriptions): trimmed;
+/// absent or blank becomes `None`; no control characters, nothing [`visible`] refuses; at most
 /// `max` characters.
 pub fn optional_text(
+    field: &str,
+    input: Option<&str>,
+    max: usize,
+) -> Result<Option<String>, Refusal> {
+    let s = optional_report(field, input, max)?;
+    if let Some(s) = &s {
+        visible(field, s)?;
+    }
+    Ok(s)
+}
+
+/// Optional text an agent reports about itself (version, status, run message, connector,
+/// checked roots): like [`optional_text`] but without the [`visible`] rule, because such
+/// text may quote directory data and refusing it would lose the report.
+pub fn optional_report(
     field: &str,
     input: Option<&str>,
     max: usize,
@@ -470,6 +544,71 @@ mod tests {
     }
 
     #[test]
+    fn names_refuse_invisible_and_direction_characters() {
+        let e = display_name("Alice \u{202E}nimda").unwrap_err();
+        assert_eq!(
+            e.message,
+            "displayName: contains U+202E (RIGHT-TO-LEFT OVERRIDE), an invisible character \
+             that can disguise a name; remove it."
+        );
+        assert_eq!(e.code, proto::ErrorCode::Validation);
+        let listed = ('\u{202A}'..='\u{202E}')
+            .chain('\u{2066}'..='\u{2069}')
+            .chain('\u{200B}'..='\u{200D}')
+            .chain([
+                '\u{2060}',
+                '\u{FEFF}',
+                '\u{00AD}',
+                '\u{200E}',
+                '\u{200F}',
+                '\u{E0041}',
+            ]);
+        for c in listed {
+            let hex = format!("U+{:04X}", c as u32);
+            for s in [
+                format!("{c}Bob"),
+                format!("Bo{c}b"),
+                format!("Bob{c}"),
+                c.to_string(),
+            ] {
+                let e = display_name(&s).unwrap_err();
+                assert!(
+                    e.message
+                        .starts_with(&format!("displayName: contains {hex} (")),
+                    "{hex}: {}",
+                    e.message
+                );
+                assert!(!e.message.contains(c), "the message must not carry {hex}");
+                let e = optional_text("givenName", Some(&s), 64).unwrap_err();
+                assert!(
+                    e.message
+                        .starts_with(&format!("givenName: contains {hex} (")),
+                    "{hex}"
+                );
+                assert!(optional_text("surname", Some(&s), 64).is_err());
+                assert!(optional_text("description", Some(&s), 1024).is_err());
+            }
+        }
+        // What an agent reports about itself may quote directory data and is kept.
+        assert_eq!(
+            optional_report("message", Some("OU=Sa\u{200C}les"), 64).unwrap(),
+            Some("OU=Sa\u{200C}les".into())
+        );
+        // Visible scripts, combining marks and Arabic number signs stay allowed.
+        for ok in [
+            "Ærlig Øystein 山田",
+            "محمد علي",
+            "שרה כהן",
+            "José",
+            "Zoë",
+            "\u{0600}12",
+        ] {
+            assert!(display_name(ok).is_ok(), "{ok}");
+            assert!(optional_text("surname", Some(ok), 64).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
     fn optional_text_blank_is_none_and_limits_apply() {
         assert_eq!(optional_text("surname", None, 10).unwrap(), None);
         assert_eq!(optional_text("surname", Some("  "), 10).unwrap(), None);
@@ -603,6 +742,7 @@ mod tests {
     #[test]
     fn shown_truncates_and_masks_control_characters() {
         assert_eq!(shown("a\u{7}b"), "a?b");
+        assert_eq!(shown("a\u{202E}b\u{200B}"), "a?b?");
         let s = shown(&"x".repeat(100));
         assert_eq!(s.chars().count(), 41);
         assert!(s.ends_with('…'));
@@ -625,6 +765,7 @@ mod tests {
                 let _ = usage_location(&s);
                 let _ = display_name(&s);
                 let _ = optional_text("f", Some(&s), 10);
+                let _ = optional_report("f", Some(&s), 10);
                 let _ = mail("mail", &s);
                 let _ = phone("mobilePhone", &s);
                 let _ = tenant_name(&s);

@@ -92,7 +92,7 @@ pub async fn register(
 ) -> ApiResult<(StatusCode, Json<AgentRegistered>)> {
     let name = validate::display_name(&req.name)
         .map_err(|r| AppError::bad_request(r.message.replacen("displayName", "name", 1)))?;
-    let version = validate::optional_text("version", Some(&req.version), 64)?
+    let version = validate::optional_report("version", Some(&req.version), 64)?
         .ok_or_else(|| AppError::bad_request("version: is required (the agent's version)"))?;
     let signing = tenant::sync::public_key("signingPublicKey", &req.signing_public_key)?;
     ed25519_dalek::VerifyingKey::from_bytes(&signing).map_err(|_| {
@@ -194,9 +194,9 @@ pub async fn revoke(
 /// `POST /api/v1/agent/heartbeat` (signed)
 pub async fn heartbeat(State(state): State<AppState>, agent: AgentCaller) -> ApiResult<StatusCode> {
     let hb: Heartbeat = agent.json()?;
-    let version = validate::optional_text("version", Some(&hb.version), 64)?
+    let version = validate::optional_report("version", Some(&hb.version), 64)?
         .unwrap_or_else(|| agent.agent.version.clone());
-    let status = validate::optional_text("status", hb.status.as_deref(), 256)?;
+    let status = validate::optional_report("status", hb.status.as_deref(), 256)?;
     state
         .store
         .record_heartbeat(&agent.agent.id, state.now(), &version, status.as_deref())

@@ -141,9 +141,9 @@ pub async fn report_run(
         )));
     }
     run.agent_id = agent.agent.id.clone();
-    run.connector = tenant::validate::optional_text("connector", Some(&run.connector), 256)?
+    run.connector = tenant::validate::optional_report("connector", Some(&run.connector), 256)?
         .unwrap_or_default();
-    run.message = tenant::validate::optional_text("message", run.message.as_deref(), 1024)?;
+    run.message = tenant::validate::optional_report("message", run.message.as_deref(), 1024)?;
     state.store.record_sync_run(&agent.tenant.id, &run).await?;
     if tenant::sync::run_consumes_allow_deletes(run.outcome, run.deleted) {
         let mut s = settings_of(&state, &agent.tenant.id).await?;

@@ -299,7 +299,7 @@ pub async fn enable(
             return Err(premium_refusal());
         }
         tenant::writeback::parse_public_key(&req.sealing_public_key)?;
-        let connector = tenant::validate::optional_text("connector", Some(&req.connector), 256)?
+        let connector = tenant::validate::optional_report("connector", Some(&req.connector), 256)?
             .ok_or_else(|| AppError::bad_request("connector: is required"))?;
         if req.checked_roots.len() > MAX_ROOTS {
             return Err(AppError::bad_request(format!(
@@ -308,7 +308,7 @@ pub async fn enable(
         }
         let mut roots = Vec::new();
         for r in &req.checked_roots {
-            if let Some(r) = tenant::validate::optional_text("checkedRoots", Some(r), 2048)? {
+            if let Some(r) = tenant::validate::optional_report("checkedRoots", Some(r), 2048)? {
                 roots.push(r);
             }
         }
