@@ -136,24 +136,6 @@ store_test! {
     }
 }
 
-/// The schema before `tenant_domains` (migrations 1–4 of `backend`) in a fresh directory, and
-/// two tenants in it whose JSON domain lists share one domain (possible then).
-async fn schema_before_domains(backend: &str) -> (tempfile::TempDir, sqlx::migrate::Migrator) {
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("migrations")
-        .join(backend);
-    let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(&src).unwrap() {
-        let p = entry.unwrap().path();
-        let name = p.file_name().unwrap().to_str().unwrap().to_string();
-        if name.as_str() < "0005" {
-            std::fs::copy(&p, dir.path().join(name)).unwrap();
-        }
-    }
-    let m = sqlx::migrate::Migrator::new(dir.path()).await.unwrap();
-    (dir, m)
-}
-
 const OLD_TENANTS: &str = "INSERT INTO tenants (id, name, name_key, initial_domain, initial_domain_key, domains, default_usage_location, soft_match_enabled, created_at) VALUES \
     ('t1', 'contoso', 'contoso', 'contoso.x.test', 'contoso.x.test', '[\"contoso.x.test\",\"Shared.example\",\"contoso.example\"]', NULL, false, 1), \
     ('t2', 'fabrikam', 'fabrikam', 'fabrikam.x.test', 'fabrikam.x.test', '[\"fabrikam.x.test\",\"shared.example\"]', NULL, false, 2)";
@@ -182,7 +164,7 @@ async fn assert_domains_moved(store: &Store) {
 
 #[tokio::test]
 async fn domains_of_the_json_column_move_to_tenant_domains_on_sqlite() {
-    let (migrations, m) = schema_before_domains("sqlite").await;
+    let (migrations, m) = schema_before("sqlite", "0005").await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("dirbridge.db");
     let opts = sqlx::sqlite::SqliteConnectOptions::new()
@@ -200,7 +182,7 @@ async fn domains_of_the_json_column_move_to_tenant_domains_on_sqlite() {
 
 #[tokio::test]
 async fn domains_of_the_json_column_move_to_tenant_domains_on_postgres() {
-    let (_migrations, m) = schema_before_domains("postgres").await;
+    let (_migrations, m) = schema_before("postgres", "0005").await;
     let pg = testkit::postgres::Postgres::start().unwrap();
     let pool = sqlx::PgPool::connect(&pg.url()).await.unwrap();
     m.run(&pool).await.unwrap();
