@@ -1972,3 +1972,48 @@ async fn concurrent_assignments_and_trials_are_bounded_by_the_database() {
 async fn concurrent_assignments_and_trials_are_bounded_by_the_database_on_postgres() {
     concurrent_licence_changes(Cloud::start_postgres().await).await;
 }
+
+/// Concurrent `PATCH /api/v1/tenant` of different fields: both apply, none writes back a stale
+/// copy of the other.
+async fn concurrent_tenant_patches(c: Cloud) {
+    let patch = |body: Value| {
+        let http = c.http.clone();
+        let url = format!("{}/api/v1/tenant", c.base);
+        let token = c.admin_token.clone();
+        tokio::spawn(async move {
+            let r = http
+                .patch(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            r.status().as_u16()
+        })
+    };
+    for (i, country) in ["NO", "SE", "DK", "FI", "IS", "NL", "BE", "DE"]
+        .into_iter()
+        .enumerate()
+    {
+        let on = i % 2 == 0;
+        let x = patch(json!({"defaultUsageLocation": country}));
+        let y = patch(json!({"softMatchEnabled": on}));
+        assert_eq!((x.await.unwrap(), y.await.unwrap()), (200, 200));
+        let t = c.get("/api/v1/tenant").await;
+        assert_eq!(
+            (&t["defaultUsageLocation"], &t["softMatchEnabled"]),
+            (&json!(country), &json!(on)),
+            "{t}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_tenant_patches_of_different_fields_both_apply() {
+    concurrent_tenant_patches(Cloud::start().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_tenant_patches_of_different_fields_both_apply_on_postgres() {
+    concurrent_tenant_patches(Cloud::start_postgres().await).await;
+}

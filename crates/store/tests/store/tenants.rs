@@ -1,4 +1,4 @@
-use store::Store;
+use store::{Store, TenantChanges};
 
 use crate::common::*;
 
@@ -133,6 +133,36 @@ store_test! {
             assert!(ta.domains.contains(&format!("x{i}.example")));
             assert!(ta.domains.contains(&format!("y{i}.example")));
         }
+    }
+}
+
+store_test! {
+    async fn concurrent_patches_of_different_fields_both_stay(store) {
+        let t = new_tenant(&store, "contoso").await;
+        for (i, country) in ["NO", "SE", "DK", "FI", "IS", "NL"].into_iter().enumerate() {
+            let on = i % 2 == 0;
+            let (a, b) = (store.clone(), store.clone());
+            let (ia, ib) = (t.id.clone(), t.id.clone());
+            let x = tokio::spawn(async move {
+                let c = TenantChanges { default_usage_location: Some(Some(country.into())), ..Default::default() };
+                a.patch_tenant(&ia, &c).await
+            });
+            let y = tokio::spawn(async move {
+                let c = TenantChanges { soft_match_enabled: Some(on), ..Default::default() };
+                b.patch_tenant(&ib, &c).await
+            });
+            x.await.unwrap().unwrap();
+            y.await.unwrap().unwrap();
+            let now = store.get_tenant(&t.id).await.unwrap().unwrap();
+            assert_eq!((now.default_usage_location.as_deref(), now.soft_match_enabled), (Some(country), on));
+            assert_eq!((now.name.as_str(), &now.domains), (t.name.as_str(), &t.domains));
+        }
+        let clear = TenantChanges { default_usage_location: Some(None), ..Default::default() };
+        store.patch_tenant(&t.id, &clear).await.unwrap();
+        assert_eq!(store.get_tenant(&t.id).await.unwrap().unwrap().default_usage_location, None);
+        store.patch_tenant(&t.id, &TenantChanges::default()).await.unwrap();
+        assert_not_found(store.patch_tenant("ghost", &TenantChanges::default()).await);
+        assert_not_found(store.patch_tenant("ghost", &clear).await);
     }
 }
 
