@@ -15,8 +15,6 @@ pub struct AppState {
     pub store: Store,
     pub clock: Arc<dyn Clock>,
     pub config: Arc<Config>,
-    /// Serialises licence changes in this process so two assignments cannot take the last seat.
-    pub licensing: Arc<tokio::sync::Mutex<()>>,
     pub metrics: Arc<Metrics>,
     /// Bounds the password checks running at once: each Argon2id check holds 19 MiB, so without
     /// this a burst of sign-ins could exhaust memory.
@@ -47,7 +45,6 @@ impl AppState {
             store,
             clock,
             config: Arc::new(config),
-            licensing: Arc::new(tokio::sync::Mutex::new(())),
             metrics: Arc::new(Metrics::default()),
             password_checks: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism()

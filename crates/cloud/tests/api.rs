@@ -1941,3 +1941,146 @@ async fn concurrent_domain_adds_never_share_or_lose_a_domain() {
 async fn concurrent_domain_adds_never_share_or_lose_a_domain_on_postgres() {
     concurrent_domain_adds(Cloud::start_postgres().await).await;
 }
+
+// ------------------------------------------------------------------ concurrent licence changes
+
+/// Concurrent `POST /api/v1/users/{id}/licenses` for the last seats take exactly as many as
+/// there are (the rest get the no-seat error), and concurrent trial starts start exactly one.
+async fn concurrent_licence_changes(c: Cloud) {
+    let post = |path: String, body: Value| {
+        let http = c.http.clone();
+        let url = format!("{}{}", c.base, path);
+        let token = c.admin_token.clone();
+        tokio::spawn(async move {
+            let r = http
+                .post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        })
+    };
+    let trials: Vec<_> = (0..4)
+        .map(|_| {
+            post(
+                "/api/v1/licenses/trial".into(),
+                json!({"skuId": "DIRBRIDGE_PREMIUM"}),
+            )
+        })
+        .collect();
+    let mut started = 0;
+    for t in trials {
+        let (status, body) = t.await.unwrap();
+        match status {
+            201 => started += 1,
+            409 => assert!(
+                body["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("A trial of DIRBRIDGE_PREMIUM was already started on "),
+                "{body}"
+            ),
+            other => panic!("{other} {body}"),
+        }
+    }
+    assert_eq!(started, 1);
+
+    // The trial's 100 units: 95 taken, then 30 people race for the last 5.
+    for i in 0..95 {
+        let upn = format!("held{i}");
+        c.user(&upn, json!({"usageLocation": "GB"})).await;
+        c.admin(
+            Method::POST,
+            &format!("/api/v1/users/{}/licenses", c.upn(&upn)),
+            Some(json!({"skuId": "DIRBRIDGE_PREMIUM"})),
+        )
+        .await
+        .ok();
+    }
+    for i in 0..30 {
+        c.user(&format!("racer{i}"), json!({"usageLocation": "GB"}))
+            .await;
+    }
+    let races: Vec<_> = (0..30)
+        .map(|i| {
+            post(
+                format!("/api/v1/users/{}/licenses", c.upn(&format!("racer{i}"))),
+                json!({"skuId": "DIRBRIDGE_PREMIUM"}),
+            )
+        })
+        .collect();
+    let mut won = 0;
+    for r in races {
+        let (status, body) = r.await.unwrap();
+        match status {
+            201 => won += 1,
+            400 => assert_eq!(
+                body["error"]["message"],
+                "Subscription with SKU DIRBRIDGE_PREMIUM does not have any available licenses.",
+                "{body}"
+            ),
+            other => panic!("{other} {body}"),
+        }
+    }
+    assert_eq!(won, 5);
+    let premium = state(&c).await;
+    assert_eq!(premium["consumedUnits"], 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_assignments_and_trials_are_bounded_by_the_database() {
+    concurrent_licence_changes(Cloud::start().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_assignments_and_trials_are_bounded_by_the_database_on_postgres() {
+    concurrent_licence_changes(Cloud::start_postgres().await).await;
+}
+
+/// Concurrent `PATCH /api/v1/tenant` of different fields: both apply, none writes back a stale
+/// copy of the other.
+async fn concurrent_tenant_patches(c: Cloud) {
+    let patch = |body: Value| {
+        let http = c.http.clone();
+        let url = format!("{}/api/v1/tenant", c.base);
+        let token = c.admin_token.clone();
+        tokio::spawn(async move {
+            let r = http
+                .patch(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            r.status().as_u16()
+        })
+    };
+    for (i, country) in ["NO", "SE", "DK", "FI", "IS", "NL", "BE", "DE"]
+        .into_iter()
+        .enumerate()
+    {
+        let on = i % 2 == 0;
+        let x = patch(json!({"defaultUsageLocation": country}));
+        let y = patch(json!({"softMatchEnabled": on}));
+        assert_eq!((x.await.unwrap(), y.await.unwrap()), (200, 200));
+        let t = c.get("/api/v1/tenant").await;
+        assert_eq!(
+            (&t["defaultUsageLocation"], &t["softMatchEnabled"]),
+            (&json!(country), &json!(on)),
+            "{t}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_tenant_patches_of_different_fields_both_apply() {
+    concurrent_tenant_patches(Cloud::start().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_tenant_patches_of_different_fields_both_apply_on_postgres() {
+    concurrent_tenant_patches(Cloud::start_postgres().await).await;
+}

@@ -245,6 +245,18 @@ impl Tx {
         }
     }
 
+    pub(crate) async fn all<T>(
+        &mut self,
+        sql: &str,
+        args: &[Arg],
+        map: impl Fn(&dyn Row) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        match self {
+            Tx::Sqlite(t) => run_on!(&mut **t, sql, args, map, fetch_all),
+            Tx::Postgres(t) => run_on!(&mut **t, sql, args, map, fetch_all),
+        }
+    }
+
     pub(crate) async fn opt<T>(
         &mut self,
         sql: &str,

@@ -39,6 +39,7 @@ mod writeback;
 pub use agents::{AgentRecord, Redemption};
 pub use sspr::{AuthMethodsRecord, SsprSessionRecord, StoredAnswer};
 pub use sync::{SyncErrorWrite, SyncSnapshot, SyncWrite};
+pub use tenants::TenantChanges;
 pub use tokens::TokenRecord;
 pub use writeback::{AgentWritebackRecord, WritebackRequestRecord, WritebackState};
 

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use proto::{AssignmentSource, GroupLicense, LicenseAssignment, Subscription};
+use proto::{AssignmentSource, GroupLicense, LicenseAssignment, Subscription, SubscriptionKind};
+
+use crate::db::Tx;
 
 use crate::db::{args, Arg, Row};
 use crate::{enum_name, parse_enum, Params, Result, Store, StoreError};
@@ -97,6 +99,12 @@ impl Store {
             s.created_at,
         ];
         match self.inner.exec(&sql, &a).await {
+            Err(StoreError::Conflict(_)) if s.kind == SubscriptionKind::Trial => {
+                Err(StoreError::Conflict(format!(
+                    "the tenant already has a trial of {} (or a subscription with id {})",
+                    s.sku_id, s.id
+                )))
+            }
             Err(StoreError::Conflict(_)) => Err(StoreError::Conflict(format!(
                 "a subscription with id {} already exists",
                 s.id
@@ -130,6 +138,29 @@ impl Store {
             .map(|_| ())
     }
 
+    /// Direct assignment with the seat check inside the database transaction: takes the
+    /// tenant's licence lock (see [`Store::lock_licences`]), reads its subscriptions and its
+    /// assignments of `a.sku_id` as committed by everyone before, and upserts `a` only if
+    /// `check` accepts them. However many processes assign at once, seats are never
+    /// over-committed. NotFound if the tenant or user does not exist.
+    pub async fn assign_checked<E: From<StoreError>>(
+        &self,
+        a: &LicenseAssignment,
+        check: impl FnOnce(&[Subscription], &[LicenseAssignment]) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        let mut tx = self.inner.begin().await?;
+        let (subs, current) = lock_licences(&mut tx, &a.tenant_id, Some(&a.sku_id)).await?;
+        check(&subs, &current)?;
+        let sql = format!(
+            "INSERT INTO license_assignments ({ASSIGN_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (tenant_id, user_id, sku_id, source_type, source_group_id) DO UPDATE SET \
+             state = excluded.state, error = excluded.error, \
+             effective_usage_location = excluded.effective_usage_location, updated_at = excluded.updated_at"
+        );
+        tx.exec(&sql, &assignment_args(a)?).await?;
+        Ok(tx.commit().await?)
+    }
+
     /// `false` if there was no such assignment.
     pub async fn delete_assignment(
         &self,
@@ -156,18 +187,7 @@ impl Store {
         user_id: Option<&str>,
         sku_id: Option<&str>,
     ) -> Result<Vec<LicenseAssignment>> {
-        let mut p = Params::default();
-        let mut sql = format!(
-            "SELECT {ASSIGN_COLS} FROM license_assignments WHERE tenant_id = {}",
-            p.push(tenant_id)
-        );
-        if let Some(user_id) = user_id {
-            sql += &format!(" AND user_id = {}", p.push(user_id));
-        }
-        if let Some(sku_id) = sku_id {
-            sql += &format!(" AND sku_id = {}", p.push(sku_id));
-        }
-        sql += " ORDER BY user_id, sku_id, source_type, source_group_id";
+        let (sql, p) = assignments_query(tenant_id, user_id, sku_id);
         self.inner.all(&sql, &p.args, assignment_from).await
     }
 
@@ -180,8 +200,24 @@ impl Store {
         tenant_id: &str,
         assignments: &[LicenseAssignment],
     ) -> Result<()> {
+        self.reconcile_group_assignments(tenant_id, |_, _| assignments.to_vec())
+            .await
+    }
+
+    /// [`Store::replace_group_assignments`] with what `compute` returns from the tenant's
+    /// subscriptions and assignments (every SKU), read under the tenant's licence lock in the
+    /// same transaction, so group-based seats are counted against what direct assignments in
+    /// other processes have committed.
+    pub async fn reconcile_group_assignments(
+        &self,
+        tenant_id: &str,
+        compute: impl FnOnce(&[Subscription], &[LicenseAssignment]) -> Vec<LicenseAssignment>,
+    ) -> Result<()> {
+        let mut tx = self.inner.begin().await?;
+        let (subs, current) = lock_licences(&mut tx, tenant_id, None).await?;
+        let assignments = compute(&subs, &current);
         let mut unique = BTreeMap::new();
-        for a in assignments {
+        for a in &assignments {
             if a.tenant_id != tenant_id {
                 return Err(StoreError::Invalid(format!(
                     "an assignment of tenant {} cannot replace those of tenant {tenant_id}",
@@ -198,7 +234,6 @@ impl Store {
         }
         let rows: Vec<&LicenseAssignment> = unique.into_values().collect();
 
-        let mut tx = self.inner.begin().await?;
         tx.exec(
             "DELETE FROM license_assignments WHERE tenant_id = $1 AND source_type = 'group'",
             &args![tenant_id],
@@ -268,4 +303,58 @@ impl Store {
             })
             .await
     }
+}
+
+/// Takes the tenant's licence lock for the rest of `tx` and reads, as committed by everyone
+/// before, its subscriptions and its assignments (of one SKU, or all). The lock is the tenant
+/// row: a no-op UPDATE holds its row lock on PostgreSQL until commit, and SQLite's
+/// `BEGIN IMMEDIATE` already admits one writer at a time. NotFound for an unknown tenant.
+async fn lock_licences(
+    tx: &mut Tx,
+    tenant_id: &str,
+    sku_id: Option<&str>,
+) -> Result<(Vec<Subscription>, Vec<LicenseAssignment>)> {
+    if tx
+        .exec(
+            "UPDATE tenants SET id = id WHERE id = $1",
+            &args![tenant_id],
+        )
+        .await?
+        == 0
+    {
+        return Err(StoreError::NotFound);
+    }
+    let subs = tx
+        .all(
+            &format!(
+                "SELECT {SUB_COLS} FROM subscriptions WHERE tenant_id = $1 ORDER BY created_at, id"
+            ),
+            &args![tenant_id],
+            subscription_from,
+        )
+        .await?;
+    let (sql, p) = assignments_query(tenant_id, None, sku_id);
+    let current = tx.all(&sql, &p.args, assignment_from).await?;
+    Ok((subs, current))
+}
+
+/// The query of [`Store::list_assignments`].
+fn assignments_query(
+    tenant_id: &str,
+    user_id: Option<&str>,
+    sku_id: Option<&str>,
+) -> (String, Params) {
+    let mut p = Params::default();
+    let mut sql = format!(
+        "SELECT {ASSIGN_COLS} FROM license_assignments WHERE tenant_id = {}",
+        p.push(tenant_id)
+    );
+    if let Some(user_id) = user_id {
+        sql += &format!(" AND user_id = {}", p.push(user_id));
+    }
+    if let Some(sku_id) = sku_id {
+        sql += &format!(" AND sku_id = {}", p.push(sku_id));
+    }
+    sql += " ORDER BY user_id, sku_id, source_type, source_group_id";
+    (sql, p)
 }

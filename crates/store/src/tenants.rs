@@ -5,7 +5,7 @@
 use proto::Tenant;
 
 use crate::db::{args, Row};
-use crate::{fold, Result, Store, StoreError};
+use crate::{fold, Params, Result, Store, StoreError};
 
 const COLS: &str =
     "id, name, initial_domain, default_usage_location, soft_match_enabled, created_at";
@@ -21,6 +21,13 @@ fn tenant_from(r: &dyn Row) -> Result<Tenant> {
         soft_match_enabled: r.flag("soft_match_enabled")?,
         created_at: r.int("created_at")?,
     })
+}
+
+/// The tenant settings a PATCH may change; `None` leaves a field as it is.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TenantChanges {
+    pub default_usage_location: Option<Option<String>>,
+    pub soft_match_enabled: Option<bool>,
 }
 
 impl Store {
@@ -147,6 +154,30 @@ impl Store {
             Ok(_) => Ok(()),
             Err(StoreError::Conflict(_)) => Err(self.tenant_conflict(t, Some(&t.id)).await),
             Err(e) => Err(e),
+        }
+    }
+
+    /// Sets only the fields `changes` gives, in one statement, so concurrent changes of
+    /// different fields all stay (none writes back a stale copy of the others). NotFound.
+    pub async fn patch_tenant(&self, id: &str, changes: &TenantChanges) -> Result<()> {
+        let mut p = Params::default();
+        let mut set = Vec::new();
+        if let Some(l) = &changes.default_usage_location {
+            set.push(format!("default_usage_location = {}", p.push(l)));
+        }
+        if let Some(b) = changes.soft_match_enabled {
+            set.push(format!("soft_match_enabled = {}", p.push(b)));
+        }
+        // Nothing to set: still answer NotFound for an unknown tenant.
+        let assignments = if set.is_empty() {
+            "id = id".to_string()
+        } else {
+            set.join(", ")
+        };
+        let sql = format!("UPDATE tenants SET {assignments} WHERE id = {}", p.push(id));
+        match self.inner.exec(&sql, &p.args).await? {
+            0 => Err(StoreError::NotFound),
+            _ => Ok(()),
         }
     }
 

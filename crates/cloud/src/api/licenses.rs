@@ -54,26 +54,26 @@ pub async fn reconcile(state: &AppState, tenant: &Tenant) -> ApiResult<()> {
     {
         return Ok(());
     }
-    let _guard = state.licensing.lock().await;
     let tenant = store
         .get_tenant(&tenant.id)
         .await?
         .unwrap_or_else(|| tenant.clone());
-    let current = store.list_assignments(&tenant.id, None, None).await?;
     let users = all_users(state, &tenant.id).await?;
     let memberships = store.list_memberships(&tenant.id).await?;
-    let subs = store.list_subscriptions(&tenant.id).await?;
-    let desired = licensing::reconcile_groups(
-        &tenant,
-        &users,
-        &memberships,
-        &group_licenses,
-        &subs,
-        &current,
-        state.now(),
-    );
+    let now = state.now();
+    // Seats are counted under the tenant's licence lock in the database (see the store).
     store
-        .replace_group_assignments(&tenant.id, &desired)
+        .reconcile_group_assignments(&tenant.id, |subs, current| {
+            licensing::reconcile_groups(
+                &tenant,
+                &users,
+                &memberships,
+                &group_licenses,
+                subs,
+                current,
+                now,
+            )
+        })
         .await?;
     Ok(())
 }
@@ -128,13 +128,17 @@ pub async fn start_trial(
         .unwrap_or_else(|| licensing::PREMIUM_SKU.to_string());
     let result = async {
         caller.authorize(Operation::ManageSubscriptions)?;
-        let sub = {
-            let _guard = state.licensing.lock().await;
-            let existing = state.store.list_subscriptions(&caller.tenant.id).await?;
-            let sub = licensing::start_trial(&caller.tenant.id, &sku_id, &existing, state.now())?;
-            state.store.insert_subscription(&sub).await?;
-            sub
-        };
+        let existing = state.store.list_subscriptions(&caller.tenant.id).await?;
+        let sub = licensing::start_trial(&caller.tenant.id, &sku_id, &existing, state.now())?;
+        // The database keeps one trial per tenant and SKU: of two concurrent starts one insert
+        // is refused, and that caller gets the same answer as if it had come second.
+        if let Err(e) = state.store.insert_subscription(&sub).await {
+            if matches!(e, store::StoreError::Conflict(_)) {
+                let existing = state.store.list_subscriptions(&caller.tenant.id).await?;
+                licensing::start_trial(&caller.tenant.id, &sku_id, &existing, state.now())?;
+            }
+            return Err(e.into());
+        }
         reconcile(&state, &caller.tenant).await?;
         Ok(sub)
     }
@@ -208,28 +212,31 @@ pub async fn assign(
         caller.authorize(Operation::ManageLicenses)?;
         let user = super::users::resolve(&state, &caller.tenant.id, &key).await?;
         let sku = known_sku(&body.sku_id)?;
-        let assignment = {
-            let _guard = state.licensing.lock().await;
-            let subs = state.store.list_subscriptions(&caller.tenant.id).await?;
-            let assignments = state
-                .store
-                .list_assignments(&caller.tenant.id, None, Some(&sku.id))
-                .await?;
-            let now = state.now();
-            licensing::check_direct_assignment(&user, &sku.id, &subs, &assignments, now)?;
-            let a = LicenseAssignment {
-                tenant_id: caller.tenant.id.clone(),
-                user_id: user.id.clone(),
-                sku_id: sku.id.clone(),
-                source: AssignmentSource::Direct,
-                state: AssignmentState::Active,
-                error: None,
-                effective_usage_location: user.usage_location.clone(),
-                updated_at: now,
-            };
-            state.store.upsert_assignment(&a).await?;
-            a
+        let now = state.now();
+        let assignment = LicenseAssignment {
+            tenant_id: caller.tenant.id.clone(),
+            user_id: user.id.clone(),
+            sku_id: sku.id.clone(),
+            source: AssignmentSource::Direct,
+            state: AssignmentState::Active,
+            error: None,
+            effective_usage_location: user.usage_location.clone(),
+            updated_at: now,
         };
+        // Check and insert in one database transaction under the tenant's licence lock, so
+        // concurrent assignments (in any process) never take more seats than there are.
+        state
+            .store
+            .assign_checked(&assignment, |subs, assignments| -> ApiResult<()> {
+                Ok(licensing::check_direct_assignment(
+                    &user,
+                    &sku.id,
+                    subs,
+                    assignments,
+                    now,
+                )?)
+            })
+            .await?;
         reconcile(&state, &caller.tenant).await?;
         Ok(assignment)
     }
@@ -250,10 +257,10 @@ pub async fn unassign(
         caller.authorize(Operation::ManageLicenses)?;
         let user = super::users::resolve(&state, &caller.tenant.id, &key).await?;
         let sku = known_sku(&sku_id)?;
-        let removed = {
-            let _guard = state.licensing.lock().await;
-            state.store.delete_assignment(&caller.tenant.id, &user.id, &sku.id, &AssignmentSource::Direct).await?
-        };
+        let removed = state
+            .store
+            .delete_assignment(&caller.tenant.id, &user.id, &sku.id, &AssignmentSource::Direct)
+            .await?;
         if !removed {
             return Err(AppError::not_found(format!(
                 "{} has no direct assignment of {}. Licences inherited from a group go away when the group's licence or the membership is removed.",

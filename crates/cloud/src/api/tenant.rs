@@ -39,23 +39,31 @@ pub async fn update(
 ) -> ApiResult<Json<Tenant>> {
     let result = async {
         caller.authorize(Operation::ManageTenant)?;
-        let mut t = caller.tenant.clone();
+        let mut changes = store::TenantChanges {
+            soft_match_enabled: patch.soft_match_enabled,
+            ..Default::default()
+        };
         if let Some(c) = &patch.default_usage_location {
-            t.default_usage_location = match c.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-                Some(c) => Some(validate::usage_location(c).map_err(|r| {
-                    AppError::bad_request(
-                        r.message.replace("usageLocation", "defaultUsageLocation"),
-                    )
-                })?),
-                None => None,
-            };
+            changes.default_usage_location = Some(
+                match c.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+                    Some(c) => Some(validate::usage_location(c).map_err(|r| {
+                        AppError::bad_request(
+                            r.message.replace("usageLocation", "defaultUsageLocation"),
+                        )
+                    })?),
+                    None => None,
+                },
+            );
         }
-        if let Some(b) = patch.soft_match_enabled {
-            t.soft_match_enabled = b;
-        }
-        state.store.update_tenant(&t).await?;
+        // Only the given fields, in one statement: concurrent PATCHes of different fields
+        // (on any instance) all apply.
+        state
+            .store
+            .patch_tenant(&caller.tenant.id, &changes)
+            .await?;
+        let t = current(&state, &caller.tenant.id).await?;
         super::licenses::reconcile(&state, &t).await?;
-        current(&state, &t.id).await
+        Ok(t)
     }
     .await;
     Ok(Json(

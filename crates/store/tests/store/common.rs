@@ -181,3 +181,24 @@ pub fn assert_not_found<T: std::fmt::Debug>(r: store::Result<T>) {
 pub fn page(after: Option<String>, limit: u32) -> proto::PageRequest {
     proto::PageRequest { after, limit }
 }
+
+/// The schema of `backend` before migration `first_missing` (the migrations named below it) in a
+/// fresh directory, to fill with data a newer migration must carry over.
+pub async fn schema_before(
+    backend: &str,
+    first_missing: &str,
+) -> (tempfile::TempDir, sqlx::migrate::Migrator) {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(backend);
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let p = entry.unwrap().path();
+        let name = p.file_name().unwrap().to_str().unwrap().to_string();
+        if name.as_str() < first_missing {
+            std::fs::copy(&p, dir.path().join(name)).unwrap();
+        }
+    }
+    let m = sqlx::migrate::Migrator::new(dir.path()).await.unwrap();
+    (dir, m)
+}

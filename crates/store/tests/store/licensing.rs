@@ -176,3 +176,145 @@ store_test! {
         assert!(store.list_group_licenses(&other.id).await.unwrap().is_empty());
     }
 }
+
+store_test! {
+    async fn concurrent_checked_assignments_never_take_more_seats_than_there_are(store) {
+        let t = new_tenant(&store, "contoso").await;
+        let mut sub = subscription(&t, "sub-a", "PREMIUM", T0);
+        sub.units = 5;
+        store.insert_subscription(&sub).await.unwrap();
+        let mut users = Vec::new();
+        for i in 0..30 {
+            users.push(new_user(&store, &t, &format!("u{i}@contoso.dirbridge.test")).await);
+        }
+        // The check a caller passes: a seat must be free among the units the subscriptions give.
+        let tasks: Vec<_> = users
+            .iter()
+            .map(|u| {
+                let store = store.clone();
+                let a = assignment(&t, u, "PREMIUM", AssignmentSource::Direct);
+                tokio::spawn(async move {
+                    store
+                        .assign_checked(&a, |subs, current| {
+                            let units: u32 = subs.iter().map(|s| s.units).sum();
+                            let used = current.iter().filter(|c| c.state == AssignmentState::Active).count();
+                            if used as u32 >= units {
+                                Err(StoreError::Conflict("no seat".into()))
+                            } else {
+                                Ok(())
+                            }
+                        })
+                        .await
+                })
+            })
+            .collect();
+        let mut taken = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(()) => taken += 1,
+                Err(StoreError::Conflict(m)) => assert_eq!(m, "no seat"),
+                Err(e) => panic!("unexpected {e:?}"),
+            }
+        }
+        assert_eq!(taken, 5);
+        assert_eq!(store.list_assignments(&t.id, None, Some("PREMIUM")).await.unwrap().len(), 5);
+        assert_not_found(
+            store
+                .assign_checked(&assignment(&tenant("ghost"), &users[0], "PREMIUM", AssignmentSource::Direct), |_, _| Ok::<(), StoreError>(()))
+                .await,
+        );
+    }
+}
+
+store_test! {
+    async fn a_tenant_gets_one_trial_per_sku_however_starts_interleave(store) {
+        let t = new_tenant(&store, "contoso").await;
+        let trial = |id: &str| Subscription { kind: SubscriptionKind::Trial, ..subscription(&t, id, "PREMIUM", T0) };
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let store = store.clone();
+                let s = trial(&format!("trial-{i}"));
+                tokio::spawn(async move { store.insert_subscription(&s).await })
+            })
+            .collect();
+        let mut started = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(()) => started += 1,
+                Err(StoreError::Conflict(m)) => assert!(m.contains("already has a trial of PREMIUM"), "{m}"),
+                Err(e) => panic!("unexpected {e:?}"),
+            }
+        }
+        assert_eq!(started, 1);
+        // Purchases, other SKUs' trials and other tenants' trials are not limited.
+        store.insert_subscription(&subscription(&t, "bought", "PREMIUM", T0)).await.unwrap();
+        store.insert_subscription(&Subscription { sku_id: "OTHER".into(), ..trial("trial-other") }).await.unwrap();
+        let other = new_tenant(&store, "fabrikam").await;
+        store.insert_subscription(&Subscription { tenant_id: other.id.clone(), ..trial("trial-fab") }).await.unwrap();
+        assert_eq!(store.list_subscriptions(&t.id).await.unwrap().len(), 3);
+    }
+}
+
+/// Trials earlier versions could duplicate (several instances): a tenant, three trials of one SKU
+/// and one of another.
+const OLD_TRIALS: [&str; 2] = [
+    "INSERT INTO tenants (id, name, name_key, initial_domain, initial_domain_key, default_usage_location, soft_match_enabled, created_at) \
+     VALUES ('t1', 'contoso', 'contoso', 'contoso.x.test', 'contoso.x.test', NULL, false, 1)",
+    "INSERT INTO subscriptions (id, tenant_id, sku_id, kind, units, starts_at, ends_at, created_at) VALUES \
+     ('c', 't1', 'PREMIUM', 'trial', 100, 2, 9, 2), ('b', 't1', 'PREMIUM', 'trial', 100, 2, 9, 2), \
+     ('a', 't1', 'PREMIUM', 'trial', 100, 1, 9, 1), ('d', 't1', 'OTHER', 'trial', 100, 3, 9, 3)",
+];
+
+async fn assert_one_trial_kept(store: &store::Store) {
+    let kinds: Vec<(String, SubscriptionKind)> = store
+        .list_subscriptions("t1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.id, s.kind))
+        .collect();
+    use SubscriptionKind::{Purchased, Trial};
+    assert_eq!(
+        kinds,
+        vec![
+            ("a".into(), Trial),
+            ("b".into(), Purchased),
+            ("c".into(), Purchased),
+            ("d".into(), Trial)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn duplicate_trials_of_earlier_versions_become_purchased_on_sqlite() {
+    let (_migrations, m) = schema_before("sqlite", "0008").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dirbridge.db");
+    let opts = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true);
+    let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
+    m.run(&pool).await.unwrap();
+    for q in OLD_TRIALS {
+        sqlx::query(q).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+    let store = store::Store::open_sqlite(&path).await.unwrap();
+    assert_one_trial_kept(&store).await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn duplicate_trials_of_earlier_versions_become_purchased_on_postgres() {
+    let (_migrations, m) = schema_before("postgres", "0008").await;
+    let pg = testkit::postgres::Postgres::start().unwrap();
+    let pool = sqlx::PgPool::connect(&pg.url()).await.unwrap();
+    m.run(&pool).await.unwrap();
+    for q in OLD_TRIALS {
+        sqlx::query(q).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+    let store = store::Store::open_postgres(&pg.url()).await.unwrap();
+    assert_one_trial_kept(&store).await;
+    store.close().await;
+}

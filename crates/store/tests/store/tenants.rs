@@ -1,4 +1,4 @@
-use store::Store;
+use store::{Store, TenantChanges};
 
 use crate::common::*;
 
@@ -136,22 +136,34 @@ store_test! {
     }
 }
 
-/// The schema before `tenant_domains` (migrations 1–4 of `backend`) in a fresh directory, and
-/// two tenants in it whose JSON domain lists share one domain (possible then).
-async fn schema_before_domains(backend: &str) -> (tempfile::TempDir, sqlx::migrate::Migrator) {
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("migrations")
-        .join(backend);
-    let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(&src).unwrap() {
-        let p = entry.unwrap().path();
-        let name = p.file_name().unwrap().to_str().unwrap().to_string();
-        if name.as_str() < "0005" {
-            std::fs::copy(&p, dir.path().join(name)).unwrap();
+store_test! {
+    async fn concurrent_patches_of_different_fields_both_stay(store) {
+        let t = new_tenant(&store, "contoso").await;
+        for (i, country) in ["NO", "SE", "DK", "FI", "IS", "NL"].into_iter().enumerate() {
+            let on = i % 2 == 0;
+            let (a, b) = (store.clone(), store.clone());
+            let (ia, ib) = (t.id.clone(), t.id.clone());
+            let x = tokio::spawn(async move {
+                let c = TenantChanges { default_usage_location: Some(Some(country.into())), ..Default::default() };
+                a.patch_tenant(&ia, &c).await
+            });
+            let y = tokio::spawn(async move {
+                let c = TenantChanges { soft_match_enabled: Some(on), ..Default::default() };
+                b.patch_tenant(&ib, &c).await
+            });
+            x.await.unwrap().unwrap();
+            y.await.unwrap().unwrap();
+            let now = store.get_tenant(&t.id).await.unwrap().unwrap();
+            assert_eq!((now.default_usage_location.as_deref(), now.soft_match_enabled), (Some(country), on));
+            assert_eq!((now.name.as_str(), &now.domains), (t.name.as_str(), &t.domains));
         }
+        let clear = TenantChanges { default_usage_location: Some(None), ..Default::default() };
+        store.patch_tenant(&t.id, &clear).await.unwrap();
+        assert_eq!(store.get_tenant(&t.id).await.unwrap().unwrap().default_usage_location, None);
+        store.patch_tenant(&t.id, &TenantChanges::default()).await.unwrap();
+        assert_not_found(store.patch_tenant("ghost", &TenantChanges::default()).await);
+        assert_not_found(store.patch_tenant("ghost", &clear).await);
     }
-    let m = sqlx::migrate::Migrator::new(dir.path()).await.unwrap();
-    (dir, m)
 }
 
 const OLD_TENANTS: &str = "INSERT INTO tenants (id, name, name_key, initial_domain, initial_domain_key, domains, default_usage_location, soft_match_enabled, created_at) VALUES \
@@ -182,7 +194,7 @@ async fn assert_domains_moved(store: &Store) {
 
 #[tokio::test]
 async fn domains_of_the_json_column_move_to_tenant_domains_on_sqlite() {
-    let (migrations, m) = schema_before_domains("sqlite").await;
+    let (migrations, m) = schema_before("sqlite", "0005").await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("dirbridge.db");
     let opts = sqlx::sqlite::SqliteConnectOptions::new()
@@ -200,7 +212,7 @@ async fn domains_of_the_json_column_move_to_tenant_domains_on_sqlite() {
 
 #[tokio::test]
 async fn domains_of_the_json_column_move_to_tenant_domains_on_postgres() {
-    let (_migrations, m) = schema_before_domains("postgres").await;
+    let (_migrations, m) = schema_before("postgres", "0005").await;
     let pg = testkit::postgres::Postgres::start().unwrap();
     let pool = sqlx::PgPool::connect(&pg.url()).await.unwrap();
     m.run(&pool).await.unwrap();
