@@ -271,22 +271,8 @@ async fn a_pushed_sync_now_syncs_without_waiting_for_the_interval() {
         assert_eq!(runs.as_array().unwrap().len(), 1, "{runs}");
         slapd.create_user(&ou, &later, "Initial-Pass-1").unwrap();
         // Ask once the push socket is up (409 until it is).
-        loop {
-            let r = cloud
-                .admin(
-                    Method::POST,
-                    "/api/v1/sync/run",
-                    Some(serde_json::json!({"full": false})),
-                )
-                .await;
-            if r.status.is_success() {
-                assert_eq!(r.body["agents"], 1, "{}", r.body);
-                break;
-            }
-            assert_eq!(r.status.as_u16(), 409, "{}", r.body);
-            assert!(Instant::now() < deadline, "the push socket never connected");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let r = cloud.sync_now_when_connected().await;
+        assert_eq!(r.body["agents"], 1, "{}", r.body);
         while cloud.user(&upn(&later)).await.is_none() {
             assert!(Instant::now() < deadline, "the push never synced");
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -410,19 +396,7 @@ async fn a_refused_user_applies_once_its_suffix_is_a_tenant_domain() {
     let driver = async {
         let deadline = Instant::now() + Duration::from_secs(60);
         // Once the push socket is up (409 until it is).
-        while !cloud
-            .admin(
-                Method::POST,
-                "/api/v1/sync/run",
-                Some(json!({"full": false})),
-            )
-            .await
-            .status
-            .is_success()
-        {
-            assert!(Instant::now() < deadline, "the push socket never connected");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        cloud.sync_now_when_connected().await;
         add_domain(later_domain.clone()).await;
         while cloud.user(&users[1]).await.is_none() {
             assert!(
@@ -667,7 +641,7 @@ async fn a_missing_include_ou_lists_the_ous_beside_it() {
 async fn a_ppolicy_locked_out_user_unlocks_with_sspr() {
     use reqwest::Method;
     use serde_json::json;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     let smtp = tokio::task::spawn_blocking(testkit::smtp::Smtp::start)
         .await
         .unwrap()
@@ -765,21 +739,8 @@ async fn a_ppolicy_locked_out_user_unlocks_with_sspr() {
     .expect("writeback enable");
 
     let driver = async {
-        let deadline = Instant::now() + Duration::from_secs(60);
         // Once the agent's push socket is up (409 until it is).
-        while !cloud
-            .admin(
-                Method::POST,
-                "/api/v1/sync/run",
-                Some(json!({"full": false})),
-            )
-            .await
-            .status
-            .is_success()
-        {
-            assert!(Instant::now() < deadline, "the push socket never connected");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        cloud.sync_now_when_connected().await;
         let start = cloud
             .call(
                 Method::POST,

@@ -148,6 +148,30 @@ impl Cloud {
         self.call(method, path, Some(&self.admin_token), body).await
     }
 
+    /// Asks the tenant's agents for a delta (`POST /api/v1/sync/run`) as soon as one's push
+    /// socket is up (409 until it is; at most 60 s), and returns the successful answer.
+    pub async fn sync_now_when_connected(&self) -> Reply {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let r = self
+                .admin(
+                    Method::POST,
+                    "/api/v1/sync/run",
+                    Some(json!({"full": false})),
+                )
+                .await;
+            if r.status.is_success() {
+                return r;
+            }
+            assert_eq!(r.status.as_u16(), 409, "{}", r.body);
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the push socket never connected"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     /// A synced user by UPN, or None (404).
     pub async fn user(&self, upn: &str) -> Option<Value> {
         let r = self
