@@ -98,6 +98,34 @@ impl ProtectedAccounts {
 }
 
 impl ConnectorConfig {
+    /// A connector for everything below `base_dn` with the defaults of every optional setting.
+    pub fn new(
+        name: &str,
+        kind: DirectoryKind,
+        url: String,
+        ca_file: PathBuf,
+        bind_dn: String,
+        base_dn: String,
+    ) -> ConnectorConfig {
+        ConnectorConfig {
+            name: name.into(),
+            kind,
+            url,
+            ca_file,
+            bind_dn,
+            base_dn,
+            include_ous: vec![],
+            exclude_ous: vec![],
+            filter: None,
+            group_scope: None,
+            user_classes: vec![],
+            group_classes: vec![],
+            upn_from: None,
+            anchor: None,
+            protected: ProtectedAccounts::default(),
+        }
+    }
+
     pub fn anchor_attr(&self) -> &str {
         match (&self.anchor, self.kind) {
             (Some(a), _) => a,

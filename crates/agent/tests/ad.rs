@@ -85,7 +85,7 @@ async fn full_sync_then_every_change_reaches_the_cloud_after_one_delta() {
     assert_eq!(run.outcome, RunOutcome::Succeeded, "{run:?}");
     assert_eq!(run.added, 5, "{run:?}");
 
-    let u = cloud.user(&upn(&alice)).await.expect("alice synced");
+    let u = cloud.find_user(&upn(&alice)).await.expect("alice synced");
     assert_eq!(u["displayName"], "Alice Ågren");
     assert_eq!(u["usageLocation"], "NO");
     assert_eq!(u["accountEnabled"], true);
@@ -96,10 +96,10 @@ async fn full_sync_then_every_change_reaches_the_cloud_after_one_delta() {
             .map(str::to_lowercase),
         Some(alice.to_lowercase())
     );
-    let c = cloud.user(&upn(&carol)).await.expect("carol synced");
+    let c = cloud.find_user(&upn(&carol)).await.expect("carol synced");
     assert_eq!(c["accountEnabled"], false);
     assert!(
-        cloud.user(&upn(&outsider)).await.is_none(),
+        cloud.find_user(&upn(&outsider)).await.is_none(),
         "outside the scope"
     );
     let g = cloud.group(&group).await.expect("group synced");
@@ -107,7 +107,7 @@ async fn full_sync_then_every_change_reaches_the_cloud_after_one_delta() {
     members.sort();
     let mut expected = vec![
         u["id"].as_str().unwrap().to_string(),
-        cloud.user(&upn(&eve)).await.unwrap()["id"]
+        cloud.find_user(&upn(&eve)).await.unwrap()["id"]
             .as_str()
             .unwrap()
             .to_string(),
@@ -153,9 +153,9 @@ async fn full_sync_then_every_change_reaches_the_cloud_after_one_delta() {
     assert_eq!(run.kind, RunKind::Delta, "{run:?}");
     assert_eq!(run.outcome, RunOutcome::Succeeded, "{run:?}");
 
-    let d = cloud.user(&upn(&dave)).await.expect("added user");
+    let d = cloud.find_user(&upn(&dave)).await.expect("added user");
     assert_eq!(d["accountEnabled"], false, "disabled");
-    let b = cloud.user(&upn(&bob)).await.unwrap();
+    let b = cloud.find_user(&upn(&bob)).await.unwrap();
     assert_eq!(b["officePhone"], "+47 22 33 44 55");
     assert!(
         b["onPremises"]["distinguishedName"]
@@ -164,7 +164,7 @@ async fn full_sync_then_every_change_reaches_the_cloud_after_one_delta() {
             .contains("-renamed"),
         "{b}"
     );
-    let u2 = cloud.user(&upn(&alice)).await.unwrap();
+    let u2 = cloud.find_user(&upn(&alice)).await.unwrap();
     assert_eq!(u2["id"], u["id"], "a move keeps the object");
     assert!(
         u2["onPremises"]["distinguishedName"]
@@ -174,8 +174,14 @@ async fn full_sync_then_every_change_reaches_the_cloud_after_one_delta() {
             .contains(&ou_b.to_lowercase()),
         "{u2}"
     );
-    assert!(cloud.user(&upn(&carol)).await.is_none(), "deleted on-prem");
-    assert!(cloud.user(&upn(&eve)).await.is_none(), "moved out of scope");
+    assert!(
+        cloud.find_user(&upn(&carol)).await.is_none(),
+        "deleted on-prem"
+    );
+    assert!(
+        cloud.find_user(&upn(&eve)).await.is_none(),
+        "moved out of scope"
+    );
     let members = cloud.members(g["id"].as_str().unwrap()).await;
     assert_eq!(members, vec![d["id"].as_str().unwrap().to_string()]);
 
@@ -247,7 +253,7 @@ async fn deletes_over_threshold_stop_export_until_allowed() {
     assert_eq!(run.pending_deletes, 5);
     assert_eq!(run.deleted, 0);
     for l in &logins {
-        assert!(cloud.user(&upn(l)).await.is_some(), "nothing deleted");
+        assert!(cloud.find_user(&upn(l)).await.is_some(), "nothing deleted");
     }
     let events = engine.events().read(None).unwrap();
     assert!(events.iter().any(|e| e.code == "sync.deletion_threshold"));
@@ -266,7 +272,7 @@ async fn deletes_over_threshold_stop_export_until_allowed() {
     assert_eq!(runs[0].deleted, 5, "{:?}", runs[0]);
     for l in &logins {
         assert!(
-            cloud.user(&upn(l)).await.is_none(),
+            cloud.find_user(&upn(l)).await.is_none(),
             "deleted after allow-deletes"
         );
     }
@@ -337,7 +343,7 @@ async fn crash_between_accepted_batch_and_commit_replays_without_duplicates() {
         .unwrap();
     let runs = engine.run_cycle(false).await.unwrap();
     assert_eq!(runs[0].updated, 1, "{:?}", runs[0]);
-    let u = cloud.user(&upn(&format!("{prefix}x0"))).await.unwrap();
+    let u = cloud.find_user(&upn(&format!("{prefix}x0"))).await.unwrap();
     assert_eq!(u["mobilePhone"], "+47 900 00 000");
 }
 
@@ -436,7 +442,7 @@ async fn staging_computes_and_exports_nothing() {
     assert_eq!(runs[0].added, 2, "would add: {:?}", runs[0]);
     for l in &logins {
         assert!(
-            cloud.user(&upn(l)).await.is_none(),
+            cloud.find_user(&upn(l)).await.is_none(),
             "staging exports nothing"
         );
     }
@@ -452,7 +458,7 @@ async fn staging_computes_and_exports_nothing() {
     let runs = engine.run_cycle(false).await.unwrap();
     assert_eq!(runs[0].outcome, RunOutcome::Succeeded, "{:?}", runs[0]);
     for l in &logins {
-        assert!(cloud.user(&upn(l)).await.is_some());
+        assert!(cloud.find_user(&upn(l)).await.is_some());
     }
 }
 
@@ -471,7 +477,7 @@ async fn the_service_loop_heartbeats_syncs_and_stops_on_request() {
     // Stop once the user is in the cloud (polling, with a deadline).
     let stop = async {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while cloud.user(&upn(&login)).await.is_none() {
+        while cloud.find_user(&upn(&login)).await.is_none() {
             assert!(
                 std::time::Instant::now() < deadline,
                 "the loop never synced"
@@ -519,7 +525,7 @@ async fn a_refused_cookie_falls_back_to_a_full_import() {
         "{run:?}"
     );
     assert_eq!(run.added, 1, "{run:?}");
-    assert!(cloud.user(&upn(&later)).await.is_some());
+    assert!(cloud.find_user(&upn(&later)).await.is_some());
     let events = engine.events().read(None).unwrap();
     assert!(
         events.iter().any(|e| e.code == "sync.cookie.refused"),

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agent::connector::{ConnectorConfig, DirectoryKind};
+use agent::connector::ConnectorConfig;
 use agent::events::{Event, EventLog};
 use common::Cloud;
 use dirbridge_agent as agent;
@@ -29,23 +29,9 @@ use testkit::slapd::{OpenLdapServiceAccount, Slapd, SlapdOptions};
 const CONNECTOR: &str = "ldap";
 
 fn connector(slapd: &Slapd) -> ConnectorConfig {
-    let svc = slapd.service_account(OpenLdapServiceAccount::Full);
     ConnectorConfig {
         name: CONNECTOR.into(),
-        kind: DirectoryKind::Openldap,
-        url: slapd.ldap_url(),
-        ca_file: slapd.ca_cert_path().to_path_buf(),
-        bind_dn: svc.dn,
-        base_dn: slapd.base_dn().into(),
-        include_ous: vec![slapd.synced_root().into()],
-        exclude_ous: vec![],
-        filter: None,
-        group_scope: None,
-        user_classes: vec![],
-        group_classes: vec![],
-        upn_from: None,
-        anchor: None,
-        protected: Default::default(),
+        ..common::openldap_connector(slapd, &[slapd.synced_root()])
     }
 }
 
@@ -263,7 +249,7 @@ async fn the_directory_disappearing_mid_import_fails_the_run_and_the_next_run_lo
     );
     for (upn, id) in &partial_ids {
         let u = cloud
-            .user(upn)
+            .find_user(upn)
             .await
             .unwrap_or_else(|| panic!("{upn} lost"));
         assert_eq!(u["id"].as_str().unwrap(), id, "{upn} was re-created");

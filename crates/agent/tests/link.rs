@@ -21,7 +21,7 @@ async fn register_keeps_keys_private_and_never_writes_the_token() {
     let cloud = Cloud::start().await;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("agent");
-    let token = cloud.token().await;
+    let token = cloud.registration_token().await;
     let config = agent::identity::register(
         &data,
         &cloud.base,

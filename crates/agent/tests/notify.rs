@@ -54,7 +54,7 @@ async fn event(log: &EventLog, what: &str, pred: impl Fn(&Event) -> bool) -> Eve
 async fn until_mobile(cloud: &Cloud, upn: &str, phone: &str) -> Duration {
     let t0 = Instant::now();
     loop {
-        if let Some(u) = cloud.user(upn).await {
+        if let Some(u) = cloud.find_user(upn).await {
             if u["mobilePhone"] == phone {
                 return t0.elapsed();
             }
@@ -102,7 +102,7 @@ async fn openldap_agent(
 /// Waits (bounded) until the agent's start-up cycle brought `login` to the cloud.
 async fn first_sync(cloud: &Cloud, login: &str) {
     let deadline = Instant::now() + WAIT;
-    while cloud.user(&upn(login)).await.is_none() {
+    while cloud.find_user(&upn(login)).await.is_none() {
         assert!(Instant::now() < deadline, "the first cycle never synced");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -360,7 +360,7 @@ fn threshold_users(
 async fn until_gone(cloud: &Cloud, logins: &[(String, String)]) {
     let deadline = Instant::now() + WAIT;
     for (login, _) in logins {
-        while cloud.user(&upn(login)).await.is_some() {
+        while cloud.find_user(&upn(login)).await.is_some() {
             assert!(Instant::now() < deadline, "{login} never left the cloud");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -434,7 +434,7 @@ async fn deletes_in_quick_batches_stop_at_the_threshold_of_the_window(
             );
             let mut left = 0;
             for (login, _) in second {
-                left += usize::from(cloud.user(&upn(login)).await.is_some());
+                left += usize::from(cloud.find_user(&upn(login)).await.is_some());
             }
             assert!(left > 0, "{how}: the stop kept at least one");
             let runs = cloud
@@ -484,7 +484,10 @@ async fn deletes_in_quick_batches_stop_at_the_threshold_of_the_window(
             }
             mark = log.read(None).unwrap().len();
         }
-        assert!(cloud.user(&upn(&users[12].0)).await.is_some(), "one stays");
+        assert!(
+            cloud.find_user(&upn(&users[12].0)).await.is_some(),
+            "one stays"
+        );
     };
     service::run_with(engine, driver, ServiceOptions::default())
         .await

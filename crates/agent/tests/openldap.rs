@@ -62,12 +62,12 @@ async fn openldap_full_then_syncrepl_deltas() {
         "{run:?}"
     );
     assert_eq!(run.added, 4, "{run:?}");
-    let u = cloud.user(&upn(&ann)).await.expect("ann synced");
+    let u = cloud.find_user(&upn(&ann)).await.expect("ann synced");
     assert_eq!(u["displayName"], "Ann Ås");
     assert_eq!(u["source"], "onPremises");
     assert_eq!(u["onPremises"]["samAccountName"], ann.as_str());
     assert_eq!(
-        cloud.user(&upn(&cat)).await.unwrap()["accountEnabled"],
+        cloud.find_user(&upn(&cat)).await.unwrap()["accountEnabled"],
         false,
         "locked → disabled"
     );
@@ -105,17 +105,20 @@ async fn openldap_full_then_syncrepl_deltas() {
         (RunKind::Delta, RunOutcome::Succeeded),
         "{run:?}"
     );
-    assert!(cloud.user(&upn(&dan)).await.is_some(), "added");
+    assert!(cloud.find_user(&upn(&dan)).await.is_some(), "added");
     assert_eq!(
-        cloud.user(&upn(&ben)).await.unwrap()["officePhone"],
+        cloud.find_user(&upn(&ben)).await.unwrap()["officePhone"],
         "+47 11 22 33 44"
     );
-    assert!(cloud.user(&upn(&cat)).await.is_none(), "deleted");
-    assert!(cloud.user(&upn(&ann)).await.is_none(), "moved out of scope");
+    assert!(cloud.find_user(&upn(&cat)).await.is_none(), "deleted");
+    assert!(
+        cloud.find_user(&upn(&ann)).await.is_none(),
+        "moved out of scope"
+    );
     let members = cloud.members(g["id"].as_str().unwrap()).await;
     assert_eq!(
         members,
-        vec![cloud.user(&upn(&ben)).await.unwrap()["id"]
+        vec![cloud.find_user(&upn(&ben)).await.unwrap()["id"]
             .as_str()
             .unwrap()
             .to_string()]
@@ -143,8 +146,8 @@ async fn an_oversize_value_skips_that_object_and_the_run_goes_on() {
     let run = &runs[0];
     assert_eq!(run.outcome, RunOutcome::CompletedWithErrors, "{run:?}");
     assert_eq!((run.added, run.errors), (1, 1), "{run:?}");
-    assert!(cloud.user(&upn(&good)).await.is_some());
-    assert!(cloud.user(&upn(&bad)).await.is_none());
+    assert!(cloud.find_user(&upn(&good)).await.is_some());
+    assert!(cloud.find_user(&upn(&bad)).await.is_none());
     let events = engine.events().read(None).unwrap();
     let e = events
         .iter()
@@ -178,8 +181,11 @@ async fn a_foreign_syncrepl_cookie_still_ends_in_a_correct_state() {
     slapd.create_user(&ou, &later, "Initial-Pass-1").unwrap();
     let runs = engine.run_cycle(false).await.unwrap();
     assert_eq!(runs[0].outcome, RunOutcome::Succeeded, "{:?}", runs[0]);
-    assert!(cloud.user(&upn(&later)).await.is_some());
-    assert!(cloud.user(&upn(&first)).await.is_some(), "nothing lost");
+    assert!(cloud.find_user(&upn(&later)).await.is_some());
+    assert!(
+        cloud.find_user(&upn(&first)).await.is_some(),
+        "nothing lost"
+    );
 }
 
 #[tokio::test]
@@ -250,7 +256,7 @@ async fn a_pushed_sync_now_syncs_without_waiting_for_the_interval() {
     let driver = async {
         let deadline = Instant::now() + Duration::from_secs(60);
         // The loop's first (full) cycle.
-        while cloud.user(&upn(&first)).await.is_none() {
+        while cloud.find_user(&upn(&first)).await.is_none() {
             assert!(Instant::now() < deadline, "the first cycle never synced");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -273,7 +279,7 @@ async fn a_pushed_sync_now_syncs_without_waiting_for_the_interval() {
         // Ask once the push socket is up (409 until it is).
         let r = cloud.sync_now_when_connected().await;
         assert_eq!(r.body["agents"], 1, "{}", r.body);
-        while cloud.user(&upn(&later)).await.is_none() {
+        while cloud.find_user(&upn(&later)).await.is_none() {
             assert!(Instant::now() < deadline, "the push never synced");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -374,7 +380,7 @@ async fn a_refused_user_applies_once_its_suffix_is_a_tenant_domain() {
         runs[0]
     );
     assert!(
-        cloud.user(&users[0]).await.is_some(),
+        cloud.find_user(&users[0]).await.is_some(),
         "{} applied",
         users[0]
     );
@@ -398,7 +404,7 @@ async fn a_refused_user_applies_once_its_suffix_is_a_tenant_domain() {
         // Once the push socket is up (409 until it is).
         cloud.sync_now_when_connected().await;
         add_domain(later_domain.clone()).await;
-        while cloud.user(&users[1]).await.is_none() {
+        while cloud.find_user(&users[1]).await.is_none() {
             assert!(
                 Instant::now() < deadline,
                 "adding the domain did not sync it"
@@ -480,14 +486,26 @@ async fn a_ppolicy_lockout_is_synced_as_locked_not_disabled() {
     let runs = engine.run_cycle(true).await.unwrap();
     assert_eq!(runs[0].added, 3, "{:?}", runs[0]);
     let enabled = |u: Option<serde_json::Value>| u.unwrap()["accountEnabled"].clone();
-    assert_eq!(enabled(cloud.user(&upn(&early)).await), true, "locked out");
-    assert_eq!(enabled(cloud.user(&upn(&gone)).await), false, "permanent");
+    assert_eq!(
+        enabled(cloud.find_user(&upn(&early)).await),
+        true,
+        "locked out"
+    );
+    assert_eq!(
+        enabled(cloud.find_user(&upn(&gone)).await),
+        false,
+        "permanent"
+    );
 
     // A lockout after the first sync changes nothing in the cloud either.
     lock_out(late_u.dn.clone()).await;
     let runs = engine.run_cycle(false).await.unwrap();
     assert_eq!(runs[0].kind, RunKind::Delta);
-    assert_eq!(enabled(cloud.user(&upn(&late)).await), true, "locked out");
+    assert_eq!(
+        enabled(cloud.find_user(&upn(&late)).await),
+        true,
+        "locked out"
+    );
 }
 
 /// The include OU itself renamed (modrdn): before anything is read, the run fails with what
@@ -512,7 +530,7 @@ async fn renaming_the_include_ou_says_where_it_went_and_deletes_nothing() {
     let ids: Vec<String> = {
         let mut ids = Vec::new();
         for l in &logins {
-            ids.push(cloud.user(&upn(l)).await.unwrap()["id"].to_string());
+            ids.push(cloud.find_user(&upn(l)).await.unwrap()["id"].to_string());
         }
         ids
     };
@@ -559,7 +577,7 @@ async fn renaming_the_include_ou_says_where_it_went_and_deletes_nothing() {
             .unwrap()
             .eq_ignore_ascii_case(&new_dn));
         for l in &logins {
-            assert!(cloud.user(&upn(l)).await.is_some(), "{l} was kept");
+            assert!(cloud.find_user(&upn(l)).await.is_some(), "{l} was kept");
         }
     }
 
@@ -577,7 +595,7 @@ async fn renaming_the_include_ou_says_where_it_went_and_deletes_nothing() {
         runs[0]
     );
     for (l, id) in logins.iter().zip(&ids) {
-        let u = cloud.user(&upn(l)).await.unwrap();
+        let u = cloud.find_user(&upn(l)).await.unwrap();
         assert_eq!(&u["id"].to_string(), id, "{l} kept its cloud id");
         let dn = u["onPremises"]["distinguishedName"]
             .as_str()

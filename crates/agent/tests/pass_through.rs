@@ -67,7 +67,7 @@ fn tracking(r: &Reply) -> String {
 /// Waits until `upn` is in the cloud (the service's first sync cycle).
 async fn synced(cloud: &Cloud, upn: &str) {
     let deadline = Instant::now() + PATIENCE;
-    while cloud.user(upn).await.is_none() {
+    while cloud.find_user(upn).await.is_none() {
         assert!(Instant::now() < deadline, "{upn} was never synced");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

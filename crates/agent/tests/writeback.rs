@@ -46,21 +46,15 @@ fn ad(samba: &Samba, account: ServiceAccount) -> Dir {
     let admin = samba.admin();
     Dir {
         config: ConnectorConfig {
-            name: "corp-ad".into(),
-            kind: DirectoryKind::Ad,
-            url: samba.ldaps_url(),
-            ca_file: samba.ca_cert_path().to_path_buf(),
-            bind_dn: svc.dn,
-            base_dn: samba.base_dn().into(),
             include_ous: vec![samba.synced_root().into()],
-            exclude_ous: vec![],
-            filter: None,
-            group_scope: None,
-            user_classes: vec![],
-            group_classes: vec![],
-            upn_from: None,
-            anchor: None,
-            protected: Default::default(),
+            ..ConnectorConfig::new(
+                "corp-ad",
+                DirectoryKind::Ad,
+                samba.ldaps_url(),
+                samba.ca_cert_path().to_path_buf(),
+                svc.dn,
+                samba.base_dn().into(),
+            )
         },
         password: pw(&svc.password),
         url: samba.ldaps_url(),
@@ -75,21 +69,15 @@ fn ol(slapd: &Slapd, account: OpenLdapServiceAccount) -> Dir {
     let admin = slapd.admin();
     Dir {
         config: ConnectorConfig {
-            name: "corp-ol".into(),
-            kind: DirectoryKind::Openldap,
-            url: slapd.ldaps_url(),
-            ca_file: slapd.ca_cert_path().to_path_buf(),
-            bind_dn: svc.dn,
-            base_dn: slapd.base_dn().into(),
             include_ous: vec![slapd.synced_root().into()],
-            exclude_ous: vec![],
-            filter: None,
-            group_scope: None,
-            user_classes: vec![],
-            group_classes: vec![],
-            upn_from: None,
-            anchor: None,
-            protected: Default::default(),
+            ..ConnectorConfig::new(
+                "corp-ol",
+                DirectoryKind::Openldap,
+                slapd.ldaps_url(),
+                slapd.ca_cert_path().to_path_buf(),
+                svc.dn,
+                slapd.base_dn().into(),
+            )
         },
         password: pw(&svc.password),
         url: slapd.ldaps_url(),

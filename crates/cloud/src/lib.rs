@@ -18,6 +18,8 @@ pub mod metrics;
 pub mod openapi;
 pub mod portal;
 pub mod state;
+#[cfg(feature = "test-util")]
+pub mod testing;
 pub mod writeback;
 
 use std::future::IntoFuture;
