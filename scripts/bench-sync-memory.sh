@@ -28,7 +28,7 @@ for N in $SIZES; do
   for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
   export DIRBRIDGE_CONFIG_DIR="$W/cli"
   "$B" login --cloud "http://127.0.0.1:$PORT" --user admin@bench.dirbridge.internal --password-file "$W/admin.pw" >/dev/null
-  "$B" tenant add-domain dirbridge.test >/dev/null
+  "$B" cloud domains verify --data-dir "$W/cloud" --tenant bench dirbridge.test >/dev/null
   "$B" agents token create --output json | python3 -c "import json,sys; print(json.load(sys.stdin)['token'])" > "$W/token"
   "$B" agent register --data-dir "$W/agent" --cloud "http://127.0.0.1:$PORT" --token-file "$W/token" >/dev/null
   "$B" agent connector add --data-dir "$W/agent" --name ldap --kind openldap --url "$(j 'd["ldaps_url"]')" \

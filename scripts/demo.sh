@@ -63,7 +63,7 @@ json 'd["service_account"]["password"]' > "$DEMO/msol-password"
 SAMPLE_LOGIN=$(json 'd["sample_user"]["login"]')
 json 'd["sample_user"]["password"]' > "$DEMO/sample-user-password"
 echo "== The agent: registered with a one-time token, an AD connector, a full sync"
-"$B" tenant add-domain dirbridge.test >/dev/null
+"$B" cloud domains verify --data-dir "$DEMO/cloud" --tenant contoso dirbridge.test >/dev/null
 "$B" agents token create --output json | python3 -c "import json,sys; print(json.load(sys.stdin)['token'])" > "$DEMO/agent-token"
 "$B" agent register --data-dir "$DEMO/agent" --cloud "$URL" --token-file "$DEMO/agent-token" --name demo-agent
 rm -f "$DEMO/agent-token"

@@ -316,16 +316,20 @@ async fn error_codes(cloud: &Cloud, dn: &str) -> Vec<String> {
         .collect()
 }
 
-/// A user the cloud refused (its UPN suffix is not a tenant domain) is not recorded as exported:
-/// once the domain is added, the next delta sends it again and the sync error goes; with the
-/// agent running, adding the domain syncs it at once (the schedule is an hour).
+/// A user the cloud refused (its UPN suffix is not a verified tenant domain) is not recorded as
+/// exported: once the domain is verified (a real DNS TXT record), the next delta sends it again
+/// and the sync error goes; with the agent running, verifying the domain syncs it at once (the
+/// schedule is an hour).
 #[tokio::test]
 async fn a_refused_user_applies_once_its_suffix_is_a_tenant_domain() {
     use reqwest::Method;
     use serde_json::json;
     use std::time::{Duration, Instant};
     let slapd = Slapd::shared();
-    let cloud = Cloud::start().await;
+    let mut resolver = testkit::dns::Dns::start().unwrap();
+    let mut config = cloud::config::Config::default();
+    config.dns.nameservers = vec![resolver.addr()];
+    let cloud = Cloud::start_with(config).await;
     let dir = tempfile::tempdir().unwrap();
     let mut engine = cloud.agent(dir.path()).await;
     let ou = slapd.create_ou("agentOlRefused").unwrap();
@@ -341,20 +345,6 @@ async fn a_refused_user_applies_once_its_suffix_is_a_tenant_domain() {
         users.push(mail);
         dns.push(u.dn);
     }
-    let add_domain = |d: String| {
-        let cloud = &cloud;
-        async move {
-            cloud
-                .admin(
-                    Method::POST,
-                    "/api/v1/tenant/domains",
-                    Some(json!({ "domain": d })),
-                )
-                .await
-                .ok();
-        }
-    };
-
     let runs = engine.run_cycle(true).await.unwrap();
     assert_eq!(
         (runs[0].added, runs[0].errors),
@@ -368,7 +358,18 @@ async fn a_refused_user_applies_once_its_suffix_is_a_tenant_domain() {
 
     // The cause fixed for the first user: the next delta sends it again (once, though it also
     // changed meanwhile); its error goes.
-    add_domain(first_domain.clone()).await;
+    // Claimed only: still refused.
+    cloud
+        .admin(
+            Method::POST,
+            "/api/v1/tenant/domains",
+            Some(json!({ "domain": first_domain })),
+        )
+        .await
+        .ok();
+    let runs = engine.run_cycle(false).await.unwrap();
+    assert_eq!((runs[0].added, runs[0].errors), (0, 2), "{:?}", runs[0]);
+    cloud.prove_domain(&mut resolver, &first_domain).await;
     slapd
         .admin_replace(&dns[0], "displayName", &["Changed Meanwhile"])
         .unwrap();
@@ -390,7 +391,7 @@ async fn a_refused_user_applies_once_its_suffix_is_a_tenant_domain() {
     assert_eq!((runs[0].added, runs[0].errors), (0, 1), "{:?}", runs[0]);
     assert_eq!(error_codes(&cloud, &dns[1]).await, ["upnSuffixNotVerified"]);
 
-    // With the agent running: adding the domain is enough.
+    // With the agent running: verifying the domain is enough.
     cloud
         .admin(
             Method::PATCH,
@@ -403,11 +404,11 @@ async fn a_refused_user_applies_once_its_suffix_is_a_tenant_domain() {
         let deadline = Instant::now() + Duration::from_secs(60);
         // Once the push socket is up (409 until it is).
         cloud.sync_now_when_connected().await;
-        add_domain(later_domain.clone()).await;
+        cloud.prove_domain(&mut resolver, &later_domain).await;
         while cloud.find_user(&users[1]).await.is_none() {
             assert!(
                 Instant::now() < deadline,
-                "adding the domain did not sync it"
+                "verifying the domain did not sync it"
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

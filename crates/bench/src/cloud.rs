@@ -95,6 +95,17 @@ impl Cloud {
             init.args(["--database-url", url]);
         }
         procs::run(init).context("dirbridge cloud init")?;
+        // The directories' users are under dirbridge.test: verified on the host, as an operator
+        // of a single-organisation install does.
+        let mut verify = Command::new(bin);
+        verify
+            .args(["cloud", "domains", "verify", "--data-dir"])
+            .arg(&data)
+            .args(["--tenant", "bench", "dirbridge.test"]);
+        if let Db::Postgres(url) = db {
+            verify.args(["--database-url", url]);
+        }
+        procs::run(verify).context("dirbridge cloud domains verify")?;
         let port = free_port()?;
         let mut serve = Command::new(bin);
         // The harness is the reverse proxy: requests it makes for a person carry the person's
@@ -288,7 +299,7 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Verifies the directory's domain, creates a registration token, registers the agent and
+    /// Creates a registration token (the directory's domain was verified at start), registers the agent and
     /// adds a connector to the synced root of `directory`.
     pub async fn register(
         bin: &Path,
@@ -296,13 +307,6 @@ impl Agent {
         cloud: &Cloud,
         directory: &Directory,
     ) -> Result<Agent> {
-        cloud
-            .api(
-                reqwest::Method::POST,
-                "/api/v1/tenant/domains",
-                Some(json!({ "domain": "dirbridge.test" })),
-            )
-            .await?;
         let t = cloud
             .api(
                 reqwest::Method::POST,

@@ -193,6 +193,43 @@ dirbridge cloud serve --config /etc/dirbridge/cloud.toml --listen 0.0.0.0:8443\n
 dirbridge cloud serve --database-url postgres://dirbridge@db/dirbridge"
     )]
     Serve(CloudServeArgs),
+
+    /// Tenant domains, from the host (the database's own access, no API).
+    #[command(subcommand)]
+    Domains(CloudDomainsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CloudDomainsCommand {
+    /// Mark a domain verified without a DNS record, for a single-organisation install whose
+    /// operator knows the organisation owns it.
+    #[command(
+        long_about = "Mark a domain verified for a tenant without the DNS TXT record that `dirbridge tenant verify-domain` looks up. Only someone with the database (the host's data directory or the database URL) can do this; the API never verifies a domain without proof. Audited as `host`.",
+        after_help = "Example:\n  dirbridge cloud domains verify --data-dir ./data --tenant contoso contoso.com"
+    )]
+    Verify(CloudDomainVerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CloudDomainVerifyArgs {
+    /// The data directory of the SQLite database.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// The tenant's name (as given to `cloud init`).
+    #[arg(long, value_name = "NAME")]
+    pub tenant: String,
+
+    /// TOML configuration file (the same one `cloud serve` reads).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Use this PostgreSQL database instead of SQLite in the data directory.
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+
+    /// The domain, e.g. contoso.com.
+    pub domain: String,
 }
 
 #[derive(Debug, Args)]
@@ -930,12 +967,26 @@ pub enum TenantCommand {
         soft_match: Option<bool>,
     },
 
-    /// Add a domain that user principal names may use.
-    #[command(after_help = "Example:\n  dirbridge tenant add-domain contoso.com")]
+    /// Claim a domain; prints the DNS TXT record that proves it (then `verify-domain`).
+    #[command(
+        long_about = "Claim a domain for the tenant. It is unverified until its DNS has the TXT record \
+this prints; only verified domains carry user principal names, soft match and sign-in.",
+        after_help = "Example:\n  dirbridge tenant add-domain contoso.com"
+    )]
     AddDomain {
         /// Domain name, e.g. contoso.com.
         domain: String,
     },
+
+    /// Look up a claimed domain's TXT record and verify the domain.
+    #[command(after_help = "Example:\n  dirbridge tenant verify-domain contoso.com")]
+    VerifyDomain {
+        /// Domain name, e.g. contoso.com.
+        domain: String,
+    },
+
+    /// List the tenant's domains, verified or not.
+    Domains,
 }
 
 // ---------------------------------------------------------------- audit

@@ -79,7 +79,18 @@ fn a_sync_run_with_object_errors_exits_3_and_points_at_sync_errors() {
     let slapd = Slapd::shared();
     let cloud = Cloud::start();
     cloud.login();
-    // No `tenant add-domain dirbridge.test`: every user's UPN suffix is unverified.
+    // `dirbridge.test` claimed but never proven: every user's UPN suffix is unverified.
+    let claimed = cloud.run(&["tenant", "add-domain", "dirbridge.test"]).ok();
+    assert!(
+        claimed.stdout.contains("dirbridge.test: not verified yet")
+            && claimed
+                .stdout
+                .contains("_dirbridge.dirbridge.test  TXT  \"dirbridge-verification=")
+            && claimed
+                .stdout
+                .contains("dirbridge tenant verify-domain dirbridge.test"),
+        "{claimed:?}"
+    );
     let ou = slapd.create_ou("cliErrors").unwrap();
     slapd.create_user(&ou, "clierr1", "Initial-Pass-1").unwrap();
     let host = cloud.path().join("host");
@@ -88,7 +99,13 @@ fn a_sync_run_with_object_errors_exits_3_and_points_at_sync_errors() {
     write_private(&token, &cloud.new_token());
     let data = host.join("agent");
     let data_s = data.to_str().unwrap();
-    register(&cloud, &data, &token).ok();
+    let registered = register(&cloud, &data, &token).ok();
+    assert!(
+        registered
+            .stdout
+            .contains("Verified domains: contoso.dirbridge.internal\n"),
+        "only verified domains are named: {registered:?}"
+    );
     let svc = slapd.service_account(OpenLdapServiceAccount::Full);
     let pw = host.join("svc");
     write_private(&pw, &svc.password);

@@ -84,7 +84,7 @@ fn agent_registers_syncs_openldap_stops_at_the_deletion_threshold_and_is_revoked
     let slapd = Slapd::start_fresh().expect("start slapd");
     let cloud = Cloud::start();
     cloud.login();
-    cloud.run(&["tenant", "add-domain", "dirbridge.test"]).ok();
+    cloud.verify_domain_on_host("dirbridge.test");
 
     // On-prem users below the synced root (the fresh instance has no others).
     let ou = slapd.create_ou("cli").unwrap();
@@ -121,7 +121,10 @@ fn agent_registers_syncs_openldap_stops_at_the_deletion_threshold_and_is_revoked
     )
     .ok();
     assert!(
-        registered.stdout.contains("Registered agent cli-agent"),
+        registered.stdout.contains("Registered agent cli-agent")
+            && registered
+                .stdout
+                .contains("Verified domains: contoso.dirbridge.internal, dirbridge.test\n"),
         "{}",
         registered.stdout
     );

@@ -246,10 +246,10 @@ fn admin_reset(cloud: &Cloud, upn: &str, password: &str, extra: &[&str]) -> Run 
     cloud.run(&args)
 }
 
-/// Signs the administrator in and adds the domain of the directory's users.
+/// Signs the administrator in and adds the domain of the directory's users, verified on the host.
 fn add_synced_domain(cloud: &Cloud) {
     cloud.login();
-    cloud.run(&["tenant", "add-domain", "dirbridge.test"]).ok();
+    cloud.verify_domain_on_host("dirbridge.test");
 }
 
 /// Prepares the tenant as in the seed: trial, policy with writeback, the synced domain.

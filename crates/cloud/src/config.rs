@@ -32,6 +32,28 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// The web portal's cookies.
     pub portal: PortalConfig,
+    /// The resolver that looks up domain verification records.
+    pub dns: DnsConfig,
+}
+
+/// `[dns]`: where `POST /api/v1/tenant/domains/{domain}/verify` looks up the TXT record.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DnsConfig {
+    /// `IP:PORT` of recursive resolvers to ask (UDP, then TCP); empty: the host's
+    /// `/etc/resolv.conf`.
+    pub nameservers: Vec<std::net::SocketAddr>,
+    /// How long one lookup may take.
+    pub timeout_secs: u64,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            nameservers: Vec::new(),
+            timeout_secs: 5,
+        }
+    }
 }
 
 /// `[portal]`: the web pages served at `/`.
@@ -105,6 +127,7 @@ impl Default for Config {
             smtp: SmtpConfig::default(),
             limits: LimitsConfig::default(),
             portal: PortalConfig::default(),
+            dns: DnsConfig::default(),
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod auth;
 pub mod bootstrap;
 pub mod config;
+pub mod domains;
 pub mod error;
 pub mod extract;
 pub mod limits;
@@ -51,7 +52,14 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/tokens/{id}", axum::routing::delete(auth::revoke))
         .route("/me", get(auth::me))
         .route("/tenant", get(tenant::get).patch(tenant::update))
-        .route("/tenant/domains", post(tenant::add_domain))
+        .route(
+            "/tenant/domains",
+            get(tenant::list_domains).post(tenant::add_domain),
+        )
+        .route(
+            "/tenant/domains/{domain}/verify",
+            post(tenant::verify_domain),
+        )
         .route("/users", get(users::list).post(users::create))
         .route(
             "/users/{user}",

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tenant::clock::ManualClock;
+use tenant::clock::{Clock, ManualClock};
 
 use crate::config::Config;
 use crate::AppState;
@@ -44,6 +44,7 @@ pub struct Cloud {
     pub http: reqwest::Client,
     pub admin_token: String,
     pub domain: String,
+    pub tenant_id: String,
     pub store: store::Store,
     /// Set the clock to the real time before each request (agents sign with the system clock,
     /// and the cloud accepts only signatures within 5 minutes of its own time).
@@ -138,6 +139,7 @@ impl Cloud {
             http: reqwest::Client::new(),
             admin_token: String::new(),
             domain: init.tenant.initial_domain.clone(),
+            tenant_id: init.tenant.id.clone(),
             store,
             real_time,
             stop: Some(stop),
@@ -256,6 +258,51 @@ impl Cloud {
         )
         .await;
         self.sign_in(&self.upn(local), "Sec0nd-Pass-word!").await
+    }
+
+    /// Claims `domain` through the API and verifies it as the host operator does
+    /// (`dirbridge cloud domains verify`, no DNS): tests that only need a domain use this.
+    pub async fn add_verified_domain(&self, domain: &str) {
+        let claimed = self
+            .admin(
+                Method::POST,
+                "/api/v1/tenant/domains",
+                Some(json!({ "domain": domain })),
+            )
+            .await
+            .ok();
+        assert_eq!(claimed["verified"], false, "{claimed}");
+        self.store
+            .verify_tenant_domain(&self.tenant_id, domain, self.clock.now())
+            .await
+            .unwrap();
+    }
+
+    /// Proves `domain` the way its owner does: claims it, publishes the challenge on `dns` (the
+    /// cloud must have been started with `dns` as its `[dns] nameservers`) and verifies it.
+    /// Returns the verified domain.
+    pub async fn prove_domain(&self, dns: &mut testkit::dns::Dns, domain: &str) -> Value {
+        let claimed = self
+            .admin(
+                Method::POST,
+                "/api/v1/tenant/domains",
+                Some(json!({ "domain": domain })),
+            )
+            .await
+            .ok();
+        let record = &claimed["verification"];
+        dns.publish(&[(
+            record["name"].as_str().unwrap(),
+            record["value"].as_str().unwrap(),
+        )])
+        .unwrap();
+        self.admin(
+            Method::POST,
+            &format!("/api/v1/tenant/domains/{domain}/verify"),
+            None,
+        )
+        .await
+        .ok()
     }
 
     /// A user by UPN, or None (404).

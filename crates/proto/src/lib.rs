@@ -20,12 +20,38 @@ pub struct Tenant {
     pub name: String,
     /// `NAME.<suffix>`, always present in `domains`.
     pub initial_domain: String,
+    /// The verified domains (the initial one first); claimed, unproven ones are only in
+    /// `GET /api/v1/tenant/domains`.
     pub domains: Vec<String>,
     /// ISO 3166-1 alpha-2; group-based licensing falls back to it for members without one.
     pub default_usage_location: Option<String>,
     /// Soft match of new synced objects onto cloud users by UPN / mail (the sync issue uses it).
     pub soft_match_enabled: bool,
     pub created_at: Epoch,
+}
+
+/// One of a tenant's domains and whether it is proven (`GET /api/v1/tenant/domains`). Only a
+/// verified domain carries UPNs, soft match and sign-in routing; [`Tenant::domains`] lists
+/// just those.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantDomain {
+    pub domain: String,
+    pub verified: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified_at: Option<Epoch>,
+    /// While unverified: the DNS record that proves the domain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification: Option<DomainChallenge>,
+}
+
+/// Publish a TXT record `value` at `name`, then ask for verification.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DomainChallenge {
+    pub record_type: String,
+    pub name: String,
+    pub value: String,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]

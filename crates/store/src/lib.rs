@@ -39,7 +39,7 @@ mod writeback;
 pub use agents::{AgentRecord, Redemption};
 pub use sspr::{AuthMethodsRecord, SsprSessionRecord, StoredAnswer};
 pub use sync::{SyncErrorWrite, SyncSnapshot, SyncWrite};
-pub use tenants::TenantChanges;
+pub use tenants::{DomainRecord, TenantChanges};
 pub use tokens::TokenRecord;
 pub use writeback::{AgentWritebackRecord, WritebackRequestRecord, WritebackState};
 

@@ -1,8 +1,9 @@
 //! Tenants: name and initial domain unique across the installation (case-insensitive), and
-//! their domains, each held by one tenant at most (`tenant_domains`, keyed by the lower-cased
-//! domain, so the database itself refuses a second holder, however requests interleave).
+//! their domains (`tenant_domains`, keyed by tenant and lower-cased domain). A domain is claimed
+//! unverified with a challenge, and is trusted only once verified; the database lets one tenant
+//! at most hold a domain verified, however requests interleave.
 
-use proto::Tenant;
+use proto::{Epoch, Tenant};
 
 use crate::db::{args, Row};
 use crate::{fold, Params, Result, Store, StoreError};
@@ -21,6 +22,15 @@ fn tenant_from(r: &dyn Row) -> Result<Tenant> {
         soft_match_enabled: r.flag("soft_match_enabled")?,
         created_at: r.int("created_at")?,
     })
+}
+
+/// A tenant's domain as stored: `verified_at` is None while only claimed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainRecord {
+    pub domain: String,
+    pub verified_at: Option<Epoch>,
+    /// The TXT value that proves the claim (None once verified).
+    pub challenge: Option<String>,
 }
 
 /// The tenant settings a PATCH may change; `None` leaves a field as it is.
@@ -56,9 +66,11 @@ impl Store {
             });
         }
         for (i, d) in t.domains.iter().enumerate() {
-            let insert = "INSERT INTO tenant_domains (domain_key, domain, tenant_id, position) \
-                          VALUES ($1, $2, $3, $4)";
-            match tx.exec(insert, &args![fold(d), d, &t.id, i as i64]).await {
+            let insert = "INSERT INTO tenant_domains \
+                          (domain_key, domain, tenant_id, position, verified_at) \
+                          VALUES ($1, $2, $3, $4, $5)";
+            let a = args![fold(d), d, &t.id, i as i64, t.created_at];
+            match tx.exec(insert, &a).await {
                 Ok(_) => {}
                 Err(StoreError::Conflict(_)) => {
                     return Err(StoreError::Conflict(format!(
@@ -79,7 +91,8 @@ impl Store {
         t.domains = self
             .inner
             .all(
-                "SELECT domain FROM tenant_domains WHERE tenant_id = $1 ORDER BY position, domain_key",
+                "SELECT domain FROM tenant_domains WHERE tenant_id = $1 AND verified_at IS NOT NULL \
+                 ORDER BY position, domain_key",
                 &args![id],
                 |r| r.text("domain"),
             )
@@ -100,9 +113,10 @@ impl Store {
         }
     }
 
-    /// The tenant holding `domain` (any case), if any.
+    /// The tenant holding `domain` (any case) verified, if any.
     pub async fn get_tenant_by_domain(&self, domain: &str) -> Result<Option<Tenant>> {
-        let sql = "SELECT tenant_id FROM tenant_domains WHERE domain_key = $1";
+        let sql =
+            "SELECT tenant_id FROM tenant_domains WHERE domain_key = $1 AND verified_at IS NOT NULL";
         match self
             .inner
             .opt(sql, &args![fold(domain)], |r| r.text("tenant_id"))
@@ -120,7 +134,8 @@ impl Store {
         let domains = self
             .inner
             .all(
-                "SELECT tenant_id, domain FROM tenant_domains ORDER BY tenant_id, position, domain_key",
+                "SELECT tenant_id, domain FROM tenant_domains WHERE verified_at IS NOT NULL \
+                 ORDER BY tenant_id, position, domain_key",
                 &args![],
                 |r| Ok((r.text("tenant_id")?, r.text("domain")?)),
             )
@@ -181,37 +196,112 @@ impl Store {
         }
     }
 
-    /// Adds `domain` to the tenant's list, at its end. One statement: of two concurrent adds of
-    /// one domain exactly one succeeds (the other is a Conflict saying who holds it), and
-    /// concurrent adds of different domains all keep theirs. NotFound for an unknown tenant.
-    pub async fn add_tenant_domain(&self, tenant_id: &str, domain: &str) -> Result<()> {
-        let sql = "INSERT INTO tenant_domains (domain_key, domain, tenant_id, position) \
-                   SELECT $1, $2, $3, COALESCE(MAX(position), -1) + 1 FROM tenant_domains WHERE tenant_id = $3";
+    /// Claims `domain` for the tenant, unverified, with the TXT value `challenge` that will prove
+    /// it, at the end of its list. Conflict if this tenant has it already, or another tenant holds
+    /// it verified; unverified claims of other tenants do not stand in the way. NotFound for an
+    /// unknown tenant.
+    pub async fn add_tenant_domain(
+        &self,
+        tenant_id: &str,
+        domain: &str,
+        challenge: &str,
+    ) -> Result<()> {
+        let sql = "INSERT INTO tenant_domains (domain_key, domain, tenant_id, position, challenge) \
+                   SELECT $1, $2, $3, next.position, $4 FROM (SELECT COALESCE(MAX(position), -1) + 1 \
+                   AS position FROM tenant_domains WHERE tenant_id = $3) next \
+                   WHERE NOT EXISTS (SELECT 1 FROM tenant_domains \
+                   WHERE domain_key = $1 AND verified_at IS NOT NULL AND tenant_id <> $3)";
         match self
             .inner
-            .exec(sql, &args![fold(domain), domain, tenant_id])
+            .exec(sql, &args![fold(domain), domain, tenant_id, challenge])
             .await
         {
+            Ok(0) => Err(StoreError::Conflict(format!(
+                "{domain} belongs to another tenant."
+            ))),
             Ok(_) => Ok(()),
-            Err(StoreError::Conflict(_)) => {
-                let holder = self
-                    .inner
-                    .opt(
-                        "SELECT tenant_id FROM tenant_domains WHERE domain_key = $1",
-                        &args![fold(domain)],
-                        |r| r.text("tenant_id"),
-                    )
-                    .await?;
-                Err(StoreError::Conflict(
-                    if holder.as_deref() == Some(tenant_id) {
-                        format!("{domain} is already a domain of this tenant.")
-                    } else {
-                        format!("{domain} belongs to another tenant.")
-                    },
-                ))
-            }
+            Err(StoreError::Conflict(_)) => Err(StoreError::Conflict(format!(
+                "{domain} is already a domain of this tenant."
+            ))),
             Err(e) => Err(e),
         }
+    }
+
+    /// Every domain of the tenant, verified or not, in the tenant's order.
+    pub async fn tenant_domains(&self, tenant_id: &str) -> Result<Vec<DomainRecord>> {
+        self.inner
+            .all(
+                "SELECT domain, verified_at, challenge FROM tenant_domains WHERE tenant_id = $1 \
+                 ORDER BY position, domain_key",
+                &args![tenant_id],
+                |r| {
+                    Ok(DomainRecord {
+                        domain: r.text("domain")?,
+                        verified_at: r.opt_int("verified_at")?,
+                        challenge: r.opt_text("challenge")?,
+                    })
+                },
+            )
+            .await
+    }
+
+    /// Marks the tenant's claim of `domain` verified at `now` (a no-op if it is already), and
+    /// drops other tenants' unverified claims of it. NotFound if the tenant has not claimed it;
+    /// Conflict if another tenant verified it first.
+    pub async fn verify_tenant_domain(
+        &self,
+        tenant_id: &str,
+        domain: &str,
+        now: Epoch,
+    ) -> Result<()> {
+        let key = fold(domain);
+        let sql = "UPDATE tenant_domains SET verified_at = $3, challenge = NULL \
+                   WHERE tenant_id = $1 AND domain_key = $2 AND verified_at IS NULL";
+        match self.inner.exec(sql, &args![tenant_id, &key, now]).await {
+            Ok(0) => {
+                let held = self
+                    .inner
+                    .opt(
+                        "SELECT domain FROM tenant_domains WHERE tenant_id = $1 AND domain_key = $2",
+                        &args![tenant_id, &key],
+                        |r| r.text("domain"),
+                    )
+                    .await?;
+                if held.is_none() {
+                    // Gone because another tenant verified it meanwhile, or never claimed.
+                    let other = self
+                        .inner
+                        .opt(
+                            "SELECT tenant_id FROM tenant_domains WHERE domain_key = $1 \
+                             AND verified_at IS NOT NULL",
+                            &args![&key],
+                            |r| r.text("tenant_id"),
+                        )
+                        .await?;
+                    return Err(match other {
+                        Some(_) => StoreError::Conflict(format!(
+                            "{domain} was verified by another tenant."
+                        )),
+                        None => StoreError::NotFound,
+                    });
+                }
+            }
+            Ok(_) => {}
+            Err(StoreError::Conflict(_)) => {
+                return Err(StoreError::Conflict(format!(
+                    "{domain} was verified by another tenant."
+                )))
+            }
+            Err(e) => return Err(e),
+        }
+        self.inner
+            .exec(
+                "DELETE FROM tenant_domains WHERE domain_key = $1 AND tenant_id <> $2 \
+                 AND verified_at IS NULL",
+                &args![&key, tenant_id],
+            )
+            .await?;
+        Ok(())
     }
 
     /// Say which uniqueness rule `t` broke (looked up after the database refused it).

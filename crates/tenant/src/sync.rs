@@ -529,7 +529,7 @@ fn plan_user(
                 o,
                 "upnSuffixNotVerified",
                 format!(
-                    "The UPN suffix '{}' is not a domain of this tenant ({}). Add the domain to the tenant (dirbridge tenant add-domain DOMAIN) or change the user's UPN suffix in the directory.",
+                    "The UPN suffix '{}' is not a verified domain of this tenant ({}). Add the domain to the tenant and verify it (dirbridge tenant add-domain DOMAIN, then dirbridge tenant verify-domain DOMAIN) or change the user's UPN suffix in the directory.",
                     domain.chars().take(64).collect::<String>(),
                     tenant.domains.join(", ")
                 ),

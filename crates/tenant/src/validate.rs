@@ -164,8 +164,8 @@ pub fn upn(input: &str, domains: &[String]) -> Result<String, Refusal> {
             domains.join(", ")
         };
         return Err(Refusal::validation(format!(
-            "{F}: domain '{}' is not a domain of this tenant; use one of: {list} \
-             (add a domain to the tenant first to use another)",
+            "{F}: domain '{}' is not a verified domain of this tenant; use one of: {list} \
+             (to use another, add it to the tenant and verify it with its DNS record first)",
             shown(domain)
         )));
     };

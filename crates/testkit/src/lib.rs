@@ -23,6 +23,7 @@ pub mod browser;
 pub mod ca;
 pub mod cache;
 pub mod dataset;
+pub mod dns;
 mod ldapc;
 pub mod process;
 pub mod proxy;

@@ -11,8 +11,6 @@ use agent::sync::Engine;
 use cloud::config::Config;
 use dirbridge_agent as agent;
 use ldap::{CaBundle, ConnectOptions, Connection, SecretString};
-use reqwest::Method;
-use serde_json::json;
 
 #[allow(unused_imports)]
 pub use cloud::testing::{Reply, ADMIN_PASSWORD};
@@ -44,13 +42,7 @@ impl Cloud {
     /// [`Cloud::start`] with `config` (its data directory and database are the test's own).
     pub async fn start_with(config: Config) -> Cloud {
         let c = cloud::testing::Cloud::start_real_time(config).await;
-        c.admin(
-            Method::POST,
-            "/api/v1/tenant/domains",
-            Some(json!({"domain": "dirbridge.test"})),
-        )
-        .await
-        .ok();
+        c.add_verified_domain("dirbridge.test").await;
         Cloud(c)
     }
 

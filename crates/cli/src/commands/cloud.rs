@@ -6,7 +6,10 @@ use cloud::config::Config;
 use secrecy::ExposeSecret;
 
 use super::Ctx;
-use crate::args::{CloudCommand, CloudInitArgs, CloudServeArgs, LogFormat};
+use crate::args::{
+    CloudCommand, CloudDomainVerifyArgs, CloudDomainsCommand, CloudInitArgs, CloudServeArgs,
+    LogFormat,
+};
 use crate::output::print_json;
 use crate::password::{self, Prompt};
 
@@ -14,7 +17,25 @@ pub async fn run(cmd: CloudCommand, ctx: &Ctx) -> anyhow::Result<()> {
     match cmd {
         CloudCommand::Init(args) => init(args, ctx).await,
         CloudCommand::Serve(args) => serve(args).await,
+        CloudCommand::Domains(CloudDomainsCommand::Verify(args)) => verify_domain(args, ctx).await,
     }
+}
+
+async fn verify_domain(args: CloudDomainVerifyArgs, ctx: &Ctx) -> anyhow::Result<()> {
+    let config = configure(
+        args.config.as_deref(),
+        args.data_dir,
+        None,
+        args.database_url,
+        None,
+    )?;
+    let d = cloud::bootstrap::verify_domain_on_host(&config, &args.tenant, &args.domain).await?;
+    if ctx.out.is_json() {
+        print_json(&serde_json::to_value(&d)?);
+    } else {
+        println!("{} is verified for tenant {}.", d.domain, args.tenant);
+    }
+    Ok(())
 }
 
 /// `load()` (file, then `DIRBRIDGE_*`), then the flags that were given.

@@ -1,6 +1,6 @@
 //! `dirbridge tenant …`.
 
-use proto::Tenant;
+use proto::{Tenant, TenantDomain};
 use serde_json::{json, Map, Value};
 
 use super::Ctx;
@@ -32,11 +32,41 @@ pub async fn run(cmd: TenantCommand, ctx: &Ctx) -> anyhow::Result<()> {
             api.patch("/api/v1/tenant", &body).await?
         }
         TenantCommand::AddDomain { domain } => {
-            api.post("/api/v1/tenant/domains", &json!({ "domain": domain }))
-                .await?
+            let v = api
+                .post("/api/v1/tenant/domains", &json!({ "domain": domain }))
+                .await?;
+            return ctx.out.data(v, |d: TenantDomain| render_domain(&d));
+        }
+        TenantCommand::VerifyDomain { domain } => {
+            let path = format!("/api/v1/tenant/domains/{}/verify", crate::api::seg(&domain));
+            let v = api.post(&path, &json!({})).await?;
+            return ctx.out.data(v, |d: TenantDomain| render_domain(&d));
+        }
+        TenantCommand::Domains => {
+            let v = api.get("/api/v1/tenant/domains", &[]).await?;
+            return ctx.out.data(v, |all: Vec<TenantDomain>| {
+                all.iter().map(render_domain).collect::<Vec<_>>().join("\n")
+            });
         }
     };
     ctx.out.data(v, |t: Tenant| render_tenant(&t))
+}
+
+/// A domain and, while unverified, the record to publish and the next command.
+pub fn render_domain(d: &TenantDomain) -> String {
+    match &d.verification {
+        Some(c) if !d.verified => format!(
+            "{}: not verified yet.\nPublish this DNS record, then run `dirbridge tenant verify-domain {}`:\n  {}  {}  \"{}\"",
+            d.domain, d.domain, c.name, c.record_type, c.value
+        ),
+        _ => format!(
+            "{}: verified{}",
+            d.domain,
+            d.verified_at
+                .map(|t| format!(" ({})", format_rfc3339(t)))
+                .unwrap_or_default()
+        ),
+    }
 }
 
 pub fn render_tenant(t: &Tenant) -> String {

@@ -203,6 +203,23 @@ impl Cloud {
         .ok()
     }
 
+    /// The host operator's `dirbridge cloud domains verify`: claims `domain` for the tenant if
+    /// needed and marks it verified (no DNS), in the running cloud's database.
+    pub fn verify_domain_on_host(&self, domain: &str) -> Run {
+        let data = self.dir.path().join("data");
+        self.run(&[
+            "cloud",
+            "domains",
+            "verify",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--tenant",
+            "contoso",
+            domain,
+        ])
+        .ok()
+    }
+
     pub fn credentials_file(&self) -> PathBuf {
         self.config_dir.join("credentials.json")
     }

@@ -1,14 +1,16 @@
 //! `/api/v1/tenant`: tenant settings and domains.
 
-use axum::extract::State;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::Json;
-use proto::Tenant;
+use proto::{Tenant, TenantDomain};
 use serde::Deserialize;
 use tenant::roles::Operation;
 use tenant::validate;
 
 use crate::audit::audited;
 use crate::auth::Caller;
+use crate::domains;
 use crate::error::{ApiResult, AppError};
 use crate::extract::ApiJson;
 use crate::state::AppState;
@@ -86,30 +88,40 @@ pub struct DomainBody {
     domain: String,
 }
 
+/// `POST /api/v1/tenant/domains`: claims a domain, unverified, and answers the TXT record that
+/// proves it (201; 200 with the same challenge for a domain already claimed).
 pub async fn add_domain(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<DomainBody>,
-) -> ApiResult<Json<Tenant>> {
+) -> ApiResult<(StatusCode, Json<TenantDomain>)> {
     let target = Some(body.domain.clone());
-    let result = async {
-        caller.authorize(Operation::ManageTenant)?;
-        let d = validate::domain(&body.domain)?;
-        let suffix = state.config.domain_suffix.to_ascii_lowercase();
-        if d == suffix || d.ends_with(&format!(".{suffix}")) {
-            return Err(AppError::bad_request(format!(
-                "domain: names under {suffix} are the service's own initial domains and cannot be added; add a domain your organisation owns."
-            )));
-        }
-        // The database holds each domain once: of concurrent adds of one domain (by this
-        // tenant or another) exactly one succeeds, and concurrent adds never lose one.
-        state.store.add_tenant_domain(&caller.tenant.id, &d).await?;
-        // Objects refused for this suffix apply at once: agents re-send them in their next delta.
-        super::push::sync_now(&state, &caller.tenant.id, false).await;
-        current(&state, &caller.tenant.id).await
-    }
-    .await;
+    let result = domains::claim(&state, &caller, &body.domain).await;
+    let (domain, created) = audited(&state, &caller, "tenant.addDomain", target, result).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(domain)))
+}
+
+/// `GET /api/v1/tenant/domains`: every domain, verified or not.
+pub async fn list_domains(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<TenantDomain>>> {
+    Ok(Json(domains::list(&state, &caller).await?))
+}
+
+/// `POST /api/v1/tenant/domains/{domain}/verify`: looks the TXT record up and verifies.
+pub async fn verify_domain(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(domain): Path<String>,
+) -> ApiResult<Json<TenantDomain>> {
+    let result = domains::verify(&state, &caller, &domain).await;
     Ok(Json(
-        audited(&state, &caller, "tenant.addDomain", target, result).await?,
+        audited(&state, &caller, "tenant.verifyDomain", Some(domain), result).await?,
     ))
 }

@@ -80,58 +80,81 @@ store_test! {
 }
 
 store_test! {
-    async fn domains_are_added_in_order_and_found_by_any_case(store) {
+    async fn domains_count_once_verified_in_order_and_in_any_case(store) {
         let t = new_tenant(&store, "contoso").await;
-        store.add_tenant_domain(&t.id, "contoso.example").await.unwrap();
-        store.add_tenant_domain(&t.id, "Contoso.Org").await.unwrap();
+        store.add_tenant_domain(&t.id, "contoso.example", "c1").await.unwrap();
+        store.add_tenant_domain(&t.id, "Contoso.Org", "c2").await.unwrap();
+        // Claimed, not proven: listed with their challenges, trusted nowhere.
+        let claimed = store.get_tenant(&t.id).await.unwrap().unwrap();
+        assert_eq!(claimed.domains, vec!["contoso.dirbridge.test"]);
+        assert_eq!(store.get_tenant_by_domain("contoso.org").await.unwrap(), None);
+        let listed = store.tenant_domains(&t.id).await.unwrap();
+        let shown: Vec<_> = listed.iter().map(|d| (d.domain.as_str(), d.verified_at.is_some(), d.challenge.as_deref())).collect();
+        assert_eq!(shown, vec![("contoso.dirbridge.test", true, None), ("contoso.example", false, Some("c1")), ("Contoso.Org", false, Some("c2"))]);
+
+        store.verify_tenant_domain(&t.id, "CONTOSO.example", 100).await.unwrap();
+        store.verify_tenant_domain(&t.id, "contoso.org", 101).await.unwrap();
+        store.verify_tenant_domain(&t.id, "contoso.org", 102).await.unwrap(); // already: no-op
         let stored = store.get_tenant(&t.id).await.unwrap().unwrap();
         assert_eq!(stored.domains, vec!["contoso.dirbridge.test", "contoso.example", "Contoso.Org"]);
+        let listed = store.tenant_domains(&t.id).await.unwrap();
+        assert_eq!((listed[2].verified_at, listed[2].challenge.as_deref()), (Some(101), None));
         assert_eq!(store.get_tenant_by_domain("CONTOSO.org").await.unwrap(), Some(stored.clone()));
         assert_eq!(store.get_tenant_by_domain("contoso.dirbridge.test").await.unwrap(), Some(stored.clone()));
         assert_eq!(store.get_tenant_by_domain("fabrikam.example").await.unwrap(), None);
         assert_eq!(store.list_tenants().await.unwrap(), vec![stored]);
-        let text = conflict_text(store.add_tenant_domain(&t.id, "CONTOSO.EXAMPLE").await);
+        let text = conflict_text(store.add_tenant_domain(&t.id, "CONTOSO.EXAMPLE", "c3").await);
         assert!(text.contains("already a domain of this tenant"), "{text}");
         let other = new_tenant(&store, "fabrikam").await;
-        let text = conflict_text(store.add_tenant_domain(&other.id, "contoso.example").await);
+        let text = conflict_text(store.add_tenant_domain(&other.id, "contoso.example", "c4").await);
         assert!(text.contains("belongs to another tenant"), "{text}");
         let mut clash = tenant("woodgrove");
         clash.domains.push("contoso.org".into());
         let text = conflict_text(store.create_tenant(&clash).await);
         assert!(text.contains("contoso.org") && text.contains("another tenant"), "{text}");
         assert_eq!(store.get_tenant(&clash.id).await.unwrap(), None, "nothing of it was kept");
-        assert_not_found(store.add_tenant_domain("no-such-tenant", "x.example").await);
+        assert_not_found(store.add_tenant_domain("no-such-tenant", "x.example", "c5").await);
+        assert_not_found(store.verify_tenant_domain(&other.id, "never-claimed.example", 1).await);
     }
 }
 
 store_test! {
-    async fn concurrent_adds_never_give_a_domain_twice_nor_lose_one(store) {
+    async fn claims_do_not_hold_a_domain_and_one_tenant_at_most_verifies_it(store) {
         let a = new_tenant(&store, "contoso").await;
         let b = new_tenant(&store, "fabrikam").await;
         for i in 0..8 {
-            // Two tenants race for one domain: exactly one gets it.
+            // A claim holds nothing: both tenants may claim a domain (a squatter cannot block
+            // its owner) ...
             let d = format!("race{i}.example");
+            store.add_tenant_domain(&a.id, &d, "ca").await.unwrap();
+            store.add_tenant_domain(&b.id, &d, "cb").await.unwrap();
+            // ... and of two verifications at once exactly one wins; the loser's claim is gone.
             let (ra, rb) = tokio::join!(
-                store.add_tenant_domain(&a.id, &d),
-                store.add_tenant_domain(&b.id, &d)
+                store.verify_tenant_domain(&a.id, &d, 10),
+                store.verify_tenant_domain(&b.id, &d, 10)
             );
             assert_eq!(ra.is_ok() as u8 + rb.is_ok() as u8, 1, "{d}: {ra:?} {rb:?}");
-            // One tenant adds two domains at once: both are kept.
+            let loser = if ra.is_ok() { &b.id } else { &a.id };
+            let text = conflict_text(if ra.is_ok() { rb } else { ra });
+            assert!(text.contains("verified by another tenant"), "{text}");
+            assert!(!store.tenant_domains(loser).await.unwrap().iter().any(|x| x.domain == d), "{d}");
+            // One tenant claims two domains at once: both are kept.
             let (x, y) = (format!("x{i}.example"), format!("y{i}.example"));
             let (rx, ry) = tokio::join!(
-                store.add_tenant_domain(&a.id, &x),
-                store.add_tenant_domain(&a.id, &y)
+                store.add_tenant_domain(&a.id, &x, "cx"),
+                store.add_tenant_domain(&a.id, &y, "cy")
             );
             rx.unwrap();
             ry.unwrap();
         }
         let ta = store.get_tenant(&a.id).await.unwrap().unwrap();
         let tb = store.get_tenant(&b.id).await.unwrap().unwrap();
+        let claims: Vec<String> = store.tenant_domains(&a.id).await.unwrap().into_iter().map(|d| d.domain).collect();
         for i in 0..8 {
             let d = format!("race{i}.example");
             assert_ne!(ta.domains.contains(&d), tb.domains.contains(&d), "{d}");
-            assert!(ta.domains.contains(&format!("x{i}.example")));
-            assert!(ta.domains.contains(&format!("y{i}.example")));
+            assert!(claims.contains(&format!("x{i}.example")));
+            assert!(claims.contains(&format!("y{i}.example")));
         }
     }
 }
@@ -188,7 +211,7 @@ async fn assert_domains_moved(store: &Store) {
             .id,
         "t1"
     );
-    let text = conflict_text(store.add_tenant_domain("t2", "contoso.example").await);
+    let text = conflict_text(store.add_tenant_domain("t2", "contoso.example", "c").await);
     assert!(text.contains("another tenant"), "{text}");
 }
 
