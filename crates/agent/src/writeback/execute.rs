@@ -87,29 +87,6 @@ impl Failure {
     }
 }
 
-/// (start, success, fail) event ids of an operation kind.
-fn kind_ids(kind: &str) -> (u32, u32, u32) {
-    match kind {
-        "change" => (ids::CHANGE_START, ids::CHANGE_SUCCESS, ids::CHANGE_FAIL),
-        "adminReset" => (
-            ids::ADMIN_RESET_START,
-            ids::ADMIN_RESET_SUCCESS,
-            ids::ADMIN_RESET_FAIL,
-        ),
-        "unlock" => (ids::UNLOCK_START, ids::UNLOCK_SUCCESS, ids::UNLOCK_FAIL),
-        _ => (ids::RESET_START, ids::RESET_SUCCESS, ids::RESET_FAIL),
-    }
-}
-
-fn kind_words(kind: &str) -> &'static str {
-    match kind {
-        "change" => "password change",
-        "adminReset" => "administrator password reset",
-        "unlock" => "account unlock",
-        _ => "password reset",
-    }
-}
-
 /// Runs `op` (already opened) in the directory of `config`, bound as its service account with
 /// `password`, and logs its events under `tracking_id`. Never fails: every problem is an
 /// outcome. `agent_id` of the result is left empty for the caller.
@@ -136,9 +113,10 @@ pub async fn execute(
         )
         .await;
     }
-    let kind = op.kind();
-    let (start, success, fail) = kind_ids(kind);
-    let words = kind_words(kind);
+    let op_kind = op.operation_kind();
+    let kind = op_kind.as_str();
+    let (start, success, fail) = op_kind.event_ids();
+    let words = op_kind.describe();
     events.record(
         Level::Info,
         &format!("writeback.{kind}.started"),
@@ -195,7 +173,11 @@ pub async fn execute(
     }
 }
 
-pub(crate) fn failure_result(tracking_id: &str, kind: &str, f: Failure) -> WritebackResult {
+pub(crate) fn failure_result(
+    tracking_id: &str,
+    kind: impl AsRef<str>,
+    f: Failure,
+) -> WritebackResult {
     WritebackResult {
         tracking_id: tracking_id.to_string(),
         outcome: f.outcome,
