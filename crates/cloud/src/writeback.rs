@@ -125,18 +125,13 @@ pub async fn has_premium(state: &AppState, tenant_id: &str) -> ApiResult<bool> {
     Ok(tenant::licensing::available_units(tenant::licensing::PREMIUM_SKU, &subs, state.now()) > 0)
 }
 
-/// The refusal when the premium SKU is missing.
+/// The refusal when the premium SKU is missing ([`tenant::writeback::premium_refusal`]).
 pub fn premium_refusal() -> AppError {
-    AppError::new(
-        ErrorCode::LicenseUnavailable,
-        format!(
-            "Password writeback needs the {} SKU with an active (enabled or warning) subscription. Start a trial with `dirbridge licenses trial` or buy one with `dirbridge licenses purchase`.",
-            tenant::licensing::PREMIUM_SKU
-        ),
-    )
+    tenant::writeback::premium_refusal().into()
 }
 
-/// Checks, in order: the premium SKU, the policy switch, an enabled agent.
+/// Loads what [`tenant::writeback::availability`] decides on (subscriptions, the policy switch,
+/// the enabled agents that are not revoked) and returns its decision with those agents.
 pub async fn availability(state: &AppState, tenant_id: &str) -> ApiResult<Availability> {
     let enablements = state.store.list_agent_writeback(tenant_id).await?;
     let mut agents = Vec::new();
@@ -153,21 +148,10 @@ pub async fn availability(state: &AppState, tenant_id: &str) -> ApiResult<Availa
         .await?
         .map(|p| p.writeback_enabled)
         .unwrap_or(false);
-    let refusal = if !has_premium(state, tenant_id).await? {
-        Some(premium_refusal())
-    } else if !policy_on {
-        Some(AppError::new(
-            ErrorCode::Conflict,
-            "Password writeback is turned off in the password reset policy. Turn it on with `dirbridge policy set --writeback true`.",
-        ))
-    } else if agents.is_empty() {
-        Some(AppError::new(
-            ErrorCode::Conflict,
-            "No agent has password writeback enabled. On an agent host, run `dirbridge agent writeback enable --data-dir DIR`.",
-        ))
-    } else {
-        None
-    };
+    let subs = state.store.list_subscriptions(tenant_id).await?;
+    let refusal = tenant::writeback::availability(&subs, policy_on, agents.len(), state.now())
+        .err()
+        .map(AppError::from);
     Ok(Availability {
         refusal,
         agents,
@@ -295,7 +279,7 @@ fn drain_results(row: &WritebackRequestRecord) -> (WritebackResult, WritebackRes
         row.agent_id.clone(),
         format!(
             "The cloud process shut down while agent {agent} was running the request, before its result came; it ran at most once and {}. Look for tracking id {t} in that agent's event log (dirbridge agent events --tracking-id {t}).",
-            if row.kind == proto::writeback::SIGN_IN { "may have tried the password once" } else { "may have changed the password" }
+            if is_sign_in(&row.kind) { "may have tried the password once" } else { "may have changed the password" }
         ),
     );
     let unclaimed = cloud_result(
@@ -349,7 +333,7 @@ fn deadline_results(row: &WritebackRequestRecord, secs: u64) -> (WritebackResult
         row.agent_id.clone(),
         format!(
             "Agent {agent} claimed the request but sent no result before the deadline ({secs} s); it ran at most once and {}. Look for tracking id {t} in that agent's event log (dirbridge agent events --tracking-id {t}).",
-            if row.kind == proto::writeback::SIGN_IN { "may have tried the password once" } else { "may have changed the password" }
+            if is_sign_in(&row.kind) { "may have tried the password once" } else { "may have changed the password" }
         ),
     );
     let mut lapsed: Vec<String> = row.excluded.clone();
@@ -368,6 +352,11 @@ fn deadline_results(row: &WritebackRequestRecord, secs: u64) -> (WritebackResult
         },
     );
     (claimed, unclaimed)
+}
+
+/// Whether a queue row's `kind` is a pass-through sign-in.
+fn is_sign_in(kind: &str) -> bool {
+    proto::writeback::OperationKind::parse(kind) == Some(proto::writeback::OperationKind::SignIn)
 }
 
 /// Wipes the passwords of an operation in place.
@@ -698,7 +687,7 @@ pub async fn dispatch_once(state: &AppState) -> ApiResult<()> {
         }
         let enabled = &enabled_by_tenant[&row.tenant_id];
         // A sign-in check goes to any agent it was sealed to; writeback only to enabled ones.
-        let sign_in = row.kind == proto::writeback::SIGN_IN;
+        let sign_in = is_sign_in(&row.kind);
         let mut candidates: Vec<&String> = local
             .iter()
             .filter(|(id, c)| {

@@ -14,8 +14,8 @@ use tenant::roles::Operation;
 use tenant::{secrets, validate};
 
 use crate::agent_auth::AgentCaller;
+use crate::app::caller::Caller;
 use crate::audit::{audited, record};
-use crate::auth::Caller;
 use crate::error::{ApiResult, AppError};
 use crate::extract::{ApiJson, ApiOptionalJson};
 use crate::state::AppState;

@@ -6,7 +6,7 @@ use proto::{AuditFilter, AuditRecord, Page, PageRequest};
 use serde::Deserialize;
 use tenant::roles::Operation;
 
-use crate::auth::Caller;
+use crate::app::caller::Caller;
 use crate::error::ApiResult;
 use crate::extract::ApiQuery;
 use crate::state::AppState;

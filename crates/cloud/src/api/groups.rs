@@ -8,8 +8,8 @@ use serde::Deserialize;
 use tenant::roles::Operation;
 use tenant::{secrets, validate};
 
+use crate::app::caller::Caller;
 use crate::audit::audited;
-use crate::auth::Caller;
 use crate::error::{ApiResult, AppError};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::state::AppState;
@@ -178,7 +178,7 @@ pub async fn add_member(
         refuse_synced(&group)?;
         let member = match member.kind {
             MemberKind::User => {
-                let u = super::users::resolve(&state, &caller.tenant.id, &member.id).await?;
+                let u = crate::app::users::resolve(&state, &caller.tenant.id, &member.id).await?;
                 MemberRef { kind: MemberKind::User, id: u.id }
             }
             MemberKind::Group => {
@@ -245,7 +245,7 @@ pub async fn remove_member(
         let group = resolve(&state, &caller.tenant.id, &id).await?;
         refuse_synced(&group)?;
         let member_id = if member_id.contains('@') {
-            super::users::resolve(&state, &caller.tenant.id, &member_id)
+            crate::app::users::resolve(&state, &caller.tenant.id, &member_id)
                 .await?
                 .id
         } else {

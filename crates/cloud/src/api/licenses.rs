@@ -12,8 +12,8 @@ use serde::Deserialize;
 use tenant::licensing;
 use tenant::roles::Operation;
 
+use crate::app::caller::Caller;
 use crate::audit::audited;
-use crate::auth::Caller;
 use crate::error::{ApiResult, AppError};
 use crate::extract::{ApiJson, ApiOptionalJson};
 use crate::state::AppState;
@@ -192,7 +192,7 @@ pub async fn user_licenses(
     Path(key): Path<String>,
 ) -> ApiResult<Json<Vec<LicenseAssignment>>> {
     caller.authorize(Operation::ReadLicenses)?;
-    let user = super::users::resolve(&state, &caller.tenant.id, &key).await?;
+    let user = crate::app::users::resolve(&state, &caller.tenant.id, &key).await?;
     Ok(Json(
         state
             .store
@@ -210,7 +210,7 @@ pub async fn assign(
     let target = Some(format!("{key} {}", body.sku_id));
     let result = async {
         caller.authorize(Operation::ManageLicenses)?;
-        let user = super::users::resolve(&state, &caller.tenant.id, &key).await?;
+        let user = crate::app::users::resolve(&state, &caller.tenant.id, &key).await?;
         let sku = known_sku(&body.sku_id)?;
         let now = state.now();
         let assignment = LicenseAssignment {
@@ -255,7 +255,7 @@ pub async fn unassign(
     let target = Some(format!("{key} {sku_id}"));
     let result = async {
         caller.authorize(Operation::ManageLicenses)?;
-        let user = super::users::resolve(&state, &caller.tenant.id, &key).await?;
+        let user = crate::app::users::resolve(&state, &caller.tenant.id, &key).await?;
         let sku = known_sku(&sku_id)?;
         let removed = state
             .store
@@ -280,7 +280,7 @@ pub async fn entitlement(
     Path(key): Path<String>,
 ) -> ApiResult<Json<Entitlement>> {
     caller.authorize(Operation::ReadLicenses)?;
-    let user = super::users::resolve(&state, &caller.tenant.id, &key).await?;
+    let user = crate::app::users::resolve(&state, &caller.tenant.id, &key).await?;
     let assignments = state
         .store
         .list_assignments(&caller.tenant.id, Some(&user.id), None)

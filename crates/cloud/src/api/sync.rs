@@ -14,8 +14,8 @@ use tenant::roles::Operation;
 
 use crate::agent_auth::AgentCaller;
 use crate::api::agents::settings_of;
+use crate::app::caller::Caller;
 use crate::audit::audited;
-use crate::auth::Caller;
 use crate::error::{ApiResult, AppError};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::state::AppState;

@@ -7,8 +7,8 @@ use serde::Deserialize;
 use tenant::roles::Operation;
 use tenant::validate;
 
+use crate::app::caller::Caller;
 use crate::audit::audited;
-use crate::auth::Caller;
 use crate::error::{ApiResult, AppError};
 use crate::extract::ApiJson;
 use crate::state::AppState;

@@ -17,8 +17,8 @@ use store::{AgentWritebackRecord, WritebackState};
 use tenant::roles::Operation as Op;
 
 use crate::agent_auth::AgentCaller;
+use crate::app::caller::Caller;
 use crate::audit::audited;
-use crate::auth::Caller;
 use crate::error::{ApiResult, AppError};
 use crate::extract::ApiJson;
 use crate::openapi::Operation;
