@@ -3,24 +3,17 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use proto::{Group, MemberKind, MemberRef, NewGroup, Page, PageRequest, Source};
+use proto::{Group, MemberKind, MemberRef, NewGroup, Page, Source};
 use serde::Deserialize;
 use tenant::roles::Operation;
 use tenant::{secrets, validate};
 
 use crate::app::caller::Caller;
+use crate::app::groups::resolve;
 use crate::audit::audited;
 use crate::error::{ApiResult, AppError};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::state::AppState;
-
-pub async fn resolve(state: &AppState, tenant_id: &str, id: &str) -> ApiResult<Group> {
-    state
-        .store
-        .get_group(tenant_id, id)
-        .await?
-        .ok_or_else(|| AppError::not_found(format!("No group with id '{id}' in this tenant.")))
-}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -36,10 +29,7 @@ pub async fn list(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Page<Group>>> {
     caller.authorize(Operation::ReadDirectory)?;
-    let page = PageRequest {
-        after: q.after,
-        limit: q.limit.unwrap_or(100).clamp(1, 1000),
-    };
+    let page = store::page(q.after, q.limit);
     Ok(Json(
         state
             .store
@@ -143,7 +133,7 @@ pub async fn delete(
             ));
         }
         state.store.delete_group(&caller.tenant.id, &group.id).await?;
-        super::licenses::reconcile(&state, &caller.tenant).await?;
+        crate::app::licensing::reconcile(&state, &caller.tenant).await?;
         Ok(StatusCode::NO_CONTENT)
     }
     .await;
@@ -198,7 +188,7 @@ pub async fn add_member(
         if !state.store.add_member(&caller.tenant.id, &group.id, &member).await? {
             return Err(AppError::new(proto::ErrorCode::Conflict, "That object is already a member of the group."));
         }
-        super::licenses::reconcile(&state, &caller.tenant).await?;
+        crate::app::licensing::reconcile(&state, &caller.tenant).await?;
         Ok(member)
     }
     .await;
@@ -270,7 +260,7 @@ pub async fn remove_member(
                 "'{member_id}' is not a direct member of the group."
             )));
         }
-        super::licenses::reconcile(&state, &caller.tenant).await?;
+        crate::app::licensing::reconcile(&state, &caller.tenant).await?;
         Ok(StatusCode::NO_CONTENT)
     }
     .await;

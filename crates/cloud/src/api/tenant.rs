@@ -62,7 +62,7 @@ pub async fn update(
             .patch_tenant(&caller.tenant.id, &changes)
             .await?;
         let t = current(&state, &caller.tenant.id).await?;
-        super::licenses::reconcile(&state, &t).await?;
+        crate::app::licensing::reconcile(&state, &t).await?;
         Ok(t)
     }
     .await;

@@ -10,10 +10,14 @@
 //! Rules that need no I/O live in `tenant`; this layer loads the rows, asks `tenant`, writes
 //! the result and the audit record.
 
+pub mod agents;
 pub mod caller;
+pub mod groups;
+pub mod licensing;
 pub mod sign_in;
 pub mod sspr;
 pub mod users;
+pub mod writeback;
 
 use proto::Epoch;
 
