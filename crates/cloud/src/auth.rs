@@ -48,7 +48,7 @@ pub async fn sign_in(
     ApiJson(req): ApiJson<TokenRequest>,
 ) -> ApiResult<Response> {
     let token = app::sign_in::password(&state, &Ctx::of(&state), req).await?;
-    let cookie = crate::limits::device_cookie(&state, &token.user_principal_name).await?;
+    let cookie = crate::limits::device::device_cookie(&state, &token.user_principal_name).await?;
     Ok(([(axum::http::header::SET_COOKIE, cookie)], Json(token)).into_response())
 }
 

@@ -131,7 +131,7 @@ pub fn router(state: AppState) -> Router {
             limits::enforce,
         ))
         .layer(middleware::from_fn_with_state(
-            state.clone(),
+            state.metrics.clone(),
             metrics::track,
         ))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {

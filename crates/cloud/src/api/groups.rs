@@ -9,7 +9,7 @@ use tenant::roles::Operation;
 use tenant::{secrets, validate};
 
 use crate::app::caller::Caller;
-use crate::app::groups::resolve;
+use crate::app::directory;
 use crate::audit::audited;
 use crate::error::{ApiResult, AppError};
 use crate::extract::{ApiJson, ApiQuery};
@@ -44,7 +44,9 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Group>> {
     caller.authorize(Operation::ReadDirectory)?;
-    Ok(Json(resolve(&state, &caller.tenant.id, &id).await?))
+    Ok(Json(
+        directory::group(&state, &caller.tenant.id, &id).await?,
+    ))
 }
 
 pub async fn create(
@@ -90,7 +92,7 @@ pub async fn update(
 ) -> ApiResult<Json<Group>> {
     let result = async {
         caller.authorize(Operation::ManageGroups)?;
-        let mut group = resolve(&state, &caller.tenant.id, &id).await?;
+        let mut group = directory::group(&state, &caller.tenant.id, &id).await?;
         refuse_synced(&group)?;
         if let Some(n) = &patch.display_name {
             group.display_name = validate::display_name(n)?;
@@ -123,7 +125,7 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     let result = async {
         caller.authorize(Operation::ManageGroups)?;
-        let group = resolve(&state, &caller.tenant.id, &id).await?;
+        let group = directory::group(&state, &caller.tenant.id, &id).await?;
         refuse_synced(&group)?;
         let policy = state.store.get_policy(&caller.tenant.id).await?;
         if policy.is_some_and(|p| p.group_id.as_deref() == Some(group.id.as_str())) {
@@ -146,7 +148,7 @@ pub async fn members(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Vec<MemberRef>>> {
     caller.authorize(Operation::ReadDirectory)?;
-    let group = resolve(&state, &caller.tenant.id, &id).await?;
+    let group = directory::group(&state, &caller.tenant.id, &id).await?;
     Ok(Json(
         state
             .store
@@ -164,15 +166,15 @@ pub async fn add_member(
     let target = Some(format!("{id} <- {}", member.id));
     let result = async {
         caller.authorize(Operation::ManageGroups)?;
-        let group = resolve(&state, &caller.tenant.id, &id).await?;
+        let group = directory::group(&state, &caller.tenant.id, &id).await?;
         refuse_synced(&group)?;
         let member = match member.kind {
             MemberKind::User => {
-                let u = crate::app::users::resolve(&state, &caller.tenant.id, &member.id).await?;
+                let u = directory::user(&state, &caller.tenant.id, &member.id).await?;
                 MemberRef { kind: MemberKind::User, id: u.id }
             }
             MemberKind::Group => {
-                let g = resolve(&state, &caller.tenant.id, &member.id).await?;
+                let g = directory::group(&state, &caller.tenant.id, &member.id).await?;
                 if g.id == group.id {
                     return Err(AppError::bad_request("A group cannot be a member of itself."));
                 }
@@ -232,10 +234,10 @@ pub async fn remove_member(
     let target = Some(format!("{id} -> {member_id}"));
     let result = async {
         caller.authorize(Operation::ManageGroups)?;
-        let group = resolve(&state, &caller.tenant.id, &id).await?;
+        let group = directory::group(&state, &caller.tenant.id, &id).await?;
         refuse_synced(&group)?;
         let member_id = if member_id.contains('@') {
-            crate::app::users::resolve(&state, &caller.tenant.id, &member_id)
+            directory::user(&state, &caller.tenant.id, &member_id)
                 .await?
                 .id
         } else {

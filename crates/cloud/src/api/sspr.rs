@@ -10,6 +10,7 @@ use axum::{Json, Router};
 use proto::ErrorCode;
 use serde_json::{json, Value};
 
+use crate::api::Operation;
 use crate::app::caller::Caller;
 use crate::app::sspr::{
     ChangeBody, CodeSent, MethodsView, PasswordBody, ProgressView, RegistrationBody, ResultView,
@@ -18,7 +19,6 @@ use crate::app::sspr::{
 use crate::app::{self, Ctx};
 use crate::error::{tracking_id, ApiResult};
 use crate::extract::ApiJson;
-use crate::openapi::Operation;
 use crate::state::AppState;
 
 /// This module's operations in the OpenAPI document (checked against the router by a test).

@@ -14,11 +14,11 @@ use proto::writeback::{
 use serde_json::{json, Value};
 
 use crate::agent_auth::AgentCaller;
+use crate::api::Operation;
 use crate::app::caller::Caller;
 use crate::app::{self, Ctx};
 use crate::error::ApiResult;
 use crate::extract::ApiJson;
-use crate::openapi::Operation;
 use crate::state::AppState;
 
 /// This module's operations in the OpenAPI document (checked against the router by a test).

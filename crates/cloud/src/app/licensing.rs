@@ -170,7 +170,7 @@ pub async fn user_licenses(
     key: &str,
 ) -> ApiResult<Vec<LicenseAssignment>> {
     caller.authorize(Operation::ReadLicenses)?;
-    let user = super::users::resolve(state, &caller.tenant.id, key).await?;
+    let user = super::directory::user(state, &caller.tenant.id, key).await?;
     Ok(state
         .store
         .list_assignments(&caller.tenant.id, Some(&user.id), None)
@@ -189,7 +189,7 @@ pub async fn assign(
     let target = Some(format!("{key} {sku_id}"));
     let result = async {
         caller.authorize(Operation::ManageLicenses)?;
-        let user = super::users::resolve(state, &caller.tenant.id, key).await?;
+        let user = super::directory::user(state, &caller.tenant.id, key).await?;
         let sku = known_sku(sku_id)?;
         let now = ctx.now;
         let assignment = LicenseAssignment {
@@ -228,7 +228,7 @@ pub async fn unassign(state: &AppState, caller: &Caller, key: &str, sku_id: &str
     let target = Some(format!("{key} {sku_id}"));
     let result = async {
         caller.authorize(Operation::ManageLicenses)?;
-        let user = super::users::resolve(state, &caller.tenant.id, key).await?;
+        let user = super::directory::user(state, &caller.tenant.id, key).await?;
         let sku = known_sku(sku_id)?;
         let removed = state
             .store
@@ -254,7 +254,7 @@ pub async fn entitlement(
     key: &str,
 ) -> ApiResult<Entitlement> {
     caller.authorize(Operation::ReadLicenses)?;
-    let user = super::users::resolve(state, &caller.tenant.id, key).await?;
+    let user = super::directory::user(state, &caller.tenant.id, key).await?;
     let assignments = state
         .store
         .list_assignments(&caller.tenant.id, Some(&user.id), None)
@@ -270,7 +270,7 @@ pub async fn group_licenses(
     id: &str,
 ) -> ApiResult<Vec<GroupLicense>> {
     caller.authorize(Operation::ReadLicenses)?;
-    let group = super::groups::resolve(state, &caller.tenant.id, id).await?;
+    let group = super::directory::group(state, &caller.tenant.id, id).await?;
     let all = state.store.list_group_licenses(&caller.tenant.id).await?;
     Ok(all.into_iter().filter(|g| g.group_id == group.id).collect())
 }
@@ -286,7 +286,7 @@ pub async fn assign_group(
     let target = Some(format!("{id} {sku_id}"));
     let result = async {
         caller.authorize(Operation::ManageLicenses)?;
-        let group = super::groups::resolve(state, &caller.tenant.id, id).await?;
+        let group = super::directory::group(state, &caller.tenant.id, id).await?;
         let sku = known_sku(sku_id)?;
         let gl = GroupLicense {
             tenant_id: caller.tenant.id.clone(),
@@ -317,7 +317,7 @@ pub async fn unassign_group(
     let target = Some(format!("{id} {sku_id}"));
     let result = async {
         caller.authorize(Operation::ManageLicenses)?;
-        let group = super::groups::resolve(state, &caller.tenant.id, id).await?;
+        let group = super::directory::group(state, &caller.tenant.id, id).await?;
         let sku = known_sku(sku_id)?;
         if !state
             .store

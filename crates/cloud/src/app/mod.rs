@@ -12,7 +12,7 @@
 
 pub mod agents;
 pub mod caller;
-pub mod groups;
+pub mod directory;
 pub mod licensing;
 pub mod sign_in;
 pub mod sspr;

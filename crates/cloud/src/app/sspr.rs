@@ -310,7 +310,7 @@ fn notify_methods_changed(
 /// user's password: contacts masked, questions without answers.
 pub async fn methods_of(state: &AppState, caller: &Caller, key: &str) -> ApiResult<MethodsView> {
     caller.authorize(RoleOp::ResetPassword)?;
-    let user = super::users::resolve(state, &caller.tenant.id, key).await?;
+    let user = super::directory::user(state, &caller.tenant.id, key).await?;
     caller.authorize_on(&user, RoleOp::ResetPassword)?;
     let m = state
         .store
@@ -330,7 +330,7 @@ pub async fn register_for(
 ) -> ApiResult<MethodsView> {
     let result = async {
         caller.authorize(RoleOp::ResetPassword)?;
-        let user = super::users::resolve(state, &caller.tenant.id, key).await?;
+        let user = super::directory::user(state, &caller.tenant.id, key).await?;
         caller.authorize_on(&user, RoleOp::ResetPassword)?;
         let sets_answers = matches!(&body.security_questions, Some(Some(list)) if !list.is_empty());
         sspr::check_admin_registration(sets_answers)?;

@@ -16,18 +16,6 @@ use crate::audit::audited;
 use crate::error::{ApiResult, AppError};
 use crate::state::AppState;
 
-/// Finds a user by id or, when the key holds an `@`, by UPN.
-pub async fn resolve(state: &AppState, tenant_id: &str, key: &str) -> ApiResult<User> {
-    let found = if key.contains('@') {
-        state.store.get_user_by_upn(tenant_id, key).await?
-    } else {
-        state.store.get_user(tenant_id, key).await?
-    };
-    found.ok_or_else(|| {
-        AppError::not_found(format!("No user with id or UPN '{key}' in this tenant."))
-    })
-}
-
 /// A page of the tenant's users.
 pub async fn list(
     state: &AppState,
@@ -49,7 +37,7 @@ pub async fn list(
 /// The user `key` (id or UPN).
 pub async fn get(state: &AppState, caller: &Caller, key: &str) -> ApiResult<User> {
     caller.authorize(Operation::ReadDirectory)?;
-    resolve(state, &caller.tenant.id, key).await
+    super::directory::user(state, &caller.tenant.id, key).await
 }
 
 fn clean_optional(field: &str, v: Option<&str>, max: usize) -> ApiResult<Option<String>> {
@@ -184,7 +172,7 @@ pub async fn update(
         if fields.is_empty() {
             return Err(AppError::bad_request("The patch changes nothing: send at least one field."));
         }
-        let mut user = resolve(state, &caller.tenant.id, key).await?;
+        let mut user = super::directory::user(state, &caller.tenant.id, key).await?;
         caller.authorize_on(&user, op)?;
         if let Some(new_roles) = &patch.roles {
             caller.authorize(Operation::AssignRoles)?;
@@ -262,7 +250,7 @@ pub async fn update(
 pub async fn delete(state: &AppState, caller: &Caller, key: &str) -> ApiResult<()> {
     let result = async {
         caller.authorize(Operation::DeleteUser)?;
-        let user = resolve(state, &caller.tenant.id, key).await?;
+        let user = super::directory::user(state, &caller.tenant.id, key).await?;
         caller.authorize_on(&user, Operation::DeleteUser)?;
         if user.id == caller.user.id {
             return Err(AppError::bad_request("You cannot delete your own account."));
@@ -321,7 +309,7 @@ pub async fn reset_password(
     let target = Some(key.to_string());
     let found = async {
         caller.authorize(Operation::ResetPassword)?;
-        let user = resolve(state, &caller.tenant.id, key).await?;
+        let user = super::directory::user(state, &caller.tenant.id, key).await?;
         caller.authorize_on(&user, Operation::ResetPassword)?;
         Ok(user)
     }
@@ -382,7 +370,7 @@ fn anchor_of(user: &User) -> String {
 pub async fn unlock(state: &AppState, caller: &Caller, key: &str) -> ApiResult<WritebackResult> {
     let found = async {
         caller.authorize(Operation::ResetPassword)?;
-        let user = resolve(state, &caller.tenant.id, key).await?;
+        let user = super::directory::user(state, &caller.tenant.id, key).await?;
         caller.authorize_on(&user, Operation::ResetPassword)?;
         Ok(user)
     }
@@ -404,7 +392,7 @@ pub async fn unlock(state: &AppState, caller: &Caller, key: &str) -> ApiResult<W
 pub async fn revoke_tokens(state: &AppState, caller: &Caller, key: &str) -> ApiResult<u64> {
     let result = async {
         caller.authorize(Operation::RevokeTokens)?;
-        let user = resolve(state, &caller.tenant.id, key).await?;
+        let user = super::directory::user(state, &caller.tenant.id, key).await?;
         caller.authorize_on(&user, Operation::UpdateUser)?;
         Ok(state
             .store

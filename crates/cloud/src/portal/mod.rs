@@ -215,11 +215,15 @@ async fn sign_in(
     match app::sign_in::password(&state, &Ctx::of(&state), req).await {
         Ok(token) => {
             // This browser becomes a known device for the account, as after an API sign-in.
-            let device =
-                match crate::limits::device_cookie(&state, &token.user_principal_name).await {
-                    Ok(c) => c,
-                    Err(e) => return error_page(status_of(&e), &e),
-                };
+            let device = match crate::limits::device::device_cookie(
+                &state,
+                &token.user_principal_name,
+            )
+            .await
+            {
+                Ok(c) => c,
+                Err(e) => return error_page(status_of(&e), &e),
+            };
             let mut resp = Redirect::to("/my").into_response();
             let h = resp.headers_mut();
             h.append(header::SET_COOKIE, device);

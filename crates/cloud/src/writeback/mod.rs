@@ -8,7 +8,7 @@
 //! process; the envelope expiry and the audit times use the tenant clock.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use proto::writeback::{
@@ -17,11 +17,13 @@ use proto::writeback::{
 use proto::{AuditResult, ErrorCode, Source, User};
 use rand::seq::SliceRandom;
 use store::{AgentRecord, AgentWritebackRecord, WritebackRequestRecord, WritebackState};
-use tokio::sync::Notify;
 use zeroize::Zeroize;
 
 use crate::error::{ApiResult, AppError, TRACKING_ID};
 use crate::state::{AppState, PushChannel};
+
+pub mod hub;
+pub use hub::Hub;
 
 /// A dispatched request not claimed within this goes back to `pending`, that agent excluded.
 pub const UNCLAIMED_MS: i64 = 3_000;
@@ -35,63 +37,6 @@ const WAIT_POLL: Duration = Duration::from_millis(50);
 const BATCH: i64 = 200;
 /// Overdue and lapsed requests are looked for at most this often (milliseconds).
 const SWEEP_EVERY_MS: i64 = 500;
-
-/// This process's writeback coordination.
-pub struct Hub {
-    /// Random per process: names this process in `agent_presence`.
-    pub instance_id: String,
-    dispatch: Notify,
-    done: Notify,
-    waiters: AtomicUsize,
-    started: AtomicBool,
-    last_sweep_ms: AtomicI64,
-    /// Set when the process shuts down ([`drain`]): the wall-clock millisecond by which the
-    /// requests this process waits for are answered; 0 while serving.
-    drain_by_ms: AtomicI64,
-}
-
-impl Default for Hub {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Hub {
-    pub fn new() -> Self {
-        Hub {
-            instance_id: tenant::secrets::new_id(),
-            dispatch: Notify::new(),
-            done: Notify::new(),
-            waiters: AtomicUsize::new(0),
-            started: AtomicBool::new(false),
-            last_sweep_ms: AtomicI64::new(0),
-            drain_by_ms: AtomicI64::new(0),
-        }
-    }
-
-    /// The end of the shutdown grace period once draining, else `None`.
-    fn draining(&self) -> Option<i64> {
-        Some(self.drain_by_ms.load(Ordering::SeqCst)).filter(|&t| t > 0)
-    }
-
-    /// Wakes this process's dispatcher (a request was queued, an agent connected).
-    pub fn wake(&self) {
-        self.dispatch.notify_one();
-    }
-
-    /// Wakes the requests waiting in this process (a result arrived).
-    pub fn results_arrived(&self) {
-        self.done.notify_waiters();
-    }
-}
-
-impl std::fmt::Debug for Hub {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Hub")
-            .field("instance_id", &self.instance_id)
-            .finish()
-    }
-}
 
 /// Wall-clock Unix milliseconds: the queue's time base (shared by all cloud processes).
 pub fn now_ms() -> i64 {
