@@ -30,7 +30,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::execute::{classify, failure_result, find, Failure, Step};
+use super::failure::{classify, failure_result, find, Failure, Step};
 use crate::connector::{ConnectorConfig, DirectoryKind};
 use crate::events::{EventLog, Level};
 
@@ -200,7 +200,7 @@ async fn prepare_one(
     let options = config.connect_options();
     let key = warm_key(config, password);
     // An answer about the user (found, not found, ambiguous) leaves the connection good.
-    let keep = |r: &Result<super::execute::Target, Failure>| match r {
+    let keep = |r: &Result<super::failure::Target, Failure>| match r {
         Ok(_) => true,
         Err(f) => matches!(f.outcome, Outcome::UserNotFound | Outcome::AmbiguousUser),
     };
