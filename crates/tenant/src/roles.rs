@@ -171,6 +171,12 @@ pub fn authorize_on_target(
     )))
 }
 
+/// Whether an account holds any administrator role. Administrators get the stricter
+/// self-service password reset rules (two methods, no security questions).
+pub fn is_administrator(roles: &[Role]) -> bool {
+    !roles.is_empty()
+}
+
 /// Whether the holder of `actor_roles` may revoke one sign-in token: their own (`own`) always,
 /// any other of the tenant only as a Global Administrator.
 pub fn authorize_token_revocation(actor_roles: &[Role], own: bool) -> Result<(), Refusal> {
@@ -213,6 +219,12 @@ pub fn check_own_roles_change(
 mod tests {
     use super::*;
     use proto::ErrorCode;
+
+    #[test]
+    fn any_role_makes_an_administrator() {
+        assert!(!is_administrator(&[]));
+        assert!(is_administrator(&[PasswordAdministrator]));
+    }
 
     #[test]
     fn a_token_is_revoked_by_its_owner_or_a_global_administrator() {

@@ -17,7 +17,7 @@ use proto::writeback::{
 use proto::{AuditResult, AuthMethod, Epoch, ErrorCode, SsprPolicy, User};
 use serde::{Deserialize, Serialize};
 use store::{AuthMethodsRecord, SsprSessionRecord, StoredAnswer};
-use tenant::roles::Operation as RoleOp;
+use tenant::roles::{self, Operation as RoleOp};
 use tenant::sspr::{self, Progress, RefusalClass, ResetKind, Throttle};
 use tenant::validate::Upn;
 use tenant::{policy, secrets, validate};
@@ -234,7 +234,8 @@ async fn register(
                     .iter()
                     .map(|qa| (qa.question.clone(), qa.answer.clone()))
                     .collect();
-                let checked = sspr::validate_questions(&p, !user.roles.is_empty(), &pairs);
+                let checked =
+                    sspr::validate_questions(&p, roles::is_administrator(&user.roles), &pairs);
                 for (_, mut a) in pairs {
                     zeroize::Zeroize::zeroize(&mut a);
                 }
@@ -392,8 +393,9 @@ pub struct StartBody {
     pub user_principal_name: String,
 }
 
-/// The answer of `start` and the public part of `GET /sspr/{session}`.
-#[derive(Debug, Serialize)]
+/// The answer of `start` and the public part of `GET /sspr/{session}`. `Debug` hides the
+/// session secret.
+#[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StartAnswer {
     pub session_id: String,
@@ -401,6 +403,18 @@ pub struct StartAnswer {
     pub methods_required: u8,
     pub methods: Vec<AuthMethod>,
     pub questions: Vec<String>,
+}
+
+impl std::fmt::Debug for StartAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StartAnswer")
+            .field("session_id", &proto::REDACTED)
+            .field("expires_at", &self.expires_at)
+            .field("methods_required", &self.methods_required)
+            .field("methods", &self.methods)
+            .field("questions", &self.questions)
+            .finish()
+    }
 }
 
 /// Where a session stands.
@@ -508,7 +522,9 @@ pub async fn start(state: &AppState, ctx: &Ctx, body: StartBody) -> ApiResult<St
     check_lockout(state, &subject, now).await?;
 
     let offered = sspr::offered_methods(&p);
-    let is_admin = user.as_ref().is_some_and(|u| !u.roles.is_empty());
+    let is_admin = user
+        .as_ref()
+        .is_some_and(|u| roles::is_administrator(&u.roles));
     // Fixed per account (and per registration), for real and decoy sessions alike.
     let own = methods
         .as_ref()
@@ -591,7 +607,7 @@ async fn account(state: &AppState, s: &SsprSessionRecord) -> ApiResult<Option<Ac
 
 impl Account {
     fn is_admin(&self) -> bool {
-        !self.user.roles.is_empty()
+        roles::is_administrator(&self.user.roles)
     }
     fn usable(&self) -> Vec<AuthMethod> {
         let reg = self.methods.as_ref().map(registered).unwrap_or_default();
@@ -1403,4 +1419,78 @@ pub async fn change(state: &AppState, ctx: &Ctx, body: ChangeBody) -> SsprResult
         view: result_view(result),
         refused_password: refused,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_a_password_answer_code_or_session_secret() {
+        const MARKER: &str = "Marker-Secret-4410";
+        let qa = || QuestionAnswer {
+            question: "Q?".into(),
+            answer: MARKER.into(),
+        };
+        let shown = [
+            format!(
+                "{:?}",
+                StartAnswer {
+                    session_id: MARKER.into(),
+                    expires_at: 0,
+                    methods_required: 1,
+                    methods: Vec::new(),
+                    questions: Vec::new(),
+                }
+            ),
+            format!("{:?}", qa()),
+            format!(
+                "{:?}",
+                VerifyBody::Email {
+                    code: MARKER.into()
+                }
+            ),
+            format!(
+                "{:?}",
+                VerifyBody::SecurityQuestions {
+                    answers: vec![qa()]
+                }
+            ),
+            format!(
+                "{:?}",
+                PasswordBody {
+                    new_password: Some(MARKER.into()),
+                    unlock_only: false,
+                }
+            ),
+            format!(
+                "{:?}",
+                ChangeBody {
+                    user_principal_name: "a@b.example".into(),
+                    current_password: MARKER.into(),
+                    new_password: MARKER.into(),
+                }
+            ),
+            format!(
+                "{:?}",
+                RegistrationBody {
+                    email: None,
+                    mobile_phone: None,
+                    office_phone: None,
+                    security_questions: Some(Some(vec![qa()])),
+                }
+            ),
+            format!(
+                "{:?}",
+                super::super::users::PasswordBody {
+                    password: MARKER.into(),
+                    must_change: false,
+                    unlock: false,
+                }
+            ),
+        ];
+        for s in shown {
+            assert!(!s.contains(MARKER), "{s}");
+        }
+    }
 }
