@@ -81,7 +81,7 @@ pub fn user_subject(tenant_id: &str, user_id: &str) -> String {
 /// The throttle subject of a UPN that matches no account: it is throttled like an account, so
 /// lockouts do not reveal which UPNs exist.
 pub fn upn_subject(upn: &str) -> String {
-    format!("upn:{}", upn.trim().to_lowercase())
+    format!("upn:{}", crate::validate::upn_key(upn.trim()))
 }
 
 // ---------------------------------------------------------------- secrets
@@ -313,7 +313,7 @@ fn keyed_choice(
     let mut scored: Vec<(String, &String)> = questions
         .iter()
         .map(|q| {
-            let msg = format!("{purpose}\n{}\n{}", upn.trim().to_lowercase(), q);
+            let msg = format!("{purpose}\n{}\n{}", crate::validate::upn_key(upn.trim()), q);
             (hmac_sha256_hex(key, msg.as_bytes()), q)
         })
         .collect();

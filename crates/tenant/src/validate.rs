@@ -91,6 +91,12 @@ pub fn visible(field: &str, s: &str) -> Result<(), Refusal> {
     }
 }
 
+/// The case-insensitive form of a UPN, under which UPNs are compared, matched and counted
+/// (directories compare them without case).
+pub fn upn_key(upn: &str) -> String {
+    upn.to_lowercase()
+}
+
 /// A user principal name as a person typed it to sign in or reset a password: trimmed, 1 to
 /// [`UPN_MAX`] characters, no control characters, with an `@`. No account has a UPN of another
 /// shape, so anything else is refused before an account is looked up (which tells nothing
@@ -114,9 +120,9 @@ impl Upn {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-    /// Lower-cased: the one spelling of the account for counting and matching.
+    /// Lower-cased: the one spelling of the account for counting and matching ([`upn_key`]).
     pub fn key(&self) -> String {
-        self.0.to_lowercase()
+        upn_key(&self.0)
     }
     /// The domain part (after the last `@`), lower-cased.
     pub fn domain(&self) -> String {
