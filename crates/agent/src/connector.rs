@@ -234,7 +234,7 @@ impl ConnectorConfig {
             return Err(AgentError::Config("the base DN is empty".into()));
         }
         for ou in &self.include_ous {
-            if !crate::sync::scope::is_below(ou, &self.base_dn) {
+            if !ldap::dn::is_below(ou, &self.base_dn) {
                 return Err(AgentError::Config(format!(
                     "the included OU {ou} is not below the base DN {}",
                     self.base_dn
@@ -634,27 +634,7 @@ async fn account_names(c: &mut Connection, config: &ConnectorConfig) -> (String,
     (sid, format!("{domain}\\{sam}"))
 }
 
-/// A binary SID in its `S-1-5-…` text form.
-pub fn sid_text(b: &[u8]) -> String {
-    if b.len() < 8 {
-        return String::new();
-    }
-    let count = b[1] as usize;
-    let mut auth: u64 = 0;
-    for x in &b[2..8] {
-        auth = (auth << 8) | *x as u64;
-    }
-    let mut s = format!("S-{}-{auth}", b[0]);
-    for i in 0..count {
-        let o = 8 + 4 * i;
-        if o + 4 > b.len() {
-            break;
-        }
-        let v = u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
-        s.push_str(&format!("-{v}"));
-    }
-    s
-}
+pub use ldap::dn::sid_text;
 
 /// `value` for a POSIX shell: as is when it holds only safe characters, else in single quotes.
 fn shell_word(value: &str) -> String {

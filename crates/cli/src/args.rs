@@ -8,6 +8,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use proto::{AuthMethod, Role, Source, SsprScope};
 use serde::de::DeserializeOwned;
 
+pub use crate::output::OutputFormat;
+pub use crate::password::{NewUserPassword, PasswordSource};
+
 #[derive(Debug, Parser)]
 #[command(
     name = "dirbridge",
@@ -36,14 +39,6 @@ pub struct Cli {
 
     #[command(subcommand)]
     pub command: Command,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
-    /// Aligned columns (or `field: value` lines for a single object).
-    Table,
-    /// The API's JSON document, pretty-printed.
-    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -136,34 +131,6 @@ dirbridge completions fish > ~/.config/fish/completions/dirbridge.fish"
 }
 
 // ---------------------------------------------------------------- passwords
-
-/// Where a password comes from when one is needed. Never from an argument.
-#[derive(Debug, Clone, Default, Args)]
-pub struct PasswordSource {
-    /// Read the password from this file (its first line).
-    #[arg(long, value_name = "FILE", conflicts_with = "password_stdin")]
-    pub password_file: Option<PathBuf>,
-
-    /// Read the password from the first line of standard input (e.g. a pipe).
-    #[arg(long)]
-    pub password_stdin: bool,
-}
-
-/// Password of a new user: optional, so nothing is asked unless one of these is given.
-#[derive(Debug, Clone, Default, Args)]
-pub struct NewUserPassword {
-    /// Read the user's initial password from this file (its first line).
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["password_stdin", "password_prompt"])]
-    pub password_file: Option<PathBuf>,
-
-    /// Read the user's initial password from the first line of standard input.
-    #[arg(long, conflicts_with = "password_prompt")]
-    pub password_stdin: bool,
-
-    /// Ask for the user's initial password (twice) in the terminal.
-    #[arg(long)]
-    pub password_prompt: bool,
-}
 
 // ---------------------------------------------------------------- cloud
 

@@ -1,9 +1,17 @@
 //! Printing: the API's JSON as-is for scripts, aligned columns or `field: value` lines for people.
 
+use clap::ValueEnum;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::args::OutputFormat;
+/// How a command prints data (`--output`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned columns (or `field: value` lines for a single object).
+    Table,
+    /// The API's JSON document, pretty-printed.
+    Json,
+}
 
 #[derive(Debug, Clone, Copy)]
 pub struct Output {

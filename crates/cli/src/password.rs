@@ -2,13 +2,40 @@
 //! line of standard input, or a prompt on the terminal. Kept in `SecretString`.
 
 use std::io::{BufRead, IsTerminal};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use clap::Args;
 use secrecy::SecretString;
 use zeroize::Zeroizing;
 
-use crate::args::{NewUserPassword, PasswordSource};
+/// Where a password comes from when one is needed. Never from an argument.
+#[derive(Debug, Clone, Default, Args)]
+pub struct PasswordSource {
+    /// Read the password from this file (its first line).
+    #[arg(long, value_name = "FILE", conflicts_with = "password_stdin")]
+    pub password_file: Option<PathBuf>,
+
+    /// Read the password from the first line of standard input (e.g. a pipe).
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+/// Password of a new user: optional, so nothing is asked unless one of these is given.
+#[derive(Debug, Clone, Default, Args)]
+pub struct NewUserPassword {
+    /// Read the user's initial password from this file (its first line).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["password_stdin", "password_prompt"])]
+    pub password_file: Option<PathBuf>,
+
+    /// Read the user's initial password from the first line of standard input.
+    #[arg(long, conflicts_with = "password_prompt")]
+    pub password_stdin: bool,
+
+    /// Ask for the user's initial password (twice) in the terminal.
+    #[arg(long)]
+    pub password_prompt: bool,
+}
 
 /// Whether a prompted password is typed once (signing in) or twice (choosing a new one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 
 use proto::{AuditRecord, AuditResult};
 
-use crate::auth::Caller;
+use crate::app::caller::Caller;
 use crate::error::{tracking_id, ApiResult};
 use crate::state::AppState;
 

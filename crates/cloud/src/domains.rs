@@ -16,7 +16,7 @@ use store::{DomainRecord, Store, StoreError};
 use tenant::roles::Operation;
 use tenant::validate;
 
-use crate::auth::Caller;
+use crate::app::caller::Caller;
 use crate::config::{Config, DnsConfig};
 use crate::error::{ApiResult, AppError};
 use crate::state::AppState;

@@ -6,6 +6,7 @@
 
 pub mod agent_auth;
 pub mod api;
+pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod bootstrap;
@@ -140,7 +141,7 @@ pub fn router(state: AppState) -> Router {
             limits::enforce,
         ))
         .layer(middleware::from_fn_with_state(
-            state.clone(),
+            state.metrics.clone(),
             metrics::track,
         ))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {

@@ -9,7 +9,7 @@ use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::state::AppState;
+use std::sync::Arc;
 
 /// (method, route template, status)
 type RequestKey = (String, String, u16);
@@ -77,7 +77,7 @@ fn method_label(m: &Method) -> &'static str {
 /// Middleware: count each request under its route template (never the raw path, which holds
 /// ids; an unrouted path is `unmatched`) and its method label, so the series are bounded by the
 /// routes whatever clients send.
-pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
     let method = method_label(req.method());
     let route = req
         .extensions()
@@ -86,7 +86,7 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
         .unwrap_or_else(|| "unmatched".into());
     let start = Instant::now();
     let resp = next.run(req).await;
-    state.metrics.record(
+    metrics.record(
         method,
         &route,
         resp.status().as_u16(),
@@ -95,9 +95,9 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
     resp
 }
 
-pub async fn handler(State(state): State<AppState>) -> impl IntoResponse {
+pub async fn handler(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
     (
         [("content-type", "text/plain; version=0.0.4")],
-        state.metrics.render(),
+        metrics.render(),
     )
 }

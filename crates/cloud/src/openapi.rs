@@ -3,15 +3,7 @@
 
 use serde_json::{json, Map, Value};
 
-/// (method, path, operation id, summary, request schema, success status)
-pub type Operation = (
-    &'static str,
-    &'static str,
-    &'static str,
-    &'static str,
-    Option<&'static str>,
-    u16,
-);
+pub use crate::api::Operation;
 
 pub const OPERATIONS: &[Operation] = &[
     (

@@ -10,6 +10,13 @@ use tenant::clock::Clock;
 use crate::config::Config;
 use crate::metrics::Metrics;
 
+/// The metrics middleware and `/metrics` take only the counters, not the whole state.
+impl axum::extract::FromRef<AppState> for Arc<Metrics> {
+    fn from_ref(state: &AppState) -> Self {
+        state.metrics.clone()
+    }
+}
+
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
@@ -23,9 +30,9 @@ pub struct AppState {
     pub pushes: Arc<Mutex<HashMap<String, PushChannel>>>,
     /// This process's side of password writeback: its instance id, the dispatcher's wake-up and
     /// the waiting requests' wake-up.
-    pub writeback: Arc<crate::writeback::Hub>,
+    pub writeback: Arc<crate::writeback::hub::Hub>,
     /// Per source address limits on sign-in and reset starts (see [`crate::limits`]).
-    pub address_limits: Arc<crate::limits::AddressLimits>,
+    pub address_limits: Arc<crate::limits::buckets::AddressLimits>,
     /// The key of known-device cookies, read from the database once.
     pub device_key: Arc<tokio::sync::OnceCell<String>>,
 }
@@ -52,8 +59,8 @@ impl AppState {
                     .unwrap_or(4),
             )),
             pushes: Arc::new(Mutex::new(HashMap::new())),
-            writeback: Arc::new(crate::writeback::Hub::new()),
-            address_limits: Arc::new(crate::limits::AddressLimits::default()),
+            writeback: Arc::new(crate::writeback::hub::Hub::new()),
+            address_limits: Arc::new(crate::limits::buckets::AddressLimits::default()),
             device_key: Arc::new(tokio::sync::OnceCell::new()),
         }
     }

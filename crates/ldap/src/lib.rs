@@ -14,6 +14,7 @@ pub mod ad;
 pub mod ber;
 pub mod connection;
 pub mod controls;
+pub mod dn;
 pub mod error;
 pub mod notify;
 pub mod openldap;

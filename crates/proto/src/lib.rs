@@ -154,8 +154,8 @@ pub struct User {
     pub updated_at: Epoch,
 }
 
-/// Body of `POST /api/v1/users`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// Body of `POST /api/v1/users`. `Debug` hides the password.
+#[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewUser {
     pub user_principal_name: String,
@@ -571,14 +571,16 @@ pub struct AuditFilter {
 
 // ---------------------------------------------------------------- sign-in
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Body of `POST /api/v1/auth/token`. `Debug` hides the password.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TokenRequest {
     pub user_principal_name: String,
     pub password: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// A sign-in's token. `Debug` hides the token.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenResponse {
     pub access_token: String,
@@ -589,9 +591,101 @@ pub struct TokenResponse {
     pub roles: Vec<Role>,
 }
 
+/// What `Debug` prints in place of a password, answer, code or token.
+pub const REDACTED: &str = "[redacted]";
+
+impl std::fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewUser")
+            .field("user_principal_name", &self.user_principal_name)
+            .field("display_name", &self.display_name)
+            .field("account_enabled", &self.account_enabled)
+            .field("password", &self.password.as_ref().map(|_| REDACTED))
+            .field("roles", &self.roles)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for TokenRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenRequest")
+            .field("user_principal_name", &self.user_principal_name)
+            .field("password", &REDACTED)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("access_token", &REDACTED)
+            .field("token_id", &self.token_id)
+            .field("expires_at", &self.expires_at)
+            .field("user_principal_name", &self.user_principal_name)
+            .field("tenant_id", &self.tenant_id)
+            .field("roles", &self.roles)
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_never_shows_a_password_or_token() {
+        const MARKER: &str = "Marker-Secret-7781";
+        let shown = [
+            format!(
+                "{:?}",
+                TokenRequest {
+                    user_principal_name: "a@b.example".into(),
+                    password: MARKER.into(),
+                }
+            ),
+            format!(
+                "{:?}",
+                NewUser {
+                    user_principal_name: "a@b.example".into(),
+                    password: Some(MARKER.into()),
+                    ..Default::default()
+                }
+            ),
+            format!(
+                "{:?}",
+                TokenResponse {
+                    access_token: MARKER.into(),
+                    token_id: "t".into(),
+                    expires_at: 0,
+                    user_principal_name: "a@b.example".into(),
+                    tenant_id: "x".into(),
+                    roles: Vec::new(),
+                }
+            ),
+            format!(
+                "{:?}",
+                sync::RegistrationToken {
+                    token: MARKER.into(),
+                    expires_at: 0,
+                }
+            ),
+            format!(
+                "{:?}",
+                sync::AgentRegistration {
+                    registration_token: MARKER.into(),
+                    name: "n".into(),
+                    version: "v".into(),
+                    signing_public_key: "k".into(),
+                    sealing_public_key: "k".into(),
+                }
+            ),
+        ];
+        for s in shown {
+            assert!(!s.contains(MARKER), "{s}");
+            assert!(s.contains(REDACTED), "{s}");
+            assert!(!s.contains("Marker"), "{s}");
+        }
+    }
 
     #[test]
     fn user_patch_keeps_absent_apart_from_null_both_ways() {

@@ -39,7 +39,8 @@ pub struct NewRegistrationToken {
     pub lifetime_secs: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// A registration token. `Debug` hides it.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct RegistrationToken {
     /// Shown once; the cloud keeps only its SHA-256.
@@ -48,7 +49,8 @@ pub struct RegistrationToken {
 }
 
 /// `POST /api/v1/agents/register` (no bearer; the registration token is the credential).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `Debug` hides the registration token.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentRegistration {
     pub registration_token: String,
@@ -58,6 +60,27 @@ pub struct AgentRegistration {
     pub signing_public_key: String,
     /// X25519 public key, base64 (32 bytes): writeback payloads are sealed to it.
     pub sealing_public_key: String,
+}
+
+impl std::fmt::Debug for RegistrationToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistrationToken")
+            .field("token", &crate::REDACTED)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for AgentRegistration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentRegistration")
+            .field("registration_token", &crate::REDACTED)
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("signing_public_key", &self.signing_public_key)
+            .field("sealing_public_key", &self.sealing_public_key)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -97,15 +97,20 @@ impl WritebackOperation {
         }
     }
 
+    /// What kind of operation this is.
+    pub fn operation_kind(&self) -> OperationKind {
+        match self {
+            WritebackOperation::Reset { .. } => OperationKind::Reset,
+            WritebackOperation::Change { .. } => OperationKind::Change,
+            WritebackOperation::Unlock { .. } => OperationKind::Unlock,
+            WritebackOperation::AdminReset { .. } => OperationKind::AdminReset,
+            WritebackOperation::Verify { .. } => OperationKind::SignIn,
+        }
+    }
+
     /// The wire name of the operation (`reset`, `change`, `unlock`, `adminReset`, `signIn`).
     pub fn kind(&self) -> &'static str {
-        match self {
-            WritebackOperation::Reset { .. } => "reset",
-            WritebackOperation::Change { .. } => "change",
-            WritebackOperation::Unlock { .. } => "unlock",
-            WritebackOperation::AdminReset { .. } => "adminReset",
-            WritebackOperation::Verify { .. } => SIGN_IN,
-        }
+        self.operation_kind().as_str()
     }
 
     /// True for the pass-through sign-in check (which writes nothing).
@@ -116,6 +121,99 @@ impl WritebackOperation {
 
 /// The kind (and queue `kind`) of a pass-through sign-in ([`WritebackOperation::Verify`]).
 pub const SIGN_IN: &str = "signIn";
+
+/// The kinds of [`WritebackOperation`]: they pick the words a person sees, the agent's event
+/// ids and the audit action. On the wire and in the queue's `kind` column, the camelCase name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum OperationKind {
+    Reset,
+    Change,
+    Unlock,
+    AdminReset,
+    SignIn,
+}
+
+impl OperationKind {
+    pub const ALL: [OperationKind; 5] = [
+        OperationKind::Reset,
+        OperationKind::Change,
+        OperationKind::Unlock,
+        OperationKind::AdminReset,
+        OperationKind::SignIn,
+    ];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperationKind::Reset => "reset",
+            OperationKind::Change => "change",
+            OperationKind::Unlock => "unlock",
+            OperationKind::AdminReset => "adminReset",
+            OperationKind::SignIn => SIGN_IN,
+        }
+    }
+
+    /// The kind of a wire name, if it is one.
+    pub fn parse(s: &str) -> Option<OperationKind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The operation in words, for event messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            OperationKind::Reset => "password reset",
+            OperationKind::Change => "password change",
+            OperationKind::Unlock => "account unlock",
+            OperationKind::AdminReset => "administrator password reset",
+            OperationKind::SignIn => "pass-through sign-in",
+        }
+    }
+
+    /// The agent's (start, success, fail) event ids of a writeback of this kind (a sign-in
+    /// logs [`events::SIGN_IN_SUCCEEDED`] and its siblings instead, and has no start).
+    pub fn event_ids(self) -> (u32, u32, u32) {
+        match self {
+            OperationKind::Reset => (
+                events::RESET_START,
+                events::RESET_SUCCESS,
+                events::RESET_FAIL,
+            ),
+            OperationKind::Change => (
+                events::CHANGE_START,
+                events::CHANGE_SUCCESS,
+                events::CHANGE_FAIL,
+            ),
+            OperationKind::Unlock => (
+                events::UNLOCK_START,
+                events::UNLOCK_SUCCESS,
+                events::UNLOCK_FAIL,
+            ),
+            OperationKind::AdminReset => (
+                events::ADMIN_RESET_START,
+                events::ADMIN_RESET_SUCCESS,
+                events::ADMIN_RESET_FAIL,
+            ),
+            OperationKind::SignIn => (
+                events::SIGN_IN_SUCCEEDED,
+                events::SIGN_IN_SUCCEEDED,
+                events::SIGN_IN_FAILED,
+            ),
+        }
+    }
+}
+
+impl AsRef<str> for OperationKind {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Display for OperationKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 impl std::fmt::Debug for WritebackOperation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -249,13 +347,19 @@ pub struct WritebackResult {
 
 /// The words a person sees for `outcome` (and `reason` for policy refusals). One place, so the
 /// agent, the cloud and the portal say the same thing.
-pub fn person_message(outcome: Outcome, reason: Option<PolicyReason>, kind: &str) -> String {
-    if kind == SIGN_IN {
+/// `kind` is an [`OperationKind`] or its wire name (an unknown name reads as a reset).
+pub fn person_message(
+    outcome: Outcome,
+    reason: Option<PolicyReason>,
+    kind: impl AsRef<str>,
+) -> String {
+    let kind = OperationKind::parse(kind.as_ref()).unwrap_or(OperationKind::Reset);
+    if kind == OperationKind::SignIn {
         return sign_in_message(outcome);
     }
     match outcome {
         Outcome::Succeeded => match kind {
-            "unlock" => "Your account is unlocked.".into(),
+            OperationKind::Unlock => "Your account is unlocked.".into(),
             _ => "Your password has been changed.".into(),
         },
         Outcome::PolicyRefused => match reason.unwrap_or(PolicyReason::Other) {
@@ -429,6 +533,22 @@ pub mod events {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn operation_kinds_round_trip_their_wire_names() {
+        for k in OperationKind::ALL {
+            assert_eq!(OperationKind::parse(k.as_str()), Some(k));
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+            assert_eq!(
+                person_message(Outcome::Succeeded, None, k),
+                person_message(Outcome::Succeeded, None, k.as_str())
+            );
+        }
+        assert_eq!(OperationKind::parse("nonsense"), None);
+        let op = WritebackOperation::Unlock { anchor: "a".into() };
+        assert_eq!(op.operation_kind(), OperationKind::Unlock);
+        assert_eq!(op.kind(), "unlock");
+    }
 
     const MARKER: &str = "Marker-Pa55word-7f3c";
 

@@ -205,6 +205,21 @@ impl Store {
     }
 }
 
+/// The page size an API caller gets for `requested`: `default` when absent, at least 1 and at
+/// most [`MAX_PAGE`]. The one place the API's limits are applied.
+pub fn page_size(requested: Option<u32>, default: u32) -> u32 {
+    requested.unwrap_or(default).clamp(1, MAX_PAGE)
+}
+
+/// The page an API caller asked for (`after`, `limit`), with [`DEFAULT_PAGE`] when no limit
+/// is given ([`page_size`]).
+pub fn page(after: Option<String>, limit: Option<u32>) -> proto::PageRequest {
+    proto::PageRequest {
+        after,
+        limit: page_size(limit, DEFAULT_PAGE),
+    }
+}
+
 // ---------------------------------------------------------------- helpers shared by the modules
 
 /// The case-insensitive form of a UPN, tenant name, domain or display name.
@@ -307,6 +322,22 @@ impl Params {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn api_page_sizes_default_and_stay_within_the_limits() {
+        assert_eq!(
+            super::page_size(None, super::DEFAULT_PAGE),
+            super::DEFAULT_PAGE
+        );
+        assert_eq!(super::page_size(None, 20), 20);
+        assert_eq!(super::page_size(Some(0), 20), 1);
+        assert_eq!(super::page_size(Some(5_000), 20), super::MAX_PAGE);
+        let p = super::page(Some("k".into()), None);
+        assert_eq!(
+            (p.after.as_deref(), p.limit),
+            (Some("k"), super::DEFAULT_PAGE)
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -171,10 +171,86 @@ pub fn authorize_on_target(
     )))
 }
 
+/// Whether an account holds any administrator role. Administrators get the stricter
+/// self-service password reset rules (two methods, no security questions).
+pub fn is_administrator(roles: &[Role]) -> bool {
+    !roles.is_empty()
+}
+
+/// Whether the holder of `actor_roles` may revoke one sign-in token: their own (`own`) always,
+/// any other of the tenant only as a Global Administrator.
+pub fn authorize_token_revocation(actor_roles: &[Role], own: bool) -> Result<(), Refusal> {
+    if own || actor_roles.contains(&GlobalAdministrator) {
+        return Ok(());
+    }
+    Err(Refusal::forbidden(
+        "Only a Global Administrator can revoke another token. To sign out, revoke your own (dirbridge logout).",
+    ))
+}
+
+/// The operation a change of a user's fields (by their API names) needs: setting only the usage
+/// location is [`Operation::SetUsageLocation`] (licence administrators may), anything else
+/// [`Operation::UpdateUser`]; a change of `roles` needs [`Operation::AssignRoles`] as well.
+pub fn patch_operation(fields: &[&str]) -> Operation {
+    if fields == ["usageLocation"] {
+        SetUsageLocation
+    } else {
+        UpdateUser
+    }
+}
+
+/// The rule that keeps a tenant with a Global Administrator: nobody removes that role from
+/// their own account (`self_target`), another Global Administrator must.
+pub fn check_own_roles_change(
+    self_target: bool,
+    current: &[Role],
+    new: &[Role],
+) -> Result<(), Refusal> {
+    if self_target && current.contains(&GlobalAdministrator) && !new.contains(&GlobalAdministrator)
+    {
+        return Err(Refusal::validation(
+            "You cannot remove your own Global Administrator role; another Global Administrator must do it, so the tenant always keeps one.",
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proto::ErrorCode;
+
+    #[test]
+    fn any_role_makes_an_administrator() {
+        assert!(!is_administrator(&[]));
+        assert!(is_administrator(&[PasswordAdministrator]));
+    }
+
+    #[test]
+    fn a_token_is_revoked_by_its_owner_or_a_global_administrator() {
+        assert!(authorize_token_revocation(&[], true).is_ok());
+        assert!(authorize_token_revocation(&[GlobalAdministrator], false).is_ok());
+        let e = authorize_token_revocation(&[UserAdministrator], false).unwrap_err();
+        assert_eq!(e.code, ErrorCode::Forbidden);
+        assert!(e.message.contains("revoke your own"), "{}", e.message);
+    }
+
+    #[test]
+    fn only_a_usage_location_patch_is_set_usage_location() {
+        assert_eq!(patch_operation(&["usageLocation"]), SetUsageLocation);
+        assert_eq!(patch_operation(&["usageLocation", "mail"]), UpdateUser);
+        assert_eq!(patch_operation(&["displayName"]), UpdateUser);
+        assert_eq!(patch_operation(&[]), UpdateUser);
+    }
+
+    #[test]
+    fn nobody_drops_their_own_global_administrator_role() {
+        let g = [GlobalAdministrator];
+        assert!(check_own_roles_change(true, &g, &[]).is_err());
+        assert!(check_own_roles_change(true, &g, &g).is_ok());
+        assert!(check_own_roles_change(false, &g, &[]).is_ok());
+        assert!(check_own_roles_change(true, &[UserAdministrator], &[]).is_ok());
+    }
 
     #[test]
     fn global_administrator_may_do_everything() {

@@ -81,7 +81,7 @@ pub fn user_subject(tenant_id: &str, user_id: &str) -> String {
 /// The throttle subject of a UPN that matches no account: it is throttled like an account, so
 /// lockouts do not reveal which UPNs exist.
 pub fn upn_subject(upn: &str) -> String {
-    format!("upn:{}", upn.trim().to_lowercase())
+    format!("upn:{}", crate::validate::upn_key(upn.trim()))
 }
 
 // ---------------------------------------------------------------- secrets
@@ -313,7 +313,7 @@ fn keyed_choice(
     let mut scored: Vec<(String, &String)> = questions
         .iter()
         .map(|q| {
-            let msg = format!("{purpose}\n{}\n{}", upn.trim().to_lowercase(), q);
+            let msg = format!("{purpose}\n{}\n{}", crate::validate::upn_key(upn.trim()), q);
             (hmac_sha256_hex(key, msg.as_bytes()), q)
         })
         .collect();
@@ -391,6 +391,148 @@ pub fn progress(verified: usize, required: usize, usable: usize) -> Progress {
     } else {
         Progress::Pending
     }
+}
+
+// ---------------------------------------------------------------- the session state machine
+
+/// A reset session's life: `live` from its start until [`SESSION_SECS`] later, `spent` once a
+/// reset or unlock has claimed it (at most one claim succeeds), and back to live when the claim
+/// is released (nothing was done, or the directory's policy refused the password, so the person
+/// may try another one in the same session).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionState {
+    Live,
+    Spent,
+    Expired,
+}
+
+/// Where a session with these times stands at `now`.
+pub fn session_state(
+    expires_at: proto::Epoch,
+    used_at: Option<proto::Epoch>,
+    now: proto::Epoch,
+) -> SessionState {
+    if expires_at <= now {
+        SessionState::Expired
+    } else if used_at.is_some() {
+        SessionState::Spent
+    } else {
+        SessionState::Live
+    }
+}
+
+/// The refusal of a session that does not exist or has expired (`notFound`): the same for a
+/// secret that never named a session, so it tells nothing.
+pub fn session_gone() -> Refusal {
+    Refusal::not_found(
+        "This password reset session does not exist or has expired. Start again from the beginning.",
+    )
+}
+
+/// The refusal of a reset in a session that already reset or unlocked (`conflict`).
+pub fn session_used() -> Refusal {
+    Refusal::conflict(
+        "This password reset session was already used. Start again to reset the password again.",
+    )
+}
+
+/// Verifying a method or sending a code: only in a live session (a spent one is gone).
+pub fn may_verify(state: SessionState) -> Result<(), Refusal> {
+    match state {
+        SessionState::Live => Ok(()),
+        SessionState::Spent | SessionState::Expired => Err(session_gone()),
+    }
+}
+
+/// Resetting: only in a live session; a spent one says so.
+pub fn may_reset(state: SessionState) -> Result<(), Refusal> {
+    match state {
+        SessionState::Live => Ok(()),
+        SessionState::Spent => Err(session_used()),
+        SessionState::Expired => Err(session_gone()),
+    }
+}
+
+/// What a verified person asked for at the end of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetKind {
+    /// A new password (for the cloud, or written back).
+    NewPassword,
+    /// Unlock the on-premises account, keeping the password.
+    Unlock,
+}
+
+impl ResetKind {
+    /// The writeback kind of a synced user's request, which picks the words the person sees.
+    pub fn operation_kind(self) -> proto::writeback::OperationKind {
+        match self {
+            ResetKind::NewPassword => proto::writeback::OperationKind::Reset,
+            ResetKind::Unlock => proto::writeback::OperationKind::Unlock,
+        }
+    }
+}
+
+/// The shape of the final request: either `newPassword` (by the one new-password rule of
+/// [`crate::validate::new_password_for`], judged by the directory for a synced user) or
+/// `unlockOnly`, which the policy must allow and only a synced account can use.
+pub fn reset_request(
+    p: &SsprPolicy,
+    synced: bool,
+    unlock_only: bool,
+    new_password: Option<&str>,
+) -> Result<ResetKind, Refusal> {
+    if unlock_only {
+        if new_password.is_some() {
+            return Err(Refusal::validation(
+                "Send either newPassword or unlockOnly, not both.",
+            ));
+        }
+        if !p.allow_unlock_without_reset || !synced {
+            return Err(Refusal::validation(
+                "unlockOnly: your organisation does not allow unlocking without a new password here; choose a new password.",
+            ));
+        }
+        return Ok(ResetKind::Unlock);
+    }
+    let judge = if synced {
+        crate::validate::PasswordJudge::OnPremises
+    } else {
+        crate::validate::PasswordJudge::Cloud
+    };
+    crate::validate::new_password_for("newPassword", new_password.unwrap_or_default(), judge)?;
+    Ok(ResetKind::NewPassword)
+}
+
+/// Whether a claimed session is given back after the reset ran: when nothing was done (`None`:
+/// the attempt failed before anything reached a directory) or the directory's password policy
+/// refused the new password, the person may try again in the same session; any other outcome
+/// spends it.
+pub fn release_after(outcome: Option<Outcome>) -> bool {
+    matches!(outcome, None | Some(Outcome::PolicyRefused))
+}
+
+/// The security questions a session asks: for a real account that is not an administrator
+/// and registered its own questions, some of those; otherwise (an unknown or disabled account,
+/// an administrator, or no registration) a decoy set drawn from the policy's questions, fixed
+/// per UPN by `key`, so the answer looks the same either way.
+pub fn session_questions(
+    p: &SsprPolicy,
+    own: Option<Vec<String>>,
+    key: &[u8],
+    upn: &str,
+) -> Vec<String> {
+    if !offered_methods(p).contains(&AuthMethod::SecurityQuestions) {
+        return Vec::new();
+    }
+    let registered = match own {
+        Some(own) if !own.is_empty() => own,
+        _ => {
+            let n_reg = usize::from(p.questions_to_register.max(policy::QUESTIONS_MIN));
+            decoy_registered(&p.security_questions, n_reg, key, upn)
+        }
+    };
+    let n = questions_to_ask(p, registered.len());
+    ask_questions(&registered, n, key, upn)
 }
 
 // ---------------------------------------------------------------- eligibility
@@ -528,6 +670,118 @@ pub fn mask_phone(phone: &str) -> String {
 mod tests {
     use super::*;
     use proto::{Role, Source};
+
+    // ------------------------------------------------------------ the session state machine
+
+    use crate::clock::{Clock, ManualClock};
+
+    #[test]
+    fn a_session_lives_fifteen_minutes_then_is_gone() {
+        let clock = ManualClock::new(1_800_000_000);
+        let expires = clock.now() + SESSION_SECS;
+        assert_eq!(
+            session_state(expires, None, clock.now()),
+            SessionState::Live
+        );
+        assert!(may_verify(session_state(expires, None, clock.now())).is_ok());
+        clock.advance(SESSION_SECS - 1);
+        assert_eq!(
+            session_state(expires, None, clock.now()),
+            SessionState::Live
+        );
+        clock.advance(1);
+        let st = session_state(expires, None, clock.now());
+        assert_eq!(st, SessionState::Expired);
+        assert_eq!(may_verify(st).unwrap_err().code, proto::ErrorCode::NotFound);
+        assert_eq!(may_reset(st).unwrap_err().code, proto::ErrorCode::NotFound);
+    }
+
+    #[test]
+    fn a_claimed_session_refuses_a_second_reset_and_further_verification() {
+        let clock = ManualClock::new(1_800_000_000);
+        let expires = clock.now() + SESSION_SECS;
+        clock.advance(60);
+        let st = session_state(expires, Some(clock.now()), clock.now());
+        assert_eq!(st, SessionState::Spent);
+        assert_eq!(may_reset(st).unwrap_err(), session_used());
+        assert_eq!(may_reset(st).unwrap_err().code, proto::ErrorCode::Conflict);
+        assert_eq!(may_verify(st).unwrap_err(), session_gone());
+        // Spent or not, an expired session is gone.
+        clock.advance(SESSION_SECS);
+        let st = session_state(expires, Some(clock.now() - 10), clock.now());
+        assert_eq!(may_reset(st).unwrap_err(), session_gone());
+    }
+
+    #[test]
+    fn a_policy_refusal_or_a_failed_attempt_gives_the_session_back() {
+        assert!(release_after(None));
+        assert!(release_after(Some(Outcome::PolicyRefused)));
+        for spent in [
+            Outcome::Succeeded,
+            Outcome::OutcomeUnknown,
+            Outcome::AgentUnavailable,
+            Outcome::AccountDisabled,
+        ] {
+            assert!(!release_after(Some(spent)), "{spent:?}");
+        }
+        // Released: live again until it expires.
+        let clock = ManualClock::new(1_800_000_000);
+        let expires = clock.now() + SESSION_SECS;
+        clock.advance(120);
+        assert_eq!(
+            session_state(expires, None, clock.now()),
+            SessionState::Live
+        );
+    }
+
+    #[test]
+    fn the_final_request_is_a_new_password_or_an_allowed_unlock() {
+        let mut p = questions_policy();
+        p.allow_unlock_without_reset = false;
+        assert_eq!(
+            reset_request(&p, true, false, Some("x")),
+            Ok(ResetKind::NewPassword)
+        );
+        // A cloud password follows the cloud rule.
+        assert!(reset_request(&p, false, false, Some("x")).is_err());
+        assert_eq!(
+            reset_request(&p, false, false, Some("Str0ng-enough")),
+            Ok(ResetKind::NewPassword)
+        );
+        assert!(reset_request(&p, true, false, None).is_err());
+        assert!(reset_request(&p, true, true, None).is_err());
+        p.allow_unlock_without_reset = true;
+        assert_eq!(reset_request(&p, true, true, None), Ok(ResetKind::Unlock));
+        assert!(reset_request(&p, false, true, None).is_err());
+        assert!(reset_request(&p, true, true, Some("x")).is_err());
+        assert_eq!(
+            ResetKind::Unlock.operation_kind(),
+            proto::writeback::OperationKind::Unlock
+        );
+    }
+
+    #[test]
+    fn decoy_and_real_sessions_ask_the_same_number_of_questions() {
+        let p = questions_policy();
+        let key = b"decoy-key";
+        let decoy = session_questions(&p, None, key, "nobody@contoso.example");
+        assert_eq!(
+            decoy.len(),
+            questions_to_ask(&p, usize::from(p.questions_to_register))
+        );
+        // Stable per UPN.
+        assert_eq!(
+            decoy,
+            session_questions(&p, None, key, "nobody@contoso.example")
+        );
+        let own: Vec<String> = p.security_questions.iter().take(3).cloned().collect();
+        let real = session_questions(&p, Some(own.clone()), key, "alice@contoso.example");
+        assert_eq!(real.len(), decoy.len());
+        assert!(real.iter().all(|q| own.contains(q)));
+        let mut email_only = p.clone();
+        email_only.methods = vec![AuthMethod::Email];
+        assert!(session_questions(&email_only, Some(own), key, "a@b").is_empty());
+    }
 
     fn questions_policy() -> SsprPolicy {
         let mut p = policy::default_policy();

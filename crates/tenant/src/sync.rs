@@ -256,8 +256,10 @@ impl Index {
             self.user_by_anchor
                 .insert(p.immutable_id.clone(), u.id.clone());
         }
-        self.user_by_upn
-            .insert(u.user_principal_name.to_lowercase(), u.id.clone());
+        self.user_by_upn.insert(
+            crate::validate::upn_key(&u.user_principal_name),
+            u.id.clone(),
+        );
         if let Some(m) = &u.mail {
             self.users_by_mail
                 .entry(m.to_ascii_lowercase())
@@ -272,7 +274,7 @@ impl Index {
         if let Some(p) = &u.on_premises {
             self.user_by_anchor.remove(&p.immutable_id);
         }
-        let key = u.user_principal_name.to_lowercase();
+        let key = crate::validate::upn_key(&u.user_principal_name);
         if self.user_by_upn.get(&key).map(String::as_str) == Some(id) {
             self.user_by_upn.remove(&key);
         }
@@ -570,7 +572,7 @@ fn plan_user(
     if existing.is_none() && tenant.soft_match_enabled {
         let by_upn = ix
             .user_by_upn
-            .get(&upn.to_lowercase())
+            .get(&crate::validate::upn_key(&upn))
             .filter(|id| ix.users[*id].source == Source::Cloud)
             .cloned();
         let by_mail = || {
@@ -599,7 +601,7 @@ fn plan_user(
             existing = Some(id);
         }
     }
-    if let Some(owner) = ix.user_by_upn.get(&upn.to_lowercase()) {
+    if let Some(owner) = ix.user_by_upn.get(&crate::validate::upn_key(&upn)) {
         if existing.as_ref() != Some(owner) {
             return Err(object_error(
                 o,

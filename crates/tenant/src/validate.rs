@@ -91,6 +91,74 @@ pub fn visible(field: &str, s: &str) -> Result<(), Refusal> {
     }
 }
 
+/// The case-insensitive form of a UPN, under which UPNs are compared, matched and counted
+/// (directories compare them without case).
+pub fn upn_key(upn: &str) -> String {
+    upn.to_lowercase()
+}
+
+/// A user principal name as a person typed it to sign in or reset a password: trimmed, 1 to
+/// [`UPN_MAX`] characters, no control characters, with an `@`. No account has a UPN of another
+/// shape, so anything else is refused before an account is looked up (which tells nothing
+/// about accounts). Two `Upn`s are equal when they differ only in case, as the directory
+/// compares them; [`Upn::key`] is the form throttles and lookups count under.
+#[derive(Clone)]
+pub struct Upn(String);
+
+impl Upn {
+    /// `input` trimmed, if it has the shape of a UPN; the refusal names the field.
+    pub fn parse(input: &str) -> Result<Upn, Refusal> {
+        let s = input.trim();
+        if s.is_empty() || s.chars().count() > UPN_MAX || has_control(s) || !s.contains('@') {
+            return Err(Refusal::validation(
+                "userPrincipalName: give your user name in the form name@domain",
+            ));
+        }
+        Ok(Upn(s.to_string()))
+    }
+    /// As typed (trimmed).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    /// Lower-cased: the one spelling of the account for counting and matching ([`upn_key`]).
+    pub fn key(&self) -> String {
+        upn_key(&self.0)
+    }
+    /// The domain part (after the last `@`), lower-cased.
+    pub fn domain(&self) -> String {
+        self.0
+            .rsplit_once('@')
+            .map(|(_, d)| d.to_lowercase())
+            .unwrap_or_default()
+    }
+}
+
+impl PartialEq for Upn {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for Upn {}
+
+impl std::hash::Hash for Upn {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key().hash(state);
+    }
+}
+
+impl std::fmt::Display for Upn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::fmt::Debug for Upn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Upn({:?})", self.0)
+    }
+}
+
 const UPN_LOCAL_SPECIALS: &str = "'.-_!#^~";
 
 /// A user principal name `local@domain` whose domain is one of the tenant's `domains`.
@@ -397,12 +465,46 @@ pub fn domain(input: &str) -> Result<String, Refusal> {
     }
 }
 
+/// Who judges the strength of a new password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordJudge {
+    /// The cloud keeps the password: [`new_password`]'s full rule.
+    Cloud,
+    /// The on-premises directory gets it (writeback): only what no directory accepts is refused
+    /// here (empty, over [`PASSWORD_MAX`], control characters); its own policy decides the rest
+    /// and a refusal comes back as `policyRefused` with the reason.
+    OnPremises,
+}
+
+/// The one rule for a new password, whoever sets it (an administrator, a self-service reset or
+/// change): for the cloud, [`new_password`]; for the on-premises directory, 1 to
+/// [`PASSWORD_MAX`] characters with no control characters. `field` is the API field named in
+/// the message, which never repeats the password.
+pub fn new_password_for(field: &str, input: &str, judge: PasswordJudge) -> Result<(), Refusal> {
+    match judge {
+        PasswordJudge::Cloud => cloud_password(field, input),
+        PasswordJudge::OnPremises => {
+            let n = input.chars().count();
+            if n == 0 || n > PASSWORD_MAX || has_control(input) {
+                return Err(Refusal::validation(format!(
+                    "{field}: must be 1 to {PASSWORD_MAX} characters with no control characters; the on-premises password policy decides the rest"
+                )));
+            }
+            Ok(())
+        }
+    }
+}
+
 /// The cloud password rule: 8 to 256 characters, at least 3 of the 4 kinds (lower-case,
 /// upper-case, digit, symbol), no control characters. The message states the rule and never
 /// repeats the password.
 pub fn new_password(input: &str) -> Result<(), Refusal> {
+    cloud_password("password", input)
+}
+
+fn cloud_password(field: &str, input: &str) -> Result<(), Refusal> {
     let rule = format!(
-        "password: must be {PASSWORD_MIN} to {PASSWORD_MAX} characters and contain at least 3 of: \
+        "{field}: must be {PASSWORD_MIN} to {PASSWORD_MAX} characters and contain at least 3 of: \
          lower-case letters, upper-case letters, digits, symbols"
     );
     let n = input.chars().count();
@@ -812,5 +914,56 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_upn_keeps_its_spelling_and_compares_without_case() {
+        let a = Upn::parse("  Alice@Contoso.Example ").unwrap();
+        assert_eq!(a.as_str(), "Alice@Contoso.Example");
+        assert_eq!(a.key(), "alice@contoso.example");
+        assert_eq!(a.domain(), "contoso.example");
+        assert_eq!(a, Upn::parse("alice@CONTOSO.example").unwrap());
+        assert_ne!(a, Upn::parse("bob@contoso.example").unwrap());
+        for bad in [
+            "",
+            "   ",
+            "no-at-sign",
+            "a\u{0}@b",
+            &format!("{}@b", "x".repeat(UPN_MAX)),
+        ] {
+            let e = Upn::parse(bad).unwrap_err();
+            assert!(
+                e.message.starts_with("userPrincipalName:"),
+                "{bad:?}: {}",
+                e.message
+            );
+        }
+        assert!(Upn::parse(&format!("{}@b", "x".repeat(UPN_MAX - 2))).is_ok());
+    }
+
+    #[test]
+    fn a_directory_password_is_refused_only_for_what_no_directory_accepts() {
+        let j = PasswordJudge::OnPremises;
+        assert!(new_password_for("newPassword", "a", j).is_ok());
+        assert!(new_password_for("newPassword", &"a".repeat(PASSWORD_MAX), j).is_ok());
+        for bad in [
+            String::new(),
+            "a".repeat(PASSWORD_MAX + 1),
+            "a\tb".to_string(),
+        ] {
+            let e = new_password_for("newPassword", &bad, j).unwrap_err();
+            assert!(e.message.starts_with("newPassword:"), "{}", e.message);
+            assert!(!e.message.contains("a\tb"));
+        }
+        let e = new_password_for("newPassword", "short", PasswordJudge::Cloud).unwrap_err();
+        assert!(
+            e.message.starts_with("newPassword: must be 8"),
+            "{}",
+            e.message
+        );
+        assert_eq!(
+            new_password_for("password", "short", PasswordJudge::Cloud),
+            new_password("short")
+        );
     }
 }

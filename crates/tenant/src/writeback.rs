@@ -93,6 +93,43 @@ pub fn seal_request(
     })
 }
 
+// ---------------------------------------------------------------- availability
+
+/// Whether password writeback can work for a tenant, checked in the order an administrator
+/// fixes it: the premium SKU with a usable (enabled or warning) subscription at `now`, the
+/// policy's writeback switch, then at least one agent with writeback enabled (not revoked).
+/// The refusal says what to run next. Pass-through sign-in does not ask this: checking a
+/// password writes nothing.
+pub fn availability(
+    subscriptions: &[proto::Subscription],
+    policy_writeback_enabled: bool,
+    enabled_agents: usize,
+    now: Epoch,
+) -> Result<(), Refusal> {
+    if crate::licensing::available_units(crate::licensing::PREMIUM_SKU, subscriptions, now) == 0 {
+        return Err(premium_refusal());
+    }
+    if !policy_writeback_enabled {
+        return Err(Refusal::conflict(
+            "Password writeback is turned off in the password reset policy. Turn it on with `dirbridge policy set --writeback true`.",
+        ));
+    }
+    if enabled_agents == 0 {
+        return Err(Refusal::conflict(
+            "No agent has password writeback enabled. On an agent host, run `dirbridge agent writeback enable --data-dir DIR`.",
+        ));
+    }
+    Ok(())
+}
+
+/// The refusal when the premium SKU is missing (`licenseUnavailable`).
+pub fn premium_refusal() -> Refusal {
+    Refusal::license_unavailable(format!(
+        "Password writeback needs the {} SKU with an active (enabled or warning) subscription. Start a trial with `dirbridge licenses trial` or buy one with `dirbridge licenses purchase`.",
+        crate::licensing::PREMIUM_SKU
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,6 +226,58 @@ mod tests {
         for (t, a, k) in [("", "a", "k"), ("t", "a\nx", "k"), ("t", "a", "k\r")] {
             let e = seal_request(&pk, t, a, k, 1, &op()).unwrap_err();
             assert_eq!(e.code, proto::ErrorCode::Validation);
+        }
+    }
+
+    // ------------------------------------------------------------ availability
+
+    mod availability {
+        use super::super::*;
+        use crate::clock::{days, Clock, ManualClock};
+        use crate::licensing::{self, PREMIUM_SKU};
+        use proto::ErrorCode;
+
+        fn premium(clock: &ManualClock) -> Vec<proto::Subscription> {
+            vec![licensing::start_trial("t", PREMIUM_SKU, &[], clock.now()).unwrap()]
+        }
+
+        #[test]
+        fn each_gate_is_checked_in_order_and_says_what_to_do() {
+            let clock = ManualClock::new(1_800_000_000);
+            let e = availability(&[], true, 1, clock.now()).unwrap_err();
+            assert_eq!(e.code, ErrorCode::LicenseUnavailable);
+            assert!(
+                e.message.contains("dirbridge licenses trial"),
+                "{}",
+                e.message
+            );
+            let subs = premium(&clock);
+            let e = availability(&subs, false, 1, clock.now()).unwrap_err();
+            assert_eq!(e.code, ErrorCode::Conflict);
+            assert!(e.message.contains("--writeback true"), "{}", e.message);
+            let e = availability(&subs, true, 0, clock.now()).unwrap_err();
+            assert_eq!(e.code, ErrorCode::Conflict);
+            assert!(
+                e.message.contains("agent writeback enable"),
+                "{}",
+                e.message
+            );
+            assert_eq!(availability(&subs, true, 1, clock.now()), Ok(()));
+            // The SKU comes first, whatever else is missing.
+            assert_eq!(
+                availability(&[], false, 0, clock.now()).unwrap_err(),
+                premium_refusal()
+            );
+        }
+
+        #[test]
+        fn writeback_stops_when_the_trial_is_over() {
+            let clock = ManualClock::new(1_800_000_000);
+            let subs = premium(&clock);
+            assert!(availability(&subs, true, 1, clock.now()).is_ok());
+            clock.advance(days(400));
+            let e = availability(&subs, true, 1, clock.now()).unwrap_err();
+            assert_eq!(e.code, ErrorCode::LicenseUnavailable);
         }
     }
 }

@@ -2,66 +2,7 @@
 //! excluded OU. DNs compare case-insensitively, RDN by RDN.
 
 use crate::connector::ConnectorConfig;
-
-/// A DN as a comparison key: RDNs split on unescaped commas, trimmed, lower-cased.
-pub fn dn_key(dn: &str) -> String {
-    split(dn).join(",")
-}
-
-fn split(dn: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut escaped = false;
-    for ch in dn.chars() {
-        if escaped {
-            cur.push(ch);
-            escaped = false;
-        } else if ch == '\\' {
-            cur.push(ch);
-            escaped = true;
-        } else if ch == ',' {
-            out.push(norm_rdn(&cur));
-            cur.clear();
-        } else {
-            cur.push(ch);
-        }
-    }
-    if !cur.trim().is_empty() {
-        out.push(norm_rdn(&cur));
-    }
-    out
-}
-
-fn norm_rdn(rdn: &str) -> String {
-    match rdn.split_once('=') {
-        Some((t, v)) => format!("{}={}", t.trim(), v.trim()).to_lowercase(),
-        None => rdn.trim().to_lowercase(),
-    }
-}
-
-/// The DN of `dn`'s parent as written (the RDNs after the first unescaped comma), or `None`
-/// for a single RDN.
-pub fn parent_dn(dn: &str) -> Option<String> {
-    let mut escaped = false;
-    for (i, ch) in dn.char_indices() {
-        if escaped {
-            escaped = false;
-        } else if ch == '\\' {
-            escaped = true;
-        } else if ch == ',' {
-            let rest = dn[i + 1..].trim();
-            return (!rest.is_empty()).then(|| rest.to_string());
-        }
-    }
-    None
-}
-
-/// `dn` equals `root` or lies below it.
-pub fn is_below(dn: &str, root: &str) -> bool {
-    let d = split(dn);
-    let r = split(root);
-    !r.is_empty() && d.len() >= r.len() && d[d.len() - r.len()..] == r[..]
-}
+pub use ldap::dn::{dn_key, is_below, parent_dn};
 
 /// `dn` is in the connector's scope.
 pub fn in_scope(config: &ConnectorConfig, dn: &str) -> bool {

@@ -13,7 +13,7 @@ use proto::Epoch;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::execute::{failure_result, Failure};
+use super::failure::{failure_result, Failure};
 use super::{execute, ExecPolicy, OpenError, OpenPersistedError, Opener};
 use crate::events::{EventLog, Level};
 use crate::link::Link;

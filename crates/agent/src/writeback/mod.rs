@@ -22,6 +22,7 @@
 //! user, on any agent of the tenant (it does not need writeback enabled).
 
 mod execute;
+mod failure;
 mod handle;
 pub mod must_change;
 mod protected;

@@ -6,7 +6,7 @@
 use ldap::Connection;
 use proto::writeback::{events as ids, Outcome};
 
-use super::execute::{classify, Failure, Step, Target};
+use super::failure::{classify, Failure, Step, Target};
 use crate::connector::{ConnectorConfig, DirectoryKind};
 use crate::sync::scope::dn_key;
 

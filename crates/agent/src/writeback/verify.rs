@@ -25,12 +25,12 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use ldap::{BindProblem, ConnectOptions, Connection, LdapError};
-use proto::writeback::{events as ids, person_message, Outcome, WritebackResult, SIGN_IN};
+use proto::writeback::{events as ids, person_message, OperationKind, Outcome, WritebackResult};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::execute::{classify, failure_result, find, Failure, Step};
+use super::failure::{classify, failure_result, find, Failure, Step};
 use crate::connector::{ConnectorConfig, DirectoryKind};
 use crate::events::{EventLog, Level};
 
@@ -200,7 +200,7 @@ async fn prepare_one(
     let options = config.connect_options();
     let key = warm_key(config, password);
     // An answer about the user (found, not found, ambiguous) leaves the connection good.
-    let keep = |r: &Result<super::execute::Target, Failure>| match r {
+    let keep = |r: &Result<super::failure::Target, Failure>| match r {
         Ok(_) => true,
         Err(f) => matches!(f.outcome, Outcome::UserNotFound | Outcome::AmbiguousUser),
     };
@@ -361,7 +361,7 @@ pub(crate) fn report(
                 tracking_id: tracking_id.to_string(),
                 outcome: Outcome::Succeeded,
                 policy_reason: None,
-                message: person_message(Outcome::Succeeded, None, SIGN_IN),
+                message: person_message(Outcome::Succeeded, None, OperationKind::SignIn),
                 event_id: Some(ids::SIGN_IN_SUCCEEDED),
                 agent_id: None,
                 admin_detail: None,
@@ -386,7 +386,7 @@ pub(crate) fn report(
                     "diagnostic": f.diagnostic,
                 }),
             );
-            failure_result(tracking_id, SIGN_IN, f)
+            failure_result(tracking_id, OperationKind::SignIn, f)
         }
     }
 }
@@ -468,8 +468,8 @@ mod tests {
                 "{problem:?}"
             );
             assert!(f.detail.contains("CN=Ann"), "{}", f.detail);
-            let r = failure_result("t", SIGN_IN, f);
-            assert_eq!(r.message, person_message(want, None, SIGN_IN));
+            let r = failure_result("t", OperationKind::SignIn, f);
+            assert_eq!(r.message, person_message(want, None, OperationKind::SignIn));
             assert!(!r.message.contains("DC=") && !r.message.contains("DSID"));
         }
     }

@@ -307,7 +307,7 @@ async fn writeback_enable(
     if upn.is_empty() {
         bail!("the cloud administrator's user principal name is empty");
     }
-    let source = crate::args::PasswordSource {
+    let source = crate::password::PasswordSource {
         password_stdin: password_file.is_none() && !interactive,
         password_file,
     };

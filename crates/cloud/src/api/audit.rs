@@ -2,11 +2,11 @@
 
 use axum::extract::State;
 use axum::Json;
-use proto::{AuditFilter, AuditRecord, Page, PageRequest};
+use proto::{AuditFilter, AuditRecord, Page};
 use serde::Deserialize;
 use tenant::roles::Operation;
 
-use crate::auth::Caller;
+use crate::app::caller::Caller;
 use crate::error::ApiResult;
 use crate::extract::ApiQuery;
 use crate::state::AppState;
@@ -38,10 +38,7 @@ pub async fn list(
         until: q.until,
         tracking_id: q.tracking_id,
     };
-    let page = PageRequest {
-        after: q.after,
-        limit: q.limit.unwrap_or(100).clamp(1, 1000),
-    };
+    let page = store::page(q.after, q.limit);
     Ok(Json(
         state
             .store

@@ -3,24 +3,17 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use proto::{Group, MemberKind, MemberRef, NewGroup, Page, PageRequest, Source};
+use proto::{Group, MemberKind, MemberRef, NewGroup, Page, Source};
 use serde::Deserialize;
 use tenant::roles::Operation;
 use tenant::{secrets, validate};
 
+use crate::app::caller::Caller;
+use crate::app::directory;
 use crate::audit::audited;
-use crate::auth::Caller;
 use crate::error::{ApiResult, AppError};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::state::AppState;
-
-pub async fn resolve(state: &AppState, tenant_id: &str, id: &str) -> ApiResult<Group> {
-    state
-        .store
-        .get_group(tenant_id, id)
-        .await?
-        .ok_or_else(|| AppError::not_found(format!("No group with id '{id}' in this tenant.")))
-}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -36,10 +29,7 @@ pub async fn list(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Page<Group>>> {
     caller.authorize(Operation::ReadDirectory)?;
-    let page = PageRequest {
-        after: q.after,
-        limit: q.limit.unwrap_or(100).clamp(1, 1000),
-    };
+    let page = store::page(q.after, q.limit);
     Ok(Json(
         state
             .store
@@ -54,7 +44,9 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Group>> {
     caller.authorize(Operation::ReadDirectory)?;
-    Ok(Json(resolve(&state, &caller.tenant.id, &id).await?))
+    Ok(Json(
+        directory::group(&state, &caller.tenant.id, &id).await?,
+    ))
 }
 
 pub async fn create(
@@ -100,7 +92,7 @@ pub async fn update(
 ) -> ApiResult<Json<Group>> {
     let result = async {
         caller.authorize(Operation::ManageGroups)?;
-        let mut group = resolve(&state, &caller.tenant.id, &id).await?;
+        let mut group = directory::group(&state, &caller.tenant.id, &id).await?;
         refuse_synced(&group)?;
         if let Some(n) = &patch.display_name {
             group.display_name = validate::display_name(n)?;
@@ -133,7 +125,7 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     let result = async {
         caller.authorize(Operation::ManageGroups)?;
-        let group = resolve(&state, &caller.tenant.id, &id).await?;
+        let group = directory::group(&state, &caller.tenant.id, &id).await?;
         refuse_synced(&group)?;
         let policy = state.store.get_policy(&caller.tenant.id).await?;
         if policy.is_some_and(|p| p.group_id.as_deref() == Some(group.id.as_str())) {
@@ -143,7 +135,7 @@ pub async fn delete(
             ));
         }
         state.store.delete_group(&caller.tenant.id, &group.id).await?;
-        super::licenses::reconcile(&state, &caller.tenant).await?;
+        crate::app::licensing::reconcile(&state, &caller.tenant).await?;
         Ok(StatusCode::NO_CONTENT)
     }
     .await;
@@ -156,7 +148,7 @@ pub async fn members(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Vec<MemberRef>>> {
     caller.authorize(Operation::ReadDirectory)?;
-    let group = resolve(&state, &caller.tenant.id, &id).await?;
+    let group = directory::group(&state, &caller.tenant.id, &id).await?;
     Ok(Json(
         state
             .store
@@ -174,15 +166,15 @@ pub async fn add_member(
     let target = Some(format!("{id} <- {}", member.id));
     let result = async {
         caller.authorize(Operation::ManageGroups)?;
-        let group = resolve(&state, &caller.tenant.id, &id).await?;
+        let group = directory::group(&state, &caller.tenant.id, &id).await?;
         refuse_synced(&group)?;
         let member = match member.kind {
             MemberKind::User => {
-                let u = super::users::resolve(&state, &caller.tenant.id, &member.id).await?;
+                let u = directory::user(&state, &caller.tenant.id, &member.id).await?;
                 MemberRef { kind: MemberKind::User, id: u.id }
             }
             MemberKind::Group => {
-                let g = resolve(&state, &caller.tenant.id, &member.id).await?;
+                let g = directory::group(&state, &caller.tenant.id, &member.id).await?;
                 if g.id == group.id {
                     return Err(AppError::bad_request("A group cannot be a member of itself."));
                 }
@@ -198,7 +190,7 @@ pub async fn add_member(
         if !state.store.add_member(&caller.tenant.id, &group.id, &member).await? {
             return Err(AppError::new(proto::ErrorCode::Conflict, "That object is already a member of the group."));
         }
-        super::licenses::reconcile(&state, &caller.tenant).await?;
+        crate::app::licensing::reconcile(&state, &caller.tenant).await?;
         Ok(member)
     }
     .await;
@@ -242,10 +234,10 @@ pub async fn remove_member(
     let target = Some(format!("{id} -> {member_id}"));
     let result = async {
         caller.authorize(Operation::ManageGroups)?;
-        let group = resolve(&state, &caller.tenant.id, &id).await?;
+        let group = directory::group(&state, &caller.tenant.id, &id).await?;
         refuse_synced(&group)?;
         let member_id = if member_id.contains('@') {
-            super::users::resolve(&state, &caller.tenant.id, &member_id)
+            directory::user(&state, &caller.tenant.id, &member_id)
                 .await?
                 .id
         } else {
@@ -270,7 +262,7 @@ pub async fn remove_member(
                 "'{member_id}' is not a direct member of the group."
             )));
         }
-        super::licenses::reconcile(&state, &caller.tenant).await?;
+        crate::app::licensing::reconcile(&state, &caller.tenant).await?;
         Ok(StatusCode::NO_CONTENT)
     }
     .await;

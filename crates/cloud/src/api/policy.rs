@@ -6,8 +6,8 @@ use proto::{PolicyView, SsprPolicy};
 use tenant::policy;
 use tenant::roles::Operation;
 
+use crate::app::caller::Caller;
 use crate::audit::audited;
-use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::extract::ApiJson;
 use crate::state::AppState;

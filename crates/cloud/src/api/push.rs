@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use tenant::roles::Operation;
 
 use crate::agent_auth::AgentCaller;
+use crate::app::caller::Caller;
 use crate::audit::audited;
-use crate::auth::Caller;
 use crate::error::{ApiResult, AppError};
 use crate::extract::ApiOptionalJson;
 use crate::state::{AppState, PushChannel};

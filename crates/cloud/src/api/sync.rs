@@ -13,9 +13,9 @@ use store::{SyncErrorWrite, SyncWrite};
 use tenant::roles::Operation;
 
 use crate::agent_auth::AgentCaller;
-use crate::api::agents::settings_of;
+use crate::app::agents::settings_of;
+use crate::app::caller::Caller;
 use crate::audit::audited;
-use crate::auth::Caller;
 use crate::error::{ApiResult, AppError};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::state::AppState;
@@ -111,7 +111,7 @@ pub async fn apply_batch(
         return Ok(Json(first));
     }
     if touched_directory {
-        super::licenses::reconcile(&state, tenant).await?;
+        crate::app::licensing::reconcile(&state, tenant).await?;
     }
     if refresh_statistics_after(batch.seq, inserted) {
         // The planner's statistics were taken when the directory was small (at `cloud init`):
@@ -177,7 +177,7 @@ pub async fn runs(
     ApiQuery(q): ApiQuery<RunsQuery>,
 ) -> ApiResult<Json<Vec<proto::sync::SyncRunRow>>> {
     caller.authorize(Operation::ReadDirectory)?;
-    let limit = q.limit.unwrap_or(20).clamp(1, 1000);
+    let limit = store::page_size(q.limit, 20);
     Ok(Json(
         state.store.list_sync_runs(&caller.tenant.id, limit).await?,
     ))

@@ -8,8 +8,8 @@ use serde::Deserialize;
 use tenant::roles::Operation;
 use tenant::validate;
 
+use crate::app::caller::Caller;
 use crate::audit::audited;
-use crate::auth::Caller;
 use crate::domains;
 use crate::error::{ApiResult, AppError};
 use crate::extract::ApiJson;
@@ -64,7 +64,7 @@ pub async fn update(
             .patch_tenant(&caller.tenant.id, &changes)
             .await?;
         let t = current(&state, &caller.tenant.id).await?;
-        super::licenses::reconcile(&state, &t).await?;
+        crate::app::licensing::reconcile(&state, &t).await?;
         Ok(t)
     }
     .await;

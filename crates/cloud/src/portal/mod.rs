@@ -3,7 +3,7 @@
 //! without JavaScript.
 //!
 //! A handler parses the form, calls the same function the JSON API calls (sign-in is
-//! [`crate::auth::sign_in_password`], the session is [`crate::auth::Caller::from_token`]), and
+//! [`crate::app::sign_in::password`], the session is [`crate::app::caller::Caller::from_token`]), and
 //! renders what it returns: a page never decides anything the API does not, and shows the API's
 //! message for a refusal with the request's tracking id as the support code.
 //!
@@ -28,7 +28,8 @@ use axum::{Form, Router};
 use proto::{Source, TokenRequest, User};
 use serde::Deserialize;
 
-use crate::auth::{self, Caller};
+use crate::app::caller::Caller;
+use crate::app::{self, Ctx};
 use crate::error::{tracking_id, AppError};
 use crate::state::AppState;
 use session::Cookies;
@@ -211,14 +212,18 @@ async fn sign_in(
         user_principal_name: form.username.clone(),
         password: form.password,
     };
-    match auth::sign_in_password(&state, req).await {
+    match app::sign_in::password(&state, &Ctx::of(&state), req).await {
         Ok(token) => {
             // This browser becomes a known device for the account, as after an API sign-in.
-            let device =
-                match crate::limits::device_cookie(&state, &token.user_principal_name).await {
-                    Ok(c) => c,
-                    Err(e) => return error_page(status_of(&e), &e),
-                };
+            let device = match crate::limits::device::device_cookie(
+                &state,
+                &token.user_principal_name,
+            )
+            .await
+            {
+                Ok(c) => c,
+                Err(e) => return error_page(status_of(&e), &e),
+            };
             let mut resp = Redirect::to("/my").into_response();
             let h = resp.headers_mut();
             h.append(header::SET_COOKIE, device);
@@ -299,7 +304,7 @@ async fn sign_out(
         );
     }
     if let Ok(caller) = Caller::from_token(&state, token).await {
-        if let Err(e) = auth::sign_out_caller(&state, &caller).await {
+        if let Err(e) = app::sign_in::sign_out(&state, &caller).await {
             return error_page(status_of(&e), &e);
         }
     }

@@ -8,7 +8,7 @@
 //! process; the envelope expiry and the audit times use the tenant clock.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use proto::writeback::{
@@ -17,11 +17,13 @@ use proto::writeback::{
 use proto::{AuditResult, ErrorCode, Source, User};
 use rand::seq::SliceRandom;
 use store::{AgentRecord, AgentWritebackRecord, WritebackRequestRecord, WritebackState};
-use tokio::sync::Notify;
 use zeroize::Zeroize;
 
 use crate::error::{ApiResult, AppError, TRACKING_ID};
 use crate::state::{AppState, PushChannel};
+
+pub mod hub;
+pub use hub::Hub;
 
 /// A dispatched request not claimed within this goes back to `pending`, that agent excluded.
 pub const UNCLAIMED_MS: i64 = 3_000;
@@ -35,63 +37,6 @@ const WAIT_POLL: Duration = Duration::from_millis(50);
 const BATCH: i64 = 200;
 /// Overdue and lapsed requests are looked for at most this often (milliseconds).
 const SWEEP_EVERY_MS: i64 = 500;
-
-/// This process's writeback coordination.
-pub struct Hub {
-    /// Random per process: names this process in `agent_presence`.
-    pub instance_id: String,
-    dispatch: Notify,
-    done: Notify,
-    waiters: AtomicUsize,
-    started: AtomicBool,
-    last_sweep_ms: AtomicI64,
-    /// Set when the process shuts down ([`drain`]): the wall-clock millisecond by which the
-    /// requests this process waits for are answered; 0 while serving.
-    drain_by_ms: AtomicI64,
-}
-
-impl Default for Hub {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Hub {
-    pub fn new() -> Self {
-        Hub {
-            instance_id: tenant::secrets::new_id(),
-            dispatch: Notify::new(),
-            done: Notify::new(),
-            waiters: AtomicUsize::new(0),
-            started: AtomicBool::new(false),
-            last_sweep_ms: AtomicI64::new(0),
-            drain_by_ms: AtomicI64::new(0),
-        }
-    }
-
-    /// The end of the shutdown grace period once draining, else `None`.
-    fn draining(&self) -> Option<i64> {
-        Some(self.drain_by_ms.load(Ordering::SeqCst)).filter(|&t| t > 0)
-    }
-
-    /// Wakes this process's dispatcher (a request was queued, an agent connected).
-    pub fn wake(&self) {
-        self.dispatch.notify_one();
-    }
-
-    /// Wakes the requests waiting in this process (a result arrived).
-    pub fn results_arrived(&self) {
-        self.done.notify_waiters();
-    }
-}
-
-impl std::fmt::Debug for Hub {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Hub")
-            .field("instance_id", &self.instance_id)
-            .finish()
-    }
-}
 
 /// Wall-clock Unix milliseconds: the queue's time base (shared by all cloud processes).
 pub fn now_ms() -> i64 {
@@ -125,18 +70,13 @@ pub async fn has_premium(state: &AppState, tenant_id: &str) -> ApiResult<bool> {
     Ok(tenant::licensing::available_units(tenant::licensing::PREMIUM_SKU, &subs, state.now()) > 0)
 }
 
-/// The refusal when the premium SKU is missing.
+/// The refusal when the premium SKU is missing ([`tenant::writeback::premium_refusal`]).
 pub fn premium_refusal() -> AppError {
-    AppError::new(
-        ErrorCode::LicenseUnavailable,
-        format!(
-            "Password writeback needs the {} SKU with an active (enabled or warning) subscription. Start a trial with `dirbridge licenses trial` or buy one with `dirbridge licenses purchase`.",
-            tenant::licensing::PREMIUM_SKU
-        ),
-    )
+    tenant::writeback::premium_refusal().into()
 }
 
-/// Checks, in order: the premium SKU, the policy switch, an enabled agent.
+/// Loads what [`tenant::writeback::availability`] decides on (subscriptions, the policy switch,
+/// the enabled agents that are not revoked) and returns its decision with those agents.
 pub async fn availability(state: &AppState, tenant_id: &str) -> ApiResult<Availability> {
     let enablements = state.store.list_agent_writeback(tenant_id).await?;
     let mut agents = Vec::new();
@@ -153,21 +93,10 @@ pub async fn availability(state: &AppState, tenant_id: &str) -> ApiResult<Availa
         .await?
         .map(|p| p.writeback_enabled)
         .unwrap_or(false);
-    let refusal = if !has_premium(state, tenant_id).await? {
-        Some(premium_refusal())
-    } else if !policy_on {
-        Some(AppError::new(
-            ErrorCode::Conflict,
-            "Password writeback is turned off in the password reset policy. Turn it on with `dirbridge policy set --writeback true`.",
-        ))
-    } else if agents.is_empty() {
-        Some(AppError::new(
-            ErrorCode::Conflict,
-            "No agent has password writeback enabled. On an agent host, run `dirbridge agent writeback enable --data-dir DIR`.",
-        ))
-    } else {
-        None
-    };
+    let subs = state.store.list_subscriptions(tenant_id).await?;
+    let refusal = tenant::writeback::availability(&subs, policy_on, agents.len(), state.now())
+        .err()
+        .map(AppError::from);
     Ok(Availability {
         refusal,
         agents,
@@ -295,7 +224,7 @@ fn drain_results(row: &WritebackRequestRecord) -> (WritebackResult, WritebackRes
         row.agent_id.clone(),
         format!(
             "The cloud process shut down while agent {agent} was running the request, before its result came; it ran at most once and {}. Look for tracking id {t} in that agent's event log (dirbridge agent events --tracking-id {t}).",
-            if row.kind == proto::writeback::SIGN_IN { "may have tried the password once" } else { "may have changed the password" }
+            if is_sign_in(&row.kind) { "may have tried the password once" } else { "may have changed the password" }
         ),
     );
     let unclaimed = cloud_result(
@@ -349,7 +278,7 @@ fn deadline_results(row: &WritebackRequestRecord, secs: u64) -> (WritebackResult
         row.agent_id.clone(),
         format!(
             "Agent {agent} claimed the request but sent no result before the deadline ({secs} s); it ran at most once and {}. Look for tracking id {t} in that agent's event log (dirbridge agent events --tracking-id {t}).",
-            if row.kind == proto::writeback::SIGN_IN { "may have tried the password once" } else { "may have changed the password" }
+            if is_sign_in(&row.kind) { "may have tried the password once" } else { "may have changed the password" }
         ),
     );
     let mut lapsed: Vec<String> = row.excluded.clone();
@@ -368,6 +297,11 @@ fn deadline_results(row: &WritebackRequestRecord, secs: u64) -> (WritebackResult
         },
     );
     (claimed, unclaimed)
+}
+
+/// Whether a queue row's `kind` is a pass-through sign-in.
+fn is_sign_in(kind: &str) -> bool {
+    proto::writeback::OperationKind::parse(kind) == Some(proto::writeback::OperationKind::SignIn)
 }
 
 /// Wipes the passwords of an operation in place.
@@ -698,7 +632,7 @@ pub async fn dispatch_once(state: &AppState) -> ApiResult<()> {
         }
         let enabled = &enabled_by_tenant[&row.tenant_id];
         // A sign-in check goes to any agent it was sealed to; writeback only to enabled ones.
-        let sign_in = row.kind == proto::writeback::SIGN_IN;
+        let sign_in = is_sign_in(&row.kind);
         let mut candidates: Vec<&String> = local
             .iter()
             .filter(|(id, c)| {

@@ -27,61 +27,30 @@
 //! forgotten first; if every bucket is in use, new addresses pass and a warning is logged (the
 //! per-account throttles still apply).
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
-use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use proto::ErrorCode;
 
-use crate::error::{ApiResult, AppError};
+use crate::error::AppError;
 use crate::state::AppState;
 
-/// The known-device cookie's name. `__Host-`: the browser only keeps it when it is `Secure`,
-/// for the whole host (`Path=/`) and set by this host itself (no `Domain`).
-pub const DEVICE_COOKIE: &str = "__Host-dirbridge-device";
+pub mod buckets;
+pub mod device;
 
-/// The key known-device cookies are signed with: created once, kept in the database (every
-/// instance signs and checks with the same one), read once per process.
-async fn device_key(state: &AppState) -> ApiResult<&String> {
-    state
-        .device_key
-        .get_or_try_init(|| async {
-            let (candidate, _) = tenant::sspr::new_session_secret();
-            state.store.sspr_key("device", &candidate).await
-        })
-        .await
-        .map_err(AppError::from)
-}
-
-/// The `Set-Cookie` value that makes the caller's browser a known device for `upn` (sent with
-/// a successful sign-in; clients without cookies, such as the CLI, ignore it).
-pub async fn device_cookie(state: &AppState, upn: &str) -> ApiResult<HeaderValue> {
-    let key = device_key(state).await?;
-    let max_age = tenant::secrets::DEVICE_SECS;
-    let token = tenant::secrets::device_token(key.as_bytes(), upn, state.now() + max_age);
-    HeaderValue::from_str(&format!(
-        "{DEVICE_COOKIE}={token}; Max-Age={max_age}; Path=/; Secure; HttpOnly; SameSite=Strict"
-    ))
-    .map_err(|_| AppError::internal())
-}
-
-/// The known-device cookie the request carries, if any.
-fn device_cookie_sent(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(name, _)| *name == DEVICE_COOKIE)
-        .map(|(_, value)| value.to_string())
-}
+use buckets::{key, Rule};
+pub use buckets::{RefusedPassword, MAX_ADDRESSES};
+pub use device::{device_cookie, DEVICE_COOKIE};
+use device::{device_cookie_sent, device_key};
+#[cfg(test)]
+use {
+    axum::http::{Method, StatusCode},
+    buckets::{AddressLimits, Bucket},
+};
 
 /// The account a password check is for: `userPrincipalName` of its JSON body.
 #[derive(serde::Deserialize)]
@@ -114,138 +83,6 @@ async fn known_device(
         Err(_) => false,
     };
     Ok((Request::from_parts(parts, Body::from(bytes)), known))
-}
-
-/// Most addresses tracked per rule.
-pub const MAX_ADDRESSES: usize = 100_000;
-
-/// Which limit a request falls under.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Rule {
-    /// Password checks: sign-in and self-service change.
-    SignIn,
-    SsprStart,
-}
-
-/// Marks a response whose status is a success but which refused a password (a self-service
-/// change answered `wrongCurrentPassword`): the password-check rule counts it like a 401.
-#[derive(Clone, Copy, Debug)]
-pub struct RefusedPassword;
-
-impl Rule {
-    fn of(method: &Method, path: &str) -> Option<Rule> {
-        if method != Method::POST {
-            return None;
-        }
-        match path {
-            // The portal's sign-in form is the same sign-in, answered with the same statuses.
-            "/api/v1/auth/token" | "/api/v1/sspr/change" | "/signin" => Some(Rule::SignIn),
-            "/api/v1/sspr/start" => Some(Rule::SsprStart),
-            _ => None,
-        }
-    }
-
-    /// Whether an answer with this status (and marker) uses up the token taken for the request.
-    fn counts(self, status: StatusCode, refused_password: bool) -> bool {
-        match self {
-            Rule::SignIn => {
-                refused_password
-                    || status == StatusCode::UNAUTHORIZED
-                    || status == StatusCode::TOO_MANY_REQUESTS
-            }
-            Rule::SsprStart => true,
-        }
-    }
-
-    fn what(self) -> &'static str {
-        match self {
-            Rule::SignIn => "failed sign-ins or password changes",
-            Rule::SsprStart => "password reset requests",
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Bucket {
-    tokens: f64,
-    at: f64,
-}
-
-/// The buckets of one process.
-pub struct AddressLimits {
-    started: Instant,
-    buckets: Mutex<HashMap<(Rule, IpAddr), Bucket>>,
-}
-
-impl Default for AddressLimits {
-    fn default() -> Self {
-        AddressLimits {
-            started: Instant::now(),
-            buckets: Mutex::new(HashMap::new()),
-        }
-    }
-}
-
-impl std::fmt::Debug for AddressLimits {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AddressLimits")
-    }
-}
-
-impl AddressLimits {
-    fn now(&self) -> f64 {
-        self.started.elapsed().as_secs_f64()
-    }
-
-    /// Takes one token for `addr`; `Err(seconds)` until the next token when there is none.
-    fn take(&self, rule: Rule, addr: IpAddr, per_minute: u32, now: f64) -> Result<(), u64> {
-        let cap = f64::from(per_minute);
-        let rate = cap / 60.0;
-        let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAX_ADDRESSES && !map.contains_key(&(rule, addr)) {
-            map.retain(|_, b| b.tokens + (now - b.at) * rate < cap);
-            if map.len() >= MAX_ADDRESSES {
-                tracing::warn!(
-                    "the per-address limit tracks {MAX_ADDRESSES} addresses already; a new address passes unlimited"
-                );
-                return Ok(());
-            }
-        }
-        let b = map.entry((rule, addr)).or_insert(Bucket {
-            tokens: cap,
-            at: now,
-        });
-        b.tokens = (b.tokens + (now - b.at).max(0.0) * rate).min(cap);
-        b.at = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(((1.0 - b.tokens) / rate).ceil().max(1.0) as u64)
-        }
-    }
-
-    /// Gives back the token of a request the rule does not count.
-    fn give_back(&self, rule: Rule, addr: IpAddr, per_minute: u32) {
-        let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(b) = map.get_mut(&(rule, addr)) {
-            b.tokens = (b.tokens + 1.0).min(f64::from(per_minute));
-        }
-    }
-}
-
-/// The key an address is limited under: IPv4 as is, IPv6 by its /64 (one customer's network).
-fn key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let s = v6.segments();
-                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-            }
-        },
-    }
 }
 
 /// The client's address: the peer, or behind trusted proxies the right-most forwarded address

@@ -1,0 +1,404 @@
+//! Sign-in and sign-out, for the API and the portal alike: the per-account throttle on failed
+//! sign-ins (counted in the database, so every instance shares it and it has no table to fill
+//! up), Argon2id-verified cloud passwords, pass-through sign-in of synced users, the token and
+//! the audit record.
+//!
+//! Users synced from on-premises have no password in the cloud: their sign-in is checked by
+//! **pass-through** ([`crate::writeback::pass_through`]): the password is sealed to the
+//! tenant's agents, one of which binds to the directory as the user. The throttle runs first,
+//! so at most [`MAX_FAILED_SIGN_INS`] guesses per window ever reach the directory — like a
+//! smart lockout, it stops cloud-side guessing before it can lock the on-prem account out
+//! (set the directory's lockout threshold above this).
+
+use proto::writeback::{OperationKind, Outcome};
+use proto::{AuditResult, ErrorCode, Source, Tenant, TokenRequest, TokenResponse, User};
+use store::TokenRecord;
+use tenant::secrets;
+use tenant::validate::Upn;
+
+use super::caller::Caller;
+use super::Ctx;
+use crate::audit::record;
+use crate::error::{ApiResult, AppError};
+use crate::state::AppState;
+
+/// Failed sign-ins allowed per account in one window before further attempts are refused.
+pub const MAX_FAILED_SIGN_INS: u32 = 10;
+pub const FAILED_SIGN_IN_WINDOW_SECS: i64 = 15 * 60;
+
+/// Verifies off the async runtime, at most `password_checks` at once (429 when the queue stays
+/// full). With no stored hash it still spends the time of one check, so a wrong UPN and a wrong
+/// password cannot be told apart by timing.
+async fn verify(state: &AppState, password: String, phc: Option<String>) -> ApiResult<bool> {
+    let permit = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        state.password_checks.clone().acquire_owned(),
+    )
+    .await
+    .map_err(|_| busy())?
+    .map_err(|_| busy())?;
+    let ok = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        secrets::verify_password_or_dummy(&password, phc.as_deref())
+    })
+    .await
+    .unwrap_or(false);
+    Ok(ok)
+}
+
+fn busy() -> AppError {
+    AppError::new(
+        proto::ErrorCode::TooManyRequests,
+        "The service is busy checking other sign-ins. Try again in a few seconds.",
+    )
+}
+
+/// Sign-in with a user name and password, for the API and the portal alike: the throttle, the
+/// pass-through check of synced users, the token and the audit record. The known-device
+/// cookie is the front end's to set ([`crate::limits::device_cookie`]).
+pub async fn password(state: &AppState, ctx: &Ctx, req: TokenRequest) -> ApiResult<TokenResponse> {
+    let now = ctx.now;
+    let wrong = || AppError::unauthenticated("The user name or password is incorrect.");
+    // No account can have a UPN of another shape: answer at once and keep no state for it.
+    let Ok(upn) = Upn::parse(&req.user_principal_name) else {
+        return Err(wrong());
+    };
+    let key = upn.key();
+    let upn = upn.as_str();
+    // The attempt is counted before the password is checked, so parallel guesses share the limit.
+    if let Some(until) = reserve_attempt(state, &key, now).await? {
+        return Err(too_many_failures(until));
+    }
+
+    let tenant = find_tenant_for_upn(state, &key).await?;
+    let user = match &tenant {
+        Some(t) => state.store.get_user_by_upn(&t.id, upn).await?,
+        None => None,
+    };
+    let hash = match &user {
+        Some(u) => state.store.password_hash(&u.tenant_id, &u.id).await?,
+        None => None,
+    };
+    if let (Some(tenant), Some(user)) = (&tenant, &user) {
+        if hash.is_none() && is_synced(user) {
+            return pass_through(state, tenant, user, req.password, &key, now).await;
+        }
+    }
+    let has_hash = hash.is_some();
+    let ok = match verify(state, req.password, hash).await {
+        Ok(ok) => ok && has_hash,
+        Err(busy) => {
+            // Never checked: the attempt does not count.
+            release_attempt(state, &key).await;
+            return Err(busy);
+        }
+    };
+
+    let (Some(tenant), Some(user)) = (tenant, user) else {
+        return Err(wrong());
+    };
+    if !ok || !user.account_enabled {
+        let why = if ok {
+            "account disabled"
+        } else {
+            "wrong password"
+        };
+        record(
+            state,
+            &tenant.id,
+            &user.user_principal_name,
+            "signIn",
+            Some(user.user_principal_name.clone()),
+            AuditResult::Failure,
+            Some(why.into()),
+        )
+        .await;
+        return Err(if ok {
+            AppError::unauthenticated("The account is disabled; ask an administrator to enable it.")
+        } else {
+            wrong()
+        });
+    }
+    clear_failures(state, &key).await?;
+    issue_token(state, &tenant, &user, now, None).await
+}
+
+/// A user whose password lives in the on-prem directory: synced, with a source anchor.
+fn is_synced(user: &User) -> bool {
+    user.source == Source::OnPremises
+        && user
+            .on_premises
+            .as_ref()
+            .is_some_and(|o| !o.immutable_id.is_empty())
+}
+
+/// Creates a token for a user whose password was accepted, and audits the sign-in.
+async fn issue_token(
+    state: &AppState,
+    tenant: &Tenant,
+    user: &User,
+    now: i64,
+    details: Option<String>,
+) -> ApiResult<TokenResponse> {
+    let (token, hash) = secrets::new_token();
+    let rec = TokenRecord {
+        id: secrets::new_id(),
+        tenant_id: tenant.id.clone(),
+        user_id: user.id.clone(),
+        hash,
+        created_at: now,
+        expires_at: now + state.config.token_lifetime_secs,
+        revoked: false,
+    };
+    state.store.insert_token(&rec).await?;
+    record(
+        state,
+        &tenant.id,
+        &user.user_principal_name,
+        "signIn",
+        Some(user.user_principal_name.clone()),
+        AuditResult::Success,
+        details,
+    )
+    .await;
+    Ok(TokenResponse {
+        access_token: token,
+        token_id: rec.id,
+        expires_at: rec.expires_at,
+        user_principal_name: user.user_principal_name.clone(),
+        tenant_id: tenant.id.clone(),
+        roles: user.roles.clone(),
+    })
+}
+
+/// Pass-through sign-in of a synced user (the throttle already counted the attempt): an agent
+/// binds as the user. A wrong password reads as for a cloud user and stays counted; a refusal
+/// the person can act on (disabled, locked out, expired, must change, logon hours) is a 401
+/// with what to do next; when the password could not be checked (no agent, directory
+/// unreachable, no answer in time) the attempt is given back and the answer is a 503.
+async fn pass_through(
+    state: &AppState,
+    tenant: &Tenant,
+    user: &User,
+    password: String,
+    key: &str,
+    now: i64,
+) -> ApiResult<TokenResponse> {
+    let upn = &user.user_principal_name;
+    if password.is_empty() {
+        // An empty password would be an anonymous bind: never worth a trip to the directory.
+        record(
+            state,
+            &tenant.id,
+            upn,
+            "signIn",
+            Some(upn.clone()),
+            AuditResult::Failure,
+            Some("passThrough: empty password, not forwarded".into()),
+        )
+        .await;
+        return Err(AppError::unauthenticated(
+            "The user name or password is incorrect.",
+        ));
+    }
+    let result = match crate::writeback::pass_through(state, &tenant.id, user, password).await {
+        Ok(r) => r,
+        Err(e) => {
+            release_attempt(state, key).await;
+            record(
+                state,
+                &tenant.id,
+                upn,
+                "signIn",
+                Some(upn.clone()),
+                AuditResult::Failure,
+                Some(format!("passThrough: {}", e.message)),
+            )
+            .await;
+            if e.code == ErrorCode::Internal {
+                return Err(e);
+            }
+            return Err(unavailable(proto::writeback::person_message(
+                Outcome::AgentUnavailable,
+                None,
+                OperationKind::SignIn,
+            )));
+        }
+    };
+    let outcome = crate::writeback::enum_text(result.outcome);
+    let mut details = format!("passThrough: {outcome}");
+    if let Some(agent) = &result.agent_id {
+        details.push_str(&format!(" (agent {agent})"));
+    }
+    if let Some(d) = &result.admin_detail {
+        details.push_str(&format!(": {d}"));
+    }
+    let fail = |details: String| {
+        record(
+            state,
+            &tenant.id,
+            upn,
+            "signIn",
+            Some(upn.clone()),
+            AuditResult::Failure,
+            Some(details),
+        )
+    };
+    match result.outcome {
+        Outcome::Succeeded if !user.account_enabled => {
+            fail(format!("{details}; account disabled in the cloud")).await;
+            Err(AppError::unauthenticated(
+                "The account is disabled; ask an administrator to enable it.",
+            ))
+        }
+        Outcome::Succeeded => {
+            clear_failures(state, key).await?;
+            issue_token(state, tenant, user, now, Some(details)).await
+        }
+        Outcome::WrongPassword | Outcome::WrongCurrentPassword | Outcome::UserNotFound => {
+            fail(details).await;
+            Err(AppError::unauthenticated(
+                "The user name or password is incorrect.",
+            ))
+        }
+        Outcome::AccountDisabled
+        | Outcome::AccountLockedOut
+        | Outcome::PasswordExpired
+        | Outcome::MustChangePassword
+        | Outcome::AccountExpired
+        | Outcome::LogonRestricted => {
+            fail(details).await;
+            Err(AppError::unauthenticated(result.message))
+        }
+        // Not checked at all: the attempt does not count. (An unknown outcome may have reached
+        // the directory; it stays counted.)
+        Outcome::AgentUnavailable | Outcome::DirectoryUnreachable => {
+            release_attempt(state, key).await;
+            fail(details).await;
+            Err(unavailable(result.message))
+        }
+        _ => {
+            fail(details).await;
+            Err(unavailable(result.message))
+        }
+    }
+}
+
+fn unavailable(message: String) -> AppError {
+    AppError::new(ErrorCode::ServiceUnavailable, message)
+}
+
+/// The tenant that owns the domain of `upn` (any case), if any.
+pub(crate) async fn find_tenant_for_upn(
+    state: &AppState,
+    upn_lower: &str,
+) -> ApiResult<Option<Tenant>> {
+    let Some((_, domain)) = upn_lower.rsplit_once('@') else {
+        return Ok(None);
+    };
+    Ok(state.store.get_tenant_by_domain(domain).await?)
+}
+
+/// The key the store counts an account's attempts under: a hash of the lower-cased UPN as
+/// typed (known or not, so the throttle tells no account), never the UPN itself.
+fn attempt_key(upn_lower: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(format!("sign-in:{upn_lower}")))
+}
+
+/// Counts one attempt for the account `upn_lower` (in the database: every instance shares the
+/// count, and no table fills up); returns when the window ends if the account is over the
+/// limit.
+pub(crate) async fn reserve_attempt(
+    state: &AppState,
+    upn_lower: &str,
+    now: i64,
+) -> ApiResult<Option<i64>> {
+    Ok(state
+        .store
+        .reserve_sign_in_attempt(
+            &attempt_key(upn_lower),
+            now,
+            FAILED_SIGN_IN_WINDOW_SECS,
+            i64::from(MAX_FAILED_SIGN_INS),
+        )
+        .await?)
+}
+
+/// Gives back the attempt [`reserve_attempt`] counted (the password was never checked).
+pub(crate) async fn release_attempt(state: &AppState, upn_lower: &str) {
+    if let Err(e) = state
+        .store
+        .release_sign_in_attempt(&attempt_key(upn_lower))
+        .await
+    {
+        tracing::warn!(error = %e, "could not give back an unchecked sign-in attempt");
+    }
+}
+
+/// Forgets the account's counted attempts: its password was accepted.
+pub(crate) async fn clear_failures(state: &AppState, upn_lower: &str) -> ApiResult<()> {
+    Ok(state
+        .store
+        .clear_sign_in_attempts(&attempt_key(upn_lower))
+        .await?)
+}
+
+/// The refusal of an attempt over the per-account limit.
+pub(crate) fn too_many_failures(until: i64) -> AppError {
+    AppError::new(
+        proto::ErrorCode::TooManyRequests,
+        format!(
+            "Too many failed sign-ins for this account. Try again after {} (UTC), or ask an administrator to reset the password.",
+            tenant::clock::rfc3339(until)
+        ),
+    )
+}
+
+/// Revokes the caller's own token (API sign-out and portal sign-out) and audits it.
+pub async fn sign_out(state: &AppState, caller: &Caller) -> ApiResult<()> {
+    state
+        .store
+        .revoke_token(&caller.tenant.id, &caller.token_id)
+        .await?;
+    record(
+        state,
+        &caller.tenant.id,
+        caller.upn(),
+        "signOut",
+        None,
+        AuditResult::Success,
+        None,
+    )
+    .await;
+    Ok(())
+}
+
+/// Revokes the token `id` of the caller's tenant: the caller's own, or any as Global
+/// Administrator ([`tenant::roles::authorize_token_revocation`]). Audited either way; an
+/// unknown id is `notFound`.
+pub async fn revoke_token(state: &AppState, caller: &Caller, id: &str) -> ApiResult<()> {
+    tenant::roles::authorize_token_revocation(caller.roles(), id == caller.token_id)?;
+    let done = state.store.revoke_token(&caller.tenant.id, id).await?;
+    record(
+        state,
+        &caller.tenant.id,
+        caller.upn(),
+        "token.revoke",
+        Some(id.to_string()),
+        if done {
+            AuditResult::Success
+        } else {
+            AuditResult::Failure
+        },
+        None,
+    )
+    .await;
+    if done {
+        Ok(())
+    } else {
+        Err(AppError::not_found(format!(
+            "No token with id {id} in this tenant."
+        )))
+    }
+}
