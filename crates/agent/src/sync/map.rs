@@ -347,23 +347,14 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn ad() -> ConnectorConfig {
-        ConnectorConfig {
-            name: "corp".into(),
-            kind: DirectoryKind::Ad,
-            url: "ldaps://dc".into(),
-            ca_file: "/ca.pem".into(),
-            bind_dn: "CN=svc".into(),
-            base_dn: "DC=example,DC=com".into(),
-            include_ous: vec![],
-            exclude_ous: vec![],
-            filter: None,
-            group_scope: None,
-            user_classes: vec![],
-            group_classes: vec![],
-            upn_from: None,
-            anchor: None,
-            protected: Default::default(),
-        }
+        ConnectorConfig::new(
+            "corp",
+            DirectoryKind::Ad,
+            "ldaps://dc".into(),
+            "/ca.pem".into(),
+            "CN=svc".into(),
+            "DC=example,DC=com".into(),
+        )
     }
 
     fn openldap() -> ConnectorConfig {

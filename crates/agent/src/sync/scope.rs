@@ -37,21 +37,16 @@ mod tests {
 
     fn config(include: &[&str], exclude: &[&str]) -> ConnectorConfig {
         ConnectorConfig {
-            name: "t".into(),
-            kind: DirectoryKind::Ad,
-            url: "ldaps://dc".into(),
-            ca_file: "/ca.pem".into(),
-            bind_dn: "CN=svc".into(),
-            base_dn: "DC=example,DC=com".into(),
             include_ous: include.iter().map(|s| s.to_string()).collect(),
             exclude_ous: exclude.iter().map(|s| s.to_string()).collect(),
-            filter: None,
-            group_scope: None,
-            user_classes: vec![],
-            group_classes: vec![],
-            upn_from: None,
-            anchor: None,
-            protected: Default::default(),
+            ..ConnectorConfig::new(
+                "t",
+                DirectoryKind::Ad,
+                "ldaps://dc".into(),
+                "/ca.pem".into(),
+                "CN=svc".into(),
+                "DC=example,DC=com".into(),
+            )
         }
     }
 

@@ -378,21 +378,15 @@ mod tests {
 
     fn config(kind: DirectoryKind) -> ConnectorConfig {
         ConnectorConfig {
-            name: "corp".into(),
-            kind,
-            url: "ldaps://dc.example:636".into(),
-            ca_file: "/ca.pem".into(),
-            bind_dn: "CN=MSOL_x,OU=Service,DC=example,DC=com".into(),
-            base_dn: "DC=example,DC=com".into(),
             include_ous: vec!["OU=Staff,DC=example,DC=com".into()],
-            exclude_ous: vec![],
-            filter: None,
-            group_scope: None,
-            user_classes: vec![],
-            group_classes: vec![],
-            upn_from: None,
-            anchor: None,
-            protected: Default::default(),
+            ..ConnectorConfig::new(
+                "corp",
+                kind,
+                "ldaps://dc.example:636".into(),
+                "/ca.pem".into(),
+                "CN=MSOL_x,OU=Service,DC=example,DC=com".into(),
+                "DC=example,DC=com".into(),
+            )
         }
     }
 

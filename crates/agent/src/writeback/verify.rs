@@ -420,23 +420,14 @@ mod tests {
     use super::*;
 
     fn config(kind: DirectoryKind) -> ConnectorConfig {
-        ConnectorConfig {
-            name: "corp".into(),
+        ConnectorConfig::new(
+            "corp",
             kind,
-            url: "ldaps://dc.example:636".into(),
-            ca_file: "/ca.pem".into(),
-            bind_dn: "CN=MSOL_x,OU=Service,DC=example,DC=com".into(),
-            base_dn: "DC=example,DC=com".into(),
-            include_ous: vec![],
-            exclude_ous: vec![],
-            filter: None,
-            group_scope: None,
-            user_classes: vec![],
-            group_classes: vec![],
-            upn_from: None,
-            anchor: None,
-            protected: Default::default(),
-        }
+            "ldaps://dc.example:636".into(),
+            "/ca.pem".into(),
+            "CN=MSOL_x,OU=Service,DC=example,DC=com".into(),
+            "DC=example,DC=com".into(),
+        )
     }
 
     fn bind_error(problem: BindProblem) -> LdapError {
