@@ -260,6 +260,22 @@ impl Cloud {
         self.sign_in(&self.upn(local), "Sec0nd-Pass-word!").await
     }
 
+    /// A second tenant `name` in the same database; returns a token of its Global Administrator.
+    pub async fn second_tenant(&self, name: &str) -> String {
+        let other = crate::bootstrap::create_tenant(
+            &self.store,
+            &self.clock,
+            "dirbridge.internal",
+            name,
+            "admin",
+            ADMIN_PASSWORD,
+        )
+        .await
+        .unwrap();
+        self.sign_in(&other.admin.user_principal_name, ADMIN_PASSWORD)
+            .await
+    }
+
     /// Claims `domain` through the API and verifies it as the host operator does
     /// (`dirbridge cloud domains verify`, no DNS): tests that only need a domain use this.
     pub async fn add_verified_domain(&self, domain: &str) {

@@ -1487,19 +1487,7 @@ async fn a_tenant_cannot_claim_the_services_domains() {
         .await;
     assert_eq!(r.status.as_u16(), 400, "{}", r.body);
     // A second tenant in the same database keeps its own sign-in and sees none of the first's users.
-    let other = cloud::bootstrap::create_tenant(
-        &c.store,
-        &c.clock,
-        "dirbridge.internal",
-        "fabrikam",
-        "admin",
-        common::ADMIN_PASSWORD,
-    )
-    .await
-    .unwrap();
-    let t = c
-        .sign_in(&other.admin.user_principal_name, common::ADMIN_PASSWORD)
-        .await;
+    let t = c.second_tenant("fabrikam").await;
     c.user("contoso-only", json!({})).await;
     let r = c
         .call(
@@ -1947,19 +1935,7 @@ async fn domains_are_proven(pg: bool) {
         .iter()
         .any(|d| d == "contoso.example"));
     // A squatter's claim stands in nobody's way; its verification fails without the record.
-    let fabrikam = cloud::bootstrap::create_tenant(
-        &c.store,
-        &c.clock,
-        "dirbridge.internal",
-        "fabrikam",
-        "admin",
-        common::ADMIN_PASSWORD,
-    )
-    .await
-    .unwrap();
-    let squatter = c
-        .sign_in(&fabrikam.admin.user_principal_name, common::ADMIN_PASSWORD)
-        .await;
+    let squatter = c.second_tenant("fabrikam").await;
     let theirs = c
         .call(
             Method::POST,
@@ -2111,19 +2087,7 @@ async fn an_unreachable_resolver_is_a_clear_503() {
 /// once exactly one wins, and two claims of one tenant at once both stay.
 async fn concurrent_domain_adds(pg: bool) {
     let (c, mut dns) = cloud_with_dns(pg).await;
-    let other = cloud::bootstrap::create_tenant(
-        &c.store,
-        &c.clock,
-        "dirbridge.internal",
-        "fabrikam",
-        "admin",
-        common::ADMIN_PASSWORD,
-    )
-    .await
-    .unwrap();
-    let fabrikam = c
-        .sign_in(&other.admin.user_principal_name, common::ADMIN_PASSWORD)
-        .await;
+    let fabrikam = c.second_tenant("fabrikam").await;
     let post = |token: String, path: String, body: Option<Value>| {
         let http = c.http.clone();
         let url = format!("{}{path}", c.base);
