@@ -900,3 +900,42 @@ async fn prompt_max_age_consent_group_access_and_logout_behave_as_specified() {
         "signed out"
     );
 }
+
+#[tokio::test]
+async fn pages_are_valid_html() {
+    let cloud = Cloud::start().await;
+    let (_, upn) = ada(&cloud).await;
+    let app = confidential(&cloud, json!({})).await;
+    let mut ua = Ua::new(&cloud);
+    let sign_in = ua.get(&authorize_url(&cloud, &app.id, None, &[])).await;
+    let csrf = field(&sign_in.html, "name=\"csrf\" value=\"");
+    let request = field(&sign_in.html, "name=\"request\" value=\"");
+    let next = ua
+        .post(
+            &format!("{}/t/{}/oauth2/signin", cloud.base, cloud.domain),
+            &[
+                ("csrf", &csrf),
+                ("request", &request),
+                ("username", &upn),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    let consent = ua.get(next.location.as_deref().unwrap()).await;
+    assert!(consent.html.contains("consent-allow"));
+    let logout = ua
+        .get(&format!(
+            "{}/t/{}/oauth2/logout?client_id={}",
+            cloud.base, cloud.domain, app.id
+        ))
+        .await;
+    assert!(logout.html.contains("logout-confirm"));
+    for (what, page) in [
+        ("sign-in", &sign_in),
+        ("consent", &consent),
+        ("logout", &logout),
+    ] {
+        let errors = testkit::browser::html_errors(&page.html).expect("html-validate");
+        assert!(errors.is_empty(), "{what}: {}", errors.join("\n"));
+    }
+}
