@@ -337,7 +337,7 @@ async fn discovery_publishes_the_endpoints_and_rotated_keys_until_their_tokens_e
     // Tokens are signed with the new key now.
     let app = confidential(&cloud, json!({"skipConsent": true})).await;
     ada(&cloud).await;
-    let mut ua = Ua::new(&cloud);
+    let mut ua = Ua::new(&cloud.base);
     let code = code_for(&cloud, &mut ua, &app.id, None, &cloud.upn("ada")).await;
     let (_, t) = redeem(&cloud, &app, &code, None).await;
     let header: Value = {
@@ -402,7 +402,7 @@ async fn code_flow_with_pkce_gives_tokens_claims_userinfo_and_rotating_refresh_t
     let app = confidential(&cloud, json!({"accessGroupId": oid})).await;
 
     let (verifier, challenge) = pkce();
-    let mut ua = Ua::new(&cloud);
+    let mut ua = Ua::new(&cloud.base);
     // Not signed in: the sign-in page, naming the app, with the portal's headers and the app's
     // origin allowed as a form target (the browser is sent there after the POST).
     let got = ua
@@ -540,7 +540,7 @@ async fn refusals_are_the_ones_the_specs_name() {
     let (_, upn) = ada(&cloud).await;
     let app = confidential(&cloud, json!({"skipConsent": true})).await;
     let secret = app.secret.clone().unwrap();
-    let mut ua = Ua::new(&cloud);
+    let mut ua = Ua::new(&cloud.base);
 
     // Unregistered redirect URI (or unknown client): a page, never a redirect.
     for url in [
@@ -716,7 +716,7 @@ async fn password_reset_and_disabling_end_the_apps_sessions() {
     let (ada_id, upn) = ada(&cloud).await;
     let app = confidential(&cloud, json!({"skipConsent": true})).await;
     let secret = app.secret.clone().unwrap();
-    let mut ua = Ua::new(&cloud);
+    let mut ua = Ua::new(&cloud.base);
     let code = code_for(&cloud, &mut ua, &app.id, None, &upn).await;
     let (_, t) = redeem(&cloud, &app, &code, None).await;
     let refresh = t["refresh_token"].as_str().unwrap().to_string();
@@ -744,7 +744,7 @@ async fn password_reset_and_disabling_end_the_apps_sessions() {
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 
     // Disabled: tokens issued before stop working at once.
-    let mut ua = Ua::new(&cloud);
+    let mut ua = Ua::new(&cloud.base);
     let got = ua.get(&authorize_url(&cloud, &app.id, None, &[])).await;
     let back = ua.drive(got, &upn, "N3w-Oidc-Pass-word!", "allow").await;
     let (_, t) = redeem(&cloud, &app, &query(&back)["code"], None).await;
@@ -791,7 +791,7 @@ async fn prompt_max_age_consent_group_access_and_logout_behave_as_specified() {
     )
     .await;
     let app = confidential(&cloud, json!({})).await;
-    let mut ua = Ua::new(&cloud);
+    let mut ua = Ua::new(&cloud.base);
 
     // Consent refused: access_denied to the app.
     let got = ua.get(&authorize_url(&cloud, &app.id, None, &[])).await;
@@ -906,7 +906,7 @@ async fn pages_are_valid_html() {
     let cloud = Cloud::start().await;
     let (_, upn) = ada(&cloud).await;
     let app = confidential(&cloud, json!({})).await;
-    let mut ua = Ua::new(&cloud);
+    let mut ua = Ua::new(&cloud.base);
     let sign_in = ua.get(&authorize_url(&cloud, &app.id, None, &[])).await;
     let csrf = field(&sign_in.html, "name=\"csrf\" value=\"");
     let request = field(&sign_in.html, "name=\"request\" value=\"");

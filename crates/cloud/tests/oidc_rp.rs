@@ -147,7 +147,7 @@ async fn openid_client_as_a_public_client_with_rs256_tokens() {
     .await
     .unwrap();
     // The browser's part without a browser: the test's user agent follows the redirects.
-    let mut ua = oidc_support::Ua::new(&cloud);
+    let mut ua = oidc_support::Ua::new(&cloud.base);
     let login = ua.get(&format!("{}/login", rp.base)).await;
     let authorize = ua.get(login.location.as_deref().unwrap()).await;
     let callback = ua
