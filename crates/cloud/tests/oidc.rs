@@ -758,6 +758,17 @@ async fn password_reset_and_disabling_end_the_apps_sessions() {
         .ok();
     let (s, _) = userinfo(&cloud, &cloud.domain, t["access_token"].as_str().unwrap()).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // Enabled again: what was issued before stays revoked.
+    cloud
+        .admin(
+            Method::PATCH,
+            &format!("/api/v1/users/{ada_id}"),
+            Some(json!({"accountEnabled": true})),
+        )
+        .await
+        .ok();
+    let (s, _) = userinfo(&cloud, &cloud.domain, t["access_token"].as_str().unwrap()).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
     let (s, e) = token(
         &cloud,
         &[

@@ -1122,12 +1122,21 @@ async fn refresh_grant(
     }
 }
 
+/// The token's user if the account still exists and is enabled. A disabled account's app
+/// tokens are revoked here, at their first use after it was disabled, so enabling it again does
+/// not bring them back.
 async fn active_user(state: &AppState, tenant: &Tenant, user_id: &str) -> ApiResult<Option<User>> {
-    Ok(state
-        .store
-        .get_user(&tenant.id, user_id)
-        .await?
-        .filter(|u| u.account_enabled))
+    match state.store.get_user(&tenant.id, user_id).await? {
+        Some(u) if u.account_enabled => Ok(Some(u)),
+        Some(_) => {
+            state
+                .store
+                .revoke_user_app_tokens(&tenant.id, user_id)
+                .await?;
+            Ok(None)
+        }
+        None => Ok(None),
+    }
 }
 
 /// The display names of every group the user is in (nested resolved), sorted.
