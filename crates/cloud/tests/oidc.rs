@@ -467,6 +467,11 @@ async fn code_flow_with_pkce_gives_tokens_claims_userinfo_and_rotating_refresh_t
         StatusCode::UNAUTHORIZED,
         "a replayed refresh token revokes the whole grant"
     );
+    let audit = cloud
+        .get("/api/v1/audit?action=app.tokenReplay")
+        .await
+        .to_string();
+    assert!(audit.contains("refresh token"), "{audit}");
 
     // A second sign-in from the same browser needs no password and no consent.
     let got = ua.get(&authorize_url(&cloud, &app.id, None, &[])).await;

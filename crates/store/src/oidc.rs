@@ -376,7 +376,8 @@ impl Store {
 
     // ------------------------------------------------------------ authorization requests
 
-    /// Stores a request waiting for the browser; requests that ran out are deleted meanwhile.
+    /// Stores a request waiting for the browser; requests, codes and tokens that ran out are
+    /// deleted meanwhile.
     pub async fn insert_pending_request(&self, r: &PendingRequest) -> Result<()> {
         self.inner
             .exec(
@@ -387,6 +388,14 @@ impl Store {
         self.inner
             .exec(
                 "DELETE FROM oidc_codes WHERE expires_at < $1",
+                &args![r.created_at],
+            )
+            .await?;
+        // Expired tokens are refused anyway; spent refresh tokens are kept until then, so a
+        // replay is still recognised.
+        self.inner
+            .exec(
+                "DELETE FROM oidc_tokens WHERE expires_at < $1",
                 &args![r.created_at],
             )
             .await?;

@@ -995,6 +995,14 @@ async fn code_grant(
                 if let Err(e) = state.store.revoke_grant(&r.grant_id).await {
                     return internal(e);
                 }
+                replay_audited(
+                    state,
+                    tenant,
+                    app,
+                    &r.user_id,
+                    "an authorization code was used twice",
+                )
+                .await;
             }
             return invalid_grant("the authorization code was already used");
         }
@@ -1080,6 +1088,14 @@ async fn refresh_grant(
         if let Err(e) = state.store.revoke_grant(&rec.grant_id).await {
             return internal(e);
         }
+        replay_audited(
+            state,
+            tenant,
+            app,
+            &rec.user_id,
+            "a spent or revoked refresh token was presented",
+        )
+        .await;
         return invalid_grant("the refresh token was revoked or already used");
     }
     let scopes = match form.scope.as_deref() {
@@ -1125,6 +1141,28 @@ async fn refresh_grant(
 /// The token's user if the account still exists and is enabled. A disabled account's app
 /// tokens are revoked here, at their first use after it was disabled, so enabling it again does
 /// not bring them back.
+/// A replayed code or refresh token (it may have been stolen): the admin sees it in the audit
+/// log as `app.tokenReplay`, against the user, with what was revoked.
+async fn replay_audited(state: &AppState, tenant: &Tenant, app: &App, user_id: &str, what: &str) {
+    let upn = match state.store.get_user(&tenant.id, user_id).await {
+        Ok(Some(u)) => u.user_principal_name,
+        _ => user_id.to_string(),
+    };
+    record(
+        state,
+        &tenant.id,
+        &upn,
+        "app.tokenReplay",
+        Some(app.name.clone()),
+        AuditResult::Failure,
+        Some(format!(
+            "{what} (app {}); every token of that sign-in was revoked",
+            app.id
+        )),
+    )
+    .await;
+}
+
 async fn active_user(state: &AppState, tenant: &Tenant, user_id: &str) -> ApiResult<Option<User>> {
     match state.store.get_user(&tenant.id, user_id).await? {
         Some(u) if u.account_enabled => Ok(Some(u)),

@@ -226,6 +226,12 @@ pub fn check_redirect_uri(uri: &str, client_type: ClientType) -> Result<(), &'st
             if authority.contains('@') {
                 return Err("it cannot hold a user name or password");
             }
+            if !authority
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c))
+            {
+                return Err("its host holds characters a host name cannot have");
+            }
             let host = host_of(authority);
             if host.is_empty() {
                 return Err("it has no host");

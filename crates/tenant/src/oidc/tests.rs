@@ -105,6 +105,8 @@ fn redirect_uris_are_absolute_without_fragments_and_http_only_on_loopback() {
         "javascript:alert(1)",
         "com.contoso.app:/cb",
         "https://app.contoso.com/a b",
+        "https://app.contoso.com;script-src/cb",
+        "https://app.contoso.com,x/cb",
     ] {
         assert!(check_redirect_uri(bad, Confidential).is_err(), "{bad}");
     }
