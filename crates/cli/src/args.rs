@@ -95,6 +95,10 @@ pass show dirbridge/admin | dirbridge login --cloud http://127.0.0.1:8080 --user
     #[command(subcommand)]
     Agents(crate::commands::agents::AgentsCommand),
 
+    /// Apps that sign the tenant's users in (OpenID Connect): register, list, secrets, keys.
+    #[command(subcommand)]
+    Apps(crate::commands::apps::AppsCommand),
+
     /// Directory sync as the cloud sees it: errors, run history, deletion threshold, staging.
     #[command(subcommand)]
     Sync(crate::commands::sync::SyncCommand),

@@ -705,3 +705,124 @@ fn help_on_every_level_and_completions() {
         .stdout;
     assert!(bash.contains("dirbridge") && bash.len() > 1000, "{bash}");
 }
+
+#[test]
+fn apps_are_registered_shown_updated_rolled_over_and_deleted() {
+    let cloud = Cloud::start();
+    cloud.login();
+    cloud
+        .run(&["groups", "create", "--name", "Wiki users"])
+        .ok();
+    let human = cloud
+        .run(&[
+            "apps",
+            "create",
+            "--name",
+            "Wiki",
+            "--redirect-uri",
+            "https://wiki.contoso.com/cb",
+            "--group",
+            "Wiki users",
+        ])
+        .ok()
+        .stdout;
+    assert!(
+        human.contains("Client secret:") && human.contains("dbs_"),
+        "{human}"
+    );
+    assert!(human.contains("shown this once"), "{human}");
+    assert!(
+        human.contains("/.well-known/openid-configuration"),
+        "{human}"
+    );
+
+    let created = cloud
+        .run(&[
+            "apps",
+            "create",
+            "--name",
+            "Grafana",
+            "--redirect-uri",
+            "https://grafana.contoso.com/login/generic_oauth",
+            "--scope",
+            "openid",
+            "--scope",
+            "email",
+            "--alg",
+            "RS256",
+            "--output",
+            "json",
+        ])
+        .ok()
+        .json();
+    let id = created["app"]["id"].as_str().unwrap().to_string();
+    assert!(created["clientSecret"]
+        .as_str()
+        .unwrap()
+        .starts_with("dbs_"));
+    assert!(created["issuer"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("/t/{}", cloud.domain)));
+
+    let table = cloud.run(&["apps", "list"]).ok().stdout;
+    let cells = row(&table, "Grafana").unwrap_or_else(|| panic!("{table}"));
+    assert_eq!(cells[1], "confidential");
+    assert!(!table.contains("dbs_"), "no secret in the list: {table}");
+
+    let shown = cloud
+        .run(&[
+            "apps",
+            "update",
+            &id,
+            "--skip-consent",
+            "true",
+            "--access-token-lifetime",
+            "600",
+        ])
+        .ok()
+        .stdout;
+    assert!(
+        shown.contains("Skip consent:") && shown.contains("yes"),
+        "{shown}"
+    );
+    assert!(shown.contains("access 600 s"), "{shown}");
+    let json = cloud
+        .run(&["apps", "show", &id, "--output", "json"])
+        .ok()
+        .json();
+    assert_eq!(json["idTokenSigningAlg"], "RS256");
+    assert_eq!(
+        json["allowedScopes"],
+        serde_json::json!(["openid", "email"])
+    );
+
+    let bad = cloud
+        .run(&[
+            "apps",
+            "update",
+            &id,
+            "--redirect-uri",
+            "http://grafana.contoso.com/cb",
+        ])
+        .fails(1);
+    assert!(bad.stderr.contains("plain http"), "{}", bad.stderr);
+
+    let second = cloud
+        .run(&["apps", "secret", "add", &id, "--output", "json"])
+        .ok()
+        .json();
+    assert!(second["clientSecret"].as_str().unwrap().starts_with("dbs_"));
+    let first = json["secrets"][0]["id"].as_str().unwrap();
+    cloud.run(&["apps", "secret", "remove", &id, first]).ok();
+    let rotated = cloud.run(&["apps", "rotate-keys"]).ok().stdout;
+    assert!(rotated.contains("New signing keys"), "{rotated}");
+
+    cloud.run(&["apps", "delete", &id]).ok();
+    let gone = cloud.run(&["apps", "show", &id]).fails(1);
+    assert!(
+        gone.stderr.contains("dirbridge apps list"),
+        "{}",
+        gone.stderr
+    );
+}

@@ -34,6 +34,8 @@ pub struct Config {
     pub portal: PortalConfig,
     /// The resolver that looks up domain verification records.
     pub dns: DnsConfig,
+    /// The OpenID Connect provider of every tenant.
+    pub oidc: OidcConfig,
 }
 
 /// `[dns]`: where `POST /api/v1/tenant/domains/{domain}/verify` looks up the TXT record.
@@ -54,6 +56,23 @@ impl Default for DnsConfig {
             timeout_secs: 5,
         }
     }
+}
+
+/// `[oidc]`: the tenants' OpenID Connect providers (docs/oidc.md).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OidcConfig {
+    /// The address apps and browsers reach the cloud at, e.g. `https://id.contoso.com`; each
+    /// tenant's issuer is `{public_url}/t/{tenant domain}`. Unset: taken from the request's
+    /// `Host` (`http://` for loopback hosts, `https://` otherwise) — set it behind a proxy,
+    /// so that every instance and every client sees the same issuer.
+    pub public_url: Option<String>,
+    /// The key-encryption key that seals the tenants' token signing keys in the database
+    /// (32 random bytes, created with mode 0600 on first use). Default: `oidc-kek` in the
+    /// data dir. Several instances on one database need the same file.
+    pub key_file: Option<PathBuf>,
+    /// How long an authorization code may be redeemed (seconds, 1 to 600; default 60).
+    pub code_lifetime_secs: Option<i64>,
 }
 
 /// `[portal]`: the web pages served at `/`.
@@ -128,6 +147,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             portal: PortalConfig::default(),
             dns: DnsConfig::default(),
+            oidc: OidcConfig::default(),
         }
     }
 }
@@ -217,6 +237,12 @@ impl Config {
             self.portal.insecure_cookies = v
                 .parse()
                 .context("DIRBRIDGE_PORTAL_INSECURE_COOKIES must be true or false")?;
+        }
+        if let Some(v) = get("DIRBRIDGE_OIDC_PUBLIC_URL") {
+            self.oidc.public_url = (!v.is_empty()).then_some(v);
+        }
+        if let Some(v) = get("DIRBRIDGE_OIDC_KEY_FILE") {
+            self.oidc.key_file = (!v.is_empty()).then(|| PathBuf::from(v));
         }
         if let Some(v) = get("DIRBRIDGE_TRUSTED_PROXIES") {
             self.limits.trusted_proxies = v

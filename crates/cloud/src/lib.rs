@@ -17,6 +17,7 @@ pub mod extract;
 pub mod limits;
 pub mod mail;
 pub mod metrics;
+pub mod oidc;
 pub mod openapi;
 pub mod portal;
 pub mod state;
@@ -126,10 +127,12 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/sync/allow-deletes", post(sync::allow_deletes))
         .merge(writeback::routes())
-        .merge(sspr::routes());
+        .merge(sspr::routes())
+        .merge(crate::oidc::apps::routes());
     Router::new()
         .nest("/api/v1", v1)
         .merge(portal::routes())
+        .merge(crate::oidc::routes())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics::handler))
         .route("/openapi.json", get(|| async { Json(openapi::document()) }))

@@ -1,5 +1,6 @@
 //! The OpenAPI 3.1 document served at `/openapi.json`, built from one table of operations so the
-//! document and the router are checked against each other by a test.
+//! document and the router are checked against each other by a test. The OpenID Connect
+//! endpoints under `/t/{domain}` are described by their own discovery document instead.
 
 use serde_json::{json, Map, Value};
 
@@ -447,6 +448,7 @@ pub fn all_operations() -> impl Iterator<Item = &'static Operation> {
         .iter()
         .chain(crate::api::writeback::OPERATIONS)
         .chain(crate::api::sspr::OPERATIONS)
+        .chain(crate::oidc::apps::OPERATIONS)
 }
 
 pub fn document() -> Value {
@@ -539,6 +541,7 @@ pub fn document() -> Value {
     for (name, schema) in crate::api::writeback::schemas()
         .into_iter()
         .chain(crate::api::sspr::schemas())
+        .chain(crate::oidc::apps::schemas())
     {
         schemas[name] = schema;
     }

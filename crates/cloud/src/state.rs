@@ -35,6 +35,8 @@ pub struct AppState {
     pub address_limits: Arc<crate::limits::buckets::AddressLimits>,
     /// The key of known-device cookies, read from the database once.
     pub device_key: Arc<tokio::sync::OnceCell<String>>,
+    /// The key that seals the OIDC signing keys, read from its file once.
+    pub oidc_kek: Arc<tokio::sync::OnceCell<zeroize::Zeroizing<Vec<u8>>>>,
 }
 
 /// One connected agent's push socket: its tenant, a connection number (so a stale socket's
@@ -62,6 +64,7 @@ impl AppState {
             writeback: Arc::new(crate::writeback::hub::Hub::new()),
             address_limits: Arc::new(crate::limits::buckets::AddressLimits::default()),
             device_key: Arc::new(tokio::sync::OnceCell::new()),
+            oidc_kek: Arc::new(tokio::sync::OnceCell::new()),
         }
     }
 

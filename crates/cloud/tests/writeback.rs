@@ -1085,3 +1085,58 @@ async fn a_shutdown_answers_the_writebacks_in_flight_and_stops_within_the_grace_
         a.vanish();
     }
 }
+
+/// A password set on-premises through writeback ends the sessions apps hold for the user
+/// (their OpenID Connect access and refresh tokens), as a reset of a cloud user does.
+#[tokio::test]
+async fn a_written_back_password_reset_revokes_the_users_app_tokens() {
+    let c = start(20).await;
+    let (agents, upn, mut rx) = two_connected_agents(&c).await;
+    let user = c.get(&format!("/api/v1/users/{upn}")).await;
+    let app = c
+        .admin(
+            Method::POST,
+            "/api/v1/apps",
+            Some(json!({"name": "Wiki", "redirectUris": ["https://wiki.contoso.example/cb"]})),
+        )
+        .await
+        .ok();
+    let now = tenant::clock::Clock::now(&c.clock);
+    let token = store::AppTokenRecord {
+        hash: "a-refresh-token-hash".into(),
+        id: "t1".into(),
+        tenant_id: user["tenantId"].as_str().unwrap().into(),
+        app_id: app["app"]["id"].as_str().unwrap().into(),
+        user_id: user["id"].as_str().unwrap().into(),
+        grant_id: "g1".into(),
+        kind: "refresh".into(),
+        scopes: vec!["openid".into(), "offline_access".into()],
+        auth_time: now,
+        created_at: now,
+        expires_at: now + 86_400,
+        revoked: false,
+    };
+    c.store.insert_app_token(&token).await.unwrap();
+
+    let call = reset(&c, &c.base, &upn, &format!("{MARKER}-oidc"));
+    let (i, env) = next_push(&mut rx).await;
+    assert_eq!(
+        agents[i].claim(&c, &c.base, &env.tracking_id).await["proceed"],
+        true
+    );
+    let r = agents[i]
+        .report(&c, &c.base, &env.tracking_id, "succeeded")
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    assert_eq!(answer(call).await.ok()["outcome"], "succeeded");
+    let after = c
+        .store
+        .app_token_by_hash(&token.hash)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        after.revoked,
+        "the app's refresh token outlived the new password"
+    );
+}

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 pub mod error;
+pub mod oidc;
 pub mod sync;
 pub mod writeback;
 pub use error::{ApiError, ErrorBody, ErrorCode};

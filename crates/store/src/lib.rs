@@ -27,6 +27,7 @@ mod audit;
 mod db;
 mod groups;
 mod licensing;
+mod oidc;
 mod policy;
 mod sign_in;
 mod sspr;
@@ -37,6 +38,7 @@ mod users;
 mod writeback;
 
 pub use agents::{AgentRecord, Redemption};
+pub use oidc::{AppTokenRecord, CodeRecord, CodeUse, PendingRequest, SigningKeyRecord};
 pub use sspr::{AuthMethodsRecord, SsprSessionRecord, StoredAnswer};
 pub use sync::{SyncErrorWrite, SyncSnapshot, SyncWrite};
 pub use tenants::{DomainRecord, TenantChanges};

@@ -80,11 +80,16 @@ impl Store {
         Ok(self.inner.exec(sql, &args![tenant_id, id, true]).await? > 0)
     }
 
-    /// Revoke every token of a user; how many were not revoked before.
+    /// Revoke every token of a user — API and portal sessions, and the access and refresh
+    /// tokens apps got from the OpenID Connect provider — so a password change or reset, or an
+    /// admin's revocation, signs the user out everywhere at once. How many were not revoked
+    /// before.
     pub async fn revoke_user_tokens(&self, tenant_id: &str, user_id: &str) -> Result<u64> {
         let sql = "UPDATE api_tokens SET revoked = $3 WHERE tenant_id = $1 AND user_id = $2 AND revoked = $4";
-        self.inner
+        let api = self
+            .inner
             .exec(sql, &args![tenant_id, user_id, true, false])
-            .await
+            .await?;
+        Ok(api + self.revoke_user_app_tokens(tenant_id, user_id).await?)
     }
 }

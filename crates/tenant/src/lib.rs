@@ -13,6 +13,7 @@
 pub mod clock;
 pub mod country;
 pub mod licensing;
+pub mod oidc;
 pub mod policy;
 pub mod refusal;
 pub mod roles;

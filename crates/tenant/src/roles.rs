@@ -24,13 +24,14 @@ pub enum Operation {
     AssignRoles,
     ManageTenant,
     RevokeTokens,
+    ManageApps,
 }
 
 use Operation::*;
 use Role::*;
 
 impl Operation {
-    pub const ALL: [Operation; 16] = [
+    pub const ALL: [Operation; 17] = [
         ReadDirectory,
         CreateUser,
         UpdateUser,
@@ -47,6 +48,7 @@ impl Operation {
         AssignRoles,
         ManageTenant,
         RevokeTokens,
+        ManageApps,
     ];
 
     /// The operation in words, for messages.
@@ -68,6 +70,7 @@ impl Operation {
             AssignRoles => "assign administrator roles",
             ManageTenant => "change tenant settings",
             RevokeTokens => "revoke sign-in sessions",
+            ManageApps => "register apps that sign users in (OpenID Connect)",
         }
     }
 
@@ -92,7 +95,7 @@ impl Operation {
                 &[GlobalAdministrator, UserAdministrator, LicenseAdministrator]
             }
             ManageLicenses => &[GlobalAdministrator, LicenseAdministrator],
-            ManageSubscriptions | ManagePolicy | AssignRoles | ManageTenant => {
+            ManageSubscriptions | ManagePolicy | AssignRoles | ManageTenant | ManageApps => {
                 &[GlobalAdministrator]
             }
         }

@@ -94,10 +94,16 @@ pub fn needs_rehash(phc: &str) -> bool {
 /// A new API token: `(token to hand out, hash to store)`. The token is `dbt_` followed by the
 /// unpadded base64url of 32 random bytes (43 characters); the hash is [`token_hash`] of it.
 pub fn new_token() -> (String, String) {
+    new_prefixed_token(TOKEN_PREFIX)
+}
+
+/// Like [`new_token`] with another prefix, for the other kinds of bearer secret (the
+/// provider's codes and tokens, client secrets), so a leaked one says what it is.
+pub fn new_prefixed_token(prefix: &str) -> (String, String) {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let token = format!(
-        "{TOKEN_PREFIX}{}",
+        "{prefix}{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
     );
     let hash = token_hash(&token);

@@ -17,6 +17,7 @@
 //! [`requirements`]); the Samba fixture needs root. `testkit samba up` and
 //! `testkit slapd up` (the `testkit` binary) bring a server up by hand.
 
+pub mod oidc_rp;
 pub mod postgres;
 
 pub mod browser;

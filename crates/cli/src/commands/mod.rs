@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod agents;
+pub mod apps;
 pub mod audit;
 pub mod auth;
 pub mod cloud;
@@ -70,6 +71,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tenant(cmd) => tenant::run(cmd, &ctx).await,
         Command::Audit(args) => audit::run(args, &ctx).await,
         Command::Agents(cmd) => agents::run(cmd, &ctx).await,
+        Command::Apps(cmd) => apps::run(cmd, &ctx).await,
         Command::Sync(cmd) => sync::run(cmd, &ctx).await,
         Command::Agent(cmd) => agent::run(cmd, &ctx).await,
         Command::Completions { shell } => {

@@ -31,7 +31,10 @@ impl Rule {
         }
         match path {
             // The portal's sign-in form is the same sign-in, answered with the same statuses.
-            "/api/v1/auth/token" | "/api/v1/sspr/change" | "/signin" => Some(Rule::SignIn),
+            "/api/v1/auth/token"
+            | "/api/v1/sspr/change"
+            | "/signin"
+            | "/t/{domain}/oauth2/signin" => Some(Rule::SignIn),
             "/api/v1/sspr/start" => Some(Rule::SsprStart),
             _ => None,
         }

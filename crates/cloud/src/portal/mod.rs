@@ -64,7 +64,7 @@ pub fn refusal_page(e: &AppError) -> Response {
     resp
 }
 
-fn set_page_headers(resp: &mut Response) {
+pub(crate) fn set_page_headers(resp: &mut Response) {
     let h = resp.headers_mut();
     for (name, value) in [
         (header::CONTENT_SECURITY_POLICY, CSP),
@@ -91,11 +91,17 @@ async fn stylesheet() -> Response {
 
 #[derive(Template)]
 #[template(path = "signin.html")]
-struct SignInPage<'a> {
-    tracking_id: String,
-    csrf: String,
-    username: &'a str,
-    error: Option<String>,
+pub(crate) struct SignInPage<'a> {
+    pub tracking_id: String,
+    pub csrf: String,
+    pub username: &'a str,
+    pub error: Option<String>,
+    /// Where the form posts: `/signin`, or an app's sign-in (`/t/{domain}/oauth2/signin`).
+    pub action: String,
+    /// The app sign-in's pending authorization request.
+    pub request: Option<String>,
+    /// The app the user is signing in to, if any.
+    pub app_name: Option<String>,
 }
 
 #[derive(Template)]
@@ -117,7 +123,7 @@ struct ErrorPage<'a> {
 }
 
 /// Renders `page` with `status`, or the generic error page if rendering fails.
-fn render(status: StatusCode, page: &impl Template) -> Response {
+pub(crate) fn render(status: StatusCode, page: &impl Template) -> Response {
     match page.render() {
         Ok(html) => (
             status,
@@ -133,7 +139,7 @@ fn render(status: StatusCode, page: &impl Template) -> Response {
 }
 
 /// A page for a refusal: the API's message and the tracking id, with the API's status.
-fn error_page(status: StatusCode, e: &AppError) -> Response {
+pub(crate) fn error_page(status: StatusCode, e: &AppError) -> Response {
     let page = ErrorPage {
         tracking_id: tracking_id(),
         heading: "Something went wrong",
@@ -150,7 +156,7 @@ fn error_page(status: StatusCode, e: &AppError) -> Response {
     }
 }
 
-fn status_of(e: &AppError) -> StatusCode {
+pub(crate) fn status_of(e: &AppError) -> StatusCode {
     StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
@@ -182,6 +188,9 @@ fn sign_in_page(
         csrf,
         username,
         error,
+        action: "/signin".into(),
+        request: None,
+        app_name: None,
     };
     let mut resp = render(status, &page);
     if let Some(c) = set_cookie {

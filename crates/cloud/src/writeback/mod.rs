@@ -346,9 +346,23 @@ pub async fn submit(
     actor: &str,
 ) -> Result<WritebackResult, AppError> {
     let kind = op.kind();
+    let sets_password = matches!(
+        op,
+        WritebackOperation::Reset { .. }
+            | WritebackOperation::Change { .. }
+            | WritebackOperation::AdminReset { .. }
+    );
     let tracking = crate::error::tracking_id();
     let outcome = run(state, tenant_id, user, &mut op, &tracking).await;
     wipe(&mut op);
+    if sets_password
+        && outcome
+            .as_ref()
+            .is_ok_and(|r| r.outcome == Outcome::Succeeded)
+    {
+        // A new password ends the sessions apps hold for the user (their refresh tokens).
+        crate::oidc::password_changed(state, tenant_id, &user.id).await;
+    }
     let (tracking, audit_result, details) = match &outcome {
         Ok(r) => (
             r.tracking_id.clone(),

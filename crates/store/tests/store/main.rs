@@ -10,6 +10,7 @@ mod agents;
 mod audit;
 mod groups;
 mod licensing;
+mod oidc;
 mod open;
 mod policy;
 mod scale;

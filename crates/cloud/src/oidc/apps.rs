@@ -1,0 +1,267 @@
+//! `/api/v1/apps`: app registrations (Global Administrator). A confidential app's client
+//! secret is shown once, in the answer that creates it, and stored only as a SHA-256 hash.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use proto::oidc::{App, AppCreated, AppPatch, ClientType, KeysRotated, NewApp};
+use tenant::roles::Operation;
+use tenant::secrets;
+
+use crate::audit::audited;
+use crate::app::caller::Caller;
+use crate::error::{ApiResult, AppError};
+use crate::extract::ApiJson;
+use crate::state::AppState;
+
+/// Prefix of client secrets, so a leaked one is recognisable.
+pub const SECRET_PREFIX: &str = "dbs_";
+
+/// The routes, nested under `/api/v1`.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/apps", get(list).post(create))
+        .route("/apps/keys/rotate", post(rotate_keys))
+        .route("/apps/{id}", get(read).patch(update).delete(remove))
+        .route("/apps/{id}/secrets", post(add_secret))
+        .route("/apps/{id}/secrets/{secret}", delete(remove_secret))
+}
+
+async fn find(state: &AppState, caller: &Caller, id: &str) -> ApiResult<App> {
+    state
+        .store
+        .get_app(&caller.tenant.id, id)
+        .await?
+        .ok_or_else(|| {
+            AppError::not_found(format!(
+                "No app with id {id} in this tenant (dirbridge apps list)."
+            ))
+        })
+}
+
+async fn check_group(state: &AppState, caller: &Caller, app: &App) -> ApiResult<()> {
+    if let Some(g) = &app.access_group_id {
+        if state.store.get_group(&caller.tenant.id, g).await?.is_none() {
+            return Err(AppError::bad_request(format!(
+                "accessGroupId: there is no group {g} in this tenant (dirbridge groups list)."
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A new client secret for `app`: the secret (shown once) and its id.
+async fn new_secret(state: &AppState, app: &App) -> ApiResult<(String, String)> {
+    let (secret, hash) = secrets::new_prefixed_token(SECRET_PREFIX);
+    let id = secrets::new_id();
+    state
+        .store
+        .insert_app_secret(&app.id, &id, &hash, state.now())
+        .await?;
+    Ok((secret, id))
+}
+
+/// `GET /api/v1/apps`
+pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<App>>> {
+    caller.authorize(Operation::ManageApps)?;
+    Ok(Json(state.store.list_apps(&caller.tenant.id).await?))
+}
+
+/// `POST /api/v1/apps`: 201 with the app, its issuer and (confidential apps) the client secret.
+pub async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    caller: Caller,
+    ApiJson(req): ApiJson<NewApp>,
+) -> ApiResult<(StatusCode, Json<AppCreated>)> {
+    let target = Some(req.name.clone());
+    let result = async {
+        caller.authorize(Operation::ManageApps)?;
+        let app = tenant::oidc::new_app(
+            req,
+            secrets::new_id(),
+            caller.tenant.id.clone(),
+            state.now(),
+        )?;
+        check_group(&state, &caller, &app).await?;
+        state.store.insert_app(&app).await?;
+        let (client_secret, client_secret_id) = if app.client_type == ClientType::Confidential {
+            let (s, id) = new_secret(&state, &app).await?;
+            (Some(s), Some(id))
+        } else {
+            (None, None)
+        };
+        let app = find(&state, &caller, &app.id).await?;
+        Ok(AppCreated {
+            issuer: super::issuer(&state, &headers, &caller.tenant.initial_domain),
+            app,
+            client_secret,
+            client_secret_id,
+        })
+    }
+    .await;
+    let created = audited(&state, &caller, "app.create", target, result).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// `GET /api/v1/apps/{id}`
+pub async fn read(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<App>> {
+    caller.authorize(Operation::ManageApps)?;
+    Ok(Json(find(&state, &caller, &id).await?))
+}
+
+/// `PATCH /api/v1/apps/{id}`
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(patch): ApiJson<AppPatch>,
+) -> ApiResult<Json<App>> {
+    let result = async {
+        caller.authorize(Operation::ManageApps)?;
+        let app = tenant::oidc::patch_app(find(&state, &caller, &id).await?, patch, state.now())?;
+        check_group(&state, &caller, &app).await?;
+        state.store.update_app(&app).await?;
+        find(&state, &caller, &id).await
+    }
+    .await;
+    Ok(Json(
+        audited(&state, &caller, "app.update", Some(id.clone()), result).await?,
+    ))
+}
+
+/// `DELETE /api/v1/apps/{id}`: the app, its secrets, and every token it holds.
+pub async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let result = async {
+        caller.authorize(Operation::ManageApps)?;
+        if state.store.delete_app(&caller.tenant.id, &id).await? {
+            Ok(StatusCode::NO_CONTENT)
+        } else {
+            Err(AppError::not_found(format!(
+                "No app with id {id} in this tenant (dirbridge apps list)."
+            )))
+        }
+    }
+    .await;
+    audited(&state, &caller, "app.delete", Some(id), result).await
+}
+
+/// `POST /api/v1/apps/{id}/secrets`: one more client secret (shown once), e.g. to roll over.
+pub async fn add_secret(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<AppCreated>)> {
+    let result = async {
+        caller.authorize(Operation::ManageApps)?;
+        let app = find(&state, &caller, &id).await?;
+        if app.client_type != ClientType::Confidential {
+            return Err(AppError::bad_request(
+                "A public app has no client secret: it proves itself with PKCE.",
+            ));
+        }
+        let (s, sid) = new_secret(&state, &app).await?;
+        Ok(AppCreated {
+            issuer: super::issuer(&state, &headers, &caller.tenant.initial_domain),
+            app: find(&state, &caller, &id).await?,
+            client_secret: Some(s),
+            client_secret_id: Some(sid),
+        })
+    }
+    .await;
+    let created = audited(&state, &caller, "app.addSecret", Some(id), result).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// `DELETE /api/v1/apps/{id}/secrets/{secret}`
+pub async fn remove_secret(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, secret)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let result = async {
+        caller.authorize(Operation::ManageApps)?;
+        if state
+            .store
+            .delete_app_secret(&caller.tenant.id, &id, &secret)
+            .await?
+        {
+            Ok(StatusCode::NO_CONTENT)
+        } else {
+            Err(AppError::not_found(format!(
+                "The app {id} has no client secret {secret}."
+            )))
+        }
+    }
+    .await;
+    audited(&state, &caller, "app.removeSecret", Some(id), result).await
+}
+
+/// `POST /api/v1/apps/keys/rotate`: new signing keys for the tenant; the old ones stay
+/// published until the tokens they signed have expired.
+pub async fn rotate_keys(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<KeysRotated>> {
+    let result = async {
+        caller.authorize(Operation::ManageApps)?;
+        Ok(KeysRotated {
+            key_ids: super::keys::rotate(&state, &caller.tenant.id).await?,
+        })
+    }
+    .await;
+    Ok(Json(
+        audited(&state, &caller, "oidc.rotateKeys", None, result).await?,
+    ))
+}
+
+/// The operations of this module in the OpenAPI document (`crate::openapi`).
+pub const OPERATIONS: &[crate::openapi::Operation] = &[
+    ("get", "/api/v1/apps", "listApps", "App registrations of the tenant (OpenID Connect clients; Global Administrator)", None, 200),
+    ("post", "/api/v1/apps", "createApp", "Register an app; a confidential app's client secret is in this answer only (Global Administrator)", Some("NewApp"), 201),
+    ("get", "/api/v1/apps/{appId}", "getApp", "One app registration (secrets by id only)", None, 200),
+    ("patch", "/api/v1/apps/{appId}", "updateApp", "Change an app's redirect URIs, scopes, access group, lifetimes or consent setting", Some("AppPatch"), 200),
+    ("delete", "/api/v1/apps/{appId}", "deleteApp", "Delete an app with its secrets and every token it holds", None, 204),
+    ("post", "/api/v1/apps/{appId}/secrets", "addAppSecret", "One more client secret (shown once), to roll a secret over", None, 201),
+    ("delete", "/api/v1/apps/{appId}/secrets/{secretId}", "removeAppSecret", "Remove one client secret", None, 204),
+    ("post", "/api/v1/apps/keys/rotate", "rotateSigningKeys", "New token signing keys; the old ones stay published until their tokens have expired", None, 200),
+];
+
+/// The request schemas of [`OPERATIONS`].
+pub fn schemas() -> Vec<(&'static str, serde_json::Value)> {
+    use serde_json::json;
+    let uris =
+        json!({"type": "array", "items": {"type": "string", "format": "uri"}, "maxItems": 20});
+    let scopes = json!({"type": "array", "items": {"enum": tenant::oidc::SUPPORTED_SCOPES}});
+    let common = json!({
+        "name": {"type": "string"},
+        "redirectUris": uris,
+        "postLogoutRedirectUris": uris,
+        "allowedScopes": scopes,
+        "accessGroupId": {"type": ["string", "null"]},
+        "accessTokenLifetimeSecs": {"type": "integer", "minimum": 60, "maximum": tenant::oidc::MAX_TOKEN_SECS},
+        "idTokenLifetimeSecs": {"type": "integer", "minimum": 60, "maximum": tenant::oidc::MAX_TOKEN_SECS},
+        "refreshTokenLifetimeSecs": {"type": "integer", "minimum": 300, "maximum": tenant::oidc::MAX_REFRESH_TOKEN_SECS},
+        "skipConsent": {"type": "boolean"},
+        "idTokenSigningAlg": {"enum": ["ES256", "RS256"]},
+    });
+    let mut new_app = common.clone();
+    new_app["clientType"] = json!({"enum": ["confidential", "public"]});
+    vec![
+        (
+            "NewApp",
+            json!({"type": "object", "properties": new_app, "required": ["name", "redirectUris"]}),
+        ),
+        ("AppPatch", json!({"type": "object", "properties": common})),
+    ]
+}
