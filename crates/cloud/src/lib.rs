@@ -17,6 +17,7 @@ pub mod mail;
 pub mod metrics;
 pub mod openapi;
 pub mod portal;
+pub mod pushes;
 pub mod state;
 pub mod writeback;
 

@@ -22,15 +22,13 @@
 //! requests share the budget) and given back when the answer is one the rule does not count.
 //! The client's address is the TCP peer, or, when the peer is one of `trusted_proxies`, the
 //! right-most `X-Forwarded-For` entry that is not itself a trusted proxy: a client cannot escape
-//! by sending its own header. State is in this process's memory (several cloud instances each
-//! keep their own) and bounded: past [`MAX_ADDRESSES`] tracked addresses, full buckets are
-//! forgotten first; if every bucket is in use, new addresses pass and a warning is logged (the
-//! per-account throttles still apply).
+//! by sending its own header. The buckets live in the database
+//! ([`store::Store::take_address_token`]: one upsert per limited request), so every cloud
+//! instance on it takes from the same budget and no process's memory bounds how many addresses
+//! are tracked; full buckets are deleted at most once a minute per process.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
-use std::time::Instant;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
@@ -116,9 +114,6 @@ async fn known_device(
     Ok((Request::from_parts(parts, Body::from(bytes)), known))
 }
 
-/// Most addresses tracked per rule.
-pub const MAX_ADDRESSES: usize = 100_000;
-
 /// Which limit a request falls under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Rule {
@@ -165,71 +160,64 @@ impl Rule {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
-struct Bucket {
-    tokens: f64,
-    at: f64,
-}
-
-/// The buckets of one process.
-pub struct AddressLimits {
-    started: Instant,
-    buckets: Mutex<HashMap<(Rule, IpAddr), Bucket>>,
-}
-
-impl Default for AddressLimits {
-    fn default() -> Self {
-        AddressLimits {
-            started: Instant::now(),
-            buckets: Mutex::new(HashMap::new()),
+impl Rule {
+    /// The rule's name in the database.
+    fn name(self) -> &'static str {
+        match self {
+            Rule::SignIn => "signIn",
+            Rule::SsprStart => "ssprStart",
         }
     }
 }
 
-impl std::fmt::Debug for AddressLimits {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AddressLimits")
-    }
+/// This process's side of the per-address limits: when it last deleted full buckets.
+#[derive(Debug, Default)]
+pub struct AddressLimits {
+    last_cleanup_ms: AtomicI64,
 }
+
+/// Full buckets are deleted at most this often by one process (milliseconds).
+const CLEANUP_EVERY_MS: i64 = 60_000;
 
 impl AddressLimits {
-    fn now(&self) -> f64 {
-        self.started.elapsed().as_secs_f64()
-    }
-
     /// Takes one token for `addr`; `Err(seconds)` until the next token when there is none.
-    fn take(&self, rule: Rule, addr: IpAddr, per_minute: u32, now: f64) -> Result<(), u64> {
-        let cap = f64::from(per_minute);
-        let rate = cap / 60.0;
-        let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAX_ADDRESSES && !map.contains_key(&(rule, addr)) {
-            map.retain(|_, b| b.tokens + (now - b.at) * rate < cap);
-            if map.len() >= MAX_ADDRESSES {
-                tracing::warn!(
-                    "the per-address limit tracks {MAX_ADDRESSES} addresses already; a new address passes unlimited"
-                );
-                return Ok(());
+    async fn take(
+        &self,
+        state: &AppState,
+        rule: Rule,
+        addr: IpAddr,
+        per_minute: u32,
+    ) -> ApiResult<Result<(), u64>> {
+        let now_ms = state.now().saturating_mul(1000);
+        let last = self.last_cleanup_ms.load(Ordering::Relaxed);
+        if now_ms - last >= CLEANUP_EVERY_MS
+            && self
+                .last_cleanup_ms
+                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            if let Err(e) = state.store.forget_full_address_buckets(now_ms).await {
+                tracing::warn!(error = %e, "could not delete full per-address buckets");
             }
         }
-        let b = map.entry((rule, addr)).or_insert(Bucket {
-            tokens: cap,
-            at: now,
-        });
-        b.tokens = (b.tokens + (now - b.at).max(0.0) * rate).min(cap);
-        b.at = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(((1.0 - b.tokens) / rate).ceil().max(1.0) as u64)
-        }
+        let wait = state
+            .store
+            .take_address_token(rule.name(), &addr.to_string(), per_minute, now_ms)
+            .await?;
+        Ok(match wait {
+            None => Ok(()),
+            Some(ms) => Err(u64::try_from((ms + 999) / 1000).unwrap_or(1).max(1)),
+        })
     }
 
     /// Gives back the token of a request the rule does not count.
-    fn give_back(&self, rule: Rule, addr: IpAddr, per_minute: u32) {
-        let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(b) = map.get_mut(&(rule, addr)) {
-            b.tokens = (b.tokens + 1.0).min(f64::from(per_minute));
+    async fn give_back(&self, state: &AppState, rule: Rule, addr: IpAddr, per_minute: u32) {
+        if let Err(e) = state
+            .store
+            .give_back_address_token(rule.name(), &addr.to_string(), per_minute)
+            .await
+        {
+            tracing::warn!(error = %e, "could not give back a per-address token");
         }
     }
 }
@@ -310,7 +298,11 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
         _ => req,
     };
     let limits = &state.address_limits;
-    if let Err(wait) = limits.take(rule, addr, per_minute, limits.now()) {
+    let taken = match limits.take(&state, rule, addr, per_minute).await {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    if let Err(wait) = taken {
         let refusal = AppError::new(
             ErrorCode::TooManyRequests,
             format!(
@@ -330,7 +322,7 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
     let resp = next.run(req).await;
     let refused_password = resp.extensions().get::<RefusedPassword>().is_some();
     if !rule.counts(resp.status(), refused_password) {
-        limits.give_back(rule, addr, per_minute);
+        limits.give_back(&state, rule, addr, per_minute).await;
     }
     resp
 }
@@ -341,52 +333,6 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
-    }
-
-    #[test]
-    fn a_bucket_empties_then_refills_evenly_over_a_minute() {
-        let l = AddressLimits::default();
-        let a = ip("192.0.2.1");
-        for _ in 0..6 {
-            assert!(l.take(Rule::SignIn, a, 6, 0.0).is_ok());
-        }
-        // 6 a minute = one every 10 s.
-        assert_eq!(l.take(Rule::SignIn, a, 6, 0.0), Err(10));
-        assert_eq!(l.take(Rule::SignIn, a, 6, 4.0), Err(6));
-        assert!(l.take(Rule::SignIn, a, 6, 10.5).is_ok());
-        assert!(l.take(Rule::SignIn, a, 6, 10.5).is_err());
-        // Another address and another rule have their own buckets.
-        assert!(l.take(Rule::SignIn, ip("192.0.2.2"), 6, 10.5).is_ok());
-        assert!(l.take(Rule::SsprStart, a, 6, 10.5).is_ok());
-        // A token given back is usable at once, but never above the capacity.
-        l.give_back(Rule::SignIn, a, 6);
-        assert!(l.take(Rule::SignIn, a, 6, 10.5).is_ok());
-        for _ in 0..20 {
-            l.give_back(Rule::SignIn, a, 6);
-        }
-        let taken = (0..20)
-            .filter(|_| l.take(Rule::SignIn, a, 6, 10.5).is_ok())
-            .count();
-        assert_eq!(taken, 6);
-    }
-
-    #[test]
-    fn full_buckets_are_forgotten_first_when_the_table_is_full() {
-        let l = AddressLimits::default();
-        {
-            let mut map = l.buckets.lock().unwrap();
-            for i in 0..MAX_ADDRESSES as u32 {
-                let tokens = if i == 7 { 0.0 } else { 60.0 };
-                map.insert(
-                    (Rule::SignIn, IpAddr::V4(i.into())),
-                    Bucket { tokens, at: 0.0 },
-                );
-            }
-        }
-        assert!(l.take(Rule::SignIn, ip("198.51.100.9"), 60, 0.0).is_ok());
-        let map = l.buckets.lock().unwrap();
-        assert_eq!(map.len(), 2, "only the empty bucket and the new one stay");
-        assert!(map.contains_key(&(Rule::SignIn, IpAddr::V4(7u32.into()))));
     }
 
     #[test]

@@ -415,6 +415,11 @@ pub async fn submit(
     let tracking = crate::error::tracking_id();
     let outcome = run(state, tenant_id, user, &mut op, &tracking).await;
     wipe(&mut op);
+    if matches!(&outcome, Ok(r) if r.outcome == Outcome::Succeeded)
+        && matches!(kind, "reset" | "adminReset" | "unlock")
+    {
+        crate::auth::unlock_sign_in(state, &user.user_principal_name).await;
+    }
     let (tracking, audit_result, details) = match &outcome {
         Ok(r) => (
             r.tracking_id.clone(),
@@ -675,6 +680,9 @@ pub async fn dispatch_once(state: &AppState) -> ApiResult<()> {
     // Shutting down: hand out nothing new (waiting requests end themselves).
     if local.is_empty() || state.writeback.draining().is_some() {
         return Ok(());
+    }
+    if let Err(e) = crate::pushes::deliver(state, &local).await {
+        tracing::warn!(error = %e.message, "could not deliver the queued pushes; retrying");
     }
     let pending = state
         .store

@@ -22,12 +22,14 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+mod address_limits;
 mod agents;
 mod audit;
 mod db;
 mod groups;
 mod licensing;
 mod policy;
+mod pushes;
 mod sign_in;
 mod sspr;
 mod sync;
@@ -37,6 +39,7 @@ mod users;
 mod writeback;
 
 pub use agents::{AgentRecord, Redemption};
+pub use sign_in::LockoutPolicy;
 pub use sspr::{AuthMethodsRecord, SsprSessionRecord, StoredAnswer};
 pub use sync::{SyncErrorWrite, SyncSnapshot, SyncWrite};
 pub use tenants::TenantChanges;

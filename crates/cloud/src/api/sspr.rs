@@ -1225,6 +1225,7 @@ async fn reset_cloud_password(
         .store
         .revoke_user_tokens(&user.tenant_id, &user.id)
         .await?;
+    crate::auth::unlock_sign_in(state, &user.user_principal_name).await;
     Ok(WritebackResult {
         tracking_id: tracking_id(),
         outcome: Outcome::Succeeded,

@@ -399,6 +399,7 @@ async fn reset_cloud_password(
             .store
             .revoke_user_tokens(&caller.tenant.id, &user.id)
             .await?;
+        crate::auth::unlock_sign_in(state, &user.user_principal_name).await;
         Ok(StatusCode::NO_CONTENT.into_response())
     }
     .await;
