@@ -12,6 +12,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod group_licensing;
 pub mod limits;
 pub mod mail;
 pub mod metrics;

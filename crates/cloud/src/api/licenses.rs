@@ -330,7 +330,7 @@ pub async fn assign_group(
                 format!("The group already has {}.", gl.sku_id),
             ));
         }
-        reconcile(&state, &caller.tenant).await?;
+        crate::group_licensing::reconcile_group(&state, &caller.tenant, &gl.group_id).await?;
         Ok(gl)
     }
     .await;
@@ -360,7 +360,7 @@ pub async fn unassign_group(
                 sku.id
             )));
         }
-        reconcile(&state, &caller.tenant).await?;
+        crate::group_licensing::reconcile_group(&state, &caller.tenant, &group.id).await?;
         Ok(StatusCode::NO_CONTENT)
     }
     .await;

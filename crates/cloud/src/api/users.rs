@@ -273,7 +273,7 @@ pub async fn update(
         user.updated_at = state.now();
         state.store.update_user(&user).await?;
         if before != (user.usage_location.clone(), user.account_enabled) {
-            super::licenses::reconcile(&state, &caller.tenant).await?;
+            crate::group_licensing::reconcile_users(&state, &caller.tenant, [user.id.clone()]).await?;
         }
         Ok(user)
     }
@@ -296,7 +296,7 @@ pub async fn delete(
             return Err(AppError::bad_request("You cannot delete your own account."));
         }
         state.store.delete_user(&caller.tenant.id, &user.id).await?;
-        super::licenses::reconcile(&state, &caller.tenant).await?;
+        crate::group_licensing::reconcile_users(&state, &caller.tenant, [user.id.clone()]).await?;
         Ok(StatusCode::NO_CONTENT)
     }
     .await;
