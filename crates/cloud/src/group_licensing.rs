@@ -105,3 +105,54 @@ pub async fn reconcile_member(
     let users = users_of_member(state, &tenant.id, member).await?;
     reconcile_users(state, tenant, users).await
 }
+
+/// The users a sync batch can change the group-based licences of, as the directory is before
+/// it is applied: the users it writes or deletes, and the users each group whose members it
+/// sets, or which it deletes, holds now. `None` when the tenant has no licensed group (then
+/// [`reconcile_sync`] only checks for left-over group rows, as a whole-tenant run does).
+pub async fn sync_scope(
+    state: &AppState,
+    tenant_id: &str,
+    write: &store::SyncWrite,
+) -> ApiResult<Option<BTreeSet<String>>> {
+    if state.store.list_group_licenses(tenant_id).await?.is_empty() {
+        return Ok(None);
+    }
+    let memberships = state.store.list_memberships(tenant_id).await?;
+    Ok(Some(sync_users(write, &memberships)))
+}
+
+fn sync_users(write: &store::SyncWrite, memberships: &[(String, MemberRef)]) -> BTreeSet<String> {
+    let mut users: BTreeSet<String> = write
+        .insert_users
+        .iter()
+        .chain(&write.update_users)
+        .map(|u| u.id.clone())
+        .chain(write.delete_users.iter().cloned())
+        .collect();
+    for group in write
+        .set_members
+        .iter()
+        .map(|(g, _)| g)
+        .chain(&write.delete_groups)
+    {
+        users.extend(licensing::users_in_group(group, memberships));
+    }
+    users
+}
+
+/// After a sync batch was applied: recomputes the users [`sync_scope`] found before it and the
+/// users the changed groups hold after it.
+pub async fn reconcile_sync(
+    state: &AppState,
+    tenant: &Tenant,
+    write: &store::SyncWrite,
+    before: Option<BTreeSet<String>>,
+) -> ApiResult<()> {
+    let Some(mut users) = before else {
+        return crate::api::licenses::reconcile(state, tenant).await;
+    };
+    let memberships = state.store.list_memberships(&tenant.id).await?;
+    users.extend(sync_users(write, &memberships));
+    reconcile_users(state, tenant, users).await
+}
