@@ -11,6 +11,7 @@ use common::{Cloud, ADMIN_PASSWORD};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use testkit::postgres::Postgres;
+use testkit::proxy::Failover;
 use testkit::samba::Samba;
 
 /// One answer: status, body (JSON or null) and the tracking id header.
@@ -85,12 +86,13 @@ async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
     }
 }
 
+/// The database the instances share, in the testkit's cluster.
+const DB: &str = "dirbridge";
+
 /// Instance A and instance B on one fresh PostgreSQL; `env` for both `cloud serve`.
 fn two_instances(env: &[(&str, &str)]) -> (Postgres, Cloud, Cloud) {
     let pg = Postgres::start().expect("start PostgreSQL");
-    let url = pg
-        .create_database("dirbridge")
-        .expect("create the database");
+    let url = pg.create_database(DB).expect("create the database");
     let a = Cloud::start_on(&url, env);
     let b = a.another_instance();
     (pg, a, b)
@@ -462,5 +464,171 @@ async fn sync_run_on_one_instance_reaches_an_agent_connected_to_the_other() {
         let runs = runs();
         async move { runs.await.filter(|&n| n > first).map(|_| ()) }
     })
+    .await;
+}
+
+fn port(cloud: &Cloud) -> u16 {
+    cloud.url.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+fn count(pg: &Postgres, sql: &str) -> u64 {
+    pg.query_value(DB, sql).unwrap().parse().unwrap()
+}
+
+/// Instance A dies (SIGKILL) in the middle of two requests, behind a proxy that sends each new
+/// connection to A, else B: a password reset that B took and A handed to an agent (frozen, so
+/// it has not claimed it yet), and a sync batch A committed whose answer never left it. The
+/// reset still runs, once, through B, and the agent's retry of the batch reaches B, which
+/// answers it as already applied: no writeback and no batch is lost or doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_one_instance_mid_request_loses_no_writeback_and_no_batch() {
+    let samba = Samba::shared();
+    let mut env = NO_ADDRESS_LIMITS.to_vec();
+    // Room for the agents to reconnect after the kill.
+    env.push(("DIRBRIDGE_WRITEBACK_DEADLINE_SECS", "60"));
+    let (pg, mut a, b) = two_instances(&env);
+    let proxy = Failover::start(vec![port(&a), port(&b)]).await.unwrap();
+    let lb = format!("http://127.0.0.1:{}", proxy.port);
+    a.login();
+    a.run(&["tenant", "add-domain", "dirbridge.test"]).ok();
+    a.run(&["licenses", "trial"]).ok();
+    a.run(&[
+        "policy",
+        "set",
+        "--enabled-for",
+        "all",
+        "--writeback",
+        "true",
+    ])
+    .ok();
+    let ou = samba.create_ou("multiKill").unwrap();
+    let user = samba
+        .create_user(
+            &ou,
+            &format!("mki{}", std::process::id()),
+            "Initial-Pass-1k",
+        )
+        .unwrap();
+    let mut agent = AgentHost::register_at(&a, &lb, samba, "agent-x");
+    agent.full_sync(&a);
+    a.run(&["users", "update", &user.login, "--usage-location", "NO"])
+        .ok();
+    agent.enable_writeback(&a).ok();
+    agent.start();
+    let token = admin_token(&b).await;
+    eventually(
+        Duration::from_secs(60),
+        "the agent connected (to A)",
+        || {
+            let (url, t) = (b.url.clone(), token.clone());
+            async move {
+                let r = call(&url, Method::GET, "/api/v1/writeback", Some(&t), None).await;
+                (r.body["available"] == true).then_some(())
+            }
+        },
+    )
+    .await;
+
+    // The agent is frozen; B takes a reset, which A (holding the agent's socket) dispatches.
+    agent.signal("-STOP");
+    let reset = {
+        let (url, t) = (b.url.clone(), token.clone());
+        let path = format!("/api/v1/users/{}/password", user.login);
+        tokio::spawn(async move {
+            call(
+                &url,
+                Method::POST,
+                &path,
+                Some(&t),
+                Some(json!({"password": "After-Kill-2k"})),
+            )
+            .await
+        })
+    };
+    eventually(Duration::from_secs(30), "the reset dispatched", || {
+        let n = count(
+            &pg,
+            "SELECT count(*) FROM writeback_requests WHERE state = 'dispatched'",
+        );
+        async move { (n == 1).then_some(()) }
+    })
+    .await;
+
+    // Meanwhile a second agent host's full sync: its first batch is applied by A, whose
+    // answer is then lost.
+    let newcomer = samba
+        .create_user(
+            &ou,
+            &format!("mkn{}", std::process::id()),
+            "Initial-Pass-1n",
+        )
+        .unwrap();
+    let batches_before = count(&pg, "SELECT count(*) FROM sync_batches");
+    let other = AgentHost::register_at(&a, &lb, samba, "agent-y");
+    proxy.lose_answers_after("POST /api/v1/agent/sync/batches");
+    let sync = tokio::task::spawn_blocking(move || other.full_sync_result());
+    eventually(
+        Duration::from_secs(120),
+        "A applied the first batch",
+        || {
+            let n = count(&pg, "SELECT count(*) FROM sync_batches");
+            let losing = proxy.losing();
+            async move { (losing && n > batches_before).then_some(()) }
+        },
+    )
+    .await;
+    a.kill();
+    agent.signal("-CONT");
+
+    // The sync ends well, every batch once; the reset ran once, through B.
+    let run = sync.await.unwrap();
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let r = reset.await.unwrap();
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["outcome"], "succeeded", "{}", r.body);
+    let tracking = r.body["trackingId"].as_str().unwrap().to_string();
+    let ran = agent
+        .events_for(&b, &tracking)
+        .iter()
+        .filter(|e| e["eventId"] == 31009)
+        .count();
+    assert_eq!(ran, 1, "the reset ran {ran} times");
+    // What the second sync brought is there, once.
+    let upn_key = newcomer.login.to_lowercase();
+    assert_eq!(
+        count(
+            &pg,
+            &format!("SELECT count(*) FROM users WHERE upn_key = '{upn_key}'")
+        ),
+        1
+    );
+    let runs = call(
+        &b.url,
+        Method::GET,
+        "/api/v1/sync/runs?limit=1000",
+        Some(&token),
+        None,
+    )
+    .await;
+    let failed: Vec<&Value> = runs
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["outcome"] != "succeeded")
+        .collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    // The new password works through B (the agent reconnected there).
+    eventually(
+        Duration::from_secs(60),
+        "signed in with the new password",
+        || {
+            let (url, upn) = (b.url.clone(), user.login.clone());
+            async move {
+                let r = sign_in(&url, &upn, "After-Kill-2k").await;
+                (r.status == StatusCode::OK).then_some(())
+            }
+        },
+    )
     .await;
 }

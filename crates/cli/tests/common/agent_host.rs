@@ -17,6 +17,8 @@ pub fn agent_cmd(cloud: &Cloud, args: &[&str], stdin: Option<&str>) -> Run {
 /// An agent host: registered, with an AD connector on the Samba's synced root.
 pub struct AgentHost {
     data: PathBuf,
+    /// The agent host's CLI configuration directory (as [`agent_cmd`]).
+    config: PathBuf,
     pub name: String,
     child: Option<Child>,
     log: PathBuf,
@@ -87,6 +89,7 @@ impl AgentHost {
         .ok();
         AgentHost {
             log: host.join("agent.log"),
+            config: cloud.path().join("agent-host-config"),
             data,
             name: name.to_string(),
             child: None,
@@ -105,6 +108,15 @@ impl AgentHost {
             None,
         )
         .ok();
+    }
+
+    /// One full sync, however it ends (no `Cloud` needed: the agent knows its cloud).
+    pub fn full_sync_result(&self) -> Run {
+        run_in(
+            &self.config,
+            &["agent", "sync", "run", "--data-dir", self.dir(), "--full"],
+            None,
+        )
     }
 
     pub fn enable_writeback(&self, cloud: &Cloud) -> Run {
