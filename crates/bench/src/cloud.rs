@@ -106,39 +106,10 @@ impl Cloud {
             verify.args(["--database-url", url]);
         }
         procs::run(verify).context("dirbridge cloud domains verify")?;
-        let port = free_port()?;
-        let mut serve = Command::new(bin);
-        // The harness is the reverse proxy: requests it makes for a person carry the person's
-        // address in X-Forwarded-For, so the per-address limits apply per person, as they
-        // would to people behind a real proxy (see `Api::anonymous`).
-        serve
-            .env("DIRBRIDGE_TRUSTED_PROXIES", "127.0.0.1")
-            .args(["cloud", "serve", "--data-dir"])
-            .arg(&data)
-            .args(["--listen", &format!("127.0.0.1:{port}")]);
-        if let Db::Postgres(url) = db {
-            serve.args(["--database-url", url]);
-        }
-        let server = Server::spawn("dirbridge cloud serve", serve, &dir.join("cloud.log"))?;
-        let url = format!("http://127.0.0.1:{port}");
+        let (url, server) = serve(bin, &data, db, &dir.join("cloud.log")).await?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(120))
             .build()?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = http.get(format!("{url}/healthz")).send().await {
-                if r.status().is_success() {
-                    break;
-                }
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "the cloud did not answer /healthz within 30 s (see {}/cloud.log)",
-                    dir.display()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
         let admin_upn = "admin@bench.dirbridge.internal".to_string();
         let signed_in: Value = http
             .post(format!("{url}/api/v1/auth/token"))
@@ -204,6 +175,43 @@ impl Cloud {
         )
         .await?;
         Ok(())
+    }
+}
+
+/// `dirbridge cloud serve` of the database `db` (SQLite in `data`) on a free loopback port,
+/// logging to `log`; returns its URL once it answers `/healthz`. Another call on the same
+/// PostgreSQL database is a second instance behind the same (imagined) load balancer.
+pub async fn serve(bin: &Path, data: &Path, db: &Db, log: &Path) -> Result<(String, Server)> {
+    let port = free_port()?;
+    let mut serve = Command::new(bin);
+    // The harness is the reverse proxy: requests it makes for a person carry the person's
+    // address in X-Forwarded-For, so the per-address limits apply per person, as they
+    // would to people behind a real proxy (see `Api::anonymous`).
+    serve
+        .env("DIRBRIDGE_TRUSTED_PROXIES", "127.0.0.1")
+        .args(["cloud", "serve", "--data-dir"])
+        .arg(data)
+        .args(["--listen", &format!("127.0.0.1:{port}")]);
+    if let Db::Postgres(url) = db {
+        serve.args(["--database-url", url]);
+    }
+    let server = Server::spawn("dirbridge cloud serve", serve, log)?;
+    let url = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = http.get(format!("{url}/healthz")).send().await {
+            if r.status().is_success() {
+                return Ok((url, server));
+            }
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the cloud did not answer /healthz within 30 s (see {})",
+                log.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -13,6 +13,7 @@ mod directory;
 mod procs;
 mod report;
 mod signin;
+mod soak;
 mod sspr;
 
 use std::path::PathBuf;
@@ -89,6 +90,12 @@ struct Args {
     /// Concurrent connections of the SSPR start load.
     #[arg(long, default_value_t = 16)]
     sspr_start_connections: usize,
+    /// How long the multi-instance soak runs (seconds).
+    #[arg(long, default_value_t = 30)]
+    soak_secs: u64,
+    /// Concurrent connections of the soak, half on each instance.
+    #[arg(long, default_value_t = 16)]
+    soak_connections: usize,
     /// Extra environment for the `dirbridge agent run` processes, KEY=VALUE, repeatable (for
     /// experiments, e.g. an LD_PRELOAD shim or RUST_LOG).
     #[arg(long, value_name = "KEY=VALUE")]
@@ -109,6 +116,7 @@ const BENCHMARKS: &[&str] = &[
     "writeback",
     "sign-in",
     "sspr-start",
+    "multi-instance-soak",
 ];
 
 #[tokio::main]
@@ -275,8 +283,10 @@ async fn one_database(
         Some(list) => list.iter().any(|d| d == db_name),
         None => first,
     };
-    if online_here && (want("writeback") || want("sign-in") || want("sspr-start")) {
-        match online(args, directory, &cloud, &agent, &case, want).await {
+    let online_wanted = ["writeback", "sign-in", "sspr-start", "multi-instance-soak"];
+    if online_here && online_wanted.iter().any(|b| want(b)) {
+        let second = (bin, &db, run_dir);
+        match online(args, directory, &cloud, &agent, &case, want, second).await {
             Ok(mut r) => rows.append(&mut r),
             Err(e) => rows.push(Row::failed("writeback", &case, &e)),
         }
@@ -286,7 +296,9 @@ async fn one_database(
 }
 
 /// The benchmarks that need the agent service with writeback on: self-service resets, sign-in,
-/// the SSPR start load. One user per reset and per sign-in, taken from the synced users.
+/// the SSPR start load, the multi-instance soak (whose second instance is started from
+/// `second`: the binary, the database and the run's directory). One user per reset and per
+/// sign-in, taken from the synced users.
 async fn online(
     args: &Args,
     directory: &Directory,
@@ -294,13 +306,14 @@ async fn online(
     agent: &Agent,
     case: &str,
     want: &dyn Fn(&str) -> bool,
+    second: (&std::path::Path, &Db, &std::path::Path),
 ) -> Result<Vec<Row>> {
     let (seq_n, tp_n) = if want("writeback") {
         (args.writeback_resets, args.writeback_throughput_resets)
     } else {
         (0, 0)
     };
-    let sign_n = if want("sign-in") {
+    let sign_n = if want("sign-in") || want("multi-instance-soak") {
         args.sign_in_users
     } else {
         0
@@ -404,6 +417,42 @@ async fn online(
                 Ok(mut r) => rows.append(&mut r),
                 Err(e) => rows.push(Row::failed("api-sspr-start", case, &e)),
             }
+        }
+    }
+    if want("multi-instance-soak") {
+        let (bin, db, run_dir) = second;
+        let case = format!("{case}, {} s", args.soak_secs);
+        if !matches!(db, Db::Postgres(_)) {
+            rows.push(Row::not_measured(
+                "multi-instance-soak",
+                case,
+                "several instances need PostgreSQL: --online-databases postgres",
+            ));
+        } else {
+            eprintln!("{case}: multi-instance soak");
+            let data = run_dir.join("cloud-b");
+            std::fs::create_dir_all(&data)?;
+            let (url_b, mut b) = cloud::serve(bin, &data, db, &run_dir.join("cloud-b.log")).await?;
+            let upns: Vec<String> = listed
+                .iter()
+                .filter_map(|u| u["userPrincipalName"].as_str().map(str::to_string))
+                .take(5000)
+                .collect();
+            let urls = [cloud.url.clone(), url_b];
+            match soak::soak(
+                &urls,
+                &upns,
+                &signers,
+                args.soak_connections,
+                args.soak_secs,
+                &case,
+            )
+            .await
+            {
+                Ok(mut r) => rows.append(&mut r),
+                Err(e) => rows.push(Row::failed("multi-instance-soak", &case, &e)),
+            }
+            b.stop();
         }
     }
     online.service.stop();

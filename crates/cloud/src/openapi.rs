@@ -436,7 +436,7 @@ pub const OPERATIONS: &[Operation] = &[
         "post",
         "/api/v1/sync/run",
         "runSyncNow",
-        "Ask every connected agent to sync now, body {\"full\": bool} optional; 409 when none is connected (Global Administrator)",
+        "Ask every agent connected to any cloud instance on the database to sync now, body {\"full\": bool} optional; 409 when none is connected (Global Administrator)",
         None,
         200,
     ),
@@ -484,7 +484,7 @@ pub fn document() -> Value {
             op["responses"]["200"]["content"] = json!({"application/json": {"schema": {"$ref": "#/components/schemas/TokenResponse"}}});
             op["responses"]["200"]["headers"] = json!({"Set-Cookie": {"description": "The known-device cookie `__Host-dirbridge-device` (Secure, HttpOnly, SameSite=Strict, 90 days): a browser sending it back signs in to this account without the per-address limit (never without the per-account one). Clients may ignore it", "schema": {"type": "string"}}});
             op["responses"]["401"] = error("The user name or password is incorrect; or, for a user synced from on-premises, the directory refused the sign-in and the message says what to do next (disabled, locked out, password expired or must be changed: change it at /api/v1/sspr/change, account expired, logon hours)");
-            op["responses"]["429"] = error("Too many failed sign-ins for this account in the window (for a synced user nothing more is sent to the directory until the window ends), or too many failed sign-ins from the caller's network address (`[limits] sign_in_per_minute`; the Retry-After header says when to come back)");
+            op["responses"]["429"] = error("The account is locked out by the smart lockout (after 10 failed sign-ins for 1 minute, then twice as long after each further failure, up to 1 hour; for a synced user nothing is sent to the directory while it is locked), or too many failed sign-ins from the caller's network address (`[limits] sign_in_per_minute`; the Retry-After header says when to come back)");
             op["responses"]["503"] = error("A synced user's password could not be checked: no agent is connected, the directory is unreachable, or no answer came before the writeback deadline. Try again; an administrator can check `dirbridge agents list`");
         }
         if *op_id == "ssprChange" {

@@ -237,6 +237,42 @@ async fn wrong_passwords_are_refused_alike_audited_and_throttled() {
     );
 }
 
+#[tokio::test]
+async fn the_lockout_grows_with_each_repeat_and_a_password_reset_lifts_it() {
+    let c = Cloud::start().await;
+    c.user("lou", json!({"password": "Lous-Pass-w0rd"})).await;
+    let try_password = |password: &'static str| {
+        c.call(
+            Method::POST,
+            "/api/v1/auth/token",
+            None,
+            Some(json!({"userPrincipalName": c.upn("lou"), "password": password})),
+        )
+    };
+    for _ in 0..10 {
+        assert_eq!(try_password("nope").await.status.as_u16(), 401);
+    }
+    // The eleventh attempt locks the account for a minute, even with the right password.
+    let r = try_password("Lous-Pass-w0rd").await;
+    assert_eq!(r.status.as_u16(), 429, "{}", r.body);
+    assert!(r.error_message().contains("locked until"), "{}", r.body);
+    // After the minute: one attempt; its failure locks the account for two minutes.
+    c.clock.advance(61);
+    assert_eq!(try_password("nope").await.status.as_u16(), 401);
+    assert_eq!(try_password("Lous-Pass-w0rd").await.status.as_u16(), 429);
+    c.clock.advance(61);
+    assert_eq!(try_password("Lous-Pass-w0rd").await.status.as_u16(), 429);
+    // An administrator's reset lifts the lockout at once.
+    c.admin(
+        Method::POST,
+        &format!("/api/v1/users/{}/password", c.upn("lou")),
+        Some(json!({"password": "Lous-New-Pass-w0rd"})),
+    )
+    .await
+    .ok();
+    c.sign_in(&c.upn("lou"), "Lous-New-Pass-w0rd").await;
+}
+
 // ------------------------------------------------------------------ roles
 
 #[tokio::test]

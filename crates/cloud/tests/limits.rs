@@ -198,7 +198,11 @@ async fn a_spray_over_many_accounts_and_addresses_never_refuses_an_innocent_acco
     for i in 0..10_100 {
         let refused = c
             .store
-            .reserve_sign_in_attempt(&format!("sprayed-account-{i}"), now, 900, 10)
+            .reserve_sign_in_attempt(
+                &format!("sprayed-account-{i}"),
+                now,
+                &dirbridge_cloud::app::sign_in::LOCKOUT,
+            )
             .await
             .unwrap();
         assert_eq!(refused, None);

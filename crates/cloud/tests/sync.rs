@@ -1026,3 +1026,84 @@ async fn push_socket_is_signed_and_carries_sync_now() {
         Some(403)
     );
 }
+
+/// Group licences follow memberships a sync batch changes, nested groups included, each batch
+/// recomputing only the users it touches.
+#[tokio::test]
+async fn group_licences_follow_synced_memberships_through_nested_groups() {
+    let c = Cloud::start().await;
+    c.admin(Method::POST, "/api/v1/licenses/trial", None)
+        .await
+        .ok();
+    c.admin(
+        Method::PATCH,
+        "/api/v1/tenant",
+        Some(json!({"defaultUsageLocation": "NO"})),
+    )
+    .await
+    .ok();
+    let a = register(&c).await;
+    let (ada, bob, outer, inner) = ("QUFBQQ==", "QkJCQg==", "R1JQMQ==", "R1JQMg==");
+    let users = || {
+        vec![
+            user_obj(&c, ada, "ada", json!({})),
+            user_obj(&c, bob, "bob", json!({})),
+        ]
+    };
+    let mut upserts = users();
+    upserts.push(group_obj(outer, "Outer", &[inner]));
+    upserts.push(group_obj(inner, "Inner", &[ada]));
+    batch(&c, &a, "r1", 0, upserts, vec![]).await;
+    let outer_id = group_by_name(&c, "Outer").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.admin(
+        Method::POST,
+        &format!("/api/v1/groups/{outer_id}/licenses"),
+        Some(json!({"skuId": "DIRBRIDGE_PREMIUM"})),
+    )
+    .await
+    .ok();
+    let licensed = |local: &'static str| {
+        let c = &c;
+        async move {
+            let v = c
+                .get(&format!("/api/v1/users/{}/licenses", c.upn(local)))
+                .await;
+            v.as_array()
+                .unwrap()
+                .iter()
+                .any(|l| l["state"] == "active" && l["source"]["type"] == "group")
+        }
+    };
+    assert!(licensed("ada").await);
+    assert!(!licensed("bob").await);
+
+    // Bob joins Inner, inside the licensed Outer: he gets the licence.
+    batch(
+        &c,
+        &a,
+        "r2",
+        0,
+        vec![group_obj(inner, "Inner", &[ada, bob])],
+        vec![],
+    )
+    .await;
+    assert!(licensed("ada").await && licensed("bob").await);
+    // Ada leaves: she loses it, Bob keeps it.
+    batch(
+        &c,
+        &a,
+        "r3",
+        0,
+        vec![group_obj(inner, "Inner", &[bob])],
+        vec![],
+    )
+    .await;
+    assert!(!licensed("ada").await);
+    assert!(licensed("bob").await);
+    // Inner is deleted on-prem: Bob loses it too.
+    batch(&c, &a, "r4", 0, vec![], vec![inner]).await;
+    assert!(!licensed("bob").await);
+}

@@ -22,6 +22,7 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+mod address_limits;
 mod agents;
 mod audit;
 mod db;
@@ -29,6 +30,7 @@ mod groups;
 mod licensing;
 mod oidc;
 mod policy;
+mod pushes;
 mod sign_in;
 mod sspr;
 mod sync;
@@ -39,6 +41,7 @@ mod writeback;
 
 pub use agents::{AgentRecord, Redemption};
 pub use oidc::{AppTokenRecord, CodeRecord, CodeUse, PendingRequest, SigningKeyRecord};
+pub use sign_in::LockoutPolicy;
 pub use sspr::{AuthMethodsRecord, SsprSessionRecord, StoredAnswer};
 pub use sync::{SyncErrorWrite, SyncSnapshot, SyncWrite};
 pub use tenants::{DomainRecord, TenantChanges};

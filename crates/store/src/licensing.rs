@@ -1,7 +1,7 @@
 //! Subscriptions, licence assignments (direct or inherited from a group) and group licences.
 //! Which assignments should exist is computed by `tenant::licensing`; the store keeps them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use proto::{AssignmentSource, GroupLicense, LicenseAssignment, Subscription, SubscriptionKind};
 
@@ -256,6 +256,75 @@ impl Store {
             tx.exec(&sql, &all_args).await?;
         }
         tx.commit().await
+    }
+
+    /// Group-sourced assignments of the users `user_ids` only: under the tenant's licence lock
+    /// (as [`Store::reconcile_group_assignments`]), `compute` gives those users' rows from the
+    /// tenant's subscriptions and assignments, or `None` when it cannot (then nothing changes
+    /// and the answer is `None`). Only rows that differ are written: a row of these users that
+    /// is not in the new set, or changed, is deleted; a new or changed one inserted. The answer
+    /// is how many rows were written; no row of another user is touched.
+    pub async fn reconcile_group_assignments_of(
+        &self,
+        tenant_id: &str,
+        user_ids: &BTreeSet<String>,
+        compute: impl FnOnce(&[Subscription], &[LicenseAssignment]) -> Option<Vec<LicenseAssignment>>,
+    ) -> Result<Option<u64>> {
+        let mut tx = self.inner.begin().await?;
+        let (subs, current) = lock_licences(&mut tx, tenant_id, None).await?;
+        let Some(assignments) = compute(&subs, &current) else {
+            return Ok(None);
+        };
+        let key = |a: &LicenseAssignment| {
+            let (_, group) = source_columns(&a.source);
+            (a.user_id.clone(), a.sku_id.clone(), group.to_string())
+        };
+        let mut new = BTreeMap::new();
+        for a in assignments {
+            if a.tenant_id != tenant_id
+                || !matches!(a.source, AssignmentSource::Group(_))
+                || !user_ids.contains(&a.user_id)
+            {
+                return Err(StoreError::Invalid(format!(
+                    "the assignment of {} to user {} is not a group assignment of these users of tenant {tenant_id}",
+                    a.sku_id, a.user_id
+                )));
+            }
+            new.insert(key(&a), a);
+        }
+        let old: BTreeMap<_, _> = current
+            .into_iter()
+            .filter(|a| {
+                matches!(a.source, AssignmentSource::Group(_)) && user_ids.contains(&a.user_id)
+            })
+            .map(|a| (key(&a), a))
+            .collect();
+        let mut written = 0;
+        for (k, a) in &old {
+            if new.get(k) != Some(a) {
+                written += tx
+                    .exec(
+                        "DELETE FROM license_assignments WHERE tenant_id = $1 AND user_id = $2 \
+                         AND sku_id = $3 AND source_type = 'group' AND source_group_id = $4",
+                        &args![tenant_id, &a.user_id, &a.sku_id, &k.2],
+                    )
+                    .await?;
+            }
+        }
+        for (k, a) in &new {
+            if old.get(k) != Some(a) {
+                written += tx
+                    .exec(
+                        &format!(
+                            "INSERT INTO license_assignments ({ASSIGN_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                        ),
+                        &assignment_args(a)?,
+                    )
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(Some(written))
     }
 
     /// `false` if the group already had it; NotFound if the group does not exist.

@@ -504,6 +504,110 @@ pub fn reconcile_groups(
     out
 }
 
+/// The users `group_id` holds, directly or through nested groups (each once, in id order):
+/// the users a change of that group's licences or of its membership in another group affects.
+pub fn users_in_group(group_id: &str, memberships: &[(String, MemberRef)]) -> Vec<String> {
+    let mut children: HashMap<&str, Vec<&MemberRef>> = HashMap::new();
+    for (group, member) in memberships {
+        children.entry(group.as_str()).or_default().push(member);
+    }
+    transitive_users(group_id, &children)
+        .into_iter()
+        .map(str::to_string)
+        .collect()
+}
+
+/// [`reconcile_groups`] for the users `affected` only (`users` holds those of them that still
+/// exist): the group-sourced rows it would give them, when they do not depend on the other
+/// users' — that is, when every SKU with group-sourced rows or licensed groups has a seat for
+/// every user who wants one (or is free) and no group-sourced row is short of a seat. The other
+/// users' rows then stay as they are (the result of the last recomputation, which any change
+/// of their own triggers). `None` when seats are contended (or a SKU is unknown or unusable):
+/// then only the whole tenant can be recomputed ([`reconcile_groups`]).
+// The inputs of `reconcile_groups` and the scope.
+#[allow(clippy::too_many_arguments)]
+pub fn reconcile_groups_of(
+    tenant: &Tenant,
+    affected: &HashSet<String>,
+    users: &[User],
+    memberships: &[(String, MemberRef)],
+    group_licenses: &[GroupLicense],
+    subs: &[Subscription],
+    current: &[LicenseAssignment],
+    now: Epoch,
+) -> Option<Vec<LicenseAssignment>> {
+    let users: Vec<User> = users
+        .iter()
+        .filter(|u| affected.contains(&u.id))
+        .cloned()
+        .collect();
+    let rows = reconcile_groups(
+        tenant,
+        &users,
+        memberships,
+        group_licenses,
+        subs,
+        current,
+        now,
+    );
+    let canonical = |id: &str| sku(id).map(|s| s.id).unwrap_or_else(|| id.to_string());
+    let mut skus: BTreeSet<String> = group_licenses
+        .iter()
+        .map(|gl| canonical(&gl.sku_id))
+        .collect();
+    skus.extend(
+        current
+            .iter()
+            .filter(|a| matches!(a.source, AssignmentSource::Group(_)))
+            .map(|a| canonical(&a.sku_id)),
+    );
+    for sku_id in &skus {
+        let known = sku(sku_id)?;
+        if known.free {
+            continue;
+        }
+        let group_row = |a: &&LicenseAssignment| {
+            matches!(a.source, AssignmentSource::Group(_)) && same_sku(&a.sku_id, sku_id)
+        };
+        if current
+            .iter()
+            .filter(group_row)
+            .any(|a| a.error == Some(LicenseErrorKind::CountViolation))
+        {
+            return None;
+        }
+        let direct: HashSet<&str> = current
+            .iter()
+            .filter(|a| {
+                a.source == AssignmentSource::Direct
+                    && a.state == AssignmentState::Active
+                    && same_sku(&a.sku_id, sku_id)
+            })
+            .map(|a| a.user_id.as_str())
+            .collect();
+        // Who wants a seat through a group: the others as they hold one now, the affected as
+        // computed (located, whether or not the restricted count seated them).
+        let mut wanting: HashSet<&str> = current
+            .iter()
+            .filter(group_row)
+            .filter(|a| !affected.contains(&a.user_id) && a.state == AssignmentState::Active)
+            .map(|a| a.user_id.as_str())
+            .collect();
+        wanting.extend(
+            rows.iter()
+                .filter(group_row)
+                .filter(|a| a.error != Some(LicenseErrorKind::ProhibitedInUsageLocationViolation))
+                .map(|a| a.user_id.as_str()),
+        );
+        let needed = direct.len() + wanting.iter().filter(|u| !direct.contains(*u)).count();
+        let available = available_units(sku_id, subs, now);
+        if available == 0 || count(needed) > available {
+            return None;
+        }
+    }
+    Some(rows)
+}
+
 /// May `user` use SSPR with writeback now? Yes when the account is enabled, the user holds an
 /// Active assignment (direct or group) of a SKU whose plans include [`SSPR_WRITEBACK`], and that
 /// SKU has at least one Enabled or Warning subscription. Otherwise the reason, in words.

@@ -163,6 +163,34 @@ impl Postgres {
         Ok(self.url_for(name))
     }
 
+    /// The one value `sql` (a query of one row and column) gives in database `name`, as text
+    /// (`psql -tA`): for tests that look at what several processes wrote.
+    pub fn query_value(&self, name: &str, sql: &str) -> anyhow::Result<String> {
+        let out = Command::new(bin_dir().join("psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                name,
+                "-tAc",
+                sql,
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .context("run psql")?;
+        if !out.status.success() {
+            bail!(
+                "psql {name} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
     /// The server log so far (for failure messages).
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.path().join("postgres.log")).unwrap_or_default()

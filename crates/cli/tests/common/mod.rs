@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod agent_host;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -89,31 +91,44 @@ pub struct Cloud {
     pub config_dir: PathBuf,
     child: Child,
     log: PathBuf,
+    /// How `cloud serve` was started: its data directory, PostgreSQL URL and extra environment.
+    data: PathBuf,
+    database_url: Option<String>,
+    env: Vec<(String, String)>,
     dir: tempfile::TempDir,
 }
 
 impl Cloud {
     /// Initialises tenant `contoso` and serves it on a free loopback port.
     pub fn start() -> Cloud {
+        Cloud::start_with(None, &[])
+    }
+
+    /// As [`Cloud::start`], on the PostgreSQL database `database_url` instead of SQLite, with
+    /// `env` (e.g. `DIRBRIDGE_LIMIT_SIGN_IN_PER_MINUTE`) set for `cloud serve`.
+    pub fn start_on(database_url: &str, env: &[(&str, &str)]) -> Cloud {
+        Cloud::start_with(Some(database_url.to_string()), env)
+    }
+
+    fn start_with(database_url: Option<String>, env: &[(&str, &str)]) -> Cloud {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let config_dir = dir.path().join("config");
-        let init = run_in(
-            &config_dir,
-            &[
-                "cloud",
-                "init",
-                "--data-dir",
-                data.to_str().unwrap(),
-                "--tenant",
-                "contoso",
-                "--admin",
-                "admin",
-                "--password-stdin",
-            ],
-            Some(&format!("{ADMIN_PASSWORD}\n")),
-        )
-        .ok();
+        let mut args = vec![
+            "cloud",
+            "init",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--tenant",
+            "contoso",
+            "--admin",
+            "admin",
+            "--password-stdin",
+        ];
+        if let Some(url) = &database_url {
+            args.extend(["--database-url", url.as_str()]);
+        }
+        let init = run_in(&config_dir, &args, Some(&format!("{ADMIN_PASSWORD}\n"))).ok();
         let domain = "contoso.dirbridge.internal".to_string();
         let admin = format!("admin@{domain}");
         assert!(
@@ -121,7 +136,41 @@ impl Cloud {
             "{}",
             init.stdout
         );
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Cloud::serve(dir, data, database_url, env, domain, admin)
+    }
 
+    /// Another `cloud serve` process on this one's PostgreSQL database (same tenant, same
+    /// settings), on a port, a log and a CLI configuration directory of its own.
+    pub fn another_instance(&self) -> Cloud {
+        assert!(
+            self.database_url.is_some(),
+            "several instances need PostgreSQL"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        Cloud::serve(
+            dir,
+            data,
+            self.database_url.clone(),
+            self.env.clone(),
+            self.domain.clone(),
+            self.admin.clone(),
+        )
+    }
+
+    fn serve(
+        dir: tempfile::TempDir,
+        data: PathBuf,
+        database_url: Option<String>,
+        env: Vec<(String, String)>,
+        domain: String,
+        admin: String,
+    ) -> Cloud {
+        let config_dir = dir.path().join("config");
         let log = dir.path().join("serve.log");
         // A port picked free can be taken before the server binds it: try a few.
         for _ in 0..5 {
@@ -136,15 +185,19 @@ impl Cloud {
             for var in AMBIENT {
                 cmd.env_remove(var);
             }
+            cmd.args([
+                "cloud",
+                "serve",
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--listen",
+                &listen,
+            ]);
+            if let Some(url) = &database_url {
+                cmd.args(["--database-url", url]);
+            }
+            cmd.envs(env.iter().map(|(k, v)| (k, v)));
             let mut child = cmd
-                .args([
-                    "cloud",
-                    "serve",
-                    "--data-dir",
-                    data.to_str().unwrap(),
-                    "--listen",
-                    &listen,
-                ])
                 .stdin(Stdio::null())
                 .stdout(log_file.try_clone().unwrap())
                 .stderr(log_file)
@@ -158,6 +211,9 @@ impl Cloud {
                     config_dir,
                     child,
                     log,
+                    data,
+                    database_url,
+                    env,
                     dir,
                 };
             }
@@ -167,6 +223,17 @@ impl Cloud {
             "dirbridge cloud serve did not start:\n{}",
             std::fs::read_to_string(&log).unwrap_or_default()
         );
+    }
+
+    /// Kills the `cloud serve` process at once (SIGKILL: no draining), as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// What `cloud serve` logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// A new one-time agent registration token (the admin's `agents token create --output json`).
@@ -206,18 +273,13 @@ impl Cloud {
     /// The host operator's `dirbridge cloud domains verify`: claims `domain` for the tenant if
     /// needed and marks it verified (no DNS), in the running cloud's database.
     pub fn verify_domain_on_host(&self, domain: &str) -> Run {
-        let data = self.dir.path().join("data");
-        self.run(&[
-            "cloud",
-            "domains",
-            "verify",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--tenant",
-            "contoso",
-            domain,
-        ])
-        .ok()
+        let data = self.data.to_str().unwrap();
+        let mut args = vec!["cloud", "domains", "verify", "--data-dir", data];
+        if let Some(url) = &self.database_url {
+            args.extend(["--database-url", url.as_str()]);
+        }
+        args.extend(["--tenant", "contoso", domain]);
+        self.run(&args).ok()
     }
 
     pub fn credentials_file(&self) -> PathBuf {

@@ -134,8 +134,11 @@ pub async fn delete(
                 "The password reset policy is scoped to this group: change the policy first (dirbridge policy set --enabled-for all|none, or another --group).",
             ));
         }
+        let held =
+            crate::app::group_licensing::users_of_group(&state, &caller.tenant.id, &group.id)
+                .await?;
         state.store.delete_group(&caller.tenant.id, &group.id).await?;
-        crate::app::licensing::reconcile(&state, &caller.tenant).await?;
+        crate::app::group_licensing::reconcile_users(&state, &caller.tenant, held).await?;
         Ok(StatusCode::NO_CONTENT)
     }
     .await;
@@ -190,7 +193,7 @@ pub async fn add_member(
         if !state.store.add_member(&caller.tenant.id, &group.id, &member).await? {
             return Err(AppError::new(proto::ErrorCode::Conflict, "That object is already a member of the group."));
         }
-        crate::app::licensing::reconcile(&state, &caller.tenant).await?;
+        crate::app::group_licensing::reconcile_member(&state, &caller.tenant, &member).await?;
         Ok(member)
     }
     .await;
@@ -262,7 +265,12 @@ pub async fn remove_member(
                 "'{member_id}' is not a direct member of the group."
             )));
         }
-        crate::app::licensing::reconcile(&state, &caller.tenant).await?;
+        // A user, or a group and the users it holds.
+        let mut affected =
+            crate::app::group_licensing::users_of_group(&state, &caller.tenant.id, &member_id)
+                .await?;
+        affected.push(member_id);
+        crate::app::group_licensing::reconcile_users(&state, &caller.tenant, affected).await?;
         Ok(StatusCode::NO_CONTENT)
     }
     .await;

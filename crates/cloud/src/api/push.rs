@@ -131,30 +131,21 @@ pub struct SyncRunAnswer {
     pub agents: usize,
 }
 
-/// Asks every agent of `tenant_id` connected to this cloud to run a sync cycle now; returns
-/// how many were asked.
+/// Asks every agent of `tenant_id` connected to any cloud instance on the database to run a
+/// sync cycle now ([`crate::pushes`]); returns how many were asked (0, logged, when the
+/// database could not be asked).
 pub async fn sync_now(state: &AppState, tenant_id: &str, full: bool) -> usize {
-    let senders: Vec<_> = state
-        .pushes
-        .lock()
-        .map(|map| {
-            map.values()
-                .filter(|c| c.tenant_id == tenant_id)
-                .map(|c| c.sender.clone())
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut agents = 0;
-    for s in senders {
-        if s.send(AgentPush::SyncNow { full }).await.is_ok() {
-            agents += 1;
+    match crate::pushes::to_tenant(state, tenant_id, &AgentPush::SyncNow { full }).await {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e.message, "could not ask the agents to sync");
+            0
         }
     }
-    agents
 }
 
 /// `POST /api/v1/sync/run` (Global Administrator), body `{"full": bool}` (optional): asks every
-/// agent of the tenant connected to this cloud to run a sync cycle now.
+/// agent of the tenant connected to any cloud instance to run a sync cycle now.
 pub async fn sync_run(
     State(state): State<AppState>,
     caller: Caller,
@@ -162,7 +153,8 @@ pub async fn sync_run(
 ) -> ApiResult<Json<SyncRunAnswer>> {
     let result = async {
         caller.authorize(Operation::ManageTenant)?;
-        let agents = sync_now(&state, &caller.tenant.id, req.full).await;
+        let push = AgentPush::SyncNow { full: req.full };
+        let agents = crate::pushes::to_tenant(&state, &caller.tenant.id, &push).await?;
         if agents == 0 {
             return Err(AppError::new(
                 ErrorCode::Conflict,

@@ -106,12 +106,17 @@ pub async fn apply_batch(
         cleared: plan.cleared,
         forget_batches_before: now - tenant::sync::BATCH_REPLAY_WINDOW_SECS,
     };
+    let licensing_scope = if touched_directory {
+        Some(crate::app::group_licensing::sync_scope(&state, &tenant.id, &write).await?)
+    } else {
+        None
+    };
     if let Some(first) = state.store.apply_sync_batch(&write).await? {
         // Another request applied the same batch meanwhile.
         return Ok(Json(first));
     }
-    if touched_directory {
-        crate::app::licensing::reconcile(&state, tenant).await?;
+    if let Some(before) = licensing_scope {
+        crate::app::group_licensing::reconcile_sync(&state, tenant, &write, before).await?;
     }
     if refresh_statistics_after(batch.seq, inserted) {
         // The planner's statistics were taken when the directory was small (at `cloud init`):

@@ -300,7 +300,7 @@ pub async fn assign_group(
                 format!("The group already has {}.", gl.sku_id),
             ));
         }
-        reconcile(state, &caller.tenant).await?;
+        super::group_licensing::reconcile_group(state, &caller.tenant, &gl.group_id).await?;
         Ok(gl)
     }
     .await;
@@ -329,7 +329,7 @@ pub async fn unassign_group(
                 sku.id
             )));
         }
-        reconcile(state, &caller.tenant).await
+        super::group_licensing::reconcile_group(state, &caller.tenant, &group.id).await
     }
     .await;
     audited(state, caller, "license.removeGroup", target, result).await

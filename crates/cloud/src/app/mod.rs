@@ -13,6 +13,7 @@
 pub mod agents;
 pub mod caller;
 pub mod directory;
+pub mod group_licensing;
 pub mod licensing;
 pub mod sign_in;
 pub mod sspr;

@@ -5,10 +5,12 @@
 //!
 //! Users synced from on-premises have no password in the cloud: their sign-in is checked by
 //! **pass-through** ([`crate::writeback::pass_through`]): the password is sealed to the
-//! tenant's agents, one of which binds to the directory as the user. The throttle runs first,
-//! so at most [`MAX_FAILED_SIGN_INS`] guesses per window ever reach the directory — like a
-//! smart lockout, it stops cloud-side guessing before it can lock the on-prem account out
-//! (set the directory's lockout threshold above this).
+//! tenant's agents, one of which binds to the directory as the user. The per-account **smart
+//! lockout** counts the attempt first, so at most [`MAX_FAILED_SIGN_INS`] guesses reach the
+//! directory before the account is locked in the cloud, however many instances share the
+//! database; after that, one per lockout, each lockout twice as long as the one before
+//! ([`LOCKOUT`]). A password accepted, reset or unlocked (by an administrator or by
+//! self-service) forgets the count.
 
 use proto::writeback::{OperationKind, Outcome};
 use proto::{AuditResult, ErrorCode, Source, Tenant, TokenRequest, TokenResponse, User};
@@ -22,9 +24,17 @@ use crate::audit::record;
 use crate::error::{ApiResult, AppError};
 use crate::state::AppState;
 
-/// Failed sign-ins allowed per account in one window before further attempts are refused.
+/// Failed sign-ins counted per account before it is locked out.
 pub const MAX_FAILED_SIGN_INS: u32 = 10;
-pub const FAILED_SIGN_IN_WINDOW_SECS: i64 = 15 * 60;
+/// The smart lockout: after [`MAX_FAILED_SIGN_INS`] failures the account is locked for a
+/// minute, then after each further failure for twice as long as the last time, up to an hour;
+/// 15 quiet minutes after the last attempt (or the end of the lock) forget it all.
+pub const LOCKOUT: store::LockoutPolicy = store::LockoutPolicy {
+    limit: MAX_FAILED_SIGN_INS as i64,
+    first_lock_secs: 60,
+    max_lock_secs: 60 * 60,
+    quiet_secs: 15 * 60,
+};
 
 /// Verifies off the async runtime, at most `password_checks` at once (429 when the queue stays
 /// full). With no stored hash it still spends the time of one check, so a wrong UPN and a wrong
@@ -307,8 +317,7 @@ fn attempt_key(upn_lower: &str) -> String {
 }
 
 /// Counts one attempt for the account `upn_lower` (in the database: every instance shares the
-/// count, and no table fills up); returns when the window ends if the account is over the
-/// limit.
+/// count, and no table fills up); returns when the lockout ends if the account is locked out.
 pub(crate) async fn reserve_attempt(
     state: &AppState,
     upn_lower: &str,
@@ -316,12 +325,7 @@ pub(crate) async fn reserve_attempt(
 ) -> ApiResult<Option<i64>> {
     Ok(state
         .store
-        .reserve_sign_in_attempt(
-            &attempt_key(upn_lower),
-            now,
-            FAILED_SIGN_IN_WINDOW_SECS,
-            i64::from(MAX_FAILED_SIGN_INS),
-        )
+        .reserve_sign_in_attempt(&attempt_key(upn_lower), now, &LOCKOUT)
         .await?)
 }
 
@@ -344,12 +348,21 @@ pub(crate) async fn clear_failures(state: &AppState, upn_lower: &str) -> ApiResu
         .await?)
 }
 
+/// Lifts the cloud sign-in lockout of `upn` (any case): its password was reset, or an
+/// administrator or the person (self-service) unlocked it. Best effort: the reset or unlock
+/// already happened, so a failure here is logged, not returned.
+pub(crate) async fn unlock_sign_in(state: &AppState, upn: &str) {
+    if let Err(e) = clear_failures(state, &upn.trim().to_lowercase()).await {
+        tracing::warn!(error = %e.message, "could not lift the sign-in lockout after a reset or unlock");
+    }
+}
+
 /// The refusal of an attempt over the per-account limit.
 pub(crate) fn too_many_failures(until: i64) -> AppError {
     AppError::new(
         proto::ErrorCode::TooManyRequests,
         format!(
-            "Too many failed sign-ins for this account. Try again after {} (UTC), or ask an administrator to reset the password.",
+            "Too many failed sign-ins for this account: it is locked until {} (UTC). Try again then, unlock it with self-service password reset, or ask an administrator to reset the password or unlock the account.",
             tenant::clock::rfc3339(until)
         ),
     )

@@ -1075,6 +1075,7 @@ async fn reset_cloud_password(
         .store
         .revoke_user_tokens(&user.tenant_id, &user.id)
         .await?;
+    super::sign_in::unlock_sign_in(state, &user.user_principal_name).await;
     Ok(WritebackResult {
         tracking_id: ctx.tracking_id.clone(),
         outcome: Outcome::Succeeded,

@@ -238,7 +238,8 @@ pub async fn update(
         user.updated_at = ctx.now;
         state.store.update_user(&user).await?;
         if before != (user.usage_location.clone(), user.account_enabled) {
-            super::licensing::reconcile(state, &caller.tenant).await?;
+            super::group_licensing::reconcile_users(state, &caller.tenant, [user.id.clone()])
+                .await?;
         }
         Ok(user)
     }
@@ -256,7 +257,7 @@ pub async fn delete(state: &AppState, caller: &Caller, key: &str) -> ApiResult<(
             return Err(AppError::bad_request("You cannot delete your own account."));
         }
         state.store.delete_user(&caller.tenant.id, &user.id).await?;
-        super::licensing::reconcile(state, &caller.tenant).await
+        super::group_licensing::reconcile_users(state, &caller.tenant, [user.id.clone()]).await
     }
     .await;
     audited(state, caller, "user.delete", Some(key.to_string()), result).await
@@ -327,6 +328,7 @@ pub async fn reset_password(
                     .store
                     .revoke_user_tokens(&caller.tenant.id, &u.id)
                     .await?;
+                super::sign_in::unlock_sign_in(state, &u.user_principal_name).await;
                 Ok(PasswordReset::InCloud)
             }
             .await;

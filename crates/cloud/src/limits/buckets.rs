@@ -1,15 +1,13 @@
-//! The per-process token buckets of the per-address limits (held by the process state), and
-//! which rule a request falls under.
+//! The per-address limits' token buckets, kept in the database so that every instance on it
+//! shares one budget per address, and which rule a request falls under.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::Instant;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use axum::http::{Method, StatusCode};
 
-/// Most addresses tracked per rule.
-pub const MAX_ADDRESSES: usize = 100_000;
+use crate::error::ApiResult;
+use crate::state::AppState;
 
 /// Which limit a request falls under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -60,77 +58,70 @@ impl Rule {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Bucket {
-    pub(crate) tokens: f64,
-    pub(crate) at: f64,
-}
-
-/// The buckets of one process.
-pub struct AddressLimits {
-    started: Instant,
-    pub(crate) buckets: Mutex<HashMap<(Rule, IpAddr), Bucket>>,
-}
-
-impl Default for AddressLimits {
-    fn default() -> Self {
-        AddressLimits {
-            started: Instant::now(),
-            buckets: Mutex::new(HashMap::new()),
+impl Rule {
+    /// The rule's name in the database.
+    fn name(self) -> &'static str {
+        match self {
+            Rule::SignIn => "signIn",
+            Rule::SsprStart => "ssprStart",
         }
     }
 }
 
-impl std::fmt::Debug for AddressLimits {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AddressLimits")
-    }
+/// This process's side of the per-address limits: when it last deleted full buckets.
+#[derive(Debug, Default)]
+pub struct AddressLimits {
+    last_cleanup_ms: AtomicI64,
 }
 
-impl AddressLimits {
-    pub(crate) fn now(&self) -> f64 {
-        self.started.elapsed().as_secs_f64()
-    }
+/// Full buckets are deleted at most this often by one process (milliseconds).
+const CLEANUP_EVERY_MS: i64 = 60_000;
 
+impl AddressLimits {
     /// Takes one token for `addr`; `Err(seconds)` until the next token when there is none.
-    pub(crate) fn take(
+    pub(crate) async fn take(
         &self,
+        state: &AppState,
         rule: Rule,
         addr: IpAddr,
         per_minute: u32,
-        now: f64,
-    ) -> Result<(), u64> {
-        let cap = f64::from(per_minute);
-        let rate = cap / 60.0;
-        let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAX_ADDRESSES && !map.contains_key(&(rule, addr)) {
-            map.retain(|_, b| b.tokens + (now - b.at) * rate < cap);
-            if map.len() >= MAX_ADDRESSES {
-                tracing::warn!(
-                    "the per-address limit tracks {MAX_ADDRESSES} addresses already; a new address passes unlimited"
-                );
-                return Ok(());
+    ) -> ApiResult<Result<(), u64>> {
+        let now_ms = state.now().saturating_mul(1000);
+        let last = self.last_cleanup_ms.load(Ordering::Relaxed);
+        if now_ms - last >= CLEANUP_EVERY_MS
+            && self
+                .last_cleanup_ms
+                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            if let Err(e) = state.store.forget_full_address_buckets(now_ms).await {
+                tracing::warn!(error = %e, "could not delete full per-address buckets");
             }
         }
-        let b = map.entry((rule, addr)).or_insert(Bucket {
-            tokens: cap,
-            at: now,
-        });
-        b.tokens = (b.tokens + (now - b.at).max(0.0) * rate).min(cap);
-        b.at = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(((1.0 - b.tokens) / rate).ceil().max(1.0) as u64)
-        }
+        let wait = state
+            .store
+            .take_address_token(rule.name(), &addr.to_string(), per_minute, now_ms)
+            .await?;
+        Ok(match wait {
+            None => Ok(()),
+            Some(ms) => Err(u64::try_from((ms + 999) / 1000).unwrap_or(1).max(1)),
+        })
     }
 
     /// Gives back the token of a request the rule does not count.
-    pub(crate) fn give_back(&self, rule: Rule, addr: IpAddr, per_minute: u32) {
-        let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(b) = map.get_mut(&(rule, addr)) {
-            b.tokens = (b.tokens + 1.0).min(f64::from(per_minute));
+    pub(crate) async fn give_back(
+        &self,
+        state: &AppState,
+        rule: Rule,
+        addr: IpAddr,
+        per_minute: u32,
+    ) {
+        if let Err(e) = state
+            .store
+            .give_back_address_token(rule.name(), &addr.to_string(), per_minute)
+            .await
+        {
+            tracing::warn!(error = %e, "could not give back a per-address token");
         }
     }
 }

@@ -22,10 +22,10 @@
 //! requests share the budget) and given back when the answer is one the rule does not count.
 //! The client's address is the TCP peer, or, when the peer is one of `trusted_proxies`, the
 //! right-most `X-Forwarded-For` entry that is not itself a trusted proxy: a client cannot escape
-//! by sending its own header. State is in this process's memory (several cloud instances each
-//! keep their own) and bounded: past [`MAX_ADDRESSES`] tracked addresses, full buckets are
-//! forgotten first; if every bucket is in use, new addresses pass and a warning is logged (the
-//! per-account throttles still apply).
+//! by sending its own header. The buckets live in the database
+//! ([`store::Store::take_address_token`]: one upsert per limited request), so every cloud
+//! instance on it takes from the same budget and no process's memory bounds how many addresses
+//! are tracked; full buckets are deleted at most once a minute per process.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -42,15 +42,12 @@ use crate::state::AppState;
 pub mod buckets;
 pub mod device;
 
+#[cfg(test)]
+use axum::http::{Method, StatusCode};
 use buckets::{key, Rule};
-pub use buckets::{RefusedPassword, MAX_ADDRESSES};
+pub use buckets::{AddressLimits, RefusedPassword};
 pub use device::{device_cookie, DEVICE_COOKIE};
 use device::{device_cookie_sent, device_key};
-#[cfg(test)]
-use {
-    axum::http::{Method, StatusCode},
-    buckets::{AddressLimits, Bucket},
-};
 
 /// The account a password check is for: `userPrincipalName` of its JSON body.
 #[derive(serde::Deserialize)]
@@ -147,7 +144,11 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
         _ => req,
     };
     let limits = &state.address_limits;
-    if let Err(wait) = limits.take(rule, addr, per_minute, limits.now()) {
+    let taken = match limits.take(&state, rule, addr, per_minute).await {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    if let Err(wait) = taken {
         let refusal = AppError::new(
             ErrorCode::TooManyRequests,
             format!(
@@ -167,7 +168,7 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
     let resp = next.run(req).await;
     let refused_password = resp.extensions().get::<RefusedPassword>().is_some();
     if !rule.counts(resp.status(), refused_password) {
-        limits.give_back(rule, addr, per_minute);
+        limits.give_back(&state, rule, addr, per_minute).await;
     }
     resp
 }
@@ -178,52 +179,6 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
-    }
-
-    #[test]
-    fn a_bucket_empties_then_refills_evenly_over_a_minute() {
-        let l = AddressLimits::default();
-        let a = ip("192.0.2.1");
-        for _ in 0..6 {
-            assert!(l.take(Rule::SignIn, a, 6, 0.0).is_ok());
-        }
-        // 6 a minute = one every 10 s.
-        assert_eq!(l.take(Rule::SignIn, a, 6, 0.0), Err(10));
-        assert_eq!(l.take(Rule::SignIn, a, 6, 4.0), Err(6));
-        assert!(l.take(Rule::SignIn, a, 6, 10.5).is_ok());
-        assert!(l.take(Rule::SignIn, a, 6, 10.5).is_err());
-        // Another address and another rule have their own buckets.
-        assert!(l.take(Rule::SignIn, ip("192.0.2.2"), 6, 10.5).is_ok());
-        assert!(l.take(Rule::SsprStart, a, 6, 10.5).is_ok());
-        // A token given back is usable at once, but never above the capacity.
-        l.give_back(Rule::SignIn, a, 6);
-        assert!(l.take(Rule::SignIn, a, 6, 10.5).is_ok());
-        for _ in 0..20 {
-            l.give_back(Rule::SignIn, a, 6);
-        }
-        let taken = (0..20)
-            .filter(|_| l.take(Rule::SignIn, a, 6, 10.5).is_ok())
-            .count();
-        assert_eq!(taken, 6);
-    }
-
-    #[test]
-    fn full_buckets_are_forgotten_first_when_the_table_is_full() {
-        let l = AddressLimits::default();
-        {
-            let mut map = l.buckets.lock().unwrap();
-            for i in 0..MAX_ADDRESSES as u32 {
-                let tokens = if i == 7 { 0.0 } else { 60.0 };
-                map.insert(
-                    (Rule::SignIn, IpAddr::V4(i.into())),
-                    Bucket { tokens, at: 0.0 },
-                );
-            }
-        }
-        assert!(l.take(Rule::SignIn, ip("198.51.100.9"), 60, 0.0).is_ok());
-        let map = l.buckets.lock().unwrap();
-        assert_eq!(map.len(), 2, "only the empty bucket and the new one stay");
-        assert!(map.contains_key(&(Rule::SignIn, IpAddr::V4(7u32.into()))));
     }
 
     #[test]

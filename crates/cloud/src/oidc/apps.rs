@@ -9,8 +9,8 @@ use proto::oidc::{App, AppCreated, AppPatch, ClientType, KeysRotated, NewApp};
 use tenant::roles::Operation;
 use tenant::secrets;
 
-use crate::audit::audited;
 use crate::app::caller::Caller;
+use crate::audit::audited;
 use crate::error::{ApiResult, AppError};
 use crate::extract::ApiJson;
 use crate::state::AppState;

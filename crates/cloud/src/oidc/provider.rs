@@ -24,9 +24,9 @@ use tenant::oidc::{self as rules, Authorization, AuthorizationError, Authorizati
 use tenant::secrets;
 
 use super::{issuer, keys, tenant_at};
-use crate::audit::record;
 use crate::app::caller::Caller;
 use crate::app::{self, Ctx};
+use crate::audit::record;
 use crate::error::{tracking_id, ApiResult, AppError};
 use crate::portal::session::{self, Cookies};
 use crate::portal::{error_page, render, status_of, SignInPage};
@@ -634,7 +634,10 @@ async fn sign_in(
     }
     // Only accounts of this organisation sign in here; any other reads as a wrong password.
     let key = form.username.trim().to_lowercase();
-    let home = app::sign_in::find_tenant_for_upn(&state, &key).await.ok().flatten();
+    let home = app::sign_in::find_tenant_for_upn(&state, &key)
+        .await
+        .ok()
+        .flatten();
     if home.as_ref().map(|t| &t.id) != Some(&tenant.id) {
         let e = refuse(
             StatusCode::UNAUTHORIZED,

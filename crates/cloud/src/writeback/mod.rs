@@ -355,13 +355,15 @@ pub async fn submit(
     let tracking = crate::error::tracking_id();
     let outcome = run(state, tenant_id, user, &mut op, &tracking).await;
     wipe(&mut op);
-    if sets_password
-        && outcome
-            .as_ref()
-            .is_ok_and(|r| r.outcome == Outcome::Succeeded)
-    {
+    let succeeded = outcome
+        .as_ref()
+        .is_ok_and(|r| r.outcome == Outcome::Succeeded);
+    if succeeded && sets_password {
         // A new password ends the sessions apps hold for the user (their refresh tokens).
         crate::oidc::password_changed(state, tenant_id, &user.id).await;
+    }
+    if succeeded && matches!(kind, "reset" | "adminReset" | "unlock") {
+        crate::app::sign_in::unlock_sign_in(state, &user.user_principal_name).await;
     }
     let (tracking, audit_result, details) = match &outcome {
         Ok(r) => (
@@ -623,6 +625,9 @@ pub async fn dispatch_once(state: &AppState) -> ApiResult<()> {
     // Shutting down: hand out nothing new (waiting requests end themselves).
     if local.is_empty() || state.writeback.draining().is_some() {
         return Ok(());
+    }
+    if let Err(e) = crate::pushes::deliver(state, &local).await {
+        tracing::warn!(error = %e.message, "could not deliver the queued pushes; retrying");
     }
     let pending = state
         .store

@@ -318,3 +318,55 @@ async fn duplicate_trials_of_earlier_versions_become_purchased_on_postgres() {
     assert_one_trial_kept(&store).await;
     store.close().await;
 }
+
+store_test! {
+    async fn recomputing_some_users_writes_only_their_changed_rows(store) {
+        let t = new_tenant(&store, "contoso").await;
+        let ada = new_user(&store, &t, "ada@contoso.dirbridge.test").await;
+        let bob = new_user(&store, &t, "bob@contoso.dirbridge.test").await;
+        let cy = new_user(&store, &t, "cy@contoso.dirbridge.test").await;
+        let g = new_group(&store, &t, "Licensed").await;
+        let via = |u: &User| assignment(&t, u, "PREMIUM", AssignmentSource::Group(g.id.clone()));
+        for u in [&ada, &bob, &cy] {
+            store.upsert_assignment(&via(u)).await.unwrap();
+        }
+        let bob_direct = assignment(&t, &bob, "PREMIUM", AssignmentSource::Direct);
+        store.upsert_assignment(&bob_direct).await.unwrap();
+        let before = store.list_assignments(&t.id, None, None).await.unwrap();
+
+        // Ada keeps her row unchanged, Bob loses his group row: one row written; Cy is not
+        // touched, and Bob's direct assignment stays.
+        let scope: std::collections::BTreeSet<String> = [ada.id.clone(), bob.id.clone()].into();
+        let written = store
+            .reconcile_group_assignments_of(&t.id, &scope, |_, current| {
+                assert_eq!(current.len(), 4);
+                Some(vec![via(&ada)])
+            })
+            .await
+            .unwrap();
+        assert_eq!(written, Some(1));
+        let now = store.list_assignments(&t.id, None, None).await.unwrap();
+        assert_eq!(now.len(), 3);
+        assert!(now.contains(&via(&ada)) && now.contains(&via(&cy)) && now.contains(&bob_direct));
+
+        // A changed row is one delete and one insert.
+        let mut failed = via(&ada);
+        failed.state = AssignmentState::Error;
+        failed.error = Some(LicenseErrorKind::CountViolation);
+        let written = store
+            .reconcile_group_assignments_of(&t.id, &scope, |_, _| Some(vec![failed.clone()]))
+            .await
+            .unwrap();
+        assert_eq!(written, Some(2));
+
+        // `None`: nothing changes. A row of a user outside the scope is refused.
+        let now = store.list_assignments(&t.id, None, None).await.unwrap();
+        assert_eq!(store.reconcile_group_assignments_of(&t.id, &scope, |_, _| None).await.unwrap(), None);
+        assert!(matches!(
+            store.reconcile_group_assignments_of(&t.id, &scope, |_, _| Some(vec![via(&cy)])).await,
+            Err(StoreError::Invalid(_))
+        ));
+        assert_eq!(store.list_assignments(&t.id, None, None).await.unwrap(), now);
+        assert_ne!(now, before);
+    }
+}

@@ -808,3 +808,142 @@ mod properties {
         }
     }
 }
+
+// ------------------------------------------------------------------ incremental
+
+/// The whole tenant recomputed after a change, next to the affected users recomputed alone:
+/// the same rows for them, and the others' rows as they were.
+fn check_incremental(
+    users: &[User],
+    memberships: &[(String, MemberRef)],
+    licensed: &[GroupLicense],
+    subs: &[Subscription],
+    before: &[LicenseAssignment],
+    affected: &[&str],
+) -> Vec<LicenseAssignment> {
+    let t = tenant(Some("NO"));
+    let full = reconcile_groups(&t, users, memberships, licensed, subs, before, T0 + DAY);
+    let affected: HashSet<String> = affected.iter().map(|s| s.to_string()).collect();
+    let only = reconcile_groups_of(
+        &t,
+        &affected,
+        users,
+        memberships,
+        licensed,
+        subs,
+        before,
+        T0 + DAY,
+    )
+    .expect("seats are plentiful: the affected users alone");
+    let (mine, others): (Vec<_>, Vec<_>) = full
+        .into_iter()
+        .partition(|a| affected.contains(&a.user_id));
+    assert_eq!(
+        only, mine,
+        "the affected users' rows are those of a full run"
+    );
+    let before_others: Vec<LicenseAssignment> = before
+        .iter()
+        .filter(|a| matches!(a.source, AssignmentSource::Group(_)))
+        .filter(|a| !affected.contains(&a.user_id))
+        .cloned()
+        .collect();
+    assert_eq!(
+        others, before_others,
+        "a full run leaves the others as they were"
+    );
+    only
+}
+
+#[test]
+fn membership_and_group_licence_changes_recompute_only_the_affected_users_with_nesting() {
+    let users: Vec<User> = ["a", "b", "c", "d", "e", "x"]
+        .iter()
+        .map(|id| user(id, if *id == "d" { None } else { Some("SE") }))
+        .collect();
+    // g1 (licensed) holds a and g2; g2 holds b and g3; g3 holds c and d (no location: the
+    // tenant default); g4 (licensed) holds e and a.
+    let mut memberships = vec![
+        member_user("g1", "a"),
+        member_group("g1", "g2"),
+        member_user("g2", "b"),
+        member_group("g2", "g3"),
+        member_user("g3", "c"),
+        member_user("g3", "d"),
+        member_user("g4", "e"),
+        member_user("g4", "a"),
+    ];
+    let mut licensed = vec![group_license("g1"), group_license("g4")];
+    let subs = vec![sub(20, T0, T0 + 30 * DAY)];
+    let before = reconcile_groups(
+        &tenant(Some("NO")),
+        &users,
+        &memberships,
+        &licensed,
+        &subs,
+        &[],
+        T0,
+    );
+    assert_eq!(before.len(), 6);
+
+    // x joins g3, two levels below the licensed g1: only x is recomputed.
+    memberships.push(member_user("g3", "x"));
+    let rows = check_incremental(&users, &memberships, &licensed, &subs, &before, &["x"]);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].source, AssignmentSource::Group("g1".into()));
+    assert_eq!(rows[0].state, AssignmentState::Active);
+    let before = reconcile_groups(
+        &tenant(Some("NO")),
+        &users,
+        &memberships,
+        &licensed,
+        &subs,
+        &before,
+        T0,
+    );
+
+    // g3 leaves g2: its users (c, d, x) lose g1; nobody else is touched.
+    memberships.retain(|m| m != &member_group("g2", "g3"));
+    assert_eq!(users_in_group("g3", &memberships), ["c", "d", "x"]);
+    let rows = check_incremental(
+        &users,
+        &memberships,
+        &licensed,
+        &subs,
+        &before,
+        &["c", "d", "x"],
+    );
+    assert!(rows.is_empty(), "{rows:?}");
+    let before = reconcile_groups(
+        &tenant(Some("NO")),
+        &users,
+        &memberships,
+        &licensed,
+        &subs,
+        &before,
+        T0,
+    );
+
+    // g2 gets a licence of its own: b (direct) and nothing below it any more.
+    licensed.push(group_license("g2"));
+    let affected = users_in_group("g2", &memberships);
+    assert_eq!(affected, ["b"]);
+    let rows = check_incremental(&users, &memberships, &licensed, &subs, &before, &["b"]);
+    assert_eq!(rows.len(), 2, "b through g1 and through g2: {rows:?}");
+
+    // With seats short, the affected users cannot be recomputed alone.
+    let few = vec![sub(2, T0, T0 + 30 * DAY)];
+    let t = tenant(Some("NO"));
+    let affected: HashSet<String> = ["b".to_string()].into();
+    assert!(reconcile_groups_of(
+        &t,
+        &affected,
+        &users,
+        &memberships,
+        &licensed,
+        &few,
+        &before,
+        T0
+    )
+    .is_none());
+}
