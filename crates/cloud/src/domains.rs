@@ -83,10 +83,18 @@ pub async fn claim(
             return Ok((view(&existing), false));
         }
     }
-    state
+    let added = state
         .store
         .add_tenant_domain(&caller.tenant.id, &d, &new_challenge())
-        .await?;
+        .await;
+    if let Err(e) = added {
+        // A request on this or another instance claimed it meanwhile: the answer a claim made
+        // before gets.
+        return match find(&state.store, &caller.tenant.id, &d).await? {
+            Some(existing) if existing.verified_at.is_none() => Ok((view(&existing), false)),
+            _ => Err(e.into()),
+        };
+    }
     let stored = find(&state.store, &caller.tenant.id, &d)
         .await?
         .ok_or_else(|| AppError::not_found("The domain was removed meanwhile."))?;

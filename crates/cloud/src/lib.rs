@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod oidc;
 pub mod openapi;
 pub mod portal;
+pub mod presence;
 pub mod pushes;
 pub mod state;
 #[cfg(feature = "test-util")]

@@ -2,7 +2,7 @@
 //! message reaches the agent whichever cloud instance holds its socket: the sender queues one
 //! row per connected agent of the tenant (connected anywhere: `agent_presence`), and the
 //! writeback dispatcher of the instance holding the socket takes the row and sends it — the
-//! same polled table and loop as writeback dispatch ([`crate::writeback::dispatch_once`]). One
+//! same polled table and loop as writeback dispatch (`writeback::dispatch_once`). One
 //! process on SQLite goes the same way.
 
 use std::collections::HashMap;
@@ -22,10 +22,10 @@ static LAST_FORGET_MS: AtomicI64 = AtomicI64::new(0);
 /// Queues `push` for every agent of `tenant_id` connected to any cloud instance on the
 /// database; returns how many agents it is for.
 pub async fn to_tenant(state: &AppState, tenant_id: &str, push: &AgentPush) -> ApiResult<usize> {
-    let now = crate::writeback::now_ms();
+    let now = crate::presence::now_ms();
     let agents = state
         .store
-        .present_agents(tenant_id, now - crate::writeback::PRESENCE_FRESH_MS)
+        .present_agents(tenant_id, now - crate::presence::PRESENCE_FRESH_MS)
         .await?;
     if agents.is_empty() {
         return Ok(0);
@@ -44,7 +44,7 @@ pub async fn to_tenant(state: &AppState, tenant_id: &str, push: &AgentPush) -> A
 /// Sends the queued messages of the agents whose sockets this process holds (`local`), and now
 /// and then deletes the ones nobody took. Called by the writeback dispatcher on each pass.
 pub async fn deliver(state: &AppState, local: &HashMap<String, PushChannel>) -> ApiResult<()> {
-    let now = crate::writeback::now_ms();
+    let now = crate::presence::now_ms();
     let last = LAST_FORGET_MS.load(Ordering::Relaxed);
     if now - last >= PUSH_TTL_MS
         && LAST_FORGET_MS

@@ -38,7 +38,10 @@ pub enum AppsCommand {
 
     /// Delete an app with its client secrets and every token it holds.
     #[command(after_help = "Example:\n  dirbridge apps delete ID")]
-    Delete { id: String },
+    Delete {
+        /// App id (the client id; from `dirbridge apps list`).
+        id: String,
+    },
 
     /// Client secrets of a confidential app.
     #[command(subcommand)]
@@ -53,10 +56,18 @@ pub enum AppsCommand {
 pub enum SecretCommand {
     /// One more client secret (shown this once), to roll the secret over.
     #[command(after_help = "Example:\n  dirbridge apps secret add ID")]
-    Add { id: String },
+    Add {
+        /// App id (the client id; from `dirbridge apps list`).
+        id: String,
+    },
     /// Remove a client secret (its id from `dirbridge apps show`).
     #[command(after_help = "Example:\n  dirbridge apps secret remove ID SECRET_ID")]
-    Remove { id: String, secret_id: String },
+    Remove {
+        /// App id (the client id; from `dirbridge apps list`).
+        id: String,
+        /// The secret's id (from `dirbridge apps show`).
+        secret_id: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -78,6 +89,7 @@ impl Alg {
 
 #[derive(Debug, Args)]
 pub struct CreateArgs {
+    /// The app's name, shown to people on the consent page.
     #[arg(long)]
     pub name: String,
     /// Where the provider may send the browser back (exact; repeat for several).
@@ -120,7 +132,9 @@ pub struct Lifetimes {
 
 #[derive(Debug, Args)]
 pub struct UpdateArgs {
+    /// App id (the client id; from `dirbridge apps list`).
     pub id: String,
+    /// A new name, shown to people on the consent page.
     #[arg(long)]
     pub name: Option<String>,
     /// Replaces the redirect URIs (repeat for several).
@@ -140,8 +154,10 @@ pub struct UpdateArgs {
     pub everyone: bool,
     #[command(flatten)]
     pub lifetimes: Lifetimes,
+    /// `true`: no consent page (the administrator agrees for every user); `false`: ask.
     #[arg(long, value_name = "BOOL")]
     pub skip_consent: Option<bool>,
+    /// How ID tokens are signed from now on.
     #[arg(long, value_enum)]
     pub alg: Option<Alg>,
 }

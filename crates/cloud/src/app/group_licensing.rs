@@ -2,17 +2,74 @@
 //! membership change affects the member (a user, or every user a member group holds, nested
 //! included), a group's licence change or deletion every user the group holds. The rule is
 //! [`tenant::licensing::reconcile_groups_of`]: when seats are contended it cannot decide for
-//! some users alone, and the whole tenant is recomputed ([`super::licensing::reconcile`]),
+//! some users alone, and the whole tenant is recomputed ([`reconcile`]),
 //! so the result is always the one a whole-tenant run gives.
 
 use std::collections::BTreeSet;
 use std::collections::HashSet;
 
-use proto::{MemberKind, MemberRef, Tenant};
+use proto::{AssignmentSource, MemberKind, MemberRef, PageRequest, Tenant, User, UserFilter};
 use tenant::licensing;
 
 use crate::error::ApiResult;
 use crate::state::AppState;
+
+/// Recomputes group-based assignments for the tenant after anything that can change them
+/// (membership, group licences, subscriptions, usage locations, deletions). Cheap when the tenant
+/// uses no group-based licensing.
+pub async fn reconcile(state: &AppState, tenant: &Tenant) -> ApiResult<()> {
+    let store = &state.store;
+    let group_licenses = store.list_group_licenses(&tenant.id).await?;
+    let current = store.list_assignments(&tenant.id, None, None).await?;
+    if group_licenses.is_empty()
+        && !current
+            .iter()
+            .any(|a| matches!(a.source, AssignmentSource::Group(_)))
+    {
+        return Ok(());
+    }
+    let tenant = store
+        .get_tenant(&tenant.id)
+        .await?
+        .unwrap_or_else(|| tenant.clone());
+    let users = all_users(state, &tenant.id).await?;
+    let memberships = store.list_memberships(&tenant.id).await?;
+    let now = state.now();
+    // Seats are counted under the tenant's licence lock in the database (see the store).
+    store
+        .reconcile_group_assignments(&tenant.id, |subs, current| {
+            licensing::reconcile_groups(
+                &tenant,
+                &users,
+                &memberships,
+                &group_licenses,
+                subs,
+                current,
+                now,
+            )
+        })
+        .await?;
+    Ok(())
+}
+
+async fn all_users(state: &AppState, tenant_id: &str) -> ApiResult<Vec<User>> {
+    let mut out = Vec::new();
+    let mut page = PageRequest {
+        after: None,
+        limit: store::MAX_PAGE,
+    };
+    loop {
+        let p = state
+            .store
+            .list_users(tenant_id, &UserFilter::default(), &page)
+            .await?;
+        out.extend(p.items);
+        match p.next {
+            Some(n) => page.after = Some(n),
+            None => return Ok(out),
+        }
+    }
+}
 
 /// The users `group_id` holds now, directly or through nested groups. Read it before a change
 /// that removes them (a group's deletion).
@@ -86,7 +143,7 @@ pub async fn reconcile_users(
             );
             Ok(())
         }
-        None => super::licensing::reconcile(state, &tenant).await,
+        None => reconcile(state, &tenant).await,
     }
 }
 
@@ -150,7 +207,7 @@ pub async fn reconcile_sync(
     before: Option<BTreeSet<String>>,
 ) -> ApiResult<()> {
     let Some(mut users) = before else {
-        return super::licensing::reconcile(state, tenant).await;
+        return reconcile(state, tenant).await;
     };
     let memberships = state.store.list_memberships(&tenant.id).await?;
     users.extend(sync_users(write, &memberships));

@@ -5,7 +5,7 @@
 
 use proto::{
     AssignmentSource, AssignmentState, Entitlement, GroupLicense, LicenseAssignment,
-    NewSubscription, PageRequest, Sku, SkuSummary, Subscription, Tenant, User, UserFilter,
+    NewSubscription, Sku, SkuSummary, Subscription,
 };
 use tenant::licensing;
 use tenant::roles::Operation;
@@ -26,62 +26,7 @@ pub fn known_sku(id: &str) -> ApiResult<Sku> {
     })
 }
 
-/// Recomputes group-based assignments for the tenant after anything that can change them
-/// (membership, group licences, subscriptions, usage locations, deletions). Cheap when the tenant
-/// uses no group-based licensing.
-pub async fn reconcile(state: &AppState, tenant: &Tenant) -> ApiResult<()> {
-    let store = &state.store;
-    let group_licenses = store.list_group_licenses(&tenant.id).await?;
-    let current = store.list_assignments(&tenant.id, None, None).await?;
-    if group_licenses.is_empty()
-        && !current
-            .iter()
-            .any(|a| matches!(a.source, AssignmentSource::Group(_)))
-    {
-        return Ok(());
-    }
-    let tenant = store
-        .get_tenant(&tenant.id)
-        .await?
-        .unwrap_or_else(|| tenant.clone());
-    let users = all_users(state, &tenant.id).await?;
-    let memberships = store.list_memberships(&tenant.id).await?;
-    let now = state.now();
-    // Seats are counted under the tenant's licence lock in the database (see the store).
-    store
-        .reconcile_group_assignments(&tenant.id, |subs, current| {
-            licensing::reconcile_groups(
-                &tenant,
-                &users,
-                &memberships,
-                &group_licenses,
-                subs,
-                current,
-                now,
-            )
-        })
-        .await?;
-    Ok(())
-}
-
-async fn all_users(state: &AppState, tenant_id: &str) -> ApiResult<Vec<User>> {
-    let mut out = Vec::new();
-    let mut page = PageRequest {
-        after: None,
-        limit: store::MAX_PAGE,
-    };
-    loop {
-        let p = state
-            .store
-            .list_users(tenant_id, &UserFilter::default(), &page)
-            .await?;
-        out.extend(p.items);
-        match p.next {
-            Some(n) => page.after = Some(n),
-            None => return Ok(out),
-        }
-    }
-}
+pub use super::group_licensing::reconcile;
 
 /// The SKU catalogue.
 pub fn skus(caller: &Caller) -> ApiResult<Vec<Sku>> {

@@ -15,6 +15,7 @@ pub mod caller;
 pub mod directory;
 pub mod group_licensing;
 pub mod licensing;
+pub mod lockout;
 pub mod sign_in;
 pub mod sspr;
 pub mod users;

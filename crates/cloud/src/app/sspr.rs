@@ -24,8 +24,8 @@ use tenant::{policy, secrets, validate};
 use zeroize::Zeroizing;
 
 use super::caller::Caller;
-use super::sign_in;
 use super::Ctx;
+use super::{lockout, sign_in};
 use crate::audit::{audited, record};
 use crate::error::{ApiResult, AppError};
 use crate::mail;
@@ -1075,7 +1075,7 @@ async fn reset_cloud_password(
         .store
         .revoke_user_tokens(&user.tenant_id, &user.id)
         .await?;
-    super::sign_in::unlock_sign_in(state, &user.user_principal_name).await;
+    super::lockout::unlock_sign_in(state, &user.user_principal_name).await;
     Ok(WritebackResult {
         tracking_id: ctx.tracking_id.clone(),
         outcome: Outcome::Succeeded,
@@ -1292,8 +1292,8 @@ pub async fn change(state: &AppState, ctx: &Ctx, body: ChangeBody) -> SsprResult
     };
     check_lockout(state, &subject, now).await?;
     let key = typed.key();
-    if let Some(until) = sign_in::reserve_attempt(state, &key, now).await? {
-        return Err(sign_in::too_many_failures(until).into());
+    if let Some(until) = lockout::reserve_attempt(state, &key, now).await? {
+        return Err(lockout::too_many_failures(until).into());
     }
     let acct = match user {
         Some(user) => Some(Account {
@@ -1323,18 +1323,18 @@ pub async fn change(state: &AppState, ctx: &Ctx, body: ChangeBody) -> SsprResult
             let r = match write_back(state, ctx, &a.user, op).await {
                 Ok(r) => r,
                 Err(e) => {
-                    sign_in::release_attempt(state, &key).await;
+                    lockout::release_attempt(state, &key).await;
                     return Err(e);
                 }
             };
             match r.outcome {
                 // The current password was right (the directory may still refuse the new one).
                 Outcome::Succeeded | Outcome::PolicyRefused => {
-                    sign_in::clear_failures(state, &key).await?
+                    lockout::clear_failures(state, &key).await?
                 }
                 // Not checked: the attempt does not count.
                 Outcome::AgentUnavailable | Outcome::DirectoryUnreachable => {
-                    sign_in::release_attempt(state, &key).await
+                    lockout::release_attempt(state, &key).await
                 }
                 // Wrong, or not known to be right: it stays counted.
                 _ => {}
@@ -1369,13 +1369,13 @@ pub async fn change(state: &AppState, ctx: &Ctx, body: ChangeBody) -> SsprResult
                 Ok(ok) => ok && has,
                 Err(busy) => {
                     // Never checked: the attempt does not count.
-                    sign_in::release_attempt(state, &key).await;
+                    lockout::release_attempt(state, &key).await;
                     return Err(busy.into());
                 }
             };
             match (acct, ok) {
                 (Some(a), true) => {
-                    sign_in::clear_failures(state, &key).await?;
+                    lockout::clear_failures(state, &key).await?;
                     reset_cloud_password(
                         state,
                         ctx,

@@ -328,7 +328,7 @@ pub async fn reset_password(
                     .store
                     .revoke_user_tokens(&caller.tenant.id, &u.id)
                     .await?;
-                super::sign_in::unlock_sign_in(state, &u.user_principal_name).await;
+                super::lockout::unlock_sign_in(state, &u.user_principal_name).await;
                 Ok(PasswordReset::InCloud)
             }
             .await;

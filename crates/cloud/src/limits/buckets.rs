@@ -5,9 +5,9 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use axum::http::{Method, StatusCode};
+use store::Store;
 
 use crate::error::ApiResult;
-use crate::state::AppState;
 
 /// Which limit a request falls under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -81,12 +81,13 @@ impl AddressLimits {
     /// Takes one token for `addr`; `Err(seconds)` until the next token when there is none.
     pub(crate) async fn take(
         &self,
-        state: &AppState,
+        store: &Store,
+        now: i64,
         rule: Rule,
         addr: IpAddr,
         per_minute: u32,
     ) -> ApiResult<Result<(), u64>> {
-        let now_ms = state.now().saturating_mul(1000);
+        let now_ms = now.saturating_mul(1000);
         let last = self.last_cleanup_ms.load(Ordering::Relaxed);
         if now_ms - last >= CLEANUP_EVERY_MS
             && self
@@ -94,12 +95,11 @@ impl AddressLimits {
                 .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         {
-            if let Err(e) = state.store.forget_full_address_buckets(now_ms).await {
+            if let Err(e) = store.forget_full_address_buckets(now_ms).await {
                 tracing::warn!(error = %e, "could not delete full per-address buckets");
             }
         }
-        let wait = state
-            .store
+        let wait = store
             .take_address_token(rule.name(), &addr.to_string(), per_minute, now_ms)
             .await?;
         Ok(match wait {
@@ -109,15 +109,8 @@ impl AddressLimits {
     }
 
     /// Gives back the token of a request the rule does not count.
-    pub(crate) async fn give_back(
-        &self,
-        state: &AppState,
-        rule: Rule,
-        addr: IpAddr,
-        per_minute: u32,
-    ) {
-        if let Err(e) = state
-            .store
+    pub(crate) async fn give_back(&self, store: &Store, rule: Rule, addr: IpAddr, per_minute: u32) {
+        if let Err(e) = store
             .give_back_address_token(rule.name(), &addr.to_string(), per_minute)
             .await
         {

@@ -144,7 +144,10 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
         _ => req,
     };
     let limits = &state.address_limits;
-    let taken = match limits.take(&state, rule, addr, per_minute).await {
+    let taken = match limits
+        .take(&state.store, state.now(), rule, addr, per_minute)
+        .await
+    {
         Ok(t) => t,
         Err(e) => return e.into_response(),
     };
@@ -168,7 +171,7 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
     let resp = next.run(req).await;
     let refused_password = resp.extensions().get::<RefusedPassword>().is_some();
     if !rule.counts(resp.status(), refused_password) {
-        limits.give_back(&state, rule, addr, per_minute).await;
+        limits.give_back(&state.store, rule, addr, per_minute).await;
     }
     resp
 }

@@ -226,7 +226,7 @@ pub async fn rotate_keys(
 }
 
 /// The operations of this module in the OpenAPI document (`crate::openapi`).
-pub const OPERATIONS: &[crate::openapi::Operation] = &[
+pub const OPERATIONS: &[crate::api::Operation] = &[
     ("get", "/api/v1/apps", "listApps", "App registrations of the tenant (OpenID Connect clients; Global Administrator)", None, 200),
     ("post", "/api/v1/apps", "createApp", "Register an app; a confidential app's client secret is in this answer only (Global Administrator)", Some("NewApp"), 201),
     ("get", "/api/v1/apps/{appId}", "getApp", "One app registration (secrets by id only)", None, 200),

@@ -27,8 +27,6 @@ pub use hub::Hub;
 
 /// A dispatched request not claimed within this goes back to `pending`, that agent excluded.
 pub const UNCLAIMED_MS: i64 = 3_000;
-/// An agent counts as connected when its presence row was refreshed within this.
-pub const PRESENCE_FRESH_MS: i64 = 90_000;
 /// The dispatcher looks at the queue this often when nothing wakes it.
 const DISPATCH_POLL: Duration = Duration::from_millis(100);
 /// A waiting request re-reads its row this often when no local result wakes it.
@@ -38,13 +36,7 @@ const BATCH: i64 = 200;
 /// Overdue and lapsed requests are looked for at most this often (milliseconds).
 const SWEEP_EVERY_MS: i64 = 500;
 
-/// Wall-clock Unix milliseconds: the queue's time base (shared by all cloud processes).
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use crate::presence::{now_ms, PRESENCE_FRESH_MS};
 
 // ---------------------------------------------------------------- availability
 
@@ -363,7 +355,7 @@ pub async fn submit(
         crate::oidc::password_changed(state, tenant_id, &user.id).await;
     }
     if succeeded && matches!(kind, "reset" | "adminReset" | "unlock") {
-        crate::app::sign_in::unlock_sign_in(state, &user.user_principal_name).await;
+        crate::app::lockout::unlock_sign_in(state, &user.user_principal_name).await;
     }
     let (tracking, audit_result, details) = match &outcome {
         Ok(r) => (
