@@ -294,6 +294,22 @@ async fn session_in(state: &AppState, cookies: &Cookies, tenant: &Tenant) -> Opt
 }
 
 /// A pending request of the tenant that has not run out, with its app and checked parameters.
+/// The tenant at `domain` and its pending request `id`, for a page handler; an error is the
+/// page to answer with.
+async fn page_request(
+    state: &AppState,
+    domain: &str,
+    id: &str,
+) -> Result<(Tenant, PendingRequest, App, Authorization), Response> {
+    let loaded = async {
+        let tenant = tenant_at(state, domain).await?;
+        let (p, app, auth) = load_pending(state, &tenant, id).await?;
+        Ok::<_, AppError>((tenant, p, app, auth))
+    }
+    .await;
+    loaded.map_err(page_error)
+}
+
 async fn load_pending(
     state: &AppState,
     tenant: &Tenant,
@@ -573,15 +589,9 @@ async fn continue_request(
     Path(domain): Path<String>,
     Query(q): Query<RequestQuery>,
 ) -> Response {
-    let loaded = async {
-        let tenant = tenant_at(&state, &domain).await?;
-        let (p, app, auth) = load_pending(&state, &tenant, &q.request).await?;
-        Ok::<_, AppError>((tenant, p, app, auth))
-    }
-    .await;
-    let (tenant, pending, app, auth) = match loaded {
+    let (tenant, pending, app, auth) = match page_request(&state, &domain, &q.request).await {
         Ok(x) => x,
-        Err(e) => return page_error(e),
+        Err(page) => return page,
     };
     let iss = issuer(&state, &headers, &domain);
     let cookies = Cookies::new(&state, &headers);
@@ -607,15 +617,9 @@ async fn sign_in(
     Path(domain): Path<String>,
     axum::Form(form): axum::Form<SignInForm>,
 ) -> Response {
-    let loaded = async {
-        let tenant = tenant_at(&state, &domain).await?;
-        let (p, app, auth) = load_pending(&state, &tenant, &form.request).await?;
-        Ok::<_, AppError>((tenant, p, app, auth))
-    }
-    .await;
-    let (tenant, pending, app, auth) = match loaded {
+    let (tenant, pending, app, auth) = match page_request(&state, &domain, &form.request).await {
         Ok(x) => x,
-        Err(e) => return page_error(e),
+        Err(page) => return page,
     };
     let iss = issuer(&state, &headers, &domain);
     let cookies = Cookies::new(&state, &headers);
@@ -735,15 +739,9 @@ async fn consent(
     Path(domain): Path<String>,
     axum::Form(form): axum::Form<ConsentForm>,
 ) -> Response {
-    let loaded = async {
-        let tenant = tenant_at(&state, &domain).await?;
-        let (p, app, auth) = load_pending(&state, &tenant, &form.request).await?;
-        Ok::<_, AppError>((tenant, p, app, auth))
-    }
-    .await;
-    let (tenant, pending, app, auth) = match loaded {
+    let (tenant, pending, app, auth) = match page_request(&state, &domain, &form.request).await {
         Ok(x) => x,
-        Err(e) => return page_error(e),
+        Err(page) => return page,
     };
     let iss = issuer(&state, &headers, &domain);
     let cookies = Cookies::new(&state, &headers);
