@@ -871,6 +871,23 @@ fn percent_decode(s: &str) -> Option<String> {
 
 /// The client of a token, introspection or revocation request: HTTP Basic or the form's
 /// `client_id` / `client_secret`; a public client names itself only (unless `need_secret`).
+/// A back-channel request (token, introspection, revocation): its form, the tenant at `domain`
+/// and the authenticated client, or the error to answer with.
+async fn client_request(
+    state: &AppState,
+    headers: &HeaderMap,
+    domain: &str,
+    body: &Bytes,
+    need_secret: bool,
+) -> Result<(TokenForm, Tenant, App), Response> {
+    let form = parse_form(body)?;
+    let tenant = tenant_at(state, domain)
+        .await
+        .map_err(|e| oauth_error(StatusCode::NOT_FOUND, "invalid_request", &e.message))?;
+    let app = client(state, &tenant, headers, &form, need_secret).await?;
+    Ok((form, tenant, app))
+}
+
 async fn client(
     state: &AppState,
     tenant: &Tenant,
@@ -946,16 +963,8 @@ async fn token(
     Path(domain): Path<String>,
     body: Bytes,
 ) -> Response {
-    let form = match parse_form(&body) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    let tenant = match tenant_at(&state, &domain).await {
-        Ok(t) => t,
-        Err(e) => return oauth_error(StatusCode::NOT_FOUND, "invalid_request", &e.message),
-    };
-    let app = match client(&state, &tenant, &headers, &form, false).await {
-        Ok(a) => a,
+    let (form, tenant, app) = match client_request(&state, &headers, &domain, &body, false).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let iss = issuer(&state, &headers, &domain);
@@ -1340,16 +1349,8 @@ async fn introspect(
     Path(domain): Path<String>,
     body: Bytes,
 ) -> Response {
-    let form = match parse_form(&body) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    let tenant = match tenant_at(&state, &domain).await {
-        Ok(t) => t,
-        Err(e) => return oauth_error(StatusCode::NOT_FOUND, "invalid_request", &e.message),
-    };
-    let app = match client(&state, &tenant, &headers, &form, true).await {
-        Ok(a) => a,
+    let (form, tenant, app) = match client_request(&state, &headers, &domain, &body, true).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let Some(token) = form.token.as_deref() else {
@@ -1389,16 +1390,8 @@ async fn revoke(
     Path(domain): Path<String>,
     body: Bytes,
 ) -> Response {
-    let form = match parse_form(&body) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    let tenant = match tenant_at(&state, &domain).await {
-        Ok(t) => t,
-        Err(e) => return oauth_error(StatusCode::NOT_FOUND, "invalid_request", &e.message),
-    };
-    let app = match client(&state, &tenant, &headers, &form, false).await {
-        Ok(a) => a,
+    let (form, tenant, app) = match client_request(&state, &headers, &domain, &body, false).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let Some(token) = form.token.as_deref() else {
