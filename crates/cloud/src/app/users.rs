@@ -121,38 +121,21 @@ fn dedup_roles(mut roles: Vec<Role>) -> Vec<Role> {
 
 /// The API names of the fields a patch touches.
 fn touched(p: &UserPatch) -> Vec<&'static str> {
-    let mut f = Vec::new();
-    if p.user_principal_name.is_some() {
-        f.push("userPrincipalName")
-    }
-    if p.display_name.is_some() {
-        f.push("displayName")
-    }
-    if p.given_name.is_some() {
-        f.push("givenName")
-    }
-    if p.surname.is_some() {
-        f.push("surname")
-    }
-    if p.mail.is_some() {
-        f.push("mail")
-    }
-    if p.mobile_phone.is_some() {
-        f.push("mobilePhone")
-    }
-    if p.office_phone.is_some() {
-        f.push("officePhone")
-    }
-    if p.usage_location.is_some() {
-        f.push("usageLocation")
-    }
-    if p.account_enabled.is_some() {
-        f.push("accountEnabled")
-    }
-    if p.roles.is_some() {
-        f.push("roles")
-    }
-    f
+    [
+        ("userPrincipalName", p.user_principal_name.is_some()),
+        ("displayName", p.display_name.is_some()),
+        ("givenName", p.given_name.is_some()),
+        ("surname", p.surname.is_some()),
+        ("mail", p.mail.is_some()),
+        ("mobilePhone", p.mobile_phone.is_some()),
+        ("officePhone", p.office_phone.is_some()),
+        ("usageLocation", p.usage_location.is_some()),
+        ("accountEnabled", p.account_enabled.is_some()),
+        ("roles", p.roles.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, set)| set.then_some(name))
+    .collect()
 }
 
 /// Changes the fields `patch` names of the user `key`. The operation it needs follows from the
