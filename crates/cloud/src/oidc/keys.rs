@@ -100,22 +100,34 @@ async fn create(state: &AppState, tenant_id: &str, alg: Alg) -> ApiResult<Signin
     Ok(rec)
 }
 
-/// The tenant's current key for `alg` (made now if it has none): its id and PKCS#8 private key.
-pub async fn signing_key(
-    state: &AppState,
-    tenant_id: &str,
-    alg: Alg,
-) -> ApiResult<(String, Zeroizing<Vec<u8>>)> {
+/// The tenant's current key record for `alg`, made now if it has none.
+async fn current(state: &AppState, tenant_id: &str, alg: Alg) -> ApiResult<SigningKeyRecord> {
     let current = state
         .store
         .list_signing_keys(tenant_id)
         .await?
         .into_iter()
         .find(|k| k.retired_at.is_none() && k.alg == alg.name());
-    let rec = match current {
-        Some(k) => k,
-        None => create(state, tenant_id, alg).await?,
-    };
+    match current {
+        Some(k) => Ok(k),
+        None => create(state, tenant_id, alg).await,
+    }
+}
+
+/// Makes sure the tenant has a published key for `alg` before any app is told to expect
+/// tokens signed with it: a relying party that fetched the JWKS at discovery must find the
+/// key of the first token it gets (called when an app is registered or changed).
+pub async fn ensure(state: &AppState, tenant_id: &str, alg: Alg) -> ApiResult<()> {
+    current(state, tenant_id, alg).await.map(|_| ())
+}
+
+/// The tenant's current key for `alg` (made now if it has none): its id and PKCS#8 private key.
+pub async fn signing_key(
+    state: &AppState,
+    tenant_id: &str,
+    alg: Alg,
+) -> ApiResult<(String, Zeroizing<Vec<u8>>)> {
+    let rec = current(state, tenant_id, alg).await?;
     let private = keys::open(kek(state).await?, tenant_id, &rec.kid, &rec.sealed_private)
         .map_err(from_refusal)?;
     Ok((rec.kid, private))
