@@ -2,6 +2,8 @@
 //! password, checked by pass-through by the real agent against a real Samba AD DC or OpenLDAP
 //! slapd. The relying party is openid-client (panva), an independent implementation that
 //! validates the tokens (testkit::oidc_rp); the AD user signs in and consents in Chromium.
+// Tests poll real servers with deadlines on the real clock (clippy.toml bans it in the code).
+#![allow(clippy::disallowed_methods)]
 
 mod common;
 
