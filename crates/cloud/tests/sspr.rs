@@ -90,12 +90,18 @@ async fn licensed_user(c: &Cloud, local: &str, methods: Value) -> String {
             Method::PUT,
             "/api/v1/me/authentication-methods",
             Some(&me),
-            Some(json!({ "securityQuestions": q })),
+            Some(proved(json!({ "securityQuestions": q }), "First-Pass-w0rd")),
         )
         .await
         .ok();
     }
     upn
+}
+
+/// `body` with the fresh verification a change of one's own methods needs: `password`.
+fn proved(mut body: Value, password: &str) -> Value {
+    body["verification"] = json!({"method": "password", "password": password});
+    body
 }
 
 fn question(i: usize) -> String {
@@ -136,6 +142,28 @@ async fn anon(c: &Cloud, method: Method, path: &str, body: Option<Value>) -> com
 
 /// The subject of the notice a person gets when their reset methods change.
 const METHODS_NOTICE: &str = "Your password reset methods were changed";
+/// The subject of the notice a person gets when an administrator clears their reset lockout.
+const LOCKOUT_NOTICE: &str = "Your password reset lockout was cleared";
+
+/// Polls the Maildir (with a deadline) for the first message to `to` with `subject`.
+async fn mail_titled(smtp: &testkit::smtp::Smtp, to: &str, subject: &str) -> testkit::smtp::Mail {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(m) = smtp
+            .messages_to(to)
+            .unwrap()
+            .into_iter()
+            .find(|m| m.subject == subject)
+        {
+            return m;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no message {subject:?} for {to} within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
 
 /// Polls the Maildir (with a deadline) for message number `seen` to `to`, not counting the
 /// notices of changed methods.
@@ -160,6 +188,7 @@ async fn mail_of(
             .messages_to(to)
             .unwrap()
             .into_iter()
+            .filter(|m| m.subject != LOCKOUT_NOTICE)
             .filter(|m| (m.subject == METHODS_NOTICE) == notices)
             .nth(seen);
         if let Some(m) = found {
@@ -251,7 +280,7 @@ async fn registration_is_validated_and_shown_masked() {
     let upn = licensed_user(c, "ada", Value::Null).await;
     let path = format!("/api/v1/users/{upn}/authentication-methods");
     let me = c.sign_in(&upn, "First-Pass-w0rd").await;
-    let bad = |qs: Value| json!({"securityQuestions": qs});
+    let bad = |qs: Value| proved(json!({"securityQuestions": qs}), "First-Pass-w0rd");
     for (body, needle) in [
         (bad(questions(2)), "2 given; register 3 to 5"),
         (
@@ -278,7 +307,10 @@ async fn registration_is_validated_and_shown_masked() {
             ])),
             "is 2 characters",
         ),
-        (json!({"email": "not-an-email"}), "email"),
+        (
+            proved(json!({"email": "not-an-email"}), "First-Pass-w0rd"),
+            "email",
+        ),
     ] {
         let r = c
             .call(
@@ -304,7 +336,10 @@ async fn registration_is_validated_and_shown_masked() {
             Method::PUT,
             "/api/v1/me/authentication-methods",
             Some(&me),
-            Some(json!({"securityQuestions": questions(3)})),
+            Some(proved(
+                json!({"securityQuestions": questions(3)}),
+                "First-Pass-w0rd",
+            )),
         )
         .await
         .ok();
@@ -338,7 +373,7 @@ async fn registration_is_validated_and_shown_masked() {
             Method::PUT,
             "/api/v1/me/authentication-methods",
             Some(&me),
-            Some(json!({"mobilePhone": null})),
+            Some(proved(json!({"mobilePhone": null}), "First-Pass-w0rd")),
         )
         .await
         .ok();
@@ -349,7 +384,10 @@ async fn registration_is_validated_and_shown_masked() {
         .admin(
             Method::PUT,
             "/api/v1/me/authentication-methods",
-            Some(json!({"securityQuestions": questions(3)})),
+            Some(proved(
+                json!({"securityQuestions": questions(3)}),
+                common::ADMIN_PASSWORD,
+            )),
         )
         .await;
     assert_eq!(r.status.as_u16(), 400);
@@ -438,7 +476,10 @@ async fn administrators_cannot_plant_answers_and_every_change_of_methods_is_mail
         Method::PUT,
         "/api/v1/me/authentication-methods",
         Some(&me),
-        Some(json!({"securityQuestions": questions(3)})),
+        Some(proved(
+            json!({"securityQuestions": questions(3)}),
+            "First-Pass-w0rd",
+        )),
     )
     .await
     .ok();
@@ -467,6 +508,209 @@ async fn administrators_cannot_plant_answers_and_every_change_of_methods_is_mail
     );
     methods_notice(&env.smtp, "attacker@mail.evil.test", 0).await;
     assert_eq!(c.get(&path).await["methods"], json!(["email"]));
+}
+
+/// A stolen token alone cannot move a person's reset methods (issue 20): every change of one's
+/// own methods carries a fresh verification — the current password (the only one before
+/// anything is registered), or a method registered before, here the security questions —
+/// wrong ones are refused and counted like failed sign-ins, and the old and the new address
+/// are both told of a moved email.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_method_changes_need_a_fresh_verification() {
+    own_method_changes(env().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_method_changes_need_a_fresh_verification_on_postgres() {
+    own_method_changes(env_on(true).await).await;
+}
+
+async fn own_method_changes(env: Env) {
+    let c = &env.c;
+    set_policy(
+        c,
+        json!({"enabledFor": "all", "methods": ["email", "securityQuestions"]}),
+    )
+    .await;
+    let ada = licensed_user(c, "ada", Value::Null).await;
+    let me = c.sign_in(&ada, "First-Pass-w0rd").await;
+    let put = |body: Value| {
+        let me = me.clone();
+        async move {
+            c.call(
+                Method::PUT,
+                "/api/v1/me/authentication-methods",
+                Some(&me),
+                Some(body),
+            )
+            .await
+        }
+    };
+    let mine = || async {
+        c.call(
+            Method::GET,
+            "/api/v1/me/authentication-methods",
+            Some(&me),
+            None,
+        )
+        .await
+        .ok()
+    };
+    let first = json!({"email": "ada.old@mail.contoso.test"});
+
+    // No verification, a wrong password, or a method not registered: refused, nothing stored.
+    let r = put(first.clone()).await;
+    assert_eq!(r.status.as_u16(), 401, "{}", r.body);
+    assert!(r.error_message().contains("current password"), "{}", r.body);
+    let r = put(proved(first.clone(), "Not-The-Pass-w0rd")).await;
+    assert_eq!(r.status.as_u16(), 401, "{}", r.body);
+    let mut by_answers = first.clone();
+    by_answers["verification"] = json!({"method": "securityQuestions", "answers": questions(3)});
+    let r = put(by_answers).await;
+    assert_eq!(r.status.as_u16(), 400, "{}", r.body);
+    assert_eq!(mine().await["methods"], json!([]));
+    assert!(env.smtp.messages().unwrap().is_empty());
+
+    // The current password proves the first registration.
+    let v = put(proved(first, "First-Pass-w0rd")).await.ok();
+    assert_eq!(v["methods"], json!(["email"]));
+    methods_notice(&env.smtp, "ada.old@mail.contoso.test", 0).await;
+    put(proved(
+        json!({"securityQuestions": questions(3)}),
+        "First-Pass-w0rd",
+    ))
+    .await
+    .ok();
+
+    // The registered questions prove a change too; a wrong answer does not.
+    let answers = |wrong: bool| {
+        let mut a = questions(3);
+        if wrong {
+            a[1]["answer"] = json!("Not The Answer");
+        }
+        json!({"method": "securityQuestions", "answers": a})
+    };
+    let mut moved = json!({"email": "ada.newer@mail.contoso.test"});
+    moved["verification"] = answers(true);
+    let r = put(moved.clone()).await;
+    assert_eq!(r.status.as_u16(), 401, "{}", r.body);
+    assert!(!r.body.to_string().contains(&answer(0)));
+    assert_eq!(mine().await["email"], "a******@m***********.test");
+    moved["verification"] = answers(false);
+    let v = put(moved).await.ok();
+    assert_eq!(v["email"], "a********@m***********.test");
+    // Both the old and the new address are told of the move.
+    let old = methods_notice(&env.smtp, "ada.old@mail.contoso.test", 2).await;
+    assert!(old.body.contains("email"), "{}", old.body);
+    methods_notice(&env.smtp, "ada.newer@mail.contoso.test", 0).await;
+
+    // Wrong passwords count like failed sign-ins: after the sign-in limit even the right
+    // password is refused, and so is a sign-in.
+    for _ in 0..10 {
+        let r = put(proved(
+            json!({"mobilePhone": "+47 912 34 567"}),
+            "Wrong-Pass-w0rd",
+        ))
+        .await;
+        assert_eq!(r.status.as_u16(), 401, "{}", r.body);
+    }
+    let r = put(proved(
+        json!({"mobilePhone": "+47 912 34 567"}),
+        "First-Pass-w0rd",
+    ))
+    .await;
+    assert_eq!(r.status.as_u16(), 429, "{}", r.body);
+    let r = c
+        .call(
+            Method::POST,
+            "/api/v1/auth/token",
+            None,
+            Some(json!({"userPrincipalName": ada, "password": "First-Pass-w0rd"})),
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 429, "{}", r.body);
+    assert_eq!(mine().await["mobilePhone"], Value::Null);
+    let audit = c
+        .get("/api/v1/audit?action=me.authenticationMethods.update")
+        .await;
+    assert!(
+        audit["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["result"] == "failure"),
+        "refused changes are audited: {audit}"
+    );
+}
+
+/// An administrator who may reset a person's password can lift their reset lockout: audited,
+/// and the person is mailed; someone without that right cannot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrator_clears_a_reset_lockout_and_the_person_is_told() {
+    clear_lockout(env().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrator_clears_a_reset_lockout_on_postgres() {
+    clear_lockout(env_on(true).await).await;
+}
+
+async fn clear_lockout(env: Env) {
+    let c = &env.c;
+    set_policy(c, json!({"enabledFor": "all"})).await;
+    let to = "ada@mail.contoso.test";
+    let ada = licensed_user(c, "ada", json!({"email": to})).await;
+    let (sid, _) = session(c, &ada).await;
+    let good = emailed_code(&env, &sid, to, 0).await;
+    let wrong = if good == "00000000" {
+        "11111111"
+    } else {
+        "00000000"
+    };
+    for _ in 0..5 {
+        verify(c, &sid, json!({"method": "email", "code": wrong})).await;
+    }
+    assert_eq!(start(c, &ada).await.status.as_u16(), 429);
+
+    let path = format!("/api/v1/users/{ada}/sspr-lockout/clear");
+    let plain = c.user("bob", json!({"password": "Bobs-Pass-w0rd"})).await;
+    let bob = c
+        .sign_in(
+            plain["userPrincipalName"].as_str().unwrap(),
+            "Bobs-Pass-w0rd",
+        )
+        .await;
+    let r = c.call(Method::POST, &path, Some(&bob), None).await;
+    assert_eq!(r.status.as_u16(), 403, "{}", r.body);
+    assert_eq!(start(c, &ada).await.status.as_u16(), 429);
+
+    let helpdesk = c.admin_with_role("pa", "passwordAdministrator").await;
+    let v = c
+        .call(Method::POST, &path, Some(&helpdesk), None)
+        .await
+        .ok();
+    assert_eq!(v["wasLocked"], true);
+    // Reset works again at once, with a fresh count of failures.
+    let (sid, _) = session(c, &ada).await;
+    let code = emailed_code(&env, &sid, to, 1).await;
+    verify(c, &sid, json!({"method": "email", "code": code}))
+        .await
+        .ok();
+    let m = mail_titled(&env.smtp, to, LOCKOUT_NOTICE).await;
+    assert!(
+        m.body.contains(&c.upn("pa")) && m.body.contains(&ada),
+        "{}",
+        m.body
+    );
+    let audit = c.get("/api/v1/audit?action=user.ssprLockout.clear").await;
+    let items = audit["items"].as_array().unwrap();
+    assert!(
+        items
+            .iter()
+            .any(|r| r["result"] == "success" && r["actor"] == c.upn("pa").as_str()),
+        "{audit}"
+    );
+    assert!(items.iter().any(|r| r["result"] == "failure"), "{audit}");
 }
 
 // ------------------------------------------------------------------ no enumeration

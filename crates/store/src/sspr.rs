@@ -303,6 +303,26 @@ impl Store {
             .map(|_| ())
     }
 
+    /// Lift `subject`'s lockout and forget its counted events of `kinds` (an administrator
+    /// cleared it), in one transaction.
+    pub async fn clear_sspr_lockout(&self, subject: &str, kinds: &[&str]) -> Result<()> {
+        let mut tx = self.inner.begin().await?;
+        tx.exec(
+            "DELETE FROM sspr_lockouts WHERE subject = $1",
+            &args![subject],
+        )
+        .await?;
+        for kind in kinds {
+            tx.exec(
+                "DELETE FROM sspr_events WHERE subject = $1 AND kind = $2",
+                &args![subject, *kind],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Delete throttle events older than `before`; how many.
     pub async fn prune_sspr_events(&self, before: i64) -> Result<u64> {
         self.inner

@@ -211,6 +211,48 @@ pub fn check_admin_registration(sets_answers: bool) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// How a signed-in person proves, just before changing their own reset methods, that they
+/// are the person and not someone holding their token (issue 20): the current password
+/// always; a method already registered when there is one to prove with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProofKind {
+    Password,
+    SecurityQuestions,
+    AuthenticatorApp,
+}
+
+/// Whether a person's own change of their methods may go ahead: every change (adding,
+/// changing or removing any method) needs a fresh verification given with it (`proof`); a
+/// registered method proves only while it is registered, so a person with no methods yet
+/// proves with the password. A body that changes nothing needs none.
+pub fn check_change_proof(
+    changes_anything: bool,
+    proof: Option<ProofKind>,
+    registered: &[AuthMethod],
+) -> Result<(), Refusal> {
+    if !changes_anything {
+        return Ok(());
+    }
+    let needed = || {
+        Refusal::unauthenticated(
+            "verification: changing your password reset methods needs a fresh verification in the same request: your current password ({\"method\": \"password\", \"password\": \"…\"}), or a method you registered before (your security questions, or a code from your authenticator app).",
+        )
+    };
+    match proof {
+        None => Err(needed()),
+        Some(ProofKind::Password) => Ok(()),
+        Some(ProofKind::SecurityQuestions) if registered.contains(&AuthMethod::SecurityQuestions) => {
+            Ok(())
+        }
+        Some(ProofKind::AuthenticatorApp) if registered.contains(&AuthMethod::AuthenticatorApp) => {
+            Ok(())
+        }
+        Some(_) => Err(Refusal::validation(
+            "verification.method: you have not registered this method; verify with your current password instead.",
+        )),
+    }
+}
+
 /// Checks a security-question registration against the policy: questions from the policy's
 /// list, at least `questionsToRegister` and at most 5, answers 3 to 40 characters, no question
 /// or answer twice; none at all for administrators. Returns the questions spelt as in the policy
@@ -670,6 +712,34 @@ pub fn mask_phone(phone: &str) -> String {
 mod tests {
     use super::*;
     use proto::{Role, Source};
+
+    #[test]
+    fn own_method_changes_need_a_fresh_proof_by_password_or_a_method_registered_before() {
+        use AuthMethod::*;
+        // Nothing changes: nothing to prove.
+        assert!(check_change_proof(false, None, &[]).is_ok());
+        // First registration: only the password proves.
+        let e = check_change_proof(true, None, &[]).unwrap_err();
+        assert_eq!(e.code, proto::ErrorCode::Unauthenticated);
+        assert!(check_change_proof(true, Some(ProofKind::Password), &[]).is_ok());
+        assert_eq!(
+            check_change_proof(true, Some(ProofKind::SecurityQuestions), &[Email])
+                .unwrap_err()
+                .code,
+            proto::ErrorCode::Validation
+        );
+        assert!(check_change_proof(
+            true,
+            Some(ProofKind::SecurityQuestions),
+            &[SecurityQuestions]
+        )
+        .is_ok());
+        assert!(check_change_proof(true, Some(ProofKind::AuthenticatorApp), &[Email]).is_err());
+        assert!(
+            check_change_proof(true, Some(ProofKind::AuthenticatorApp), &[AuthenticatorApp])
+                .is_ok()
+        );
+    }
 
     // ------------------------------------------------------------ the session state machine
 

@@ -13,8 +13,8 @@ use serde_json::{json, Value};
 use crate::api::Operation;
 use crate::app::caller::Caller;
 use crate::app::sspr::{
-    ChangeBody, CodeSent, MethodsView, PasswordBody, ProgressView, RegistrationBody, ResultView,
-    SsprError, StartAnswer, StartBody, VerifyBody,
+    ChangeBody, CodeSent, LockoutCleared, MethodsView, PasswordBody, ProgressView,
+    RegistrationBody, ResultView, SsprError, StartAnswer, StartBody, VerifyBody,
 };
 use crate::app::{self, Ctx};
 use crate::error::{tracking_id, ApiResult};
@@ -53,6 +53,14 @@ pub const OPERATIONS: &[Operation] = &[
         "putMyAuthenticationMethods",
         "Register the signed-in user's own reset methods",
         Some("AuthenticationMethods"),
+        200,
+    ),
+    (
+        "post",
+        "/api/v1/users/{user}/sspr-lockout/clear",
+        "clearSsprLockout",
+        "Clear a user's password-reset lockout (an administrator who may reset the user's password; audited, the user is mailed)",
+        None,
         200,
     ),
     (
@@ -125,6 +133,11 @@ pub fn schemas() -> Vec<(&'static str, Value)> {
                 "mobilePhone": {"type": ["string", "null"]},
                 "officePhone": {"type": ["string", "null"]},
                 "securityQuestions": {"type": ["array", "null"], "items": object(json!({"question": {"type": "string"}, "answer": pw}))},
+                "verification": object(json!({
+                    "method": {"enum": ["password", "securityQuestions"]},
+                    "password": pw,
+                    "answers": {"type": "array", "items": object(json!({"question": {"type": "string"}, "answer": pw}))},
+                })),
             })),
         ),
         (
@@ -159,6 +172,7 @@ pub fn routes() -> Router<AppState> {
             "/users/{user}/authentication-methods",
             get(get_methods).put(put_methods),
         )
+        .route("/users/{user}/sspr-lockout/clear", post(clear_lockout))
         .route(
             "/me/authentication-methods",
             get(get_my_methods).put(put_my_methods),
@@ -208,6 +222,17 @@ pub async fn put_methods(
     let ctx = Ctx::of(&state);
     Ok(Json(
         app::sspr::register_for(&state, &ctx, &caller, &key, body).await?,
+    ))
+}
+
+pub async fn clear_lockout(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(key): Path<String>,
+) -> ApiResult<Json<LockoutCleared>> {
+    let ctx = Ctx::of(&state);
+    Ok(Json(
+        app::sspr::clear_lockout(&state, &ctx, &caller, &key).await?,
     ))
 }
 

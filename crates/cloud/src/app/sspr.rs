@@ -112,6 +112,64 @@ pub struct RegistrationBody {
     pub office_phone: Option<Option<String>>,
     #[serde(default, with = "proto::double_option")]
     pub security_questions: Option<Option<Vec<QuestionAnswer>>>,
+    /// The fresh verification a person gives with a change of their own methods
+    /// ([`sspr::check_change_proof`]); not used on an administrator's registration.
+    #[serde(default)]
+    pub verification: Option<Verification>,
+}
+
+impl RegistrationBody {
+    /// Whether the body asks to change anything (a field present, `null` included).
+    fn touches_anything(&self) -> bool {
+        self.email.is_some()
+            || self.mobile_phone.is_some()
+            || self.office_phone.is_some()
+            || self.security_questions.is_some()
+    }
+}
+
+/// A fresh verification of the signed-in person (`verification` of `PUT
+/// /me/authentication-methods`): the current password, or every registered security question
+/// answered. `Debug` hides the password and answers.
+#[derive(Deserialize)]
+#[serde(
+    tag = "method",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase",
+    deny_unknown_fields
+)]
+pub enum Verification {
+    Password { password: String },
+    SecurityQuestions { answers: Vec<QuestionAnswer> },
+}
+
+impl Verification {
+    fn kind(&self) -> sspr::ProofKind {
+        match self {
+            Verification::Password { .. } => sspr::ProofKind::Password,
+            Verification::SecurityQuestions { .. } => sspr::ProofKind::SecurityQuestions,
+        }
+    }
+}
+
+impl std::fmt::Debug for Verification {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Verification::Password { .. } => f.write_str("Password { password: [redacted] }"),
+            Verification::SecurityQuestions { answers } => f
+                .debug_struct("SecurityQuestions")
+                .field("answers", answers)
+                .finish(),
+        }
+    }
+}
+
+impl Drop for Verification {
+    fn drop(&mut self) {
+        if let Verification::Password { password } = self {
+            zeroize::Zeroize::zeroize(password);
+        }
+    }
 }
 
 /// What `GET …/authentication-methods` shows: contacts masked, questions without answers.
@@ -286,15 +344,7 @@ fn notify_methods_changed(
     if changed.is_empty() {
         return;
     }
-    let mut to: Vec<String> = Vec::new();
-    for a in [&before.email, &new.email, &user.mail]
-        .into_iter()
-        .flatten()
-    {
-        if !to.iter().any(|t| t.eq_ignore_ascii_case(a)) {
-            to.push(a.clone());
-        }
-    }
+    let to = addresses(before.email.as_ref(), new.email.as_ref(), user);
     let (subject, body) = mail::methods_notice(&user.user_principal_name, &changed, by);
     for address in to {
         mail::send_later(
@@ -365,15 +415,35 @@ pub async fn my_methods(state: &AppState, caller: &Caller) -> ApiResult<MethodsV
     Ok(view(&caller.user, m.as_ref()))
 }
 
-/// The caller registers their own reset methods. Audited.
+/// The caller registers their own reset methods, after the fresh verification the body
+/// carries ([`sspr::check_change_proof`]). Audited.
 pub async fn register_mine(
     state: &AppState,
     ctx: &Ctx,
     caller: &Caller,
-    body: RegistrationBody,
+    mut body: RegistrationBody,
 ) -> ApiResult<MethodsView> {
     let user = caller.user.clone();
-    let result = register(state, &caller.tenant.id, &user, body, None, ctx.now).await;
+    let proof = body.verification.take();
+    let result = async {
+        let old = state
+            .store
+            .get_auth_methods(&caller.tenant.id, &user.id)
+            .await?;
+        let had = old.as_ref().map(registered).unwrap_or_default();
+        sspr::check_change_proof(
+            body.touches_anything(),
+            proof.as_ref().map(Verification::kind),
+            &had,
+        )?;
+        if let Some(proof) = &proof {
+            if body.touches_anything() {
+                prove(state, ctx, &user, old.as_ref(), proof).await?;
+            }
+        }
+        register(state, &caller.tenant.id, &user, body, None, ctx.now).await
+    }
+    .await;
     let target = Some(user.user_principal_name.clone());
     audited(
         state,
@@ -383,6 +453,196 @@ pub async fn register_mine(
         result,
     )
     .await
+}
+
+/// Checks the fresh verification `proof` of `user` (the rule of which proofs count is
+/// [`sspr::check_change_proof`]). A wrong password counts like a failed sign-in (the same
+/// per-account count, reserved before the check and given back when it could not be
+/// checked); wrong answers count against the account's reset throttle, as at a reset.
+async fn prove(
+    state: &AppState,
+    ctx: &Ctx,
+    user: &User,
+    methods: Option<&AuthMethodsRecord>,
+    proof: &Verification,
+) -> ApiResult<()> {
+    let now = ctx.now;
+    match proof {
+        Verification::Password { password } => {
+            let key = validate::upn_key(&user.user_principal_name);
+            if let Some(until) = lockout::reserve_attempt(state, &key, now).await? {
+                return Err(lockout::too_many_failures(until));
+            }
+            match current_password_ok(state, user, password).await {
+                Ok(true) => lockout::clear_failures(state, &key).await,
+                Ok(false) => Err(wrong_proof(state, user, "password").await),
+                Err(e) => {
+                    lockout::release_attempt(state, &key).await;
+                    Err(e)
+                }
+            }
+        }
+        Verification::SecurityQuestions { answers } => {
+            let subject = sspr::user_subject(&user.tenant_id, &user.id);
+            check_lockout(state, &subject, now).await?;
+            let stored: Vec<StoredAnswer> =
+                methods.map(|m| m.questions.clone()).unwrap_or_default();
+            let shape = || {
+                AppError::bad_request(
+                    "verification.answers: answer each of your registered security questions once (GET /api/v1/me/authentication-methods lists them).",
+                )
+            };
+            if answers.len() != stored.len() {
+                return Err(shape());
+            }
+            let mut all_ok = true;
+            for sq in &stored {
+                let found: Vec<&QuestionAnswer> = answers
+                    .iter()
+                    .filter(|a| a.question.trim().eq_ignore_ascii_case(&sq.question))
+                    .collect();
+                let [given] = found.as_slice() else {
+                    return Err(shape());
+                };
+                let answer = sspr::normalise_answer(&given.answer);
+                let hash = sq.answer_hash.clone();
+                all_ok &= argon2(state, move || {
+                    secrets::verify_password_or_dummy(&answer, Some(&hash))
+                })
+                .await?;
+            }
+            if all_ok {
+                return Ok(());
+            }
+            if let Some(until) =
+                count_failure(state, &subject, Throttle::IdentityProof, now).await?
+            {
+                return Err(locked(until));
+            }
+            Err(wrong_proof(state, user, "security questions").await)
+        }
+    }
+}
+
+/// The refusal of a wrong fresh verification, audited.
+async fn wrong_proof(state: &AppState, user: &User, what: &str) -> AppError {
+    record(
+        state,
+        &user.tenant_id,
+        &user.user_principal_name,
+        "me.authenticationMethods.verify",
+        Some(user.user_principal_name.clone()),
+        AuditResult::Failure,
+        Some(format!("fresh verification by {what} failed")),
+    )
+    .await;
+    AppError::unauthenticated(format!(
+        "verification: the {what} given is not correct, so your reset methods were not changed. Try again."
+    ))
+}
+
+/// Whether `password` is `user`'s current password: checked against the cloud's hash, or for a
+/// synced user without one by pass-through to an agent (503 when none can check it).
+async fn current_password_ok(state: &AppState, user: &User, password: &str) -> ApiResult<bool> {
+    let hash = state.store.password_hash(&user.tenant_id, &user.id).await?;
+    let synced = user
+        .on_premises
+        .as_ref()
+        .is_some_and(|o| !o.immutable_id.is_empty());
+    if hash.is_none() && synced && !password.is_empty() {
+        let r = crate::writeback::pass_through(state, &user.tenant_id, user, password.to_string())
+            .await?;
+        return match r.outcome {
+            Outcome::Succeeded => Ok(true),
+            Outcome::AgentUnavailable | Outcome::DirectoryUnreachable => {
+                Err(AppError::new(ErrorCode::ServiceUnavailable, r.message))
+            }
+            _ => Ok(false),
+        };
+    }
+    let has = hash.is_some();
+    let current = Zeroizing::new(password.to_string());
+    let ok = argon2(state, move || {
+        secrets::verify_password_or_dummy(&current, hash.as_deref())
+    })
+    .await?;
+    Ok(ok && has)
+}
+
+/// The answer of clearing an account's password-reset lockout.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LockoutCleared {
+    /// The account was locked out of password reset (or had failures counted) before.
+    pub was_locked: bool,
+}
+
+/// An administrator who may reset `key`'s password clears the account's password-reset
+/// lockout and its counted failed verifications. Audited; the person is told by mail.
+pub async fn clear_lockout(
+    state: &AppState,
+    ctx: &Ctx,
+    caller: &Caller,
+    key: &str,
+) -> ApiResult<LockoutCleared> {
+    let result = async {
+        caller.authorize(RoleOp::ResetPassword)?;
+        let user = super::directory::user(state, &caller.tenant.id, key).await?;
+        caller.authorize_on(&user, RoleOp::ResetPassword)?;
+        let subject = sspr::user_subject(&user.tenant_id, &user.id);
+        let was_locked = state
+            .store
+            .sspr_lockout(&subject)
+            .await?
+            .is_some_and(|until| until > ctx.now);
+        state
+            .store
+            .clear_sspr_lockout(
+                &subject,
+                &[
+                    Throttle::Verification.kind(),
+                    Throttle::IdentityProof.kind(),
+                ],
+            )
+            .await?;
+        let methods = state
+            .store
+            .get_auth_methods(&user.tenant_id, &user.id)
+            .await?;
+        let (subject_line, body) =
+            mail::lockout_cleared_notice(&user.user_principal_name, caller.upn());
+        for to in addresses(methods.as_ref().and_then(|m| m.email.as_ref()), None, &user) {
+            mail::send_later(
+                &state.config.smtp,
+                to,
+                subject_line.clone(),
+                body.clone(),
+                "the notice of a cleared reset lockout",
+            );
+        }
+        Ok(LockoutCleared { was_locked })
+    }
+    .await;
+    audited(
+        state,
+        caller,
+        "user.ssprLockout.clear",
+        Some(key.to_string()),
+        result,
+    )
+    .await
+}
+
+/// The addresses a notice about `user`'s account goes to: the registered reset emails (before
+/// and after a change) and the account's `mail`, each once.
+fn addresses(a: Option<&String>, b: Option<&String>, user: &User) -> Vec<String> {
+    let mut to: Vec<String> = Vec::new();
+    for a in [a, b, user.mail.as_ref()].into_iter().flatten() {
+        if !to.iter().any(|t| t.eq_ignore_ascii_case(a)) {
+            to.push(a.clone());
+        }
+    }
+    to
 }
 
 // ---------------------------------------------------------------- the reset flow
@@ -1479,6 +1739,15 @@ mod tests {
                     mobile_phone: None,
                     office_phone: None,
                     security_questions: Some(Some(vec![qa()])),
+                    verification: Some(Verification::Password {
+                        password: MARKER.into(),
+                    }),
+                }
+            ),
+            format!(
+                "{:?}",
+                Verification::SecurityQuestions {
+                    answers: vec![qa()]
                 }
             ),
             format!(
