@@ -919,6 +919,190 @@ async fn email_code_arrives_by_smtp_verifies_and_resets_a_cloud_password_once() 
     }
 }
 
+// ------------------------------------------------------------------ authenticator app
+
+/// The code an authenticator app shows at `now`, from the `otpauth://` URI it scanned.
+fn app_code(uri: &str, now: i64) -> String {
+    let t = totp_rs::Totp::from_url(uri).expect("a valid otpauth URI");
+    t.generate(now as u64).to_string()
+}
+
+/// An authenticator app is registered in two steps (a secret shown once after a fresh
+/// verification, then a first code), verifies a reset with each code once, one step either side,
+/// is never the only method a reset rests on, and its secret is never in the database in clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authenticator_app_registers_verifies_each_code_once_and_is_never_the_only_method() {
+    authenticator_app(env().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authenticator_app_works_the_same_on_postgres() {
+    authenticator_app(env_on(true).await).await;
+}
+
+async fn authenticator_app(env: Env) {
+    use tenant::clock::Clock;
+    let c = &env.c;
+    set_policy(
+        c,
+        json!({"enabledFor": "all", "methods": ["email", "authenticatorApp"]}),
+    )
+    .await;
+    let ada = licensed_user(c, "ada", Value::Null).await;
+    let me = c.sign_in(&ada, "First-Pass-w0rd").await;
+    let begin_path = "/api/v1/me/authentication-methods/authenticator-app";
+    let confirm_path = "/api/v1/me/authentication-methods/authenticator-app/confirm";
+
+    // Beginning needs a fresh verification; then the secret is shown once.
+    let r = c
+        .call(Method::POST, begin_path, Some(&me), Some(json!({})))
+        .await;
+    assert_eq!(r.status.as_u16(), 401, "{}", r.body);
+    let setup = c
+        .call(
+            Method::POST,
+            begin_path,
+            Some(&me),
+            Some(json!({"verification": {"method": "password", "password": "First-Pass-w0rd"}})),
+        )
+        .await
+        .ok();
+    let uri = setup["otpauthUri"].as_str().unwrap().to_string();
+    let secret = setup["secret"].as_str().unwrap().to_string();
+    assert!(
+        uri.starts_with("otpauth://totp/") && uri.contains(&secret),
+        "{uri}"
+    );
+    assert_eq!(setup["digits"], 6);
+    assert_eq!(setup["period"], 30);
+    assert_eq!(setup["algorithm"], "SHA1");
+    // Not registered until confirmed; a wrong first code does not confirm it.
+    let mine = c
+        .call(
+            Method::GET,
+            "/api/v1/me/authentication-methods",
+            Some(&me),
+            None,
+        )
+        .await
+        .ok();
+    assert_eq!(mine["methods"], json!([]));
+    let now = c.clock.now();
+    let good = app_code(&uri, now);
+    let wrong = if good == "000000" { "111111" } else { "000000" };
+    let r = c
+        .call(
+            Method::POST,
+            confirm_path,
+            Some(&me),
+            Some(json!({"code": wrong})),
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 401, "{}", r.body);
+    let v = c
+        .call(
+            Method::POST,
+            confirm_path,
+            Some(&me),
+            Some(json!({"code": good})),
+        )
+        .await
+        .ok();
+    assert_eq!(v["methods"], json!(["authenticatorApp"]));
+    assert!(!v.to_string().contains(&secret));
+    let r = c
+        .call(
+            Method::POST,
+            confirm_path,
+            Some(&me),
+            Some(json!({"code": good})),
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 409, "nothing waits any more: {}", r.body);
+
+    // The only method registered: verified, but not enough for a reset.
+    let (sid, v) = session(c, &ada).await;
+    assert_eq!(v["methods"], json!(["email", "authenticatorApp"]));
+    // The code that confirmed the app is used up.
+    let r = verify(c, &sid, json!({"method": "authenticatorApp", "code": good})).await;
+    assert_eq!(r.status.as_u16(), 401, "{}", r.body);
+    c.clock.advance(30);
+    let code = app_code(&uri, c.clock.now());
+    let p = verify(c, &sid, json!({"method": "authenticatorApp", "code": code}))
+        .await
+        .ok();
+    assert_eq!(p["verified"], json!(["authenticatorApp"]));
+    assert_eq!(p["canReset"], false, "{p}");
+    assert_eq!(p["refusal"]["class"], "notEnoughMethods", "{p}");
+
+    // With an email as well, the app counts beside it. The proof of the change is the app.
+    c.clock.advance(30);
+    let to = "ada@mail.contoso.test";
+    let v = c
+        .call(
+            Method::PUT,
+            "/api/v1/me/authentication-methods",
+            Some(&me),
+            Some(json!({
+                "email": to,
+                "verification": {"method": "authenticatorApp", "code": app_code(&uri, c.clock.now())},
+            })),
+        )
+        .await
+        .ok();
+    assert_eq!(v["methods"], json!(["email", "authenticatorApp"]));
+    // The code of the step before the current one is accepted too (a slow typist).
+    c.clock.advance(60);
+    let (sid, _) = session(c, &ada).await;
+    let code = app_code(&uri, c.clock.now() - 30);
+    let p = verify(c, &sid, json!({"method": "authenticatorApp", "code": code}))
+        .await
+        .ok();
+    assert_eq!(p["complete"], false, "the app alone is not enough: {p}");
+    // A second session cannot reuse that code.
+    let (sid2, _) = session(c, &ada).await;
+    let r = verify(
+        c,
+        &sid2,
+        json!({"method": "authenticatorApp", "code": code}),
+    )
+    .await;
+    assert_eq!(r.status.as_u16(), 401, "{}", r.body);
+    let mail_code = emailed_code(&env, &sid, to, 0).await;
+    let p = verify(c, &sid, json!({"method": "email", "code": mail_code}))
+        .await
+        .ok();
+    assert_eq!(p["canReset"], true, "{p}");
+
+    // Removing it needs a proof as well; an administrator cannot give it a secret.
+    c.clock.advance(30);
+    let r = c
+        .call(
+            Method::PUT,
+            "/api/v1/me/authentication-methods",
+            Some(&me),
+            Some(json!({"authenticatorApp": null})),
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 401, "{}", r.body);
+    let v = c
+        .call(
+            Method::PUT,
+            "/api/v1/me/authentication-methods",
+            Some(&me),
+            Some(proved(json!({"authenticatorApp": null}), "First-Pass-w0rd")),
+        )
+        .await
+        .ok();
+    assert_eq!(v["methods"], json!(["email"]));
+    let notice = methods_notice(&env.smtp, to, 1).await;
+    assert!(notice.body.contains("authenticator app"), "{}", notice.body);
+
+    // The secret never reached the database in clear.
+    let db = db_bytes(c);
+    assert_absent(&db, &secret);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn codes_expire_and_five_wrong_codes_lock_known_and_unknown_accounts_alike() {
     codes_and_lockouts(env().await).await;
