@@ -158,7 +158,7 @@ pub async fn prepare(
 
 /// Registers `p`'s answers to `chosen` as `p` (only the person may): a pass-through sign-in,
 /// retried while the agent's push socket is not up yet (503), then
-/// `PUT /api/v1/me/authentication-methods`.
+/// `PUT /api/v1/me/authentication-methods` with the password as its fresh verification.
 async fn register_answers(api: &Api, p: &Person, chosen: &[String]) -> Result<()> {
     let http = reqwest::Client::new();
     let body = json!({ "userPrincipalName": p.upn, "password": p.password });
@@ -193,7 +193,10 @@ async fn register_answers(api: &Api, p: &Person, chosen: &[String]) -> Result<()
         .call(
             Method::PUT,
             "/api/v1/me/authentication-methods",
-            Some(json!({ "securityQuestions": qa })),
+            Some(json!({
+                "securityQuestions": qa,
+                "verification": { "method": "password", "password": p.password },
+            })),
         )
         .await
         .with_context(|| format!("register the answers of {}", p.upn))?;

@@ -141,3 +141,17 @@ pub fn reset_notice(upn: &str, unlock_only: bool) -> (String, Zeroizing<String>)
         )),
     )
 }
+
+/// The notice sent when an administrator (`by`) lifted the account's password-reset lockout.
+pub fn lockout_cleared_notice(upn: &str, by: &str) -> (String, Zeroizing<String>) {
+    (
+        "Your password reset lockout was cleared".to_string(),
+        Zeroizing::new(format!(
+            "The administrator {by} cleared the password reset lockout of the account {upn}: \
+             password reset can be used again at once.\r\n\r\n\
+             If you did not ask for this, contact your administrator: the lockout follows \
+             repeated wrong codes or answers, which may mean someone tried to reset your \
+             password.\r\n"
+        )),
+    )
+}

@@ -92,12 +92,18 @@ async fn licensed_user(c: &Cloud, local: &str, methods: Value) -> String {
             Method::PUT,
             "/api/v1/me/authentication-methods",
             Some(&me),
-            Some(json!({ "securityQuestions": q })),
+            Some(proved(json!({ "securityQuestions": q }), "First-Pass-w0rd")),
         )
         .await
         .ok();
     }
     upn
+}
+
+/// `body` with the fresh verification a change of one's own methods needs: `password`.
+fn proved(mut body: Value, password: &str) -> Value {
+    body["verification"] = json!({"method": "password", "password": password});
+    body
 }
 
 fn question(i: usize) -> String {
@@ -138,6 +144,28 @@ async fn anon(c: &Cloud, method: Method, path: &str, body: Option<Value>) -> com
 
 /// The subject of the notice a person gets when their reset methods change.
 const METHODS_NOTICE: &str = "Your password reset methods were changed";
+/// The subject of the notice a person gets when an administrator clears their reset lockout.
+const LOCKOUT_NOTICE: &str = "Your password reset lockout was cleared";
+
+/// Polls the Maildir (with a deadline) for the first message to `to` with `subject`.
+async fn mail_titled(smtp: &testkit::smtp::Smtp, to: &str, subject: &str) -> testkit::smtp::Mail {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(m) = smtp
+            .messages_to(to)
+            .unwrap()
+            .into_iter()
+            .find(|m| m.subject == subject)
+        {
+            return m;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no message {subject:?} for {to} within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
 
 /// Polls the Maildir (with a deadline) for message number `seen` to `to`, not counting the
 /// notices of changed methods.
@@ -162,6 +190,7 @@ async fn mail_of(
             .messages_to(to)
             .unwrap()
             .into_iter()
+            .filter(|m| m.subject != LOCKOUT_NOTICE)
             .filter(|m| (m.subject == METHODS_NOTICE) == notices)
             .nth(seen);
         if let Some(m) = found {
@@ -253,7 +282,7 @@ async fn registration_is_validated_and_shown_masked() {
     let upn = licensed_user(c, "ada", Value::Null).await;
     let path = format!("/api/v1/users/{upn}/authentication-methods");
     let me = c.sign_in(&upn, "First-Pass-w0rd").await;
-    let bad = |qs: Value| json!({"securityQuestions": qs});
+    let bad = |qs: Value| proved(json!({"securityQuestions": qs}), "First-Pass-w0rd");
     for (body, needle) in [
         (bad(questions(2)), "2 given; register 3 to 5"),
         (
@@ -280,7 +309,10 @@ async fn registration_is_validated_and_shown_masked() {
             ])),
             "is 2 characters",
         ),
-        (json!({"email": "not-an-email"}), "email"),
+        (
+            proved(json!({"email": "not-an-email"}), "First-Pass-w0rd"),
+            "email",
+        ),
     ] {
         let r = c
             .call(
@@ -306,7 +338,10 @@ async fn registration_is_validated_and_shown_masked() {
             Method::PUT,
             "/api/v1/me/authentication-methods",
             Some(&me),
-            Some(json!({"securityQuestions": questions(3)})),
+            Some(proved(
+                json!({"securityQuestions": questions(3)}),
+                "First-Pass-w0rd",
+            )),
         )
         .await
         .ok();
@@ -340,7 +375,7 @@ async fn registration_is_validated_and_shown_masked() {
             Method::PUT,
             "/api/v1/me/authentication-methods",
             Some(&me),
-            Some(json!({"mobilePhone": null})),
+            Some(proved(json!({"mobilePhone": null}), "First-Pass-w0rd")),
         )
         .await
         .ok();
@@ -351,7 +386,10 @@ async fn registration_is_validated_and_shown_masked() {
         .admin(
             Method::PUT,
             "/api/v1/me/authentication-methods",
-            Some(json!({"securityQuestions": questions(3)})),
+            Some(proved(
+                json!({"securityQuestions": questions(3)}),
+                common::ADMIN_PASSWORD,
+            )),
         )
         .await;
     assert_eq!(r.status.as_u16(), 400);
@@ -440,7 +478,10 @@ async fn administrators_cannot_plant_answers_and_every_change_of_methods_is_mail
         Method::PUT,
         "/api/v1/me/authentication-methods",
         Some(&me),
-        Some(json!({"securityQuestions": questions(3)})),
+        Some(proved(
+            json!({"securityQuestions": questions(3)}),
+            "First-Pass-w0rd",
+        )),
     )
     .await
     .ok();
@@ -469,6 +510,209 @@ async fn administrators_cannot_plant_answers_and_every_change_of_methods_is_mail
     );
     methods_notice(&env.smtp, "attacker@mail.evil.test", 0).await;
     assert_eq!(c.get(&path).await["methods"], json!(["email"]));
+}
+
+/// A stolen token alone cannot move a person's reset methods (issue 20): every change of one's
+/// own methods carries a fresh verification — the current password (the only one before
+/// anything is registered), or a method registered before, here the security questions —
+/// wrong ones are refused and counted like failed sign-ins, and the old and the new address
+/// are both told of a moved email.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_method_changes_need_a_fresh_verification() {
+    own_method_changes(env().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_method_changes_need_a_fresh_verification_on_postgres() {
+    own_method_changes(env_on(true).await).await;
+}
+
+async fn own_method_changes(env: Env) {
+    let c = &env.c;
+    set_policy(
+        c,
+        json!({"enabledFor": "all", "methods": ["email", "securityQuestions"]}),
+    )
+    .await;
+    let ada = licensed_user(c, "ada", Value::Null).await;
+    let me = c.sign_in(&ada, "First-Pass-w0rd").await;
+    let put = |body: Value| {
+        let me = me.clone();
+        async move {
+            c.call(
+                Method::PUT,
+                "/api/v1/me/authentication-methods",
+                Some(&me),
+                Some(body),
+            )
+            .await
+        }
+    };
+    let mine = || async {
+        c.call(
+            Method::GET,
+            "/api/v1/me/authentication-methods",
+            Some(&me),
+            None,
+        )
+        .await
+        .ok()
+    };
+    let first = json!({"email": "ada.old@mail.contoso.test"});
+
+    // No verification, a wrong password, or a method not registered: refused, nothing stored.
+    let r = put(first.clone()).await;
+    assert_eq!(r.status.as_u16(), 401, "{}", r.body);
+    assert!(r.error_message().contains("current password"), "{}", r.body);
+    let r = put(proved(first.clone(), "Not-The-Pass-w0rd")).await;
+    assert_eq!(r.status.as_u16(), 401, "{}", r.body);
+    let mut by_answers = first.clone();
+    by_answers["verification"] = json!({"method": "securityQuestions", "answers": questions(3)});
+    let r = put(by_answers).await;
+    assert_eq!(r.status.as_u16(), 400, "{}", r.body);
+    assert_eq!(mine().await["methods"], json!([]));
+    assert!(env.smtp.messages().unwrap().is_empty());
+
+    // The current password proves the first registration.
+    let v = put(proved(first, "First-Pass-w0rd")).await.ok();
+    assert_eq!(v["methods"], json!(["email"]));
+    methods_notice(&env.smtp, "ada.old@mail.contoso.test", 0).await;
+    put(proved(
+        json!({"securityQuestions": questions(3)}),
+        "First-Pass-w0rd",
+    ))
+    .await
+    .ok();
+
+    // The registered questions prove a change too; a wrong answer does not.
+    let answers = |wrong: bool| {
+        let mut a = questions(3);
+        if wrong {
+            a[1]["answer"] = json!("Not The Answer");
+        }
+        json!({"method": "securityQuestions", "answers": a})
+    };
+    let mut moved = json!({"email": "ada.newer@mail.contoso.test"});
+    moved["verification"] = answers(true);
+    let r = put(moved.clone()).await;
+    assert_eq!(r.status.as_u16(), 401, "{}", r.body);
+    assert!(!r.body.to_string().contains(&answer(0)));
+    assert_eq!(mine().await["email"], "a******@m***********.test");
+    moved["verification"] = answers(false);
+    let v = put(moved).await.ok();
+    assert_eq!(v["email"], "a********@m***********.test");
+    // Both the old and the new address are told of the move.
+    let old = methods_notice(&env.smtp, "ada.old@mail.contoso.test", 2).await;
+    assert!(old.body.contains("email"), "{}", old.body);
+    methods_notice(&env.smtp, "ada.newer@mail.contoso.test", 0).await;
+
+    // Wrong passwords count like failed sign-ins: after the sign-in limit even the right
+    // password is refused, and so is a sign-in.
+    for _ in 0..10 {
+        let r = put(proved(
+            json!({"mobilePhone": "+47 912 34 567"}),
+            "Wrong-Pass-w0rd",
+        ))
+        .await;
+        assert_eq!(r.status.as_u16(), 401, "{}", r.body);
+    }
+    let r = put(proved(
+        json!({"mobilePhone": "+47 912 34 567"}),
+        "First-Pass-w0rd",
+    ))
+    .await;
+    assert_eq!(r.status.as_u16(), 429, "{}", r.body);
+    let r = c
+        .call(
+            Method::POST,
+            "/api/v1/auth/token",
+            None,
+            Some(json!({"userPrincipalName": ada, "password": "First-Pass-w0rd"})),
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 429, "{}", r.body);
+    assert_eq!(mine().await["mobilePhone"], Value::Null);
+    let audit = c
+        .get("/api/v1/audit?action=me.authenticationMethods.update")
+        .await;
+    assert!(
+        audit["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["result"] == "failure"),
+        "refused changes are audited: {audit}"
+    );
+}
+
+/// An administrator who may reset a person's password can lift their reset lockout: audited,
+/// and the person is mailed; someone without that right cannot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrator_clears_a_reset_lockout_and_the_person_is_told() {
+    clear_lockout(env().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrator_clears_a_reset_lockout_on_postgres() {
+    clear_lockout(env_on(true).await).await;
+}
+
+async fn clear_lockout(env: Env) {
+    let c = &env.c;
+    set_policy(c, json!({"enabledFor": "all"})).await;
+    let to = "ada@mail.contoso.test";
+    let ada = licensed_user(c, "ada", json!({"email": to})).await;
+    let (sid, _) = session(c, &ada).await;
+    let good = emailed_code(&env, &sid, to, 0).await;
+    let wrong = if good == "00000000" {
+        "11111111"
+    } else {
+        "00000000"
+    };
+    for _ in 0..5 {
+        verify(c, &sid, json!({"method": "email", "code": wrong})).await;
+    }
+    assert_eq!(start(c, &ada).await.status.as_u16(), 429);
+
+    let path = format!("/api/v1/users/{ada}/sspr-lockout/clear");
+    let plain = c.user("bob", json!({"password": "Bobs-Pass-w0rd"})).await;
+    let bob = c
+        .sign_in(
+            plain["userPrincipalName"].as_str().unwrap(),
+            "Bobs-Pass-w0rd",
+        )
+        .await;
+    let r = c.call(Method::POST, &path, Some(&bob), None).await;
+    assert_eq!(r.status.as_u16(), 403, "{}", r.body);
+    assert_eq!(start(c, &ada).await.status.as_u16(), 429);
+
+    let helpdesk = c.admin_with_role("pa", "passwordAdministrator").await;
+    let v = c
+        .call(Method::POST, &path, Some(&helpdesk), None)
+        .await
+        .ok();
+    assert_eq!(v["wasLocked"], true);
+    // Reset works again at once, with a fresh count of failures.
+    let (sid, _) = session(c, &ada).await;
+    let code = emailed_code(&env, &sid, to, 1).await;
+    verify(c, &sid, json!({"method": "email", "code": code}))
+        .await
+        .ok();
+    let m = mail_titled(&env.smtp, to, LOCKOUT_NOTICE).await;
+    assert!(
+        m.body.contains(&c.upn("pa")) && m.body.contains(&ada),
+        "{}",
+        m.body
+    );
+    let audit = c.get("/api/v1/audit?action=user.ssprLockout.clear").await;
+    let items = audit["items"].as_array().unwrap();
+    assert!(
+        items
+            .iter()
+            .any(|r| r["result"] == "success" && r["actor"] == c.upn("pa").as_str()),
+        "{audit}"
+    );
+    assert!(items.iter().any(|r| r["result"] == "failure"), "{audit}");
 }
 
 // ------------------------------------------------------------------ no enumeration
@@ -675,6 +919,190 @@ async fn email_code_arrives_by_smtp_verifies_and_resets_a_cloud_password_once() 
     for secret in [MARKER, code.as_str(), sid.as_str()] {
         assert_absent(&db, secret);
     }
+}
+
+// ------------------------------------------------------------------ authenticator app
+
+/// The code an authenticator app shows at `now`, from the `otpauth://` URI it scanned.
+fn app_code(uri: &str, now: i64) -> String {
+    let t = totp_rs::Totp::from_url(uri).expect("a valid otpauth URI");
+    t.generate(now as u64).to_string()
+}
+
+/// An authenticator app is registered in two steps (a secret shown once after a fresh
+/// verification, then a first code), verifies a reset with each code once, one step either side,
+/// is never the only method a reset rests on, and its secret is never in the database in clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authenticator_app_registers_verifies_each_code_once_and_is_never_the_only_method() {
+    authenticator_app(env().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authenticator_app_works_the_same_on_postgres() {
+    authenticator_app(env_on(true).await).await;
+}
+
+async fn authenticator_app(env: Env) {
+    use tenant::clock::Clock;
+    let c = &env.c;
+    set_policy(
+        c,
+        json!({"enabledFor": "all", "methods": ["email", "authenticatorApp"]}),
+    )
+    .await;
+    let ada = licensed_user(c, "ada", Value::Null).await;
+    let me = c.sign_in(&ada, "First-Pass-w0rd").await;
+    let begin_path = "/api/v1/me/authentication-methods/authenticator-app";
+    let confirm_path = "/api/v1/me/authentication-methods/authenticator-app/confirm";
+
+    // Beginning needs a fresh verification; then the secret is shown once.
+    let r = c
+        .call(Method::POST, begin_path, Some(&me), Some(json!({})))
+        .await;
+    assert_eq!(r.status.as_u16(), 401, "{}", r.body);
+    let setup = c
+        .call(
+            Method::POST,
+            begin_path,
+            Some(&me),
+            Some(json!({"verification": {"method": "password", "password": "First-Pass-w0rd"}})),
+        )
+        .await
+        .ok();
+    let uri = setup["otpauthUri"].as_str().unwrap().to_string();
+    let secret = setup["secret"].as_str().unwrap().to_string();
+    assert!(
+        uri.starts_with("otpauth://totp/") && uri.contains(&secret),
+        "{uri}"
+    );
+    assert_eq!(setup["digits"], 6);
+    assert_eq!(setup["period"], 30);
+    assert_eq!(setup["algorithm"], "SHA1");
+    // Not registered until confirmed; a wrong first code does not confirm it.
+    let mine = c
+        .call(
+            Method::GET,
+            "/api/v1/me/authentication-methods",
+            Some(&me),
+            None,
+        )
+        .await
+        .ok();
+    assert_eq!(mine["methods"], json!([]));
+    let now = c.clock.now();
+    let good = app_code(&uri, now);
+    let wrong = if good == "000000" { "111111" } else { "000000" };
+    let r = c
+        .call(
+            Method::POST,
+            confirm_path,
+            Some(&me),
+            Some(json!({"code": wrong})),
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 401, "{}", r.body);
+    let v = c
+        .call(
+            Method::POST,
+            confirm_path,
+            Some(&me),
+            Some(json!({"code": good})),
+        )
+        .await
+        .ok();
+    assert_eq!(v["methods"], json!(["authenticatorApp"]));
+    assert!(!v.to_string().contains(&secret));
+    let r = c
+        .call(
+            Method::POST,
+            confirm_path,
+            Some(&me),
+            Some(json!({"code": good})),
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 409, "nothing waits any more: {}", r.body);
+
+    // The only method registered: verified, but not enough for a reset.
+    let (sid, v) = session(c, &ada).await;
+    assert_eq!(v["methods"], json!(["email", "authenticatorApp"]));
+    // The code that confirmed the app is used up.
+    let r = verify(c, &sid, json!({"method": "authenticatorApp", "code": good})).await;
+    assert_eq!(r.status.as_u16(), 401, "{}", r.body);
+    c.clock.advance(30);
+    let code = app_code(&uri, c.clock.now());
+    let p = verify(c, &sid, json!({"method": "authenticatorApp", "code": code}))
+        .await
+        .ok();
+    assert_eq!(p["verified"], json!(["authenticatorApp"]));
+    assert_eq!(p["canReset"], false, "{p}");
+    assert_eq!(p["refusal"]["class"], "notEnoughMethods", "{p}");
+
+    // With an email as well, the app counts beside it. The proof of the change is the app.
+    c.clock.advance(30);
+    let to = "ada@mail.contoso.test";
+    let v = c
+        .call(
+            Method::PUT,
+            "/api/v1/me/authentication-methods",
+            Some(&me),
+            Some(json!({
+                "email": to,
+                "verification": {"method": "authenticatorApp", "code": app_code(&uri, c.clock.now())},
+            })),
+        )
+        .await
+        .ok();
+    assert_eq!(v["methods"], json!(["email", "authenticatorApp"]));
+    // The code of the step before the current one is accepted too (a slow typist).
+    c.clock.advance(60);
+    let (sid, _) = session(c, &ada).await;
+    let code = app_code(&uri, c.clock.now() - 30);
+    let p = verify(c, &sid, json!({"method": "authenticatorApp", "code": code}))
+        .await
+        .ok();
+    assert_eq!(p["complete"], false, "the app alone is not enough: {p}");
+    // A second session cannot reuse that code.
+    let (sid2, _) = session(c, &ada).await;
+    let r = verify(
+        c,
+        &sid2,
+        json!({"method": "authenticatorApp", "code": code}),
+    )
+    .await;
+    assert_eq!(r.status.as_u16(), 401, "{}", r.body);
+    let mail_code = emailed_code(&env, &sid, to, 0).await;
+    let p = verify(c, &sid, json!({"method": "email", "code": mail_code}))
+        .await
+        .ok();
+    assert_eq!(p["canReset"], true, "{p}");
+
+    // Removing it needs a proof as well; an administrator cannot give it a secret.
+    c.clock.advance(30);
+    let r = c
+        .call(
+            Method::PUT,
+            "/api/v1/me/authentication-methods",
+            Some(&me),
+            Some(json!({"authenticatorApp": null})),
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 401, "{}", r.body);
+    let v = c
+        .call(
+            Method::PUT,
+            "/api/v1/me/authentication-methods",
+            Some(&me),
+            Some(proved(json!({"authenticatorApp": null}), "First-Pass-w0rd")),
+        )
+        .await
+        .ok();
+    assert_eq!(v["methods"], json!(["email"]));
+    let notice = methods_notice(&env.smtp, to, 1).await;
+    assert!(notice.body.contains("authenticator app"), "{}", notice.body);
+
+    // The secret never reached the database in clear.
+    let db = db_bytes(c);
+    assert_absent(&db, &secret);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

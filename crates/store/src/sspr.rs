@@ -36,6 +36,15 @@ pub struct AuthMethodsRecord {
     pub office_phone: Option<String>,
     pub questions: Vec<StoredAnswer>,
     pub updated_at: i64,
+    /// The authenticator app's TOTP secret, sealed (`v1.…`); none when not registered.
+    pub authenticator: Option<String>,
+    /// The last TOTP step a code was accepted for (written only by
+    /// [`Store::use_authenticator_step`], never by [`Store::put_auth_methods`]).
+    pub authenticator_last_step: Option<i64>,
+    /// A registration begun and not yet confirmed by a first code: the sealed secret and
+    /// until when it may be confirmed.
+    pub authenticator_pending: Option<String>,
+    pub authenticator_pending_expires: Option<i64>,
 }
 
 /// One reset session. `user_id` is `None` for a decoy (unknown or ineligible user).
@@ -108,7 +117,8 @@ impl Store {
         user_id: &str,
     ) -> Result<Option<AuthMethodsRecord>> {
         let sql =
-            "SELECT tenant_id, user_id, email, mobile_phone, office_phone, questions, updated_at \
+            "SELECT tenant_id, user_id, email, mobile_phone, office_phone, questions, updated_at, \
+                   authenticator, authenticator_last_step, authenticator_pending, authenticator_pending_expires \
                    FROM auth_methods WHERE tenant_id = $1 AND user_id = $2";
         self.inner
             .opt(sql, &args![tenant_id, user_id], |r| {
@@ -120,6 +130,10 @@ impl Store {
                     office_phone: r.opt_text("office_phone")?,
                     questions: from_json(&r.text("questions")?, "security question list")?,
                     updated_at: r.int("updated_at")?,
+                    authenticator: r.opt_text("authenticator")?,
+                    authenticator_last_step: r.opt_int("authenticator_last_step")?,
+                    authenticator_pending: r.opt_text("authenticator_pending")?,
+                    authenticator_pending_expires: r.opt_int("authenticator_pending_expires")?,
                 })
             })
             .await
@@ -127,11 +141,14 @@ impl Store {
 
     /// Store (replace) a user's methods. NotFound if the user does not exist.
     pub async fn put_auth_methods(&self, m: &AuthMethodsRecord) -> Result<()> {
-        let sql = "INSERT INTO auth_methods (tenant_id, user_id, email, mobile_phone, office_phone, questions, updated_at) \
-                   VALUES ($1, $2, $3, $4, $5, $6, $7) \
+        let sql = "INSERT INTO auth_methods (tenant_id, user_id, email, mobile_phone, office_phone, questions, updated_at, \
+                   authenticator, authenticator_pending, authenticator_pending_expires) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
                    ON CONFLICT (tenant_id, user_id) DO UPDATE SET email = excluded.email, \
                    mobile_phone = excluded.mobile_phone, office_phone = excluded.office_phone, \
-                   questions = excluded.questions, updated_at = excluded.updated_at";
+                   questions = excluded.questions, updated_at = excluded.updated_at, \
+                   authenticator = excluded.authenticator, authenticator_pending = excluded.authenticator_pending, \
+                   authenticator_pending_expires = excluded.authenticator_pending_expires";
         let a = args![
             &m.tenant_id,
             &m.user_id,
@@ -139,9 +156,31 @@ impl Store {
             &m.mobile_phone,
             &m.office_phone,
             to_json(&m.questions)?,
-            m.updated_at
+            m.updated_at,
+            &m.authenticator,
+            &m.authenticator_pending,
+            m.authenticator_pending_expires
         ];
         self.inner.exec(sql, &a).await.map(|_| ())
+    }
+
+    /// Marks TOTP `step` used for the user's authenticator: true when it is later than every
+    /// step used before (so the code is accepted), false when it was used already or an earlier
+    /// one is newer. Atomic, so two requests with one code cannot both pass.
+    pub async fn use_authenticator_step(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        step: i64,
+    ) -> Result<bool> {
+        let sql = "UPDATE auth_methods SET authenticator_last_step = $3 \
+                   WHERE tenant_id = $1 AND user_id = $2 \
+                   AND (authenticator_last_step IS NULL OR authenticator_last_step < $3)";
+        Ok(self
+            .inner
+            .exec(sql, &args![tenant_id, user_id, step])
+            .await?
+            == 1)
     }
 
     // ------------------------------------------------------------ sessions
@@ -301,6 +340,26 @@ impl Store {
             .exec(sql, &args![subject, until])
             .await
             .map(|_| ())
+    }
+
+    /// Lift `subject`'s lockout and forget its counted events of `kinds` (an administrator
+    /// cleared it), in one transaction.
+    pub async fn clear_sspr_lockout(&self, subject: &str, kinds: &[&str]) -> Result<()> {
+        let mut tx = self.inner.begin().await?;
+        tx.exec(
+            "DELETE FROM sspr_lockouts WHERE subject = $1",
+            &args![subject],
+        )
+        .await?;
+        for kind in kinds {
+            tx.exec(
+                "DELETE FROM sspr_events WHERE subject = $1 AND kind = $2",
+                &args![subject, *kind],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Delete throttle events older than `before`; how many.

@@ -211,6 +211,48 @@ pub fn check_admin_registration(sets_answers: bool) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// How a signed-in person proves, just before changing their own reset methods, that they
+/// are the person and not someone holding their token (issue 20): the current password
+/// always; a method already registered when there is one to prove with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProofKind {
+    Password,
+    SecurityQuestions,
+    AuthenticatorApp,
+}
+
+/// Whether a person's own change of their methods may go ahead: every change (adding,
+/// changing or removing any method) needs a fresh verification given with it (`proof`); a
+/// registered method proves only while it is registered, so a person with no methods yet
+/// proves with the password. A body that changes nothing needs none.
+pub fn check_change_proof(
+    changes_anything: bool,
+    proof: Option<ProofKind>,
+    registered: &[AuthMethod],
+) -> Result<(), Refusal> {
+    if !changes_anything {
+        return Ok(());
+    }
+    let needed = || {
+        Refusal::unauthenticated(
+            "verification: changing your password reset methods needs a fresh verification in the same request: your current password ({\"method\": \"password\", \"password\": \"…\"}), or a method you registered before (your security questions, or a code from your authenticator app).",
+        )
+    };
+    match proof {
+        None => Err(needed()),
+        Some(ProofKind::Password) => Ok(()),
+        Some(ProofKind::SecurityQuestions) if registered.contains(&AuthMethod::SecurityQuestions) => {
+            Ok(())
+        }
+        Some(ProofKind::AuthenticatorApp) if registered.contains(&AuthMethod::AuthenticatorApp) => {
+            Ok(())
+        }
+        Some(_) => Err(Refusal::validation(
+            "verification.method: you have not registered this method; verify with your current password instead.",
+        )),
+    }
+}
+
 /// Checks a security-question registration against the policy: questions from the policy's
 /// list, at least `questionsToRegister` and at most 5, answers 3 to 40 characters, no question
 /// or answer twice; none at all for administrators. Returns the questions spelt as in the policy
@@ -321,12 +363,84 @@ fn keyed_choice(
     scored.into_iter().take(n).map(|(_, q)| q.clone()).collect()
 }
 
+// ---------------------------------------------------------------- authenticator app (TOTP)
+
+/// RFC 6238 with the parameters every authenticator app understands: HMAC-SHA1, 6 digits,
+/// 30-second steps; a code of the step before or after the current one is accepted too.
+pub const TOTP_DIGITS: u8 = 6;
+pub const TOTP_STEP_SECS: i64 = 30;
+pub const TOTP_SKEW_STEPS: u16 = 1;
+/// Bytes of a TOTP secret (160 bits, RFC 4226's recommendation).
+pub const TOTP_SECRET_BYTES: usize = 20;
+/// A begun registration must be confirmed with a first code within 10 minutes.
+pub const TOTP_PENDING_SECS: i64 = 10 * 60;
+
+/// A new random TOTP secret.
+pub fn new_totp_secret() -> Zeroizing<Vec<u8>> {
+    let mut bytes = Zeroizing::new(vec![0u8; TOTP_SECRET_BYTES]);
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    bytes
+}
+
+fn totp(secret: &[u8], issuer: &str, account: &str) -> Result<totp_rs::Totp, Refusal> {
+    totp_rs::Builder::new()
+        .with_algorithm(totp_rs::Algorithm::SHA1)
+        .with_digits(TOTP_DIGITS)
+        .with_skew(TOTP_SKEW_STEPS)
+        .with_step_duration(TOTP_STEP_SECS as u64)
+        .with_secret(secret.to_vec())
+        .with_account_name(account.replace(':', "_"))
+        .with_issuer(Some(issuer.replace(':', "_")))
+        .build()
+        .map_err(|e| Refusal::new(proto::ErrorCode::Internal, format!("TOTP: {e}")))
+}
+
+/// What an authenticator app needs to be set up, shown once at registration: the secret in
+/// base32 and the `otpauth://` URI (for the QR code) of `account` at `issuer`.
+pub struct TotpSetup {
+    pub secret_base32: Zeroizing<String>,
+    pub uri: Zeroizing<String>,
+}
+
+pub fn totp_setup(secret: &[u8], issuer: &str, account: &str) -> Result<TotpSetup, Refusal> {
+    let t = totp(secret, issuer, account)?;
+    let uri = t
+        .to_url()
+        .map_err(|e| Refusal::new(proto::ErrorCode::Internal, format!("TOTP URI: {e}")))?;
+    Ok(TotpSetup {
+        secret_base32: Zeroizing::new(t.secret().to_base32()),
+        uri: Zeroizing::new(uri),
+    })
+}
+
+/// The step `code` belongs to, if it is a code of `secret` at `now` (±[`TOTP_SKEW_STEPS`]) and
+/// later than `last_step`, the last one accepted: a code is accepted once.
+pub fn totp_step(secret: &[u8], code: &str, now: i64, last_step: Option<i64>) -> Option<i64> {
+    let t = totp(secret, "dirbridge", "check").ok()?;
+    let now = u64::try_from(now).ok()?;
+    let step = i64::try_from(t.check(code.trim(), now)?).ok()?;
+    match last_step {
+        Some(last) if step <= last => None,
+        _ => Some(step),
+    }
+}
+
+/// The code of `secret` at `now` (for tests and for the reviewer's own check).
+pub fn totp_code(secret: &[u8], now: i64) -> String {
+    totp(secret, "dirbridge", "check")
+        .map(|t| t.generate(u64::try_from(now).unwrap_or(0)).to_string())
+        .unwrap_or_default()
+}
+
 // ---------------------------------------------------------------- methods and progress
 
-/// Methods this cloud can verify in a reset: email codes and security questions. Phones and
-/// the authenticator app can be registered, but no SMS, voice or TOTP verifier exists yet.
+/// Methods this cloud can verify in a reset: email codes, security questions and the
+/// authenticator app. Phones can be registered, but no SMS or voice verifier exists yet.
 pub fn verifiable(m: AuthMethod) -> bool {
-    matches!(m, AuthMethod::Email | AuthMethod::SecurityQuestions)
+    matches!(
+        m,
+        AuthMethod::Email | AuthMethod::SecurityQuestions | AuthMethod::AuthenticatorApp
+    )
 }
 
 pub fn method_name(m: AuthMethod) -> &'static str {
@@ -383,14 +497,34 @@ pub enum Progress {
     NotEnoughMethods,
 }
 
-pub fn progress(verified: usize, required: usize, usable: usize) -> Progress {
-    if verified >= required {
+/// Where verification stands with `verified` of the account's `usable` methods. The
+/// authenticator app is never the only method a reset rests on (REFERENCE.md): enough methods
+/// means `required` of them, one at least not the app.
+pub fn progress(verified: &[AuthMethod], required: usize, usable: &[AuthMethod]) -> Progress {
+    let not_app = |m: &&AuthMethod| **m != AuthMethod::AuthenticatorApp;
+    if verified.len() >= required && verified.iter().any(|m| not_app(&m)) {
         Progress::Verified
-    } else if verified > 0 && verified >= usable {
+    } else if !verified.is_empty()
+        && (verified.len() >= usable.len() || !usable.iter().any(|m| not_app(&m)))
+    {
         Progress::NotEnoughMethods
     } else {
         Progress::Pending
     }
+}
+
+/// The methods named in a session's `verified` list.
+pub fn verified_methods(names: &[String]) -> Vec<AuthMethod> {
+    [
+        AuthMethod::Email,
+        AuthMethod::MobilePhone,
+        AuthMethod::OfficePhone,
+        AuthMethod::SecurityQuestions,
+        AuthMethod::AuthenticatorApp,
+    ]
+    .into_iter()
+    .filter(|m| names.iter().any(|n| n == method_name(*m)))
+    .collect()
 }
 
 // ---------------------------------------------------------------- the session state machine
@@ -670,6 +804,66 @@ pub fn mask_phone(phone: &str) -> String {
 mod tests {
     use super::*;
     use proto::{Role, Source};
+
+    #[test]
+    fn own_method_changes_need_a_fresh_proof_by_password_or_a_method_registered_before() {
+        use AuthMethod::*;
+        // Nothing changes: nothing to prove.
+        assert!(check_change_proof(false, None, &[]).is_ok());
+        // First registration: only the password proves.
+        let e = check_change_proof(true, None, &[]).unwrap_err();
+        assert_eq!(e.code, proto::ErrorCode::Unauthenticated);
+        assert!(check_change_proof(true, Some(ProofKind::Password), &[]).is_ok());
+        assert_eq!(
+            check_change_proof(true, Some(ProofKind::SecurityQuestions), &[Email])
+                .unwrap_err()
+                .code,
+            proto::ErrorCode::Validation
+        );
+        assert!(check_change_proof(
+            true,
+            Some(ProofKind::SecurityQuestions),
+            &[SecurityQuestions]
+        )
+        .is_ok());
+        assert!(check_change_proof(true, Some(ProofKind::AuthenticatorApp), &[Email]).is_err());
+        assert!(
+            check_change_proof(true, Some(ProofKind::AuthenticatorApp), &[AuthenticatorApp])
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn totp_accepts_one_step_either_side_and_each_step_once() {
+        // RFC 6238 appendix B, SHA-1, 8 digits at 59 s is 94287082: 6 digits 287082.
+        let rfc = b"12345678901234567890";
+        assert_eq!(totp_code(rfc, 59), "287082");
+        let secret = new_totp_secret();
+        let now = 1_800_000_015;
+        let step = now / TOTP_STEP_SECS;
+        let code = totp_code(&secret, now);
+        assert_eq!(totp_step(&secret, &code, now, None), Some(step));
+        assert_eq!(
+            totp_step(&secret, &code, now + TOTP_STEP_SECS, None),
+            Some(step)
+        );
+        assert_eq!(
+            totp_step(&secret, &code, now - TOTP_STEP_SECS, None),
+            Some(step)
+        );
+        assert_eq!(
+            totp_step(&secret, &code, now + 2 * TOTP_STEP_SECS, None),
+            None
+        );
+        // Used once: refused again, and so is an older one.
+        assert_eq!(totp_step(&secret, &code, now, Some(step)), None);
+        let before = totp_code(&secret, now - TOTP_STEP_SECS);
+        assert_eq!(totp_step(&secret, &before, now, Some(step)), None);
+        assert_eq!(totp_step(&secret, "12345", now, None), None);
+        let setup = totp_setup(&secret, "Contoso", "ada@contoso.test").unwrap();
+        assert!(setup.uri.starts_with("otpauth://totp/"), "{}", &*setup.uri);
+        assert!(setup.uri.contains(&*setup.secret_base32));
+    }
 
     // ------------------------------------------------------------ the session state machine
 
@@ -954,11 +1148,27 @@ mod tests {
         ];
         assert_eq!(usable_methods(&p, false, &regd).len(), 2);
         assert_eq!(usable_methods(&p, true, &regd), vec![AuthMethod::Email]);
-        assert_eq!(progress(0, 1, 1), Progress::Pending);
-        assert_eq!(progress(1, 1, 1), Progress::Verified);
-        assert_eq!(progress(1, 2, 1), Progress::NotEnoughMethods);
-        assert_eq!(progress(1, 2, 2), Progress::Pending);
-        assert_eq!(progress(0, 2, 0), Progress::Pending);
+        use AuthMethod::{AuthenticatorApp as App, Email, SecurityQuestions as Qs};
+        assert_eq!(progress(&[], 1, &[Email]), Progress::Pending);
+        assert_eq!(progress(&[Email], 1, &[Email]), Progress::Verified);
+        assert_eq!(progress(&[Email], 2, &[Email]), Progress::NotEnoughMethods);
+        assert_eq!(progress(&[Email], 2, &[Email, Qs]), Progress::Pending);
+        assert_eq!(progress(&[], 2, &[]), Progress::Pending);
+        // The authenticator app is never the only method a reset rests on.
+        assert_eq!(progress(&[App], 1, &[App, Email]), Progress::Pending);
+        assert_eq!(progress(&[App], 1, &[App]), Progress::NotEnoughMethods);
+        assert_eq!(
+            progress(&[App, Email], 2, &[App, Email]),
+            Progress::Verified
+        );
+        assert_eq!(
+            progress(&[Email, App], 1, &[App, Email]),
+            Progress::Verified
+        );
+        assert_eq!(
+            verified_methods(&["email".into(), "authenticatorApp".into()]),
+            vec![Email, App]
+        );
         assert_eq!(
             offered_methods(&policy::default_policy()),
             vec![AuthMethod::Email]

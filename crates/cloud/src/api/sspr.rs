@@ -13,7 +13,8 @@ use serde_json::{json, Value};
 use crate::api::Operation;
 use crate::app::caller::Caller;
 use crate::app::sspr::{
-    ChangeBody, CodeSent, MethodsView, PasswordBody, ProgressView, RegistrationBody, ResultView,
+    AuthenticatorBegin, AuthenticatorConfirm, AuthenticatorSetup, ChangeBody, CodeSent,
+    LockoutCleared, MethodsView, PasswordBody, ProgressView, RegistrationBody, ResultView,
     SsprError, StartAnswer, StartBody, VerifyBody,
 };
 use crate::app::{self, Ctx};
@@ -53,6 +54,30 @@ pub const OPERATIONS: &[Operation] = &[
         "putMyAuthenticationMethods",
         "Register the signed-in user's own reset methods",
         Some("AuthenticationMethods"),
+        200,
+    ),
+    (
+        "post",
+        "/api/v1/me/authentication-methods/authenticator-app",
+        "beginMyAuthenticatorApp",
+        "Begin registering an authenticator app (after a fresh verification): the secret and otpauth URI, shown once",
+        Some("AuthenticatorBegin"),
+        200,
+    ),
+    (
+        "post",
+        "/api/v1/me/authentication-methods/authenticator-app/confirm",
+        "confirmMyAuthenticatorApp",
+        "Confirm the authenticator app with its first code",
+        Some("AuthenticatorConfirm"),
+        200,
+    ),
+    (
+        "post",
+        "/api/v1/users/{user}/sspr-lockout/clear",
+        "clearSsprLockout",
+        "Clear a user's password-reset lockout (an administrator who may reset the user's password; audited, the user is mailed)",
+        None,
         200,
     ),
     (
@@ -117,6 +142,12 @@ pub const OPERATIONS: &[Operation] = &[
 pub fn schemas() -> Vec<(&'static str, Value)> {
     let object = |props: Value| json!({"type": "object", "properties": props});
     let pw = json!({"type": "string", "format": "password"});
+    let verification = object(json!({
+        "method": {"enum": ["password", "securityQuestions", "authenticatorApp"]},
+        "password": pw,
+        "code": pw,
+        "answers": {"type": "array", "items": object(json!({"question": {"type": "string"}, "answer": pw}))},
+    }));
     vec![
         (
             "AuthenticationMethods",
@@ -125,8 +156,15 @@ pub fn schemas() -> Vec<(&'static str, Value)> {
                 "mobilePhone": {"type": ["string", "null"]},
                 "officePhone": {"type": ["string", "null"]},
                 "securityQuestions": {"type": ["array", "null"], "items": object(json!({"question": {"type": "string"}, "answer": pw}))},
+                "authenticatorApp": {"type": "null"},
+                "verification": verification.clone(),
             })),
         ),
+        (
+            "AuthenticatorBegin",
+            object(json!({"verification": verification})),
+        ),
+        ("AuthenticatorConfirm", object(json!({"code": pw}))),
         (
             "SsprStart",
             object(json!({"userPrincipalName": {"type": "string"}})),
@@ -134,7 +172,7 @@ pub fn schemas() -> Vec<(&'static str, Value)> {
         (
             "SsprVerify",
             object(json!({
-                "method": {"enum": ["email", "securityQuestions"]},
+                "method": {"enum": ["email", "securityQuestions", "authenticatorApp"]},
                 "code": {"type": "string"},
                 "answers": {"type": "array", "items": object(json!({"question": {"type": "string"}, "answer": pw}))},
             })),
@@ -158,6 +196,15 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/users/{user}/authentication-methods",
             get(get_methods).put(put_methods),
+        )
+        .route("/users/{user}/sspr-lockout/clear", post(clear_lockout))
+        .route(
+            "/me/authentication-methods/authenticator-app",
+            post(begin_authenticator),
+        )
+        .route(
+            "/me/authentication-methods/authenticator-app/confirm",
+            post(confirm_authenticator),
         )
         .route(
             "/me/authentication-methods",
@@ -208,6 +255,39 @@ pub async fn put_methods(
     let ctx = Ctx::of(&state);
     Ok(Json(
         app::sspr::register_for(&state, &ctx, &caller, &key, body).await?,
+    ))
+}
+
+pub async fn clear_lockout(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(key): Path<String>,
+) -> ApiResult<Json<LockoutCleared>> {
+    let ctx = Ctx::of(&state);
+    Ok(Json(
+        app::sspr::clear_lockout(&state, &ctx, &caller, &key).await?,
+    ))
+}
+
+pub async fn begin_authenticator(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<AuthenticatorBegin>,
+) -> ApiResult<Json<AuthenticatorSetup>> {
+    let ctx = Ctx::of(&state);
+    Ok(Json(
+        app::sspr::begin_authenticator(&state, &ctx, &caller, body).await?,
+    ))
+}
+
+pub async fn confirm_authenticator(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<AuthenticatorConfirm>,
+) -> ApiResult<Json<MethodsView>> {
+    let ctx = Ctx::of(&state);
+    Ok(Json(
+        app::sspr::confirm_authenticator(&state, &ctx, &caller, body).await?,
     ))
 }
 

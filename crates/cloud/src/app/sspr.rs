@@ -112,6 +112,81 @@ pub struct RegistrationBody {
     pub office_phone: Option<Option<String>>,
     #[serde(default, with = "proto::double_option")]
     pub security_questions: Option<Option<Vec<QuestionAnswer>>>,
+    /// Only `null`: removes the authenticator app (registering one is
+    /// [`begin_authenticator`] then [`confirm_authenticator`]; no field takes a secret).
+    #[serde(default, with = "proto::double_option")]
+    pub authenticator_app: Option<Option<NoValue>>,
+    /// The fresh verification a person gives with a change of their own methods
+    /// ([`sspr::check_change_proof`]); not used on an administrator's registration.
+    #[serde(default)]
+    pub verification: Option<Verification>,
+}
+
+impl RegistrationBody {
+    /// Whether the body asks to change anything (a field present, `null` included).
+    fn touches_anything(&self) -> bool {
+        self.email.is_some()
+            || self.mobile_phone.is_some()
+            || self.office_phone.is_some()
+            || self.security_questions.is_some()
+            || self.authenticator_app.is_some()
+    }
+}
+
+/// A value no JSON but `null` (an absent `Option`) deserializes to.
+#[derive(Debug, Deserialize)]
+pub enum NoValue {}
+
+/// A fresh verification of the signed-in person (`verification` of `PUT
+/// /me/authentication-methods`): the current password, or every registered security question
+/// answered. `Debug` hides the password and answers.
+#[derive(Deserialize)]
+#[serde(
+    tag = "method",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase",
+    deny_unknown_fields
+)]
+pub enum Verification {
+    Password { password: String },
+    SecurityQuestions { answers: Vec<QuestionAnswer> },
+    AuthenticatorApp { code: String },
+}
+
+impl Verification {
+    fn kind(&self) -> sspr::ProofKind {
+        match self {
+            Verification::Password { .. } => sspr::ProofKind::Password,
+            Verification::SecurityQuestions { .. } => sspr::ProofKind::SecurityQuestions,
+            Verification::AuthenticatorApp { .. } => sspr::ProofKind::AuthenticatorApp,
+        }
+    }
+}
+
+impl std::fmt::Debug for Verification {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Verification::Password { .. } => f.write_str("Password { password: [redacted] }"),
+            Verification::AuthenticatorApp { .. } => {
+                f.write_str("AuthenticatorApp { code: [redacted] }")
+            }
+            Verification::SecurityQuestions { answers } => f
+                .debug_struct("SecurityQuestions")
+                .field("answers", answers)
+                .finish(),
+        }
+    }
+}
+
+impl Drop for Verification {
+    fn drop(&mut self) {
+        match self {
+            Verification::Password { password: p } | Verification::AuthenticatorApp { code: p } => {
+                zeroize::Zeroize::zeroize(p)
+            }
+            Verification::SecurityQuestions { .. } => {}
+        }
+    }
 }
 
 /// What `GET …/authentication-methods` shows: contacts masked, questions without answers.
@@ -141,6 +216,9 @@ fn registered(m: &AuthMethodsRecord) -> Vec<AuthMethod> {
     }
     if !m.questions.is_empty() {
         out.push(AuthMethod::SecurityQuestions);
+    }
+    if m.authenticator.is_some() {
+        out.push(AuthMethod::AuthenticatorApp);
     }
     out
 }
@@ -253,6 +331,11 @@ async fn register(
             }
         };
     }
+    if let Some(None) = body.authenticator_app {
+        m.authenticator = None;
+        m.authenticator_pending = None;
+        m.authenticator_pending_expires = None;
+    }
     m.updated_at = now;
     state.store.put_auth_methods(&m).await?;
     notify_methods_changed(state, user, old.as_ref(), &m, questions_given, by);
@@ -283,18 +366,13 @@ fn notify_methods_changed(
     if questions_given && !(before.questions.is_empty() && new.questions.is_empty()) {
         changed.push("security questions");
     }
+    if before.authenticator != new.authenticator {
+        changed.push("authenticator app");
+    }
     if changed.is_empty() {
         return;
     }
-    let mut to: Vec<String> = Vec::new();
-    for a in [&before.email, &new.email, &user.mail]
-        .into_iter()
-        .flatten()
-    {
-        if !to.iter().any(|t| t.eq_ignore_ascii_case(a)) {
-            to.push(a.clone());
-        }
-    }
+    let to = addresses(before.email.as_ref(), new.email.as_ref(), user);
     let (subject, body) = mail::methods_notice(&user.user_principal_name, &changed, by);
     for address in to {
         mail::send_later(
@@ -365,15 +443,35 @@ pub async fn my_methods(state: &AppState, caller: &Caller) -> ApiResult<MethodsV
     Ok(view(&caller.user, m.as_ref()))
 }
 
-/// The caller registers their own reset methods. Audited.
+/// The caller registers their own reset methods, after the fresh verification the body
+/// carries ([`sspr::check_change_proof`]). Audited.
 pub async fn register_mine(
     state: &AppState,
     ctx: &Ctx,
     caller: &Caller,
-    body: RegistrationBody,
+    mut body: RegistrationBody,
 ) -> ApiResult<MethodsView> {
     let user = caller.user.clone();
-    let result = register(state, &caller.tenant.id, &user, body, None, ctx.now).await;
+    let proof = body.verification.take();
+    let result = async {
+        let old = state
+            .store
+            .get_auth_methods(&caller.tenant.id, &user.id)
+            .await?;
+        let had = old.as_ref().map(registered).unwrap_or_default();
+        sspr::check_change_proof(
+            body.touches_anything(),
+            proof.as_ref().map(Verification::kind),
+            &had,
+        )?;
+        if let Some(proof) = &proof {
+            if body.touches_anything() {
+                prove(state, ctx, &user, old.as_ref(), proof).await?;
+            }
+        }
+        register(state, &caller.tenant.id, &user, body, None, ctx.now).await
+    }
+    .await;
     let target = Some(user.user_principal_name.clone());
     audited(
         state,
@@ -383,6 +481,428 @@ pub async fn register_mine(
         result,
     )
     .await
+}
+
+/// Checks the fresh verification `proof` of `user` (the rule of which proofs count is
+/// [`sspr::check_change_proof`]). A wrong password counts like a failed sign-in (the same
+/// per-account count, reserved before the check and given back when it could not be
+/// checked); wrong answers count against the account's reset throttle, as at a reset.
+async fn prove(
+    state: &AppState,
+    ctx: &Ctx,
+    user: &User,
+    methods: Option<&AuthMethodsRecord>,
+    proof: &Verification,
+) -> ApiResult<()> {
+    let now = ctx.now;
+    match proof {
+        Verification::Password { password } => {
+            let key = validate::upn_key(&user.user_principal_name);
+            if let Some(until) = lockout::reserve_attempt(state, &key, now).await? {
+                return Err(lockout::too_many_failures(until));
+            }
+            match current_password_ok(state, user, password).await {
+                Ok(true) => lockout::clear_failures(state, &key).await,
+                Ok(false) => Err(wrong_proof(state, user, "password").await),
+                Err(e) => {
+                    lockout::release_attempt(state, &key).await;
+                    Err(e)
+                }
+            }
+        }
+        Verification::SecurityQuestions { answers } => {
+            let subject = sspr::user_subject(&user.tenant_id, &user.id);
+            check_lockout(state, &subject, now).await?;
+            let stored: Vec<StoredAnswer> =
+                methods.map(|m| m.questions.clone()).unwrap_or_default();
+            let shape = || {
+                AppError::bad_request(
+                    "verification.answers: answer each of your registered security questions once (GET /api/v1/me/authentication-methods lists them).",
+                )
+            };
+            if answers.len() != stored.len() {
+                return Err(shape());
+            }
+            let mut all_ok = true;
+            for sq in &stored {
+                let found: Vec<&QuestionAnswer> = answers
+                    .iter()
+                    .filter(|a| a.question.trim().eq_ignore_ascii_case(&sq.question))
+                    .collect();
+                let [given] = found.as_slice() else {
+                    return Err(shape());
+                };
+                let answer = sspr::normalise_answer(&given.answer);
+                let hash = sq.answer_hash.clone();
+                all_ok &= argon2(state, move || {
+                    secrets::verify_password_or_dummy(&answer, Some(&hash))
+                })
+                .await?;
+            }
+            if all_ok {
+                return Ok(());
+            }
+            if let Some(until) =
+                count_failure(state, &subject, Throttle::IdentityProof, now).await?
+            {
+                return Err(locked(until));
+            }
+            Err(wrong_proof(state, user, "security questions").await)
+        }
+        Verification::AuthenticatorApp { code } => {
+            let subject = sspr::user_subject(&user.tenant_id, &user.id);
+            check_lockout(state, &subject, now).await?;
+            if authenticator_accepts(state, methods, code, now).await? {
+                return Ok(());
+            }
+            if let Some(until) = count_failure(state, &subject, Throttle::Verification, now).await?
+            {
+                return Err(locked(until));
+            }
+            Err(wrong_proof(state, user, "authenticator app code").await)
+        }
+    }
+}
+
+// ---------------------------------------------------------------- authenticator app
+
+/// The key id a TOTP secret is sealed under: the user's, so a sealed secret copied onto
+/// another row does not open.
+fn totp_kid(m: &AuthMethodsRecord) -> String {
+    format!("totp:{}", m.user_id)
+}
+
+/// Seals a TOTP secret under the cloud's key-encryption key (the one of OIDC signing keys).
+async fn seal_totp(state: &AppState, m: &AuthMethodsRecord, secret: &[u8]) -> ApiResult<String> {
+    let kek = crate::oidc::keys::kek(state).await?;
+    Ok(tenant::oidc::keys::seal(
+        kek,
+        &m.tenant_id,
+        &totp_kid(m),
+        secret,
+    )?)
+}
+
+async fn open_totp(
+    state: &AppState,
+    m: &AuthMethodsRecord,
+    sealed: &str,
+) -> ApiResult<Zeroizing<Vec<u8>>> {
+    let kek = crate::oidc::keys::kek(state).await?;
+    tenant::oidc::keys::open(kek, &m.tenant_id, &totp_kid(m), sealed).map_err(|r| {
+        tracing::error!(tracking_id = %crate::error::tracking_id(), error = %r.message, "an authenticator secret does not open");
+        AppError::from(r)
+    })
+}
+
+/// Whether `code` is a fresh code of the registered authenticator of `m` (none registered:
+/// no): right within one step either side and of a step later than any accepted before, which
+/// is marked used at once so the code cannot pass twice.
+async fn authenticator_accepts(
+    state: &AppState,
+    m: Option<&AuthMethodsRecord>,
+    code: &str,
+    now: Epoch,
+) -> ApiResult<bool> {
+    let Some((m, sealed)) = m.and_then(|m| m.authenticator.as_deref().map(|s| (m, s))) else {
+        return Ok(false);
+    };
+    let secret = open_totp(state, m, sealed).await?;
+    let Some(step) = sspr::totp_step(&secret, code, now, m.authenticator_last_step) else {
+        return Ok(false);
+    };
+    Ok(state
+        .store
+        .use_authenticator_step(&m.tenant_id, &m.user_id, step)
+        .await?)
+}
+
+/// Body of `POST /me/authentication-methods/authenticator-app`: the fresh verification
+/// adding a method needs.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuthenticatorBegin {
+    pub verification: Option<Verification>,
+}
+
+/// What an authenticator app needs, shown once: afterwards the secret is only in the
+/// database, sealed. `Debug` hides the secret and the URI.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthenticatorSetup {
+    /// Base32, for "can't scan".
+    pub secret: String,
+    /// `otpauth://totp/…`, the content of the QR code.
+    pub otpauth_uri: String,
+    pub issuer: String,
+    pub account_name: String,
+    pub algorithm: &'static str,
+    pub digits: u8,
+    pub period: i64,
+    /// Confirm with a first code before this (`POST …/authenticator-app/confirm`).
+    pub expires_at: i64,
+}
+
+impl std::fmt::Debug for AuthenticatorSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthenticatorSetup")
+            .field("secret", &proto::REDACTED)
+            .field("otpauth_uri", &proto::REDACTED)
+            .field("account_name", &self.account_name)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// Begins the registration of an authenticator app for the caller (after the fresh
+/// verification): a new secret, kept sealed and pending until a first code confirms it
+/// ([`confirm_authenticator`]); a registered app stays in use until then. Audited.
+pub async fn begin_authenticator(
+    state: &AppState,
+    ctx: &Ctx,
+    caller: &Caller,
+    body: AuthenticatorBegin,
+) -> ApiResult<AuthenticatorSetup> {
+    let user = caller.user.clone();
+    let result = async {
+        let old = state
+            .store
+            .get_auth_methods(&caller.tenant.id, &user.id)
+            .await?;
+        let had = old.as_ref().map(registered).unwrap_or_default();
+        sspr::check_change_proof(
+            true,
+            body.verification.as_ref().map(Verification::kind),
+            &had,
+        )?;
+        if let Some(proof) = &body.verification {
+            prove(state, ctx, &user, old.as_ref(), proof).await?;
+        }
+        let mut m = old.unwrap_or_else(|| AuthMethodsRecord {
+            tenant_id: caller.tenant.id.clone(),
+            user_id: user.id.clone(),
+            updated_at: ctx.now,
+            ..Default::default()
+        });
+        let secret = sspr::new_totp_secret();
+        let issuer = caller.tenant.name.clone();
+        let account = user.user_principal_name.clone();
+        let setup = sspr::totp_setup(&secret, &issuer, &account)?;
+        let expires_at = ctx.now + sspr::TOTP_PENDING_SECS;
+        m.authenticator_pending = Some(seal_totp(state, &m, &secret).await?);
+        m.authenticator_pending_expires = Some(expires_at);
+        state.store.put_auth_methods(&m).await?;
+        Ok(AuthenticatorSetup {
+            secret: setup.secret_base32.to_string(),
+            otpauth_uri: setup.uri.to_string(),
+            issuer,
+            account_name: account,
+            algorithm: "SHA1",
+            digits: sspr::TOTP_DIGITS,
+            period: sspr::TOTP_STEP_SECS,
+            expires_at,
+        })
+    }
+    .await;
+    audited(
+        state,
+        caller,
+        "me.authenticatorApp.begin",
+        Some(user.user_principal_name.clone()),
+        result,
+    )
+    .await
+}
+
+/// Body of `POST /me/authentication-methods/authenticator-app/confirm`. `Debug` hides the code.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuthenticatorConfirm {
+    pub code: String,
+}
+
+impl std::fmt::Debug for AuthenticatorConfirm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuthenticatorConfirm { code: [redacted] }")
+    }
+}
+
+/// Confirms the begun registration with a first code of the new app: the app becomes the
+/// caller's registered authenticator (replacing one before), and the person is mailed.
+/// Audited.
+pub async fn confirm_authenticator(
+    state: &AppState,
+    ctx: &Ctx,
+    caller: &Caller,
+    body: AuthenticatorConfirm,
+) -> ApiResult<MethodsView> {
+    let user = caller.user.clone();
+    let result = async {
+        let old = state
+            .store
+            .get_auth_methods(&caller.tenant.id, &user.id)
+            .await?;
+        let pending = old.as_ref().and_then(|m| {
+            m.authenticator_pending
+                .clone()
+                .filter(|_| m.authenticator_pending_expires.is_some_and(|e| e > ctx.now))
+        });
+        let (Some(old), Some(pending)) = (old, pending) else {
+            return Err(AppError::new(
+                ErrorCode::Conflict,
+                "No authenticator app registration is waiting for its first code, or it expired (10 minutes). Begin again: POST /api/v1/me/authentication-methods/authenticator-app.",
+            ));
+        };
+        let secret = open_totp(state, &old, &pending).await?;
+        let Some(step) = sspr::totp_step(&secret, &body.code, ctx.now, old.authenticator_last_step)
+        else {
+            return Err(AppError::unauthenticated(
+                "code: this is not the current code of the new authenticator app. Check the app's clock, and enter the code it shows now.",
+            ));
+        };
+        let mut m = old.clone();
+        m.authenticator = Some(pending);
+        m.authenticator_pending = None;
+        m.authenticator_pending_expires = None;
+        m.updated_at = ctx.now;
+        state.store.put_auth_methods(&m).await?;
+        state
+            .store
+            .use_authenticator_step(&m.tenant_id, &m.user_id, step)
+            .await?;
+        notify_methods_changed(state, &user, Some(&old), &m, false, None);
+        Ok(view(&user, Some(&m)))
+    }
+    .await;
+    audited(
+        state,
+        caller,
+        "me.authenticatorApp.confirm",
+        Some(user.user_principal_name.clone()),
+        result,
+    )
+    .await
+}
+
+/// The refusal of a wrong fresh verification, audited.
+async fn wrong_proof(state: &AppState, user: &User, what: &str) -> AppError {
+    record(
+        state,
+        &user.tenant_id,
+        &user.user_principal_name,
+        "me.authenticationMethods.verify",
+        Some(user.user_principal_name.clone()),
+        AuditResult::Failure,
+        Some(format!("fresh verification by {what} failed")),
+    )
+    .await;
+    AppError::unauthenticated(format!(
+        "verification: the {what} given is not correct, so your reset methods were not changed. Try again."
+    ))
+}
+
+/// Whether `password` is `user`'s current password: checked against the cloud's hash, or for a
+/// synced user without one by pass-through to an agent (503 when none can check it).
+async fn current_password_ok(state: &AppState, user: &User, password: &str) -> ApiResult<bool> {
+    let hash = state.store.password_hash(&user.tenant_id, &user.id).await?;
+    let synced = user
+        .on_premises
+        .as_ref()
+        .is_some_and(|o| !o.immutable_id.is_empty());
+    if hash.is_none() && synced && !password.is_empty() {
+        let r = crate::writeback::pass_through(state, &user.tenant_id, user, password.to_string())
+            .await?;
+        return match r.outcome {
+            Outcome::Succeeded => Ok(true),
+            Outcome::AgentUnavailable | Outcome::DirectoryUnreachable => {
+                Err(AppError::new(ErrorCode::ServiceUnavailable, r.message))
+            }
+            _ => Ok(false),
+        };
+    }
+    let has = hash.is_some();
+    let current = Zeroizing::new(password.to_string());
+    let ok = argon2(state, move || {
+        secrets::verify_password_or_dummy(&current, hash.as_deref())
+    })
+    .await?;
+    Ok(ok && has)
+}
+
+/// The answer of clearing an account's password-reset lockout.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LockoutCleared {
+    /// The account was locked out of password reset (or had failures counted) before.
+    pub was_locked: bool,
+}
+
+/// An administrator who may reset `key`'s password clears the account's password-reset
+/// lockout and its counted failed verifications. Audited; the person is told by mail.
+pub async fn clear_lockout(
+    state: &AppState,
+    ctx: &Ctx,
+    caller: &Caller,
+    key: &str,
+) -> ApiResult<LockoutCleared> {
+    let result = async {
+        caller.authorize(RoleOp::ResetPassword)?;
+        let user = super::directory::user(state, &caller.tenant.id, key).await?;
+        caller.authorize_on(&user, RoleOp::ResetPassword)?;
+        let subject = sspr::user_subject(&user.tenant_id, &user.id);
+        let was_locked = state
+            .store
+            .sspr_lockout(&subject)
+            .await?
+            .is_some_and(|until| until > ctx.now);
+        state
+            .store
+            .clear_sspr_lockout(
+                &subject,
+                &[
+                    Throttle::Verification.kind(),
+                    Throttle::IdentityProof.kind(),
+                ],
+            )
+            .await?;
+        let methods = state
+            .store
+            .get_auth_methods(&user.tenant_id, &user.id)
+            .await?;
+        let (subject_line, body) =
+            mail::lockout_cleared_notice(&user.user_principal_name, caller.upn());
+        for to in addresses(methods.as_ref().and_then(|m| m.email.as_ref()), None, &user) {
+            mail::send_later(
+                &state.config.smtp,
+                to,
+                subject_line.clone(),
+                body.clone(),
+                "the notice of a cleared reset lockout",
+            );
+        }
+        Ok(LockoutCleared { was_locked })
+    }
+    .await;
+    audited(
+        state,
+        caller,
+        "user.ssprLockout.clear",
+        Some(key.to_string()),
+        result,
+    )
+    .await
+}
+
+/// The addresses a notice about `user`'s account goes to: the registered reset emails (before
+/// and after a change) and the account's `mail`, each once.
+fn addresses(a: Option<&String>, b: Option<&String>, user: &User) -> Vec<String> {
+    let mut to: Vec<String> = Vec::new();
+    for a in [a, b, user.mail.as_ref()].into_iter().flatten() {
+        if !to.iter().any(|t| t.eq_ignore_ascii_case(a)) {
+            to.push(a.clone());
+        }
+    }
+    to
 }
 
 // ---------------------------------------------------------------- the reset flow
@@ -667,7 +1187,11 @@ async fn progress_view(
         required
     };
     let stage = match acct {
-        Some(a) => sspr::progress(s.verified.len(), required as usize, a.usable().len()),
+        Some(a) => sspr::progress(
+            &sspr::verified_methods(&s.verified),
+            required as usize,
+            &a.usable(),
+        ),
         None => Progress::Pending,
     };
     let mut refusal = None;
@@ -808,12 +1332,16 @@ pub async fn send_email_code(state: &AppState, ctx: &Ctx, secret: &str) -> ApiRe
 pub enum VerifyBody {
     Email { code: String },
     SecurityQuestions { answers: Vec<QuestionAnswer> },
+    AuthenticatorApp { code: String },
 }
 
 impl std::fmt::Debug for VerifyBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             VerifyBody::Email { .. } => f.write_str("Email { code: [redacted] }"),
+            VerifyBody::AuthenticatorApp { .. } => {
+                f.write_str("AuthenticatorApp { code: [redacted] }")
+            }
             VerifyBody::SecurityQuestions { answers } => f
                 .debug_struct("SecurityQuestions")
                 .field("answers", answers)
@@ -824,7 +1352,7 @@ impl std::fmt::Debug for VerifyBody {
 
 impl Drop for VerifyBody {
     fn drop(&mut self) {
-        if let VerifyBody::Email { code } = self {
+        if let VerifyBody::Email { code } | VerifyBody::AuthenticatorApp { code } = self {
             zeroize::Zeroize::zeroize(code);
         }
     }
@@ -857,6 +1385,16 @@ pub async fn verify(
                 _ => false,
             };
             (AuthMethod::Email, ok, Throttle::Verification)
+        }
+        VerifyBody::AuthenticatorApp { code } => {
+            if !offered.contains(&AuthMethod::AuthenticatorApp) {
+                return Err(AppError::bad_request(
+                    "method: the authenticator app is not a reset method of this organisation",
+                ));
+            }
+            let m = acct.as_ref().and_then(|a| a.methods.as_ref());
+            let ok = authenticator_accepts(state, m, code, now).await?;
+            (AuthMethod::AuthenticatorApp, ok, Throttle::Verification)
         }
         VerifyBody::SecurityQuestions { answers } => {
             if !offered.contains(&AuthMethod::SecurityQuestions) || s.questions.is_empty() {
@@ -955,6 +1493,7 @@ pub async fn verify(
         }
         return Err(AppError::unauthenticated(match method {
             AuthMethod::Email => "The code is not correct or has expired. Check the latest message, or ask for a new code.",
+            AuthMethod::AuthenticatorApp => "The code is not correct, or was used already. Enter the code your authenticator app shows now (a new one comes every 30 seconds).",
             _ => "One or more answers are not correct. Try again.",
         }));
     }
@@ -1109,9 +1648,9 @@ pub async fn set_password(
         return Err(verify_first());
     };
     match sspr::progress(
-        s.verified.len(),
+        &sspr::verified_methods(&s.verified),
         s.methods_required as usize,
-        a.usable().len(),
+        &a.usable(),
     ) {
         Progress::Pending => return Err(verify_first()),
         Progress::NotEnoughMethods => {
@@ -1479,6 +2018,47 @@ mod tests {
                     mobile_phone: None,
                     office_phone: None,
                     security_questions: Some(Some(vec![qa()])),
+                    authenticator_app: None,
+                    verification: Some(Verification::Password {
+                        password: MARKER.into(),
+                    }),
+                }
+            ),
+            format!(
+                "{:?}",
+                Verification::SecurityQuestions {
+                    answers: vec![qa()]
+                }
+            ),
+            format!(
+                "{:?}",
+                Verification::AuthenticatorApp {
+                    code: MARKER.into()
+                }
+            ),
+            format!(
+                "{:?}",
+                VerifyBody::AuthenticatorApp {
+                    code: MARKER.into()
+                }
+            ),
+            format!(
+                "{:?}",
+                AuthenticatorConfirm {
+                    code: MARKER.into()
+                }
+            ),
+            format!(
+                "{:?}",
+                AuthenticatorSetup {
+                    secret: MARKER.into(),
+                    otpauth_uri: MARKER.into(),
+                    issuer: "contoso".into(),
+                    account_name: "a@b.example".into(),
+                    algorithm: "SHA1",
+                    digits: 6,
+                    period: 30,
+                    expires_at: 0,
                 }
             ),
             format!(

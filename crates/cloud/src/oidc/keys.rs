@@ -23,7 +23,7 @@ fn key_file(state: &AppState) -> PathBuf {
 
 /// The key-encryption key, read once per process; created (mode 0600) when the file does not
 /// exist yet.
-async fn kek(state: &AppState) -> ApiResult<&Zeroizing<Vec<u8>>> {
+pub(crate) async fn kek(state: &AppState) -> ApiResult<&Zeroizing<Vec<u8>>> {
     state
         .oidc_kek
         .get_or_try_init(|| async {
