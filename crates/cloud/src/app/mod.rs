@@ -16,6 +16,8 @@ pub mod directory;
 pub mod group_licensing;
 pub mod licensing;
 pub mod lockout;
+pub mod registration;
+pub mod self_service;
 pub mod sign_in;
 pub mod sspr;
 pub mod users;
