@@ -5,6 +5,8 @@
 //! Every page is checked with axe-core and html-validate. The reset of a synced user through a
 //! real agent and Samba AD (a policy refusal, then success; unlock only) is in
 //! crates/agent/tests/portal_sspr.rs, where that fixture lives.
+// Polls with real deadlines (tests may read the clock; the product reads it through tenant::clock).
+#![allow(clippy::disallowed_methods)]
 
 mod common;
 

@@ -476,7 +476,7 @@ async fn start(
     headers: HeaderMap,
     Form(form): Form<StartForm>,
 ) -> Response {
-    let deadline = tokio::time::Instant::now() + START_DEADLINE;
+    let deadline = tokio::time::Instant::from_std(tenant::clock::monotonic()) + START_DEADLINE;
     let cookies = Cookies::new(&state, &headers);
     let resp = if !cookies.anonymous_csrf_matches(&form.csrf) {
         csrf_refused(&cookies)
