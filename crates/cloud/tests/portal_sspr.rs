@@ -102,7 +102,7 @@ async fn person(c: &Cloud, local: &str, email: Option<&str>, questions: bool) ->
             Method::PUT,
             "/api/v1/me/authentication-methods",
             Some(&me),
-            Some(json!({ "securityQuestions": qs })),
+            Some(json!({ "securityQuestions": qs, "verification": {"method": "password", "password": FIRST} })),
         )
         .await
         .ok();
