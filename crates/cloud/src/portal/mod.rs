@@ -16,6 +16,7 @@
 //!   `Referrer-Policy: no-referrer` and `Cache-Control: no-store` ([`page_headers`]);
 //! * no secret is ever in a URL: forms are POSTed and answered with `303 See Other`.
 
+pub mod admin;
 pub mod session;
 
 use askama::Template;
@@ -42,6 +43,7 @@ pub fn routes() -> Router<AppState> {
         .route("/signout", post(sign_out))
         .route("/my", get(account))
         .route("/assets/portal.css", get(stylesheet))
+        .merge(admin::routes())
         .layer(axum::middleware::from_fn(page_headers))
 }
 
