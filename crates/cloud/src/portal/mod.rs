@@ -16,6 +16,7 @@
 //!   `Referrer-Policy: no-referrer` and `Cache-Control: no-store` ([`page_headers`]);
 //! * no secret is ever in a URL: forms are POSTed and answered with `303 See Other`.
 
+pub mod admin;
 pub mod registration;
 pub mod session;
 pub mod sspr;
@@ -46,6 +47,7 @@ pub fn routes() -> Router<AppState> {
         .route("/my", get(account))
         .route("/assets/portal.css", get(stylesheet))
         .merge(sspr::routes())
+        .merge(admin::routes())
         .layer(axum::middleware::from_fn(page_headers))
 }
 
