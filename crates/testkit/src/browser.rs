@@ -238,6 +238,72 @@ impl Browser {
             .to_owned())
     }
 
+    /// Clicks `selector`, which submits a form or follows a link, and waits (up to 30 s) until
+    /// the next page has loaded: the old document is marked, the new one is not.
+    pub async fn submit(&self, selector: &str) -> Result<()> {
+        self.execute("window.dirbridgeOldPage = true", vec![])
+            .await?;
+        self.click(selector).await?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let loaded = self
+                .execute(
+                    "return window.dirbridgeOldPage === undefined && document.readyState === 'complete'",
+                    vec![],
+                )
+                .await
+                .unwrap_or(Value::Bool(false));
+            if loaded == Value::Bool(true) {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("no new page within 30 s after clicking {selector}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The text of `selector` once it is on the page ([`Browser::wait_for`]).
+    pub async fn wait_for_text(&self, selector: &str) -> Result<String> {
+        self.wait_for(selector).await?;
+        self.text(selector).await
+    }
+
+    /// The current page's markup: Chromium's serialisation of the document, which for pages no
+    /// script has changed is the server's markup with boolean attributes written
+    /// `required=""`; those are written back the way the templates write them.
+    pub async fn served_html(&self) -> Result<String> {
+        let doc = self
+            .execute(
+                "return '<!DOCTYPE html>\\n' + document.documentElement.outerHTML",
+                vec![],
+            )
+            .await?;
+        let mut html = doc.as_str().unwrap_or_default().to_string();
+        for attr in ["required", "hidden", "defer"] {
+            html = html.replace(&format!(" {attr}=\"\""), &format!(" {attr}"));
+        }
+        Ok(html)
+    }
+
+    /// What axe-core (in the browser) and html-validate (on [`Browser::served_html`]) find
+    /// wrong with the current page, one line each, prefixed with `what`; empty when clean.
+    pub async fn page_problems(&self, what: &str) -> Result<Vec<String>> {
+        let mut problems: Vec<String> = self
+            .axe_violations()
+            .await?
+            .into_iter()
+            .map(|v| format!("{what}: axe-core: {v}"))
+            .collect();
+        let html = self.served_html().await?;
+        problems.extend(
+            html_errors(&html)?
+                .into_iter()
+                .map(|e| format!("{what}: html-validate: {e}")),
+        );
+        Ok(problems)
+    }
+
     /// Runs `script` (a function body; `arguments` holds `args`) in the page.
     pub async fn execute(&self, script: &str, args: Vec<Value>) -> Result<Value> {
         self.post("/execute/sync", json!({ "script": script, "args": args }))

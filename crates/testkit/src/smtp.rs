@@ -32,6 +32,23 @@ pub struct Mail {
     pub raw: String,
 }
 
+impl Mail {
+    /// The first run of exactly `len` ASCII digits in the body: the one-time code of a
+    /// verification mail.
+    pub fn code(&self, len: usize) -> Option<String> {
+        let chars: Vec<char> = self.body.chars().collect();
+        chars
+            .windows(len)
+            .enumerate()
+            .find(|(i, w)| {
+                w.iter().all(char::is_ascii_digit)
+                    && !(*i > 0 && chars[i - 1].is_ascii_digit())
+                    && !chars.get(i + len).is_some_and(char::is_ascii_digit)
+            })
+            .map(|(_, w)| w.iter().collect())
+    }
+}
+
 /// A running aiosmtpd. Stopped (and its Maildir removed) when dropped.
 pub struct Smtp {
     port: u16,
@@ -247,6 +264,20 @@ fn decode_qp(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_code_is_a_whole_run_of_digits_of_its_length() {
+        let mail = |body: &str| parse(&format!("Subject: s\r\n\r\n{body}"));
+        assert_eq!(
+            mail("Your code: 12345678.").code(8).as_deref(),
+            Some("12345678")
+        );
+        assert_eq!(
+            mail("ref 1234567890 then 87654321").code(8).as_deref(),
+            Some("87654321")
+        );
+        assert_eq!(mail("no code 1234567").code(8), None);
+    }
 
     #[test]
     fn parses_headers_and_undoes_encodings() {
