@@ -25,38 +25,72 @@ fn raw_client() -> reqwest::Client {
         .unwrap()
 }
 
+/// A browser's cookie jar and forms, by hand: GETs a page, takes its CSRF token, POSTs a form
+/// with the cookies collected so far (the client neither follows redirects nor keeps cookies).
+#[derive(Default)]
+struct Forms {
+    cookies: Vec<String>,
+}
+
+impl Forms {
+    fn keep(&mut self, r: &reqwest::Response) {
+        for v in r.headers().get_all("set-cookie") {
+            let pair = v.to_str().unwrap().split(';').next().unwrap().to_owned();
+            let name = pair.split('=').next().unwrap().to_owned();
+            self.cookies.retain(|c| !c.starts_with(&format!("{name}=")));
+            self.cookies.push(pair);
+        }
+    }
+
+    /// GETs `page`, then POSTs `fields` and its CSRF token to `action`: the status and HTML.
+    async fn post(
+        &mut self,
+        cloud: &Cloud,
+        page: &str,
+        action: &str,
+        fields: &[(&str, &str)],
+    ) -> (StatusCode, String) {
+        let http = raw_client();
+        let r = http
+            .get(format!("{}{page}", cloud.base))
+            .header("cookie", self.cookies.join("; "))
+            .send()
+            .await
+            .unwrap();
+        self.keep(&r);
+        let html = r.text().await.unwrap();
+        let csrf = html
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap_or_else(|| panic!("no CSRF token on {page}: {html}"))
+            .to_owned();
+        let mut form = vec![("csrf", csrf.as_str())];
+        form.extend_from_slice(fields);
+        let r = http
+            .post(format!("{}{action}", cloud.base))
+            .header("cookie", self.cookies.join("; "))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_page_headers(r.headers());
+        self.keep(&r);
+        (r.status(), r.text().await.unwrap())
+    }
+}
+
 /// Signs in through the form as a browser would (the pre-session CSRF cookie from `GET /`,
 /// then the POST): the answer's status and HTML.
 async fn post_sign_in(cloud: &Cloud, upn: &str, password: &str) -> (StatusCode, String) {
-    let http = raw_client();
-    let page = http.get(&cloud.base).send().await.unwrap();
-    let cookie = page
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
-        .find(|c| c.starts_with("__Host-dirbridge-csrf="))
-        .unwrap();
-    let html = page.text().await.unwrap();
-    let csrf = html
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .unwrap()
-        .to_owned();
-    let r = http
-        .post(format!("{}/signin", cloud.base))
-        .header("cookie", cookie)
-        .form(&[
-            ("csrf", csrf.as_str()),
-            ("username", upn),
-            ("password", password),
-        ])
-        .send()
+    Forms::default()
+        .post(
+            cloud,
+            "/",
+            "/signin",
+            &[("username", upn), ("password", password)],
+        )
         .await
-        .unwrap();
-    assert_page_headers(r.headers());
-    (r.status(), r.text().await.unwrap())
 }
 
 #[track_caller]
@@ -347,6 +381,62 @@ async fn revoking_a_users_tokens_ends_their_browser_session() {
         b.find("#username").await.is_ok(),
         "a revoked session leads back to sign-in"
     );
+}
+
+/// The reset page's start and the change-password form fall under the same per-address limits
+/// as their API twins (`/api/v1/sspr/start`, `/api/v1/sspr/change`): every start counts, a
+/// refused current password counts, each over its budget answered with a page.
+#[tokio::test]
+async fn the_reset_start_and_change_password_forms_share_the_apis_address_limits() {
+    let mut config = common::unlimited();
+    config.limits.sspr_start_per_minute = 2;
+    config.limits.sign_in_per_minute = 3;
+    let cloud = Cloud::start_with(config, None).await;
+    for i in 0..2 {
+        let who = cloud.upn(&format!("nobody{i}"));
+        let (status, _) = Forms::default()
+            .post(&cloud, "/sspr", "/sspr/start", &[("username", &who)])
+            .await;
+        assert!(status.is_success() || status.is_redirection(), "{status}");
+    }
+    let who = cloud.upn("nobody9");
+    let (status, html) = Forms::default()
+        .post(&cloud, "/sspr", "/sspr/start", &[("username", &who)])
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{html}");
+    assert!(html.contains("password reset requests"), "{html}");
+    assert!(html_errors(&html).unwrap().is_empty());
+
+    // Change password: one sign-in token used by nobody (successes are free), then two
+    // refused current passwords, and the third refusal is over the budget.
+    let upn = cloud.upn("ola");
+    cloud.user("ola", json!({"password": PASSWORD})).await;
+    let mut me = Forms::default();
+    let (status, _) = me
+        .post(
+            &cloud,
+            "/",
+            "/signin",
+            &[("username", &upn), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let wrong = [
+        ("current_password", "not-the-password-1"),
+        ("new_password", "Another-Pass-w0rd!"),
+        ("confirm_password", "Another-Pass-w0rd!"),
+    ];
+    for _ in 0..3 {
+        let (status, html) = me
+            .post(&cloud, "/my/password", "/my/password", &wrong)
+            .await;
+        assert_ne!(status, StatusCode::TOO_MANY_REQUESTS, "{html}");
+    }
+    let (status, html) = me
+        .post(&cloud, "/my/password", "/my/password", &wrong)
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{html}");
+    assert!(html.contains("from your network address"), "{html}");
 }
 
 #[tokio::test]

@@ -28,12 +28,14 @@ impl Rule {
             return None;
         }
         match path {
-            // The portal's sign-in form is the same sign-in, answered with the same statuses.
+            // The portal's forms are the same sign-in, change and reset start as the API,
+            // answered with the same statuses (a refused current password marked).
             "/api/v1/auth/token"
             | "/api/v1/sspr/change"
             | "/signin"
+            | "/my/password"
             | "/t/{domain}/oauth2/signin" => Some(Rule::SignIn),
-            "/api/v1/sspr/start" => Some(Rule::SsprStart),
+            "/api/v1/sspr/start" | "/sspr/start" => Some(Rule::SsprStart),
             _ => None,
         }
     }
