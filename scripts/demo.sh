@@ -24,10 +24,18 @@ head -c 18 /dev/urandom | base64 | tr -d '/+=' | sed 's/^/Us-2/' > "$DEMO/user-p
 
 "$B" cloud init --data-dir "$DEMO/cloud" --tenant contoso --admin admin --password-file "$DEMO/admin-password"
 ADMIN="admin@contoso.dirbridge.internal"
+# A local mail sink (Debian's aiosmtpd) stands in for the organisation's SMTP server: reset
+# codes and notices land as files in $DEMO/mail/new.
+SMTP_PORT="${DIRBRIDGE_DEMO_SMTP_PORT:-2525}"
+mkdir -p "$DEMO/mail/new" "$DEMO/mail/cur" "$DEMO/mail/tmp"
+/usr/bin/python3 -m aiosmtpd -n -l "127.0.0.1:$SMTP_PORT" -c aiosmtpd.handlers.Mailbox "$DEMO/mail" > "$DEMO/smtp.log" 2>&1 &
+PIDS="$!"
+trap 'kill $PIDS 2>/dev/null || true' EXIT
+export DIRBRIDGE_SMTP_HOST=127.0.0.1 DIRBRIDGE_SMTP_PORT="$SMTP_PORT" DIRBRIDGE_SMTP_STARTTLS=false \
+  DIRBRIDGE_SMTP_FROM="Contoso password reset <sspr@contoso.dirbridge.internal>"
 "$B" cloud serve --data-dir "$DEMO/cloud" --listen "127.0.0.1:$PORT" > "$DEMO/cloud.log" 2>&1 &
 SERVER=$!
-PIDS="$SERVER"
-trap 'kill $PIDS 2>/dev/null || true' EXIT
+PIDS="$PIDS $SERVER"
 for _ in $(seq 1 100); do
   curl -fsS "$URL/healthz" >/dev/null 2>&1 && break
   kill -0 $SERVER 2>/dev/null || { echo "the cloud did not start; see $DEMO/cloud.log" >&2; cat "$DEMO/cloud.log" >&2; exit 1; }
@@ -48,7 +56,7 @@ done
 echo "== Assigning a licence to a user without a usage location is refused:"
 "$B" licenses assign --user nolocation@contoso.dirbridge.internal --sku DIRBRIDGE_PREMIUM || true
 echo "== Enable the password reset policy for everyone"
-"$B" policy set --enabled-for all --writeback true >/dev/null
+"$B" policy set --enabled-for all --writeback true --methods email,securityQuestions --methods-required 1 >/dev/null
 
 echo "== A throwaway Samba AD DC with sample users and the least-privilege MSOL_ service account"
 "$TK" samba up --users 200 --grant-deleted-objects --json > "$DEMO/samba.json" 2> "$DEMO/samba.log" &
@@ -86,7 +94,12 @@ for _ in $(seq 1 30); do
   sleep 1   # the agent is still connecting its push socket
 done
 cat "$DEMO/login.err" >&2
-"$B" licenses assign --user "$SAMPLE_LOGIN" --sku DIRBRIDGE_PREMIUM || echo "(the sample user has no usage location: set one with dirbridge users update)"
+# A synced user's usage location is the directory's (msExchUsageLocation or c); Samba's sample
+# users have none, so the tenant's default stands in, as Entra's does.
+"$B" tenant set --default-usage-location NO >/dev/null
+"$B" licenses assign --user "$SAMPLE_LOGIN" --sku DIRBRIDGE_PREMIUM
+echo "== The synced user's reset email (an administrator may set contact methods; answers only the person)"
+"$B" users methods set "$SAMPLE_LOGIN" --email "sample.user@mail.demo"
 "$B" licenses list
 "$B" users list --source onPremises --limit 10
 "$B" sync runs --limit 3
@@ -98,6 +111,9 @@ dirbridge demo is running.
   Cloud API:      $URL/api/v1   (OpenAPI: $URL/openapi.json, health: $URL/healthz)
   Admin:          $ADMIN   password in $DEMO/admin-password
   Admin portal:   $URL/admin   (sign in at $URL/ as the admin; users, licences, policy, on-premises, audit)
+  Reset password: $URL/sspr   as $SAMPLE_LOGIN: the emailed code is in the newest file of
+                  $DEMO/mail/new (grep -ho '[0-9]\{8\}' $DEMO/mail/new/* | tail -1); the new
+                  password is written to Samba AD by the agent, or AD's policy says why not
   Sample users:   ada@, grace@, nils@, ingrid@contoso.dirbridge.internal   password in $DEMO/user-password
   Synced user:    $SAMPLE_LOGIN   password in $DEMO/sample-user-password (on-prem; signs in
                   through the agent: $B login --user $SAMPLE_LOGIN)
@@ -107,7 +123,7 @@ dirbridge demo is running.
 Change a user in Samba (samba-tool needs -H ldaps://… with the admin in $DEMO/samba.json) and see it
 in the cloud within seconds. Password writeback is on: reset the synced user's on-prem password with
   DIRBRIDGE_CONFIG_DIR=$DEMO/cli $B users reset-password $SAMPLE_LOGIN --password-file <file>
-or through the self-service API ($URL/api/v1/sspr/start, docs/api.md); events:
+or in the browser at $URL/sspr, or through the self-service API (docs/api.md); events:
   $B agent events --data-dir $DEMO/agent --tracking-id <id>.
 Press Ctrl-C to stop.
 INFO
