@@ -2,7 +2,8 @@
 //! password written back by the real agent: a Samba AD user whose first new password the
 //! domain's policy refuses sees the domain's reason and a support code on the same page, then
 //! succeeds with a better one and binds with it on the DC; an OpenLDAP user locked out by
-//! ppolicy unlocks without a new password ("I know my password but can't sign in"). Every page
+//! ppolicy unlocks without a new password ("I know my password but can't sign in"); a signed-in
+//! AD user changes the password at `/my/password`, hearing the domain's reasons first. Every page
 //! is checked with axe-core and html-validate. The cloud-only flows are in
 //! crates/cloud/tests/portal_sspr.rs.
 // Tests poll real servers with deadlines on the real clock (clippy.toml bans it in the code).
@@ -281,4 +282,65 @@ async fn an_openldap_user_locked_out_by_ppolicy_unlocks_in_the_browser_and_keeps
         binds(&url, &ca, &user.dn, INITIAL).await,
         "unlocked on-prem with the password the person knows"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_synced_ad_user_changes_the_password_in_the_browser_and_hears_the_domains_reason() {
+    let (cloud, _smtp) = cloud_with_mail().await;
+    let samba = Samba::shared();
+    let data = tempfile::tempdir().unwrap();
+    let mut engine = cloud.agent(data.path()).await;
+    let ou = samba.create_ou("portalChange").unwrap();
+    common::save_ad_connector(data.path(), samba, &common::ad_connector(samba, &[&ou]));
+    let user = samba.create_user(&ou, &uniq("pc"), INITIAL).unwrap();
+    let runs = engine.run_cycle(true).await.expect("full sync");
+    assert_eq!(runs[0].added, 1, "{:?}", runs[0]);
+    let to = format!("{}@mail.test", user.login.split('@').next().unwrap());
+    prepare(&cloud, &user.login, &to).await;
+    enable_writeback(&cloud, data.path()).await;
+    let better = format!("Changed-{}-Better-8w", std::process::id());
+
+    let driver = async {
+        cloud.sync_now_when_connected().await;
+        let b = browser("agent_portal_change_ad").await;
+        b.goto(&cloud.base).await.unwrap();
+        b.type_into("#username", &user.login).await.unwrap();
+        b.type_into("#password", INITIAL).await.unwrap();
+        cloud.tick();
+        b.submit("button[type=submit]").await.unwrap();
+        b.wait_for("#upn").await.unwrap();
+        b.goto(&format!("{}/my/password", cloud.base))
+            .await
+            .unwrap();
+        assert_clean(&b, "change password page").await;
+
+        // Complexity, then history (the current password again: a change always enforces it).
+        for (new, reason) in [
+            ("onlylowercaseletters", "not complex enough"),
+            (INITIAL, "used it recently"),
+        ] {
+            b.wait_for("#current-password").await.unwrap();
+            b.type_into("#current-password", INITIAL).await.unwrap();
+            b.type_into("#new-password", new).await.unwrap();
+            b.type_into("#confirm-password", new).await.unwrap();
+            b.submit("#change-password").await.unwrap();
+            let error = b.wait_for_text("#change-error").await.unwrap();
+            assert!(error.contains(reason), "{reason}: {error}");
+            assert!(!b.text("#attempt-support").await.unwrap().trim().is_empty());
+        }
+        assert_clean(&b, "change password page after the domain's refusal").await;
+        b.type_into("#current-password", INITIAL).await.unwrap();
+        b.type_into("#new-password", &better).await.unwrap();
+        b.type_into("#confirm-password", &better).await.unwrap();
+        b.submit("#change-password").await.unwrap();
+        b.wait_for("#change-result").await.unwrap();
+        assert_clean(&b, "password changed page").await;
+    };
+    agent::service::run(&mut engine, driver).await.unwrap();
+    let (url, ca) = (samba.ldaps_url(), samba.ca_cert_pem());
+    assert!(
+        binds(&url, ca, &user.dn, &better).await,
+        "changed on the DC"
+    );
+    assert!(!binds(&url, ca, &user.dn, INITIAL).await);
 }
