@@ -76,7 +76,7 @@ pub struct OidcConfig {
 }
 
 /// `[portal]`: the web pages served at `/`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PortalConfig {
     /// Development only, for a browser reaching the cloud over plain HTTP at an address that is
@@ -84,6 +84,18 @@ pub struct PortalConfig {
     /// requires `Secure`). Browsers treat `http://127.0.0.1` and `http://localhost` as secure
     /// already, so the demo does not need it. Never set it behind a public address.
     pub insecure_cookies: bool,
+    /// A browser session (the portal, and app sign-ins through it) ends after this many seconds
+    /// without a request; its lifetime (`token_lifetime_secs`) still bounds it. 0: no idle limit.
+    pub idle_timeout_secs: i64,
+}
+
+impl Default for PortalConfig {
+    fn default() -> Self {
+        PortalConfig {
+            insecure_cookies: false,
+            idle_timeout_secs: 1800,
+        }
+    }
 }
 
 /// `[limits]`: per source address, on top of the per-account throttles (see `crate::limits`).
@@ -237,6 +249,13 @@ impl Config {
             self.portal.insecure_cookies = v
                 .parse()
                 .context("DIRBRIDGE_PORTAL_INSECURE_COOKIES must be true or false")?;
+        }
+        if let Some(v) = get("DIRBRIDGE_PORTAL_IDLE_TIMEOUT_SECS") {
+            self.portal.idle_timeout_secs = v
+                .parse()
+                .ok()
+                .filter(|n| *n >= 0)
+                .context("DIRBRIDGE_PORTAL_IDLE_TIMEOUT_SECS must be a whole number of seconds (0 turns the idle limit off)")?;
         }
         if let Some(v) = get("DIRBRIDGE_OIDC_PUBLIC_URL") {
             self.oidc.public_url = (!v.is_empty()).then_some(v);

@@ -383,6 +383,57 @@ async fn revoking_a_users_tokens_ends_their_browser_session() {
     );
 }
 
+/// A browser session ends after `[portal] idle_timeout_secs` without use (each use moves it
+/// on), while an API token of the same account and age keeps working.
+#[tokio::test]
+async fn a_portal_session_ends_after_half_an_hour_without_use_an_api_token_does_not() {
+    let cloud = Cloud::start().await;
+    let upn = cloud.upn("ola");
+    cloud.user("ola", json!({"password": PASSWORD})).await;
+    let api = cloud.sign_in(&upn, PASSWORD).await;
+    let mut me = Forms::default();
+    let (status, _) = me
+        .post(
+            &cloud,
+            "/",
+            "/signin",
+            &[("username", &upn), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let account = |me: &Forms| {
+        let cookies = me.cookies.join("; ");
+        let url = format!("{}/my", cloud.base);
+        async move {
+            raw_client()
+                .get(url)
+                .header("cookie", cookies)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // Used every 29 minutes: the session goes on past an hour.
+    for _ in 0..3 {
+        cloud.clock.advance(29 * 60);
+        let r = account(&me).await;
+        assert_eq!(r.status(), StatusCode::OK, "still signed in");
+    }
+    cloud.clock.advance(30 * 60);
+    let r = account(&me).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::SEE_OTHER,
+        "ended after 30 idle minutes"
+    );
+    assert_eq!(r.headers()["location"], "/");
+    // The API token, as old and as idle, still works: the idle limit is the browser's.
+    let r = cloud
+        .call(Method::GET, "/api/v1/me", Some(&api), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
+
 /// The reset page's start and the change-password form fall under the same per-address limits
 /// as their API twins (`/api/v1/sspr/start`, `/api/v1/sspr/change`): every start counts, a
 /// refused current password counts, each over its budget answered with a page.

@@ -14,6 +14,11 @@ pub struct TokenRecord {
     pub created_at: i64,
     pub expires_at: i64,
     pub revoked: bool,
+    /// Seconds the token may go unused before it stops working; 0: no idle limit (API and CLI
+    /// tokens). Browser sessions have one.
+    pub idle_timeout: i64,
+    /// When the token was last used (kept to the minute by [`Store::touch_token`]).
+    pub last_used_at: i64,
 }
 
 impl std::fmt::Debug for TokenRecord {
@@ -27,11 +32,14 @@ impl std::fmt::Debug for TokenRecord {
             .field("created_at", &self.created_at)
             .field("expires_at", &self.expires_at)
             .field("revoked", &self.revoked)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("last_used_at", &self.last_used_at)
             .finish()
     }
 }
 
-const COLS: &str = "id, tenant_id, user_id, hash, created_at, expires_at, revoked";
+const COLS: &str =
+    "id, tenant_id, user_id, hash, created_at, expires_at, revoked, idle_timeout, last_used_at";
 
 fn token_from(r: &dyn Row) -> Result<TokenRecord> {
     Ok(TokenRecord {
@@ -42,13 +50,16 @@ fn token_from(r: &dyn Row) -> Result<TokenRecord> {
         created_at: r.int("created_at")?,
         expires_at: r.int("expires_at")?,
         revoked: r.flag("revoked")?,
+        idle_timeout: r.int("idle_timeout")?,
+        last_used_at: r.int("last_used_at")?,
     })
 }
 
 impl Store {
     /// NotFound if the user does not exist in the tenant; Conflict on a duplicate id or hash.
     pub async fn insert_token(&self, t: &TokenRecord) -> Result<()> {
-        let sql = format!("INSERT INTO api_tokens ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7)");
+        let sql =
+            format!("INSERT INTO api_tokens ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)");
         let a = args![
             &t.id,
             &t.tenant_id,
@@ -56,7 +67,9 @@ impl Store {
             &t.hash,
             t.created_at,
             t.expires_at,
-            t.revoked
+            t.revoked,
+            t.idle_timeout,
+            t.last_used_at
         ];
         match self.inner.exec(&sql, &a).await {
             Err(StoreError::Conflict(_)) => Err(StoreError::Conflict(format!(
@@ -71,6 +84,12 @@ impl Store {
     pub async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>> {
         let sql = format!("SELECT {COLS} FROM api_tokens WHERE hash = $1");
         self.inner.opt(&sql, &args![hash], token_from).await
+    }
+
+    /// Records that token `id` was used at `now`.
+    pub async fn touch_token(&self, id: &str, now: i64) -> Result<()> {
+        let sql = "UPDATE api_tokens SET last_used_at = $2 WHERE id = $1 AND last_used_at < $2";
+        self.inner.exec(sql, &args![id, now]).await.map(|_| ())
     }
 
     /// Revoke one token. `true` when the tenant has a token with this id (it is revoked now,

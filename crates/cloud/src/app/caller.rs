@@ -8,6 +8,9 @@ use tenant::secrets;
 use crate::error::{ApiResult, AppError};
 use crate::state::AppState;
 
+/// How often a browser session's last use is written back (seconds).
+const TOUCH_EVERY_SECS: i64 = 60;
+
 /// The signed-in caller of a request.
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -47,10 +50,21 @@ impl Caller {
                 "The token was revoked. Sign in again (dirbridge login).",
             ));
         }
-        if record.expires_at <= state.now() {
+        let now = state.now();
+        if record.expires_at <= now {
             return Err(AppError::unauthenticated(
                 "The token has expired. Sign in again (dirbridge login).",
             ));
+        }
+        if record.idle_timeout > 0 && now - record.last_used_at >= record.idle_timeout {
+            return Err(AppError::unauthenticated(format!(
+                "The session ended after {} minutes without use. Sign in again.",
+                record.idle_timeout / 60
+            )));
+        }
+        // Kept to the minute: one write a minute per active session at most.
+        if record.idle_timeout > 0 && now - record.last_used_at >= TOUCH_EVERY_SECS {
+            state.store.touch_token(&record.id, now).await?;
         }
         let user = state
             .store

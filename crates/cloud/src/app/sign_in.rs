@@ -58,6 +58,32 @@ fn busy() -> AppError {
 /// pass-through check of synced users, the token and the audit record. The known-device
 /// cookie is the front end's to set ([`crate::limits::device_cookie`]).
 pub async fn password(state: &AppState, ctx: &Ctx, req: TokenRequest) -> ApiResult<TokenResponse> {
+    sign_in(state, ctx, req, 0).await
+}
+
+/// [`password`] for a browser (the portal's and the app sign-in's form): the session it opens
+/// also ends after `[portal] idle_timeout_secs` without use.
+pub async fn browser_session(
+    state: &AppState,
+    ctx: &Ctx,
+    req: TokenRequest,
+) -> ApiResult<TokenResponse> {
+    sign_in(
+        state,
+        ctx,
+        req,
+        state.config.portal.idle_timeout_secs.max(0),
+    )
+    .await
+}
+
+/// `idle`: seconds the token may go unused (0: no idle limit).
+async fn sign_in(
+    state: &AppState,
+    ctx: &Ctx,
+    req: TokenRequest,
+    idle: i64,
+) -> ApiResult<TokenResponse> {
     let now = ctx.now;
     let wrong = || AppError::unauthenticated("The user name or password is incorrect.");
     // No account can have a UPN of another shape: answer at once and keep no state for it.
@@ -82,7 +108,7 @@ pub async fn password(state: &AppState, ctx: &Ctx, req: TokenRequest) -> ApiResu
     };
     if let (Some(tenant), Some(user)) = (&tenant, &user) {
         if hash.is_none() && is_synced(user) {
-            return pass_through(state, tenant, user, req.password, &key, now).await;
+            return pass_through(state, tenant, user, req.password, &key, now, idle).await;
         }
     }
     let has_hash = hash.is_some();
@@ -121,7 +147,7 @@ pub async fn password(state: &AppState, ctx: &Ctx, req: TokenRequest) -> ApiResu
         });
     }
     clear_failures(state, &key).await?;
-    issue_token(state, &tenant, &user, now, None).await
+    issue_token(state, &tenant, &user, now, idle, None).await
 }
 
 /// A user whose password lives in the on-prem directory: synced, with a source anchor.
@@ -139,6 +165,7 @@ async fn issue_token(
     tenant: &Tenant,
     user: &User,
     now: i64,
+    idle: i64,
     details: Option<String>,
 ) -> ApiResult<TokenResponse> {
     let (token, hash) = secrets::new_token();
@@ -150,6 +177,8 @@ async fn issue_token(
         created_at: now,
         expires_at: now + state.config.token_lifetime_secs,
         revoked: false,
+        idle_timeout: idle,
+        last_used_at: now,
     };
     state.store.insert_token(&rec).await?;
     record(
@@ -184,6 +213,7 @@ async fn pass_through(
     password: String,
     key: &str,
     now: i64,
+    idle: i64,
 ) -> ApiResult<TokenResponse> {
     let upn = &user.user_principal_name;
     if password.is_empty() {
@@ -254,7 +284,7 @@ async fn pass_through(
         }
         Outcome::Succeeded => {
             clear_failures(state, key).await?;
-            issue_token(state, tenant, user, now, Some(details)).await
+            issue_token(state, tenant, user, now, idle, Some(details)).await
         }
         Outcome::WrongPassword | Outcome::WrongCurrentPassword | Outcome::UserNotFound => {
             fail(details).await;

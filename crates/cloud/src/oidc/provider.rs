@@ -656,7 +656,7 @@ async fn sign_in(
         user_principal_name: form.username.clone(),
         password: form.password,
     };
-    match app::sign_in::password(&state, &Ctx::of(&state), req).await {
+    match app::sign_in::browser_session(&state, &Ctx::of(&state), req).await {
         Ok(token) => {
             // This request has had its sign-in (for prompt=login).
             let marked = serde_json::to_string(&Pending {

@@ -227,7 +227,7 @@ async fn sign_in(
         user_principal_name: form.username.clone(),
         password: form.password,
     };
-    match app::sign_in::password(&state, &Ctx::of(&state), req).await {
+    match app::sign_in::browser_session(&state, &Ctx::of(&state), req).await {
         Ok(token) => {
             // This browser becomes a known device for the account, as after an API sign-in.
             let device = match crate::limits::device::device_cookie(

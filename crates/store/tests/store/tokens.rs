@@ -11,6 +11,8 @@ fn token(t: &proto::Tenant, u: &proto::User, id: &str) -> TokenRecord {
         created_at: T0,
         expires_at: T0 + 3600,
         revoked: false,
+        idle_timeout: 0,
+        last_used_at: T0,
     }
 }
 
@@ -95,4 +97,20 @@ fn token_debug_output_hides_the_hash() {
     let shown = format!("{tok:?}");
     assert!(!shown.contains("5e884898"), "{shown}");
     assert!(shown.contains("tok-1"));
+}
+
+store_test! {
+    async fn a_token_keeps_its_idle_timeout_and_is_touched_forward_only(store) {
+        let t = new_tenant(&store, "contoso").await;
+        let ada = new_user(&store, &t, "ada@contoso.dirbridge.test").await;
+        let tok = TokenRecord { idle_timeout: 1800, ..token(&t, &ada, "browser-1") };
+        store.insert_token(&tok).await.unwrap();
+        let stored = store.token_by_hash(&tok.hash).await.unwrap().unwrap();
+        assert_eq!((stored.idle_timeout, stored.last_used_at), (1800, T0));
+        store.touch_token(&tok.id, T0 + 120).await.unwrap();
+        assert_eq!(store.token_by_hash(&tok.hash).await.unwrap().unwrap().last_used_at, T0 + 120);
+        // A slower instance's older touch does not move it back.
+        store.touch_token(&tok.id, T0 + 60).await.unwrap();
+        assert_eq!(store.token_by_hash(&tok.hash).await.unwrap().unwrap().last_used_at, T0 + 120);
+    }
 }

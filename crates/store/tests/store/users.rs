@@ -206,6 +206,8 @@ store_test! {
                     created_at: T0,
                     expires_at: T0 + 3600,
                     revoked: false,
+                    idle_timeout: 0,
+                    last_used_at: T0,
                 })
                 .await
                 .unwrap();
