@@ -734,20 +734,15 @@ async fn a_ppolicy_locked_out_user_unlocks_with_sspr() {
         )
         .await
         .ok();
-    let mut policy = cloud.admin(Method::GET, "/api/v1/policy", None).await.ok()["policy"].clone();
-    for (k, v) in [
-        ("enabledFor", json!("all")),
-        ("methods", json!(["email"])),
-        ("methodsRequired", json!(1)),
-        ("writebackEnabled", json!(true)),
-        ("allowUnlockWithoutReset", json!(true)),
-    ] {
-        policy[k] = v;
-    }
     cloud
-        .admin(Method::PUT, "/api/v1/policy", Some(policy))
-        .await
-        .ok();
+        .set_policy(json!({
+            "enabledFor": "all",
+            "methods": ["email"],
+            "methodsRequired": 1,
+            "writebackEnabled": true,
+            "allowUnlockWithoutReset": true,
+        }))
+        .await;
     agent::enable::enable(
         dir.path(),
         None,

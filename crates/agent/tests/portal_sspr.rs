@@ -44,21 +44,16 @@ async fn cloud_with_mail() -> (Cloud, Smtp) {
         .admin(Method::POST, "/api/v1/licenses/trial", None)
         .await
         .ok();
-    let mut policy = cloud.admin(Method::GET, "/api/v1/policy", None).await.ok()["policy"].clone();
-    for (k, v) in [
-        ("enabledFor", json!("all")),
-        ("methods", json!(["email"])),
-        ("methodsRequired", json!(1)),
-        ("writebackEnabled", json!(true)),
-        ("allowUnlockWithoutReset", json!(true)),
-        ("requireRegistrationAtSignIn", json!(false)),
-    ] {
-        policy[k] = v;
-    }
     cloud
-        .admin(Method::PUT, "/api/v1/policy", Some(policy))
-        .await
-        .ok();
+        .set_policy(json!({
+            "enabledFor": "all",
+            "methods": ["email"],
+            "methodsRequired": 1,
+            "writebackEnabled": true,
+            "allowUnlockWithoutReset": true,
+            "requireRegistrationAtSignIn": false,
+        }))
+        .await;
     (cloud, smtp)
 }
 

@@ -357,6 +357,19 @@ impl Cloud {
             .collect()
     }
 
+    /// Changes the fields of `changes` (an object of policy fields) in the tenant's password
+    /// reset policy and keeps the rest.
+    pub async fn set_policy(&self, changes: Value) {
+        let mut policy =
+            self.admin(Method::GET, "/api/v1/policy", None).await.ok()["policy"].clone();
+        for (k, v) in changes.as_object().expect("an object of policy fields") {
+            policy[k] = v.clone();
+        }
+        self.admin(Method::PUT, "/api/v1/policy", Some(policy))
+            .await
+            .ok();
+    }
+
     pub async fn set_threshold(&self, n: u32) {
         self.admin(
             Method::PATCH,

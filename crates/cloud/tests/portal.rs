@@ -80,6 +80,23 @@ impl Forms {
     }
 }
 
+impl Forms {
+    /// A browser signed in through the form as `upn`.
+    async fn signed_in(cloud: &Cloud, upn: &str, password: &str) -> Forms {
+        let mut me = Forms::default();
+        let (status, html) = me
+            .post(
+                cloud,
+                "/",
+                "/signin",
+                &[("username", upn), ("password", password)],
+            )
+            .await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{html}");
+        me
+    }
+}
+
 /// Signs in through the form as a browser would (the pre-session CSRF cookie from `GET /`,
 /// then the POST): the answer's status and HTML.
 async fn post_sign_in(cloud: &Cloud, upn: &str, password: &str) -> (StatusCode, String) {
@@ -391,16 +408,7 @@ async fn a_portal_session_ends_after_half_an_hour_without_use_an_api_token_does_
     let upn = cloud.upn("ola");
     cloud.user("ola", json!({"password": PASSWORD})).await;
     let api = cloud.sign_in(&upn, PASSWORD).await;
-    let mut me = Forms::default();
-    let (status, _) = me
-        .post(
-            &cloud,
-            "/",
-            "/signin",
-            &[("username", &upn), ("password", PASSWORD)],
-        )
-        .await;
-    assert_eq!(status, StatusCode::SEE_OTHER);
+    let me = Forms::signed_in(&cloud, &upn, PASSWORD).await;
     let account = |me: &Forms| {
         let cookies = me.cookies.join("; ");
         let url = format!("{}/my", cloud.base);
@@ -462,16 +470,7 @@ async fn the_reset_start_and_change_password_forms_share_the_apis_address_limits
     // refused current passwords, and the third refusal is over the budget.
     let upn = cloud.upn("ola");
     cloud.user("ola", json!({"password": PASSWORD})).await;
-    let mut me = Forms::default();
-    let (status, _) = me
-        .post(
-            &cloud,
-            "/",
-            "/signin",
-            &[("username", &upn), ("password", PASSWORD)],
-        )
-        .await;
-    assert_eq!(status, StatusCode::SEE_OTHER);
+    let mut me = Forms::signed_in(&cloud, &upn, PASSWORD).await;
     let wrong = [
         ("current_password", "not-the-password-1"),
         ("new_password", "Another-Pass-w0rd!"),
