@@ -345,3 +345,201 @@ async fn a_form_without_the_session_csrf_token_is_refused_and_changes_nothing() 
     let (status, _) = dora.get("/admin").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
+
+/// Whether the app's client secret `secret` authenticates it (introspection answers only a
+/// confidential client that proves itself).
+async fn secret_works(cloud: &Cloud, client_id: &str, secret: &str) -> bool {
+    let r = http()
+        .post(format!(
+            "{}/t/{}/oauth2/introspect",
+            cloud.base, cloud.domain
+        ))
+        .basic_auth(client_id, Some(secret))
+        .form(&[("token", "not-a-token")])
+        .send()
+        .await
+        .unwrap();
+    r.status() == StatusCode::OK
+}
+
+fn client_secret_in(html: &str) -> Option<String> {
+    html.split("id=\"client-secret\">")
+        .nth(1)
+        .and_then(|s| s.split('<').next())
+        .map(str::to_string)
+}
+
+#[tokio::test]
+async fn a_global_administrator_registers_an_app_sees_its_secret_once_rolls_it_and_deletes_the_app()
+{
+    let cloud = Cloud::start().await;
+    let ga = Session {
+        cloud: &cloud,
+        token: cloud.admin_token.clone(),
+    };
+    let csrf = ga.csrf().await;
+    let group = cloud
+        .admin(
+            Method::POST,
+            "/api/v1/groups",
+            Some(json!({"displayName": "Grafana users"})),
+        )
+        .await
+        .ok();
+    let gid = group["id"].as_str().unwrap();
+
+    let (status, html) = ga.get("/admin").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("id=\"nav-apps\""), "{html}");
+    let (status, html) = ga.get("/admin/apps").await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert_valid(&html, "apps page");
+
+    // A refusal is the API's rule, and keeps what was typed.
+    let form = |redirect: &'static str| {
+        vec![
+            ("csrf", csrf.clone()),
+            ("name", "Grafana".to_string()),
+            ("client_type", "confidential".into()),
+            ("redirect_uris", redirect.into()),
+            ("scopes[]", "openid".into()),
+            ("scopes[]", "groups".into()),
+            ("access", "group".into()),
+            ("group_id", gid.to_string()),
+            ("access_token_secs", "600".into()),
+            ("id_token_secs", "600".into()),
+            ("refresh_token_secs", "86400".into()),
+            ("alg", "RS256".into()),
+            ("skip_consent", "1".into()),
+        ]
+    };
+    let refused = form("");
+    let borrowed: Vec<(&str, &str)> = refused.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, html, _) = ga.post("/admin/apps", &borrowed).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{html}");
+    assert!(html.contains("at least one redirect URI"), "{html}");
+    assert!(html.contains("value=\"Grafana\""), "{html}");
+    assert_valid(&html, "apps page with an error");
+
+    let good = form("https://grafana.example.com/login/generic_oauth");
+    let borrowed: Vec<(&str, &str)> = good.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, html, _) = ga.post("/admin/apps", &borrowed).await;
+    assert_eq!(status, StatusCode::CREATED, "{html}");
+    assert_valid(&html, "a registered app with its secret");
+    let secret = client_secret_in(&html).expect("the client secret on the answer");
+    let client_id = html
+        .split("id=\"client-id\">")
+        .nth(1)
+        .and_then(|s| s.split('<').next())
+        .unwrap()
+        .to_string();
+    let app = cloud.get(&format!("/api/v1/apps/{client_id}")).await;
+    assert_eq!(app["name"], "Grafana", "{app}");
+    assert_eq!(app["accessGroupId"], gid, "{app}");
+    assert_eq!(app["skipConsent"], true, "{app}");
+    assert_eq!(app["idTokenSigningAlg"], "RS256", "{app}");
+    assert_eq!(app["accessTokenLifetimeSecs"], 600, "{app}");
+    assert_eq!(app["allowedScopes"], json!(["openid", "groups"]), "{app}");
+    assert!(secret_works(&cloud, &client_id, &secret).await);
+
+    // The secret is never shown again: not on the app's page, the list, or the API.
+    let link = format!("/admin/apps/{client_id}");
+    let (status, page) = ga.get(&link).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_valid(&page, "app page");
+    let (_, list) = ga.get("/admin/apps").await;
+    assert!(list.contains(&client_id), "{list}");
+    for shown in [&page, &list, &app.to_string()] {
+        assert!(!shown.contains(&secret), "the secret shown again: {shown}");
+        assert!(client_secret_in(shown).is_none(), "{shown}");
+    }
+
+    // A new secret, shown once; both work until the old one is removed.
+    let (status, html, _) = ga
+        .post(&format!("{link}/secrets"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{html}");
+    let second = client_secret_in(&html).expect("the new secret");
+    assert_ne!(second, secret);
+    let (_, page) = ga.get(&link).await;
+    assert!(!page.contains(&second), "{page}");
+    assert!(secret_works(&cloud, &client_id, &second).await);
+    let first_id = app["secrets"][0]["id"].as_str().unwrap();
+    let (status, _, location) = ga
+        .post(
+            &format!("{link}/secrets/{first_id}/delete"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, page) = ga.get(location.as_deref().unwrap()).await;
+    assert!(page.contains("The client secret was removed"), "{page}");
+    assert!(!secret_works(&cloud, &client_id, &secret).await);
+    assert!(secret_works(&cloud, &client_id, &second).await);
+
+    // Settings: everyone may use it now, consent asked again.
+    let mut edit = form("https://grafana.example.com/login/generic_oauth");
+    edit.retain(|(k, _)| !["client_type", "skip_consent"].contains(k));
+    edit.iter_mut()
+        .filter(|(k, _)| *k == "access")
+        .for_each(|(_, v)| *v = "all".into());
+    let borrowed: Vec<(&str, &str)> = edit.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, html, location) = ga.post(&link, &borrowed).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{html}");
+    let (_, page) = ga.get(location.as_deref().unwrap()).await;
+    assert!(page.contains("settings were saved"), "{page}");
+    let app = cloud.get(&format!("/api/v1/apps/{client_id}")).await;
+    assert!(app["accessGroupId"].is_null(), "{app}");
+    assert_eq!(app["skipConsent"], false, "{app}");
+
+    // Delete: gone from the API, its secret no longer works.
+    let (status, _, location) = ga.post(&format!("{link}/delete"), &[("csrf", &csrf)]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location.as_deref(), Some("/admin/apps?done=deleted"));
+    let gone = cloud
+        .admin(Method::GET, &format!("/api/v1/apps/{client_id}"), None)
+        .await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    assert!(!secret_works(&cloud, &client_id, &second).await);
+    let audit = cloud.get("/api/v1/audit?action=app.create").await;
+    assert_eq!(audit["items"].as_array().unwrap().len(), 2, "{audit}");
+}
+
+#[tokio::test]
+async fn only_the_roles_the_api_lets_manage_apps_are_offered_the_apps_page() {
+    let cloud = Cloud::start().await;
+    for role in [
+        "userAdministrator",
+        "passwordAdministrator",
+        "licenseAdministrator",
+    ] {
+        let s = Session {
+            cloud: &cloud,
+            token: cloud.admin_with_role(role, role).await,
+        };
+        let (_, home) = s.get("/admin").await;
+        assert!(!home.contains("nav-apps"), "{role}: {home}");
+        let (status, html) = s.get("/admin/apps").await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{role}: {html}");
+        assert!(html.contains("needs one of these roles"), "{html}");
+        assert_valid(&html, "apps page refused");
+        let csrf = s.csrf().await;
+        let (status, _, _) = s
+            .post(
+                "/admin/apps",
+                &[
+                    ("csrf", csrf.as_str()),
+                    ("name", "Sneaky"),
+                    ("redirect_uris", "https://sneaky.example/cb"),
+                    ("access_token_secs", "600"),
+                    ("id_token_secs", "600"),
+                    ("refresh_token_secs", "86400"),
+                    ("alg", "ES256"),
+                ],
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{role}");
+    }
+    let apps = cloud.get("/api/v1/apps").await;
+    assert_eq!(apps, json!([]), "{apps}");
+}

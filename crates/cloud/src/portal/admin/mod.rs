@@ -6,6 +6,7 @@
 //! [`tenant::roles`] allows its operation to the signed-in account ([`Admin::may`]); a URL
 //! whose operation the roles refuse answers a 403 page with the API's refusal.
 
+pub mod apps;
 pub mod audit;
 pub mod licenses;
 pub mod onprem;
@@ -35,6 +36,7 @@ pub fn routes() -> Router<AppState> {
         .merge(policy::routes())
         .merge(onprem::routes())
         .merge(audit::routes())
+        .merge(apps::routes())
 }
 
 /// The signed-in administrator of a request, with the CSRF token of its forms.
@@ -50,6 +52,7 @@ pub struct Nav {
     pub policy: bool,
     pub onprem: bool,
     pub audit: bool,
+    pub apps: bool,
 }
 
 impl Admin {
@@ -109,6 +112,7 @@ impl Admin {
             policy: self.may(Operation::ManagePolicy),
             onprem: self.may(Operation::ManageTenant),
             audit: self.may(Operation::ReadAudit),
+            apps: self.may(Operation::ManageApps),
         }
     }
 
