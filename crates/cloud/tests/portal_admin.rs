@@ -543,3 +543,133 @@ async fn only_the_roles_the_api_lets_manage_apps_are_offered_the_apps_page() {
     let apps = cloud.get("/api/v1/apps").await;
     assert_eq!(apps, json!([]), "{apps}");
 }
+
+#[tokio::test]
+async fn groups_show_nested_members_and_only_a_global_administrator_assigns_roles() {
+    let cloud = Cloud::start().await;
+    let ga = Session {
+        cloud: &cloud,
+        token: cloud.admin_token.clone(),
+    };
+    let (ann, bob) = (cloud.upn("ann"), cloud.upn("bob"));
+    cloud.user("ann", json!({})).await;
+    cloud.user("bob", json!({})).await;
+    let c = &cloud;
+    let group = |name: &'static str| async move {
+        c.admin(
+            Method::POST,
+            "/api/v1/groups",
+            Some(json!({"displayName": name})),
+        )
+        .await
+        .ok()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (outer, inner) = (group("Staff").await, group("Engineers").await);
+    for (g, kind, id) in [
+        (&outer, "user", &ann),
+        (&outer, "group", &inner),
+        (&inner, "user", &bob),
+    ] {
+        cloud
+            .admin(
+                Method::POST,
+                &format!("/api/v1/groups/{g}/members"),
+                Some(json!({"kind": kind, "id": id})),
+            )
+            .await
+            .ok();
+    }
+
+    let (status, html) = ga.get("/admin/groups").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("id=\"nav-groups\"") && html.contains("id=\"nav-roles\""));
+    assert!(
+        html.contains("Staff") && html.contains("Engineers"),
+        "{html}"
+    );
+    assert_valid(&html, "groups page");
+    let (status, html) = ga.get(&format!("/admin/groups/{outer}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_valid(&html, "group page");
+    let line = |who: &str| {
+        html.split("<li")
+            .find(|l| l.contains(&format!(">{who}</a>")))
+            .unwrap_or_else(|| panic!("{who} listed: {html}"))
+            .to_string()
+    };
+    assert!(line(&ann).contains("data-depth=\"0\""), "{html}");
+    assert!(line("Engineers").contains("data-depth=\"0\""), "{html}");
+    assert!(
+        line(&bob).contains("data-depth=\"1\""),
+        "bob is a nested member: {html}"
+    );
+
+    // Roles: a Global Administrator gives ann the Password Administrator role.
+    let csrf = ga.csrf().await;
+    let (status, html) = ga.get(&format!("/admin/roles?user={ann}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_valid(&html, "roles page");
+    let (status, _, location) = ga
+        .post(
+            "/admin/roles",
+            &[
+                ("csrf", &csrf),
+                ("user", &ann),
+                ("roles[]", "passwordAdministrator"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, html) = ga.get(location.as_deref().unwrap()).await;
+    assert!(html.contains("The roles were saved."), "{html}");
+    assert!(
+        html.contains("value=\"passwordAdministrator\" checked"),
+        "{html}"
+    );
+    let roles = &cloud.find_user(&ann).await.unwrap()["roles"];
+    assert_eq!(*roles, json!(["passwordAdministrator"]), "{roles}");
+    // The API's own rule: nobody drops their own Global Administrator role.
+    let me = cloud.upn("admin");
+    let (status, html, _) = ga
+        .post("/admin/roles", &[("csrf", &csrf), ("user", &me)])
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{html}");
+    assert!(
+        html.contains("cannot remove your own Global Administrator role"),
+        "{html}"
+    );
+    assert_valid(&html, "roles page with an error");
+
+    // A User Administrator sees the groups, but role assignment answers 403 pages.
+    let ua = Session {
+        cloud: &cloud,
+        token: cloud.admin_with_role("uadmin", "userAdministrator").await,
+    };
+    let (_, home) = ua.get("/admin").await;
+    assert!(
+        home.contains("nav-groups") && !home.contains("nav-roles"),
+        "{home}"
+    );
+    let (status, _) = ua.get(&format!("/admin/groups/{inner}")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, html) = ua.get(&format!("/admin/roles?user={bob}")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{html}");
+    assert!(html.contains("needs one of these roles"), "{html}");
+    assert_valid(&html, "roles page refused");
+    let csrf = ua.csrf().await;
+    let (status, _, _) = ua
+        .post(
+            "/admin/roles",
+            &[
+                ("csrf", &csrf),
+                ("user", &bob),
+                ("roles[]", "globalAdministrator"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(cloud.find_user(&bob).await.unwrap()["roles"], json!([]));
+}

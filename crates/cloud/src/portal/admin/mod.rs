@@ -8,6 +8,7 @@
 
 pub mod apps;
 pub mod audit;
+pub mod groups;
 pub mod licenses;
 pub mod onprem;
 pub mod policy;
@@ -37,6 +38,7 @@ pub fn routes() -> Router<AppState> {
         .merge(onprem::routes())
         .merge(audit::routes())
         .merge(apps::routes())
+        .merge(groups::routes())
 }
 
 /// The signed-in administrator of a request, with the CSRF token of its forms.
@@ -53,6 +55,8 @@ pub struct Nav {
     pub onprem: bool,
     pub audit: bool,
     pub apps: bool,
+    pub groups: bool,
+    pub roles: bool,
 }
 
 impl Admin {
@@ -113,6 +117,8 @@ impl Admin {
             onprem: self.may(Operation::ManageTenant),
             audit: self.may(Operation::ReadAudit),
             apps: self.may(Operation::ManageApps),
+            groups: self.may(Operation::ReadDirectory),
+            roles: self.may(Operation::AssignRoles),
         }
     }
 
