@@ -120,7 +120,7 @@ async fn a_global_administrator_starts_the_trial_assigns_licences_fixes_a_usage_
     let (status, html) = ga.get("/admin/licenses/assign").await;
     assert_eq!(status, StatusCode::OK);
     assert_valid(&html, "assign page");
-    let (status, html, _) = ga
+    let (status, _, location) = ga
         .post(
             "/admin/licenses/assign",
             &[
@@ -131,8 +131,32 @@ async fn a_global_administrator_starts_the_trial_assigns_licences_fixes_a_usage_
             ],
         )
         .await;
+    // The results are a page of their own: reloading it shows them again and assigns nothing.
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let results = location.unwrap();
+    let (status, html) = ga.get(&results).await;
     assert_eq!(status, StatusCode::OK);
     assert_valid(&html, "assign results");
+    let assignments = || async {
+        cloud.get("/api/v1/audit?action=license.assign").await["items"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!(assignments().await, 2);
+    let (status, again) = ga.get(&results).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        again
+            .split("id=\"assign-results\"")
+            .nth(1)
+            .map(|s| s.split("</ul>").next()),
+        html.split("id=\"assign-results\"")
+            .nth(1)
+            .map(|s| s.split("</ul>").next()),
+        "a reload shows the same results"
+    );
+    assert_eq!(assignments().await, 2, "a reload assigns nothing");
     let bob_line = html
         .split("<li")
         .find(|l| l.contains(&format!("data-user=\"{bob}\"")))
@@ -158,16 +182,27 @@ async fn a_global_administrator_starts_the_trial_assigns_licences_fixes_a_usage_
             &[
                 ("csrf", &csrf),
                 ("usage_location", "se"),
-                ("back", "/admin/licenses/assign?sku=DIRBRIDGE_PREMIUM"),
+                ("back", "/admin/licenses/assign?product=DIRBRIDGE_PREMIUM"),
             ],
         )
         .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert_eq!(
         location.as_deref(),
-        Some("/admin/licenses/assign?sku=DIRBRIDGE_PREMIUM")
+        Some("/admin/licenses/assign?product=DIRBRIDGE_PREMIUM")
     );
-    let (_, html, _) = ga
+    let (_, html) = ga
+        .get("/admin/licenses/assign?product=DIRBRIDGE_PREMIUM")
+        .await;
+    assert!(
+        html.contains("<option value=\"DIRBRIDGE_PREMIUM\" selected>"),
+        "the product stays picked: {html}"
+    );
+    assert!(
+        html.contains(&format!("value=\"{bob}\"")),
+        "bob offered: {html}"
+    );
+    let (_, _, location) = ga
         .post(
             "/admin/licenses/assign",
             &[
@@ -177,6 +212,7 @@ async fn a_global_administrator_starts_the_trial_assigns_licences_fixes_a_usage_
             ],
         )
         .await;
+    let (_, html) = ga.get(&location.unwrap()).await;
     assert!(html.contains("DIRBRIDGE_PREMIUM assigned."), "{html}");
     let licences = cloud.get(&format!("/api/v1/users/{bob}/licenses")).await;
     assert_eq!(licences[0]["skuId"], "DIRBRIDGE_PREMIUM", "{licences}");
@@ -257,12 +293,52 @@ async fn a_password_administrator_is_offered_only_its_operations_and_gets_403_pa
     let (status, html) = pa.get("/admin").await;
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("id=\"nav-users\""), "{html}");
-    for hidden in ["nav-licenses", "nav-policy", "nav-onprem", "nav-audit"] {
+    // The API lets a Password Administrator read the policy (GET /api/v1/policy), not change it.
+    assert!(html.contains("id=\"nav-policy\""), "{html}");
+    for hidden in [
+        "nav-licenses",
+        "nav-onprem",
+        "nav-audit",
+        "nav-apps",
+        "nav-roles",
+    ] {
         assert!(!html.contains(hidden), "{hidden} offered: {html}");
     }
+    let (status, html) = pa.get("/admin/policy").await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains("id=\"policy-read-only\""), "{html}");
+    assert!(
+        html.contains("<fieldset class=\"settings\" disabled>"),
+        "{html}"
+    );
+    assert!(
+        !html.contains("id=\"policy-form\"") && !html.contains("save-policy"),
+        "{html}"
+    );
+    assert_valid(&html, "policy read-only");
+    let csrf = pa.csrf().await;
+    let (status, html, _) = pa
+        .post(
+            "/admin/policy",
+            &[
+                ("csrf", csrf.as_str()),
+                ("enabled_for", "all"),
+                ("methods[]", "email"),
+                ("methods_required", "1"),
+                ("questions_to_register", "0"),
+                ("questions_to_answer", "0"),
+                ("reconfirm_days", "0"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{html}");
+    assert!(html.contains("needs one of these roles"), "{html}");
+    assert_eq!(
+        cloud.get("/api/v1/policy").await["policy"]["enabledFor"],
+        "none"
+    );
     for page in [
         "/admin/licenses",
-        "/admin/policy",
         "/admin/licenses/assign",
         "/admin/on-premises",
         "/admin/audit",
@@ -286,16 +362,47 @@ async fn a_password_administrator_is_offered_only_its_operations_and_gets_403_pa
     ] {
         assert!(!html.contains(hidden), "{hidden} offered: {html}");
     }
-    let csrf = pa.csrf().await;
-    let (status, html, _) = pa
+    let (status, html, location) = pa
         .post(
             &format!("/admin/users/{carl}/reset-password"),
             &[("csrf", &csrf), ("password", "New-Carl-Pass-w0rd!")],
         )
         .await;
-    assert_eq!(status, StatusCode::OK, "{html}");
-    assert!(html.contains("id=\"reset-outcome\">succeeded"), "{html}");
+    // The result is a page of its own: a reload shows it again and resets nothing.
+    assert_eq!(status, StatusCode::SEE_OTHER, "{html}");
+    let result = location.unwrap();
+    assert!(
+        !result.contains("New-Carl"),
+        "no password in the URL: {result}"
+    );
+    let resets = || async {
+        cloud.get("/api/v1/audit?action=user.resetPassword").await["items"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    for _ in 0..2 {
+        let (status, html) = pa.get(&result).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(html.contains("id=\"reset-outcome\">succeeded"), "{html}");
+        assert_valid(&html, "reset result");
+        assert_eq!(resets().await, 1);
+    }
     cloud.sign_in(&carl, "New-Carl-Pass-w0rd!").await;
+    // Another session is not shown this session's result.
+    let ga = Session {
+        cloud: &cloud,
+        token: cloud.admin_token.clone(),
+    };
+    let (_, html) = ga.get(&result).await;
+    assert!(!html.contains("id=\"reset-outcome\">succeeded"), "{html}");
+    assert!(html.contains("no longer kept"), "{html}");
+    // Nor is it kept for long: after ten minutes the page sends the reader to the audit log.
+    cloud.clock.advance(601);
+    let (status, html) = pa.get(&result).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("no longer kept"), "{html}");
+    assert!(html.contains("href=\"/admin/audit?tracking_id="), "{html}");
     // A forbidden form answers 403 and changes nothing.
     let (status, _, _) = pa
         .post(
