@@ -202,6 +202,18 @@ async fn a_global_administrator_starts_the_trial_assigns_licences_fixes_a_usage_
         html.contains(&format!("value=\"{bob}\"")),
         "bob offered: {html}"
     );
+    // Searching keeps the product picked, and does not narrow the users to those who hold it.
+    assert!(
+        html.contains("name=\"product\" value=\"DIRBRIDGE_PREMIUM\""),
+        "{html}"
+    );
+    let (_, html) = ga
+        .get("/admin/licenses/assign?product=DIRBRIDGE_PREMIUM&upn=bob")
+        .await;
+    assert!(
+        html.contains(&format!("value=\"{bob}\"")),
+        "bob found: {html}"
+    );
     let (_, _, location) = ga
         .post(
             "/admin/licenses/assign",
