@@ -1,18 +1,7 @@
 //! RFC 3339 (UTC) parsing of the times people type, and formatting (from `tenant::clock`), without
-//! a time crate: parsing uses Howard Hinnant's `days_from_civil`.
+//! a time crate: the calendar arithmetic is `tenant::clock`'s.
 
 use anyhow::{bail, Context};
-
-/// Days since 1970-01-01 for a proleptic Gregorian date.
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (i64::from(m) + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
 
 /// `2024-05-01T12:00:00Z` for epoch seconds (the tenant crate's formatting, so the CLI and the
 /// cloud's messages agree).
@@ -53,7 +42,7 @@ fn parse_rfc3339(s: &str) -> anyhow::Result<i64> {
     if !(1..=12).contains(&m) || d == 0 || d > days_in_month(i64::from(y), m) {
         bail!("no such date");
     }
-    let days = days_from_civil(i64::from(y), m, d);
+    let days = tenant::clock::days_from_civil(i64::from(y), m, d);
     if b.len() == 10 {
         return Ok(days * 86_400);
     }

@@ -95,6 +95,29 @@ pub fn rfc3339(t: Epoch) -> String {
     )
 }
 
+/// `t` as `2026-12-07 14:05 UTC`, for people reading a page.
+pub fn minutes_utc(t: Epoch) -> String {
+    let secs = t.rem_euclid(SECS_PER_DAY);
+    format!(
+        "{} {:02}:{:02} UTC",
+        iso_date(t),
+        secs / 3600,
+        secs / 60 % 60
+    )
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`), the
+/// inverse of the formatting above; `m` in 1..=12.
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (i64::from(m) + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
 /// (H. Hinnant's algorithm). Total for every `i64` day count an `Epoch` can produce.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
@@ -121,6 +144,17 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn dates_round_trip_and_read_to_the_minute() {
+        for t in [0_i64, 951_782_400, 1_796_601_600, -86_400 * 800_000] {
+            let days = t.div_euclid(SECS_PER_DAY);
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days, "{t}");
+        }
+        assert_eq!(minutes_utc(0), "1970-01-01 00:00 UTC");
+        assert_eq!(minutes_utc(1_796_652_300), "2026-12-07 14:05 UTC");
+    }
 
     #[test]
     fn manual_clock_is_shared_between_clones_and_moves_only_when_told() {

@@ -11,6 +11,7 @@
 //! the result and the audit record.
 
 pub mod agents;
+pub mod apps;
 pub mod audit;
 pub mod caller;
 pub mod directory;

@@ -74,7 +74,7 @@ fn day_start(field: &str, s: &str) -> Result<i64, AppError> {
     else {
         return Err(bad());
     };
-    let (y, m, d): (i64, i64, i64) = (
+    let (y, m, d): (i64, u32, u32) = (
         y.parse().map_err(|_| bad())?,
         m.parse().map_err(|_| bad())?,
         d.parse().map_err(|_| bad())?,
@@ -82,14 +82,7 @@ fn day_start(field: &str, s: &str) -> Result<i64, AppError> {
     if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
         return Err(bad());
     }
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Ok((era * 146_097 + doe - 719_468) * 86_400)
+    Ok(tenant::clock::days_from_civil(y, m, d) * 86_400)
 }
 
 fn filter(q: &Q) -> Result<AuditFilter, AppError> {

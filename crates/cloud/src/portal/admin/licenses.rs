@@ -14,7 +14,7 @@ use serde::Deserialize;
 use tenant::roles::Operation;
 
 use super::users::{wire, Search, UserRow};
-use super::{enc, refused, status_for, when, Admin, Nav};
+use super::{enc, flash, refused, status_for, when, Admin, Nav};
 use crate::app::{self, Ctx};
 use crate::error::{tracking_id, AppError};
 use crate::portal::render;
@@ -269,6 +269,7 @@ async fn assign_group(
 }
 
 /// One user's result of a bulk assignment.
+#[derive(Clone)]
 struct Outcome {
     upn: String,
     link: String,
@@ -295,17 +296,56 @@ struct AssignPage<'a> {
     back: String,
 }
 
-/// `GET /admin/licenses/assign` — mark users and assign them a licence.
+/// The results of a bulk assignment ([`flash`]): the product and each user's outcome.
+#[derive(Clone)]
+struct Assigned {
+    sku: String,
+    outcomes: Vec<Outcome>,
+}
+
+#[derive(Deserialize)]
+struct ResultQuery {
+    /// The product picked (the user search's `sku` filters users by a licence they hold).
+    #[serde(default)]
+    product: String,
+    result: Option<String>,
+    tracking_id: Option<String>,
+}
+
+/// `GET /admin/licenses/assign` — mark users and assign them a licence; with `result`, the
+/// results of the assignment just made.
 async fn assign_form(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(search): Query<Search>,
+    Query(shown): Query<ResultQuery>,
 ) -> Response {
     let admin = match Admin::of(&state, &headers).await {
         Ok(a) => a,
         Err(r) => return r,
     };
-    assign_page(&state, &admin, &search, String::new(), Vec::new()).await
+    let mut product = shown.product.clone();
+    let outcomes = match shown.result.as_deref() {
+        None => Vec::new(),
+        Some(key) => match flash::get::<Assigned>(&state, &admin, key) {
+            Some(a) => {
+                product = a.sku;
+                a.outcomes
+            }
+            None => vec![Outcome {
+                upn: String::new(),
+                link: String::new(),
+                ok: true,
+                message: format!(
+                    "These results are no longer kept for display; the audit log has them under tracking id {}.",
+                    shown.tracking_id.as_deref().unwrap_or("(none)")
+                ),
+                needs_usage_location: false,
+                form_id: String::new(),
+            }],
+        },
+    };
+    assign_page(&state, &admin, &search, product, outcomes).await
 }
 
 async fn assign_page(
@@ -341,7 +381,7 @@ async fn assign_page(
             csrf: &admin.csrf,
             name: admin.name(),
             nav: admin.nav(),
-            back: format!("/admin/licenses/assign?sku={}", enc(&sku)),
+            back: format!("/admin/licenses/assign?product={}", enc(&sku)),
             sku,
             catalogue: catalogue.into_iter().filter(|s| !s.free).collect(),
             rows: users.items.iter().map(UserRow::of).collect(),
@@ -353,7 +393,7 @@ async fn assign_page(
 }
 
 /// `POST /admin/licenses/assign` — the API's assignment for every marked user (`user[]`), one
-/// after the other; each user's result is shown.
+/// after the other; the answer is `303` to the assignment page showing each user's result.
 async fn assign(State(state): State<AppState>, headers: HeaderMap, body: String) -> Response {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&body).unwrap_or_default();
     let value = |k: &str| {
@@ -403,5 +443,11 @@ async fn assign(State(state): State<AppState>, headers: HeaderMap, body: String)
             form_id: String::new(),
         });
     }
-    assign_page(&state, &admin, &Search::default(), sku, outcomes).await
+    let back = format!(
+        "/admin/licenses/assign?product={}&tracking_id={}",
+        enc(&sku),
+        enc(&ctx.tracking_id)
+    );
+    let result = flash::put(&state, &admin, Assigned { sku, outcomes });
+    Redirect::to(&format!("{back}&result={result}")).into_response()
 }

@@ -6,7 +6,10 @@
 //! [`tenant::roles`] allows its operation to the signed-in account ([`Admin::may`]); a URL
 //! whose operation the roles refuse answers a 403 page with the API's refusal.
 
+pub mod apps;
 pub mod audit;
+pub mod flash;
+pub mod groups;
 pub mod licenses;
 pub mod onprem;
 pub mod policy;
@@ -35,6 +38,8 @@ pub fn routes() -> Router<AppState> {
         .merge(policy::routes())
         .merge(onprem::routes())
         .merge(audit::routes())
+        .merge(apps::routes())
+        .merge(groups::routes())
 }
 
 /// The signed-in administrator of a request, with the CSRF token of its forms.
@@ -50,6 +55,9 @@ pub struct Nav {
     pub policy: bool,
     pub onprem: bool,
     pub audit: bool,
+    pub apps: bool,
+    pub groups: bool,
+    pub roles: bool,
 }
 
 impl Admin {
@@ -106,9 +114,12 @@ impl Admin {
         Nav {
             users: self.may(Operation::ReadDirectory),
             licenses: self.may(Operation::ReadLicenses),
-            policy: self.may(Operation::ManagePolicy),
+            policy: self.may(Operation::ReadPolicy),
             onprem: self.may(Operation::ManageTenant),
             audit: self.may(Operation::ReadAudit),
+            apps: self.may(Operation::ManageApps),
+            groups: self.may(Operation::ReadDirectory),
+            roles: self.may(Operation::AssignRoles),
         }
     }
 
@@ -149,25 +160,9 @@ pub fn enc(s: &str) -> String {
     out
 }
 
-/// A time for a person (UTC).
+/// A time for a person (UTC), as `tenant::clock` writes it.
 pub fn when(t: i64) -> String {
-    let days = t.div_euclid(86_400);
-    let secs = t.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        secs / 3600,
-        secs % 3600 / 60
-    )
+    tenant::clock::minutes_utc(t)
 }
 
 #[derive(Template)]

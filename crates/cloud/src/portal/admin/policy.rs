@@ -1,8 +1,9 @@
 //! `/admin/policy`: the self-service password reset policy — every setting, the group picker,
 //! the questions bank and the tenant's own questions, and the fixed administrator policy
-//! read-only. Saving is the API's `PUT /api/v1/policy` ([`app::policy::put`]): a refusal names
-//! the rule, as the API does. The page is the policy's editor, offered to the roles that may
-//! change it ([`Operation::ManagePolicy`]).
+//! read-only. As in the API, the roles that may read the policy ([`Operation::ReadPolicy`]: Global,
+//! User and Password Administrators, `GET /api/v1/policy`) see it, read-only; the roles that may
+//! change it ([`Operation::ManagePolicy`]: Global Administrator) get the editor. Saving is the
+//! API's `PUT /api/v1/policy` ([`app::policy::put`]): a refusal names the rule, as the API does.
 
 use askama::Template;
 use axum::extract::{Query, State};
@@ -56,6 +57,8 @@ struct PolicyPage<'a> {
     admin_required: u8,
     admin_questions: bool,
     writeback_available: bool,
+    /// The editor (the account may change the policy), or the policy read-only.
+    editable: bool,
     notice: Option<&'static str>,
     error: Option<String>,
 }
@@ -91,9 +94,6 @@ async fn page(
     notice: Option<&'static str>,
     error: Option<AppError>,
 ) -> Response {
-    if let Some(r) = admin.refusal(Operation::ManagePolicy) {
-        return r;
-    }
     let loaded = async {
         let bank = app::policy::questions(&admin.caller)?;
         let groups =
@@ -154,6 +154,7 @@ async fn page(
             admin_required: admin_policy.methods_required,
             admin_questions: admin_policy.security_questions_allowed,
             writeback_available: view.writeback_available,
+            editable: admin.may(Operation::ManagePolicy),
             p,
             notice,
             error: error.as_ref().map(|e| e.message.clone()),
@@ -229,6 +230,9 @@ async fn save(State(state): State<AppState>, headers: HeaderMap, body: String) -
         Ok(a) => a,
         Err(r) => return r,
     };
+    if let Some(r) = admin.refusal(Operation::ManagePolicy) {
+        return r;
+    }
     let submitted = parse(&pairs);
     let result = match &submitted {
         Ok(p) => app::policy::put(&state, &admin.caller, p).await,

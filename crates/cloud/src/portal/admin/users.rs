@@ -14,7 +14,7 @@ use proto::{AssignmentSource, AuditFilter, NewUser, Source, User, UserFilter, Us
 use serde::Deserialize;
 use tenant::roles::Operation;
 
-use super::{back_to, enc, refused, status_for, when, Admin, Nav};
+use super::{back_to, enc, flash, refused, status_for, when, Admin, Nav};
 use crate::app::users::{PasswordBody, PasswordReset};
 use crate::app::{self, Ctx};
 use crate::error::{tracking_id, AppError};
@@ -192,6 +192,7 @@ impl AuditRow {
 }
 
 /// What a reset or unlock did, shown on the user's page.
+#[derive(Clone)]
 struct Done {
     ok: bool,
     message: String,
@@ -227,6 +228,35 @@ struct UserPage<'a> {
 #[derive(Deserialize)]
 struct Notice {
     done: Option<String>,
+    /// The key of a reset's or unlock's result ([`flash`]), and its tracking id.
+    result: Option<String>,
+    tracking_id: Option<String>,
+}
+
+impl Notice {
+    /// The result the URL names: kept, or a line that sends the reader to the audit log.
+    fn result(&self, state: &AppState, admin: &Admin) -> Option<Done> {
+        let key = self.result.as_deref()?;
+        flash::get::<Done>(state, admin, key).or_else(|| {
+            Some(Done {
+                ok: true,
+                message: "This result is no longer kept for display; the audit log has it under its tracking id.".into(),
+                outcome: "see the audit log".into(),
+                tracking_id: self.tracking_id.clone().unwrap_or_default(),
+            })
+        })
+    }
+}
+
+/// `303` to the user's page showing `done` (a reload shows it again, and does not redo it).
+fn show_result(state: &AppState, admin: &Admin, key: &str, done: Done) -> Response {
+    let tid = enc(&done.tracking_id);
+    let result = flash::put(state, admin, done);
+    Redirect::to(&format!(
+        "/admin/users/{}?result={result}&tracking_id={tid}",
+        enc(key)
+    ))
+    .into_response()
 }
 
 fn notice_text(done: Option<&str>) -> Option<&'static str> {
@@ -251,13 +281,14 @@ async fn show(
         Ok(a) => a,
         Err(r) => return r,
     };
+    let done = n.result(&state, &admin);
     user_page(
         &state,
         &admin,
         &key,
         notice_text(n.done.as_deref()),
         None,
-        None,
+        done,
     )
     .await
 }
@@ -409,7 +440,8 @@ impl Drop for ResetForm {
 }
 
 /// `POST /admin/users/{user}/reset-password` — set in the cloud for a cloud user, written
-/// back by an agent for a synced user; the page shows the result and its tracking id.
+/// back by an agent for a synced user; the answer is `303` to the user's page showing the
+/// result and its tracking id.
 async fn reset_password(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -434,12 +466,9 @@ async fn reset_password(
                 outcome: "succeeded".into(),
                 tracking_id: tracking_id(),
             };
-            user_page(&state, &admin, &key, None, None, Some(done)).await
+            show_result(&state, &admin, &key, done)
         }
-        Ok(PasswordReset::WrittenBack(r)) => {
-            let done = written_back(r);
-            user_page(&state, &admin, &key, None, None, Some(done)).await
-        }
+        Ok(PasswordReset::WrittenBack(r)) => show_result(&state, &admin, &key, written_back(r)),
         Err(e) => user_page(&state, &admin, &key, None, Some(e), None).await,
     }
 }
@@ -471,7 +500,7 @@ async fn unlock(
         Err(r) => return r,
     };
     match app::users::unlock(&state, &admin.caller, &key).await {
-        Ok(r) => user_page(&state, &admin, &key, None, None, Some(written_back(r))).await,
+        Ok(r) => show_result(&state, &admin, &key, written_back(r)),
         Err(e) => user_page(&state, &admin, &key, None, Some(e), None).await,
     }
 }
