@@ -443,6 +443,51 @@ pub async fn my_methods(state: &AppState, caller: &Caller) -> ApiResult<MethodsV
     Ok(view(&caller.user, m.as_ref()))
 }
 
+/// What the caller may register themselves (the security info page's forms): the methods the
+/// tenant's policy offers (never security questions for an administrator), the questions to
+/// choose from and how many, and the contact details the account already has (from the
+/// directory for a synced user), offered pre-filled for the methods the policy offers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrationOptions {
+    pub methods: Vec<AuthMethod>,
+    /// The policy's questions: predefined ones and the tenant's own.
+    pub questions: Vec<String>,
+    pub questions_min: usize,
+    pub questions_max: usize,
+    pub suggested_email: Option<String>,
+    pub suggested_mobile_phone: Option<String>,
+    pub suggested_office_phone: Option<String>,
+}
+
+/// The caller's [`RegistrationOptions`].
+pub async fn my_options(state: &AppState, caller: &Caller) -> ApiResult<RegistrationOptions> {
+    let p = tenant_policy(state, &caller.tenant.id).await?;
+    Ok(options(&p, &caller.user))
+}
+
+fn options(p: &SsprPolicy, user: &User) -> RegistrationOptions {
+    let is_admin = roles::is_administrator(&user.roles);
+    let methods: Vec<AuthMethod> = p
+        .methods
+        .iter()
+        .copied()
+        .filter(|m| !(is_admin && *m == AuthMethod::SecurityQuestions))
+        .collect();
+    let offered = |m: AuthMethod, v: &Option<String>| {
+        v.clone()
+            .filter(|v| !v.trim().is_empty() && methods.contains(&m))
+    };
+    RegistrationOptions {
+        suggested_email: offered(AuthMethod::Email, &user.mail),
+        suggested_mobile_phone: offered(AuthMethod::MobilePhone, &user.mobile_phone),
+        suggested_office_phone: offered(AuthMethod::OfficePhone, &user.office_phone),
+        questions: p.security_questions.clone(),
+        questions_min: usize::from(p.questions_to_register.max(policy::QUESTIONS_MIN)),
+        questions_max: usize::from(policy::QUESTIONS_MAX),
+        methods,
+    }
+}
+
 /// The caller registers their own reset methods, after the fresh verification the body
 /// carries ([`sspr::check_change_proof`]). Audited.
 pub async fn register_mine(
