@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Deserialize;
 
+pub use crate::notices::{MailTemplate, NotificationsConfig};
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -36,6 +38,8 @@ pub struct Config {
     pub dns: DnsConfig,
     /// The OpenID Connect provider of every tenant.
     pub oidc: OidcConfig,
+    /// The mails sent when a password is reset or changed (templates; built-in defaults).
+    pub notifications: NotificationsConfig,
 }
 
 /// `[dns]`: where `POST /api/v1/tenant/domains/{domain}/verify` looks up the TXT record.
@@ -160,6 +164,7 @@ impl Default for Config {
             portal: PortalConfig::default(),
             dns: DnsConfig::default(),
             oidc: OidcConfig::default(),
+            notifications: NotificationsConfig::default(),
         }
     }
 }
@@ -179,6 +184,7 @@ impl Config {
             None => Config::default(),
         };
         config.apply_env(|k| std::env::var(k).ok())?;
+        crate::notices::check_templates(&config.notifications)?;
         Ok(config)
     }
 
@@ -305,6 +311,29 @@ mod tests {
         assert_eq!(c.listen, "127.0.0.1:7000");
         assert_eq!(c.token_lifetime_secs, 60);
         assert_eq!(c.store_spec(), "postgres://x/y");
+    }
+
+    #[test]
+    fn a_notification_template_that_does_not_render_stops_the_load() {
+        let path =
+            std::env::temp_dir().join(format!("dirbridge-config-{}.toml", std::process::id()));
+        let write = |body: &str| {
+            std::fs::write(
+                &path,
+                format!("[notifications.password_reset]\nsubject = \"Reset\"\nbody = \"{body}\"\n"),
+            )
+            .unwrap()
+        };
+        write("{{ user_principal_name }} at {{ at }}");
+        let c = Config::load(Some(&path)).unwrap();
+        assert!(c.notifications.password_reset.is_some());
+        write("{{ new_password }}");
+        let e = format!("{:#}", Config::load(Some(&path)).unwrap_err());
+        assert!(
+            e.contains("[notifications.password_reset] does not render"),
+            "{e}"
+        );
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod extract;
 pub mod limits;
 pub mod mail;
 pub mod metrics;
+pub mod notices;
 pub mod oidc;
 pub mod openapi;
 pub mod portal;

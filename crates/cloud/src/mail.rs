@@ -130,18 +130,6 @@ pub fn methods_notice(
     )
 }
 
-/// The notice sent after a successful self-service reset.
-pub fn reset_notice(upn: &str, unlock_only: bool) -> (String, Zeroizing<String>) {
-    let what = if unlock_only { "unlocked" } else { "reset" };
-    (
-        format!("Your account was {what}"),
-        Zeroizing::new(format!(
-            "The account {upn} was {what} through self-service password reset.\r\n\r\n\
-             If this was not you, contact your administrator at once.\r\n"
-        )),
-    )
-}
-
 /// The notice sent when an administrator (`by`) lifted the account's password-reset lockout.
 pub fn lockout_cleared_notice(upn: &str, by: &str) -> (String, Zeroizing<String>) {
     (

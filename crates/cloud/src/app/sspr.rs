@@ -241,7 +241,7 @@ fn view(user: &User, m: Option<&AuthMethodsRecord>) -> MethodsView {
     }
 }
 
-async fn tenant_policy(state: &AppState, tenant_id: &str) -> ApiResult<SsprPolicy> {
+pub(super) async fn tenant_policy(state: &AppState, tenant_id: &str) -> ApiResult<SsprPolicy> {
     Ok(state
         .store
         .get_policy(tenant_id)
@@ -441,6 +441,51 @@ pub async fn my_methods(state: &AppState, caller: &Caller) -> ApiResult<MethodsV
         .get_auth_methods(&caller.tenant.id, &caller.user.id)
         .await?;
     Ok(view(&caller.user, m.as_ref()))
+}
+
+/// What the caller may register themselves (the security info page's forms): the methods the
+/// tenant's policy offers (never security questions for an administrator), the questions to
+/// choose from and how many, and the contact details the account already has (from the
+/// directory for a synced user), offered pre-filled for the methods the policy offers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrationOptions {
+    pub methods: Vec<AuthMethod>,
+    /// The policy's questions: predefined ones and the tenant's own.
+    pub questions: Vec<String>,
+    pub questions_min: usize,
+    pub questions_max: usize,
+    pub suggested_email: Option<String>,
+    pub suggested_mobile_phone: Option<String>,
+    pub suggested_office_phone: Option<String>,
+}
+
+/// The caller's [`RegistrationOptions`].
+pub async fn my_options(state: &AppState, caller: &Caller) -> ApiResult<RegistrationOptions> {
+    let p = tenant_policy(state, &caller.tenant.id).await?;
+    Ok(options(&p, &caller.user))
+}
+
+fn options(p: &SsprPolicy, user: &User) -> RegistrationOptions {
+    let is_admin = roles::is_administrator(&user.roles);
+    let methods: Vec<AuthMethod> = p
+        .methods
+        .iter()
+        .copied()
+        .filter(|m| !(is_admin && *m == AuthMethod::SecurityQuestions))
+        .collect();
+    let offered = |m: AuthMethod, v: &Option<String>| {
+        v.clone()
+            .filter(|v| !v.trim().is_empty() && methods.contains(&m))
+    };
+    RegistrationOptions {
+        suggested_email: offered(AuthMethod::Email, &user.mail),
+        suggested_mobile_phone: offered(AuthMethod::MobilePhone, &user.mobile_phone),
+        suggested_office_phone: offered(AuthMethod::OfficePhone, &user.office_phone),
+        questions: p.security_questions.clone(),
+        questions_min: usize::from(p.questions_to_register.max(policy::QUESTIONS_MIN)),
+        questions_max: usize::from(policy::QUESTIONS_MAX),
+        methods,
+    }
 }
 
 /// The caller registers their own reset methods, after the fresh verification the body
@@ -1557,24 +1602,118 @@ fn result_view(result: WritebackResult) -> ResultView {
     }
 }
 
-fn notify(state: &AppState, a: &Account, unlock_only: bool) {
-    if !a.policy.notify_users_on_reset {
-        return;
+/// Mails the password notices the tenant's policy `p` asks for after `user`'s password was
+/// reset (`unlocked`: only the account unlocked) by themselves or the administrator `by`, or
+/// changed: to the person (`notifyUsersOnReset`; at their registered reset email and the
+/// account's `mail`), and after a reset of an administrator's password, to every other enabled
+/// Global Administrator (`notifyAdminsOnAdminReset`). Texts: `[notifications]`
+/// ([`mail::password_notice`]). A failure to find the addresses is logged, never the caller's.
+pub(super) async fn notify_password(
+    state: &AppState,
+    ctx: &Ctx,
+    p: &SsprPolicy,
+    user: &User,
+    kind: crate::notices::PasswordNotice,
+    unlocked: bool,
+    by: Option<&str>,
+) {
+    if let Err(e) = send_password_notices(state, ctx, p, user, kind, unlocked, by).await {
+        tracing::error!(tracking_id = %ctx.tracking_id, error = %e.message, "could not address the password notices");
     }
-    let to = a
-        .methods
-        .as_ref()
-        .and_then(|m| m.email.clone())
-        .or_else(|| a.user.mail.clone());
-    let Some(to) = to else { return };
-    let (subject, body) = mail::reset_notice(&a.user.user_principal_name, unlock_only);
-    mail::send_later(
-        &state.config.smtp,
-        to,
-        subject,
-        body,
-        "the password reset notice",
-    );
+}
+
+async fn send_password_notices(
+    state: &AppState,
+    ctx: &Ctx,
+    p: &SsprPolicy,
+    user: &User,
+    kind: crate::notices::PasswordNotice,
+    unlocked: bool,
+    by: Option<&str>,
+) -> ApiResult<()> {
+    let facts = crate::notices::NoticeFacts {
+        user_principal_name: user.user_principal_name.clone(),
+        display_name: user.display_name.clone(),
+        by: by.map(str::to_string),
+        unlocked,
+        at: tenant::clock::rfc3339(ctx.now),
+        tracking_id: ctx.tracking_id.clone(),
+    };
+    let notices = &state.config.notifications;
+    if p.notify_users_on_reset {
+        let (subject, body) = crate::notices::password_notice(notices, kind, &facts);
+        for to in reset_addresses(state, user).await? {
+            mail::send_later(
+                &state.config.smtp,
+                to,
+                subject.clone(),
+                body.clone(),
+                "the password notice",
+            );
+        }
+    }
+    let admin_reset = kind == crate::notices::PasswordNotice::Reset
+        && !unlocked
+        && roles::is_administrator(&user.roles);
+    if admin_reset && p.notify_admins_on_admin_reset {
+        let (subject, body) = crate::notices::password_notice(
+            notices,
+            crate::notices::PasswordNotice::AdminReset,
+            &facts,
+        );
+        for admin in global_administrators(state, &user.tenant_id).await? {
+            if admin.id == user.id {
+                continue;
+            }
+            for to in reset_addresses(state, &admin).await? {
+                mail::send_later(
+                    &state.config.smtp,
+                    to,
+                    subject.clone(),
+                    body.clone(),
+                    "the notice of an administrator's password reset",
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Where a notice about `user`'s account goes: their registered reset email and `mail`.
+async fn reset_addresses(state: &AppState, user: &User) -> ApiResult<Vec<String>> {
+    let m = state
+        .store
+        .get_auth_methods(&user.tenant_id, &user.id)
+        .await?;
+    Ok(addresses(
+        m.as_ref().and_then(|m| m.email.as_ref()),
+        None,
+        user,
+    ))
+}
+
+/// The tenant's enabled Global Administrators (every page of users: such resets are rare).
+async fn global_administrators(state: &AppState, tenant_id: &str) -> ApiResult<Vec<User>> {
+    let mut out = Vec::new();
+    let mut page = proto::PageRequest {
+        after: None,
+        limit: store::MAX_PAGE,
+    };
+    loop {
+        let got = state
+            .store
+            .list_users(tenant_id, &proto::UserFilter::default(), &page)
+            .await?;
+        out.extend(
+            got.items.into_iter().filter(|u| {
+                u.account_enabled && u.roles.contains(&proto::Role::GlobalAdministrator)
+            }),
+        );
+        match got.next {
+            Some(next) => page.after = Some(next),
+            None => return Ok(out),
+        }
+    }
 }
 
 /// Runs a writeback operation for the person: `adminDetail` stripped, and the refusals that
@@ -1724,7 +1863,16 @@ pub async fn set_password(
     )
     .await;
     if result.outcome == Outcome::Succeeded {
-        notify(state, &a, unlock_only);
+        notify_password(
+            state,
+            ctx,
+            &a.policy,
+            &a.user,
+            crate::notices::PasswordNotice::Reset,
+            unlock_only,
+            None,
+        )
+        .await;
         if let Err(e) = stored {
             tracing::error!(tracking_id = %ctx.tracking_id, error = %e, "the reset succeeded on-premises but its result could not be stored");
             return Ok(ResultView {
@@ -1952,7 +2100,16 @@ pub async fn change(state: &AppState, ctx: &Ctx, body: ChangeBody) -> SsprResult
         )
         .await;
         if result.outcome == Outcome::Succeeded {
-            notify(state, a, false);
+            notify_password(
+                state,
+                ctx,
+                &a.policy,
+                &a.user,
+                crate::notices::PasswordNotice::Changed,
+                false,
+                None,
+            )
+            .await;
         }
     }
     Ok(Changed {

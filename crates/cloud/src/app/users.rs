@@ -312,6 +312,7 @@ pub async fn reset_password(
                     .revoke_user_tokens(&caller.tenant.id, &u.id)
                     .await?;
                 super::lockout::unlock_sign_in(state, &u.user_principal_name).await;
+                notify_reset(state, caller, &u).await?;
                 Ok(PasswordReset::InCloud)
             }
             .await;
@@ -339,7 +340,27 @@ pub async fn reset_password(
             result = r;
         }
     }
+    if result.outcome == Outcome::Succeeded {
+        notify_reset(state, caller, &user).await?;
+    }
     Ok(PasswordReset::WrittenBack(result))
+}
+
+/// The notices of a password reset by the administrator `caller`, as the tenant's policy says
+/// ([`super::sspr::notify_password`]).
+async fn notify_reset(state: &AppState, caller: &Caller, user: &User) -> ApiResult<()> {
+    let p = super::sspr::tenant_policy(state, &caller.tenant.id).await?;
+    super::sspr::notify_password(
+        state,
+        &Ctx::of(state),
+        &p,
+        user,
+        crate::notices::PasswordNotice::Reset,
+        false,
+        Some(caller.upn()),
+    )
+    .await;
+    Ok(())
 }
 
 /// The source anchor of a synced user (empty for a cloud user: writeback refuses it).

@@ -18,6 +18,7 @@
 
 pub mod admin;
 pub mod registration;
+pub mod security_info;
 pub mod session;
 pub mod sspr;
 pub mod texts;
@@ -48,6 +49,7 @@ pub fn routes() -> Router<AppState> {
         .route("/assets/portal.css", get(stylesheet))
         .merge(sspr::routes())
         .merge(admin::routes())
+        .merge(security_info::routes())
         .layer(axum::middleware::from_fn(page_headers))
 }
 
