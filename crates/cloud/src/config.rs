@@ -36,6 +36,8 @@ pub struct Config {
     pub dns: DnsConfig,
     /// The OpenID Connect provider of every tenant.
     pub oidc: OidcConfig,
+    /// The SMS and voice gateways that deliver reset codes to phones.
+    pub sms: crate::sms::SmsConfig,
 }
 
 /// `[dns]`: where `POST /api/v1/tenant/domains/{domain}/verify` looks up the TXT record.
@@ -148,6 +150,7 @@ impl Default for Config {
             portal: PortalConfig::default(),
             dns: DnsConfig::default(),
             oidc: OidcConfig::default(),
+            sms: crate::sms::SmsConfig::default(),
         }
     }
 }

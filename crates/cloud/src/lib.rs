@@ -22,6 +22,7 @@ pub mod openapi;
 pub mod portal;
 pub mod presence;
 pub mod pushes;
+pub mod sms;
 pub mod state;
 #[cfg(feature = "test-util")]
 pub mod testing;

@@ -919,6 +919,160 @@ async fn email_code_arrives_by_smtp_verifies_and_resets_a_cloud_password_once() 
     }
 }
 
+// ------------------------------------------------------------------ SMS and voice
+
+/// Codes by text message (form body, basic auth from a secret file) and by voice call (JSON
+/// body, bearer token) reach a real HTTP receiver, verify only their own method, and a failing
+/// gateway is told and counts nothing against the person.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sms_and_voice_codes_go_through_the_http_gateway_and_a_failing_gateway_counts_nothing() {
+    let sink = testkit::http_sink::HttpSink::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("sms-secret");
+    std::fs::write(&secret_file, "gateway-Pa55\n").unwrap();
+    let smtp = tokio::task::spawn_blocking(testkit::smtp::Smtp::start)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut config = common::unlimited();
+    config.smtp.host = Some(smtp.host().to_string());
+    config.smtp.port = smtp.port();
+    config.smtp.starttls = false;
+    let text: dirbridge_cloud::sms::Gateway = toml::from_str(&format!(
+        r#"
+        url = "{}"
+        body = {{ To = "{{phone}}", Body = "{{message}}" }}
+        auth = "basic"
+        username = "AC123"
+        secret_file = "{}"
+        success_statuses = [201]
+        success_body_contains = "queued"
+        "#,
+        sink.url("/sms"),
+        secret_file.display()
+    ))
+    .unwrap();
+    let voice: dirbridge_cloud::sms::Gateway = toml::from_str(&format!(
+        r#"
+        url = "{}"
+        format = "json"
+        body = {{ to = "{{phone}}", say = "{{message}}" }}
+        auth = "bearer"
+        secret_file = "{}"
+        "#,
+        sink.url("/voice"),
+        secret_file.display()
+    ))
+    .unwrap();
+    config.sms.text = Some(text);
+    config.sms.voice = Some(voice);
+    let c = Cloud::start_with(config, None).await;
+    c.admin(Method::POST, "/api/v1/licenses/trial", None)
+        .await
+        .ok();
+    set_policy(
+        &c,
+        json!({"enabledFor": "all", "methods": ["mobilePhone", "officePhone"], "methodsRequired": 2}),
+    )
+    .await;
+    let ada = licensed_user(
+        &c,
+        "ada",
+        json!({"mobilePhone": "+47 912 34 567", "officePhone": "+47 22 33 44 55"}),
+    )
+    .await;
+    let (sid, v) = session(&c, &ada).await;
+    assert_eq!(v["methods"], json!(["mobilePhone", "officePhone"]));
+    let send = |m: &'static str| {
+        let sid = sid.clone();
+        let c = &c;
+        async move {
+            anon(
+                c,
+                Method::POST,
+                &format!("/api/v1/sspr/{sid}/{m}/send"),
+                None,
+            )
+            .await
+        }
+    };
+
+    // The gateway fails: a clear 503, and it counts nothing (more failures than the 10 sends
+    // allowed in 10 minutes, then a send still works).
+    sink.answer(500, "{}");
+    for _ in 0..11 {
+        let r = send("mobilePhone").await;
+        assert_eq!(r.status.as_u16(), 503, "{}", r.body);
+        assert!(
+            r.error_message().contains("Nothing was counted"),
+            "{}",
+            r.body
+        );
+    }
+    // Accepted status but not the expected text: a failure too.
+    sink.answer(201, r#"{"status":"failed"}"#);
+    assert_eq!(send("mobilePhone").await.status.as_u16(), 503);
+    sink.answer(201, r#"{"status":"queued"}"#);
+    let seen = sink.requests().len();
+    let r = send("mobilePhone").await;
+    assert_eq!(r.status.as_u16(), 202, "{}", r.body);
+    let req = sink.wait_for(seen, Duration::from_secs(10)).unwrap();
+    assert_eq!(req.method, "POST");
+    assert_eq!(req.target, "/sms");
+    use base64::Engine as _;
+    let basic = base64::engine::general_purpose::STANDARD.encode("AC123:gateway-Pa55");
+    assert_eq!(
+        req.header("authorization"),
+        Some(format!("Basic {basic}").as_str())
+    );
+    let form: std::collections::HashMap<String, String> =
+        serde_urlencoded::from_str(&req.body).unwrap();
+    assert_eq!(form["To"], "+4791234567");
+    let sms_code: String = form["Body"]
+        .chars()
+        .filter(char::is_ascii_digit)
+        .take(8)
+        .collect();
+    assert_eq!(sms_code.len(), 8, "{}", form["Body"]);
+
+    // A texted code does not verify the office phone; it verifies the mobile phone once.
+    let r = verify(&c, &sid, json!({"method": "officePhone", "code": sms_code})).await;
+    assert_eq!(r.status.as_u16(), 401, "{}", r.body);
+    let p = verify(&c, &sid, json!({"method": "mobilePhone", "code": sms_code}))
+        .await
+        .ok();
+    assert_eq!(p["verified"], json!(["mobilePhone"]));
+    let r = verify(&c, &sid, json!({"method": "mobilePhone", "code": sms_code})).await;
+    assert_eq!(r.status.as_u16(), 401, "a code is used once: {}", r.body);
+
+    // The voice call: JSON, bearer token, the code read digit by digit.
+    sink.answer(200, "{}");
+    let seen = sink.requests().len();
+    assert_eq!(send("officePhone").await.status.as_u16(), 202);
+    let req = sink.wait_for(seen, Duration::from_secs(10)).unwrap();
+    assert_eq!(req.target, "/voice");
+    assert_eq!(req.header("authorization"), Some("Bearer gateway-Pa55"));
+    let body: Value = serde_json::from_str(&req.body).unwrap();
+    assert_eq!(body["to"], "+4722334455");
+    let said = body["say"].as_str().unwrap();
+    let digits: String = said.chars().filter(char::is_ascii_digit).collect();
+    let voice_code = digits[..8].to_string();
+    let p = verify(
+        &c,
+        &sid,
+        json!({"method": "officePhone", "code": voice_code}),
+    )
+    .await
+    .ok();
+    assert_eq!(p["canReset"], true, "{p}");
+
+    // Nothing secret in the database: not the codes, not the gateway secret.
+    let db = db_bytes(&c);
+    for s in [sms_code.as_str(), voice_code.as_str(), "gateway-Pa55"] {
+        assert_absent(&db, s);
+    }
+}
+
 // ------------------------------------------------------------------ authenticator app
 
 /// The code an authenticator app shows at `now`, from the `otpauth://` URI it scanned.

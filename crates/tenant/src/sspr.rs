@@ -36,7 +36,7 @@ pub enum Throttle {
     Verification,
     /// A wrong set of security answers: 5 per 24 hours.
     IdentityProof,
-    /// A reset email sent: 10 per 10 minutes.
+    /// A reset code sent (by email, text message or voice call): 10 per 10 minutes.
     Email,
 }
 
@@ -434,15 +434,6 @@ pub fn totp_code(secret: &[u8], now: i64) -> String {
 
 // ---------------------------------------------------------------- methods and progress
 
-/// Methods this cloud can verify in a reset: email codes, security questions and the
-/// authenticator app. Phones can be registered, but no SMS or voice verifier exists yet.
-pub fn verifiable(m: AuthMethod) -> bool {
-    matches!(
-        m,
-        AuthMethod::Email | AuthMethod::SecurityQuestions | AuthMethod::AuthenticatorApp
-    )
-}
-
 pub fn method_name(m: AuthMethod) -> &'static str {
     match m {
         AuthMethod::Email => "email",
@@ -453,14 +444,11 @@ pub fn method_name(m: AuthMethod) -> &'static str {
     }
 }
 
-/// The methods a reset session offers: the tenant policy's verifiable methods, the same for
-/// every UPN (so the offer reveals nothing about an account).
+/// The methods a reset session offers: the tenant policy's (every method can be verified:
+/// codes by email, text message or voice call, security questions, the authenticator app),
+/// the same for every UPN (so the offer reveals nothing about an account).
 pub fn offered_methods(p: &SsprPolicy) -> Vec<AuthMethod> {
-    p.methods
-        .iter()
-        .copied()
-        .filter(|m| verifiable(*m))
-        .collect()
+    p.methods.clone()
 }
 
 /// Methods a user must verify: 2 for administrators (any admin role), else the policy's.

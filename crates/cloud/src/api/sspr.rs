@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use proto::ErrorCode;
+use proto::{AuthMethod, ErrorCode};
 use serde_json::{json, Value};
 
 use crate::api::Operation;
@@ -18,7 +18,7 @@ use crate::app::sspr::{
     SsprError, StartAnswer, StartBody, VerifyBody,
 };
 use crate::app::{self, Ctx};
-use crate::error::{tracking_id, ApiResult};
+use crate::error::{tracking_id, ApiResult, AppError};
 use crate::extract::ApiJson;
 use crate::state::AppState;
 
@@ -98,9 +98,9 @@ pub const OPERATIONS: &[Operation] = &[
     ),
     (
         "post",
-        "/api/v1/sspr/{session}/email/send",
-        "ssprSendEmailCode",
-        "Email a one-time code to the account's registered address (10 per 10 minutes)",
+        "/api/v1/sspr/{session}/{method}/send",
+        "ssprSendCode",
+        "Send a one-time code: method email, mobilePhone (text message) or officePhone (voice call); 10 per 10 minutes; 503 when the SMS/voice gateway fails (nothing counted)",
         None,
         202,
     ),
@@ -172,7 +172,7 @@ pub fn schemas() -> Vec<(&'static str, Value)> {
         (
             "SsprVerify",
             object(json!({
-                "method": {"enum": ["email", "securityQuestions", "authenticatorApp"]},
+                "method": {"enum": ["email", "mobilePhone", "officePhone", "securityQuestions", "authenticatorApp"]},
                 "code": {"type": "string"},
                 "answers": {"type": "array", "items": object(json!({"question": {"type": "string"}, "answer": pw}))},
             })),
@@ -213,7 +213,7 @@ pub fn routes() -> Router<AppState> {
         .route("/sspr/start", post(start))
         .route("/sspr/change", post(change))
         .route("/sspr/{session}", get(session_status))
-        .route("/sspr/{session}/email/send", post(send_email_code))
+        .route("/sspr/{session}/{method}/send", post(send_code))
         .route("/sspr/{session}/verify", post(verify))
         .route("/sspr/{session}/password", post(set_password))
         .route("/sspr/{session}/result", get(result))
@@ -327,11 +327,21 @@ pub async fn session_status(
     ))
 }
 
-pub async fn send_email_code(
+pub async fn send_code(
     State(state): State<AppState>,
-    Path(secret): Path<String>,
+    Path((secret, method)): Path<(String, String)>,
 ) -> ApiResult<(StatusCode, Json<CodeSent>)> {
-    let sent = app::sspr::send_email_code(&state, &Ctx::of(&state), &secret).await?;
+    let method = match method.as_str() {
+        "email" => AuthMethod::Email,
+        "mobilePhone" => AuthMethod::MobilePhone,
+        "officePhone" => AuthMethod::OfficePhone,
+        _ => {
+            return Err(AppError::not_found(
+                "No such code method: use email, mobilePhone or officePhone.",
+            ))
+        }
+    };
+    let sent = app::sspr::send_code(&state, &Ctx::of(&state), &secret, method).await?;
     Ok((StatusCode::ACCEPTED, Json(sent)))
 }
 

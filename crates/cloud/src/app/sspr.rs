@@ -970,6 +970,20 @@ async fn decoy_key(state: &AppState) -> ApiResult<String> {
     Ok(state.store.sspr_key("decoy", &candidate).await?)
 }
 
+/// The methods a reset session offers: the policy's ([`sspr::offered_methods`]), less a phone
+/// method whose gateway this cloud has not set up (`[sms.text]`, `[sms.voice]`).
+fn offered(state: &AppState, p: &SsprPolicy) -> Vec<AuthMethod> {
+    let sms = &state.config.sms;
+    sspr::offered_methods(p)
+        .into_iter()
+        .filter(|m| match m {
+            AuthMethod::MobilePhone => sms.text.is_some(),
+            AuthMethod::OfficePhone => sms.voice.is_some(),
+            _ => true,
+        })
+        .collect()
+}
+
 /// Fails with 429 while `subject` is locked out.
 async fn check_lockout(state: &AppState, subject: &str, now: Epoch) -> ApiResult<()> {
     if let Some(until) = state.store.sspr_lockout(subject).await? {
@@ -1041,7 +1055,7 @@ pub async fn start(state: &AppState, ctx: &Ctx, body: StartBody) -> ApiResult<St
     };
     check_lockout(state, &subject, now).await?;
 
-    let offered = sspr::offered_methods(&p);
+    let offered = offered(state, &p);
     let is_admin = user
         .as_ref()
         .is_some_and(|u| roles::is_administrator(&u.roles));
@@ -1280,7 +1294,7 @@ pub async fn send_email_code(state: &AppState, ctx: &Ctx, secret: &str) -> ApiRe
         .await?;
     let acct = account(state, &s).await?;
     let to = acct.as_ref().and_then(|a| {
-        let offered = sspr::offered_methods(&a.policy).contains(&AuthMethod::Email);
+        let offered = offered(state, &a.policy).contains(&AuthMethod::Email);
         a.methods
             .as_ref()
             .and_then(|m| m.email.clone())
@@ -1321,6 +1335,127 @@ pub async fn send_email_code(state: &AppState, ctx: &Ctx, secret: &str) -> ApiRe
     })
 }
 
+/// The key a code for `method` is MACed with: an emailed code verifies only `email`, a
+/// texted one only `mobilePhone`, a spoken one only `officePhone` (a session holds one code at
+/// a time).
+fn code_key(secret: &str, method: AuthMethod) -> Zeroizing<String> {
+    Zeroizing::new(match method {
+        AuthMethod::Email => secret.to_string(),
+        m => format!("{secret}:{}", sspr::method_name(m)),
+    })
+}
+
+/// Sends a one-time code for `method` of the session `secret`: by email
+/// ([`send_email_code`]), by text message to the registered mobile phone or by a voice call to
+/// the registered office phone (through `[sms.text]` / `[sms.voice]`). The answer is the same
+/// whether or not the account has that method (nothing is sent then). A gateway that fails
+/// is told (503) and counts nothing against the person: the send is counted only once the
+/// gateway accepted it.
+pub async fn send_code(
+    state: &AppState,
+    ctx: &Ctx,
+    secret: &str,
+    method: AuthMethod,
+) -> ApiResult<CodeSent> {
+    let voice = match method {
+        AuthMethod::Email => return send_email_code(state, ctx, secret).await,
+        AuthMethod::MobilePhone => false,
+        AuthMethod::OfficePhone => true,
+        _ => {
+            return Err(AppError::bad_request(
+                "method: codes are sent for email, mobilePhone or officePhone only",
+            ))
+        }
+    };
+    let now = ctx.now;
+    let s = live_session(state, secret, now).await?;
+    sspr::may_verify(state_of(&s, now))?;
+    check_lockout(state, &s.subject, now).await?;
+    let acct = account(state, &s).await?;
+    let p = session_policy(state, &s, acct.as_ref()).await?;
+    if !offered(state, &p).contains(&method) {
+        return Err(AppError::bad_request(format!(
+            "method: {} is not a reset method of this organisation",
+            sspr::method_name(method)
+        )));
+    }
+    let t = Throttle::Email;
+    let (sent, oldest) = state
+        .store
+        .count_sspr_events(&s.subject, t.kind(), now - t.window_secs())
+        .await?;
+    if sent >= t.limit() {
+        let again = oldest.unwrap_or(now) + t.window_secs();
+        return Err(AppError::new(
+            ErrorCode::TooManyRequests,
+            format!(
+                "Too many codes were sent for this account. Ask for a new one after {} (UTC).",
+                tenant::clock::rfc3339(again)
+            ),
+        ));
+    }
+    let gateway = if voice {
+        state.config.sms.voice.as_ref()
+    } else {
+        state.config.sms.text.as_ref()
+    };
+    let Some(gateway) = gateway else {
+        tracing::warn!(tracking_id = %ctx.tracking_id, method = sspr::method_name(method), "a reset code was asked for a phone method, but no gateway is configured ([sms.text] / [sms.voice])");
+        return Err(gateway_down(voice));
+    };
+    let phone = acct.as_ref().and_then(|a| {
+        a.methods.as_ref().and_then(|m| {
+            if voice {
+                m.office_phone.clone()
+            } else {
+                m.mobile_phone.clone()
+            }
+        })
+    });
+    let code_expires_at = now + sspr::CODE_SECS;
+    let mac = match phone {
+        Some(phone) => {
+            let code = sspr::new_code();
+            if let Err(e) =
+                crate::sms::send(gateway, state.config.sms.timeout_secs, &phone, &code, voice).await
+            {
+                tracing::error!(tracking_id = %ctx.tracking_id, error = %e, "the SMS/voice gateway did not take a reset code");
+                return Err(gateway_down(voice));
+            }
+            sspr::code_mac(&code_key(secret, method), &code)
+        }
+        // A MAC no code can match: a decoy (or an account without the phone) never verifies.
+        None => "none".to_string(),
+    };
+    state
+        .store
+        .record_sspr_event(&s.subject, t.kind(), now, now - t.window_secs())
+        .await?;
+    state
+        .store
+        .set_sspr_code(&s.id_hash, Some(&mac), Some(code_expires_at))
+        .await?;
+    Ok(CodeSent {
+        message: if voice {
+            "If this account has an office phone registered for password reset, it is being called with a code. The code is valid for 5 minutes."
+        } else {
+            "If this account has a mobile phone registered for password reset, a text message with a code was sent to it. It is valid for 5 minutes."
+        },
+        code_expires_at,
+    })
+}
+
+fn gateway_down(voice: bool) -> AppError {
+    AppError::new(
+        ErrorCode::ServiceUnavailable,
+        format!(
+            "The {} could not be sent: the organisation's {} gateway is not available. Nothing was counted against your account. Try again in a few minutes or choose another verification method; if it keeps failing, tell your helpdesk.",
+            if voice { "voice call with your code" } else { "text message with your code" },
+            if voice { "voice" } else { "SMS" },
+        ),
+    )
+}
+
 /// Body of `POST /sspr/{session}/verify`. `Debug` hides the code and answers.
 #[derive(Deserialize)]
 #[serde(
@@ -1331,6 +1466,8 @@ pub async fn send_email_code(state: &AppState, ctx: &Ctx, secret: &str) -> ApiRe
 )]
 pub enum VerifyBody {
     Email { code: String },
+    MobilePhone { code: String },
+    OfficePhone { code: String },
     SecurityQuestions { answers: Vec<QuestionAnswer> },
     AuthenticatorApp { code: String },
 }
@@ -1339,6 +1476,8 @@ impl std::fmt::Debug for VerifyBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             VerifyBody::Email { .. } => f.write_str("Email { code: [redacted] }"),
+            VerifyBody::MobilePhone { .. } => f.write_str("MobilePhone { code: [redacted] }"),
+            VerifyBody::OfficePhone { .. } => f.write_str("OfficePhone { code: [redacted] }"),
             VerifyBody::AuthenticatorApp { .. } => {
                 f.write_str("AuthenticatorApp { code: [redacted] }")
             }
@@ -1352,7 +1491,11 @@ impl std::fmt::Debug for VerifyBody {
 
 impl Drop for VerifyBody {
     fn drop(&mut self) {
-        if let VerifyBody::Email { code } | VerifyBody::AuthenticatorApp { code } = self {
+        if let VerifyBody::Email { code }
+        | VerifyBody::MobilePhone { code }
+        | VerifyBody::OfficePhone { code }
+        | VerifyBody::AuthenticatorApp { code } = self
+        {
             zeroize::Zeroize::zeroize(code);
         }
     }
@@ -1372,20 +1515,37 @@ pub async fn verify(
     check_lockout(state, &s.subject, now).await?;
     let acct = account(state, &s).await?;
     let p = session_policy(state, &s, acct.as_ref()).await?;
-    let offered = sspr::offered_methods(&p);
-    let (method, ok, throttle) = match &body {
-        VerifyBody::Email { code } => {
-            if !offered.contains(&AuthMethod::Email) {
-                return Err(AppError::bad_request(
-                    "method: email is not a reset method of this organisation",
-                ));
-            }
-            let ok = match (&s.code_mac, s.code_expires_at) {
-                (Some(mac), Some(exp)) if exp > now => sspr::code_matches(secret, code, mac),
-                _ => false,
-            };
-            (AuthMethod::Email, ok, Throttle::Verification)
+    let offered = offered(state, &p);
+    let sent_code = |method: AuthMethod, code: &str| -> ApiResult<bool> {
+        if !offered.contains(&method) {
+            return Err(AppError::bad_request(format!(
+                "method: {} is not a reset method of this organisation",
+                sspr::method_name(method)
+            )));
         }
+        Ok(match (&s.code_mac, s.code_expires_at) {
+            (Some(mac), Some(exp)) if exp > now => {
+                sspr::code_matches(&code_key(secret, method), code, mac)
+            }
+            _ => false,
+        })
+    };
+    let (method, ok, throttle) = match &body {
+        VerifyBody::Email { code } => (
+            AuthMethod::Email,
+            sent_code(AuthMethod::Email, code)?,
+            Throttle::Verification,
+        ),
+        VerifyBody::MobilePhone { code } => (
+            AuthMethod::MobilePhone,
+            sent_code(AuthMethod::MobilePhone, code)?,
+            Throttle::Verification,
+        ),
+        VerifyBody::OfficePhone { code } => (
+            AuthMethod::OfficePhone,
+            sent_code(AuthMethod::OfficePhone, code)?,
+            Throttle::Verification,
+        ),
         VerifyBody::AuthenticatorApp { code } => {
             if !offered.contains(&AuthMethod::AuthenticatorApp) {
                 return Err(AppError::bad_request(
@@ -1492,7 +1652,7 @@ pub async fn verify(
             return Err(locked(until));
         }
         return Err(AppError::unauthenticated(match method {
-            AuthMethod::Email => "The code is not correct or has expired. Check the latest message, or ask for a new code.",
+            AuthMethod::Email | AuthMethod::MobilePhone | AuthMethod::OfficePhone => "The code is not correct or has expired. Check the latest message or call, or ask for a new code.",
             AuthMethod::AuthenticatorApp => "The code is not correct, or was used already. Enter the code your authenticator app shows now (a new one comes every 30 seconds).",
             _ => "One or more answers are not correct. Try again.",
         }));
@@ -1503,7 +1663,14 @@ pub async fn verify(
     }
     state
         .store
-        .add_sspr_verified(&s.id_hash, &verified, method == AuthMethod::Email)
+        .add_sspr_verified(
+            &s.id_hash,
+            &verified,
+            matches!(
+                method,
+                AuthMethod::Email | AuthMethod::MobilePhone | AuthMethod::OfficePhone
+            ),
+        )
         .await?;
     let s = SsprSessionRecord { verified, ..s };
     progress_view(state, ctx, &s, acct.as_ref(), &p).await
