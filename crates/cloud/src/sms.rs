@@ -157,13 +157,8 @@ pub async fn send(
         DEFAULT_MESSAGE
     });
     let message = Zeroizing::new(template.replace("{code}", &spaced));
-    let url = g.url.replace(
-        "{phone}",
-        &serde_urlencoded::to_string([("", &phone)])
-            .unwrap_or_default()
-            .trim_start_matches('=')
-            .to_string(),
-    );
+    let encoded = serde_urlencoded::to_string([("", &phone)]).unwrap_or_default();
+    let url = g.url.replace("{phone}", encoded.trim_start_matches('='));
     let parsed = reqwest::Url::parse(&url).map_err(|e| SmsError::Config(format!("url: {e}")))?;
     let host = parsed.host_str().unwrap_or_default().to_string();
     let method = reqwest::Method::from_bytes(g.method.to_ascii_uppercase().as_bytes())
