@@ -97,6 +97,7 @@ dirbridge demo is running.
   Portal:         $URL/   (sign in with any user below; the synced user's password is checked by the agent)
   Cloud API:      $URL/api/v1   (OpenAPI: $URL/openapi.json, health: $URL/healthz)
   Admin:          $ADMIN   password in $DEMO/admin-password
+  Admin portal:   $URL/admin   (sign in at $URL/ as the admin; users, licences, policy, on-premises, audit)
   Sample users:   ada@, grace@, nils@, ingrid@contoso.dirbridge.internal   password in $DEMO/user-password
   Synced user:    $SAMPLE_LOGIN   password in $DEMO/sample-user-password (on-prem; signs in
                   through the agent: $B login --user $SAMPLE_LOGIN)

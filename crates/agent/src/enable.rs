@@ -207,9 +207,9 @@ fn chosen_connector(data_dir: &Path, name: Option<&str>) -> Result<ConnectorConf
     if let Some(n) = name {
         return Ok(connector::load(data_dir, n)?);
     }
-    let all = connector::list(data_dir)?;
+    let mut all = connector::list(data_dir)?;
     match all.len() {
-        1 => Ok(all.into_iter().next().expect("one connector")),
+        1 => Ok(all.remove(0)),
         0 => Err(AgentError::Config(
             "no connector is configured: add one with `dirbridge agent connector add`".into(),
         )

@@ -6,6 +6,7 @@
 //!
 //! Must not know about: how the cloud stores or decides anything. It speaks only the wire
 //! contracts in `proto::sync` and `proto::writeback` and reads directories only through `ldap`.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod connector;
 pub mod enable;
@@ -56,8 +57,5 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Seconds since the epoch, from the system clock (the only place the agent reads it).
 pub fn now() -> proto::Epoch {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as proto::Epoch)
-        .unwrap_or(0)
+    tenant::clock::Clock::now(&tenant::clock::SystemClock)
 }

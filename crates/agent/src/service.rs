@@ -226,7 +226,7 @@ pub async fn run_with(
                 }
             }
         }
-        let cycle_ended = std::time::Instant::now();
+        let cycle_ended = tenant::clock::monotonic();
         if revoked {
             events.error(
                 "agent.revoked",
@@ -318,7 +318,7 @@ impl Drop for AbortOnDrop {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     #[tokio::test]
     async fn a_writeback_push_runs_while_the_loop_is_busy() {
@@ -355,14 +355,14 @@ mod tests {
         };
         raw_tx.send(AgentPush::Writeback { request }).await.unwrap();
         // This data directory has no keys: the request is handled at once and refused (32004).
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = tenant::clock::monotonic() + Duration::from_secs(20);
         let handled = loop {
             let found = events.query(None, Some("trk-busy")).unwrap();
             if !found.is_empty() {
                 break found;
             }
             assert!(
-                Instant::now() < deadline,
+                tenant::clock::monotonic() < deadline,
                 "the writeback request was not handled"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;

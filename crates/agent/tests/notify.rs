@@ -2,6 +2,8 @@
 //! in-process: with a day-long schedule, only notification can explain a change reaching the
 //! cloud; a directory that refuses notification leaves the connector to the schedule, with an
 //! event that says why and how to fix it; the setting turns it off.
+// Tests poll real servers with deadlines on the real clock (clippy.toml bans it in the code).
+#![allow(clippy::disallowed_methods)]
 
 mod common;
 

@@ -1,5 +1,7 @@
 //! The agent against a real OpenLDAP (slapd with syncprov) and the real cloud in-process:
 //! full import, then add / modify / delete / move out of scope after one syncrepl delta.
+// Tests poll real servers with deadlines on the real clock (clippy.toml bans it in the code).
+#![allow(clippy::disallowed_methods)]
 
 mod common;
 

@@ -324,6 +324,14 @@ impl Directory {
         Ok(elapsed)
     }
 
+    /// The raw bind tool of [`Directory::raw_bind`], as the tables name it.
+    pub fn raw_bind_tool(&self) -> &'static str {
+        match self.kind {
+            Kind::Samba => "ldapsearch -b '' -s base",
+            Kind::Openldap => "ldapwhoami",
+        }
+    }
+
     /// A simple bind as `person` with the raw tool, timed as the process runs: OpenLDAP
     /// `ldapwhoami`; Samba (no WhoAmI operation) `ldapsearch -b '' -s base` (the root DSE).
     pub fn raw_bind(&self, person: &Person) -> Result<Duration> {

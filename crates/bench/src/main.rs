@@ -6,10 +6,13 @@
 //!
 //! Knows nothing of the servers' internals: it drives them as an operator and reads the cloud
 //! through its public API.
+// Benchmarks measure real latency and pace load on the real clock.
+#![allow(clippy::disallowed_methods)]
 
 mod benches;
 mod cloud;
 mod directory;
+mod oidc;
 mod procs;
 mod report;
 mod signin;
@@ -29,7 +32,7 @@ use report::{Machine, Report, Row};
 #[derive(Parser)]
 #[command(
     name = "dirbridge-bench",
-    about = "Run the dirbridge benchmarks (full sync, delta, API listing, writeback, sign-in, SSPR start load) and write the figures as JSON",
+    about = "Run the dirbridge benchmarks (full sync, delta, API listing, writeback, sign-in, OpenID Connect, SSPR start load) and write the figures as JSON",
     after_help = "Example:\n  scripts/bench.sh --out target/bench/latest.json\n  dirbridge-bench --out /tmp/b.json --openldap-users 10000 --ad-users 0 --databases sqlite\n  scripts/bench.sh --only writeback,sign-in,sspr-start --out /tmp/b.json"
 )]
 struct Args {
@@ -46,10 +49,10 @@ struct Args {
     #[arg(long, default_value = "sqlite,postgres", value_delimiter = ',')]
     databases: Vec<String>,
     /// Benchmarks besides the full sync (which always runs: the others need its result),
-    /// comma-separated: delta, api-listing, writeback, sign-in, sspr-start; `none` for none.
+    /// comma-separated: delta, api-listing, writeback, sign-in, oidc, sspr-start; `none` for none.
     #[arg(
         long,
-        default_value = "delta,api-listing,writeback,sign-in,sspr-start",
+        default_value = "delta,api-listing,writeback,sign-in,oidc,sspr-start",
         value_delimiter = ','
     )]
     benchmarks: Vec<String>,
@@ -90,6 +93,15 @@ struct Args {
     /// Concurrent connections of the SSPR start load.
     #[arg(long, default_value_t = 16)]
     sspr_start_connections: usize,
+    /// App sign-ins through the OpenID Connect flow timed, each beside the raw bind.
+    #[arg(long, default_value_t = 50)]
+    oidc_sign_ins: usize,
+    /// Concurrent connections of the token endpoint and userinfo loads.
+    #[arg(long, default_value_t = 8)]
+    oidc_connections: usize,
+    /// How long each of the token endpoint and userinfo loads runs (seconds).
+    #[arg(long, default_value_t = 10)]
+    oidc_secs: u64,
     /// How long the multi-instance soak runs (seconds).
     #[arg(long, default_value_t = 30)]
     soak_secs: u64,
@@ -116,6 +128,7 @@ const BENCHMARKS: &[&str] = &[
     "writeback",
     "sign-in",
     "sspr-start",
+    "oidc",
     "multi-instance-soak",
 ];
 
@@ -283,7 +296,13 @@ async fn one_database(
         Some(list) => list.iter().any(|d| d == db_name),
         None => first,
     };
-    let online_wanted = ["writeback", "sign-in", "sspr-start", "multi-instance-soak"];
+    let online_wanted = [
+        "writeback",
+        "sign-in",
+        "sspr-start",
+        "oidc",
+        "multi-instance-soak",
+    ];
     if online_here && online_wanted.iter().any(|b| want(b)) {
         let second = (bin, &db, run_dir);
         match online(args, directory, &cloud, &agent, &case, want, second).await {
@@ -313,7 +332,7 @@ async fn online(
     } else {
         (0, 0)
     };
-    let sign_n = if want("sign-in") || want("multi-instance-soak") {
+    let sign_n = if want("sign-in") || want("oidc") || want("multi-instance-soak") {
         args.sign_in_users
     } else {
         0
@@ -393,6 +412,23 @@ async fn online(
         match signin::sign_in(directory, cloud, &signers, args.sign_ins, case).await {
             Ok(mut r) => rows.append(&mut r),
             Err(e) => rows.push(Row::failed("sign-in", case, &e)),
+        }
+    }
+    if want("oidc") {
+        eprintln!("{case}: OpenID Connect sign-in, token endpoint, userinfo");
+        match oidc::oidc(
+            directory,
+            cloud,
+            &signers,
+            args.oidc_sign_ins,
+            args.oidc_connections,
+            args.oidc_secs,
+            case,
+        )
+        .await
+        {
+            Ok(mut r) => rows.append(&mut r),
+            Err(e) => rows.push(Row::failed("oidc", case, &e)),
         }
     }
     if want("sspr-start") {

@@ -9,7 +9,7 @@ use reqwest::Method;
 use serde_json::json;
 
 use crate::cloud::Cloud;
-use crate::directory::{Directory, Kind, Person};
+use crate::directory::{Directory, Person};
 use crate::report::{quantile, Row};
 
 /// `sign_ins` sign-ins spread round-robin over `people` (successes do not count against the
@@ -23,10 +23,7 @@ pub async fn sign_in(
     sign_ins: usize,
     case: &str,
 ) -> Result<Vec<Row>> {
-    let raw_tool = match directory.kind {
-        Kind::Samba => "ldapsearch -b '' -s base",
-        Kind::Openldap => "ldapwhoami",
-    };
+    let raw_tool = directory.raw_bind_tool();
     let case = format!(
         "{case}: {sign_ins} sign-ins over {} synced users beside {raw_tool}",
         people.len()

@@ -22,10 +22,7 @@ pub fn format_rfc3339(epoch: i64) -> String {
 
 /// Seconds since the epoch, now.
 pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    tenant::clock::Clock::now(&tenant::clock::SystemClock)
 }
 
 /// Accepts epoch seconds (`1714564800`), an RFC 3339 time (`2024-05-01T12:00:00Z`,

@@ -1,6 +1,8 @@
 //! Two `dirbridge cloud serve` processes on one PostgreSQL (the testkit's cluster), hit at once
 //! by concurrent clients, as behind a load balancer: seats, trials, tenant settings, the smart
 //! lockout, the per-address limit and pushes to agents hold across both (issue 17).
+// Tests poll real servers with deadlines on the real clock (clippy.toml bans it in the code).
+#![allow(clippy::disallowed_methods)]
 
 mod common;
 

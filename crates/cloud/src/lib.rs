@@ -1,7 +1,7 @@
 //! The cloud half of dirbridge: the HTTP surface (REST API under `/api/v1`, `/openapi.json`,
 //! `/healthz`, `/metrics`) over the `tenant` decisions and the `store`. Handlers move bytes and
 //! call `tenant` for every decision; they hold no business rules of their own beyond wiring.
-
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 #![recursion_limit = "256"]
 
 pub mod agent_auth;

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::Method;
@@ -84,7 +83,7 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
-    let start = Instant::now();
+    let start = tenant::clock::monotonic();
     let resp = next.run(req).await;
     metrics.record(
         method,

@@ -6,8 +6,5 @@ pub const PRESENCE_FRESH_MS: i64 = 90_000;
 
 /// Wall-clock Unix milliseconds: the queue's time base (shared by all cloud processes).
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    tenant::clock::unix_millis()
 }

@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -32,10 +32,7 @@ pub fn unlimited() -> Config {
 
 /// The wall clock in seconds, for a cloud whose clock follows the real time.
 pub fn wall_clock() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
+    tenant::clock::Clock::now(&tenant::clock::SystemClock)
 }
 
 pub struct Cloud {
@@ -388,7 +385,7 @@ impl Cloud {
     /// Asks the tenant's agents for a delta (`POST /api/v1/sync/run`) as soon as one's push
     /// socket is up (409 until it is; at most 60 s), and returns the successful answer.
     pub async fn sync_now_when_connected(&self) -> Reply {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = tenant::clock::monotonic() + Duration::from_secs(60);
         loop {
             let r = self
                 .admin(
@@ -401,7 +398,10 @@ impl Cloud {
                 return r;
             }
             assert_eq!(r.status.as_u16(), 409, "{}", r.body);
-            assert!(Instant::now() < deadline, "the push socket never connected");
+            assert!(
+                tenant::clock::monotonic() < deadline,
+                "the push socket never connected"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }

@@ -364,7 +364,16 @@ async fn discovery_publishes_the_endpoints_and_rotated_keys_until_their_tokens_e
 
 #[tokio::test]
 async fn code_flow_with_pkce_gives_tokens_claims_userinfo_and_rotating_refresh_tokens() {
-    let cloud = Cloud::start().await;
+    code_flow(Cloud::start().await).await;
+}
+
+/// The same flow on PostgreSQL: apps, keys, codes and tokens live in the store.
+#[tokio::test]
+async fn code_flow_on_postgres() {
+    code_flow(Cloud::start_postgres().await).await;
+}
+
+async fn code_flow(cloud: Cloud) {
     let (ada_id, upn) = ada(&cloud).await;
     let g = cloud
         .admin(

@@ -1,7 +1,10 @@
-//! The provider driven by an independent relying party — openid-client (panva), in
-//! `tools/web-check/oidc-rp.mjs` — with the user signing in and consenting in Chromium:
+//! The provider driven by two independent relying parties — openid-client (panva, in
+//! `tools/web-check/oidc-rp.mjs`) and Authlib (Python, in `tools/oidc-rp/authlib_rp.py`) —
+//! with the user signing in and consenting in Chromium:
 //! discovery, code + PKCE, the ID token's validation (signature, iss, aud, exp, iat, nonce,
 //! at_hash), userinfo, refresh rotation and replay, introspection, revocation, logout.
+// Tests poll real servers with deadlines on the real clock (clippy.toml bans it in the code).
+#![allow(clippy::disallowed_methods)]
 
 mod common;
 mod oidc_support;
@@ -10,7 +13,7 @@ use common::Cloud;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use testkit::browser::Browser;
-use testkit::oidc_rp::RelyingParty;
+use testkit::oidc_rp::{Kind, RelyingParty};
 
 const PASSWORD: &str = "Rp-Pass-w0rd!";
 
@@ -48,6 +51,15 @@ async fn assert_clean(b: &Browser, what: &str) {
 
 #[tokio::test]
 async fn openid_client_signs_a_cloud_user_in_through_chromium_and_validates_the_tokens() {
+    signs_a_cloud_user_in_through_chromium(Kind::OpenIdClient).await;
+}
+
+#[tokio::test]
+async fn authlib_signs_a_cloud_user_in_through_chromium_and_validates_the_tokens() {
+    signs_a_cloud_user_in_through_chromium(Kind::Authlib).await;
+}
+
+async fn signs_a_cloud_user_in_through_chromium(kind: Kind) {
     let cloud = cloud_now().await;
     let user = cloud
         .user("ada", json!({"password": PASSWORD, "mail": "ada@contoso.example", "displayName": "Ada Lovelace"}))
@@ -68,7 +80,7 @@ async fn openid_client_signs_a_cloud_user_in_through_chromium_and_validates_the_
         )
         .await
         .ok();
-    let mut rp = RelyingParty::start()
+    let mut rp = RelyingParty::start_kind(kind)
         .await
         .expect("start the relying party");
     let app = register(&cloud, &rp, json!({})).await;
@@ -79,10 +91,10 @@ async fn openid_client_signs_a_cloud_user_in_through_chromium_and_validates_the_
         None,
     )
     .await
-    .expect("openid-client discovery");
+    .expect("the relying party's discovery");
 
     let mut b = Browser::start().await.expect("start Chromium");
-    b.keep_on_failure("oidc_rp_cloud_user");
+    b.keep_on_failure(&format!("oidc_rp_cloud_user_{kind:?}"));
     b.goto(&format!("{}/login", rp.base)).await.unwrap();
     b.wait_for("#username").await.unwrap();
     assert!(b.text("#signin-app").await.unwrap().contains("Wiki"));
@@ -126,9 +138,18 @@ async fn openid_client_signs_a_cloud_user_in_through_chromium_and_validates_the_
 
 #[tokio::test]
 async fn openid_client_as_a_public_client_with_rs256_tokens() {
+    public_client_with_rs256_tokens(Kind::OpenIdClient).await;
+}
+
+#[tokio::test]
+async fn authlib_as_a_public_client_with_rs256_tokens() {
+    public_client_with_rs256_tokens(Kind::Authlib).await;
+}
+
+async fn public_client_with_rs256_tokens(kind: Kind) {
     let cloud = cloud_now().await;
     let user = cloud.user("bob", json!({"password": PASSWORD})).await;
-    let mut rp = RelyingParty::start()
+    let mut rp = RelyingParty::start_kind(kind)
         .await
         .expect("start the relying party");
     let app = register(

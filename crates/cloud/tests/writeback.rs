@@ -3,6 +3,8 @@
 //! refusals, dispatch to another agent when one does not claim, at most one execution, the
 //! deadline, results only from the claiming agent, two cloud processes on one PostgreSQL, and
 //! no password in the database files.
+// Tests poll real servers with deadlines on the real clock (clippy.toml bans it in the code).
+#![allow(clippy::disallowed_methods)]
 
 mod common;
 

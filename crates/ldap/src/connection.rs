@@ -183,7 +183,7 @@ impl Connection {
     pub async fn connect(options: &ConnectOptions) -> Result<Connection, LdapError> {
         let mode = options.tls_mode()?;
         let config = tls_config(&options.ca)?;
-        let started = tokio::time::Instant::now();
+        let started = tokio::time::Instant::from_std(tenant::clock::monotonic());
         let stream = tokio::time::timeout(options.connect_timeout, tcp_connect(&options.url))
             .await
             .map_err(|e| from_ldap3(e.into(), &options.url))?

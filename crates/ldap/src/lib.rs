@@ -9,6 +9,7 @@
 //!
 //! Must not know about: the cloud, tenants, sync decisions. Callers match on [`LdapError`] and
 //! never look at LDAP result codes or server texts themselves.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod ad;
 pub mod ber;

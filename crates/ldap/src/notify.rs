@@ -347,7 +347,7 @@ async fn watch_root(options: WatchOptions, root: String, tx: mpsc::Sender<WatchE
     let mut missing = 0u32;
     let mut reconnected = false;
     loop {
-        let started = tokio::time::Instant::now();
+        let started = tokio::time::Instant::from_std(tenant::clock::monotonic());
         match session(&options, &root, &tx, reconnected).await {
             SessionEnd::Closed => return,
             SessionEnd::RootMissing => {

@@ -1,5 +1,6 @@
 //! Wire types shared by the cloud, the agent and the CLI: API bodies, error codes, roles,
 //! licensing and policy documents. Serde only; no logic beyond trivial helpers.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 use serde::{Deserialize, Serialize};
 

@@ -11,6 +11,7 @@
 //! Case-insensitive keys (UPN, tenant name, domain) are lower-cased in Rust into `*_key`
 //! columns, so both backends compare and order them identically (byte order). Secrets are never
 //! part of an error message; password hashes are only read by [`Store::password_hash`].
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 use std::path::Path;
 use std::str::FromStr;

@@ -1,5 +1,6 @@
 //! Time as an input: logic takes a [`Clock`] (or an `Epoch` argument) so tests can move time.
-//! `SystemClock` is the only place that reads the wall clock.
+//! This module is the only place that reads the wall clock ([`SystemClock`], [`unix_millis`]) or
+//! the monotonic clock ([`monotonic`]): `clippy.toml` bans those reads everywhere else.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -18,12 +19,30 @@ pub trait Clock: Send + Sync + 'static {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
+    #[allow(clippy::disallowed_methods)] // the clock module: the one read of the wall clock
     fn now(&self) -> Epoch {
         match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
             Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
             Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
         }
     }
+}
+
+/// Wall-clock Unix milliseconds (0 before the epoch): the time base the cloud processes share
+/// through the database (writeback queue, agent presence, pushes).
+#[allow(clippy::disallowed_methods)] // the clock module: the one read of the wall clock in ms
+pub fn unix_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The monotonic clock, for durations and deadlines within one process (timeouts, idle limits,
+/// request latency); `tokio::time::Instant::from_std(monotonic())` in async code.
+#[allow(clippy::disallowed_methods)] // the clock module: the one read of the monotonic clock
+pub fn monotonic() -> std::time::Instant {
+    std::time::Instant::now()
 }
 
 /// A clock tests set and advance by hand. Clones share the same time.

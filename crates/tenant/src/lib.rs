@@ -9,6 +9,7 @@
 //! they loaded and the current time (an `Epoch` argument or a [`clock::Clock`]), and get back a
 //! value or a [`refusal::Refusal`] whose message an admin can act on. `cloud` and `agent` move
 //! bytes; this crate decides.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod clock;
 pub mod country;

@@ -31,6 +31,7 @@ fn hasher() -> Argon2<'static> {
 
 /// Argon2id hash of `password` with a fresh random salt, as a PHC string
 /// (`$argon2id$v=19$m=19456,t=2,p=1$…`).
+#[allow(clippy::expect_used)] // fixed valid salt length and parameters: cannot fail
 pub fn hash_password(password: &str) -> String {
     let mut salt = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut salt);

@@ -17,6 +17,8 @@
 //! Needs what `scripts/requirements.tsv` lists (`scripts/deps.sh` installs and checks it; see
 //! [`requirements`]); the Samba fixture needs root. `testkit samba up` and
 //! `testkit slapd up` (the `testkit` binary) bring a server up by hand.
+// Test infrastructure: it waits for real servers with deadlines on the real clock.
+#![allow(clippy::disallowed_methods)]
 
 pub mod oidc_rp;
 pub mod postgres;

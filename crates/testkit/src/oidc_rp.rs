@@ -1,7 +1,9 @@
-//! A relying party for testing the OpenID Connect provider: `tools/web-check/oidc-rp.mjs` on
-//! openid-client (panva), an independent implementation that validates what the provider sends.
-//! It listens on a loopback port of its own; [`RelyingParty::configure`] gives it the issuer
-//! and client (the secret on its stdin, never on a command line).
+//! Relying parties for testing the OpenID Connect provider, two independent implementations
+//! that validate what the provider sends: openid-client (panva, Node:
+//! `tools/web-check/oidc-rp.mjs`) and Authlib (Python: `tools/oidc-rp/authlib_rp.py`). Both
+//! speak the same protocol, so a test runs the same steps with either ([`Kind`]). Each listens
+//! on a loopback port of its own; [`RelyingParty::configure`] gives it the issuer and client
+//! (the secret on its stdin, never on a command line).
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
@@ -23,17 +25,50 @@ pub struct RelyingParty {
     lines: Lines<BufReader<ChildStdout>>,
 }
 
+/// Which implementation plays the relying party.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// openid-client (npm), run by Node.
+    OpenIdClient,
+    /// Authlib (Debian's `python3-authlib`), run by Debian's Python.
+    Authlib,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 2] = [Kind::OpenIdClient, Kind::Authlib];
+
+    fn command(self) -> Result<tokio::process::Command> {
+        Ok(match self {
+            Kind::OpenIdClient => {
+                let mut c = tokio::process::Command::new(crate::process::find_program("node")?);
+                c.arg(web_check_dir().join("oidc-rp.mjs"));
+                c
+            }
+            Kind::Authlib => {
+                let mut c = tokio::process::Command::new("/usr/bin/python3");
+                c.arg(crate::requirements::workspace_root().join("tools/oidc-rp/authlib_rp.py"));
+                c
+            }
+        })
+    }
+}
+
 impl RelyingParty {
+    /// openid-client as the relying party.
     pub async fn start() -> Result<RelyingParty> {
-        let mut child = tokio::process::Command::new(crate::process::find_program("node")?)
-            .arg(web_check_dir().join("oidc-rp.mjs"))
+        RelyingParty::start_kind(Kind::OpenIdClient).await
+    }
+
+    pub async fn start_kind(kind: Kind) -> Result<RelyingParty> {
+        let mut child = kind
+            .command()?
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .context(
-                "starting the relying party (node; bash scripts/deps.sh installs openid-client)",
-            )?;
+            .with_context(|| {
+                format!("starting the relying party {kind:?} (bash scripts/deps.sh installs it)")
+            })?;
         let stdin = child.stdin.take().context("no stdin")?;
         let mut lines = BufReader::new(child.stdout.take().context("no stdout")?).lines();
         let first = next_json(&mut lines).await?;
@@ -94,7 +129,7 @@ async fn next_json(lines: &mut Lines<BufReader<ChildStdout>>) -> Result<Value> {
     let line = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
         .await
         .context("the relying party did not answer within 30 s")??
-        .context("the relying party exited (is openid-client installed? bash scripts/deps.sh)")?;
+        .context("the relying party exited (are openid-client and python3-authlib installed? bash scripts/deps.sh)")?;
     serde_json::from_str(&line).with_context(|| format!("the relying party said {line:?}"))
 }
 
@@ -132,9 +167,24 @@ pub struct Got {
 impl Ua {
     /// A user agent of the provider at `base` (`http://127.0.0.1:PORT`).
     pub fn new(base: &str) -> Ua {
+        Ua::with_headers(base, reqwest::header::HeaderMap::new())
+    }
+
+    /// A user agent whose requests come from `address` as told by a proxy the provider trusts
+    /// (`X-Forwarded-For`; the benchmark harness gives each person an address of their own).
+    pub fn from_address(base: &str, address: &str) -> Ua {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Ok(v) = reqwest::header::HeaderValue::from_str(address) {
+            headers.insert("x-forwarded-for", v);
+        }
+        Ua::with_headers(base, headers)
+    }
+
+    fn with_headers(base: &str, headers: reqwest::header::HeaderMap) -> Ua {
         Ua {
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
+                .default_headers(headers)
                 .build()
                 .unwrap(),
             base: base.to_string(),

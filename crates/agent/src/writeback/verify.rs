@@ -103,7 +103,7 @@ fn put(kind: Kind, key: &str, conn: Connection) -> bool {
     if list.len() >= PER_CONNECTOR {
         return false;
     }
-    list.push((Instant::now(), conn));
+    list.push((tenant::clock::monotonic(), conn));
     true
 }
 

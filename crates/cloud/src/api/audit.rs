@@ -4,9 +4,8 @@ use axum::extract::State;
 use axum::Json;
 use proto::{AuditFilter, AuditRecord, Page};
 use serde::Deserialize;
-use tenant::roles::Operation;
 
-use crate::app::caller::Caller;
+use crate::app::{self, caller::Caller};
 use crate::error::ApiResult;
 use crate::extract::ApiQuery;
 use crate::state::AppState;
@@ -29,7 +28,6 @@ pub async fn list(
     caller: Caller,
     ApiQuery(q): ApiQuery<Query>,
 ) -> ApiResult<Json<Page<AuditRecord>>> {
-    caller.authorize(Operation::ReadAudit)?;
     let filter = AuditFilter {
         actor: q.actor,
         action: q.action,
@@ -40,9 +38,6 @@ pub async fn list(
     };
     let page = store::page(q.after, q.limit);
     Ok(Json(
-        state
-            .store
-            .list_audit(&caller.tenant.id, &filter, &page)
-            .await?,
+        app::audit::list(&state, &caller, &filter, &page).await?,
     ))
 }

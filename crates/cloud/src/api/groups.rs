@@ -28,13 +28,9 @@ pub async fn list(
     caller: Caller,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Page<Group>>> {
-    caller.authorize(Operation::ReadDirectory)?;
     let page = store::page(q.after, q.limit);
     Ok(Json(
-        state
-            .store
-            .list_groups(&caller.tenant.id, q.name_prefix.as_deref(), &page)
-            .await?,
+        directory::groups(&state, &caller, q.name_prefix.as_deref(), &page).await?,
     ))
 }
 

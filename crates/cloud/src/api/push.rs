@@ -9,14 +9,11 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::Json;
 use proto::sync::AgentPush;
-use proto::ErrorCode;
 use serde::{Deserialize, Serialize};
-use tenant::roles::Operation;
 
 use crate::agent_auth::AgentCaller;
 use crate::app::caller::Caller;
-use crate::audit::audited;
-use crate::error::{ApiResult, AppError};
+use crate::error::ApiResult;
 use crate::extract::ApiOptionalJson;
 use crate::state::{AppState, PushChannel};
 
@@ -151,20 +148,6 @@ pub async fn sync_run(
     caller: Caller,
     ApiOptionalJson(req): ApiOptionalJson<SyncRunRequest>,
 ) -> ApiResult<Json<SyncRunAnswer>> {
-    let result = async {
-        caller.authorize(Operation::ManageTenant)?;
-        let push = AgentPush::SyncNow { full: req.full };
-        let agents = crate::pushes::to_tenant(&state, &caller.tenant.id, &push).await?;
-        if agents == 0 {
-            return Err(AppError::new(
-                ErrorCode::Conflict,
-                "No agent is connected: start `dirbridge agent run` on the agent host; `dirbridge agents list` shows their health.",
-            ));
-        }
-        Ok(SyncRunAnswer { agents })
-    }
-    .await;
-    Ok(Json(
-        audited(&state, &caller, "sync.run", None, result).await?,
-    ))
+    let agents = crate::app::sync::run_now(&state, &caller, req.full).await?;
+    Ok(Json(SyncRunAnswer { agents }))
 }

@@ -10,12 +10,11 @@ use proto::sync::{
 };
 use serde::Deserialize;
 use store::{SyncErrorWrite, SyncWrite};
-use tenant::roles::Operation;
 
 use crate::agent_auth::AgentCaller;
+use crate::app;
 use crate::app::agents::settings_of;
 use crate::app::caller::Caller;
-use crate::audit::audited;
 use crate::error::{ApiResult, AppError};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::state::AppState;
@@ -165,8 +164,7 @@ pub async fn errors(
     State(state): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<Vec<SyncErrorRecord>>> {
-    caller.authorize(Operation::ReadDirectory)?;
-    Ok(Json(state.store.list_sync_errors(&caller.tenant.id).await?))
+    Ok(Json(app::sync::errors(&state, &caller).await?))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -181,11 +179,7 @@ pub async fn runs(
     caller: Caller,
     ApiQuery(q): ApiQuery<RunsQuery>,
 ) -> ApiResult<Json<Vec<proto::sync::SyncRunRow>>> {
-    caller.authorize(Operation::ReadDirectory)?;
-    let limit = store::page_size(q.limit, 20);
-    Ok(Json(
-        state.store.list_sync_runs(&caller.tenant.id, limit).await?,
-    ))
+    Ok(Json(app::sync::runs(&state, &caller, q.limit).await?))
 }
 
 /// `GET /api/v1/sync/settings`
@@ -193,8 +187,7 @@ pub async fn get_settings(
     State(state): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<AgentSyncSettings>> {
-    caller.authorize(Operation::ReadDirectory)?;
-    Ok(Json(settings_of(&state, &caller.tenant.id).await?))
+    Ok(Json(app::sync::settings(&state, &caller).await?))
 }
 
 /// `PATCH /api/v1/sync/settings` (Global Administrator)
@@ -203,19 +196,8 @@ pub async fn update_settings(
     caller: Caller,
     ApiJson(patch): ApiJson<SyncSettingsPatch>,
 ) -> ApiResult<Json<AgentSyncSettings>> {
-    let result = async {
-        caller.authorize(Operation::ManageTenant)?;
-        let current = settings_of(&state, &caller.tenant.id).await?;
-        let next = tenant::sync::patch_settings(&current, &patch)?;
-        state
-            .store
-            .put_sync_settings(&caller.tenant.id, &next)
-            .await?;
-        Ok(next)
-    }
-    .await;
     Ok(Json(
-        audited(&state, &caller, "sync.settings.update", None, result).await?,
+        app::sync::update_settings(&state, &caller, &patch).await?,
     ))
 }
 
@@ -225,17 +207,7 @@ pub async fn allow_deletes(
     State(state): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<AgentSyncSettings>> {
-    let result = async {
-        caller.authorize(Operation::ManageTenant)?;
-        let mut s = settings_of(&state, &caller.tenant.id).await?;
-        s.allow_deletes_once = true;
-        state.store.put_sync_settings(&caller.tenant.id, &s).await?;
-        Ok(s)
-    }
-    .await;
-    Ok(Json(
-        audited(&state, &caller, "sync.allowDeletes", None, result).await?,
-    ))
+    Ok(Json(app::sync::allow_deletes(&state, &caller).await?))
 }
 
 #[cfg(test)]

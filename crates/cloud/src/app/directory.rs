@@ -25,3 +25,17 @@ pub async fn user(state: &AppState, tenant_id: &str, key: &str) -> ApiResult<Use
         AppError::not_found(format!("No user with id or UPN '{key}' in this tenant."))
     })
 }
+
+/// A page of the tenant's groups whose names start with `name_prefix`.
+pub async fn groups(
+    state: &AppState,
+    caller: &super::caller::Caller,
+    name_prefix: Option<&str>,
+    page: &proto::PageRequest,
+) -> ApiResult<proto::Page<Group>> {
+    caller.authorize(tenant::roles::Operation::ReadDirectory)?;
+    Ok(state
+        .store
+        .list_groups(&caller.tenant.id, name_prefix, page)
+        .await?)
+}

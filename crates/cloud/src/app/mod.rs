@@ -11,13 +11,18 @@
 //! the result and the audit record.
 
 pub mod agents;
+pub mod audit;
 pub mod caller;
 pub mod directory;
 pub mod group_licensing;
 pub mod licensing;
 pub mod lockout;
+pub mod policy;
+pub mod registration;
+pub mod self_service;
 pub mod sign_in;
 pub mod sspr;
+pub mod sync;
 pub mod users;
 pub mod writeback;
 

@@ -40,13 +40,19 @@ async fn find(state: &AppState, caller: &Caller, id: &str) -> ApiResult<App> {
         })
 }
 
-async fn check_group(state: &AppState, caller: &Caller, app: &App) -> ApiResult<()> {
+/// What an app's settings need before they are stored: its access group exists, and the key
+/// of its ID-token algorithm is published (so a relying party that read the JWKS at discovery
+/// knows the key of its first token).
+async fn prepare(state: &AppState, caller: &Caller, app: &App) -> ApiResult<()> {
     if let Some(g) = &app.access_group_id {
         if state.store.get_group(&caller.tenant.id, g).await?.is_none() {
             return Err(AppError::bad_request(format!(
                 "accessGroupId: there is no group {g} in this tenant (dirbridge groups list)."
             )));
         }
+    }
+    if let Some(alg) = tenant::oidc::keys::Alg::parse(&app.id_token_signing_alg) {
+        super::keys::ensure(state, &caller.tenant.id, alg).await?;
     }
     Ok(())
 }
@@ -84,7 +90,7 @@ pub async fn create(
             caller.tenant.id.clone(),
             state.now(),
         )?;
-        check_group(&state, &caller, &app).await?;
+        prepare(&state, &caller, &app).await?;
         state.store.insert_app(&app).await?;
         let (client_secret, client_secret_id) = if app.client_type == ClientType::Confidential {
             let (s, id) = new_secret(&state, &app).await?;
@@ -125,7 +131,7 @@ pub async fn update(
     let result = async {
         caller.authorize(Operation::ManageApps)?;
         let app = tenant::oidc::patch_app(find(&state, &caller, &id).await?, patch, state.now())?;
-        check_group(&state, &caller, &app).await?;
+        prepare(&state, &caller, &app).await?;
         state.store.update_app(&app).await?;
         find(&state, &caller, &id).await
     }

@@ -52,6 +52,15 @@ fn read_or_create(path: &std::path::Path) -> ApiResult<Zeroizing<Vec<u8>>> {
             Ok(key)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // A cloud on PostgreSQL keeps nothing else in its data directory, so it may not
+            // exist yet: made as a private directory.
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                let mut b = std::fs::DirBuilder::new();
+                b.recursive(true);
+                #[cfg(unix)]
+                std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+                b.create(dir).map_err(fail)?;
+            }
             let key = keys::new_kek();
             let mut opts = std::fs::OpenOptions::new();
             opts.write(true).create_new(true);
@@ -100,22 +109,34 @@ async fn create(state: &AppState, tenant_id: &str, alg: Alg) -> ApiResult<Signin
     Ok(rec)
 }
 
-/// The tenant's current key for `alg` (made now if it has none): its id and PKCS#8 private key.
-pub async fn signing_key(
-    state: &AppState,
-    tenant_id: &str,
-    alg: Alg,
-) -> ApiResult<(String, Zeroizing<Vec<u8>>)> {
+/// The tenant's current key record for `alg`, made now if it has none.
+async fn current(state: &AppState, tenant_id: &str, alg: Alg) -> ApiResult<SigningKeyRecord> {
     let current = state
         .store
         .list_signing_keys(tenant_id)
         .await?
         .into_iter()
         .find(|k| k.retired_at.is_none() && k.alg == alg.name());
-    let rec = match current {
-        Some(k) => k,
-        None => create(state, tenant_id, alg).await?,
-    };
+    match current {
+        Some(k) => Ok(k),
+        None => create(state, tenant_id, alg).await,
+    }
+}
+
+/// Makes sure the tenant has a published key for `alg` before any app is told to expect
+/// tokens signed with it: a relying party that fetched the JWKS at discovery must find the
+/// key of the first token it gets (called when an app is registered or changed).
+pub async fn ensure(state: &AppState, tenant_id: &str, alg: Alg) -> ApiResult<()> {
+    current(state, tenant_id, alg).await.map(|_| ())
+}
+
+/// The tenant's current key for `alg` (made now if it has none): its id and PKCS#8 private key.
+pub async fn signing_key(
+    state: &AppState,
+    tenant_id: &str,
+    alg: Alg,
+) -> ApiResult<(String, Zeroizing<Vec<u8>>)> {
+    let rec = current(state, tenant_id, alg).await?;
     let private = keys::open(kek(state).await?, tenant_id, &rec.kid, &rec.sealed_private)
         .map_err(from_refusal)?;
     Ok((rec.kid, private))
@@ -157,4 +178,28 @@ pub async fn rotate(state: &AppState, tenant_id: &str) -> ApiResult<Vec<String>>
         .retire_signing_keys(tenant_id, &kids, now, now + tenant::oidc::MAX_TOKEN_SECS)
         .await?;
     Ok(kids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_file_is_made_with_its_directory_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        // As for a cloud on PostgreSQL whose data directory was never made.
+        let path = dir.path().join("never-made/cloud/oidc-kek");
+        let made = read_or_create(&path).ok().unwrap();
+        assert_eq!(made.len(), 32);
+        let again = read_or_create(&path).ok().unwrap();
+        assert_eq!(*made, *again);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode =
+                |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&path), 0o600);
+            assert_eq!(mode(path.parent().unwrap()), 0o700);
+        }
+    }
 }

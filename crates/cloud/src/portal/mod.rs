@@ -16,7 +16,11 @@
 //!   `Referrer-Policy: no-referrer` and `Cache-Control: no-store` ([`page_headers`]);
 //! * no secret is ever in a URL: forms are POSTed and answered with `303 See Other`.
 
+pub mod admin;
+pub mod registration;
 pub mod session;
+pub mod sspr;
+pub mod texts;
 
 use askama::Template;
 use axum::extract::{Request, State};
@@ -42,12 +46,14 @@ pub fn routes() -> Router<AppState> {
         .route("/signout", post(sign_out))
         .route("/my", get(account))
         .route("/assets/portal.css", get(stylesheet))
+        .merge(sspr::routes())
+        .merge(admin::routes())
         .layer(axum::middleware::from_fn(page_headers))
 }
 
-/// The portal's Content-Security-Policy: same-origin styles and forms, nothing inline, never
-/// framed.
-pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// The portal's Content-Security-Policy: same-origin scripts (the password hint), styles and
+/// forms, nothing inline, never framed.
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// Adds the portal's security headers to every page and asset.
 pub async fn page_headers(req: Request, next: Next) -> Response {
@@ -233,7 +239,12 @@ async fn sign_in(
                 Ok(c) => c,
                 Err(e) => return error_page(status_of(&e), &e),
             };
-            let mut resp = Redirect::to("/my").into_response();
+            // The registration interrupt, where the policy asks for it.
+            let next = match Caller::from_token(&state, &token.access_token).await {
+                Ok(caller) => registration::after_sign_in(&state, &caller).await,
+                Err(_) => "/my",
+            };
+            let mut resp = Redirect::to(next).into_response();
             let h = resp.headers_mut();
             h.append(header::SET_COOKIE, device);
             h.append(

@@ -18,12 +18,15 @@ use crate::state::AppState;
 
 const SESSION: &str = "dirbridge-session";
 const ANON_CSRF: &str = "dirbridge-csrf";
+/// The self-service reset session (`/sspr`, crate::portal::sspr): its secret never goes in a URL.
+const SSPR: &str = "dirbridge-sspr";
 
 /// The cookies of one request, and how this cloud writes them.
 pub struct Cookies {
     secure: bool,
     session: Option<String>,
     anon_csrf: Option<String>,
+    sspr: Option<String>,
 }
 
 impl Cookies {
@@ -32,6 +35,8 @@ impl Cookies {
         let (session_name, csrf_name) = (name(secure, SESSION), name(secure, ANON_CSRF));
         let mut session = None;
         let mut anon_csrf = None;
+        let mut sspr = None;
+        let sspr_name = name(secure, SSPR);
         for value in headers.get_all(header::COOKIE) {
             let Ok(value) = value.to_str() else { continue };
             for pair in value.split(';') {
@@ -42,6 +47,8 @@ impl Cookies {
                     session = Some(v.to_owned());
                 } else if k == csrf_name && !v.is_empty() {
                     anon_csrf = Some(v.to_owned());
+                } else if k == sspr_name && !v.is_empty() {
+                    sspr = Some(v.to_owned());
                 }
             }
         }
@@ -49,7 +56,22 @@ impl Cookies {
             secure,
             session,
             anon_csrf,
+            sspr,
         }
+    }
+
+    /// The self-service reset session's cookie value, if the browser sent one.
+    pub fn sspr(&self) -> Option<&str> {
+        self.sspr.as_deref()
+    }
+
+    /// `Set-Cookie` for a self-service reset session lasting `max_age_secs`.
+    pub fn sspr_cookie(&self, value: &str, max_age_secs: i64) -> HeaderValue {
+        self.cookie(SSPR, value, max_age_secs.max(0))
+    }
+
+    pub fn clear_sspr(&self) -> HeaderValue {
+        self.cookie(SSPR, "", 0)
     }
 
     /// The session token, if the browser sent one.

@@ -245,8 +245,11 @@ pub async fn drain(state: &AppState) {
         grace_secs = state.config.shutdown_grace_secs,
         "shutting down: no new writeback requests; waiting for those in flight"
     );
-    let give_up = tokio::time::Instant::now() + Duration::from_millis(grace_ms as u64 + 1_000);
-    while hub.waiters.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < give_up {
+    let give_up = tokio::time::Instant::from_std(tenant::clock::monotonic())
+        + Duration::from_millis(grace_ms as u64 + 1_000);
+    while hub.waiters.load(Ordering::SeqCst) > 0
+        && tokio::time::Instant::from_std(tenant::clock::monotonic()) < give_up
+    {
         let notified = hub.done.notified();
         tokio::select! {
             _ = notified => {}

@@ -1,6 +1,8 @@
 //! How list_users behaves at 100,000 users. Ignored by default (seeding takes a while); run with
 //! `cargo nextest run -p dirbridge-store --run-ignored only scale --no-capture`. It prints
 //! timings for docs/benchmarks.md and asserts only results, never durations.
+// Tests poll real servers with deadlines on the real clock (clippy.toml bans it in the code).
+#![allow(clippy::disallowed_methods)]
 
 use std::time::Instant;
 

@@ -49,6 +49,7 @@ fn internal(what: &str) -> Refusal {
     )
 }
 
+#[allow(clippy::expect_used)] // the system's random source failing is not recoverable
 fn random(n: usize) -> Vec<u8> {
     let mut b = vec![0u8; n];
     // The system's random source failing is not recoverable.
@@ -122,7 +123,8 @@ fn aad(tenant_id: &str, kid: &str) -> Vec<u8> {
 /// ciphertext ‖ tag).
 pub fn seal(kek: &[u8], tenant_id: &str, kid: &str, private: &[u8]) -> Result<String, Refusal> {
     let key = aead_key(kek)?;
-    let nonce_bytes: [u8; 12] = random(12).try_into().expect("12 bytes");
+    let mut nonce_bytes = [0u8; 12];
+    nonce_bytes.copy_from_slice(&random(12));
     let mut buf = private.to_vec();
     key.seal_in_place_append_tag(
         ring::aead::Nonce::assume_unique_for_key(nonce_bytes),

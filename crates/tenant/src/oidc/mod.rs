@@ -350,14 +350,18 @@ fn redirect_err(error: &'static str, description: impl Into<String>) -> Authoriz
 
 /// The client and redirect URI a request names, checked against the app (`None`: no such app).
 /// Only when this succeeds may anything be sent to the redirect URI.
+fn unknown_client() -> AuthorizationError {
+    AuthorizationError::Unsafe(
+        "The app that sent you here is not registered with this organisation (unknown client_id). Tell the app's administrator.".into(),
+    )
+}
+
 pub fn check_client_and_redirect(
     app: Option<&App>,
     p: &AuthorizationParams,
 ) -> Result<String, AuthorizationError> {
     let Some(app) = app else {
-        return Err(AuthorizationError::Unsafe(
-            "The app that sent you here is not registered with this organisation (unknown client_id). Tell the app's administrator.".into(),
-        ));
+        return Err(unknown_client());
     };
     match p.redirect_uri.as_deref() {
         Some(uri) if app.redirect_uris.iter().any(|r| r == uri) => Ok(uri.to_string()),
@@ -379,7 +383,9 @@ pub fn check_authorization(
     p: &AuthorizationParams,
 ) -> Result<Authorization, AuthorizationError> {
     let redirect_uri = check_client_and_redirect(app, p)?;
-    let app = app.expect("checked above");
+    let Some(app) = app else {
+        return Err(unknown_client());
+    };
     if p.request.is_some() {
         return Err(redirect_err(
             "request_not_supported",
