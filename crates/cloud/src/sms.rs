@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -113,6 +114,45 @@ pub enum SmsError {
     Refused { host: String, status: u16 },
     #[error("the gateway at {host} answered HTTP {status} without the expected text")]
     Unexpected { host: String, status: u16 },
+}
+
+/// How long a gateway that failed is taken as down: sends for its channel are refused (503)
+/// for everyone meanwhile, then tried again.
+pub const RETRY_AFTER_SECS: i64 = 60;
+
+/// What this cloud process last saw of each gateway. Codes are sent in the background, so the
+/// answer to a send never depends on whether the account has a phone to send to (that would
+/// tell who has one); it depends only on this: a gateway that failed within
+/// [`RETRY_AFTER_SECS`] is down for every account alike.
+#[derive(Debug, Default)]
+pub struct Health {
+    /// When each channel's gateway last failed (0: not since it last worked).
+    text_failed_at: AtomicI64,
+    voice_failed_at: AtomicI64,
+}
+
+impl Health {
+    fn slot(&self, voice: bool) -> &AtomicI64 {
+        if voice {
+            &self.voice_failed_at
+        } else {
+            &self.text_failed_at
+        }
+    }
+
+    /// Whether the channel's gateway failed less than [`RETRY_AFTER_SECS`] before `now`.
+    pub fn is_down(&self, voice: bool, now: i64) -> bool {
+        let at = self.slot(voice).load(Ordering::Relaxed);
+        at != 0 && now < at + RETRY_AFTER_SECS
+    }
+
+    pub fn failed(&self, voice: bool, now: i64) {
+        self.slot(voice).store(now.max(1), Ordering::Relaxed);
+    }
+
+    pub fn worked(&self, voice: bool) {
+        self.slot(voice).store(0, Ordering::Relaxed);
+    }
 }
 
 /// Fills `{phone}`, `{message}` and `{code}` in (the message itself holding `{code}`).
@@ -250,5 +290,17 @@ mod tests {
             "+4791234567|Code 123"
         );
         assert_eq!(dial_string("+47 912 34-567"), "+4791234567");
+    }
+
+    #[test]
+    fn a_failed_gateway_is_down_for_a_while_per_channel() {
+        let h = Health::default();
+        assert!(!h.is_down(false, 100));
+        h.failed(false, 100);
+        assert!(h.is_down(false, 100 + RETRY_AFTER_SECS - 1));
+        assert!(!h.is_down(false, 100 + RETRY_AFTER_SECS));
+        assert!(!h.is_down(true, 100));
+        h.worked(false);
+        assert!(!h.is_down(false, 101));
     }
 }

@@ -27,6 +27,11 @@ async fn env() -> Env {
 
 /// With `postgres`, the cloud runs on a fresh PostgreSQL instead of SQLite.
 async fn env_on(postgres: bool) -> Env {
+    env_with(postgres, |_| {}).await
+}
+
+/// [`env_on`] with `tweak` applied to the cloud's configuration.
+async fn env_with(postgres: bool, tweak: impl FnOnce(&mut dirbridge_cloud::config::Config)) -> Env {
     let pg = postgres.then(|| testkit::postgres::Postgres::start().expect("start PostgreSQL"));
     let smtp = tokio::task::spawn_blocking(testkit::smtp::Smtp::start)
         .await
@@ -37,6 +42,7 @@ async fn env_on(postgres: bool) -> Env {
     config.smtp.port = smtp.port();
     config.smtp.starttls = false;
     config.smtp.from = "Contoso password reset <sspr@contoso.test>".into();
+    tweak(&mut config);
     let c = Cloud::start_with(config, pg).await;
     c.admin(Method::POST, "/api/v1/licenses/trial", None)
         .await
@@ -923,24 +929,20 @@ async fn email_code_arrives_by_smtp_verifies_and_resets_a_cloud_password_once() 
 
 // ------------------------------------------------------------------ SMS and voice
 
-/// Codes by text message (form body, basic auth from a secret file) and by voice call (JSON
-/// body, bearer token) reach a real HTTP receiver, verify only their own method, and a failing
-/// gateway is told and counts nothing against the person.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sms_and_voice_codes_go_through_the_http_gateway_and_a_failing_gateway_counts_nothing() {
+/// A cloud whose SMS gateway (`text`: form body, basic auth from a secret file, 201 with
+/// "queued") and voice gateway (`voice`: JSON body, bearer token) are a real HTTP receiver.
+struct Gateways {
+    env: Env,
+    sink: testkit::http_sink::HttpSink,
+    _dir: tempfile::TempDir,
+}
+
+async fn gateways(text: bool, voice: bool) -> Gateways {
     let sink = testkit::http_sink::HttpSink::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let secret_file = dir.path().join("sms-secret");
     std::fs::write(&secret_file, "gateway-Pa55\n").unwrap();
-    let smtp = tokio::task::spawn_blocking(testkit::smtp::Smtp::start)
-        .await
-        .unwrap()
-        .unwrap();
-    let mut config = common::unlimited();
-    config.smtp.host = Some(smtp.host().to_string());
-    config.smtp.port = smtp.port();
-    config.smtp.starttls = false;
-    let text: dirbridge_cloud::sms::Gateway = toml::from_str(&format!(
+    let text_gw: dirbridge_cloud::sms::Gateway = toml::from_str(&format!(
         r#"
         url = "{}"
         body = {{ To = "{{phone}}", Body = "{{message}}" }}
@@ -954,7 +956,7 @@ async fn sms_and_voice_codes_go_through_the_http_gateway_and_a_failing_gateway_c
         secret_file.display()
     ))
     .unwrap();
-    let voice: dirbridge_cloud::sms::Gateway = toml::from_str(&format!(
+    let voice_gw: dirbridge_cloud::sms::Gateway = toml::from_str(&format!(
         r#"
         url = "{}"
         format = "json"
@@ -966,59 +968,68 @@ async fn sms_and_voice_codes_go_through_the_http_gateway_and_a_failing_gateway_c
         secret_file.display()
     ))
     .unwrap();
-    config.sms.text = Some(text);
-    config.sms.voice = Some(voice);
-    let c = Cloud::start_with(config, None).await;
-    c.admin(Method::POST, "/api/v1/licenses/trial", None)
-        .await
-        .ok();
+    sink.answer(201, r#"{"status":"queued"}"#);
+    let env = env_with(false, |config| {
+        config.sms.text = text.then_some(text_gw);
+        config.sms.voice = voice.then_some(voice_gw);
+    })
+    .await;
+    Gateways {
+        env,
+        sink,
+        _dir: dir,
+    }
+}
+
+async fn send_code(c: &Cloud, sid: &str, method: &str) -> common::Reply {
+    anon(
+        c,
+        Method::POST,
+        &format!("/api/v1/sspr/{sid}/{method}/send"),
+        None,
+    )
+    .await
+}
+
+/// The 8-digit code in a text message or a spoken message (read digit by digit).
+fn code_said(message: &str) -> String {
+    let digits: String = message.chars().filter(char::is_ascii_digit).collect();
+    assert!(digits.len() >= 8, "no code in {message:?}");
+    digits[..8].to_string()
+}
+
+/// An error answer without its tracking id (which differs from request to request).
+fn without_tracking_id(r: &common::Reply) -> (u16, Value) {
+    let mut v = r.body.clone();
+    if let Some(e) = v.get_mut("error").and_then(Value::as_object_mut) {
+        e.remove("trackingId");
+    }
+    (r.status.as_u16(), v)
+}
+
+/// Codes by text message (form body, basic auth from a secret file) and by voice call (JSON
+/// body, bearer token) reach a real HTTP receiver and verify only their own method, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sms_and_voice_codes_go_through_the_http_gateway() {
+    let g = gateways(true, true).await;
+    let (c, sink) = (&g.env.c, &g.sink);
     set_policy(
-        &c,
+        c,
         json!({"enabledFor": "all", "methods": ["mobilePhone", "officePhone"], "methodsRequired": 2}),
     )
     .await;
     let ada = licensed_user(
-        &c,
+        c,
         "ada",
         json!({"mobilePhone": "+47 912 34 567", "officePhone": "+47 22 33 44 55"}),
     )
     .await;
-    let (sid, v) = session(&c, &ada).await;
+    let (sid, v) = session(c, &ada).await;
     assert_eq!(v["methods"], json!(["mobilePhone", "officePhone"]));
-    let send = |m: &'static str| {
-        let sid = sid.clone();
-        let c = &c;
-        async move {
-            anon(
-                c,
-                Method::POST,
-                &format!("/api/v1/sspr/{sid}/{m}/send"),
-                None,
-            )
-            .await
-        }
-    };
 
-    // The gateway fails: a clear 503, and it counts nothing (more failures than the 10 sends
-    // allowed in 10 minutes, then a send still works).
-    sink.answer(500, "{}");
-    for _ in 0..11 {
-        let r = send("mobilePhone").await;
-        assert_eq!(r.status.as_u16(), 503, "{}", r.body);
-        assert!(
-            r.error_message().contains("Nothing was counted"),
-            "{}",
-            r.body
-        );
-    }
-    // Accepted status but not the expected text: a failure too.
-    sink.answer(201, r#"{"status":"failed"}"#);
-    assert_eq!(send("mobilePhone").await.status.as_u16(), 503);
-    sink.answer(201, r#"{"status":"queued"}"#);
-    let seen = sink.requests().len();
-    let r = send("mobilePhone").await;
+    let r = send_code(c, &sid, "mobilePhone").await;
     assert_eq!(r.status.as_u16(), 202, "{}", r.body);
-    let req = sink.wait_for(seen, Duration::from_secs(10)).unwrap();
+    let req = sink.wait_for(0, Duration::from_secs(10)).unwrap();
     assert_eq!(req.method, "POST");
     assert_eq!(req.target, "/sms");
     use base64::Engine as _;
@@ -1030,37 +1041,29 @@ async fn sms_and_voice_codes_go_through_the_http_gateway_and_a_failing_gateway_c
     let form: std::collections::HashMap<String, String> =
         serde_urlencoded::from_str(&req.body).unwrap();
     assert_eq!(form["To"], "+4791234567");
-    let sms_code: String = form["Body"]
-        .chars()
-        .filter(char::is_ascii_digit)
-        .take(8)
-        .collect();
-    assert_eq!(sms_code.len(), 8, "{}", form["Body"]);
+    let sms_code = code_said(&form["Body"]);
 
     // A texted code does not verify the office phone; it verifies the mobile phone once.
-    let r = verify(&c, &sid, json!({"method": "officePhone", "code": sms_code})).await;
+    let r = verify(c, &sid, json!({"method": "officePhone", "code": sms_code})).await;
     assert_eq!(r.status.as_u16(), 401, "{}", r.body);
-    let p = verify(&c, &sid, json!({"method": "mobilePhone", "code": sms_code}))
+    let p = verify(c, &sid, json!({"method": "mobilePhone", "code": sms_code}))
         .await
         .ok();
     assert_eq!(p["verified"], json!(["mobilePhone"]));
-    let r = verify(&c, &sid, json!({"method": "mobilePhone", "code": sms_code})).await;
+    let r = verify(c, &sid, json!({"method": "mobilePhone", "code": sms_code})).await;
     assert_eq!(r.status.as_u16(), 401, "a code is used once: {}", r.body);
 
     // The voice call: JSON, bearer token, the code read digit by digit.
     sink.answer(200, "{}");
-    let seen = sink.requests().len();
-    assert_eq!(send("officePhone").await.status.as_u16(), 202);
-    let req = sink.wait_for(seen, Duration::from_secs(10)).unwrap();
+    assert_eq!(send_code(c, &sid, "officePhone").await.status.as_u16(), 202);
+    let req = sink.wait_for(1, Duration::from_secs(10)).unwrap();
     assert_eq!(req.target, "/voice");
     assert_eq!(req.header("authorization"), Some("Bearer gateway-Pa55"));
     let body: Value = serde_json::from_str(&req.body).unwrap();
     assert_eq!(body["to"], "+4722334455");
-    let said = body["say"].as_str().unwrap();
-    let digits: String = said.chars().filter(char::is_ascii_digit).collect();
-    let voice_code = digits[..8].to_string();
+    let voice_code = code_said(body["say"].as_str().unwrap());
     let p = verify(
-        &c,
+        c,
         &sid,
         json!({"method": "officePhone", "code": voice_code}),
     )
@@ -1069,9 +1072,219 @@ async fn sms_and_voice_codes_go_through_the_http_gateway_and_a_failing_gateway_c
     assert_eq!(p["canReset"], true, "{p}");
 
     // Nothing secret in the database: not the codes, not the gateway secret.
-    let db = db_bytes(&c);
+    let db = db_bytes(c);
     for s in [sms_code.as_str(), voice_code.as_str(), "gateway-Pa55"] {
         assert_absent(&db, s);
+    }
+}
+
+/// A failing gateway tells nobody who has a phone: the send that meets the failure is answered
+/// like every send (the message leaves in the background), and from then on, for a minute,
+/// every send on that channel is refused with the same clear 503 — for an account with the
+/// phone, one without it and an unknown name alike — and counts nothing against the person.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_gateway_answers_the_same_with_or_without_a_phone_and_counts_nothing() {
+    let g = gateways(true, false).await;
+    let sink = &g.sink;
+    set_policy(
+        &g.env.c,
+        json!({"enabledFor": "all", "methods": ["mobilePhone", "email"], "methodsRequired": 1}),
+    )
+    .await;
+    let c = &g.env.c;
+    let ada = licensed_user(c, "ada", json!({"mobilePhone": "+47 912 34 567"})).await;
+    let bob = licensed_user(c, "bob", json!({"email": "bob@mail.contoso.test"})).await;
+    let (with_phone, _) = session(c, &ada).await;
+    let (without_phone, _) = session(c, &bob).await;
+    let (nobody, _) = session(c, &c.upn("nobody")).await;
+
+    // The gateway fails. The sends before the failure is seen are answered alike (Bob's first,
+    // as Ada's failure is told to the sends after it); only Ada's reaches the gateway.
+    sink.answer(500, "{}");
+    let b = send_code(c, &without_phone, "mobilePhone").await;
+    let a = send_code(c, &with_phone, "mobilePhone").await;
+    assert_eq!(a.status.as_u16(), 202, "{}", a.body);
+    assert_eq!((a.status, &a.body), (b.status, &b.body));
+    sink.wait_for(0, Duration::from_secs(10)).unwrap();
+    // Once the failure is seen, every account's send is refused with the same answer.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let refused = loop {
+        let r = send_code(c, &nobody, "mobilePhone").await;
+        if r.status.as_u16() == 503 {
+            break r;
+        }
+        assert_eq!(r.status.as_u16(), 202, "{}", r.body);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the failure was never told"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        refused.error_code(),
+        "serviceUnavailable",
+        "{}",
+        refused.body
+    );
+    assert!(
+        refused.error_message().contains("Nothing was counted"),
+        "{}",
+        refused.body
+    );
+    for sid in [&with_phone, &without_phone] {
+        let r = send_code(c, sid, "mobilePhone").await;
+        assert_eq!(without_tracking_id(&r), without_tracking_id(&refused));
+    }
+    // More refused sends than the 10 allowed in 10 minutes: none of them counted.
+    for _ in 0..11 {
+        assert_eq!(
+            send_code(c, &with_phone, "mobilePhone")
+                .await
+                .status
+                .as_u16(),
+            503
+        );
+    }
+    assert_eq!(
+        sink.requests().len(),
+        1,
+        "a refused send reached the gateway"
+    );
+
+    // A minute later the gateway is tried again: accepted status but not the expected text is a
+    // failure too, told to the sends after it.
+    c.clock.advance(dirbridge_cloud::sms::RETRY_AFTER_SECS);
+    sink.answer(201, r#"{"status":"failed"}"#);
+    assert_eq!(
+        send_code(c, &with_phone, "mobilePhone")
+            .await
+            .status
+            .as_u16(),
+        202
+    );
+    sink.wait_for(1, Duration::from_secs(10)).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while send_code(c, &nobody, "mobilePhone").await.status.as_u16() != 503 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the failure was never told"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Working again: the code arrives and verifies.
+    c.clock.advance(dirbridge_cloud::sms::RETRY_AFTER_SECS);
+    sink.answer(201, r#"{"status":"queued"}"#);
+    let r = send_code(c, &with_phone, "mobilePhone").await;
+    assert_eq!(r.status.as_u16(), 202, "{}", r.body);
+    let req = sink.wait_for(2, Duration::from_secs(10)).unwrap();
+    let form: std::collections::HashMap<String, String> =
+        serde_urlencoded::from_str(&req.body).unwrap();
+    let p = verify(
+        c,
+        &with_phone,
+        json!({"method": "mobilePhone", "code": code_said(&form["Body"])}),
+    )
+    .await
+    .ok();
+    assert_eq!(p["canReset"], true, "{p}");
+}
+
+/// A phone is a method a person can use only where its gateway is set up: with an SMS gateway
+/// and none for voice, the office phone is neither offered nor counted, so a person whose
+/// second method is the office phone has too few methods (told once verified), where the
+/// mobile phone counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phones_count_as_methods_only_with_their_gateway() {
+    let g = gateways(true, false).await;
+    let (env, sink) = (&g.env, &g.sink);
+    let c = &env.c;
+    set_policy(
+        c,
+        json!({"enabledFor": "all", "methods": ["email", "mobilePhone", "officePhone"], "methodsRequired": 2}),
+    )
+    .await;
+    let ada = licensed_user(
+        c,
+        "ada",
+        json!({"email": "ada@mail.contoso.test", "officePhone": "+47 22 33 44 55"}),
+    )
+    .await;
+    let (sid, v) = session(c, &ada).await;
+    assert_eq!(v["methods"], json!(["email", "mobilePhone"]));
+    let r = send_code(c, &sid, "officePhone").await;
+    assert_eq!(r.status.as_u16(), 400, "{}", r.body);
+    let code = emailed_code(env, &sid, "ada@mail.contoso.test", 0).await;
+    let p = verify(c, &sid, json!({"method": "email", "code": code}))
+        .await
+        .ok();
+    assert_eq!(p["methods"], json!(["email", "mobilePhone"]), "{p}");
+    assert_eq!(p["complete"], true, "{p}");
+    assert_eq!(p["refusal"]["class"], "notEnoughMethods", "{p}");
+
+    // The mobile phone, whose gateway is set up, is a second method.
+    let bob = licensed_user(
+        c,
+        "bob",
+        json!({"email": "bob@mail.contoso.test", "mobilePhone": "+47 912 34 567"}),
+    )
+    .await;
+    let (sid, _) = session(c, &bob).await;
+    let code = emailed_code(env, &sid, "bob@mail.contoso.test", 0).await;
+    let p = verify(c, &sid, json!({"method": "email", "code": code}))
+        .await
+        .ok();
+    assert_eq!(p["complete"], false, "{p}");
+    assert!(p.get("refusal").is_none(), "{p}");
+    assert_eq!(send_code(c, &sid, "mobilePhone").await.status.as_u16(), 202);
+    let req = sink.wait_for(0, Duration::from_secs(10)).unwrap();
+    let form: std::collections::HashMap<String, String> =
+        serde_urlencoded::from_str(&req.body).unwrap();
+    let p = verify(
+        c,
+        &sid,
+        json!({"method": "mobilePhone", "code": code_said(&form["Body"])}),
+    )
+    .await
+    .ok();
+    assert_eq!(p["canReset"], true, "{p}");
+}
+
+/// Phone codes have their own budget, apart from the emails': 10 per 10 minutes for text
+/// messages and voice calls together, and using up one budget leaves the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phone_codes_have_their_own_send_budget() {
+    let g = gateways(true, true).await;
+    let c = &g.env.c;
+    set_policy(
+        c,
+        json!({"enabledFor": "all", "methods": ["email", "mobilePhone", "officePhone"], "methodsRequired": 1}),
+    )
+    .await;
+    let ada = licensed_user(
+        c,
+        "ada",
+        json!({"email": "ada@mail.contoso.test", "mobilePhone": "+47 912 34 567", "officePhone": "+47 22 33 44 55"}),
+    )
+    .await;
+    let (sid, _) = session(c, &ada).await;
+    for _ in 0..10 {
+        assert_eq!(send_code(c, &sid, "email").await.status.as_u16(), 202);
+    }
+    assert_eq!(send_code(c, &sid, "email").await.status.as_u16(), 429);
+    for i in 0..10 {
+        let m = if i % 2 == 0 {
+            "mobilePhone"
+        } else {
+            "officePhone"
+        };
+        let r = send_code(c, &sid, m).await;
+        assert_eq!(r.status.as_u16(), 202, "send {i}: {}", r.body);
+    }
+    for m in ["mobilePhone", "officePhone"] {
+        let r = send_code(c, &sid, m).await;
+        assert_eq!(r.status.as_u16(), 429, "{}", r.body);
+        assert!(r.error_message().contains("Too many codes"), "{}", r.body);
     }
 }
 

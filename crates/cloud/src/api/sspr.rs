@@ -100,7 +100,7 @@ pub const OPERATIONS: &[Operation] = &[
         "post",
         "/api/v1/sspr/{session}/{method}/send",
         "ssprSendCode",
-        "Send a one-time code: method email, mobilePhone (text message) or officePhone (voice call); 10 per 10 minutes; 503 when the SMS/voice gateway fails (nothing counted)",
+        "Send a one-time code: method email, mobilePhone (text message) or officePhone (voice call); 10 emails and, apart, 10 phone codes per 10 minutes; 503 for a minute after the SMS/voice gateway failed, for every account alike (nothing counted)",
         None,
         202,
     ),

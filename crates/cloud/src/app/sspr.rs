@@ -970,18 +970,32 @@ async fn decoy_key(state: &AppState) -> ApiResult<String> {
     Ok(state.store.sspr_key("decoy", &candidate).await?)
 }
 
-/// The methods a reset session offers: the policy's ([`sspr::offered_methods`]), less a phone
-/// method whose gateway this cloud has not set up (`[sms.text]`, `[sms.voice]`).
-fn offered(state: &AppState, p: &SsprPolicy) -> Vec<AuthMethod> {
+/// Whether this cloud can take `m` at a reset: a phone method only with its gateway set up
+/// (`[sms.text]` for the mobile phone, `[sms.voice]` for the office phone).
+fn deliverable(state: &AppState, m: AuthMethod) -> bool {
     let sms = &state.config.sms;
-    sspr::offered_methods(p)
-        .into_iter()
-        .filter(|m| match m {
-            AuthMethod::MobilePhone => sms.text.is_some(),
-            AuthMethod::OfficePhone => sms.voice.is_some(),
-            _ => true,
-        })
+    match m {
+        AuthMethod::MobilePhone => sms.text.is_some(),
+        AuthMethod::OfficePhone => sms.voice.is_some(),
+        _ => true,
+    }
+}
+
+/// Of the methods `registered`, those this cloud can take at a reset ([`deliverable`]): a
+/// phone without its gateway is not a method the person can use, so it does not count
+/// towards the methods a reset or the registration at sign-in asks for.
+pub(crate) fn deliverable_methods(state: &AppState, registered: &[AuthMethod]) -> Vec<AuthMethod> {
+    registered
+        .iter()
+        .copied()
+        .filter(|m| deliverable(state, *m))
         .collect()
+}
+
+/// The methods a reset session offers: the policy's ([`sspr::offered_methods`]), less a phone
+/// method whose gateway this cloud has not set up.
+fn offered(state: &AppState, p: &SsprPolicy) -> Vec<AuthMethod> {
+    deliverable_methods(state, &sspr::offered_methods(p))
 }
 
 /// Fails with 429 while `subject` is locked out.
@@ -1143,9 +1157,14 @@ impl Account {
     fn is_admin(&self) -> bool {
         roles::is_administrator(&self.user.roles)
     }
-    fn usable(&self) -> Vec<AuthMethod> {
+    /// The registered methods a reset can use: offered by the policy and deliverable here.
+    fn usable(&self, state: &AppState) -> Vec<AuthMethod> {
         let reg = self.methods.as_ref().map(registered).unwrap_or_default();
-        sspr::usable_methods(&self.policy, self.is_admin(), &reg)
+        sspr::usable_methods(
+            &self.policy,
+            self.is_admin(),
+            &deliverable_methods(state, &reg),
+        )
     }
 }
 
@@ -1204,7 +1223,7 @@ async fn progress_view(
         Some(a) => sspr::progress(
             &sspr::verified_methods(&s.verified),
             required as usize,
-            &a.usable(),
+            &a.usable(state),
         ),
         None => Progress::Pending,
     };
@@ -1222,7 +1241,7 @@ async fn progress_view(
     }
     Ok(ProgressView {
         expires_at: s.expires_at,
-        methods: sspr::offered_methods(p),
+        methods: offered(state, p),
         questions: s.questions.clone(),
         verified: s.verified.clone(),
         methods_required: shown_required,
@@ -1266,17 +1285,11 @@ pub struct CodeSent {
     pub code_expires_at: i64,
 }
 
-/// Emails a one-time code to the session's account's registered address, if it has one (the
-/// answer is the same either way); at most [`Throttle::Email`]'s limit per window.
-pub async fn send_email_code(state: &AppState, ctx: &Ctx, secret: &str) -> ApiResult<CodeSent> {
-    let now = ctx.now;
-    let s = live_session(state, secret, now).await?;
-    sspr::may_verify(state_of(&s, now))?;
-    check_lockout(state, &s.subject, now).await?;
-    let t = Throttle::Email;
+/// Refuses (429) when `subject` has used up `t`'s sends in its window; otherwise counts one.
+async fn take_send(state: &AppState, subject: &str, t: Throttle, now: Epoch) -> ApiResult<()> {
     let (sent, oldest) = state
         .store
-        .count_sspr_events(&s.subject, t.kind(), now - t.window_secs())
+        .count_sspr_events(subject, t.kind(), now - t.window_secs())
         .await?;
     if sent >= t.limit() {
         let again = oldest.unwrap_or(now) + t.window_secs();
@@ -1290,8 +1303,19 @@ pub async fn send_email_code(state: &AppState, ctx: &Ctx, secret: &str) -> ApiRe
     }
     state
         .store
-        .record_sspr_event(&s.subject, t.kind(), now, now - t.window_secs())
+        .record_sspr_event(subject, t.kind(), now, now - t.window_secs())
         .await?;
+    Ok(())
+}
+
+/// Emails a one-time code to the session's account's registered address, if it has one (the
+/// answer is the same either way); at most [`Throttle::Email`]'s limit per window.
+pub async fn send_email_code(state: &AppState, ctx: &Ctx, secret: &str) -> ApiResult<CodeSent> {
+    let now = ctx.now;
+    let s = live_session(state, secret, now).await?;
+    sspr::may_verify(state_of(&s, now))?;
+    check_lockout(state, &s.subject, now).await?;
+    take_send(state, &s.subject, Throttle::Email, now).await?;
     let acct = account(state, &s).await?;
     let to = acct.as_ref().and_then(|a| {
         let offered = offered(state, &a.policy).contains(&AuthMethod::Email);
@@ -1347,10 +1371,12 @@ fn code_key(secret: &str, method: AuthMethod) -> Zeroizing<String> {
 
 /// Sends a one-time code for `method` of the session `secret`: by email
 /// ([`send_email_code`]), by text message to the registered mobile phone or by a voice call to
-/// the registered office phone (through `[sms.text]` / `[sms.voice]`). The answer is the same
-/// whether or not the account has that method (nothing is sent then). A gateway that fails
-/// is told (503) and counts nothing against the person: the send is counted only once the
-/// gateway accepted it.
+/// the registered office phone (through `[sms.text]` / `[sms.voice]`), at most
+/// [`Throttle::PhoneCode`]'s limit per window. Like an email, the message leaves in the
+/// background, so the answer (status, body and time taken) is the same whether or not the
+/// account has that phone. A gateway that failed is told by the next sends, for every account
+/// alike, for [`crate::sms::RETRY_AFTER_SECS`] ([`crate::sms::Health`]): 503, and such a refused
+/// send counts nothing against the person.
 pub async fn send_code(
     state: &AppState,
     ctx: &Ctx,
@@ -1379,30 +1405,16 @@ pub async fn send_code(
             sspr::method_name(method)
         )));
     }
-    let t = Throttle::Email;
-    let (sent, oldest) = state
-        .store
-        .count_sspr_events(&s.subject, t.kind(), now - t.window_secs())
-        .await?;
-    if sent >= t.limit() {
-        let again = oldest.unwrap_or(now) + t.window_secs();
-        return Err(AppError::new(
-            ErrorCode::TooManyRequests,
-            format!(
-                "Too many codes were sent for this account. Ask for a new one after {} (UTC).",
-                tenant::clock::rfc3339(again)
-            ),
-        ));
-    }
     let gateway = if voice {
-        state.config.sms.voice.as_ref()
+        state.config.sms.voice.clone()
     } else {
-        state.config.sms.text.as_ref()
+        state.config.sms.text.clone()
     };
-    let Some(gateway) = gateway else {
-        tracing::warn!(tracking_id = %ctx.tracking_id, method = sspr::method_name(method), "a reset code was asked for a phone method, but no gateway is configured ([sms.text] / [sms.voice])");
+    // Offered only with a gateway; told like a gateway that is down otherwise.
+    let Some(gateway) = gateway.filter(|_| !state.sms_health.is_down(voice, now)) else {
         return Err(gateway_down(voice));
     };
+    take_send(state, &s.subject, Throttle::PhoneCode, now).await?;
     let phone = acct.as_ref().and_then(|a| {
         a.methods.as_ref().and_then(|m| {
             if voice {
@@ -1413,33 +1425,40 @@ pub async fn send_code(
         })
     });
     let code_expires_at = now + sspr::CODE_SECS;
-    let mac = match phone {
+    match phone {
         Some(phone) => {
             let code = sspr::new_code();
-            if let Err(e) =
-                crate::sms::send(gateway, state.config.sms.timeout_secs, &phone, &code, voice).await
-            {
-                tracing::error!(tracking_id = %ctx.tracking_id, error = %e, "the SMS/voice gateway did not take a reset code");
-                return Err(gateway_down(voice));
-            }
-            sspr::code_mac(&code_key(secret, method), &code)
+            let mac = sspr::code_mac(&code_key(secret, method), &code);
+            state
+                .store
+                .set_sspr_code(&s.id_hash, Some(&mac), Some(code_expires_at))
+                .await?;
+            let state = state.clone();
+            let tracking_id = ctx.tracking_id.clone();
+            tokio::spawn(async move {
+                let timeout = state.config.sms.timeout_secs;
+                match crate::sms::send(&gateway, timeout, &phone, &code, voice).await {
+                    Ok(()) => state.sms_health.worked(voice),
+                    Err(e) => {
+                        tracing::error!(tracking_id = %tracking_id, error = %e, "the SMS/voice gateway did not take a reset code; sends on this channel are refused for a minute");
+                        state.sms_health.failed(voice, state.now());
+                    }
+                }
+            });
         }
-        // A MAC no code can match: a decoy (or an account without the phone) never verifies.
-        None => "none".to_string(),
-    };
-    state
-        .store
-        .record_sspr_event(&s.subject, t.kind(), now, now - t.window_secs())
-        .await?;
-    state
-        .store
-        .set_sspr_code(&s.id_hash, Some(&mac), Some(code_expires_at))
-        .await?;
+        None => {
+            // A MAC no code can match: a decoy (or an account without the phone) never verifies.
+            state
+                .store
+                .set_sspr_code(&s.id_hash, Some("none"), Some(code_expires_at))
+                .await?;
+        }
+    }
     Ok(CodeSent {
         message: if voice {
-            "If this account has an office phone registered for password reset, it is being called with a code. The code is valid for 5 minutes."
+            "If this account has an office phone registered for password reset, it is being called with a code. The code is valid for 5 minutes. If no call comes within a minute, ask for a new code or choose another method."
         } else {
-            "If this account has a mobile phone registered for password reset, a text message with a code was sent to it. It is valid for 5 minutes."
+            "If this account has a mobile phone registered for password reset, a text message with a code was sent to it. It is valid for 5 minutes. If none arrives within a minute, ask for a new code or choose another method."
         },
         code_expires_at,
     })
@@ -1817,7 +1836,7 @@ pub async fn set_password(
     match sspr::progress(
         &sspr::verified_methods(&s.verified),
         s.methods_required as usize,
-        &a.usable(),
+        &a.usable(state),
     ) {
         Progress::Pending => return Err(verify_first()),
         Progress::NotEnoughMethods => {
