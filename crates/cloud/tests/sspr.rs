@@ -148,6 +148,17 @@ async fn anon(c: &Cloud, method: Method, path: &str, body: Option<Value>) -> com
     c.call(method, path, None, body).await
 }
 
+/// A call on the reset session `sid`, whose secret travels in its header, never in the path.
+async fn in_session(
+    c: &Cloud,
+    method: Method,
+    path: &str,
+    sid: &str,
+    body: Option<Value>,
+) -> common::Reply {
+    c.sspr(method, path, sid, body).await
+}
+
 /// The subject of the notice a person gets when their reset methods change.
 const METHODS_NOTICE: &str = "Your password reset methods were changed";
 /// The subject of the notice a person gets when an administrator clears their reset lockout.
@@ -223,25 +234,13 @@ fn code_in(m: &testkit::smtp::Mail) -> String {
 
 /// Sends a code for the session and returns it from the SMTP server.
 async fn emailed_code(env: &Env, sid: &str, to: &str, seen: usize) -> String {
-    let r = anon(
-        &env.c,
-        Method::POST,
-        &format!("/api/v1/sspr/{sid}/email/send"),
-        None,
-    )
-    .await;
+    let r = in_session(&env.c, Method::POST, "/api/v1/sspr/email/send", sid, None).await;
     assert_eq!(r.status.as_u16(), 202, "{}", r.body);
     code_in(&mail(&env.smtp, to, seen).await)
 }
 
 async fn verify(c: &Cloud, sid: &str, body: Value) -> common::Reply {
-    anon(
-        c,
-        Method::POST,
-        &format!("/api/v1/sspr/{sid}/verify"),
-        Some(body),
-    )
-    .await
+    in_session(c, Method::POST, "/api/v1/sspr/verify", sid, Some(body)).await
 }
 
 /// The shape of a start answer with the session id and times taken out.
@@ -762,7 +761,7 @@ async fn start_answers_the_same_for_unknown_out_of_scope_and_known_users() {
         shapes.push(shape(&r.body));
         // The session's progress, and a wrong set of answers, look the same too.
         let sid = r.body["sessionId"].as_str().unwrap();
-        let mut v = anon(c, Method::GET, &format!("/api/v1/sspr/{sid}"), None)
+        let mut v = in_session(c, Method::GET, "/api/v1/sspr/session", sid, None)
             .await
             .ok();
         v["questions"] = json!(v["questions"].as_array().unwrap().len());
@@ -811,13 +810,7 @@ async fn start_answers_the_same_for_unknown_out_of_scope_and_known_users() {
     // Sending a code answers the same, and only the real account gets a message.
     for upn in [&ada, &bob, &c.upn("nobody")] {
         let (sid, _) = session(c, upn).await;
-        let r = anon(
-            c,
-            Method::POST,
-            &format!("/api/v1/sspr/{sid}/email/send"),
-            None,
-        )
-        .await;
+        let r = in_session(c, Method::POST, "/api/v1/sspr/email/send", &sid, None).await;
         assert_eq!(r.status.as_u16(), 202, "{}", r.body);
         assert_eq!(
             r.body["message"],
@@ -829,16 +822,17 @@ async fn start_answers_the_same_for_unknown_out_of_scope_and_known_users() {
 
     // Before verification nobody is told anything about the account.
     let (sid, _) = session(c, &bob).await;
-    let v = anon(c, Method::GET, &format!("/api/v1/sspr/{sid}"), None)
+    let v = in_session(c, Method::GET, "/api/v1/sspr/session", &sid, None)
         .await
         .ok();
     assert_eq!(v["complete"], false);
     assert_eq!(v["canReset"], false);
     assert!(v.get("refusal").is_none(), "{v}");
-    let r = anon(
+    let r = in_session(
         c,
         Method::POST,
-        &format!("/api/v1/sspr/{sid}/password"),
+        "/api/v1/sspr/password",
+        &sid,
         Some(json!({"newPassword": MARKER})),
     )
     .await;
@@ -846,12 +840,87 @@ async fn start_answers_the_same_for_unknown_out_of_scope_and_known_users() {
     assert!(r.body["error"].get("class").is_none(), "{}", r.body);
     // Malformed and unknown session ids are the same 404.
     for sid in ["nope", &"A".repeat(43)] {
-        let r = anon(c, Method::GET, &format!("/api/v1/sspr/{sid}"), None).await;
+        let r = in_session(c, Method::GET, "/api/v1/sspr/session", sid, None).await;
         assert_eq!(r.status.as_u16(), 404);
     }
 }
 
 // ------------------------------------------------------------------ email codes
+
+/// The reset session's secret travels in the `X-Dirbridge-Sspr-Session` header, never in a
+/// URL: the old paths with the secret in them are gone (404, nothing sent), a call without the
+/// header is refused with what to do, and no reset route of the API document has a place for
+/// it in its path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_secret_travels_in_a_header_never_in_the_url() {
+    let env = env().await;
+    let c = &env.c;
+    set_policy(c, json!({"enabledFor": "all"})).await;
+    let to = "ada@mail.contoso.test";
+    let ada = licensed_user(c, "ada", json!({"email": to})).await;
+    let (sid, _) = session(c, &ada).await;
+
+    for (method, path, body) in [
+        (Method::GET, format!("/api/v1/sspr/{sid}"), None),
+        (Method::POST, format!("/api/v1/sspr/{sid}/email/send"), None),
+        (
+            Method::POST,
+            format!("/api/v1/sspr/{sid}/verify"),
+            Some(json!({"method": "email", "code": "00000000"})),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/sspr/{sid}/password"),
+            Some(json!({"newPassword": MARKER})),
+        ),
+        (Method::GET, format!("/api/v1/sspr/{sid}/result"), None),
+    ] {
+        let r = anon(c, method.clone(), &path, body).await;
+        assert_eq!(
+            r.status.as_u16(),
+            404,
+            "{method} with the secret in the path: {}",
+            r.body
+        );
+    }
+    let r = anon(c, Method::POST, "/api/v1/sspr/email/send", None).await;
+    assert_eq!(r.status.as_u16(), 401, "{}", r.body);
+    assert!(
+        r.error_message().contains("X-Dirbridge-Sspr-Session"),
+        "{}",
+        r.body
+    );
+
+    // In the header: the flow works, and the old-path send sent nothing (one code mail only).
+    let code = emailed_code(&env, &sid, to, 0).await;
+    let codes = env
+        .smtp
+        .messages_to(to)
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.subject != METHODS_NOTICE)
+        .count();
+    assert_eq!(codes, 1);
+    let p = verify(c, &sid, json!({"method": "email", "code": code}))
+        .await
+        .ok();
+    assert_eq!(p["canReset"], true, "{p}");
+
+    let doc = c.call(Method::GET, "/openapi.json", None, None).await.ok();
+    let paths: Vec<&String> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|p| p.starts_with("/api/v1/sspr"))
+        .collect();
+    assert!(paths.len() >= 7, "{paths:?}");
+    for p in paths {
+        assert!(
+            !p.contains("session}") && (!p.contains('{') || p == "/api/v1/sspr/{method}/send"),
+            "a reset path with room for the secret: {p}"
+        );
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn email_code_arrives_by_smtp_verifies_and_resets_a_cloud_password_once() {
@@ -878,10 +947,11 @@ async fn email_code_arrives_by_smtp_verifies_and_resets_a_cloud_password_once() 
     let r = verify(c, &sid, json!({"method": "email", "code": code})).await;
     assert_eq!(r.status.as_u16(), 401);
 
-    let r = anon(
+    let r = in_session(
         c,
         Method::POST,
-        &format!("/api/v1/sspr/{sid}/password"),
+        "/api/v1/sspr/password",
+        &sid,
         Some(json!({"newPassword": MARKER})),
     )
     .await;
@@ -894,30 +964,25 @@ async fn email_code_arrives_by_smtp_verifies_and_resets_a_cloud_password_once() 
     assert_eq!(notice.subject, "Your account was reset");
 
     // The session cannot be used again; its result stays readable until it expires.
-    let again = anon(
+    let again = in_session(
         c,
         Method::POST,
-        &format!("/api/v1/sspr/{sid}/password"),
+        "/api/v1/sspr/password",
+        &sid,
         Some(json!({"newPassword": "Other-Pa55word-1"})),
     )
     .await;
     assert_eq!(again.status.as_u16(), 409, "{}", again.body);
-    let r = anon(
-        c,
-        Method::POST,
-        &format!("/api/v1/sspr/{sid}/email/send"),
-        None,
-    )
-    .await;
+    let r = in_session(c, Method::POST, "/api/v1/sspr/email/send", &sid, None).await;
     assert_eq!(r.status.as_u16(), 404);
-    let last = anon(c, Method::GET, &format!("/api/v1/sspr/{sid}/result"), None)
+    let last = in_session(c, Method::GET, "/api/v1/sspr/result", &sid, None)
         .await
         .ok();
     assert_eq!(last["outcome"], "succeeded");
 
     // Sessions last 15 minutes.
     c.clock.advance(15 * 60);
-    let r = anon(c, Method::GET, &format!("/api/v1/sspr/{sid}/result"), None).await;
+    let r = in_session(c, Method::GET, "/api/v1/sspr/result", &sid, None).await;
     assert_eq!(r.status.as_u16(), 404);
 
     // Nothing secret reached the database files.
@@ -982,10 +1047,11 @@ async fn gateways(text: bool, voice: bool) -> Gateways {
 }
 
 async fn send_code(c: &Cloud, sid: &str, method: &str) -> common::Reply {
-    anon(
+    in_session(
         c,
         Method::POST,
-        &format!("/api/v1/sspr/{sid}/{method}/send"),
+        &format!("/api/v1/sspr/{method}/send"),
+        sid,
         None,
     )
     .await
@@ -1522,13 +1588,7 @@ async fn codes_and_lockouts(env: Env) {
     // An unknown UPN behaves the same: five failures, then locked.
     let nobody = c.upn("nobody");
     let (sid, _) = session(c, &nobody).await;
-    let r = anon(
-        c,
-        Method::POST,
-        &format!("/api/v1/sspr/{sid}/email/send"),
-        None,
-    )
-    .await;
+    let r = in_session(c, Method::POST, "/api/v1/sspr/email/send", &sid, None).await;
     assert_eq!(r.status.as_u16(), 202);
     for i in 0..5 {
         let r = verify(c, &sid, json!({"method": "email", "code": "12345678"})).await;
@@ -1557,8 +1617,7 @@ async fn ten_emails_per_ten_minutes() {
     set_policy(c, json!({"enabledFor": "all"})).await;
     let ada = licensed_user(c, "ada", json!({"email": "ada@mail.contoso.test"})).await;
     let (sid, _) = session(c, &ada).await;
-    let path = format!("/api/v1/sspr/{sid}/email/send");
-    let send = || anon(c, Method::POST, &path, None);
+    let send = || in_session(c, Method::POST, "/api/v1/sspr/email/send", &sid, None);
     for _ in 0..10 {
         assert_eq!(send().await.status.as_u16(), 202);
     }
@@ -1665,10 +1724,11 @@ async fn verified(env: &Env, upn: &str, to: &str, seen: usize) -> (String, Value
 }
 
 async fn refused_class(c: &Cloud, sid: &str) -> String {
-    let r = anon(
+    let r = in_session(
         c,
         Method::POST,
-        &format!("/api/v1/sspr/{sid}/password"),
+        "/api/v1/sspr/password",
+        sid,
         Some(json!({"newPassword": MARKER})),
     )
     .await;
@@ -1732,7 +1792,7 @@ async fn not_in_scope_not_licensed_and_not_enough_methods_are_told_after_verific
     .await;
     let (sid, v) = session(c, &bob).await;
     assert_eq!(v["methodsRequired"], 2);
-    let before = anon(c, Method::GET, &format!("/api/v1/sspr/{sid}"), None)
+    let before = in_session(c, Method::GET, "/api/v1/sspr/session", &sid, None)
         .await
         .ok();
     assert!(before.get("refusal").is_none());
@@ -1813,14 +1873,15 @@ async fn on_prem_reset_without_a_connected_agent_is_agent_unavailable() {
 
     // An agent with writeback enabled, not connected: agentUnavailable, with no admin detail.
     enable_writeback_agent(c).await;
-    let p = anon(c, Method::GET, &format!("/api/v1/sspr/{sid}"), None)
+    let p = in_session(c, Method::GET, "/api/v1/sspr/session", &sid, None)
         .await
         .ok();
     assert_eq!(p["canReset"], true, "{p}");
-    let r = anon(
+    let r = in_session(
         c,
         Method::POST,
-        &format!("/api/v1/sspr/{sid}/password"),
+        "/api/v1/sspr/password",
+        &sid,
         Some(json!({"newPassword": MARKER})),
     )
     .await;
@@ -1832,33 +1893,36 @@ async fn on_prem_reset_without_a_connected_agent_is_agent_unavailable() {
         .as_str()
         .unwrap()
         .contains("cannot be reached"));
-    let last = anon(c, Method::GET, &format!("/api/v1/sspr/{sid}/result"), None)
+    let last = in_session(c, Method::GET, "/api/v1/sspr/result", &sid, None)
         .await
         .ok();
     assert_eq!(last["outcome"], "agentUnavailable");
-    let again = anon(
+    let again = in_session(
         c,
         Method::POST,
-        &format!("/api/v1/sspr/{sid}/password"),
+        "/api/v1/sspr/password",
+        &sid,
         Some(json!({"newPassword": MARKER})),
     )
     .await;
     assert_eq!(again.status.as_u16(), 409, "{}", again.body);
     // Unlock without reset is refused unless the policy allows it.
     let (sid, _) = verified(&env, &erin, to, 2).await;
-    let r = anon(
+    let r = in_session(
         c,
         Method::POST,
-        &format!("/api/v1/sspr/{sid}/password"),
+        "/api/v1/sspr/password",
+        &sid,
         Some(json!({"unlockOnly": true})),
     )
     .await;
     assert_eq!(r.status.as_u16(), 400, "{}", r.body);
     set_policy(c, json!({"allowUnlockWithoutReset": true})).await;
-    let r = anon(
+    let r = in_session(
         c,
         Method::POST,
-        &format!("/api/v1/sspr/{sid}/password"),
+        "/api/v1/sspr/password",
+        &sid,
         Some(json!({"unlockOnly": true})),
     )
     .await

@@ -913,7 +913,7 @@ pub struct StartBody {
     pub user_principal_name: String,
 }
 
-/// The answer of `start` and the public part of `GET /sspr/{session}`. `Debug` hides the
+/// The answer of `start` and the public part of `GET /sspr/session`. `Debug` hides the
 /// session secret.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -1475,7 +1475,7 @@ fn gateway_down(voice: bool) -> AppError {
     )
 }
 
-/// Body of `POST /sspr/{session}/verify`. `Debug` hides the code and answers.
+/// Body of `POST /sspr/verify`. `Debug` hides the code and answers.
 #[derive(Deserialize)]
 #[serde(
     tag = "method",
@@ -1602,7 +1602,7 @@ pub async fn verify(
             }
             if answers.len() != s.questions.len() {
                 return Err(AppError::bad_request(
-                    "answers: answer exactly the questions this session asks (GET /api/v1/sspr/{session})",
+                    "answers: answer exactly the questions this session asks (GET /api/v1/sspr/session)",
                 ));
             }
             let stored: Vec<Option<String>> = given
@@ -1695,7 +1695,7 @@ pub async fn verify(
     progress_view(state, ctx, &s, acct.as_ref(), &p).await
 }
 
-/// Body of `POST /sspr/{session}/password`. `Debug` hides the password.
+/// Body of `POST /sspr/password`. `Debug` hides the password.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PasswordBody {
