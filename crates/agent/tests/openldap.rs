@@ -768,12 +768,7 @@ async fn a_ppolicy_locked_out_user_unlocks_with_sspr() {
             .ok();
         let sid = start["sessionId"].as_str().unwrap().to_string();
         let r = cloud
-            .call(
-                Method::POST,
-                &format!("/api/v1/sspr/{sid}/email/send"),
-                None,
-                None,
-            )
+            .sspr(Method::POST, "/api/v1/sspr/email/send", &sid, None)
             .await;
         assert_eq!(r.status.as_u16(), 202, "{}", r.body);
         // Mail 0 to this address is the notice that an administrator set the person's email
@@ -788,20 +783,20 @@ async fn a_ppolicy_locked_out_user_unlocks_with_sspr() {
             .iter()
             .collect();
         let v = cloud
-            .call(
+            .sspr(
                 Method::POST,
-                &format!("/api/v1/sspr/{sid}/verify"),
-                None,
+                "/api/v1/sspr/verify",
+                &sid,
                 Some(json!({"method": "email", "code": code})),
             )
             .await
             .ok();
         assert_eq!(v["canUnlock"], true, "{v}");
         let r = cloud
-            .call(
+            .sspr(
                 Method::POST,
-                &format!("/api/v1/sspr/{sid}/password"),
-                None,
+                "/api/v1/sspr/password",
+                &sid,
                 Some(json!({"unlockOnly": true})),
             )
             .await

@@ -254,9 +254,9 @@ impl Api {
         })
     }
 
-    /// A call without a bearer token (sign-in, the self-service reset flow) on `http`, as if
-    /// from `from` (`X-Forwarded-For`; the cloud trusts the harness as its proxy); any status is
-    /// an answer, only a transport failure is an error.
+    /// A call without a bearer token (sign-in, the start of a self-service reset) on `http`,
+    /// as if from `from` (`X-Forwarded-For`; the cloud trusts the harness as its proxy); any
+    /// status is an answer, only a transport failure is an error.
     pub async fn anonymous(
         &self,
         http: &reqwest::Client,
@@ -265,16 +265,46 @@ impl Api {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Answer> {
+        self.unsigned(http, from, method, path, None, body).await
+    }
+
+    /// [`Api::anonymous`] on the reset session `session`: its secret in the
+    /// `X-Dirbridge-Sspr-Session` header, as the cloud wants it (never in the path).
+    pub async fn in_session(
+        &self,
+        http: &reqwest::Client,
+        from: &str,
+        method: reqwest::Method,
+        path: &str,
+        session: &str,
+        body: Option<&Value>,
+    ) -> Result<Answer> {
+        self.unsigned(http, from, method, path, Some(session), body)
+            .await
+    }
+
+    async fn unsigned(
+        &self,
+        http: &reqwest::Client,
+        from: &str,
+        method: reqwest::Method,
+        path: &str,
+        session: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<Answer> {
         let mut req = http
             .request(method.clone(), format!("{}{path}", self.url))
             .header("x-forwarded-for", from);
+        if let Some(s) = session {
+            req = req.header("x-dirbridge-sspr-session", s);
+        }
         if let Some(b) = body {
             req = req.json(b);
         }
         let resp = req
             .send()
             .await
-            .with_context(|| format!("{method} {}", redact(path)))?;
+            .with_context(|| format!("{method} {path}"))?;
         let at_ms = epoch_ms();
         let status = resp.status().as_u16();
         let text = resp.text().await?;
@@ -283,17 +313,6 @@ impl Api {
             body: serde_json::from_str(&text).unwrap_or(Value::Null),
             at_ms,
         })
-    }
-}
-
-/// A path without the session secret of `/api/v1/sspr/{session}/…` (for error messages).
-fn redact(path: &str) -> String {
-    match path.strip_prefix("/api/v1/sspr/") {
-        Some(rest) if rest.len() > 40 => {
-            let tail = rest.split_once('/').map(|(_, t)| t).unwrap_or("");
-            format!("/api/v1/sspr/{{session}}/{tail}")
-        }
-        _ => path.to_string(),
     }
 }
 

@@ -325,11 +325,12 @@ pub async fn reset(
         .collect();
     let t = Instant::now();
     let verified = api
-        .anonymous(
+        .in_session(
             http,
             from,
             Method::POST,
-            &format!("/api/v1/sspr/{sid}/verify"),
+            "/api/v1/sspr/verify",
+            &sid,
             Some(&json!({ "method": "securityQuestions", "answers": answers })),
         )
         .await?;
@@ -345,11 +346,12 @@ pub async fn reset(
     let t = Instant::now();
     steps.sent_ms = crate::cloud::epoch_ms();
     let done = api
-        .anonymous(
+        .in_session(
             http,
             from,
             Method::POST,
-            &format!("/api/v1/sspr/{sid}/password"),
+            "/api/v1/sspr/password",
+            &sid,
             Some(&json!({ "newPassword": new_password })),
         )
         .await?;
@@ -361,13 +363,7 @@ pub async fn reset(
     steps.tracking_id = done.body["trackingId"].as_str().unwrap_or("").to_string();
     let t = Instant::now();
     let result = api
-        .anonymous(
-            http,
-            from,
-            Method::GET,
-            &format!("/api/v1/sspr/{sid}/result"),
-            None,
-        )
+        .in_session(http, from, Method::GET, "/api/v1/sspr/result", &sid, None)
         .await?;
     steps.result = t.elapsed();
     if result.status != 200 || result.body["outcome"] != "succeeded" {

@@ -40,6 +40,8 @@ pub struct Config {
     pub oidc: OidcConfig,
     /// The mails sent when a password is reset or changed (templates; built-in defaults).
     pub notifications: NotificationsConfig,
+    /// The SMS and voice gateways that deliver reset codes to phones.
+    pub sms: crate::sms::SmsConfig,
 }
 
 /// `[dns]`: where `POST /api/v1/tenant/domains/{domain}/verify` looks up the TXT record.
@@ -165,6 +167,7 @@ impl Default for Config {
             dns: DnsConfig::default(),
             oidc: OidcConfig::default(),
             notifications: NotificationsConfig::default(),
+            sms: crate::sms::SmsConfig::default(),
         }
     }
 }

@@ -23,6 +23,7 @@ pub mod openapi;
 pub mod portal;
 pub mod presence;
 pub mod pushes;
+pub mod sms;
 pub mod state;
 #[cfg(feature = "test-util")]
 pub mod testing;
@@ -158,12 +159,19 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Headers every response carries, whatever produced it: `X-Content-Type-Options: nosniff`
+/// Marks the credential headers of every request sensitive, and adds the headers every
+/// response carries, whatever produced it: `X-Content-Type-Options: nosniff`
 /// everywhere, and `Cache-Control: no-store` on the API (its answers hold tokens, reset session
 /// secrets and personal data that no browser or proxy cache may keep). A body refused as too
 /// large anywhere (also by an extractor that is not ours) leaves as the JSON error document.
-async fn hygiene(req: Request, next: Next) -> Response {
+async fn hygiene(mut req: Request, next: Next) -> Response {
     let api = req.uri().path().starts_with("/api/");
+    // Credentials in headers are never shown by a `Debug` of the request (`Sensitive`).
+    for name in [header::AUTHORIZATION.as_str(), api::sspr::SESSION_HEADER] {
+        if let Some(v) = req.headers_mut().get_mut(name) {
+            v.set_sensitive(true);
+        }
+    }
     let mut resp = next.run(req).await;
     let is_json = resp
         .headers()

@@ -37,6 +37,8 @@ pub struct AppState {
     pub device_key: Arc<tokio::sync::OnceCell<String>>,
     /// The key that seals the OIDC signing keys, read from its file once.
     pub oidc_kek: Arc<tokio::sync::OnceCell<zeroize::Zeroizing<Vec<u8>>>>,
+    /// What this process last saw of the SMS and voice gateways.
+    pub sms_health: Arc<crate::sms::Health>,
 }
 
 /// One connected agent's push socket: its tenant, a connection number (so a stale socket's
@@ -65,6 +67,7 @@ impl AppState {
             address_limits: Arc::new(crate::limits::buckets::AddressLimits::default()),
             device_key: Arc::new(tokio::sync::OnceCell::new()),
             oidc_kek: Arc::new(tokio::sync::OnceCell::new()),
+            sms_health: Arc::new(crate::sms::Health::default()),
         }
     }
 

@@ -197,12 +197,32 @@ impl Cloud {
         token: Option<&str>,
         body: Option<Value>,
     ) -> Reply {
-        if self.real_time {
-            self.tick();
-        }
         let mut req = self.http.request(method, format!("{}{}", self.base, path));
         if let Some(t) = token {
             req = req.bearer_auth(t);
+        }
+        self.send(req, body).await
+    }
+
+    /// A call on the reset session `session` (`/api/v1/sspr/session`, `…/verify`...): the
+    /// session secret in its header ([`crate::api::sspr::SESSION_HEADER`]), never in the path.
+    pub async fn sspr(
+        &self,
+        method: Method,
+        path: &str,
+        session: &str,
+        body: Option<Value>,
+    ) -> Reply {
+        let req = self
+            .http
+            .request(method, format!("{}{}", self.base, path))
+            .header(crate::api::sspr::SESSION_HEADER, session);
+        self.send(req, body).await
+    }
+
+    async fn send(&self, mut req: reqwest::RequestBuilder, body: Option<Value>) -> Reply {
+        if self.real_time {
+            self.tick();
         }
         if let Some(b) = body {
             req = req.json(&b);

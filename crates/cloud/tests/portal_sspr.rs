@@ -1,6 +1,8 @@
 //! The self-service password pages in a real browser (Debian's headless Chromium over
 //! WebDriver): the reset flow at `/sspr` with an emailed code from a real SMTP server
-//! (aiosmtpd), with security questions and with two methods; a throttled person; forged forms;
+//! (aiosmtpd), with security questions and with two methods; with codes by text message and
+//! voice call read from a local HTTP receiver standing in for the SMS/voice gateway (and its
+//! failure told on the page); with the authenticator app; a throttled person; forged forms;
 //! change password at `/my/password`; the registration interrupt and reconfirmation at sign-in.
 //! Every page is checked with axe-core and html-validate. The reset of a synced user through a
 //! real agent and Samba AD (a policy refusal, then success; unlock only) is in
@@ -26,6 +28,11 @@ struct Env {
 }
 
 async fn env() -> Env {
+    env_with(|_| {}).await
+}
+
+/// [`env`] with `tweak` applied to the cloud's configuration.
+async fn env_with(tweak: impl FnOnce(&mut dirbridge_cloud::config::Config)) -> Env {
     let smtp = tokio::task::spawn_blocking(testkit::smtp::Smtp::start)
         .await
         .unwrap()
@@ -35,6 +42,7 @@ async fn env() -> Env {
     config.smtp.port = smtp.port();
     config.smtp.starttls = false;
     config.smtp.from = "Contoso password reset <sspr@contoso.test>".into();
+    tweak(&mut config);
     let c = Cloud::start_with(config, None).await;
     c.admin(Method::POST, "/api/v1/licenses/trial", None)
         .await
@@ -606,6 +614,242 @@ async fn forged_forms_are_refused_and_change_nothing() {
     assert_clean(&b, "CSRF refusal").await;
 }
 
+// ------------------------------------------------------------------ phones and the app
+
+/// A cloud whose SMS gateway (`[sms.text]`, form body) and voice gateway (`[sms.voice]`, JSON
+/// body) are a real HTTP receiver, and whose policy offers the phones and the authenticator
+/// app besides email.
+struct PhoneEnv {
+    env: Env,
+    sink: testkit::http_sink::HttpSink,
+}
+
+async fn phone_env(methods_required: u8) -> PhoneEnv {
+    let sink = testkit::http_sink::HttpSink::start().unwrap();
+    let text: dirbridge_cloud::sms::Gateway = toml::from_str(&format!(
+        r#"
+        url = "{}"
+        body = {{ To = "{{phone}}", Body = "{{message}}" }}
+        success_statuses = [201]
+        success_body_contains = "queued"
+        "#,
+        sink.url("/sms")
+    ))
+    .unwrap();
+    let voice: dirbridge_cloud::sms::Gateway = toml::from_str(&format!(
+        r#"
+        url = "{}"
+        format = "json"
+        body = {{ to = "{{phone}}", say = "{{message}}" }}
+        "#,
+        sink.url("/voice")
+    ))
+    .unwrap();
+    sink.answer(201, r#"{"status":"queued"}"#);
+    let env = env_with(|config| {
+        config.sms.text = Some(text);
+        config.sms.voice = Some(voice);
+    })
+    .await;
+    set_policy(
+        &env.c,
+        json!({
+            "methods": ["email", "mobilePhone", "officePhone", "authenticatorApp"],
+            "methodsRequired": methods_required,
+        }),
+    )
+    .await;
+    PhoneEnv { env, sink }
+}
+
+/// A licensed person with password [`FIRST`] and the given phones (set by the administrator).
+async fn phone_person(c: &Cloud, local: &str, phones: Value) -> String {
+    let upn = person(c, local, None, false).await;
+    c.admin(
+        Method::PUT,
+        &format!("/api/v1/users/{upn}/authentication-methods"),
+        Some(phones),
+    )
+    .await
+    .ok();
+    upn
+}
+
+/// The code in gateway request number `seen` (from 0): a text message's `Body`, or a voice
+/// call's `say` (read digit by digit).
+fn code_sent(sink: &testkit::http_sink::HttpSink, seen: usize) -> String {
+    let req = sink.wait_for(seen, Duration::from_secs(20)).unwrap();
+    let message = if req.target == "/sms" {
+        let form: std::collections::HashMap<String, String> =
+            serde_urlencoded::from_str(&req.body).unwrap();
+        form["Body"].clone()
+    } else {
+        let v: Value = serde_json::from_str(&req.body).unwrap();
+        v["say"].as_str().unwrap().to_string()
+    };
+    let digits: String = message.chars().filter(char::is_ascii_digit).collect();
+    assert!(digits.len() >= 8, "no code in {message:?}");
+    digits[..8].to_string()
+}
+
+/// Asks for a code by `method` on the verification page, reads it from the gateway receiver
+/// (its request number `seen`) and enters it.
+async fn verify_by_phone(
+    b: &Browser,
+    sink: &testkit::http_sink::HttpSink,
+    method: &str,
+    seen: usize,
+) {
+    submit(b, &format!("#send-{method}")).await;
+    let notice = wait_for_text(b, "#sspr-notice").await;
+    assert!(notice.contains("code"), "{notice}");
+    let code = code_sent(sink, seen);
+    b.type_into(&format!("#code-{method}"), &code)
+        .await
+        .unwrap();
+    submit(b, &format!("#verify-{method}")).await;
+}
+
+async fn assert_reset_done(b: &Browser, c: &Cloud, upn: &str) {
+    set_new_password(b, NEW).await;
+    assert_eq!(
+        wait_for_text(b, "#sspr-result").await,
+        "Your password has been changed."
+    );
+    assert!(password_works(c, upn, NEW).await);
+}
+
+/// The whole reset with a code texted to the mobile phone: the gateway first fails, and the
+/// page says so clearly (for every account alike) and lets the person go on; once it works the
+/// code comes from the gateway receiver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_reset_with_a_texted_code_after_a_gateway_failure() {
+    let g = phone_env(1).await;
+    let (c, sink) = (&g.env.c, &g.sink);
+    let upn = phone_person(c, "sam", json!({"mobilePhone": "+47 912 34 567"})).await;
+    let b = browser("sspr_sms_reset").await;
+    start_reset(&b, c, &upn).await;
+    assert_eq!(
+        b.text("#heading-mobilePhone").await.unwrap(),
+        "Text my mobile phone a code"
+    );
+    assert_eq!(b.text("#send-officePhone").await.unwrap(), "Call me");
+    assert_clean(&b, "verification page with phones").await;
+
+    // The gateway fails: the send that meets the failure reads like every send; the next ones
+    // are refused with the clear message, on the same page with the other methods.
+    sink.answer(500, "{}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let error = loop {
+        submit(&b, "#send-mobilePhone").await;
+        if b.find("#sspr-error").await.is_ok() {
+            break b.text("#sspr-error").await.unwrap();
+        }
+        assert!(
+            wait_for_text(&b, "#sspr-notice")
+                .await
+                .contains("text message"),
+            "a send is answered by its notice or the gateway's failure"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the gateway's failure was never told"
+        );
+    };
+    assert!(error.contains("SMS gateway is not available"), "{error}");
+    assert!(error.contains("Nothing was counted"), "{error}");
+    assert!(b.find("#method-email").await.is_ok());
+    assert_clean(&b, "gateway failure").await;
+    b.save(
+        &testkit::browser::screenshots_dir(),
+        "portal-sspr-sms-failed",
+    )
+    .await
+    .unwrap();
+
+    // A minute later the gateway works again.
+    c.clock.advance(dirbridge_cloud::sms::RETRY_AFTER_SECS);
+    sink.answer(201, r#"{"status":"queued"}"#);
+    let seen = sink.requests().len();
+    verify_by_phone(&b, sink, "mobilePhone", seen).await;
+    assert_eq!(sink.requests()[seen].target, "/sms");
+    assert_reset_done(&b, c, &upn).await;
+}
+
+/// The whole reset with a code spoken in a voice call to the office phone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_reset_with_a_voice_call_to_the_office_phone() {
+    let g = phone_env(1).await;
+    let (c, sink) = (&g.env.c, &g.sink);
+    let upn = phone_person(c, "otto", json!({"officePhone": "+47 22 33 44 55"})).await;
+    let b = browser("sspr_voice_reset").await;
+    start_reset(&b, c, &upn).await;
+    submit(&b, "#send-officePhone").await;
+    let notice = wait_for_text(&b, "#sspr-notice").await;
+    assert!(notice.contains("called"), "{notice}");
+    assert_clean(&b, "voice call notice").await;
+    let req = sink.wait_for(0, Duration::from_secs(20)).unwrap();
+    assert_eq!(req.target, "/voice");
+    let code = code_sent(sink, 0);
+    b.type_into("#code-officePhone", &code).await.unwrap();
+    submit(&b, "#verify-officePhone").await;
+    assert_reset_done(&b, c, &upn).await;
+}
+
+/// A reset with two methods, a code from the registered authenticator app (generated here
+/// with the registered secret) and a texted code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_with_the_authenticator_app_and_a_texted_code() {
+    use tenant::clock::Clock;
+    let g = phone_env(2).await;
+    let (c, sink) = (&g.env.c, &g.sink);
+    let upn = phone_person(c, "tina", json!({"mobilePhone": "+47 912 34 567"})).await;
+    // Register the app as the person would: the secret shown once, confirmed by a first code.
+    let me = c.sign_in(&upn, FIRST).await;
+    let setup = c
+        .call(
+            Method::POST,
+            "/api/v1/me/authentication-methods/authenticator-app",
+            Some(&me),
+            Some(json!({"verification": {"method": "password", "password": FIRST}})),
+        )
+        .await
+        .ok();
+    let app = totp_rs::Totp::from_url(setup["otpauthUri"].as_str().unwrap()).unwrap();
+    let first = app.generate(c.clock.now() as u64).to_string();
+    c.call(
+        Method::POST,
+        "/api/v1/me/authentication-methods/authenticator-app/confirm",
+        Some(&me),
+        Some(json!({"code": first})),
+    )
+    .await
+    .ok();
+    // The confirming code's step is used: the reset takes the next one.
+    c.clock.advance(30);
+
+    let b = browser("sspr_app_and_sms").await;
+    start_reset(&b, c, &upn).await;
+    assert!(b.text("#sspr-intro").await.unwrap().contains("two"));
+    assert!(
+        b.find("#send-authenticatorApp").await.is_err(),
+        "the app's code is typed, not sent"
+    );
+    b.type_into("#code-authenticatorApp", &first).await.unwrap();
+    submit(&b, "#verify-authenticatorApp").await;
+    let error = wait_for_text(&b, "#sspr-error").await;
+    assert!(error.contains("used already"), "{error}");
+    let code = app.generate(c.clock.now() as u64).to_string();
+    b.type_into("#code-authenticatorApp", &code).await.unwrap();
+    submit(&b, "#verify-authenticatorApp").await;
+    let intro = wait_for_text(&b, "#sspr-intro").await;
+    assert!(intro.contains("another"), "{intro}");
+    assert!(b.find("#method-authenticatorApp").await.is_err());
+    assert_clean(&b, "second step after the app").await;
+    verify_by_phone(&b, sink, "mobilePhone", 0).await;
+    assert_reset_done(&b, c, &upn).await;
+}
+
 // ------------------------------------------------------------------ change password
 
 async fn sign_in(b: &Browser, c: &Cloud, upn: &str, password: &str) {
@@ -724,4 +968,21 @@ async fn sign_in_interrupts_for_registration_and_later_for_reconfirmation() {
             .contains("me.authenticationMethods.reconfirm"),
         "the reconfirmation is audited"
     );
+}
+
+/// A phone whose gateway the cloud has not set up is no method the person can use: with no
+/// voice gateway, a person who registered only the office phone is asked to register at
+/// sign-in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_without_its_gateway_does_not_count_at_sign_in() {
+    let env = env().await;
+    set_policy(
+        &env.c,
+        json!({"requireRegistrationAtSignIn": true, "methods": ["email", "officePhone"]}),
+    )
+    .await;
+    let upn = phone_person(&env.c, "paul", json!({"officePhone": "+47 22 33 44 55"})).await;
+    let b = browser("sspr_phone_without_gateway").await;
+    sign_in(&b, &env.c, &upn, FIRST).await;
+    assert_eq!(wait_for_text(&b, "#register-count").await, "0 / 1");
 }

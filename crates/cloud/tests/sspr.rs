@@ -27,6 +27,11 @@ async fn env() -> Env {
 
 /// With `postgres`, the cloud runs on a fresh PostgreSQL instead of SQLite.
 async fn env_on(postgres: bool) -> Env {
+    env_with(postgres, |_| {}).await
+}
+
+/// [`env_on`] with `tweak` applied to the cloud's configuration.
+async fn env_with(postgres: bool, tweak: impl FnOnce(&mut dirbridge_cloud::config::Config)) -> Env {
     let pg = postgres.then(|| testkit::postgres::Postgres::start().expect("start PostgreSQL"));
     let smtp = tokio::task::spawn_blocking(testkit::smtp::Smtp::start)
         .await
@@ -37,6 +42,7 @@ async fn env_on(postgres: bool) -> Env {
     config.smtp.port = smtp.port();
     config.smtp.starttls = false;
     config.smtp.from = "Contoso password reset <sspr@contoso.test>".into();
+    tweak(&mut config);
     let c = Cloud::start_with(config, pg).await;
     c.admin(Method::POST, "/api/v1/licenses/trial", None)
         .await
@@ -142,6 +148,17 @@ async fn anon(c: &Cloud, method: Method, path: &str, body: Option<Value>) -> com
     c.call(method, path, None, body).await
 }
 
+/// A call on the reset session `sid`, whose secret travels in its header, never in the path.
+async fn in_session(
+    c: &Cloud,
+    method: Method,
+    path: &str,
+    sid: &str,
+    body: Option<Value>,
+) -> common::Reply {
+    c.sspr(method, path, sid, body).await
+}
+
 /// The subject of the notice a person gets when their reset methods change.
 const METHODS_NOTICE: &str = "Your password reset methods were changed";
 /// The subject of the notice a person gets when an administrator clears their reset lockout.
@@ -217,25 +234,13 @@ fn code_in(m: &testkit::smtp::Mail) -> String {
 
 /// Sends a code for the session and returns it from the SMTP server.
 async fn emailed_code(env: &Env, sid: &str, to: &str, seen: usize) -> String {
-    let r = anon(
-        &env.c,
-        Method::POST,
-        &format!("/api/v1/sspr/{sid}/email/send"),
-        None,
-    )
-    .await;
+    let r = in_session(&env.c, Method::POST, "/api/v1/sspr/email/send", sid, None).await;
     assert_eq!(r.status.as_u16(), 202, "{}", r.body);
     code_in(&mail(&env.smtp, to, seen).await)
 }
 
 async fn verify(c: &Cloud, sid: &str, body: Value) -> common::Reply {
-    anon(
-        c,
-        Method::POST,
-        &format!("/api/v1/sspr/{sid}/verify"),
-        Some(body),
-    )
-    .await
+    in_session(c, Method::POST, "/api/v1/sspr/verify", sid, Some(body)).await
 }
 
 /// The shape of a start answer with the session id and times taken out.
@@ -756,7 +761,7 @@ async fn start_answers_the_same_for_unknown_out_of_scope_and_known_users() {
         shapes.push(shape(&r.body));
         // The session's progress, and a wrong set of answers, look the same too.
         let sid = r.body["sessionId"].as_str().unwrap();
-        let mut v = anon(c, Method::GET, &format!("/api/v1/sspr/{sid}"), None)
+        let mut v = in_session(c, Method::GET, "/api/v1/sspr/session", sid, None)
             .await
             .ok();
         v["questions"] = json!(v["questions"].as_array().unwrap().len());
@@ -805,13 +810,7 @@ async fn start_answers_the_same_for_unknown_out_of_scope_and_known_users() {
     // Sending a code answers the same, and only the real account gets a message.
     for upn in [&ada, &bob, &c.upn("nobody")] {
         let (sid, _) = session(c, upn).await;
-        let r = anon(
-            c,
-            Method::POST,
-            &format!("/api/v1/sspr/{sid}/email/send"),
-            None,
-        )
-        .await;
+        let r = in_session(c, Method::POST, "/api/v1/sspr/email/send", &sid, None).await;
         assert_eq!(r.status.as_u16(), 202, "{}", r.body);
         assert_eq!(
             r.body["message"],
@@ -823,16 +822,17 @@ async fn start_answers_the_same_for_unknown_out_of_scope_and_known_users() {
 
     // Before verification nobody is told anything about the account.
     let (sid, _) = session(c, &bob).await;
-    let v = anon(c, Method::GET, &format!("/api/v1/sspr/{sid}"), None)
+    let v = in_session(c, Method::GET, "/api/v1/sspr/session", &sid, None)
         .await
         .ok();
     assert_eq!(v["complete"], false);
     assert_eq!(v["canReset"], false);
     assert!(v.get("refusal").is_none(), "{v}");
-    let r = anon(
+    let r = in_session(
         c,
         Method::POST,
-        &format!("/api/v1/sspr/{sid}/password"),
+        "/api/v1/sspr/password",
+        &sid,
         Some(json!({"newPassword": MARKER})),
     )
     .await;
@@ -840,12 +840,87 @@ async fn start_answers_the_same_for_unknown_out_of_scope_and_known_users() {
     assert!(r.body["error"].get("class").is_none(), "{}", r.body);
     // Malformed and unknown session ids are the same 404.
     for sid in ["nope", &"A".repeat(43)] {
-        let r = anon(c, Method::GET, &format!("/api/v1/sspr/{sid}"), None).await;
+        let r = in_session(c, Method::GET, "/api/v1/sspr/session", sid, None).await;
         assert_eq!(r.status.as_u16(), 404);
     }
 }
 
 // ------------------------------------------------------------------ email codes
+
+/// The reset session's secret travels in the `X-Dirbridge-Sspr-Session` header, never in a
+/// URL: the old paths with the secret in them are gone (404, nothing sent), a call without the
+/// header is refused with what to do, and no reset route of the API document has a place for
+/// it in its path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_secret_travels_in_a_header_never_in_the_url() {
+    let env = env().await;
+    let c = &env.c;
+    set_policy(c, json!({"enabledFor": "all"})).await;
+    let to = "ada@mail.contoso.test";
+    let ada = licensed_user(c, "ada", json!({"email": to})).await;
+    let (sid, _) = session(c, &ada).await;
+
+    for (method, path, body) in [
+        (Method::GET, format!("/api/v1/sspr/{sid}"), None),
+        (Method::POST, format!("/api/v1/sspr/{sid}/email/send"), None),
+        (
+            Method::POST,
+            format!("/api/v1/sspr/{sid}/verify"),
+            Some(json!({"method": "email", "code": "00000000"})),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/sspr/{sid}/password"),
+            Some(json!({"newPassword": MARKER})),
+        ),
+        (Method::GET, format!("/api/v1/sspr/{sid}/result"), None),
+    ] {
+        let r = anon(c, method.clone(), &path, body).await;
+        assert_eq!(
+            r.status.as_u16(),
+            404,
+            "{method} with the secret in the path: {}",
+            r.body
+        );
+    }
+    let r = anon(c, Method::POST, "/api/v1/sspr/email/send", None).await;
+    assert_eq!(r.status.as_u16(), 401, "{}", r.body);
+    assert!(
+        r.error_message().contains("X-Dirbridge-Sspr-Session"),
+        "{}",
+        r.body
+    );
+
+    // In the header: the flow works, and the old-path send sent nothing (one code mail only).
+    let code = emailed_code(&env, &sid, to, 0).await;
+    let codes = env
+        .smtp
+        .messages_to(to)
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.subject != METHODS_NOTICE)
+        .count();
+    assert_eq!(codes, 1);
+    let p = verify(c, &sid, json!({"method": "email", "code": code}))
+        .await
+        .ok();
+    assert_eq!(p["canReset"], true, "{p}");
+
+    let doc = c.call(Method::GET, "/openapi.json", None, None).await.ok();
+    let paths: Vec<&String> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|p| p.starts_with("/api/v1/sspr"))
+        .collect();
+    assert!(paths.len() >= 7, "{paths:?}");
+    for p in paths {
+        assert!(
+            !p.contains("session}") && (!p.contains('{') || p == "/api/v1/sspr/{method}/send"),
+            "a reset path with room for the secret: {p}"
+        );
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn email_code_arrives_by_smtp_verifies_and_resets_a_cloud_password_once() {
@@ -872,10 +947,11 @@ async fn email_code_arrives_by_smtp_verifies_and_resets_a_cloud_password_once() 
     let r = verify(c, &sid, json!({"method": "email", "code": code})).await;
     assert_eq!(r.status.as_u16(), 401);
 
-    let r = anon(
+    let r = in_session(
         c,
         Method::POST,
-        &format!("/api/v1/sspr/{sid}/password"),
+        "/api/v1/sspr/password",
+        &sid,
         Some(json!({"newPassword": MARKER})),
     )
     .await;
@@ -888,36 +964,393 @@ async fn email_code_arrives_by_smtp_verifies_and_resets_a_cloud_password_once() 
     assert_eq!(notice.subject, "Your account was reset");
 
     // The session cannot be used again; its result stays readable until it expires.
-    let again = anon(
+    let again = in_session(
         c,
         Method::POST,
-        &format!("/api/v1/sspr/{sid}/password"),
+        "/api/v1/sspr/password",
+        &sid,
         Some(json!({"newPassword": "Other-Pa55word-1"})),
     )
     .await;
     assert_eq!(again.status.as_u16(), 409, "{}", again.body);
-    let r = anon(
-        c,
-        Method::POST,
-        &format!("/api/v1/sspr/{sid}/email/send"),
-        None,
-    )
-    .await;
+    let r = in_session(c, Method::POST, "/api/v1/sspr/email/send", &sid, None).await;
     assert_eq!(r.status.as_u16(), 404);
-    let last = anon(c, Method::GET, &format!("/api/v1/sspr/{sid}/result"), None)
+    let last = in_session(c, Method::GET, "/api/v1/sspr/result", &sid, None)
         .await
         .ok();
     assert_eq!(last["outcome"], "succeeded");
 
     // Sessions last 15 minutes.
     c.clock.advance(15 * 60);
-    let r = anon(c, Method::GET, &format!("/api/v1/sspr/{sid}/result"), None).await;
+    let r = in_session(c, Method::GET, "/api/v1/sspr/result", &sid, None).await;
     assert_eq!(r.status.as_u16(), 404);
 
     // Nothing secret reached the database files.
     let db = db_bytes(c);
     for secret in [MARKER, code.as_str(), sid.as_str()] {
         assert_absent(&db, secret);
+    }
+}
+
+// ------------------------------------------------------------------ SMS and voice
+
+/// A cloud whose SMS gateway (`text`: form body, basic auth from a secret file, 201 with
+/// "queued") and voice gateway (`voice`: JSON body, bearer token) are a real HTTP receiver.
+struct Gateways {
+    env: Env,
+    sink: testkit::http_sink::HttpSink,
+    _dir: tempfile::TempDir,
+}
+
+async fn gateways(text: bool, voice: bool) -> Gateways {
+    let sink = testkit::http_sink::HttpSink::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("sms-secret");
+    std::fs::write(&secret_file, "gateway-Pa55\n").unwrap();
+    let text_gw: dirbridge_cloud::sms::Gateway = toml::from_str(&format!(
+        r#"
+        url = "{}"
+        body = {{ To = "{{phone}}", Body = "{{message}}" }}
+        auth = "basic"
+        username = "AC123"
+        secret_file = "{}"
+        success_statuses = [201]
+        success_body_contains = "queued"
+        "#,
+        sink.url("/sms"),
+        secret_file.display()
+    ))
+    .unwrap();
+    let voice_gw: dirbridge_cloud::sms::Gateway = toml::from_str(&format!(
+        r#"
+        url = "{}"
+        format = "json"
+        body = {{ to = "{{phone}}", say = "{{message}}" }}
+        auth = "bearer"
+        secret_file = "{}"
+        "#,
+        sink.url("/voice"),
+        secret_file.display()
+    ))
+    .unwrap();
+    sink.answer(201, r#"{"status":"queued"}"#);
+    let env = env_with(false, |config| {
+        config.sms.text = text.then_some(text_gw);
+        config.sms.voice = voice.then_some(voice_gw);
+    })
+    .await;
+    Gateways {
+        env,
+        sink,
+        _dir: dir,
+    }
+}
+
+async fn send_code(c: &Cloud, sid: &str, method: &str) -> common::Reply {
+    in_session(
+        c,
+        Method::POST,
+        &format!("/api/v1/sspr/{method}/send"),
+        sid,
+        None,
+    )
+    .await
+}
+
+/// The 8-digit code in a text message or a spoken message (read digit by digit).
+fn code_said(message: &str) -> String {
+    let digits: String = message.chars().filter(char::is_ascii_digit).collect();
+    assert!(digits.len() >= 8, "no code in {message:?}");
+    digits[..8].to_string()
+}
+
+/// An error answer without its tracking id (which differs from request to request).
+fn without_tracking_id(r: &common::Reply) -> (u16, Value) {
+    let mut v = r.body.clone();
+    if let Some(e) = v.get_mut("error").and_then(Value::as_object_mut) {
+        e.remove("trackingId");
+    }
+    (r.status.as_u16(), v)
+}
+
+/// Codes by text message (form body, basic auth from a secret file) and by voice call (JSON
+/// body, bearer token) reach a real HTTP receiver and verify only their own method, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sms_and_voice_codes_go_through_the_http_gateway() {
+    let g = gateways(true, true).await;
+    let (c, sink) = (&g.env.c, &g.sink);
+    set_policy(
+        c,
+        json!({"enabledFor": "all", "methods": ["mobilePhone", "officePhone"], "methodsRequired": 2}),
+    )
+    .await;
+    let ada = licensed_user(
+        c,
+        "ada",
+        json!({"mobilePhone": "+47 912 34 567", "officePhone": "+47 22 33 44 55"}),
+    )
+    .await;
+    let (sid, v) = session(c, &ada).await;
+    assert_eq!(v["methods"], json!(["mobilePhone", "officePhone"]));
+
+    let r = send_code(c, &sid, "mobilePhone").await;
+    assert_eq!(r.status.as_u16(), 202, "{}", r.body);
+    let req = sink.wait_for(0, Duration::from_secs(10)).unwrap();
+    assert_eq!(req.method, "POST");
+    assert_eq!(req.target, "/sms");
+    use base64::Engine as _;
+    let basic = base64::engine::general_purpose::STANDARD.encode("AC123:gateway-Pa55");
+    assert_eq!(
+        req.header("authorization"),
+        Some(format!("Basic {basic}").as_str())
+    );
+    let form: std::collections::HashMap<String, String> =
+        serde_urlencoded::from_str(&req.body).unwrap();
+    assert_eq!(form["To"], "+4791234567");
+    let sms_code = code_said(&form["Body"]);
+
+    // A texted code does not verify the office phone; it verifies the mobile phone once.
+    let r = verify(c, &sid, json!({"method": "officePhone", "code": sms_code})).await;
+    assert_eq!(r.status.as_u16(), 401, "{}", r.body);
+    let p = verify(c, &sid, json!({"method": "mobilePhone", "code": sms_code}))
+        .await
+        .ok();
+    assert_eq!(p["verified"], json!(["mobilePhone"]));
+    let r = verify(c, &sid, json!({"method": "mobilePhone", "code": sms_code})).await;
+    assert_eq!(r.status.as_u16(), 401, "a code is used once: {}", r.body);
+
+    // The voice call: JSON, bearer token, the code read digit by digit.
+    sink.answer(200, "{}");
+    assert_eq!(send_code(c, &sid, "officePhone").await.status.as_u16(), 202);
+    let req = sink.wait_for(1, Duration::from_secs(10)).unwrap();
+    assert_eq!(req.target, "/voice");
+    assert_eq!(req.header("authorization"), Some("Bearer gateway-Pa55"));
+    let body: Value = serde_json::from_str(&req.body).unwrap();
+    assert_eq!(body["to"], "+4722334455");
+    let voice_code = code_said(body["say"].as_str().unwrap());
+    let p = verify(
+        c,
+        &sid,
+        json!({"method": "officePhone", "code": voice_code}),
+    )
+    .await
+    .ok();
+    assert_eq!(p["canReset"], true, "{p}");
+
+    // Nothing secret in the database: not the codes, not the gateway secret.
+    let db = db_bytes(c);
+    for s in [sms_code.as_str(), voice_code.as_str(), "gateway-Pa55"] {
+        assert_absent(&db, s);
+    }
+}
+
+/// A failing gateway tells nobody who has a phone: the send that meets the failure is answered
+/// like every send (the message leaves in the background), and from then on, for a minute,
+/// every send on that channel is refused with the same clear 503 — for an account with the
+/// phone, one without it and an unknown name alike — and counts nothing against the person.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_gateway_answers_the_same_with_or_without_a_phone_and_counts_nothing() {
+    let g = gateways(true, false).await;
+    let sink = &g.sink;
+    set_policy(
+        &g.env.c,
+        json!({"enabledFor": "all", "methods": ["mobilePhone", "email"], "methodsRequired": 1}),
+    )
+    .await;
+    let c = &g.env.c;
+    let ada = licensed_user(c, "ada", json!({"mobilePhone": "+47 912 34 567"})).await;
+    let bob = licensed_user(c, "bob", json!({"email": "bob@mail.contoso.test"})).await;
+    let (with_phone, _) = session(c, &ada).await;
+    let (without_phone, _) = session(c, &bob).await;
+    let (nobody, _) = session(c, &c.upn("nobody")).await;
+
+    // The gateway fails. The sends before the failure is seen are answered alike (Bob's first,
+    // as Ada's failure is told to the sends after it); only Ada's reaches the gateway.
+    sink.answer(500, "{}");
+    let b = send_code(c, &without_phone, "mobilePhone").await;
+    let a = send_code(c, &with_phone, "mobilePhone").await;
+    assert_eq!(a.status.as_u16(), 202, "{}", a.body);
+    assert_eq!((a.status, &a.body), (b.status, &b.body));
+    sink.wait_for(0, Duration::from_secs(10)).unwrap();
+    // Once the failure is seen, every account's send is refused with the same answer.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let refused = loop {
+        let r = send_code(c, &nobody, "mobilePhone").await;
+        if r.status.as_u16() == 503 {
+            break r;
+        }
+        assert_eq!(r.status.as_u16(), 202, "{}", r.body);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the failure was never told"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        refused.error_code(),
+        "serviceUnavailable",
+        "{}",
+        refused.body
+    );
+    assert!(
+        refused.error_message().contains("Nothing was counted"),
+        "{}",
+        refused.body
+    );
+    for sid in [&with_phone, &without_phone] {
+        let r = send_code(c, sid, "mobilePhone").await;
+        assert_eq!(without_tracking_id(&r), without_tracking_id(&refused));
+    }
+    // More refused sends than the 10 allowed in 10 minutes: none of them counted.
+    for _ in 0..11 {
+        assert_eq!(
+            send_code(c, &with_phone, "mobilePhone")
+                .await
+                .status
+                .as_u16(),
+            503
+        );
+    }
+    assert_eq!(
+        sink.requests().len(),
+        1,
+        "a refused send reached the gateway"
+    );
+
+    // A minute later the gateway is tried again: accepted status but not the expected text is a
+    // failure too, told to the sends after it.
+    c.clock.advance(dirbridge_cloud::sms::RETRY_AFTER_SECS);
+    sink.answer(201, r#"{"status":"failed"}"#);
+    assert_eq!(
+        send_code(c, &with_phone, "mobilePhone")
+            .await
+            .status
+            .as_u16(),
+        202
+    );
+    sink.wait_for(1, Duration::from_secs(10)).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while send_code(c, &nobody, "mobilePhone").await.status.as_u16() != 503 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the failure was never told"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Working again: the code arrives and verifies.
+    c.clock.advance(dirbridge_cloud::sms::RETRY_AFTER_SECS);
+    sink.answer(201, r#"{"status":"queued"}"#);
+    let r = send_code(c, &with_phone, "mobilePhone").await;
+    assert_eq!(r.status.as_u16(), 202, "{}", r.body);
+    let req = sink.wait_for(2, Duration::from_secs(10)).unwrap();
+    let form: std::collections::HashMap<String, String> =
+        serde_urlencoded::from_str(&req.body).unwrap();
+    let p = verify(
+        c,
+        &with_phone,
+        json!({"method": "mobilePhone", "code": code_said(&form["Body"])}),
+    )
+    .await
+    .ok();
+    assert_eq!(p["canReset"], true, "{p}");
+}
+
+/// A phone is a method a person can use only where its gateway is set up: with an SMS gateway
+/// and none for voice, the office phone is neither offered nor counted, so a person whose
+/// second method is the office phone has too few methods (told once verified), where the
+/// mobile phone counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phones_count_as_methods_only_with_their_gateway() {
+    let g = gateways(true, false).await;
+    let (env, sink) = (&g.env, &g.sink);
+    let c = &env.c;
+    set_policy(
+        c,
+        json!({"enabledFor": "all", "methods": ["email", "mobilePhone", "officePhone"], "methodsRequired": 2}),
+    )
+    .await;
+    let ada = licensed_user(
+        c,
+        "ada",
+        json!({"email": "ada@mail.contoso.test", "officePhone": "+47 22 33 44 55"}),
+    )
+    .await;
+    let (sid, v) = session(c, &ada).await;
+    assert_eq!(v["methods"], json!(["email", "mobilePhone"]));
+    let r = send_code(c, &sid, "officePhone").await;
+    assert_eq!(r.status.as_u16(), 400, "{}", r.body);
+    let code = emailed_code(env, &sid, "ada@mail.contoso.test", 0).await;
+    let p = verify(c, &sid, json!({"method": "email", "code": code}))
+        .await
+        .ok();
+    assert_eq!(p["methods"], json!(["email", "mobilePhone"]), "{p}");
+    assert_eq!(p["complete"], true, "{p}");
+    assert_eq!(p["refusal"]["class"], "notEnoughMethods", "{p}");
+
+    // The mobile phone, whose gateway is set up, is a second method.
+    let bob = licensed_user(
+        c,
+        "bob",
+        json!({"email": "bob@mail.contoso.test", "mobilePhone": "+47 912 34 567"}),
+    )
+    .await;
+    let (sid, _) = session(c, &bob).await;
+    let code = emailed_code(env, &sid, "bob@mail.contoso.test", 0).await;
+    let p = verify(c, &sid, json!({"method": "email", "code": code}))
+        .await
+        .ok();
+    assert_eq!(p["complete"], false, "{p}");
+    assert!(p.get("refusal").is_none(), "{p}");
+    assert_eq!(send_code(c, &sid, "mobilePhone").await.status.as_u16(), 202);
+    let req = sink.wait_for(0, Duration::from_secs(10)).unwrap();
+    let form: std::collections::HashMap<String, String> =
+        serde_urlencoded::from_str(&req.body).unwrap();
+    let p = verify(
+        c,
+        &sid,
+        json!({"method": "mobilePhone", "code": code_said(&form["Body"])}),
+    )
+    .await
+    .ok();
+    assert_eq!(p["canReset"], true, "{p}");
+}
+
+/// Phone codes have their own budget, apart from the emails': 10 per 10 minutes for text
+/// messages and voice calls together, and using up one budget leaves the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phone_codes_have_their_own_send_budget() {
+    let g = gateways(true, true).await;
+    let c = &g.env.c;
+    set_policy(
+        c,
+        json!({"enabledFor": "all", "methods": ["email", "mobilePhone", "officePhone"], "methodsRequired": 1}),
+    )
+    .await;
+    let ada = licensed_user(
+        c,
+        "ada",
+        json!({"email": "ada@mail.contoso.test", "mobilePhone": "+47 912 34 567", "officePhone": "+47 22 33 44 55"}),
+    )
+    .await;
+    let (sid, _) = session(c, &ada).await;
+    for _ in 0..10 {
+        assert_eq!(send_code(c, &sid, "email").await.status.as_u16(), 202);
+    }
+    assert_eq!(send_code(c, &sid, "email").await.status.as_u16(), 429);
+    for i in 0..10 {
+        let m = if i % 2 == 0 {
+            "mobilePhone"
+        } else {
+            "officePhone"
+        };
+        let r = send_code(c, &sid, m).await;
+        assert_eq!(r.status.as_u16(), 202, "send {i}: {}", r.body);
+    }
+    for m in ["mobilePhone", "officePhone"] {
+        let r = send_code(c, &sid, m).await;
+        assert_eq!(r.status.as_u16(), 429, "{}", r.body);
+        assert!(r.error_message().contains("Too many codes"), "{}", r.body);
     }
 }
 
@@ -1155,13 +1588,7 @@ async fn codes_and_lockouts(env: Env) {
     // An unknown UPN behaves the same: five failures, then locked.
     let nobody = c.upn("nobody");
     let (sid, _) = session(c, &nobody).await;
-    let r = anon(
-        c,
-        Method::POST,
-        &format!("/api/v1/sspr/{sid}/email/send"),
-        None,
-    )
-    .await;
+    let r = in_session(c, Method::POST, "/api/v1/sspr/email/send", &sid, None).await;
     assert_eq!(r.status.as_u16(), 202);
     for i in 0..5 {
         let r = verify(c, &sid, json!({"method": "email", "code": "12345678"})).await;
@@ -1190,8 +1617,7 @@ async fn ten_emails_per_ten_minutes() {
     set_policy(c, json!({"enabledFor": "all"})).await;
     let ada = licensed_user(c, "ada", json!({"email": "ada@mail.contoso.test"})).await;
     let (sid, _) = session(c, &ada).await;
-    let path = format!("/api/v1/sspr/{sid}/email/send");
-    let send = || anon(c, Method::POST, &path, None);
+    let send = || in_session(c, Method::POST, "/api/v1/sspr/email/send", &sid, None);
     for _ in 0..10 {
         assert_eq!(send().await.status.as_u16(), 202);
     }
@@ -1298,10 +1724,11 @@ async fn verified(env: &Env, upn: &str, to: &str, seen: usize) -> (String, Value
 }
 
 async fn refused_class(c: &Cloud, sid: &str) -> String {
-    let r = anon(
+    let r = in_session(
         c,
         Method::POST,
-        &format!("/api/v1/sspr/{sid}/password"),
+        "/api/v1/sspr/password",
+        sid,
         Some(json!({"newPassword": MARKER})),
     )
     .await;
@@ -1365,7 +1792,7 @@ async fn not_in_scope_not_licensed_and_not_enough_methods_are_told_after_verific
     .await;
     let (sid, v) = session(c, &bob).await;
     assert_eq!(v["methodsRequired"], 2);
-    let before = anon(c, Method::GET, &format!("/api/v1/sspr/{sid}"), None)
+    let before = in_session(c, Method::GET, "/api/v1/sspr/session", &sid, None)
         .await
         .ok();
     assert!(before.get("refusal").is_none());
@@ -1446,14 +1873,15 @@ async fn on_prem_reset_without_a_connected_agent_is_agent_unavailable() {
 
     // An agent with writeback enabled, not connected: agentUnavailable, with no admin detail.
     enable_writeback_agent(c).await;
-    let p = anon(c, Method::GET, &format!("/api/v1/sspr/{sid}"), None)
+    let p = in_session(c, Method::GET, "/api/v1/sspr/session", &sid, None)
         .await
         .ok();
     assert_eq!(p["canReset"], true, "{p}");
-    let r = anon(
+    let r = in_session(
         c,
         Method::POST,
-        &format!("/api/v1/sspr/{sid}/password"),
+        "/api/v1/sspr/password",
+        &sid,
         Some(json!({"newPassword": MARKER})),
     )
     .await;
@@ -1465,33 +1893,36 @@ async fn on_prem_reset_without_a_connected_agent_is_agent_unavailable() {
         .as_str()
         .unwrap()
         .contains("cannot be reached"));
-    let last = anon(c, Method::GET, &format!("/api/v1/sspr/{sid}/result"), None)
+    let last = in_session(c, Method::GET, "/api/v1/sspr/result", &sid, None)
         .await
         .ok();
     assert_eq!(last["outcome"], "agentUnavailable");
-    let again = anon(
+    let again = in_session(
         c,
         Method::POST,
-        &format!("/api/v1/sspr/{sid}/password"),
+        "/api/v1/sspr/password",
+        &sid,
         Some(json!({"newPassword": MARKER})),
     )
     .await;
     assert_eq!(again.status.as_u16(), 409, "{}", again.body);
     // Unlock without reset is refused unless the policy allows it.
     let (sid, _) = verified(&env, &erin, to, 2).await;
-    let r = anon(
+    let r = in_session(
         c,
         Method::POST,
-        &format!("/api/v1/sspr/{sid}/password"),
+        "/api/v1/sspr/password",
+        &sid,
         Some(json!({"unlockOnly": true})),
     )
     .await;
     assert_eq!(r.status.as_u16(), 400, "{}", r.body);
     set_policy(c, json!({"allowUnlockWithoutReset": true})).await;
-    let r = anon(
+    let r = in_session(
         c,
         Method::POST,
-        &format!("/api/v1/sspr/{sid}/password"),
+        "/api/v1/sspr/password",
+        &sid,
         Some(json!({"unlockOnly": true})),
     )
     .await

@@ -28,7 +28,7 @@ pub const ANSWER_MIN_CHARS: usize = 3;
 pub const ANSWER_MAX_CHARS: usize = 40;
 
 /// What the per-account throttles count. Each has a window and a limit; the first two lock the
-/// account out for [`LOCKOUT_SECS`] when reached, the last only refuses more emails.
+/// account out for [`LOCKOUT_SECS`] when reached, the last two only refuse more codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Throttle {
     /// A wrong one-time code (or a wrong current password on self-service change):
@@ -36,8 +36,12 @@ pub enum Throttle {
     Verification,
     /// A wrong set of security answers: 5 per 24 hours.
     IdentityProof,
-    /// A reset email sent: 10 per 10 minutes.
+    /// A reset code sent by email: 10 per 10 minutes.
     Email,
+    /// A reset code sent by text message or voice call: 10 per 10 minutes, counted apart from
+    /// the emails (a person who used up one still has the other; each gateway's budget is its
+    /// own).
+    PhoneCode,
 }
 
 impl Throttle {
@@ -47,24 +51,25 @@ impl Throttle {
             Throttle::Verification => "verification",
             Throttle::IdentityProof => "identityProof",
             Throttle::Email => "email",
+            Throttle::PhoneCode => "phoneCode",
         }
     }
     pub fn window_secs(self) -> i64 {
         match self {
             Throttle::Verification => 3600,
             Throttle::IdentityProof => 24 * 3600,
-            Throttle::Email => 10 * 60,
+            Throttle::Email | Throttle::PhoneCode => 10 * 60,
         }
     }
     pub fn limit(self) -> i64 {
         match self {
             Throttle::Verification | Throttle::IdentityProof => 5,
-            Throttle::Email => 10,
+            Throttle::Email | Throttle::PhoneCode => 10,
         }
     }
     /// Whether reaching the limit locks the account out.
     pub fn locks_out(self) -> bool {
-        !matches!(self, Throttle::Email)
+        !matches!(self, Throttle::Email | Throttle::PhoneCode)
     }
     /// Given `count` events in the window (the one just recorded included), until when the
     /// account is locked out, if this event locks it.
@@ -434,15 +439,6 @@ pub fn totp_code(secret: &[u8], now: i64) -> String {
 
 // ---------------------------------------------------------------- methods and progress
 
-/// Methods this cloud can verify in a reset: email codes, security questions and the
-/// authenticator app. Phones can be registered, but no SMS or voice verifier exists yet.
-pub fn verifiable(m: AuthMethod) -> bool {
-    matches!(
-        m,
-        AuthMethod::Email | AuthMethod::SecurityQuestions | AuthMethod::AuthenticatorApp
-    )
-}
-
 pub fn method_name(m: AuthMethod) -> &'static str {
     match m {
         AuthMethod::Email => "email",
@@ -453,14 +449,11 @@ pub fn method_name(m: AuthMethod) -> &'static str {
     }
 }
 
-/// The methods a reset session offers: the tenant policy's verifiable methods, the same for
-/// every UPN (so the offer reveals nothing about an account).
+/// The methods a reset session offers: the tenant policy's (every method can be verified:
+/// codes by email, text message or voice call, security questions, the authenticator app),
+/// the same for every UPN (so the offer reveals nothing about an account).
 pub fn offered_methods(p: &SsprPolicy) -> Vec<AuthMethod> {
-    p.methods
-        .iter()
-        .copied()
-        .filter(|m| verifiable(*m))
-        .collect()
+    p.methods.clone()
 }
 
 /// Methods a user must verify: 2 for administrators (any admin role), else the policy's.
@@ -1020,6 +1013,8 @@ mod tests {
             Some(100 + 86_400)
         );
         assert_eq!(Throttle::Email.lockout_after(50, 100), None);
+        assert_eq!(Throttle::PhoneCode.lockout_after(50, 100), None);
+        assert_ne!(Throttle::PhoneCode.kind(), Throttle::Email.kind());
         assert_eq!((SESSION_SECS, CODE_SECS), (900, 300));
     }
 
@@ -1169,9 +1164,11 @@ mod tests {
             verified_methods(&["email".into(), "authenticatorApp".into()]),
             vec![Email, App]
         );
+        // The policy's methods as they are (a phone without its gateway is dropped by the
+        // cloud, which knows its gateways).
         assert_eq!(
             offered_methods(&policy::default_policy()),
-            vec![AuthMethod::Email]
+            vec![AuthMethod::Email, AuthMethod::MobilePhone]
         );
     }
 

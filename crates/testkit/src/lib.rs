@@ -7,6 +7,7 @@
 //! * [`samba`]: a Samba AD DC on its own loopback address, with delegated service accounts.
 //! * [`slapd`]: OpenLDAP with ppolicy and syncprov.
 //! * [`smtp`]: an SMTP server (aiosmtpd) writing what it receives to a Maildir.
+//! * [`http_sink`]: an HTTP receiver keeping what it gets (an SMS or voice gateway's stand-in).
 //! * [`dataset`]: the deterministic sample users and groups both directories are loaded with.
 //! * [`cache`]: the cross-process cache of provisioned templates (`target/testkit-cache`).
 //! * [`requirements`]: the table of programs and files the machine must have, and its guard.
@@ -27,6 +28,7 @@ pub mod ca;
 pub mod cache;
 pub mod dataset;
 pub mod dns;
+pub mod http_sink;
 mod ldapc;
 pub mod process;
 pub mod proxy;

@@ -2,13 +2,15 @@
 //! reset (docs/api.md, "Self-service password reset"). Each handler parses the request, calls
 //! [`app::sspr`], where every decision is, and renders the answer.
 
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use proto::ErrorCode;
+use proto::{AuthMethod, ErrorCode};
 use serde_json::{json, Value};
+use zeroize::Zeroizing;
 
 use crate::api::Operation;
 use crate::app::caller::Caller;
@@ -18,7 +20,7 @@ use crate::app::sspr::{
     SsprError, StartAnswer, StartBody, VerifyBody,
 };
 use crate::app::{self, Ctx};
-use crate::error::{tracking_id, ApiResult};
+use crate::error::{tracking_id, ApiResult, AppError};
 use crate::extract::ApiJson;
 use crate::state::AppState;
 
@@ -90,41 +92,41 @@ pub const OPERATIONS: &[Operation] = &[
     ),
     (
         "get",
-        "/api/v1/sspr/{session}",
+        "/api/v1/sspr/session",
         "ssprSession",
-        "A reset session: methods, questions to answer, progress",
+        "A reset session (its secret in the X-Dirbridge-Sspr-Session header, never in the URL): methods, questions to answer, progress",
         None,
         200,
     ),
     (
         "post",
-        "/api/v1/sspr/{session}/email/send",
-        "ssprSendEmailCode",
-        "Email a one-time code to the account's registered address (10 per 10 minutes)",
+        "/api/v1/sspr/{method}/send",
+        "ssprSendCode",
+        "Send a one-time code for the session in X-Dirbridge-Sspr-Session: method email, mobilePhone (text message) or officePhone (voice call); 10 emails and, apart, 10 phone codes per 10 minutes; 503 for a minute after the SMS/voice gateway failed, for every account alike (nothing counted)",
         None,
         202,
     ),
     (
         "post",
-        "/api/v1/sspr/{session}/verify",
+        "/api/v1/sspr/verify",
         "ssprVerify",
-        "Verify one method: an emailed code or the security questions",
+        "Verify one method of the session in X-Dirbridge-Sspr-Session: an emailed code or the security questions",
         Some("SsprVerify"),
         200,
     ),
     (
         "post",
-        "/api/v1/sspr/{session}/password",
+        "/api/v1/sspr/password",
         "ssprSetPassword",
-        "Reset (or unlock) once enough methods are verified; returns the writeback result",
+        "Reset (or unlock) the session in X-Dirbridge-Sspr-Session once enough methods are verified; returns the writeback result",
         Some("SsprPassword"),
         200,
     ),
     (
         "get",
-        "/api/v1/sspr/{session}/result",
+        "/api/v1/sspr/result",
         "ssprResult",
-        "The last writeback result of the session",
+        "The last writeback result of the session in X-Dirbridge-Sspr-Session",
         None,
         200,
     ),
@@ -172,7 +174,7 @@ pub fn schemas() -> Vec<(&'static str, Value)> {
         (
             "SsprVerify",
             object(json!({
-                "method": {"enum": ["email", "securityQuestions", "authenticatorApp"]},
+                "method": {"enum": ["email", "mobilePhone", "officePhone", "securityQuestions", "authenticatorApp"]},
                 "code": {"type": "string"},
                 "answers": {"type": "array", "items": object(json!({"question": {"type": "string"}, "answer": pw}))},
             })),
@@ -212,11 +214,37 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/sspr/start", post(start))
         .route("/sspr/change", post(change))
-        .route("/sspr/{session}", get(session_status))
-        .route("/sspr/{session}/email/send", post(send_email_code))
-        .route("/sspr/{session}/verify", post(verify))
-        .route("/sspr/{session}/password", post(set_password))
-        .route("/sspr/{session}/result", get(result))
+        .route("/sspr/session", get(session_status))
+        .route("/sspr/{method}/send", post(send_code))
+        .route("/sspr/verify", post(verify))
+        .route("/sspr/password", post(set_password))
+        .route("/sspr/result", get(result))
+}
+
+/// The request header that carries a reset session's secret (the `sessionId` of `start`): a
+/// header, never the path, so the secret is in no URL — no proxy's access log, no browser
+/// history, no `Referer` (issue 13, "Security of the pages"). Marked sensitive for every
+/// request (the hygiene layer of `lib.rs`), as `Authorization` is.
+pub const SESSION_HEADER: &str = "x-dirbridge-sspr-session";
+
+/// The reset session's secret, from [`SESSION_HEADER`]. Missing: 401.
+pub struct SessionSecret(Zeroizing<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for SessionSecret {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, AppError> {
+        parts
+            .headers
+            .get(SESSION_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| SessionSecret(Zeroizing::new(v.trim().to_string())))
+            .ok_or_else(|| {
+                AppError::unauthenticated(
+                    "X-Dirbridge-Sspr-Session: send the sessionId that POST /api/v1/sspr/start returned in this request header (it is never part of the URL).",
+                )
+            })
+    }
 }
 
 /// A refusal of one of the user-facing classes leaves as 403 with `error.class`.
@@ -320,24 +348,35 @@ pub async fn start(
 
 pub async fn session_status(
     State(state): State<AppState>,
-    Path(secret): Path<String>,
+    SessionSecret(secret): SessionSecret,
 ) -> ApiResult<Json<ProgressView>> {
     Ok(Json(
         app::sspr::session_status(&state, &Ctx::of(&state), &secret).await?,
     ))
 }
 
-pub async fn send_email_code(
+pub async fn send_code(
     State(state): State<AppState>,
-    Path(secret): Path<String>,
+    SessionSecret(secret): SessionSecret,
+    Path(method): Path<String>,
 ) -> ApiResult<(StatusCode, Json<CodeSent>)> {
-    let sent = app::sspr::send_email_code(&state, &Ctx::of(&state), &secret).await?;
+    let method = match method.as_str() {
+        "email" => AuthMethod::Email,
+        "mobilePhone" => AuthMethod::MobilePhone,
+        "officePhone" => AuthMethod::OfficePhone,
+        _ => {
+            return Err(AppError::not_found(
+                "No such code method: use email, mobilePhone or officePhone.",
+            ))
+        }
+    };
+    let sent = app::sspr::send_code(&state, &Ctx::of(&state), &secret, method).await?;
     Ok((StatusCode::ACCEPTED, Json(sent)))
 }
 
 pub async fn verify(
     State(state): State<AppState>,
-    Path(secret): Path<String>,
+    SessionSecret(secret): SessionSecret,
     ApiJson(body): ApiJson<VerifyBody>,
 ) -> ApiResult<Json<ProgressView>> {
     Ok(Json(
@@ -347,7 +386,7 @@ pub async fn verify(
 
 pub async fn set_password(
     State(state): State<AppState>,
-    Path(secret): Path<String>,
+    SessionSecret(secret): SessionSecret,
     ApiJson(body): ApiJson<PasswordBody>,
 ) -> Result<Json<ResultView>, SsprError> {
     Ok(Json(
@@ -357,7 +396,7 @@ pub async fn set_password(
 
 pub async fn result(
     State(state): State<AppState>,
-    Path(secret): Path<String>,
+    SessionSecret(secret): SessionSecret,
 ) -> ApiResult<Json<ResultView>> {
     Ok(Json(
         app::sspr::result(&state, &Ctx::of(&state), &secret).await?,

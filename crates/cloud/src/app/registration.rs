@@ -6,7 +6,7 @@
 //! Only people the policy enables for self-service reset are asked. A person counts as
 //! registered when they have at least as many *usable* methods as they must verify at a reset
 //! ([`sspr::usable_methods`], [`sspr::methods_required`]: an administrator needs two, never
-//! security questions). A reconfirmation is due when the methods were last registered or
+//! security questions; a phone counts only when its gateway is set up). A reconfirmation is due when the methods were last registered or
 //! confirmed `reconfirm_days` or more ago; confirming stamps `updatedAt` of the registration.
 
 use proto::{AuthMethod, Epoch, SsprPolicy};
@@ -87,7 +87,7 @@ pub async fn at_sign_in(state: &AppState, ctx: &Ctx, caller: &Caller) -> ApiResu
         &p,
         scope,
         roles::is_administrator(&caller.user.roles),
-        &mine.methods,
+        &super::sspr::deliverable_methods(state, &mine.methods),
         mine.updated_at,
         ctx.now,
     ))

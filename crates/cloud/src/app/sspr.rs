@@ -958,7 +958,7 @@ pub struct StartBody {
     pub user_principal_name: String,
 }
 
-/// The answer of `start` and the public part of `GET /sspr/{session}`. `Debug` hides the
+/// The answer of `start` and the public part of `GET /sspr/session`. `Debug` hides the
 /// session secret.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -1013,6 +1013,34 @@ pub struct RefusalView {
 async fn decoy_key(state: &AppState) -> ApiResult<String> {
     let (candidate, _) = sspr::new_session_secret();
     Ok(state.store.sspr_key("decoy", &candidate).await?)
+}
+
+/// Whether this cloud can take `m` at a reset: a phone method only with its gateway set up
+/// (`[sms.text]` for the mobile phone, `[sms.voice]` for the office phone).
+fn deliverable(state: &AppState, m: AuthMethod) -> bool {
+    let sms = &state.config.sms;
+    match m {
+        AuthMethod::MobilePhone => sms.text.is_some(),
+        AuthMethod::OfficePhone => sms.voice.is_some(),
+        _ => true,
+    }
+}
+
+/// Of the methods `registered`, those this cloud can take at a reset ([`deliverable`]): a
+/// phone without its gateway is not a method the person can use, so it does not count
+/// towards the methods a reset or the registration at sign-in asks for.
+pub(crate) fn deliverable_methods(state: &AppState, registered: &[AuthMethod]) -> Vec<AuthMethod> {
+    registered
+        .iter()
+        .copied()
+        .filter(|m| deliverable(state, *m))
+        .collect()
+}
+
+/// The methods a reset session offers: the policy's ([`sspr::offered_methods`]), less a phone
+/// method whose gateway this cloud has not set up.
+fn offered(state: &AppState, p: &SsprPolicy) -> Vec<AuthMethod> {
+    deliverable_methods(state, &sspr::offered_methods(p))
 }
 
 /// Fails with 429 while `subject` is locked out.
@@ -1086,7 +1114,7 @@ pub async fn start(state: &AppState, ctx: &Ctx, body: StartBody) -> ApiResult<St
     };
     check_lockout(state, &subject, now).await?;
 
-    let offered = sspr::offered_methods(&p);
+    let offered = offered(state, &p);
     let is_admin = user
         .as_ref()
         .is_some_and(|u| roles::is_administrator(&u.roles));
@@ -1174,9 +1202,14 @@ impl Account {
     fn is_admin(&self) -> bool {
         roles::is_administrator(&self.user.roles)
     }
-    fn usable(&self) -> Vec<AuthMethod> {
+    /// The registered methods a reset can use: offered by the policy and deliverable here.
+    fn usable(&self, state: &AppState) -> Vec<AuthMethod> {
         let reg = self.methods.as_ref().map(registered).unwrap_or_default();
-        sspr::usable_methods(&self.policy, self.is_admin(), &reg)
+        sspr::usable_methods(
+            &self.policy,
+            self.is_admin(),
+            &deliverable_methods(state, &reg),
+        )
     }
 }
 
@@ -1235,7 +1268,7 @@ async fn progress_view(
         Some(a) => sspr::progress(
             &sspr::verified_methods(&s.verified),
             required as usize,
-            &a.usable(),
+            &a.usable(state),
         ),
         None => Progress::Pending,
     };
@@ -1253,7 +1286,7 @@ async fn progress_view(
     }
     Ok(ProgressView {
         expires_at: s.expires_at,
-        methods: sspr::offered_methods(p),
+        methods: offered(state, p),
         questions: s.questions.clone(),
         verified: s.verified.clone(),
         methods_required: shown_required,
@@ -1297,17 +1330,11 @@ pub struct CodeSent {
     pub code_expires_at: i64,
 }
 
-/// Emails a one-time code to the session's account's registered address, if it has one (the
-/// answer is the same either way); at most [`Throttle::Email`]'s limit per window.
-pub async fn send_email_code(state: &AppState, ctx: &Ctx, secret: &str) -> ApiResult<CodeSent> {
-    let now = ctx.now;
-    let s = live_session(state, secret, now).await?;
-    sspr::may_verify(state_of(&s, now))?;
-    check_lockout(state, &s.subject, now).await?;
-    let t = Throttle::Email;
+/// Refuses (429) when `subject` has used up `t`'s sends in its window; otherwise counts one.
+async fn take_send(state: &AppState, subject: &str, t: Throttle, now: Epoch) -> ApiResult<()> {
     let (sent, oldest) = state
         .store
-        .count_sspr_events(&s.subject, t.kind(), now - t.window_secs())
+        .count_sspr_events(subject, t.kind(), now - t.window_secs())
         .await?;
     if sent >= t.limit() {
         let again = oldest.unwrap_or(now) + t.window_secs();
@@ -1321,11 +1348,22 @@ pub async fn send_email_code(state: &AppState, ctx: &Ctx, secret: &str) -> ApiRe
     }
     state
         .store
-        .record_sspr_event(&s.subject, t.kind(), now, now - t.window_secs())
+        .record_sspr_event(subject, t.kind(), now, now - t.window_secs())
         .await?;
+    Ok(())
+}
+
+/// Emails a one-time code to the session's account's registered address, if it has one (the
+/// answer is the same either way); at most [`Throttle::Email`]'s limit per window.
+pub async fn send_email_code(state: &AppState, ctx: &Ctx, secret: &str) -> ApiResult<CodeSent> {
+    let now = ctx.now;
+    let s = live_session(state, secret, now).await?;
+    sspr::may_verify(state_of(&s, now))?;
+    check_lockout(state, &s.subject, now).await?;
+    take_send(state, &s.subject, Throttle::Email, now).await?;
     let acct = account(state, &s).await?;
     let to = acct.as_ref().and_then(|a| {
-        let offered = sspr::offered_methods(&a.policy).contains(&AuthMethod::Email);
+        let offered = offered(state, &a.policy).contains(&AuthMethod::Email);
         a.methods
             .as_ref()
             .and_then(|m| m.email.clone())
@@ -1366,7 +1404,123 @@ pub async fn send_email_code(state: &AppState, ctx: &Ctx, secret: &str) -> ApiRe
     })
 }
 
-/// Body of `POST /sspr/{session}/verify`. `Debug` hides the code and answers.
+/// The key a code for `method` is MACed with: an emailed code verifies only `email`, a
+/// texted one only `mobilePhone`, a spoken one only `officePhone` (a session holds one code at
+/// a time).
+fn code_key(secret: &str, method: AuthMethod) -> Zeroizing<String> {
+    Zeroizing::new(match method {
+        AuthMethod::Email => secret.to_string(),
+        m => format!("{secret}:{}", sspr::method_name(m)),
+    })
+}
+
+/// Sends a one-time code for `method` of the session `secret`: by email
+/// ([`send_email_code`]), by text message to the registered mobile phone or by a voice call to
+/// the registered office phone (through `[sms.text]` / `[sms.voice]`), at most
+/// [`Throttle::PhoneCode`]'s limit per window. Like an email, the message leaves in the
+/// background, so the answer (status, body and time taken) is the same whether or not the
+/// account has that phone. A gateway that failed is told by the next sends, for every account
+/// alike, for [`crate::sms::RETRY_AFTER_SECS`] ([`crate::sms::Health`]): 503, and such a refused
+/// send counts nothing against the person.
+pub async fn send_code(
+    state: &AppState,
+    ctx: &Ctx,
+    secret: &str,
+    method: AuthMethod,
+) -> ApiResult<CodeSent> {
+    let voice = match method {
+        AuthMethod::Email => return send_email_code(state, ctx, secret).await,
+        AuthMethod::MobilePhone => false,
+        AuthMethod::OfficePhone => true,
+        _ => {
+            return Err(AppError::bad_request(
+                "method: codes are sent for email, mobilePhone or officePhone only",
+            ))
+        }
+    };
+    let now = ctx.now;
+    let s = live_session(state, secret, now).await?;
+    sspr::may_verify(state_of(&s, now))?;
+    check_lockout(state, &s.subject, now).await?;
+    let acct = account(state, &s).await?;
+    let p = session_policy(state, &s, acct.as_ref()).await?;
+    if !offered(state, &p).contains(&method) {
+        return Err(AppError::bad_request(format!(
+            "method: {} is not a reset method of this organisation",
+            sspr::method_name(method)
+        )));
+    }
+    let gateway = if voice {
+        state.config.sms.voice.clone()
+    } else {
+        state.config.sms.text.clone()
+    };
+    // Offered only with a gateway; told like a gateway that is down otherwise.
+    let Some(gateway) = gateway.filter(|_| !state.sms_health.is_down(voice, now)) else {
+        return Err(gateway_down(voice));
+    };
+    take_send(state, &s.subject, Throttle::PhoneCode, now).await?;
+    let phone = acct.as_ref().and_then(|a| {
+        a.methods.as_ref().and_then(|m| {
+            if voice {
+                m.office_phone.clone()
+            } else {
+                m.mobile_phone.clone()
+            }
+        })
+    });
+    let code_expires_at = now + sspr::CODE_SECS;
+    match phone {
+        Some(phone) => {
+            let code = sspr::new_code();
+            let mac = sspr::code_mac(&code_key(secret, method), &code);
+            state
+                .store
+                .set_sspr_code(&s.id_hash, Some(&mac), Some(code_expires_at))
+                .await?;
+            let state = state.clone();
+            let tracking_id = ctx.tracking_id.clone();
+            tokio::spawn(async move {
+                let timeout = state.config.sms.timeout_secs;
+                match crate::sms::send(&gateway, timeout, &phone, &code, voice).await {
+                    Ok(()) => state.sms_health.worked(voice),
+                    Err(e) => {
+                        tracing::error!(tracking_id = %tracking_id, error = %e, "the SMS/voice gateway did not take a reset code; sends on this channel are refused for a minute");
+                        state.sms_health.failed(voice, state.now());
+                    }
+                }
+            });
+        }
+        None => {
+            // A MAC no code can match: a decoy (or an account without the phone) never verifies.
+            state
+                .store
+                .set_sspr_code(&s.id_hash, Some("none"), Some(code_expires_at))
+                .await?;
+        }
+    }
+    Ok(CodeSent {
+        message: if voice {
+            "If this account has an office phone registered for password reset, it is being called with a code. The code is valid for 5 minutes. If no call comes within a minute, ask for a new code or choose another method."
+        } else {
+            "If this account has a mobile phone registered for password reset, a text message with a code was sent to it. It is valid for 5 minutes. If none arrives within a minute, ask for a new code or choose another method."
+        },
+        code_expires_at,
+    })
+}
+
+fn gateway_down(voice: bool) -> AppError {
+    AppError::new(
+        ErrorCode::ServiceUnavailable,
+        format!(
+            "The {} could not be sent: the organisation's {} gateway is not available. Nothing was counted against your account. Try again in a few minutes or choose another verification method; if it keeps failing, tell your helpdesk.",
+            if voice { "voice call with your code" } else { "text message with your code" },
+            if voice { "voice" } else { "SMS" },
+        ),
+    )
+}
+
+/// Body of `POST /sspr/verify`. `Debug` hides the code and answers.
 #[derive(Deserialize)]
 #[serde(
     tag = "method",
@@ -1376,6 +1530,8 @@ pub async fn send_email_code(state: &AppState, ctx: &Ctx, secret: &str) -> ApiRe
 )]
 pub enum VerifyBody {
     Email { code: String },
+    MobilePhone { code: String },
+    OfficePhone { code: String },
     SecurityQuestions { answers: Vec<QuestionAnswer> },
     AuthenticatorApp { code: String },
 }
@@ -1384,6 +1540,8 @@ impl std::fmt::Debug for VerifyBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             VerifyBody::Email { .. } => f.write_str("Email { code: [redacted] }"),
+            VerifyBody::MobilePhone { .. } => f.write_str("MobilePhone { code: [redacted] }"),
+            VerifyBody::OfficePhone { .. } => f.write_str("OfficePhone { code: [redacted] }"),
             VerifyBody::AuthenticatorApp { .. } => {
                 f.write_str("AuthenticatorApp { code: [redacted] }")
             }
@@ -1397,7 +1555,11 @@ impl std::fmt::Debug for VerifyBody {
 
 impl Drop for VerifyBody {
     fn drop(&mut self) {
-        if let VerifyBody::Email { code } | VerifyBody::AuthenticatorApp { code } = self {
+        if let VerifyBody::Email { code }
+        | VerifyBody::MobilePhone { code }
+        | VerifyBody::OfficePhone { code }
+        | VerifyBody::AuthenticatorApp { code } = self
+        {
             zeroize::Zeroize::zeroize(code);
         }
     }
@@ -1417,20 +1579,37 @@ pub async fn verify(
     check_lockout(state, &s.subject, now).await?;
     let acct = account(state, &s).await?;
     let p = session_policy(state, &s, acct.as_ref()).await?;
-    let offered = sspr::offered_methods(&p);
-    let (method, ok, throttle) = match &body {
-        VerifyBody::Email { code } => {
-            if !offered.contains(&AuthMethod::Email) {
-                return Err(AppError::bad_request(
-                    "method: email is not a reset method of this organisation",
-                ));
-            }
-            let ok = match (&s.code_mac, s.code_expires_at) {
-                (Some(mac), Some(exp)) if exp > now => sspr::code_matches(secret, code, mac),
-                _ => false,
-            };
-            (AuthMethod::Email, ok, Throttle::Verification)
+    let offered = offered(state, &p);
+    let sent_code = |method: AuthMethod, code: &str| -> ApiResult<bool> {
+        if !offered.contains(&method) {
+            return Err(AppError::bad_request(format!(
+                "method: {} is not a reset method of this organisation",
+                sspr::method_name(method)
+            )));
         }
+        Ok(match (&s.code_mac, s.code_expires_at) {
+            (Some(mac), Some(exp)) if exp > now => {
+                sspr::code_matches(&code_key(secret, method), code, mac)
+            }
+            _ => false,
+        })
+    };
+    let (method, ok, throttle) = match &body {
+        VerifyBody::Email { code } => (
+            AuthMethod::Email,
+            sent_code(AuthMethod::Email, code)?,
+            Throttle::Verification,
+        ),
+        VerifyBody::MobilePhone { code } => (
+            AuthMethod::MobilePhone,
+            sent_code(AuthMethod::MobilePhone, code)?,
+            Throttle::Verification,
+        ),
+        VerifyBody::OfficePhone { code } => (
+            AuthMethod::OfficePhone,
+            sent_code(AuthMethod::OfficePhone, code)?,
+            Throttle::Verification,
+        ),
         VerifyBody::AuthenticatorApp { code } => {
             if !offered.contains(&AuthMethod::AuthenticatorApp) {
                 return Err(AppError::bad_request(
@@ -1468,7 +1647,7 @@ pub async fn verify(
             }
             if answers.len() != s.questions.len() {
                 return Err(AppError::bad_request(
-                    "answers: answer exactly the questions this session asks (GET /api/v1/sspr/{session})",
+                    "answers: answer exactly the questions this session asks (GET /api/v1/sspr/session)",
                 ));
             }
             let stored: Vec<Option<String>> = given
@@ -1537,7 +1716,7 @@ pub async fn verify(
             return Err(locked(until));
         }
         return Err(AppError::unauthenticated(match method {
-            AuthMethod::Email => "The code is not correct or has expired. Check the latest message, or ask for a new code.",
+            AuthMethod::Email | AuthMethod::MobilePhone | AuthMethod::OfficePhone => "The code is not correct or has expired. Check the latest message or call, or ask for a new code.",
             AuthMethod::AuthenticatorApp => "The code is not correct, or was used already. Enter the code your authenticator app shows now (a new one comes every 30 seconds).",
             _ => "One or more answers are not correct. Try again.",
         }));
@@ -1548,13 +1727,20 @@ pub async fn verify(
     }
     state
         .store
-        .add_sspr_verified(&s.id_hash, &verified, method == AuthMethod::Email)
+        .add_sspr_verified(
+            &s.id_hash,
+            &verified,
+            matches!(
+                method,
+                AuthMethod::Email | AuthMethod::MobilePhone | AuthMethod::OfficePhone
+            ),
+        )
         .await?;
     let s = SsprSessionRecord { verified, ..s };
     progress_view(state, ctx, &s, acct.as_ref(), &p).await
 }
 
-/// Body of `POST /sspr/{session}/password`. `Debug` hides the password.
+/// Body of `POST /sspr/password`. `Debug` hides the password.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PasswordBody {
@@ -1789,7 +1975,7 @@ pub async fn set_password(
     match sspr::progress(
         &sspr::verified_methods(&s.verified),
         s.methods_required as usize,
-        &a.usable(),
+        &a.usable(state),
     ) {
         Progress::Pending => return Err(verify_first()),
         Progress::NotEnoughMethods => {

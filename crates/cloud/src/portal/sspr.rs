@@ -108,10 +108,38 @@ fn send_email<'a>(
     Box::pin(app::sspr::send_email_code(state, ctx, secret))
 }
 
+/// A text message to the registered mobile phone, through `[sms.text]`.
+fn send_text<'a>(
+    state: &'a AppState,
+    ctx: &'a Ctx,
+    secret: &'a str,
+) -> Pin<Box<dyn Future<Output = ApiResult<CodeSent>> + Send + 'a>> {
+    Box::pin(app::sspr::send_code(
+        state,
+        ctx,
+        secret,
+        AuthMethod::MobilePhone,
+    ))
+}
+
+/// A voice call to the registered office phone, through `[sms.voice]`.
+fn send_voice<'a>(
+    state: &'a AppState,
+    ctx: &'a Ctx,
+    secret: &'a str,
+) -> Pin<Box<dyn Future<Output = ApiResult<CodeSent>> + Send + 'a>> {
+    Box::pin(app::sspr::send_code(
+        state,
+        ctx,
+        secret,
+        AuthMethod::OfficePhone,
+    ))
+}
+
 /// The one place a method kind meets the pages: its form, how its code is sent and how a typed
-/// code is checked. SMS, voice and the authenticator app plug in here (their forms exist; a
-/// kind without a sender or verifier is not shown: [`tenant::sspr::offered_methods`] does not
-/// offer it either).
+/// code is checked (a kind without a sender or verifier would not be shown). Which methods a
+/// session offers (the policy's, less a phone whose gateway is not set up) is the use case's
+/// decision.
 pub fn kind(m: AuthMethod) -> Kind {
     match m {
         AuthMethod::Email => Kind {
@@ -119,15 +147,20 @@ pub fn kind(m: AuthMethod) -> Kind {
             send: Some(send_email),
             code: Some(|code| VerifyBody::Email { code }),
         },
-        AuthMethod::MobilePhone | AuthMethod::OfficePhone => Kind {
+        AuthMethod::MobilePhone => Kind {
             form: FormKind::SendThenCode,
-            send: None,
-            code: None,
+            send: Some(send_text),
+            code: Some(|code| VerifyBody::MobilePhone { code }),
+        },
+        AuthMethod::OfficePhone => Kind {
+            form: FormKind::SendThenCode,
+            send: Some(send_voice),
+            code: Some(|code| VerifyBody::OfficePhone { code }),
         },
         AuthMethod::AuthenticatorApp => Kind {
             form: FormKind::CodeOnly,
             send: None,
-            code: None,
+            code: Some(|code| VerifyBody::AuthenticatorApp { code }),
         },
         AuthMethod::SecurityQuestions => Kind {
             form: FormKind::Questions,
@@ -164,6 +197,8 @@ struct MethodForm {
     name: &'static str,
     label: String,
     sends: bool,
+    /// The text of the send button (a voice call is "Call me").
+    send_label: &'static str,
     code: bool,
     questions: bool,
 }
@@ -370,6 +405,11 @@ fn verify_page(
                     name,
                     label: text(&format!("method.{name}")).to_string(),
                     sends: k.form == FormKind::SendThenCode,
+                    send_label: if m == AuthMethod::OfficePhone {
+                        "sspr.verify.call"
+                    } else {
+                        "sspr.verify.send"
+                    },
                     code: k.form != FormKind::Questions,
                     questions: k.form == FormKind::Questions,
                 }
@@ -589,7 +629,11 @@ async fn verify_refused(
     e: AppError,
 ) -> Response {
     match e.code {
-        ErrorCode::Unauthenticated | ErrorCode::BadRequest | ErrorCode::Validation => {
+        // A gateway that is down: the person may pick another method on the same page.
+        ErrorCode::Unauthenticated
+        | ErrorCode::BadRequest
+        | ErrorCode::Validation
+        | ErrorCode::ServiceUnavailable => {
             step(state, cookies, status_of(&e), None, Some(e.message)).await
         }
         _ => session_failed(state, cookies, secret, e).await,

@@ -25,6 +25,7 @@ const EN: &[(&str, &str)] = &[
     ("sspr.verify.need_two", "Use two of the methods below to prove this is your account."),
     ("sspr.verify.done_one", "One method verified. Now use another one."),
     ("sspr.verify.send", "Send code"),
+    ("sspr.verify.call", "Call me"),
     ("sspr.verify.code", "Code"),
     ("sspr.verify.submit", "Verify"),
     ("sspr.verify.answers", "Answer your security questions"),
