@@ -86,11 +86,14 @@ impl Operation {
             CreateUser | UpdateUser | DeleteUser | ManageGroups | ReadAudit | RevokeTokens => {
                 &[GlobalAdministrator, UserAdministrator]
             }
-            ResetPassword | ReadPolicy => &[
+            ResetPassword => &[
                 GlobalAdministrator,
                 UserAdministrator,
                 PasswordAdministrator,
             ],
+            // As in Entra, the reset policy is not a Password Administrator's to read: it
+            // resets passwords, whatever the policy says about self-service.
+            ReadPolicy => &[GlobalAdministrator, UserAdministrator],
             SetUsageLocation | ReadLicenses => {
                 &[GlobalAdministrator, UserAdministrator, LicenseAdministrator]
             }
@@ -302,7 +305,7 @@ mod tests {
     fn password_administrator_matrix() {
         assert_eq!(
             allowed_ops(PasswordAdministrator),
-            vec![ReadDirectory, ResetPassword, ReadPolicy]
+            vec![ReadDirectory, ResetPassword]
         );
     }
 
