@@ -217,7 +217,11 @@ pub struct UserPatch {
         pattern = r"^[A-Za-z0-9'_!#^~-]+(\.[A-Za-z0-9'_!#^~-]+)*@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$",
         max_length = 113
     )]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::present::deserialize",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(nullable = false)]
     pub user_principal_name: Option<String>,
     #[schema(
@@ -225,7 +229,11 @@ pub struct UserPatch {
         max_length = 256,
         pattern = r"^[^\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]*[^\s\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb][^\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]*$"
     )]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::present::deserialize",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(nullable = false)]
     pub display_name: Option<String>,
     #[serde(
@@ -264,10 +272,18 @@ pub struct UserPatch {
         skip_serializing_if = "Option::is_none"
     )]
     pub usage_location: Option<Option<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::present::deserialize",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(nullable = false)]
     pub account_enabled: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::present::deserialize",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(nullable = false)]
     pub roles: Option<Vec<Role>>,
 }
@@ -289,6 +305,18 @@ pub mod double_option {
         d: D,
     ) -> Result<Option<Option<T>>, D::Error> {
         Option::<T>::deserialize(d).map(Some)
+    }
+}
+
+/// For a PATCH field that may be absent (unchanged) but not `null`: `null` is refused as the
+/// wrong type instead of being read as "absent". Use with `#[serde(default, deserialize_with =
+/// "proto::present::deserialize")]` and `#[schema(nullable = false)]`.
+pub mod present {
+    use serde::{Deserialize, Deserializer};
+    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        d: D,
+    ) -> Result<Option<T>, D::Error> {
+        T::deserialize(d).map(Some)
     }
 }
 

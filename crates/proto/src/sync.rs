@@ -340,22 +340,42 @@ pub struct SyncErrorRecord {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schema(min_properties = 1)]
 pub struct SyncSettingsPatch {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::present::deserialize",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(nullable = false, minimum = 1)]
     pub deletion_threshold: Option<u32>,
     /// At least 60 seconds, at most 7 days.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::present::deserialize",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(nullable = false, minimum = 60, maximum = 604800)]
     pub deletion_window_secs: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::present::deserialize",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(nullable = false)]
     pub staging: Option<bool>,
     /// At least 5.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::present::deserialize",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(nullable = false, minimum = 5)]
     pub delta_interval_secs: Option<u32>,
     /// At least 3600.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::present::deserialize",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(nullable = false, minimum = 3600)]
     pub full_interval_secs: Option<u32>,
 }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::agent_auth::AgentCaller;
 use crate::app::caller::Caller;
-use crate::error::ApiResult;
+use crate::error::{ApiResult, AppError};
 use crate::extract::ApiOptionalJson;
 use crate::state::{AppState, PushChannel};
 
@@ -43,11 +43,16 @@ pub async fn connect(
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     agent: AgentCaller,
 ) -> ApiResult<Response> {
-    let ws = ws.map_err(axum::response::IntoResponse::into_response);
-    let ws = match ws {
-        Ok(ws) => ws,
-        Err(resp) => return Ok(resp),
-    };
+    // axum's own refusal is plain text; the API answers with its error document.
+    let ws = ws.map_err(|e| {
+        AppError::new(
+            proto::ErrorCode::InvalidBody,
+            format!(
+                "This endpoint is a WebSocket: send a WebSocket upgrade request ({}).",
+                e.body_text()
+            ),
+        )
+    })?;
     Ok(ws.on_upgrade(move |socket| serve(state, agent, socket)))
 }
 

@@ -39,6 +39,8 @@ pub async fn get(State(state): State<AppState>, caller: Caller) -> ApiResult<Jso
 pub struct TenantPatch {
     #[serde(default, with = "proto::double_option")]
     default_usage_location: Option<Option<String>>,
+    #[serde(default, deserialize_with = "proto::present::deserialize")]
+    #[schema(nullable = false)]
     soft_match_enabled: Option<bool>,
 }
 
