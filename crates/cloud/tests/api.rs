@@ -2501,3 +2501,44 @@ async fn the_document_describes_bodies_and_statuses_as_served() {
     // The push socket's 400 before an upgrade.
     assert!(op("get", "/api/v1/agent/ws")["responses"]["400"].is_object());
 }
+
+/// A domain too long for its proof `_dirbridge.DOMAIN` to be a DNS name (over 242 characters)
+/// is refused when claimed: before, it could be claimed and every verification answered 503
+/// "try again" (found by schemathesis).
+#[tokio::test]
+async fn a_domain_whose_verification_record_cannot_exist_is_refused_when_claimed() {
+    let c = Cloud::start().await;
+    // Three labels of 60 characters, one of 56 and ".com": 243 characters.
+    let label = "a".repeat(60);
+    let long = format!("{label}.{label}.{label}.{}.com", "b".repeat(56));
+    assert_eq!(long.len(), 243);
+    let r = c
+        .admin(
+            Method::POST,
+            "/api/v1/tenant/domains",
+            Some(json!({"domain": long})),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.error_code(), "validationFailed");
+    assert!(
+        r.error_message().contains("at most 242 characters"),
+        "{}",
+        r.body
+    );
+    let fits = &long[1..];
+    let r = c
+        .admin(
+            Method::POST,
+            "/api/v1/tenant/domains",
+            Some(json!({"domain": fits})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(
+        r.body["verification"]["name"].as_str().unwrap().len(),
+        253,
+        "{}",
+        r.body
+    );
+}

@@ -104,6 +104,12 @@ async fn current(state: &AppState, id: &str) -> ApiResult<Tenant> {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DomainBody {
+    /// The shape `tenant::validate::domain` accepts (upper case is lowered), short enough for
+    /// `_dirbridge.DOMAIN` to be a DNS name.
+    #[schema(
+        pattern = r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]([A-Za-z0-9-]{0,60}[A-Za-z0-9])$",
+        max_length = 242
+    )]
     domain: String,
 }
 
