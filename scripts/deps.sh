@@ -63,6 +63,20 @@ if [ "$check_only" = 0 ] && command -v npm >/dev/null 2>&1; then
   fi
 fi
 
+# schemathesis (the API contract test) from PyPI into its own virtual environment, pinned with
+# every dependency by tools/schemathesis/requirements.txt; reinstalled when that file changes.
+if [ "$check_only" = 0 ]; then
+  venv=tools/schemathesis/.venv
+  pins=tools/schemathesis/requirements.txt
+  if ! cmp -s "$pins" "$venv/.requirements-copy" 2>/dev/null; then
+    echo "Installing schemathesis (pip, into $venv)"
+    rm -rf "$venv"
+    /usr/bin/python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps -r "$pins"
+    cp "$pins" "$venv/.requirements-copy"
+  fi
+fi
+
 # Check by function: every row, one line naming the first missing piece and its package.
 while IFS=$'\t' read -r kind what package used_by; do
   if ! have "$kind" "$what"; then

@@ -43,6 +43,22 @@ impl FromRequestParts<AppState> for Caller {
 
 /// `POST /api/v1/auth/token`. A success also makes the browser a known device of the account
 /// (a cookie, see [`crate::limits`]), exempt from the per-address limit for that account.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/token",
+    operation_id = "signIn",
+    tag = "auth",
+    summary = "Sign in with UPN and password; returns an expiring bearer token. A user synced from on-premises is checked by pass-through (an agent binds to the directory as the user): 401 for a wrong password or an on-prem refusal (disabled, locked out, password expired or must change, account expired, logon hours) with what to do next, 429 when the account's sign-in throttle is exhausted (nothing reaches the directory then), 503 when no agent could check the password",
+    request_body = TokenRequest,
+    responses(
+        (status = 200, description = "Signed in", body = proto::TokenResponse, headers(
+            ("Set-Cookie" = String, description = "The known-device cookie `__Host-dirbridge-device` (Secure, HttpOnly, SameSite=Strict, 90 days): a browser sending it back signs in to this account without the per-address limit (never without the per-account one). Clients may ignore it"),
+        )),
+        (status = 401, description = "The user name or password is incorrect; or, for a user synced from on-premises, the directory refused the sign-in and the message says what to do next (disabled, locked out, password expired or must be changed: change it at /api/v1/sspr/change, account expired, logon hours)"),
+        (status = 429, description = "Too many failed sign-ins for this account in the window (for a synced user nothing more is sent to the directory until the window ends), or too many failed sign-ins from the caller's network address (`[limits] sign_in_per_minute`; the Retry-After header says when to come back)"),
+        (status = 503, description = "A synced user's password could not be checked: no agent is connected, the directory is unreachable, or no answer came before the writeback deadline. Try again; an administrator can check `dirbridge agents list`"),
+    ),
+)]
 pub async fn sign_in(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<TokenRequest>,
@@ -53,12 +69,28 @@ pub async fn sign_in(
 }
 
 /// `DELETE /api/v1/auth/token` — sign out: revoke the calling token.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/auth/token",
+    operation_id = "signOut",
+    tag = "auth",
+    summary = "Revoke the calling token",
+    responses((status = 204, description = "Success")),
+)]
 pub async fn sign_out(State(state): State<AppState>, caller: Caller) -> ApiResult<StatusCode> {
     app::sign_in::sign_out(&state, &caller).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `DELETE /api/v1/auth/tokens/{id}` — revoke one token: your own, or any as Global Administrator.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/auth/tokens/{tokenId}",
+    operation_id = "revokeToken",
+    tag = "auth",
+    summary = "Revoke a token (own, or any as Global Administrator)",
+    responses((status = 204, description = "Success")),
+)]
 pub async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
@@ -69,6 +101,14 @@ pub async fn revoke(
 }
 
 /// `GET /api/v1/me`
+#[utoipa::path(
+    get,
+    path = "/api/v1/me",
+    operation_id = "me",
+    tag = "auth",
+    summary = "The signed-in user",
+    responses((status = 200, description = "Success", body = User)),
+)]
 pub async fn me(caller: Caller) -> Json<User> {
     Json(caller.user)
 }

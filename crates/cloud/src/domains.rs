@@ -58,6 +58,17 @@ fn claimable(config: &Config, input: &str) -> ApiResult<String> {
             "domain: names under {suffix} are the service's own initial domains and cannot be added; add a domain your organisation owns."
         )));
     }
+    // The proof sits at `_dirbridge.DOMAIN`, which DNS must be able to name: a longer domain
+    // could be claimed but never looked up (found by schemathesis: 503 on every verify).
+    let record = record_name(&d);
+    if record.len() > validate::DOMAIN_MAX {
+        return Err(AppError::bad_request(format!(
+            "domain: at most {} characters, so that its verification record {} fits the {} characters of a DNS name; use a shorter domain.",
+            validate::DOMAIN_MAX - (record.len() - d.len()),
+            record_name("DOMAIN"),
+            validate::DOMAIN_MAX
+        )));
+    }
     Ok(d)
 }
 

@@ -139,7 +139,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::oidc::routes())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics::handler))
-        .route("/openapi.json", get(|| async { Json(openapi::document()) }))
+        .route("/openapi.json", get(openapi::serve))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
@@ -213,7 +213,18 @@ async fn method_not_allowed() -> AppError {
     )
 }
 
-async fn healthz(State(state): State<AppState>) -> Response {
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "meta",
+    summary = "Liveness and database check",
+    responses(
+        (status = 200, description = "The service and its database answer ({status: ok, database})", body = Object),
+        (status = 503, description = "The database does not answer", body = Object),
+    ),
+)]
+pub async fn healthz(State(state): State<AppState>) -> Response {
     match state.store.ping().await {
         Ok(()) => {
             Json(json!({"status": "ok", "database": state.store.backend_name()})).into_response()

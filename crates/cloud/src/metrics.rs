@@ -94,6 +94,14 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next
     resp
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "meta",
+    summary = "Prometheus metrics",
+    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain", body = String)),
+)]
 pub async fn handler(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
     (
         [("content-type", "text/plain; version=0.0.4")],

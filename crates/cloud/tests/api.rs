@@ -134,7 +134,10 @@ async fn health_metrics_and_openapi_are_served() {
     let doc = c.call(Method::GET, "/openapi.json", None, None).await.ok();
     assert_eq!(doc["openapi"], "3.1.0");
     // Every documented operation is routed: none answers "no such endpoint".
-    for (method, path, ..) in cloud::openapi::all_operations() {
+    let ops = cloud::openapi::all_operations();
+    assert!(ops.len() > 80, "{} operations", ops.len());
+    for (method, path) in &ops {
+        let (method, path) = (method.as_str(), path.as_str());
         assert!(
             doc["paths"][path][method].is_object(),
             "{method} {path} missing from the document"
@@ -2353,4 +2356,189 @@ async fn concurrent_tenant_patches_of_different_fields_both_apply() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_tenant_patches_of_different_fields_both_apply_on_postgres() {
     concurrent_tenant_patches(Cloud::start_postgres().await).await;
+}
+
+/// What schemathesis found (issue 20): a PATCH field sent as `null` where `null` means nothing
+/// (it is not "clear") is refused instead of being read as "unchanged", and so is an array
+/// body; the document says so (`nullable` only where null clears).
+#[tokio::test]
+async fn patches_refuse_null_where_null_means_nothing() {
+    let c = Cloud::start().await;
+    for body in [
+        json!([null, null]),
+        json!({"softMatchEnabled": null}),
+        json!({"defaultUsageLocation": "DE", "softMatchEnabled": null}),
+    ] {
+        let r = c
+            .admin(Method::PATCH, "/api/v1/tenant", Some(body.clone()))
+            .await;
+        assert_eq!(r.status, 400, "{body}: {}", r.body);
+        assert_eq!(r.error_code(), "invalidRequestBody", "{body}: {}", r.body);
+    }
+    // null still clears where it is documented to.
+    c.admin(
+        Method::PATCH,
+        "/api/v1/tenant",
+        Some(json!({"defaultUsageLocation": "DE"})),
+    )
+    .await
+    .ok();
+    let t = c
+        .admin(
+            Method::PATCH,
+            "/api/v1/tenant",
+            Some(json!({"defaultUsageLocation": null})),
+        )
+        .await
+        .ok();
+    assert!(t["defaultUsageLocation"].is_null(), "{t}");
+
+    let u = c.user("nulls", json!({})).await;
+    let path = format!("/api/v1/users/{}", u["id"].as_str().unwrap());
+    for field in [
+        "userPrincipalName",
+        "displayName",
+        "accountEnabled",
+        "roles",
+    ] {
+        let r = c
+            .admin(Method::PATCH, &path, Some(json!({ field: null })))
+            .await;
+        assert_eq!(r.status, 400, "{field}: {}", r.body);
+        assert_eq!(r.error_code(), "invalidRequestBody", "{field}: {}", r.body);
+    }
+    let r = c
+        .admin(Method::PATCH, &path, Some(json!({"usageLocation": null})))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    let doc = c.call(Method::GET, "/openapi.json", None, None).await.ok();
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(
+        schemas["TenantPatch"]["properties"]["softMatchEnabled"]["type"],
+        "boolean"
+    );
+    assert_eq!(
+        schemas["UserPatch"]["properties"]["displayName"]["type"],
+        "string"
+    );
+    assert_eq!(schemas["TenantPatch"]["additionalProperties"], false);
+}
+
+/// The document describes what the server does: every request body closed where the server
+/// refuses unknown fields, required fields and enums given, the optional bodies optional, and
+/// each operation's real success statuses.
+#[tokio::test]
+async fn the_document_describes_bodies_and_statuses_as_served() {
+    let c = Cloud::start().await;
+    let doc = c.call(Method::GET, "/openapi.json", None, None).await.ok();
+    let schemas = &doc["components"]["schemas"];
+    let op = |method: &str, path: &str| doc["paths"][path][method].clone();
+
+    let token = &schemas["TokenRequest"];
+    assert_eq!(token["additionalProperties"], false, "{token}");
+    assert_eq!(token["required"], json!(["userPrincipalName", "password"]));
+    assert_eq!(token["properties"]["password"]["format"], "password");
+    let roles = &schemas["Role"];
+    assert!(
+        roles["enum"]
+            .as_array()
+            .is_some_and(|e| e.contains(&json!("globalAdministrator"))),
+        "{roles}"
+    );
+    // Every error status of the API is the JSON error document.
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        if !path.starts_with("/api/") {
+            continue;
+        }
+        for (method, op) in item.as_object().unwrap() {
+            for (status, resp) in op["responses"].as_object().unwrap() {
+                if status.starts_with('2') || status == "101" {
+                    continue;
+                }
+                assert_eq!(
+                    resp["content"]["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/ErrorBody",
+                    "{method} {path} {status}"
+                );
+            }
+        }
+    }
+
+    // POST /agents/tokens: the body is optional, and none is the defaults.
+    let create = op("post", "/api/v1/agents/tokens");
+    assert_eq!(create["requestBody"]["required"], false, "{create}");
+    let r = c.admin(Method::POST, "/api/v1/agents/tokens", None).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = c
+        .admin(
+            Method::POST,
+            "/api/v1/agents/tokens",
+            Some(json!({"lifetimeSecs": 10})),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+
+    // POST /users/{u}/password: 204 for a cloud user, 200 with the writeback result for a
+    // synced one; both documented.
+    let reset = op("post", "/api/v1/users/{user}/password");
+    assert!(reset["responses"]["204"].is_object(), "{reset}");
+    assert!(reset["responses"]["200"]["content"].is_object(), "{reset}");
+    let u = c.user("resetme", json!({})).await;
+    let r = c
+        .admin(
+            Method::POST,
+            &format!("/api/v1/users/{}/password", u["id"].as_str().unwrap()),
+            Some(json!({"password": "N3w-Passw0rd!"})),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+
+    // 405 and 413 are documented on every API operation as the error document.
+    let me = op("get", "/api/v1/me");
+    assert!(me["responses"]["405"].is_object(), "{me}");
+    assert!(op("post", "/api/v1/users")["responses"]["413"].is_object());
+    // The push socket's 400 before an upgrade.
+    assert!(op("get", "/api/v1/agent/ws")["responses"]["400"].is_object());
+}
+
+/// A domain too long for its proof `_dirbridge.DOMAIN` to be a DNS name (over 242 characters)
+/// is refused when claimed: before, it could be claimed and every verification answered 503
+/// "try again" (found by schemathesis).
+#[tokio::test]
+async fn a_domain_whose_verification_record_cannot_exist_is_refused_when_claimed() {
+    let c = Cloud::start().await;
+    // Three labels of 60 characters, one of 56 and ".com": 243 characters.
+    let label = "a".repeat(60);
+    let long = format!("{label}.{label}.{label}.{}.com", "b".repeat(56));
+    assert_eq!(long.len(), 243);
+    let r = c
+        .admin(
+            Method::POST,
+            "/api/v1/tenant/domains",
+            Some(json!({"domain": long})),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.error_code(), "validationFailed");
+    assert!(
+        r.error_message().contains("at most 242 characters"),
+        "{}",
+        r.body
+    );
+    let fits = &long[1..];
+    let r = c
+        .admin(
+            Method::POST,
+            "/api/v1/tenant/domains",
+            Some(json!({"domain": fits})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(
+        r.body["verification"]["name"].as_str().unwrap().len(),
+        253,
+        "{}",
+        r.body
+    );
 }

@@ -1109,3 +1109,75 @@ async fn group_licences_follow_synced_memberships_through_nested_groups() {
     batch(&c, &a, "r4", 0, vec![], vec![inner]).await;
     assert!(!licensed("bob").await);
 }
+
+/// A signed request to the push socket that is not a WebSocket upgrade is refused with the
+/// JSON error document (axum's own refusal was `text/plain`; found by schemathesis).
+#[tokio::test]
+async fn push_socket_without_an_upgrade_answers_the_json_error_document() {
+    let c = Cloud::start().await;
+    let a = register(&c).await;
+    let nonce = uuid::Uuid::new_v4().to_string();
+    let ts = c.clock_now();
+    let input = proto::sync::signing_input(
+        "GET",
+        proto::sync::AGENT_WS_PATH,
+        ts,
+        &nonce,
+        &hex::encode(Sha256::digest(b"")),
+    );
+    let resp = c
+        .http
+        .get(format!("{}{}", c.base, proto::sync::AGENT_WS_PATH))
+        .header(proto::sync::HEADER_AGENT, &a.id)
+        .header(proto::sync::HEADER_TIMESTAMP, ts.to_string())
+        .header(proto::sync::HEADER_NONCE, &nonce)
+        .header(
+            proto::sync::HEADER_SIGNATURE,
+            b64(&a.key.sign(input.as_bytes()).to_bytes()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(
+        resp.headers()["content-type"].to_str().unwrap(),
+        "application/json"
+    );
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalidRequestBody", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("WebSocket upgrade"),
+        "{body}"
+    );
+    // Unsigned: the signature is checked first, as before.
+    let r = c
+        .call(Method::GET, proto::sync::AGENT_WS_PATH, None, None)
+        .await;
+    assert_eq!(r.status, 401, "{}", r.body);
+}
+
+/// A sync setting sent as `null` is refused, not read as "unchanged" (the document says each
+/// field is absent or a value; found by schemathesis).
+#[tokio::test]
+async fn sync_settings_refuse_null_fields() {
+    let c = Cloud::start().await;
+    for field in [
+        "deletionThreshold",
+        "deletionWindowSecs",
+        "staging",
+        "deltaIntervalSecs",
+        "fullIntervalSecs",
+    ] {
+        let mut body = json!({"staging": true});
+        body[field] = Value::Null;
+        let r = c
+            .admin(Method::PATCH, "/api/v1/sync/settings", Some(body.clone()))
+            .await;
+        assert_eq!(r.status, 400, "{body}: {}", r.body);
+        assert_eq!(r.error_code(), "invalidRequestBody", "{body}: {}", r.body);
+    }
+    assert_eq!(c.get("/api/v1/sync/settings").await["staging"], false);
+}

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// Stable error codes. `Request_BadRequest` is the incumbent's code for licence assignment
 /// failures, kept because admins recognise it.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub enum ErrorCode {
     #[serde(rename = "Request_BadRequest")]
     BadRequest,
@@ -56,7 +56,7 @@ impl ErrorCode {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApiError {
     pub code: ErrorCode,
@@ -64,7 +64,7 @@ pub struct ApiError {
     pub tracking_id: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ErrorBody {
     pub error: ApiError,
 }

@@ -15,7 +15,7 @@ pub type Epoch = i64;
 
 // ---------------------------------------------------------------- tenants and administrators
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Tenant {
     pub id: String,
@@ -35,7 +35,7 @@ pub struct Tenant {
 /// One of a tenant's domains and whether it is proven (`GET /api/v1/tenant/domains`). Only a
 /// verified domain carries UPNs, soft match and sign-in routing; [`Tenant::domains`] lists
 /// just those.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TenantDomain {
     pub domain: String,
@@ -48,7 +48,7 @@ pub struct TenantDomain {
 }
 
 /// Publish a TXT record `value` at `name`, then ask for verification.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DomainChallenge {
     pub record_type: String,
@@ -56,7 +56,19 @@ pub struct DomainChallenge {
     pub value: String,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Serialize,
+    Deserialize,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum Role {
     GlobalAdministrator,
@@ -97,7 +109,7 @@ impl Role {
 
 // ---------------------------------------------------------------- users and groups
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Source {
     /// Created in the cloud.
@@ -123,7 +135,7 @@ impl Source {
 }
 
 /// What sync knows about an object that came from on-premises. Filled by the sync issue.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OnPremises {
     /// Base64 source anchor (objectGUID, ms-DS-ConsistencyGuid or entryUUID). Case-sensitive.
@@ -135,7 +147,7 @@ pub struct OnPremises {
     pub owned_attributes: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct User {
     pub id: String,
@@ -157,10 +169,19 @@ pub struct User {
 }
 
 /// Body of `POST /api/v1/users`. `Debug` hides the password.
-#[derive(Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewUser {
+    #[schema(
+        pattern = r"^[A-Za-z0-9'_!#^~-]+(\.[A-Za-z0-9'_!#^~-]+)*@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$",
+        max_length = 113
+    )]
     pub user_principal_name: String,
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]*[^\s\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb][^\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]*$"
+    )]
     pub display_name: String,
     #[serde(default)]
     pub given_name: Option<String>,
@@ -178,6 +199,7 @@ pub struct NewUser {
     pub account_enabled: bool,
     /// Initial password for cloud sign-in. Optional: a user without one cannot sign in.
     #[serde(default)]
+    #[schema(format = Password)]
     pub password: Option<String>,
     #[serde(default)]
     pub roles: Vec<Role>,
@@ -188,12 +210,31 @@ fn yes() -> bool {
 }
 
 /// Body of `PATCH /api/v1/users/{id}`. Absent field: unchanged. `null`: cleared.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UserPatch {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        pattern = r"^[A-Za-z0-9'_!#^~-]+(\.[A-Za-z0-9'_!#^~-]+)*@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$",
+        max_length = 113
+    )]
+    #[serde(
+        default,
+        deserialize_with = "crate::present::deserialize",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(nullable = false)]
     pub user_principal_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]*[^\s\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb][^\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]*$"
+    )]
+    #[serde(
+        default,
+        deserialize_with = "crate::present::deserialize",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(nullable = false)]
     pub display_name: Option<String>,
     #[serde(
         default,
@@ -231,9 +272,19 @@ pub struct UserPatch {
         skip_serializing_if = "Option::is_none"
     )]
     pub usage_location: Option<Option<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::present::deserialize",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(nullable = false)]
     pub account_enabled: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::present::deserialize",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(nullable = false)]
     pub roles: Option<Vec<Role>>,
 }
 
@@ -257,8 +308,20 @@ pub mod double_option {
     }
 }
 
+/// For a PATCH field that may be absent (unchanged) but not `null`: `null` is refused as the
+/// wrong type instead of being read as "absent". Use with `#[serde(default, deserialize_with =
+/// "proto::present::deserialize")]` and `#[schema(nullable = false)]`.
+pub mod present {
+    use serde::{Deserialize, Deserializer};
+    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        d: D,
+    ) -> Result<Option<T>, D::Error> {
+        T::deserialize(d).map(Some)
+    }
+}
+
 /// Filters for listing users. All present filters must match.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserFilter {
     /// Case-insensitive prefix of the UPN.
@@ -271,13 +334,13 @@ pub struct UserFilter {
 }
 
 /// Keyset paging: results ordered by a stable key; `after` is the `next` of the previous page.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct PageRequest {
     pub after: Option<String>,
     pub limit: u32,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     /// Pass as `after` to get the next page; absent on the last page.
@@ -285,7 +348,7 @@ pub struct Page<T> {
     pub next: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Group {
     pub id: String,
@@ -297,22 +360,41 @@ pub struct Group {
     pub created_at: Epoch,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewGroup {
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]*[^\s\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb][^\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]*$"
+    )]
     pub display_name: String,
     #[serde(default)]
     pub description: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Serialize,
+    Deserialize,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum MemberKind {
     User,
     Group,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord, utoipa::ToSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct MemberRef {
     pub kind: MemberKind,
@@ -321,7 +403,7 @@ pub struct MemberRef {
 
 // ---------------------------------------------------------------- licensing
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Sku {
     /// Stable id, e.g. `DIRBRIDGE_PREMIUM`.
@@ -333,7 +415,7 @@ pub struct Sku {
     pub free: bool,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum SubscriptionKind {
     Trial,
@@ -342,7 +424,7 @@ pub enum SubscriptionKind {
 
 /// Unit state of a subscription, derived from the clock: enabled until it ends, then warning
 /// (grace), then suspended, then lockedOut.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum SubscriptionState {
     Enabled,
@@ -351,7 +433,7 @@ pub enum SubscriptionState {
     LockedOut,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Subscription {
     pub id: String,
@@ -365,7 +447,7 @@ pub struct Subscription {
 }
 
 /// One line of `dirbridge licenses list`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SkuSummary {
     pub sku_id: String,
@@ -378,7 +460,7 @@ pub struct SkuSummary {
     pub subscriptions: Vec<SubscriptionView>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SubscriptionView {
     #[serde(flatten)]
@@ -386,7 +468,7 @@ pub struct SubscriptionView {
     pub state: SubscriptionState,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewSubscription {
     pub sku_id: String,
@@ -396,7 +478,7 @@ pub struct NewSubscription {
 }
 
 /// How a user holds a licence: assigned directly, or inherited from a group.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Hash, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", tag = "type", content = "groupId")]
 pub enum AssignmentSource {
     Direct,
@@ -404,7 +486,7 @@ pub enum AssignmentSource {
 }
 
 /// Per-user licence error states, as admins of the incumbent know them.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub enum LicenseErrorKind {
     CountViolation,
     MutuallyExclusiveViolation,
@@ -412,14 +494,14 @@ pub enum LicenseErrorKind {
     ProhibitedInUsageLocationViolation,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum AssignmentState {
     Active,
     Error,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LicenseAssignment {
     pub tenant_id: String,
@@ -433,7 +515,7 @@ pub struct LicenseAssignment {
     pub updated_at: Epoch,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GroupLicense {
     pub tenant_id: String,
@@ -443,7 +525,7 @@ pub struct GroupLicense {
 }
 
 /// Answer of the single entitlement check used by SSPR and writeback.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Entitlement {
     pub allowed: bool,
@@ -454,7 +536,19 @@ pub struct Entitlement {
 
 // ---------------------------------------------------------------- password reset policy
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Serialize,
+    Deserialize,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum AuthMethod {
     Email,
@@ -464,7 +558,7 @@ pub enum AuthMethod {
     AuthenticatorApp,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum SsprScope {
     None,
@@ -474,7 +568,7 @@ pub enum SsprScope {
 
 /// The self-service password reset policy of a tenant. See REFERENCE.md, "Self-service password
 /// reset policy"; `tenant::policy::validate` enforces every rule.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SsprPolicy {
     pub enabled_for: SsprScope,
@@ -503,7 +597,7 @@ pub struct SsprPolicy {
 
 /// The policy as the API shows it: the tenant's, plus the fixed stricter one for administrators
 /// and whether writeback can work right now.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PolicyView {
     pub policy: SsprPolicy,
@@ -511,7 +605,7 @@ pub struct PolicyView {
     pub writeback_available: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AdminPolicy {
     pub methods_required: u8,
@@ -521,7 +615,7 @@ pub struct AdminPolicy {
 
 // ---------------------------------------------------------------- audit
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum AuditResult {
     Success,
@@ -542,7 +636,7 @@ impl AuditResult {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditRecord {
     pub id: String,
@@ -560,7 +654,7 @@ pub struct AuditRecord {
     pub details: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditFilter {
     pub actor: Option<String>,
@@ -574,15 +668,20 @@ pub struct AuditFilter {
 // ---------------------------------------------------------------- sign-in
 
 /// Body of `POST /api/v1/auth/token`. `Debug` hides the password.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TokenRequest {
+    #[schema(
+        pattern = r"^[A-Za-z0-9'_!#^~-]+(\.[A-Za-z0-9'_!#^~-]+)*@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$",
+        max_length = 113
+    )]
     pub user_principal_name: String,
+    #[schema(min_length = 1, max_length = 256, format = Password)]
     pub password: String,
 }
 
 /// A sign-in's token. `Debug` hides the token.
-#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenResponse {
     pub access_token: String,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::Epoch;
 
 /// How an app proves who it is at the token endpoint.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum ClientType {
     /// A server-side app holding a client secret (`client_secret_basic` / `client_secret_post`).
@@ -16,7 +16,7 @@ pub enum ClientType {
 }
 
 /// An app registration as the API shows it. Secrets are never shown again after creation.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct App {
     /// The app's id, which is also its OAuth `client_id`.
@@ -45,7 +45,7 @@ pub struct App {
     pub updated_at: Epoch,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AppSecretInfo {
     pub id: String,
@@ -53,7 +53,7 @@ pub struct AppSecretInfo {
 }
 
 /// Body of `POST /api/v1/apps`. Absent settings take the defaults.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewApp {
     pub name: String,
@@ -78,7 +78,7 @@ pub struct NewApp {
 }
 
 /// Body of `PATCH /api/v1/apps/{id}`. Absent field: unchanged; `accessGroupId: null`: everyone.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AppPatch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -109,7 +109,7 @@ pub struct AppPatch {
 
 /// Answer of `POST /api/v1/apps` and `POST /api/v1/apps/{id}/secrets`: the app, and for a
 /// confidential app the new client secret — shown this once, stored only as a hash.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AppCreated {
     pub app: App,
@@ -122,7 +122,7 @@ pub struct AppCreated {
 }
 
 /// Answer of `POST /api/v1/apps/keys/rotate`: the new signing keys' ids.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct KeysRotated {
     pub key_ids: Vec<String>,

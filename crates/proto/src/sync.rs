@@ -31,16 +31,17 @@ pub fn signing_input(
 // ---------------------------------------------------------------- enrolment
 
 /// `POST /api/v1/agents/tokens` (Global Administrator) → a one-time registration token.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewRegistrationToken {
     /// Lifetime in seconds, 60..=86400; default 3600.
     #[serde(default)]
+    #[schema(minimum = 60, maximum = 86400)]
     pub lifetime_secs: Option<i64>,
 }
 
 /// A registration token. `Debug` hides it.
-#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RegistrationToken {
     /// Shown once; the cloud keeps only its SHA-256.
@@ -50,15 +51,28 @@ pub struct RegistrationToken {
 
 /// `POST /api/v1/agents/register` (no bearer; the registration token is the credential).
 /// `Debug` hides the registration token.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentRegistration {
+    #[schema(min_length = 1, format = Password)]
     pub registration_token: String,
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]*[^\s\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb][^\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]*$"
+    )]
     pub name: String,
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]*[^\s\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb][^\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]*$"
+    )]
     pub version: String,
     /// Ed25519 public key, base64 (32 bytes): verifies the agent's signed requests.
+    #[schema(pattern = r"^[A-Za-z0-9+/]{43}=$", content_encoding = "base64")]
     pub signing_public_key: String,
     /// X25519 public key, base64 (32 bytes): writeback payloads are sealed to it.
+    #[schema(pattern = r"^[A-Za-z0-9+/]{43}=$", content_encoding = "base64")]
     pub sealing_public_key: String,
 }
 
@@ -83,7 +97,7 @@ impl std::fmt::Debug for AgentRegistration {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentRegistered {
     pub agent_id: String,
@@ -91,7 +105,7 @@ pub struct AgentRegistered {
     pub tenant_domains: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum AgentHealth {
     /// Heartbeat within 3 intervals and the last run did not fail.
@@ -104,7 +118,7 @@ pub enum AgentHealth {
 }
 
 /// One line of `dirbridge agents list`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Agent {
     pub id: String,
@@ -120,7 +134,7 @@ pub struct Agent {
 }
 
 /// `POST /api/v1/agent/heartbeat` (signed).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Heartbeat {
     pub version: String,
@@ -130,7 +144,7 @@ pub struct Heartbeat {
 
 /// Sync settings an admin controls in the cloud, read by the agent (`GET /api/v1/agent/config`)
 /// at every cycle.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentSyncSettings {
     /// Most deletes the agent exports within [`AgentSyncSettings::deletion_window_secs`] (all
@@ -157,7 +171,7 @@ fn default_deletion_window_secs() -> u32 {
 
 // ---------------------------------------------------------------- sync
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum ObjectKind {
     User,
@@ -166,7 +180,7 @@ pub enum ObjectKind {
 
 /// What the agent exports for one on-prem object. Absent optional attributes are cleared in the
 /// cloud (the directory owns them).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, Hash, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncAttributes {
     pub user_principal_name: Option<String>,
@@ -184,7 +198,7 @@ pub struct SyncAttributes {
     pub description: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncObject {
     /// Base64 source anchor (objectGUID / ms-DS-ConsistencyGuid / entryUUID). Case-sensitive.
@@ -198,7 +212,7 @@ pub struct SyncObject {
 
 /// `POST /api/v1/agent/sync/batches` (signed). Applied atomically; `(agent, run_id, seq)` makes a
 /// replay return the first answer and change nothing.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SyncBatch {
     pub run_id: String,
@@ -211,7 +225,7 @@ pub struct SyncBatch {
 /// Most objects (upserts + deletes) in one batch.
 pub const MAX_BATCH_OBJECTS: usize = 500;
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncObjectError {
     pub anchor: String,
@@ -220,7 +234,7 @@ pub struct SyncObjectError {
     pub message: String,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BatchResult {
     pub added: u32,
@@ -230,14 +244,14 @@ pub struct BatchResult {
     pub errors: Vec<SyncObjectError>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum RunKind {
     Full,
     Delta,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum RunOutcome {
     Running,
@@ -252,7 +266,7 @@ pub enum RunOutcome {
 }
 
 /// `POST /api/v1/agent/sync/runs` (signed): the agent reports a run when it ends.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncRun {
     pub run_id: String,
@@ -291,7 +305,7 @@ fn one() -> u32 {
 
 /// One line of `dirbridge sync runs` (`GET /api/v1/sync/runs`): a run, or consecutive delta
 /// runs of one agent's connector that changed nothing, kept as one line.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncRunRow {
     /// The run (for coalesced runs: the latest).
@@ -307,7 +321,7 @@ pub struct SyncRunRow {
 }
 
 /// One line of `dirbridge sync errors` (`GET /api/v1/sync/errors`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncErrorRecord {
     pub agent_id: String,
@@ -322,21 +336,47 @@ pub struct SyncErrorRecord {
 // ---------------------------------------------------------------- admin sync control
 
 /// `PATCH /api/v1/sync/settings` (Global Administrator): only the fields present change.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct SyncSettingsPatch {
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "crate::present::deserialize",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(nullable = false, minimum = 1)]
     pub deletion_threshold: Option<u32>,
     /// At least 60 seconds, at most 7 days.
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "crate::present::deserialize",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(nullable = false, minimum = 60, maximum = 604800)]
     pub deletion_window_secs: Option<u32>,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "crate::present::deserialize",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(nullable = false)]
     pub staging: Option<bool>,
     /// At least 5.
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "crate::present::deserialize",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(nullable = false, minimum = 5)]
     pub delta_interval_secs: Option<u32>,
     /// At least 3600.
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "crate::present::deserialize",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(nullable = false, minimum = 3600)]
     pub full_interval_secs: Option<u32>,
 }
 
@@ -347,7 +387,7 @@ pub struct SyncSettingsPatch {
 pub const AGENT_WS_PATH: &str = "/api/v1/agent/ws";
 
 /// What the cloud pushes to a connected agent.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum AgentPush {
     /// Run a sync cycle now (`dirbridge sync run [--full]`).

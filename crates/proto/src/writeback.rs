@@ -38,7 +38,7 @@ pub fn is_header_id(id: &str) -> bool {
 
 /// A writeback request sealed to one agent. The header fields travel in clear and are bound
 /// into the ciphertext as associated data.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SealedRequest {
     pub version: u8,
@@ -55,7 +55,7 @@ pub struct SealedRequest {
 /// What the agent is asked to do. Sealed; never sent or logged in clear. `Debug` redacts
 /// passwords. Serde only here: the agent and the cloud keep values of this type in zeroizing
 /// wrappers.
-#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(tag = "op", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum WritebackOperation {
     /// Self-service reset: set a new password without knowing the old one.
@@ -257,7 +257,7 @@ impl std::fmt::Debug for WritebackOperation {
 /// How a writeback request ended. The agent decides every outcome from `succeeded` to
 /// `directoryUnreachable`; the cloud decides the last four (it never reached an agent, or never
 /// heard back).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Outcome {
     /// Done in the directory (event 31002 / 31007 / 31010).
@@ -309,7 +309,7 @@ pub enum Outcome {
 }
 
 /// Why the on-prem policy refused a password, as far as the directory said.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum PolicyReason {
     TooShort,
@@ -326,7 +326,7 @@ pub enum PolicyReason {
 /// The result of one writeback request, as the agent reports it and the API returns it.
 /// `message` is for the person (plain words, no DN, no server text); `adminDetail` is for
 /// administrators only (audit log, agent event log) and never holds a password.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WritebackResult {
     pub tracking_id: String,
@@ -417,7 +417,7 @@ fn sign_in_message(outcome: Outcome) -> String {
 // ---------------------------------------------------------------- agent <-> cloud
 
 /// `POST /api/v1/agent/writeback/claim` (signed): the agent asks to run a request it was pushed.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClaimRequest {
     pub tracking_id: String,
@@ -425,7 +425,7 @@ pub struct ClaimRequest {
 
 /// The answer to a claim: `proceed` is true for exactly one claim of a request; otherwise the
 /// agent must not touch the directory (another agent has it, or it expired).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ClaimAnswer {
     pub proceed: bool,
@@ -434,7 +434,7 @@ pub struct ClaimAnswer {
 }
 
 /// Which kind of directory an agent writes back to.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum DirectoryKind {
     ActiveDirectory,
@@ -444,7 +444,7 @@ pub enum DirectoryKind {
 /// `PUT /api/v1/agents/{id}/writeback` (Global Administrator's bearer token, sent by
 /// `dirbridge agent writeback enable` after its own checks): turn writeback on for that agent
 /// with a freshly generated sealing key.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EnableRequest {
     /// The new X25519 sealing public key, base64 (the key rolls on every enable).
@@ -456,7 +456,7 @@ pub struct EnableRequest {
 }
 
 /// One agent's writeback state (`GET /api/v1/writeback`, `GET /api/v1/agent/writeback`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentWriteback {
     pub agent_id: String,
@@ -471,7 +471,7 @@ pub struct AgentWriteback {
 }
 
 /// `GET /api/v1/writeback` (Global Administrator).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WritebackStatus {
     /// Writeback can work right now: a premium SKU, the policy switch on, an enabled agent.

@@ -666,7 +666,7 @@ pub fn session_questions(
 
 /// The user-facing classes of "you cannot reset here" (REFERENCE.md). Told only to someone who
 /// has verified the account's methods.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum RefusalClass {
     SsprDisabled,

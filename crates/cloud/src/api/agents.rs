@@ -18,6 +18,15 @@ use crate::extract::{ApiJson, ApiOptionalJson};
 use crate::state::AppState;
 
 /// `POST /api/v1/agents/tokens` (Global Administrator): a one-time registration token.
+#[utoipa::path(
+    post,
+    path = "/api/v1/agents/tokens",
+    operation_id = "createAgentToken",
+    tag = "agents",
+    summary = "A one-time agent registration token (Global Administrator)",
+    request_body(content = Option<NewRegistrationToken>, description = "Optional: no body is the defaults"),
+    responses((status = 201, description = "Success", body = RegistrationToken)),
+)]
 pub async fn create_token(
     State(state): State<AppState>,
     caller: Caller,
@@ -29,6 +38,15 @@ pub async fn create_token(
 }
 
 /// `POST /api/v1/agents/register`: no bearer; the registration token is the credential.
+#[utoipa::path(
+    post,
+    path = "/api/v1/agents/register",
+    operation_id = "registerAgent",
+    tag = "agents",
+    summary = "Register an agent with a registration token (no bearer)",
+    request_body = AgentRegistration,
+    responses((status = 201, description = "Success", body = AgentRegistered)),
+)]
 pub async fn register(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<AgentRegistration>,
@@ -38,6 +56,14 @@ pub async fn register(
 }
 
 /// `GET /api/v1/agents`
+#[utoipa::path(
+    get,
+    path = "/api/v1/agents",
+    operation_id = "listAgents",
+    tag = "agents",
+    summary = "Registered sync agents with their health",
+    responses((status = 200, description = "Success", body = Vec<Agent>)),
+)]
 pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<Agent>>> {
     Ok(Json(
         app::agents::list(&state, &Ctx::of(&state), &caller).await?,
@@ -45,6 +71,14 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Js
 }
 
 /// `DELETE /api/v1/agents/{id}` (Global Administrator)
+#[utoipa::path(
+    delete,
+    path = "/api/v1/agents/{agentId}",
+    operation_id = "revokeAgent",
+    tag = "agents",
+    summary = "Revoke an agent (Global Administrator)",
+    responses((status = 204, description = "Success")),
+)]
 pub async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
@@ -55,6 +89,15 @@ pub async fn revoke(
 }
 
 /// `POST /api/v1/agent/heartbeat` (signed)
+#[utoipa::path(
+    post,
+    path = "/api/v1/agent/heartbeat",
+    operation_id = "agentHeartbeat",
+    tag = "agents",
+    summary = "Agent heartbeat (signed agent request)",
+    request_body = Heartbeat,
+    responses((status = 204, description = "Success")),
+)]
 pub async fn heartbeat(State(state): State<AppState>, agent: AgentCaller) -> ApiResult<StatusCode> {
     let hb: Heartbeat = agent.json()?;
     app::agents::heartbeat(&state, &Ctx::of(&state), &agent.agent, hb).await?;
@@ -62,6 +105,14 @@ pub async fn heartbeat(State(state): State<AppState>, agent: AgentCaller) -> Api
 }
 
 /// `GET /api/v1/agent/config` (signed)
+#[utoipa::path(
+    get,
+    path = "/api/v1/agent/config",
+    operation_id = "agentConfig",
+    tag = "agents",
+    summary = "The agent's sync settings (signed agent request)",
+    responses((status = 200, description = "Success", body = AgentSyncSettings)),
+)]
 pub async fn config(
     State(state): State<AppState>,
     agent: AgentCaller,

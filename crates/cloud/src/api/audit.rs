@@ -10,7 +10,7 @@ use crate::error::ApiResult;
 use crate::extract::ApiQuery;
 use crate::state::AppState;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Query {
     actor: Option<String>,
@@ -23,6 +23,14 @@ pub struct Query {
     limit: Option<u32>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit",
+    operation_id = "listAudit",
+    tag = "audit",
+    summary = "The audit log, newest first",
+    responses((status = 200, description = "Success", body = Page<AuditRecord>)),
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,

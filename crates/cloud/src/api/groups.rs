@@ -15,7 +15,7 @@ use crate::error::{ApiResult, AppError};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::state::AppState;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ListQuery {
     name_prefix: Option<String>,
@@ -23,6 +23,14 @@ pub struct ListQuery {
     limit: Option<u32>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/groups",
+    operation_id = "listGroups",
+    tag = "groups",
+    summary = "List groups",
+    responses((status = 200, description = "Success", body = Page<Group>)),
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -34,6 +42,14 @@ pub async fn list(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/groups/{group}",
+    operation_id = "getGroup",
+    tag = "groups",
+    summary = "One group",
+    responses((status = 200, description = "Success", body = Group)),
+)]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -45,6 +61,15 @@ pub async fn get(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/groups",
+    operation_id = "createGroup",
+    tag = "groups",
+    summary = "Create a group",
+    request_body = NewGroup,
+    responses((status = 201, description = "Success", body = Group)),
+)]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -72,7 +97,7 @@ pub async fn create(
     ))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GroupPatch {
     display_name: Option<String>,
@@ -80,6 +105,15 @@ pub struct GroupPatch {
     description: Option<Option<String>>,
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v1/groups/{group}",
+    operation_id = "updateGroup",
+    tag = "groups",
+    summary = "Rename or describe a group",
+    request_body = GroupPatch,
+    responses((status = 200, description = "Success", body = Group)),
+)]
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -114,6 +148,14 @@ fn refuse_synced(group: &Group) -> ApiResult<()> {
     Ok(())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/groups/{group}",
+    operation_id = "deleteGroup",
+    tag = "groups",
+    summary = "Delete a group",
+    responses((status = 204, description = "Success")),
+)]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
@@ -141,6 +183,14 @@ pub async fn delete(
     audited(&state, &caller, "group.delete", Some(id), result).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/groups/{group}/members",
+    operation_id = "listMembers",
+    tag = "groups",
+    summary = "Direct members",
+    responses((status = 200, description = "Success", body = Vec<MemberRef>)),
+)]
 pub async fn members(
     State(state): State<AppState>,
     caller: Caller,
@@ -156,6 +206,15 @@ pub async fn members(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/groups/{group}/members",
+    operation_id = "addMember",
+    tag = "groups",
+    summary = "Add a user or a nested group",
+    request_body = MemberRef,
+    responses((status = 201, description = "Success", body = MemberRef)),
+)]
 pub async fn add_member(
     State(state): State<AppState>,
     caller: Caller,
@@ -225,6 +284,14 @@ async fn contains_transitively(
     Ok(false)
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/groups/{group}/members/{member}",
+    operation_id = "removeMember",
+    tag = "groups",
+    summary = "Remove a direct member",
+    responses((status = 204, description = "Success")),
+)]
 pub async fn remove_member(
     State(state): State<AppState>,
     caller: Caller,

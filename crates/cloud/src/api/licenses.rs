@@ -15,22 +15,38 @@ use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiOptionalJson};
 use crate::state::AppState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SkuBody {
     sku_id: String,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TrialBody {
     sku_id: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/licenses/skus",
+    operation_id = "listSkus",
+    tag = "licenses",
+    summary = "The SKU catalogue",
+    responses((status = 200, description = "Success", body = Vec<Sku>)),
+)]
 pub async fn skus(caller: Caller) -> ApiResult<Json<Vec<Sku>>> {
     Ok(Json(app::licensing::skus(&caller)?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/licenses",
+    operation_id = "licenseSummary",
+    tag = "licenses",
+    summary = "Per SKU: units by state and consumed units",
+    responses((status = 200, description = "Success", body = Vec<SkuSummary>)),
+)]
 pub async fn summary(
     State(state): State<AppState>,
     caller: Caller,
@@ -40,6 +56,15 @@ pub async fn summary(
 }
 
 /// `POST /api/v1/licenses/trial`; the body is optional (the premium SKU by default).
+#[utoipa::path(
+    post,
+    path = "/api/v1/licenses/trial",
+    operation_id = "startTrial",
+    tag = "licenses",
+    summary = "Start the premium trial (100 units, 90 days, once)",
+    request_body(content = Option<TrialBody>, description = "Optional: no body is the defaults"),
+    responses((status = 201, description = "Success", body = Subscription)),
+)]
 pub async fn start_trial(
     State(state): State<AppState>,
     caller: Caller,
@@ -50,6 +75,15 @@ pub async fn start_trial(
     Ok((StatusCode::CREATED, Json(sub)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/licenses/subscriptions",
+    operation_id = "addSubscription",
+    tag = "licenses",
+    summary = "Add a purchased subscription",
+    request_body = NewSubscription,
+    responses((status = 201, description = "Success", body = Subscription)),
+)]
 pub async fn purchase(
     State(state): State<AppState>,
     caller: Caller,
@@ -60,6 +94,14 @@ pub async fn purchase(
     Ok((StatusCode::CREATED, Json(sub)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/licenses/errors",
+    operation_id = "licenseErrors",
+    tag = "licenses",
+    summary = "Group-based licence errors per user",
+    responses((status = 200, description = "Success", body = Vec<LicenseAssignment>)),
+)]
 pub async fn errors(
     State(state): State<AppState>,
     caller: Caller,
@@ -67,6 +109,14 @@ pub async fn errors(
     Ok(Json(app::licensing::errors(&state, &caller).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/{user}/licenses",
+    operation_id = "userLicenses",
+    tag = "licenses",
+    summary = "A user's licence assignments",
+    responses((status = 200, description = "Success", body = Vec<LicenseAssignment>)),
+)]
 pub async fn user_licenses(
     State(state): State<AppState>,
     caller: Caller,
@@ -77,6 +127,15 @@ pub async fn user_licenses(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/users/{user}/licenses",
+    operation_id = "assignLicense",
+    tag = "licenses",
+    summary = "Assign a licence directly",
+    request_body = SkuBody,
+    responses((status = 201, description = "Success", body = LicenseAssignment)),
+)]
 pub async fn assign(
     State(state): State<AppState>,
     caller: Caller,
@@ -88,6 +147,14 @@ pub async fn assign(
     Ok((StatusCode::CREATED, Json(a)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/users/{user}/licenses/{skuId}",
+    operation_id = "removeLicense",
+    tag = "licenses",
+    summary = "Remove a direct licence assignment",
+    responses((status = 204, description = "Success")),
+)]
 pub async fn unassign(
     State(state): State<AppState>,
     caller: Caller,
@@ -97,6 +164,14 @@ pub async fn unassign(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/{user}/entitlement",
+    operation_id = "entitlement",
+    tag = "licenses",
+    summary = "May this user use SSPR with writeback now?",
+    responses((status = 200, description = "Success", body = Entitlement)),
+)]
 pub async fn entitlement(
     State(state): State<AppState>,
     caller: Caller,
@@ -108,6 +183,14 @@ pub async fn entitlement(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/groups/{group}/licenses",
+    operation_id = "groupLicenses",
+    tag = "licenses",
+    summary = "Licences assigned to a group",
+    responses((status = 200, description = "Success", body = Vec<GroupLicense>)),
+)]
 pub async fn group_licenses(
     State(state): State<AppState>,
     caller: Caller,
@@ -118,6 +201,15 @@ pub async fn group_licenses(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/groups/{group}/licenses",
+    operation_id = "assignGroupLicense",
+    tag = "licenses",
+    summary = "Assign a licence to a group (reaches nested members)",
+    request_body = SkuBody,
+    responses((status = 201, description = "Success", body = GroupLicense)),
+)]
 pub async fn assign_group(
     State(state): State<AppState>,
     caller: Caller,
@@ -129,6 +221,14 @@ pub async fn assign_group(
     Ok((StatusCode::CREATED, Json(gl)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/groups/{group}/licenses/{skuId}",
+    operation_id = "removeGroupLicense",
+    tag = "licenses",
+    summary = "Remove a group's licence",
+    responses((status = 204, description = "Success")),
+)]
 pub async fn unassign_group(
     State(state): State<AppState>,
     caller: Caller,

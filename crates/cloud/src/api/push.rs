@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
@@ -13,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::agent_auth::AgentCaller;
 use crate::app::caller::Caller;
-use crate::error::ApiResult;
+use crate::error::{ApiResult, AppError};
 use crate::extract::ApiOptionalJson;
 use crate::state::{AppState, PushChannel};
 
@@ -25,12 +26,34 @@ static CONNECTIONS: AtomicU64 = AtomicU64::new(1);
 /// `GET /api/v1/agent/ws` (signed, empty body): upgrades to a WebSocket on which the cloud
 /// pushes [`AgentPush`] messages. Unsigned, badly signed and revoked agents are refused before
 /// the upgrade.
+#[utoipa::path(
+    get,
+    path = "/api/v1/agent/ws",
+    operation_id = "agentPushSocket",
+    tag = "push",
+    summary = "WebSocket on which the cloud pushes {\"type\":\"syncNow\",\"full\":bool} and {\"type\":\"ping\"} (signed agent request, empty body)",
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol"),
+        (status = 400, description = "The request is not a WebSocket upgrade (`invalidRequestBody`; no `Connection: upgrade`, `Upgrade: websocket` or `Sec-WebSocket-Key`)"),
+        (status = 401, description = "The agent signature is missing or not valid"),
+    ),
+)]
 pub async fn connect(
     State(state): State<AppState>,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     agent: AgentCaller,
-) -> Response {
-    ws.on_upgrade(move |socket| serve(state, agent, socket))
+) -> ApiResult<Response> {
+    // axum's own refusal is plain text; the API answers with its error document.
+    let ws = ws.map_err(|e| {
+        AppError::new(
+            proto::ErrorCode::InvalidBody,
+            format!(
+                "This endpoint is a WebSocket: send a WebSocket upgrade request ({}).",
+                e.body_text()
+            ),
+        )
+    })?;
+    Ok(ws.on_upgrade(move |socket| serve(state, agent, socket)))
 }
 
 async fn serve(state: AppState, agent: AgentCaller, mut socket: WebSocket) {
@@ -116,14 +139,14 @@ async fn touch_presence(state: &AppState, agent_id: &str) {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SyncRunRequest {
     #[serde(default)]
     pub full: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SyncRunAnswer {
     pub agents: usize,
 }
@@ -143,6 +166,15 @@ pub async fn sync_now(state: &AppState, tenant_id: &str, full: bool) -> usize {
 
 /// `POST /api/v1/sync/run` (Global Administrator), body `{"full": bool}` (optional): asks every
 /// agent of the tenant connected to any cloud instance to run a sync cycle now.
+#[utoipa::path(
+    post,
+    path = "/api/v1/sync/run",
+    operation_id = "runSyncNow",
+    tag = "push",
+    summary = "Ask every connected agent to sync now, body {\"full\": bool} optional; 409 when none is connected (Global Administrator)",
+    request_body(content = Option<SyncRunRequest>, description = "Optional: no body is the defaults"),
+    responses((status = 200, description = "Success", body = SyncRunAnswer)),
+)]
 pub async fn sync_run(
     State(state): State<AppState>,
     caller: Caller,

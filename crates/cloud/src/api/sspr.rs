@@ -9,10 +9,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use proto::{AuthMethod, ErrorCode};
-use serde_json::{json, Value};
+use serde_json::json;
 use zeroize::Zeroizing;
 
-use crate::api::Operation;
 use crate::app::caller::Caller;
 use crate::app::sspr::{
     AuthenticatorBegin, AuthenticatorConfirm, AuthenticatorSetup, ChangeBody, CodeSent,
@@ -23,174 +22,6 @@ use crate::app::{self, Ctx};
 use crate::error::{tracking_id, ApiResult, AppError};
 use crate::extract::ApiJson;
 use crate::state::AppState;
-
-/// This module's operations in the OpenAPI document (checked against the router by a test).
-pub const OPERATIONS: &[Operation] = &[
-    (
-        "get",
-        "/api/v1/users/{user}/authentication-methods",
-        "getAuthenticationMethods",
-        "Which reset methods a user registered (email and phones masked, questions without answers)",
-        None,
-        200,
-    ),
-    (
-        "put",
-        "/api/v1/users/{user}/authentication-methods",
-        "putAuthenticationMethods",
-        "Register a user's reset methods (an administrator who may reset the user's password)",
-        Some("AuthenticationMethods"),
-        200,
-    ),
-    (
-        "get",
-        "/api/v1/me/authentication-methods",
-        "getMyAuthenticationMethods",
-        "The signed-in user's registered reset methods",
-        None,
-        200,
-    ),
-    (
-        "put",
-        "/api/v1/me/authentication-methods",
-        "putMyAuthenticationMethods",
-        "Register the signed-in user's own reset methods",
-        Some("AuthenticationMethods"),
-        200,
-    ),
-    (
-        "post",
-        "/api/v1/me/authentication-methods/authenticator-app",
-        "beginMyAuthenticatorApp",
-        "Begin registering an authenticator app (after a fresh verification): the secret and otpauth URI, shown once",
-        Some("AuthenticatorBegin"),
-        200,
-    ),
-    (
-        "post",
-        "/api/v1/me/authentication-methods/authenticator-app/confirm",
-        "confirmMyAuthenticatorApp",
-        "Confirm the authenticator app with its first code",
-        Some("AuthenticatorConfirm"),
-        200,
-    ),
-    (
-        "post",
-        "/api/v1/users/{user}/sspr-lockout/clear",
-        "clearSsprLockout",
-        "Clear a user's password-reset lockout (an administrator who may reset the user's password; audited, the user is mailed)",
-        None,
-        200,
-    ),
-    (
-        "post",
-        "/api/v1/sspr/start",
-        "ssprStart",
-        "Start a reset session (anonymous; same answer whether or not the account exists)",
-        Some("SsprStart"),
-        200,
-    ),
-    (
-        "get",
-        "/api/v1/sspr/session",
-        "ssprSession",
-        "A reset session (its secret in the X-Dirbridge-Sspr-Session header, never in the URL): methods, questions to answer, progress",
-        None,
-        200,
-    ),
-    (
-        "post",
-        "/api/v1/sspr/{method}/send",
-        "ssprSendCode",
-        "Send a one-time code for the session in X-Dirbridge-Sspr-Session: method email, mobilePhone (text message) or officePhone (voice call); 10 emails and, apart, 10 phone codes per 10 minutes; 503 for a minute after the SMS/voice gateway failed, for every account alike (nothing counted)",
-        None,
-        202,
-    ),
-    (
-        "post",
-        "/api/v1/sspr/verify",
-        "ssprVerify",
-        "Verify one method of the session in X-Dirbridge-Sspr-Session: an emailed code or the security questions",
-        Some("SsprVerify"),
-        200,
-    ),
-    (
-        "post",
-        "/api/v1/sspr/password",
-        "ssprSetPassword",
-        "Reset (or unlock) the session in X-Dirbridge-Sspr-Session once enough methods are verified; returns the writeback result",
-        Some("SsprPassword"),
-        200,
-    ),
-    (
-        "get",
-        "/api/v1/sspr/result",
-        "ssprResult",
-        "The last writeback result of the session in X-Dirbridge-Sspr-Session",
-        None,
-        200,
-    ),
-    (
-        "post",
-        "/api/v1/sspr/change",
-        "ssprChange",
-        "Self-service change with the current password (anonymous, throttled per account)",
-        Some("SsprChange"),
-        200,
-    ),
-];
-
-/// This module's request schemas in the OpenAPI document.
-pub fn schemas() -> Vec<(&'static str, Value)> {
-    let object = |props: Value| json!({"type": "object", "properties": props});
-    let pw = json!({"type": "string", "format": "password"});
-    let verification = object(json!({
-        "method": {"enum": ["password", "securityQuestions", "authenticatorApp"]},
-        "password": pw,
-        "code": pw,
-        "answers": {"type": "array", "items": object(json!({"question": {"type": "string"}, "answer": pw}))},
-    }));
-    vec![
-        (
-            "AuthenticationMethods",
-            object(json!({
-                "email": {"type": ["string", "null"]},
-                "mobilePhone": {"type": ["string", "null"]},
-                "officePhone": {"type": ["string", "null"]},
-                "securityQuestions": {"type": ["array", "null"], "items": object(json!({"question": {"type": "string"}, "answer": pw}))},
-                "authenticatorApp": {"type": "null"},
-                "verification": verification.clone(),
-            })),
-        ),
-        (
-            "AuthenticatorBegin",
-            object(json!({"verification": verification})),
-        ),
-        ("AuthenticatorConfirm", object(json!({"code": pw}))),
-        (
-            "SsprStart",
-            object(json!({"userPrincipalName": {"type": "string"}})),
-        ),
-        (
-            "SsprVerify",
-            object(json!({
-                "method": {"enum": ["email", "mobilePhone", "officePhone", "securityQuestions", "authenticatorApp"]},
-                "code": {"type": "string"},
-                "answers": {"type": "array", "items": object(json!({"question": {"type": "string"}, "answer": pw}))},
-            })),
-        ),
-        (
-            "SsprPassword",
-            object(json!({"newPassword": pw, "unlockOnly": {"type": "boolean"}})),
-        ),
-        (
-            "SsprChange",
-            object(
-                json!({"userPrincipalName": {"type": "string"}, "currentPassword": pw, "newPassword": pw}),
-            ),
-        ),
-    ]
-}
 
 /// This module's routes, relative to `/api/v1`.
 pub fn routes() -> Router<AppState> {
@@ -266,6 +97,14 @@ impl IntoResponse for SsprError {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/{user}/authentication-methods",
+    operation_id = "getAuthenticationMethods",
+    tag = "sspr",
+    summary = "Which reset methods a user registered (email and phones masked, questions without answers)",
+    responses((status = 200, description = "Success", body = MethodsView)),
+)]
 pub async fn get_methods(
     State(state): State<AppState>,
     caller: Caller,
@@ -274,6 +113,15 @@ pub async fn get_methods(
     Ok(Json(app::sspr::methods_of(&state, &caller, &key).await?))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/users/{user}/authentication-methods",
+    operation_id = "putAuthenticationMethods",
+    tag = "sspr",
+    summary = "Register a user's reset methods (an administrator who may reset the user's password)",
+    request_body = RegistrationBody,
+    responses((status = 200, description = "Success", body = MethodsView)),
+)]
 pub async fn put_methods(
     State(state): State<AppState>,
     caller: Caller,
@@ -286,6 +134,14 @@ pub async fn put_methods(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/users/{user}/sspr-lockout/clear",
+    operation_id = "clearSsprLockout",
+    tag = "sspr",
+    summary = "Clear a user's password-reset lockout (an administrator who may reset the user's password; audited, the user is mailed)",
+    responses((status = 200, description = "Success", body = LockoutCleared)),
+)]
 pub async fn clear_lockout(
     State(state): State<AppState>,
     caller: Caller,
@@ -297,6 +153,15 @@ pub async fn clear_lockout(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/me/authentication-methods/authenticator-app",
+    operation_id = "beginMyAuthenticatorApp",
+    tag = "sspr",
+    summary = "Begin registering an authenticator app (after a fresh verification): the secret and otpauth URI, shown once",
+    request_body = AuthenticatorBegin,
+    responses((status = 200, description = "Success", body = AuthenticatorSetup)),
+)]
 pub async fn begin_authenticator(
     State(state): State<AppState>,
     caller: Caller,
@@ -308,6 +173,15 @@ pub async fn begin_authenticator(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/me/authentication-methods/authenticator-app/confirm",
+    operation_id = "confirmMyAuthenticatorApp",
+    tag = "sspr",
+    summary = "Confirm the authenticator app with its first code",
+    request_body = AuthenticatorConfirm,
+    responses((status = 200, description = "Success", body = MethodsView)),
+)]
 pub async fn confirm_authenticator(
     State(state): State<AppState>,
     caller: Caller,
@@ -319,6 +193,14 @@ pub async fn confirm_authenticator(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/me/authentication-methods",
+    operation_id = "getMyAuthenticationMethods",
+    tag = "sspr",
+    summary = "The signed-in user's registered reset methods",
+    responses((status = 200, description = "Success", body = MethodsView)),
+)]
 pub async fn get_my_methods(
     State(state): State<AppState>,
     caller: Caller,
@@ -326,6 +208,15 @@ pub async fn get_my_methods(
     Ok(Json(app::sspr::my_methods(&state, &caller).await?))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/me/authentication-methods",
+    operation_id = "putMyAuthenticationMethods",
+    tag = "sspr",
+    summary = "Register the signed-in user's own reset methods",
+    request_body = RegistrationBody,
+    responses((status = 200, description = "Success", body = MethodsView)),
+)]
 pub async fn put_my_methods(
     State(state): State<AppState>,
     caller: Caller,
@@ -337,6 +228,18 @@ pub async fn put_my_methods(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/sspr/start",
+    operation_id = "ssprStart",
+    tag = "sspr",
+    summary = "Start a reset session (anonymous; same answer whether or not the account exists)",
+    request_body = StartBody,
+    responses(
+        (status = 200, description = "A session (also for an account that does not exist or cannot reset)", body = StartAnswer),
+        (status = 429, description = "Too many reset requests from the caller's network address (`[limits] sspr_start_per_minute`; the Retry-After header says when to come back)"),
+    ),
+)]
 pub async fn start(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<StartBody>,
@@ -346,6 +249,14 @@ pub async fn start(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/sspr/session",
+    operation_id = "ssprSession",
+    tag = "sspr",
+    summary = "A reset session: methods, questions to answer, progress",
+    responses((status = 200, description = "Success", body = ProgressView)),
+)]
 pub async fn session_status(
     State(state): State<AppState>,
     SessionSecret(secret): SessionSecret,
@@ -355,6 +266,18 @@ pub async fn session_status(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/sspr/{method}/send",
+    operation_id = "ssprSendCode",
+    tag = "sspr",
+    summary = "Send a one-time code: `email` to the registered address (10 per 10 minutes), `mobilePhone` by text message, `officePhone` by voice call (through the [sms] gateways; 10 per 10 minutes together)",
+    params(("method" = String, Path, description = "email, mobilePhone or officePhone", pattern = "^(email|mobilePhone|officePhone)$")),
+    responses(
+        (status = 202, description = "Accepted: the code leaves in the background (the same answer whether or not the account has that method)", body = CodeSent),
+        (status = 503, description = "That channel's gateway failed in the last minute: nothing was counted; try again later or another method"),
+    ),
+)]
 pub async fn send_code(
     State(state): State<AppState>,
     SessionSecret(secret): SessionSecret,
@@ -374,6 +297,15 @@ pub async fn send_code(
     Ok((StatusCode::ACCEPTED, Json(sent)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/sspr/verify",
+    operation_id = "ssprVerify",
+    tag = "sspr",
+    summary = "Verify one method: a code sent by email, text or voice, an authenticator app code, or the security questions",
+    request_body = VerifyBody,
+    responses((status = 200, description = "Success", body = ProgressView)),
+)]
 pub async fn verify(
     State(state): State<AppState>,
     SessionSecret(secret): SessionSecret,
@@ -384,6 +316,18 @@ pub async fn verify(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/sspr/password",
+    operation_id = "ssprSetPassword",
+    tag = "sspr",
+    summary = "Reset (or unlock) once enough methods are verified; returns the writeback result",
+    request_body = PasswordBody,
+    responses(
+        (status = 200, description = "The writeback result (or the cloud reset's)", body = ResultView),
+        (status = 403, description = "Refused for one of the user-facing classes; the error document carries `error.class`"),
+    ),
+)]
 pub async fn set_password(
     State(state): State<AppState>,
     SessionSecret(secret): SessionSecret,
@@ -394,6 +338,14 @@ pub async fn set_password(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/sspr/result",
+    operation_id = "ssprResult",
+    tag = "sspr",
+    summary = "The last writeback result of the session",
+    responses((status = 200, description = "Success", body = ResultView)),
+)]
 pub async fn result(
     State(state): State<AppState>,
     SessionSecret(secret): SessionSecret,
@@ -405,6 +357,19 @@ pub async fn result(
 
 /// `POST /api/v1/sspr/change`: a refused current password is marked
 /// [`crate::limits::RefusedPassword`] for the per-address limit, as the status is 200.
+#[utoipa::path(
+    post,
+    path = "/api/v1/sspr/change",
+    operation_id = "ssprChange",
+    tag = "sspr",
+    summary = "Self-service change with the current password (anonymous, throttled per account)",
+    request_body = ChangeBody,
+    responses(
+        (status = 200, description = "The writeback result of the change", body = ResultView),
+        (status = 403, description = "Refused for one of the user-facing classes; the error document carries `error.class`"),
+        (status = 429, description = "Locked out: too many failed sign-ins (this check shares the per-account count of /api/v1/auth/token) or wrong current passwords for this account, or too many failed password checks from the caller's network address (`[limits] sign_in_per_minute`, shared with sign-in; the Retry-After header says when to come back)"),
+    ),
+)]
 pub async fn change(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<ChangeBody>,

@@ -24,6 +24,15 @@ const MAX_ID_LEN: usize = 256;
 
 /// `POST /api/v1/agent/sync/batches` (signed): applies a batch in one transaction, or answers a
 /// replay with the first answer.
+#[utoipa::path(
+    post,
+    path = "/api/v1/agent/sync/batches",
+    operation_id = "applySyncBatch",
+    tag = "sync",
+    summary = "Apply a batch of synced objects, idempotent by (agent, runId, seq) (signed agent request)",
+    request_body = SyncBatch,
+    responses((status = 200, description = "Success", body = BatchResult)),
+)]
 pub async fn apply_batch(
     State(state): State<AppState>,
     agent: AgentCaller,
@@ -134,6 +143,15 @@ fn refresh_statistics_after(seq: u32, inserted: usize) -> bool {
 }
 
 /// `POST /api/v1/agent/sync/runs` (signed): the agent reports a run.
+#[utoipa::path(
+    post,
+    path = "/api/v1/agent/sync/runs",
+    operation_id = "reportSyncRun",
+    tag = "sync",
+    summary = "Report a sync run (signed agent request)",
+    request_body = SyncRun,
+    responses((status = 204, description = "Success")),
+)]
 pub async fn report_run(
     State(state): State<AppState>,
     agent: AgentCaller,
@@ -160,6 +178,14 @@ pub async fn report_run(
 }
 
 /// `GET /api/v1/sync/errors`
+#[utoipa::path(
+    get,
+    path = "/api/v1/sync/errors",
+    operation_id = "listSyncErrors",
+    tag = "sync",
+    summary = "Objects the last sync could not apply, and why",
+    responses((status = 200, description = "Success", body = Vec<SyncErrorRecord>)),
+)]
 pub async fn errors(
     State(state): State<AppState>,
     caller: Caller,
@@ -167,13 +193,21 @@ pub async fn errors(
     Ok(Json(app::sync::errors(&state, &caller).await?))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RunsQuery {
     limit: Option<u32>,
 }
 
 /// `GET /api/v1/sync/runs?limit=` (newest first)
+#[utoipa::path(
+    get,
+    path = "/api/v1/sync/runs",
+    operation_id = "listSyncRuns",
+    tag = "sync",
+    summary = "Sync run history, newest first (?limit=)",
+    responses((status = 200, description = "Success", body = Vec<proto::sync::SyncRunRow>)),
+)]
 pub async fn runs(
     State(state): State<AppState>,
     caller: Caller,
@@ -183,6 +217,14 @@ pub async fn runs(
 }
 
 /// `GET /api/v1/sync/settings`
+#[utoipa::path(
+    get,
+    path = "/api/v1/sync/settings",
+    operation_id = "getSyncSettings",
+    tag = "sync",
+    summary = "Deletion threshold, staging mode and intervals",
+    responses((status = 200, description = "Success", body = AgentSyncSettings)),
+)]
 pub async fn get_settings(
     State(state): State<AppState>,
     caller: Caller,
@@ -191,6 +233,15 @@ pub async fn get_settings(
 }
 
 /// `PATCH /api/v1/sync/settings` (Global Administrator)
+#[utoipa::path(
+    patch,
+    path = "/api/v1/sync/settings",
+    operation_id = "updateSyncSettings",
+    tag = "sync",
+    summary = "Change sync settings (Global Administrator)",
+    request_body = SyncSettingsPatch,
+    responses((status = 200, description = "Success", body = AgentSyncSettings)),
+)]
 pub async fn update_settings(
     State(state): State<AppState>,
     caller: Caller,
@@ -203,6 +254,14 @@ pub async fn update_settings(
 
 /// `POST /api/v1/sync/allow-deletes` (Global Administrator): the next run may export its
 /// deletes even above the threshold, once.
+#[utoipa::path(
+    post,
+    path = "/api/v1/sync/allow-deletes",
+    operation_id = "allowSyncDeletes",
+    tag = "sync",
+    summary = "Let the next run export its deletes above the threshold, once (Global Administrator)",
+    responses((status = 200, description = "Success", body = AgentSyncSettings)),
+)]
 pub async fn allow_deletes(
     State(state): State<AppState>,
     caller: Caller,

@@ -15,6 +15,14 @@ use crate::error::{ApiResult, AppError};
 use crate::extract::ApiJson;
 use crate::state::AppState;
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/tenant",
+    operation_id = "getTenant",
+    tag = "tenant",
+    summary = "Tenant settings and domains",
+    responses((status = 200, description = "Success", body = Tenant)),
+)]
 pub async fn get(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Tenant>> {
     caller.authorize(Operation::ReadDirectory)?;
     Ok(Json(
@@ -26,14 +34,25 @@ pub async fn get(State(state): State<AppState>, caller: Caller) -> ApiResult<Jso
     ))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TenantPatch {
     #[serde(default, with = "proto::double_option")]
     default_usage_location: Option<Option<String>>,
+    #[serde(default, deserialize_with = "proto::present::deserialize")]
+    #[schema(nullable = false)]
     soft_match_enabled: Option<bool>,
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v1/tenant",
+    operation_id = "updateTenant",
+    tag = "tenant",
+    summary = "Change default usage location or soft matching",
+    request_body = TenantPatch,
+    responses((status = 200, description = "Success", body = Tenant)),
+)]
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -82,14 +101,32 @@ async fn current(state: &AppState, id: &str) -> ApiResult<Tenant> {
         .ok_or_else(|| AppError::not_found("The tenant no longer exists."))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DomainBody {
+    /// The shape `tenant::validate::domain` accepts (upper case is lowered), short enough for
+    /// `_dirbridge.DOMAIN` to be a DNS name.
+    #[schema(
+        pattern = r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]([A-Za-z0-9-]{0,60}[A-Za-z0-9])$",
+        max_length = 242
+    )]
     domain: String,
 }
 
 /// `POST /api/v1/tenant/domains`: claims a domain, unverified, and answers the TXT record that
 /// proves it (201; 200 with the same challenge for a domain already claimed).
+#[utoipa::path(
+    post,
+    path = "/api/v1/tenant/domains",
+    operation_id = "addDomain",
+    tag = "tenant",
+    summary = "Claim a domain, unverified; answers the TXT record that proves it",
+    request_body = DomainBody,
+    responses(
+        (status = 201, description = "The domain is claimed, unverified", body = TenantDomain),
+        (status = 200, description = "The domain was already claimed: the same challenge", body = TenantDomain),
+    ),
+)]
 pub async fn add_domain(
     State(state): State<AppState>,
     caller: Caller,
@@ -107,6 +144,14 @@ pub async fn add_domain(
 }
 
 /// `GET /api/v1/tenant/domains`: every domain, verified or not.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tenant/domains",
+    operation_id = "listDomains",
+    tag = "tenant",
+    summary = "The tenant's domains, verified or not",
+    responses((status = 200, description = "Success", body = Vec<TenantDomain>)),
+)]
 pub async fn list_domains(
     State(state): State<AppState>,
     caller: Caller,
@@ -115,6 +160,14 @@ pub async fn list_domains(
 }
 
 /// `POST /api/v1/tenant/domains/{domain}/verify`: looks the TXT record up and verifies.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tenant/domains/{domain}/verify",
+    operation_id = "verifyDomain",
+    tag = "tenant",
+    summary = "Look up the domain's TXT record and verify it",
+    responses((status = 200, description = "The domain is verified", body = TenantDomain)),
+)]
 pub async fn verify_domain(
     State(state): State<AppState>,
     caller: Caller,

@@ -14,7 +14,7 @@ use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiQuery};
 use crate::state::AppState;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ListQuery {
     upn_prefix: Option<String>,
@@ -25,6 +25,14 @@ pub struct ListQuery {
     limit: Option<u32>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/users",
+    operation_id = "listUsers",
+    tag = "users",
+    summary = "List users (keyset paging; filters upnPrefix, displayName, skuId, source)",
+    responses((status = 200, description = "Success", body = Page<User>)),
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -42,6 +50,14 @@ pub async fn list(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/{user}",
+    operation_id = "getUser",
+    tag = "users",
+    summary = "One user by id or UPN",
+    responses((status = 200, description = "Success", body = User)),
+)]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -50,6 +66,15 @@ pub async fn get(
     Ok(Json(app::users::get(&state, &caller, &key).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/users",
+    operation_id = "createUser",
+    tag = "users",
+    summary = "Create a cloud user",
+    request_body = NewUser,
+    responses((status = 201, description = "Success", body = User)),
+)]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -59,6 +84,15 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(user)))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v1/users/{user}",
+    operation_id = "updateUser",
+    tag = "users",
+    summary = "Change a user (absent = unchanged, null = clear)",
+    request_body = UserPatch,
+    responses((status = 200, description = "Success", body = User)),
+)]
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -70,6 +104,14 @@ pub async fn update(
     ))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/users/{user}",
+    operation_id = "deleteUser",
+    tag = "users",
+    summary = "Delete a user",
+    responses((status = 204, description = "Success")),
+)]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
@@ -82,6 +124,19 @@ pub async fn delete(
 /// Admin reset of a user's password: 204 for a cloud-only user (set here, tokens revoked); 200
 /// with the [`proto::writeback::WritebackResult`] for a synced user, whose `outcome` says what
 /// happened.
+#[utoipa::path(
+    post,
+    path = "/api/v1/users/{user}/password",
+    operation_id = "resetPassword",
+    tag = "users",
+    summary = "Admin reset: a cloud user's password (204), or a synced user's on-prem password through writeback, body {password, mustChange?, unlock?} (200, WritebackResult)",
+    request_body = PasswordBody,
+    responses(
+        (status = 200, description = "A synced user: the writeback result (the on-prem password changed, or why not)", body = proto::writeback::WritebackResult),
+        (status = 204, description = "A cloud user: the password is set"),
+        (status = 503, description = "A synced user: no agent with writeback could take the request"),
+    ),
+)]
 pub async fn reset_password(
     State(state): State<AppState>,
     caller: Caller,
@@ -98,6 +153,14 @@ pub async fn reset_password(
 
 /// `POST /api/v1/users/{user}/unlock`: unlocks a synced user's on-premises account through
 /// writeback; 200 with the [`proto::writeback::WritebackResult`].
+#[utoipa::path(
+    post,
+    path = "/api/v1/users/{user}/unlock",
+    operation_id = "unlockUser",
+    tag = "users",
+    summary = "Unlock a synced user's on-premises account through writeback; returns the WritebackResult",
+    responses((status = 200, description = "Success", body = proto::writeback::WritebackResult)),
+)]
 pub async fn unlock(
     State(state): State<AppState>,
     caller: Caller,
@@ -106,11 +169,19 @@ pub async fn unlock(
     Ok(Json(app::users::unlock(&state, &caller, &key).await?))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Revoked {
     revoked: u64,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/users/{user}/revoke-tokens",
+    operation_id = "revokeUserTokens",
+    tag = "users",
+    summary = "Revoke all of a user's tokens",
+    responses((status = 200, description = "Success", body = Revoked)),
+)]
 pub async fn revoke_tokens(
     State(state): State<AppState>,
     caller: Caller,

@@ -11,115 +11,13 @@ use axum::{Json, Router};
 use proto::writeback::{
     AgentWriteback, ClaimAnswer, ClaimRequest, EnableRequest, WritebackResult, WritebackStatus,
 };
-use serde_json::{json, Value};
 
 use crate::agent_auth::AgentCaller;
-use crate::api::Operation;
 use crate::app::caller::Caller;
 use crate::app::{self, Ctx};
 use crate::error::ApiResult;
 use crate::extract::ApiJson;
 use crate::state::AppState;
-
-/// This module's operations in the OpenAPI document (checked against the router by a test).
-pub const OPERATIONS: &[Operation] = &[
-    (
-        "post",
-        "/api/v1/agent/writeback/claim",
-        "claimWriteback",
-        "Agent: claim a pushed writeback request before running it; proceed is true for exactly one claim",
-        Some("ClaimRequest"),
-        200,
-    ),
-    (
-        "post",
-        "/api/v1/agent/writeback/results",
-        "reportWritebackResult",
-        "Agent: the result of a claimed writeback request (only from the claiming agent)",
-        Some("WritebackResult"),
-        204,
-    ),
-    (
-        "get",
-        "/api/v1/agent/writeback",
-        "getAgentWriteback",
-        "Agent: this agent's writeback state as the cloud sees it",
-        None,
-        200,
-    ),
-    (
-        "delete",
-        "/api/v1/agent/writeback",
-        "disableAgentWriteback",
-        "Agent: stop taking writeback requests",
-        None,
-        200,
-    ),
-    (
-        "put",
-        "/api/v1/agents/{id}/writeback",
-        "enableAgentWriteback",
-        "Turn password writeback on for an agent with a new sealing key; needs the premium SKU (Global Administrator)",
-        Some("EnableRequest"),
-        200,
-    ),
-    (
-        "get",
-        "/api/v1/writeback",
-        "writebackStatus",
-        "Whether password writeback works now, and every agent's writeback state (Global Administrator)",
-        None,
-        200,
-    ),
-    (
-        "post",
-        "/api/v1/users/{user}/unlock",
-        "unlockUser",
-        "Unlock a synced user's on-premises account through writeback; returns the WritebackResult",
-        None,
-        200,
-    ),
-];
-
-/// This module's request schemas in the OpenAPI document.
-pub fn schemas() -> Vec<(&'static str, Value)> {
-    let object = |props: Value| json!({"type": "object", "properties": props});
-    vec![
-        (
-            "ClaimRequest",
-            object(json!({"trackingId": {"type": "string"}})),
-        ),
-        (
-            "WritebackResult",
-            object(json!({
-                "trackingId": {"type": "string"},
-                "outcome": {"enum": ["succeeded", "policyRefused", "wrongCurrentPassword", "accountDisabled", "accountLockedOut", "protectedAccount", "accessDenied", "userNotFound", "ambiguousUser", "directoryUnreachable", "configurationError", "directoryError", "requestRefused", "agentUnavailable", "outcomeUnknown", "wrongPassword", "passwordExpired", "mustChangePassword", "accountExpired", "logonRestricted"]},
-                "policyReason": {"enum": ["tooShort", "complexity", "history", "tooRecent", "other"]},
-                "message": {"type": "string"},
-                "eventId": {"type": "integer"},
-                "agentId": {"type": "string"},
-                "adminDetail": {"type": "string"}
-            })),
-        ),
-        (
-            "EnableRequest",
-            object(json!({
-                "sealingPublicKey": {"type": "string", "contentEncoding": "base64"},
-                "connector": {"type": "string"},
-                "directoryKind": {"enum": ["activeDirectory", "openLdap"]},
-                "checkedRoots": {"type": "array", "items": {"type": "string"}}
-            })),
-        ),
-        (
-            "AdminResetBody",
-            object(json!({
-                "password": {"type": "string", "format": "password"},
-                "mustChange": {"type": "boolean"},
-                "unlock": {"type": "boolean"}
-            })),
-        ),
-    ]
-}
 
 /// This module's routes, relative to `/api/v1`.
 pub fn routes() -> Router<AppState> {
@@ -133,6 +31,15 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// `POST /api/v1/agent/writeback/claim` (signed).
+#[utoipa::path(
+    post,
+    path = "/api/v1/agent/writeback/claim",
+    operation_id = "claimWriteback",
+    tag = "writeback",
+    summary = "Agent: claim a pushed writeback request before running it; proceed is true for exactly one claim",
+    request_body = ClaimRequest,
+    responses((status = 200, description = "Success", body = ClaimAnswer)),
+)]
 pub async fn claim(
     State(state): State<AppState>,
     agent: AgentCaller,
@@ -145,6 +52,15 @@ pub async fn claim(
 
 /// `POST /api/v1/agent/writeback/results` (signed): accepted only from the agent whose claim
 /// was accepted, while the request is open.
+#[utoipa::path(
+    post,
+    path = "/api/v1/agent/writeback/results",
+    operation_id = "reportWritebackResult",
+    tag = "writeback",
+    summary = "Agent: the result of a claimed writeback request (only from the claiming agent)",
+    request_body = WritebackResult,
+    responses((status = 204, description = "Success")),
+)]
 pub async fn report_result(
     State(state): State<AppState>,
     agent: AgentCaller,
@@ -155,6 +71,14 @@ pub async fn report_result(
 }
 
 /// `GET /api/v1/agent/writeback` (signed): the calling agent's writeback state.
+#[utoipa::path(
+    get,
+    path = "/api/v1/agent/writeback",
+    operation_id = "getAgentWriteback",
+    tag = "writeback",
+    summary = "Agent: this agent's writeback state as the cloud sees it",
+    responses((status = 200, description = "Success", body = AgentWriteback)),
+)]
 pub async fn own(
     State(state): State<AppState>,
     agent: AgentCaller,
@@ -163,6 +87,14 @@ pub async fn own(
 }
 
 /// `DELETE /api/v1/agent/writeback` (signed): the agent stops taking requests.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/agent/writeback",
+    operation_id = "disableAgentWriteback",
+    tag = "writeback",
+    summary = "Agent: stop taking writeback requests",
+    responses((status = 200, description = "Success", body = AgentWriteback)),
+)]
 pub async fn disable_own(
     State(state): State<AppState>,
     agent: AgentCaller,
@@ -174,6 +106,15 @@ pub async fn disable_own(
 }
 
 /// `PUT /api/v1/agents/{id}/writeback` (Global Administrator).
+#[utoipa::path(
+    put,
+    path = "/api/v1/agents/{agentId}/writeback",
+    operation_id = "enableAgentWriteback",
+    tag = "writeback",
+    summary = "Turn password writeback on for an agent with a new sealing key; needs the premium SKU (Global Administrator)",
+    request_body = EnableRequest,
+    responses((status = 200, description = "Success", body = AgentWriteback)),
+)]
 pub async fn enable(
     State(state): State<AppState>,
     caller: Caller,
@@ -187,6 +128,14 @@ pub async fn enable(
 }
 
 /// `GET /api/v1/writeback` (Global Administrator).
+#[utoipa::path(
+    get,
+    path = "/api/v1/writeback",
+    operation_id = "writebackStatus",
+    tag = "writeback",
+    summary = "Whether password writeback works now, and every agent's writeback state (Global Administrator)",
+    responses((status = 200, description = "Success", body = WritebackStatus)),
+)]
 pub async fn status(
     State(state): State<AppState>,
     caller: Caller,

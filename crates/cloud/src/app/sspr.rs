@@ -78,7 +78,7 @@ fn locked(until: i64) -> AppError {
 // ---------------------------------------------------------------- registration
 
 /// One security question and its answer as sent. `Debug` hides the answer.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct QuestionAnswer {
     pub question: String,
@@ -101,8 +101,9 @@ impl Drop for QuestionAnswer {
 }
 
 /// Body of `PUT …/authentication-methods`. Absent: unchanged; `null`: removed.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = AuthenticationMethods)]
 pub struct RegistrationBody {
     #[serde(default, with = "proto::double_option")]
     pub email: Option<Option<String>>,
@@ -115,6 +116,7 @@ pub struct RegistrationBody {
     /// Only `null`: removes the authenticator app (registering one is
     /// [`begin_authenticator`] then [`confirm_authenticator`]; no field takes a secret).
     #[serde(default, with = "proto::double_option")]
+    #[schema(schema_with = null_only)]
     pub authenticator_app: Option<Option<NoValue>>,
     /// The fresh verification a person gives with a change of their own methods
     /// ([`sspr::check_change_proof`]); not used on an administrator's registration.
@@ -137,10 +139,17 @@ impl RegistrationBody {
 #[derive(Debug, Deserialize)]
 pub enum NoValue {}
 
+/// The schema of a field that takes only `null` ([`NoValue`]).
+fn null_only() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::Null)
+        .build()
+}
+
 /// A fresh verification of the signed-in person (`verification` of `PUT
 /// /me/authentication-methods`): the current password, or every registered security question
 /// answered. `Debug` hides the password and answers.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(
     tag = "method",
     rename_all = "camelCase",
@@ -190,7 +199,7 @@ impl Drop for Verification {
 }
 
 /// What `GET …/authentication-methods` shows: contacts masked, questions without answers.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MethodsView {
     pub user_principal_name: String,
@@ -664,7 +673,7 @@ async fn authenticator_accepts(
 
 /// Body of `POST /me/authentication-methods/authenticator-app`: the fresh verification
 /// adding a method needs.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AuthenticatorBegin {
     pub verification: Option<Verification>,
@@ -672,7 +681,7 @@ pub struct AuthenticatorBegin {
 
 /// What an authenticator app needs, shown once: afterwards the secret is only in the
 /// database, sealed. `Debug` hides the secret and the URI.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuthenticatorSetup {
     /// Base32, for "can't scan".
@@ -760,7 +769,7 @@ pub async fn begin_authenticator(
 }
 
 /// Body of `POST /me/authentication-methods/authenticator-app/confirm`. `Debug` hides the code.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AuthenticatorConfirm {
     pub code: String,
@@ -875,7 +884,7 @@ async fn current_password_ok(state: &AppState, user: &User, password: &str) -> A
 }
 
 /// The answer of clearing an account's password-reset lockout.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LockoutCleared {
     /// The account was locked out of password reset (or had failures counted) before.
@@ -952,15 +961,21 @@ fn addresses(a: Option<&String>, b: Option<&String>, user: &User) -> Vec<String>
 
 // ---------------------------------------------------------------- the reset flow
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = SsprStart)]
 pub struct StartBody {
+    #[schema(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*@[^\x00-\x1f\x7f-\x9f]*$",
+        min_length = 1,
+        max_length = 113
+    )]
     pub user_principal_name: String,
 }
 
 /// The answer of `start` and the public part of `GET /sspr/session`. `Debug` hides the
 /// session secret.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StartAnswer {
     pub session_id: String,
@@ -983,7 +998,7 @@ impl std::fmt::Debug for StartAnswer {
 }
 
 /// Where a session stands.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProgressView {
     pub expires_at: i64,
@@ -1002,7 +1017,7 @@ pub struct ProgressView {
     pub used: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RefusalView {
     pub class: RefusalClass,
@@ -1323,7 +1338,7 @@ pub async fn session_status(state: &AppState, ctx: &Ctx, secret: &str) -> ApiRes
     progress_view(state, ctx, &s, acct.as_ref(), &p).await
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CodeSent {
     pub message: &'static str,
@@ -1521,7 +1536,8 @@ fn gateway_down(voice: bool) -> AppError {
 }
 
 /// Body of `POST /sspr/verify`. `Debug` hides the code and answers.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = SsprVerify)]
 #[serde(
     tag = "method",
     rename_all = "camelCase",
@@ -1741,10 +1757,12 @@ pub async fn verify(
 }
 
 /// Body of `POST /sspr/password`. `Debug` hides the password.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = SsprPassword)]
 pub struct PasswordBody {
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 256, format = Password)]
     pub new_password: Option<String>,
     #[serde(default)]
     pub unlock_only: bool,
@@ -1771,7 +1789,7 @@ impl Drop for PasswordBody {
 }
 
 /// A writeback result plus, for failures of one of the user-facing classes, the class.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ResultView {
     #[serde(flatten)]
@@ -2083,11 +2101,19 @@ pub async fn result(state: &AppState, ctx: &Ctx, secret: &str) -> ApiResult<Resu
 }
 
 /// Body of `POST /sspr/change`. `Debug` hides both passwords.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = SsprChange)]
 pub struct ChangeBody {
+    #[schema(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*@[^\x00-\x1f\x7f-\x9f]*$",
+        min_length = 1,
+        max_length = 113
+    )]
     pub user_principal_name: String,
+    #[schema(format = Password)]
     pub current_password: String,
+    #[schema(min_length = 1, max_length = 256, format = Password)]
     pub new_password: String,
 }
 

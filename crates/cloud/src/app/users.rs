@@ -247,9 +247,11 @@ pub async fn delete(state: &AppState, caller: &Caller, key: &str) -> ApiResult<(
 }
 
 /// An administrator's new password for a user. `Debug` hides the password.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = AdminResetBody)]
 pub struct PasswordBody {
+    #[schema(min_length = 1, max_length = 256, format = Password)]
     pub password: String,
     /// Synced users only: the person must change the password at next sign-in.
     #[serde(default)]

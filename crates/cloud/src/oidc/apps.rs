@@ -44,11 +44,28 @@ fn created(
 }
 
 /// `GET /api/v1/apps`
+#[utoipa::path(
+    get,
+    path = "/api/v1/apps",
+    operation_id = "listApps",
+    tag = "apps",
+    summary = "App registrations of the tenant (OpenID Connect clients; Global Administrator)",
+    responses((status = 200, description = "Success", body = Vec<App>)),
+)]
 pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<App>>> {
     Ok(Json(app::apps::list(&state, &caller).await?))
 }
 
 /// `POST /api/v1/apps`: 201 with the app, its issuer and (confidential apps) the client secret.
+#[utoipa::path(
+    post,
+    path = "/api/v1/apps",
+    operation_id = "createApp",
+    tag = "apps",
+    summary = "Register an app; a confidential app's client secret is in this answer only (Global Administrator)",
+    request_body = NewApp,
+    responses((status = 201, description = "Registered", body = AppCreated)),
+)]
 pub async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -60,6 +77,14 @@ pub async fn create(
 }
 
 /// `GET /api/v1/apps/{id}`
+#[utoipa::path(
+    get,
+    path = "/api/v1/apps/{id}",
+    operation_id = "getApp",
+    tag = "apps",
+    summary = "One app registration (secrets by id only)",
+    responses((status = 200, description = "Success", body = App)),
+)]
 pub async fn read(
     State(state): State<AppState>,
     caller: Caller,
@@ -69,6 +94,15 @@ pub async fn read(
 }
 
 /// `PATCH /api/v1/apps/{id}`
+#[utoipa::path(
+    patch,
+    path = "/api/v1/apps/{id}",
+    operation_id = "updateApp",
+    tag = "apps",
+    summary = "Change an app's redirect URIs, scopes, access group, lifetimes or consent setting",
+    request_body = AppPatch,
+    responses((status = 200, description = "Success", body = App)),
+)]
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -79,6 +113,14 @@ pub async fn update(
 }
 
 /// `DELETE /api/v1/apps/{id}`: the app, its secrets, and every token it holds.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/apps/{id}",
+    operation_id = "deleteApp",
+    tag = "apps",
+    summary = "Delete an app with its secrets and every token it holds",
+    responses((status = 204, description = "Deleted")),
+)]
 pub async fn remove(
     State(state): State<AppState>,
     caller: Caller,
@@ -89,6 +131,14 @@ pub async fn remove(
 }
 
 /// `POST /api/v1/apps/{id}/secrets`: one more client secret (shown once), e.g. to roll over.
+#[utoipa::path(
+    post,
+    path = "/api/v1/apps/{id}/secrets",
+    operation_id = "addAppSecret",
+    tag = "apps",
+    summary = "One more client secret (shown once), to roll a secret over",
+    responses((status = 201, description = "Created", body = AppCreated)),
+)]
 pub async fn add_secret(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -100,6 +150,14 @@ pub async fn add_secret(
 }
 
 /// `DELETE /api/v1/apps/{id}/secrets/{secret}`
+#[utoipa::path(
+    delete,
+    path = "/api/v1/apps/{id}/secrets/{secret}",
+    operation_id = "removeAppSecret",
+    tag = "apps",
+    summary = "Remove one client secret",
+    responses((status = 204, description = "Removed")),
+)]
 pub async fn remove_secret(
     State(state): State<AppState>,
     caller: Caller,
@@ -111,6 +169,14 @@ pub async fn remove_secret(
 
 /// `POST /api/v1/apps/keys/rotate`: new signing keys for the tenant; the old ones stay
 /// published until the tokens they signed have expired.
+#[utoipa::path(
+    post,
+    path = "/api/v1/apps/keys/rotate",
+    operation_id = "rotateSigningKeys",
+    tag = "apps",
+    summary = "New token signing keys; the old ones stay published until their tokens have expired",
+    responses((status = 200, description = "Success", body = KeysRotated)),
+)]
 pub async fn rotate_keys(
     State(state): State<AppState>,
     caller: Caller,
@@ -118,45 +184,4 @@ pub async fn rotate_keys(
     Ok(Json(KeysRotated {
         key_ids: app::apps::rotate_keys(&state, &caller).await?,
     }))
-}
-
-/// The operations of this module in the OpenAPI document (`crate::openapi`).
-pub const OPERATIONS: &[crate::api::Operation] = &[
-    ("get", "/api/v1/apps", "listApps", "App registrations of the tenant (OpenID Connect clients; Global Administrator)", None, 200),
-    ("post", "/api/v1/apps", "createApp", "Register an app; a confidential app's client secret is in this answer only (Global Administrator)", Some("NewApp"), 201),
-    ("get", "/api/v1/apps/{appId}", "getApp", "One app registration (secrets by id only)", None, 200),
-    ("patch", "/api/v1/apps/{appId}", "updateApp", "Change an app's redirect URIs, scopes, access group, lifetimes or consent setting", Some("AppPatch"), 200),
-    ("delete", "/api/v1/apps/{appId}", "deleteApp", "Delete an app with its secrets and every token it holds", None, 204),
-    ("post", "/api/v1/apps/{appId}/secrets", "addAppSecret", "One more client secret (shown once), to roll a secret over", None, 201),
-    ("delete", "/api/v1/apps/{appId}/secrets/{secretId}", "removeAppSecret", "Remove one client secret", None, 204),
-    ("post", "/api/v1/apps/keys/rotate", "rotateSigningKeys", "New token signing keys; the old ones stay published until their tokens have expired", None, 200),
-];
-
-/// The request schemas of [`OPERATIONS`].
-pub fn schemas() -> Vec<(&'static str, serde_json::Value)> {
-    use serde_json::json;
-    let uris =
-        json!({"type": "array", "items": {"type": "string", "format": "uri"}, "maxItems": 20});
-    let scopes = json!({"type": "array", "items": {"enum": tenant::oidc::SUPPORTED_SCOPES}});
-    let common = json!({
-        "name": {"type": "string"},
-        "redirectUris": uris,
-        "postLogoutRedirectUris": uris,
-        "allowedScopes": scopes,
-        "accessGroupId": {"type": ["string", "null"]},
-        "accessTokenLifetimeSecs": {"type": "integer", "minimum": 60, "maximum": tenant::oidc::MAX_TOKEN_SECS},
-        "idTokenLifetimeSecs": {"type": "integer", "minimum": 60, "maximum": tenant::oidc::MAX_TOKEN_SECS},
-        "refreshTokenLifetimeSecs": {"type": "integer", "minimum": 300, "maximum": tenant::oidc::MAX_REFRESH_TOKEN_SECS},
-        "skipConsent": {"type": "boolean"},
-        "idTokenSigningAlg": {"enum": ["ES256", "RS256"]},
-    });
-    let mut new_app = common.clone();
-    new_app["clientType"] = json!({"enum": ["confidential", "public"]});
-    vec![
-        (
-            "NewApp",
-            json!({"type": "object", "properties": new_app, "required": ["name", "redirectUris"]}),
-        ),
-        ("AppPatch", json!({"type": "object", "properties": common})),
-    ]
 }
