@@ -17,7 +17,7 @@ use std::time::Duration;
 use common::Cloud;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use testkit::browser::{html_errors, Browser};
+use testkit::browser::Browser;
 
 const FIRST: &str = "First-Pass-w0rd";
 const NEW: &str = "Brand-new-Passphrase-47";
@@ -125,67 +125,19 @@ async fn browser(test: &str) -> Browser {
 }
 
 /// The page as the browser has it, checked by axe-core (in the browser) and html-validate (on
-/// its markup, [`served_html`]).
+/// its markup as served, [`Browser::served_html`]).
 async fn assert_clean(b: &Browser, what: &str) {
-    let a11y = b.axe_violations().await.expect("axe-core");
-    assert!(a11y.is_empty(), "{what}: axe-core:\n{}", a11y.join("\n"));
-    let html = served_html(b).await;
-    let markup = html_errors(&html).expect("html-validate");
-    assert!(
-        markup.is_empty(),
-        "{what}: html-validate:\n{}",
-        markup.join("\n")
-    );
+    let problems = b.page_problems(what).await.expect("axe-core and html-validate");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
-/// The current page's markup: Chromium's serialisation of the document, which for these pages
-/// (no script changes them before this runs) is the server's markup with boolean attributes
-/// written `required=""`; they are written back the way the templates write them.
-async fn served_html(b: &Browser) -> String {
-    let doc = b
-        .execute(
-            "return '<!DOCTYPE html>\\n' + document.documentElement.outerHTML",
-            vec![],
-        )
-        .await
-        .unwrap();
-    let mut html = doc.as_str().unwrap().to_string();
-    for attr in ["required", "hidden", "defer"] {
-        html = html.replace(&format!(" {attr}=\"\""), &format!(" {attr}"));
-    }
-    html
-}
-
-/// Clicks `selector`, which submits a form or follows a link, and waits (with a deadline) until
-/// the next page has loaded: the old document is marked, and the new one is not.
+/// Clicks `selector`, which submits a form or follows a link, and waits for the next page.
 async fn submit(b: &Browser, selector: &str) {
-    b.execute("window.dirbridgeOldPage = true", vec![])
-        .await
-        .unwrap();
-    b.click(selector).await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let loaded = b
-            .execute(
-                "return window.dirbridgeOldPage === undefined && document.readyState === 'complete'",
-                vec![],
-            )
-            .await
-            .unwrap_or(serde_json::Value::Bool(false));
-        if loaded == serde_json::Value::Bool(true) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no new page within 30 s after clicking {selector}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    b.submit(selector).await.unwrap();
 }
 
 async fn wait_for_text(b: &Browser, selector: &str) -> String {
-    b.wait_for(selector).await.unwrap();
-    b.text(selector).await.unwrap()
+    b.wait_for_text(selector).await.unwrap()
 }
 
 /// Polls the Maildir (with a deadline) for the code of message number `seen` to `to` that

@@ -280,7 +280,14 @@ impl Browser {
             )
             .await?;
         let mut html = doc.as_str().unwrap_or_default().to_string();
-        for attr in ["required", "hidden", "defer"] {
+        for attr in [
+            "required",
+            "hidden",
+            "defer",
+            "checked",
+            "selected",
+            "formnovalidate",
+        ] {
             html = html.replace(&format!(" {attr}=\"\""), &format!(" {attr}"));
         }
         Ok(html)
