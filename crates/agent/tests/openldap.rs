@@ -663,16 +663,7 @@ async fn a_ppolicy_locked_out_user_unlocks_with_sspr() {
     use reqwest::Method;
     use serde_json::json;
     use std::time::Duration;
-    let smtp = tokio::task::spawn_blocking(testkit::smtp::Smtp::start)
-        .await
-        .unwrap()
-        .expect("start the SMTP test server");
-    let mut config = cloud::config::Config::default();
-    config.smtp.host = Some(smtp.host().to_string());
-    config.smtp.port = smtp.port();
-    config.smtp.starttls = false;
-    config.smtp.from = "Password reset <sspr@contoso.test>".into();
-    let cloud = Cloud::start_with(config).await;
+    let (cloud, smtp) = Cloud::start_with_mail().await;
     cloud
         .admin(Method::POST, "/api/v1/licenses/trial", None)
         .await

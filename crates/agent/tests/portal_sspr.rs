@@ -30,16 +30,7 @@ const MAIL_WAIT: Duration = Duration::from_secs(20);
 /// A cloud sending mail to a real SMTP server, with the premium trial and a reset policy for
 /// everyone by one emailed code, writeback on and unlock without reset allowed.
 async fn cloud_with_mail() -> (Cloud, Smtp) {
-    let smtp = tokio::task::spawn_blocking(Smtp::start)
-        .await
-        .unwrap()
-        .expect("start the SMTP test server (python3-aiosmtpd)");
-    let mut config = cloud::config::Config::default();
-    config.smtp.host = Some(smtp.host().to_string());
-    config.smtp.port = smtp.port();
-    config.smtp.starttls = false;
-    config.smtp.from = "Password reset <sspr@contoso.test>".into();
-    let cloud = Cloud::start_with(config).await;
+    let (cloud, smtp) = Cloud::start_with_mail().await;
     cloud
         .admin(Method::POST, "/api/v1/licenses/trial", None)
         .await

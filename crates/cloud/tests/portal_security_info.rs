@@ -93,7 +93,10 @@ async fn browser(test: &str) -> Browser {
 /// The page as the browser has it, checked by axe-core (in the browser) and html-validate (on
 /// its markup as served, [`Browser::served_html`]).
 async fn assert_clean(b: &Browser, what: &str) {
-    let problems = b.page_problems(what).await.expect("axe-core and html-validate");
+    let problems = b
+        .page_problems(what)
+        .await
+        .expect("axe-core and html-validate");
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
