@@ -49,6 +49,9 @@ const SCHEMA: &[&str] = &[
         tracking_id TEXT PRIMARY KEY, expires_at INTEGER NOT NULL)",
 ];
 
+/// SQLite page cache of each connection to the space, in KiB.
+const SPACE_CACHE_KIB: u32 = 16 * 1024;
+
 /// Rows per multi-row statement (8 columns at most: far under SQLite's parameter limit).
 const ROWS_PER_STATEMENT: usize = 200;
 
@@ -121,9 +124,19 @@ impl Space {
         let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(std::time::Duration::from_secs(30));
+            .busy_timeout(std::time::Duration::from_secs(30))
+            // A full import of a large directory writes every row and index page of the space
+            // batch after batch: a larger page cache than SQLite's 2 MB keeps them, a WAL
+            // checkpoint a tenth as often copies each page into the database less often, and
+            // multi-row statements keep their statement journal in memory instead of in a
+            // temporary file (docs/benchmarks.md).
+            .pragma("cache_size", format!("-{SPACE_CACHE_KIB}"))
+            .pragma("wal_autocheckpoint", "10000")
+            .pragma("temp_store", "memory");
+        // Two connections: the sync engine's and one for writeback's replay guard, so a sync
+        // transaction never holds up a password reset (each connection keeps its own cache).
         let pool = SqlitePoolOptions::new()
-            .max_connections(4)
+            .max_connections(2)
             .connect_with(opts)
             .await?;
         for stmt in SCHEMA {

@@ -728,7 +728,7 @@ async fn bad_objects_are_per_object_errors_and_the_rest_applies() {
     );
 
     // Too many objects: refused whole.
-    let many: Vec<&str> = vec!["x"; proto::sync::MAX_BATCH_OBJECTS + 1];
+    let many: Vec<&str> = vec!["x"; proto::sync::BULK_BATCH_OBJECTS + 1];
     let r = signed(
         &c,
         &a,
@@ -780,6 +780,8 @@ async fn a_full_batch_of_500_applies() {
     }
     let r = batch(&c, &a, "big", 0, upserts, vec![]).await;
     assert_eq!(r["added"], 500, "{}", r["errors"]);
+    // The answer lets the agent send bulk batches from now on.
+    assert_eq!(r["maxBatchObjects"], proto::sync::BULK_BATCH_OBJECTS);
     let m = c
         .get(&format!(
             "/api/v1/groups/{}/members",
@@ -791,6 +793,34 @@ async fn a_full_batch_of_500_applies() {
             .map(Vec::len)
             .unwrap_or_else(|| m["items"].as_array().unwrap().len()),
         9
+    );
+}
+
+#[tokio::test]
+async fn a_bulk_batch_applies_once_and_its_replay_gets_the_same_answer() {
+    let c = Cloud::start().await;
+    let a = register(&c).await;
+    let n = proto::sync::BULK_BATCH_OBJECTS;
+    let upserts: Vec<Value> = (0..n)
+        .map(|i| {
+            user_obj(
+                &c,
+                &format!("YnVsaw{i:05}"),
+                &format!("bulk{i}"),
+                json!({"country": "US"}),
+            )
+        })
+        .collect();
+    let first = batch(&c, &a, "bulk", 1, upserts.clone(), vec![]).await;
+    assert_eq!(first["added"], n, "{}", first["errors"]);
+    assert_eq!(first["errors"], json!([]));
+    let replay = batch(&c, &a, "bulk", 1, upserts, vec![]).await;
+    assert_eq!(replay, first, "a replay is answered with the first answer");
+    let u = get_user(&c, &format!("bulk{}", n - 1)).await.ok();
+    assert_eq!(
+        u["onPremises"]["immutableId"],
+        format!("YnVsaw{:05}", n - 1),
+        "{u}"
     );
 }
 

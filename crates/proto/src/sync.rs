@@ -222,8 +222,19 @@ pub struct SyncBatch {
     pub deletes: Vec<String>,
 }
 
-/// Most objects (upserts + deletes) in one batch.
+/// Most objects (upserts + deletes) in a batch that every cloud accepts: an agent's first
+/// batch of a run is never larger.
 pub const MAX_BATCH_OBJECTS: usize = 500;
+
+/// Most objects (upserts + deletes) in a batch of a cloud whose answers say so
+/// ([`BatchResult::max_batch_objects`]). A bulk load commits a tenth as often: each commit of
+/// a large directory rewrites index pages all over the users table, so fewer and larger
+/// commits write far less (docs/benchmarks.md).
+pub const BULK_BATCH_OBJECTS: usize = 5_000;
+
+/// Most member references (all groups' `members` together) an agent puts in one batch, so
+/// that a batch of large groups stays a few megabytes (a group larger than this goes alone).
+pub const MAX_BATCH_MEMBERS: usize = 100_000;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -242,6 +253,10 @@ pub struct BatchResult {
     pub deleted: u32,
     pub unchanged: u32,
     pub errors: Vec<SyncObjectError>,
+    /// Most objects this cloud accepts in the agent's next batches (absent from clouds that
+    /// accept only [`MAX_BATCH_OBJECTS`]). Not part of the answer kept for replays.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_batch_objects: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]

@@ -78,10 +78,27 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// SQLite page cache, in KiB, of the connection that applies sync batches. A batch writes the
+/// users table's indexes (UPN, immutable id, mail, source) at random places: with SQLite's
+/// default 2 MB cache, a large directory's batch spills dirty pages to the WAL in the middle of
+/// its transaction and re-reads index pages from the OS. 48 MB holds the indexes of about
+/// 200,000 users.
+const SQLITE_SYNC_CACHE_KIB: u32 = 48 * 1024;
+/// WAL pages after which the sync connection's commit checkpoints (SQLite's default: 1000).
+/// A bulk load rewrites the same index pages batch after batch; checkpointing a tenth as
+/// often copies each of them into the database a tenth as often. The WAL grows to about
+/// 40 MB before it is checkpointed and reused.
+const SQLITE_SYNC_CHECKPOINT_PAGES: u32 = 10_000;
+
 /// A handle on the database: cheap to clone (a pool inside), `Send + Sync`.
 #[derive(Clone)]
 pub struct Store {
     inner: Backend,
+    /// Where sync batches are read and written: on SQLite one connection of its own, whose
+    /// page cache stays warm from batch to batch (a write by another connection would make
+    /// SQLite drop it), with a larger cache and WAL checkpoints less often; on PostgreSQL the
+    /// same pool as `inner`.
+    sync: Backend,
 }
 
 impl std::fmt::Debug for Store {
@@ -115,22 +132,40 @@ impl Store {
             // Keep the planner's statistics fresh (ANALYZE on a sample) as connections close.
             .analysis_limit(400)
             .optimize_on_close(true, 400);
+        let opened = |e: sqlx::Error| {
+            StoreError::Backend(format!(
+                "cannot open the SQLite database {}: {e}",
+                path.display()
+            ))
+        };
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
-            .map_err(|e| {
-                StoreError::Backend(format!(
-                    "cannot open the SQLite database {}: {e}",
-                    path.display()
-                ))
-            })?;
+            .map_err(opened)?;
         SQLITE_MIGRATIONS.run(&pool).await.map_err(|e| {
             StoreError::Backend(format!("migrating the SQLite database failed: {e}"))
         })?;
+        // Opened lazily: after the migrations, which the first pool runs.
+        let sync = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(60))
+            .connect_lazy_with(
+                options
+                    .pragma("cache_size", format!("-{SQLITE_SYNC_CACHE_KIB}"))
+                    .pragma(
+                        "wal_autocheckpoint",
+                        SQLITE_SYNC_CHECKPOINT_PAGES.to_string(),
+                    )
+                    // A multi-row statement inside a transaction keeps the pages it changes in a
+                    // statement journal (to undo just itself on a constraint error): in memory,
+                    // not in a temporary file written page by page.
+                    .pragma("temp_store", "memory"),
+            );
         let store = Store {
             inner: Backend::Sqlite(pool),
+            sync: Backend::Sqlite(sync),
         };
         // Gather statistics for tables that have none or stale ones (cheap: bounded sample).
         store.refresh_statistics().await?;
@@ -153,7 +188,8 @@ impl Store {
             StoreError::Backend(format!("migrating the PostgreSQL database failed: {e}"))
         })?;
         Ok(Store {
-            inner: Backend::Postgres(pool),
+            inner: Backend::Postgres(pool.clone()),
+            sync: Backend::Postgres(pool),
         })
     }
 
@@ -199,14 +235,18 @@ impl Store {
             Backend::Sqlite(_) => "PRAGMA optimize=0x10002",
             Backend::Postgres(_) => "ANALYZE",
         };
-        self.inner.exec(sql, &[]).await.map(|_| ())
+        // On the sync connection: its prepared batch statements are planned again with the
+        // new statistics (another connection's ANALYZE would not reach them).
+        self.sync.exec(sql, &[]).await.map(|_| ())
     }
 
     /// Close every connection (waits for the ones in use). Later calls fail.
     pub async fn close(&self) {
-        match &self.inner {
-            Backend::Sqlite(p) => p.close().await,
-            Backend::Postgres(p) => p.close().await,
+        for b in [&self.sync, &self.inner] {
+            match b {
+                Backend::Sqlite(p) => p.close().await,
+                Backend::Postgres(p) => p.close().await,
+            }
         }
     }
 }

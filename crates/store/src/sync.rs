@@ -74,11 +74,6 @@ fn settings_from(r: &dyn Row) -> Result<AgentSyncSettings> {
 const ROWS_PER_STATEMENT: usize = 100;
 /// Users per multi-row `INSERT` (23 parameters each).
 const USER_ROWS_PER_STATEMENT: usize = 5;
-/// SQLite page cache, in KiB, of a connection that applied a batch (a per-connection setting).
-/// A batch writes the users table's indexes (UPN, immutable id, mail, display name) at random
-/// places: with SQLite's default 2 MB cache, a large directory's batch spills dirty pages to the
-/// WAL in the middle of its transaction and re-reads index pages from the OS.
-const SQLITE_SYNC_CACHE_KIB: u32 = 16 * 1024;
 
 /// `IN ($a, $b, …)` over `values`, or `None` when there are none.
 fn in_list(p: &mut Params, values: &[String]) -> Option<String> {
@@ -160,13 +155,13 @@ impl Store {
                 users::COLS
             );
             snap.users
-                .extend(self.inner.all(&sql, &p.args, users::user_from).await?);
+                .extend(self.sync.all(&sql, &p.args, users::user_from).await?);
             let sql = format!(
                 "SELECT {} FROM directory_groups WHERE tenant_id = {t} AND immutable_id IN {list}",
                 groups::COLS
             );
             snap.groups
-                .extend(self.inner.all(&sql, &p.args, groups::group_from).await?);
+                .extend(self.sync.all(&sql, &p.args, groups::group_from).await?);
         }
         let upn_keys: Vec<String> = upns.iter().map(|u| fold(u)).collect();
         for chunk in upn_keys.chunks(ROWS_PER_STATEMENT) {
@@ -178,7 +173,7 @@ impl Store {
                 users::COLS
             );
             snap.users
-                .extend(self.inner.all(&sql, &p.args, users::user_from).await?);
+                .extend(self.sync.all(&sql, &p.args, users::user_from).await?);
         }
         let mail_keys: Vec<String> = mails.iter().map(|m| m.to_ascii_lowercase()).collect();
         for chunk in mail_keys.chunks(ROWS_PER_STATEMENT) {
@@ -190,7 +185,7 @@ impl Store {
                 users::COLS
             );
             snap.users
-                .extend(self.inner.all(&sql, &p.args, users::user_from).await?);
+                .extend(self.sync.all(&sql, &p.args, users::user_from).await?);
         }
         snap.users.sort_by(|a, b| a.id.cmp(&b.id));
         snap.users.dedup_by(|a, b| a.id == b.id);
@@ -203,7 +198,7 @@ impl Store {
                 "SELECT group_id, member_kind, member_id FROM group_members WHERE tenant_id = {t} AND group_id IN {list}"
             );
             snap.memberships.extend(
-                self.inner
+                self.sync
                     .all(&sql, &p.args, |r| {
                         Ok((
                             r.text("group_id")?,
@@ -224,14 +219,7 @@ impl Store {
     /// `Some(first answer)` without changing anything when that batch was already applied.
     /// Conflict (and nothing written) if a concurrent change broke a uniqueness rule.
     pub async fn apply_sync_batch(&self, w: &SyncWrite) -> Result<Option<BatchResult>> {
-        let mut tx = self.inner.begin().await?;
-        if matches!(self.inner, crate::db::Backend::Sqlite(_)) {
-            tx.exec(
-                &format!("PRAGMA cache_size = -{SQLITE_SYNC_CACHE_KIB}"),
-                &[],
-            )
-            .await?;
-        }
+        let mut tx = self.sync.begin().await?;
         let key = args![&w.agent_id, &w.run_id, w.seq as i64];
         let inserted = tx
             .exec(

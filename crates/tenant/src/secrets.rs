@@ -122,13 +122,13 @@ pub fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// A new tracking id (UUID v4), shown to users and carried through audit and event logs.
 /// A UUID v7 string: sorts by creation time (monotonic within this process), for append-only
 /// records such as the audit log whose order matters within one second.
 pub fn ordered_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
+/// A new tracking id (UUID v4), shown to users and carried through audit and event logs.
 pub fn tracking_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }

@@ -620,7 +620,9 @@ fn plan_user(
 
     let before = existing.as_ref().map(|id| ix.users[id].clone());
     let mut u = before.clone().unwrap_or_else(|| User {
-        id: secrets::new_id(),
+        // Ordered by creation: a bulk load appends to the users' primary-key index instead of
+        // writing it at random places.
+        id: secrets::ordered_id(),
         tenant_id: tenant.id.clone(),
         user_principal_name: String::new(),
         display_name: String::new(),
@@ -711,7 +713,7 @@ fn plan_group(
     let existing = ix.group_by_anchor.get(&o.anchor).cloned();
     let before = existing.as_ref().map(|id| ix.groups[id].clone());
     let mut g = before.clone().unwrap_or_else(|| Group {
-        id: secrets::new_id(),
+        id: secrets::ordered_id(),
         tenant_id: tenant.id.clone(),
         display_name: String::new(),
         description: None,

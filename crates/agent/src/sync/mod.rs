@@ -1,7 +1,8 @@
 //! The sync engine: one cycle per connector reads the directory (full: paged search; delta: AD
 //! DirSync / OpenLDAP syncrepl refreshOnly with the stored cookie), maps each entry
 //! ([`map`]), compares it with the connector space and exports only differences, in batches of
-//! at most [`MAX_BATCH_OBJECTS`]. The space rows and the cookie are committed only after the
+//! at most [`MAX_BATCH_OBJECTS`] — up to [`BULK_BATCH_OBJECTS`] once the cloud's answer says it
+//! takes them — and [`MAX_BATCH_MEMBERS`] member references. The space rows and the cookie are committed only after the
 //! cloud accepted the batches covering them; a batch is recorded as in flight before it is
 //! sent and replayed as it was (same run id and seq) if the agent stopped in between.
 //! Deletes are counted before any of them is exported, with those the cloud accepted within the
@@ -22,7 +23,7 @@ use std::sync::Arc;
 use ldap::{Connection, Entry, LdapError, Scope};
 use proto::sync::{
     AgentSyncSettings, BatchResult, ObjectKind, RunKind, RunOutcome, SyncBatch, SyncObject,
-    SyncRun, MAX_BATCH_OBJECTS,
+    SyncRun, BULK_BATCH_OBJECTS, MAX_BATCH_MEMBERS, MAX_BATCH_OBJECTS,
 };
 use serde_json::json;
 
@@ -580,17 +581,17 @@ impl Engine {
         }
         loop {
             let total = run.upserts.len() + run.pending_delete_list.len();
-            if total == 0 || (!all && run.upserts.len() < MAX_BATCH_OBJECTS) {
+            let (n, full) = next_batch(&run.upserts, run.batch_limit);
+            if total == 0 || (!all && !full) {
                 break;
             }
-            let mut upserts: Vec<SyncObject> = Vec::new();
-            let n = run.upserts.len().min(MAX_BATCH_OBJECTS);
+            let mut upserts: Vec<SyncObject> = Vec::with_capacity(n);
             upserts.extend(run.upserts.drain(..n));
             // Users first: a group may name a user of the same batch as a member.
             upserts.sort_by_key(|o| o.kind == ObjectKind::Group);
             let mut deletes = Vec::new();
             if all {
-                let room = MAX_BATCH_OBJECTS - upserts.len();
+                let room = run.batch_limit.saturating_sub(upserts.len());
                 let n = run.pending_delete_list.len().min(room);
                 deletes.extend(run.pending_delete_list.drain(..n));
             }
@@ -689,6 +690,7 @@ impl Engine {
             self.space.unindex(&cfg.name, a).await?;
         }
         run.count(&result, &self.events);
+        run.batch_limit = batch_limit(&result);
         run.exported += (batch.upserts.len() + batch.deletes.len()) as u64;
         run.report("export");
         Ok(())
@@ -1167,6 +1169,32 @@ fn root_id(cfg: &ConnectorConfig, e: &Entry) -> Option<String> {
 }
 
 /// `secs` for a person: "1 h", "90 min", "45 s".
+/// How many of `pending` (from the front) the next batch takes — at most `limit` objects and
+/// [`MAX_BATCH_MEMBERS`] member references, at least one object (a group larger than that goes
+/// alone) — and whether that batch is full (else more may join it before it leaves).
+fn next_batch(pending: &[SyncObject], limit: usize) -> (usize, bool) {
+    let mut members = 0;
+    for (i, o) in pending.iter().enumerate() {
+        if i == limit {
+            return (limit, true);
+        }
+        members += o.members.len();
+        if members > MAX_BATCH_MEMBERS {
+            return (i.max(1), true);
+        }
+    }
+    (pending.len(), pending.len() >= limit)
+}
+
+/// The batch size the cloud's answer allows: [`MAX_BATCH_OBJECTS`] unless it says more, and
+/// never more than [`BULK_BATCH_OBJECTS`].
+fn batch_limit(answer: &BatchResult) -> usize {
+    answer
+        .max_batch_objects
+        .map_or(MAX_BATCH_OBJECTS, |m| m as usize)
+        .clamp(MAX_BATCH_OBJECTS, BULK_BATCH_OBJECTS)
+}
+
 fn duration_words(secs: u32) -> String {
     match secs {
         s if s >= 3600 && s % 3600 == 0 => format!("{} h", s / 3600),
@@ -1246,6 +1274,8 @@ struct RunState {
     progress: Option<ProgressFn>,
     /// The batch sent and not yet answered.
     in_flight: Option<InFlight>,
+    /// Most objects in the next batch: what every cloud takes until an answer says more.
+    batch_limit: usize,
 }
 
 /// A batch on its way to the cloud, with the cookie to commit with it.
@@ -1278,6 +1308,7 @@ impl RunState {
             message: None,
             progress: None,
             in_flight: None,
+            batch_limit: MAX_BATCH_OBJECTS,
         }
     }
 
@@ -1348,6 +1379,40 @@ impl PageIndex {
 #[cfg(test)]
 mod page_index_tests {
     use super::PageIndex;
+
+    #[test]
+    fn batches_hold_the_allowed_objects_and_a_bounded_number_of_members() {
+        let obj = |members: usize| SyncObject {
+            anchor: "a".into(),
+            kind: if members > 0 {
+                ObjectKind::Group
+            } else {
+                ObjectKind::User
+            },
+            attributes: Default::default(),
+            members: vec!["m".into(); members],
+        };
+        let users: Vec<SyncObject> = (0..600).map(|_| obj(0)).collect();
+        assert_eq!(next_batch(&users, MAX_BATCH_OBJECTS), (500, true));
+        assert_eq!(next_batch(&users, BULK_BATCH_OBJECTS), (600, false));
+        assert_eq!(next_batch(&users[..500], 500), (500, true));
+        assert_eq!(next_batch(&[], 500), (0, false));
+        // Members: the batch ends before the object that would pass the bound…
+        let groups = vec![obj(60_000), obj(30_000), obj(20_000), obj(0)];
+        assert_eq!(next_batch(&groups, BULK_BATCH_OBJECTS), (2, true));
+        // …and a group larger than the bound goes alone.
+        let huge = vec![obj(MAX_BATCH_MEMBERS + 1), obj(0)];
+        assert_eq!(next_batch(&huge, BULK_BATCH_OBJECTS), (1, true));
+        // The cloud's answer decides the size, within what this agent sends.
+        let answer = |m: Option<u32>| BatchResult {
+            max_batch_objects: m,
+            ..Default::default()
+        };
+        assert_eq!(batch_limit(&answer(None)), MAX_BATCH_OBJECTS);
+        assert_eq!(batch_limit(&answer(Some(2_000))), 2_000);
+        assert_eq!(batch_limit(&answer(Some(1_000_000))), BULK_BATCH_OBJECTS);
+        assert_eq!(batch_limit(&answer(Some(1))), MAX_BATCH_OBJECTS);
+    }
 
     #[test]
     fn a_page_overrides_the_stored_index_where_it_indexed_or_unindexed() {

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use proto::sync::{
     AgentSyncSettings, BatchResult, SyncBatch, SyncErrorRecord, SyncRun, SyncSettingsPatch,
-    MAX_BATCH_OBJECTS,
+    BULK_BATCH_OBJECTS, MAX_BATCH_OBJECTS,
 };
 use serde::Deserialize;
 use store::{SyncErrorWrite, SyncWrite};
@@ -23,7 +23,8 @@ use crate::state::AppState;
 const MAX_ID_LEN: usize = 256;
 
 /// `POST /api/v1/agent/sync/batches` (signed): applies a batch in one transaction, or answers a
-/// replay with the first answer.
+/// replay with the first answer. Every answer tells the agent it may send batches of up to
+/// [`BULK_BATCH_OBJECTS`].
 #[utoipa::path(
     post,
     path = "/api/v1/agent/sync/batches",
@@ -37,11 +38,17 @@ pub async fn apply_batch(
     State(state): State<AppState>,
     agent: AgentCaller,
 ) -> ApiResult<Json<BatchResult>> {
+    let mut answer = apply(&state, &agent).await?;
+    answer.max_batch_objects = Some(BULK_BATCH_OBJECTS as u32);
+    Ok(Json(answer))
+}
+
+async fn apply(state: &AppState, agent: &AgentCaller) -> ApiResult<BatchResult> {
     let batch: SyncBatch = agent.json()?;
     let total = batch.upserts.len() + batch.deletes.len();
-    if total > MAX_BATCH_OBJECTS {
+    if total > BULK_BATCH_OBJECTS {
         return Err(AppError::bad_request(format!(
-            "The batch holds {total} objects; at most {MAX_BATCH_OBJECTS} (upserts and deletes together) are accepted. Split it."
+            "The batch holds {total} objects; at most {BULK_BATCH_OBJECTS} (upserts and deletes together) are accepted. Split it."
         )));
     }
     if batch.run_id.trim().is_empty() || batch.run_id.len() > MAX_ID_LEN {
@@ -68,7 +75,7 @@ pub async fn apply_batch(
         .batch_result(&agent_id, &batch.run_id, batch.seq)
         .await?
     {
-        return Ok(Json(first));
+        return Ok(first);
     }
     let tenant = &agent.tenant;
     let (anchors, upns, mails) = tenant::sync::lookups(tenant, &batch);
@@ -115,23 +122,23 @@ pub async fn apply_batch(
         forget_batches_before: now - tenant::sync::BATCH_REPLAY_WINDOW_SECS,
     };
     let licensing_scope = if touched_directory {
-        Some(crate::app::group_licensing::sync_scope(&state, &tenant.id, &write).await?)
+        Some(crate::app::group_licensing::sync_scope(state, &tenant.id, &write).await?)
     } else {
         None
     };
     if let Some(first) = state.store.apply_sync_batch(&write).await? {
         // Another request applied the same batch meanwhile.
-        return Ok(Json(first));
+        return Ok(first);
     }
     if let Some(before) = licensing_scope {
-        crate::app::group_licensing::reconcile_sync(&state, tenant, &write, before).await?;
+        crate::app::group_licensing::reconcile_sync(state, tenant, &write, before).await?;
     }
     if refresh_statistics_after(batch.seq, inserted) {
         // The planner's statistics were taken when the directory was small (at `cloud init`):
         // with them the batch lookups scan the users table instead of using its indexes.
         state.store.refresh_statistics().await?;
     }
-    Ok(Json(plan.result))
+    Ok(plan.result)
 }
 
 /// Whether to refresh the planner's statistics after batch `seq` of a run that inserted
