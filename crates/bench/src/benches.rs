@@ -108,6 +108,115 @@ pub async fn full_sync(
     Ok((rows, users))
 }
 
+/// Bytes on disk after a full sync.
+#[derive(Debug, Clone, Copy)]
+pub struct Storage {
+    /// The cloud's database: SQLite's main file, or PostgreSQL's `pg_database_size`.
+    pub cloud_db: u64,
+    /// SQLite's WAL and shared-memory files beside it (0 on PostgreSQL).
+    pub cloud_wal: u64,
+    /// The agent's connector space, WAL included.
+    pub space: u64,
+}
+
+/// The `storage` row of a full sync.
+pub fn storage(case: &str, s: &Storage) -> Row {
+    let wal = if s.cloud_wal > 0 {
+        format!(" (+ {:.0} MB WAL)", s.cloud_wal as f64 / MB)
+    } else {
+        String::new()
+    };
+    Row {
+        result: format!(
+            "cloud database {:.0} MB{wal}; connector space {:.0} MB",
+            s.cloud_db as f64 / MB,
+            s.space as f64 / MB
+        ),
+        values: json!({ "cloudDatabaseBytes": s.cloud_db, "cloudWalBytes": s.cloud_wal, "connectorSpaceBytes": s.space }),
+        ..Row::new("storage", case)
+    }
+}
+
+/// One size of the `scale` benchmark.
+#[derive(Debug, Clone)]
+pub struct ScalePoint {
+    pub users: usize,
+    pub db: &'static str,
+    pub objects: u64,
+    pub seconds: f64,
+    pub ratio: f64,
+    pub agent_rss: u64,
+    pub cloud_rss: u64,
+    pub storage: Storage,
+}
+
+impl ScalePoint {
+    /// From the rows [`full_sync`] made (its figures are in their `values`).
+    pub fn of(
+        users: usize,
+        db: &'static str,
+        rows: &[Row],
+        storage: Storage,
+    ) -> Result<ScalePoint> {
+        let sync = &rows.first().context("no full-sync row")?.values;
+        let mem = &rows.get(1).context("no peak RSS row")?.values;
+        let n = |v: &Value, k: &str| v[k].as_f64().with_context(|| format!("no {k}"));
+        Ok(ScalePoint {
+            users,
+            db,
+            objects: n(sync, "objects")? as u64,
+            seconds: n(sync, "seconds")?,
+            ratio: n(sync, "ratio")?,
+            agent_rss: n(mem, "agentPeakRssBytes")? as u64,
+            cloud_rss: n(mem, "cloudPeakRssBytes")? as u64,
+            storage,
+        })
+    }
+}
+
+/// The growth table: per database and size, the full sync's time, memory and storage, each
+/// per object beside the smallest size's, so growth that is not linear shows as a factor ≠ 1.
+pub fn scale_rows(points: &[ScalePoint]) -> Vec<Row> {
+    points
+        .iter()
+        .map(|p| {
+            let base = points
+                .iter()
+                .filter(|q| q.db == p.db)
+                .min_by_key(|q| q.users)
+                .unwrap_or(p);
+            let per = |x: f64, n: u64| x / n.max(1) as f64;
+            let us = per(p.seconds * 1e6, p.objects);
+            let growth = us / per(base.seconds * 1e6, base.objects);
+            let db_kb = per(p.storage.cloud_db as f64 / 1024.0, p.objects);
+            Row {
+                result: format!(
+                    "{:.1} s ({:.0} objects/s, {us:.0} µs an object: {growth:.2}× the {} figure; {:.1}× the raw read); peak RSS agent {:.0} MB, cloud {:.0} MB; cloud database {:.0} MB ({db_kb:.2} KB an object), connector space {:.0} MB",
+                    p.seconds,
+                    p.objects as f64 / p.seconds,
+                    thousands(base.users as u64),
+                    p.ratio,
+                    p.agent_rss as f64 / MB,
+                    p.cloud_rss as f64 / MB,
+                    p.storage.cloud_db as f64 / MB,
+                    p.storage.space as f64 / MB,
+                ),
+                values: json!({
+                    "users": p.users, "objects": p.objects, "seconds": p.seconds, "ratio": p.ratio,
+                    "microsecondsPerObject": us, "perObjectGrowth": growth,
+                    "agentPeakRssBytes": p.agent_rss, "cloudPeakRssBytes": p.cloud_rss,
+                    "cloudDatabaseBytes": p.storage.cloud_db, "cloudWalBytes": p.storage.cloud_wal,
+                    "connectorSpaceBytes": p.storage.space,
+                }),
+                ..Row::new(
+                    "scale",
+                    format!("{}, {}", case_of(Kind::Openldap, p.users), p.db),
+                )
+            }
+        })
+        .collect()
+}
+
 /// Cloud API: every user, page by page (1,000 a page, the API's largest), as an admin.
 pub async fn api_listing(cloud: &Cloud, expected_users: u64, case: &str) -> Result<Vec<Row>> {
     let started = Instant::now();

@@ -118,6 +118,15 @@ struct Args {
     /// Keep the working directory (logs, databases) instead of removing it.
     #[arg(long)]
     keep: bool,
+    /// OpenLDAP directory sizes of the `scale` benchmark (opt-in: `--only scale`), each a full
+    /// sync on every database of --databases, comma-separated.
+    #[arg(
+        long,
+        default_value = "10000,100000,1000000",
+        value_delimiter = ',',
+        value_name = "LIST"
+    )]
+    scale_users: Vec<usize>,
 }
 
 /// What `--benchmarks` and `--only` accept.
@@ -130,6 +139,7 @@ const BENCHMARKS: &[&str] = &[
     "sspr-start",
     "oidc",
     "multi-instance-soak",
+    "scale",
 ];
 
 #[tokio::main]
@@ -137,6 +147,11 @@ async fn main() -> Result<()> {
     let mut args = Args::parse();
     if let Some(only) = &args.only {
         args.benchmarks = only.clone();
+        if only.iter().all(|b| b == "scale") {
+            // Only the growth table: its own directories, no other case.
+            args.ad_users = 0;
+            args.openldap_users = 0;
+        }
         if !only.iter().any(|b| b == "full-sync") {
             // The first database, and those named by --online-databases.
             let online = args.online_databases.clone().unwrap_or_default();
@@ -191,6 +206,10 @@ async fn main() -> Result<()> {
                 Err(e) => rows.push(Row::failed("full-sync", format!("{case}, {db_name}"), &e)),
             }
         }
+    }
+
+    if want("scale") {
+        rows.append(&mut scale(&args, &bin, &testkit, work.path()).await);
     }
 
     let report = Report {
@@ -261,6 +280,10 @@ async fn one_database(
         .collect();
     let (mut rows, users) = benches::full_sync(directory, &db, &cloud, &agent).await?;
     eprintln!("{case}: {}", rows[0].result);
+    rows.push(benches::storage(
+        &case,
+        &storage(run_dir, &agent, _pg.as_ref())?,
+    ));
     if first && want("api-listing") && directory.kind == Kind::Openldap {
         eprintln!("{case}: API listing");
         match benches::api_listing(&cloud, users, &case).await {
@@ -312,6 +335,110 @@ async fn one_database(
     }
     cloud.stop();
     Ok(rows)
+}
+
+/// Bytes on disk after a full sync: the cloud's database (SQLite: its files in the data
+/// directory; PostgreSQL: `pg_database_size`) and the agent's connector space.
+fn storage(
+    run_dir: &std::path::Path,
+    agent: &Agent,
+    pg: Option<&testkit::postgres::Postgres>,
+) -> Result<benches::Storage> {
+    // The files of `name` in `dir` (with `-wal` and `-shm` when `wal`).
+    let size = |dir: &std::path::Path, name: &str, wal: bool| -> Result<u64> {
+        let mut total = 0;
+        for suffix in ["", "-wal", "-shm"] {
+            if !suffix.is_empty() && !wal {
+                continue;
+            }
+            if let Ok(m) = std::fs::metadata(dir.join(format!("{name}{suffix}"))) {
+                total += m.len();
+            }
+        }
+        Ok(total)
+    };
+    let cloud_dir = run_dir.join("cloud");
+    let (cloud_db, cloud_wal) = match pg {
+        Some(pg) => (
+            pg.query_value("bench", "SELECT pg_database_size('bench')")?
+                .parse()
+                .context("pg_database_size")?,
+            0,
+        ),
+        None => {
+            let db = size(&cloud_dir, "dirbridge.db", false)?;
+            (db, size(&cloud_dir, "dirbridge.db", true)? - db)
+        }
+    };
+    Ok(benches::Storage {
+        cloud_db,
+        cloud_wal,
+        space: size(&agent.data_dir, "connector-space.db", true)?,
+    })
+}
+
+/// The opt-in growth table (`--only scale`): a full sync of each OpenLDAP size of
+/// `--scale-users` on each database, fresh cloud and agent each time.
+async fn scale(
+    args: &Args,
+    bin: &std::path::Path,
+    testkit: &std::path::Path,
+    work: &std::path::Path,
+) -> Vec<Row> {
+    let mut points = Vec::new();
+    let mut rows = Vec::new();
+    for &users in &args.scale_users {
+        let case = benches::case_of(Kind::Openldap, users);
+        eprintln!("scale, {case}: starting the directory");
+        let dir = work.join(format!("scale-{users}"));
+        let directory = match std::fs::create_dir_all(&dir)
+            .map_err(anyhow::Error::from)
+            .and_then(|_| Directory::start(testkit, Kind::Openldap, users, &dir))
+        {
+            Ok(d) => d,
+            Err(e) => {
+                rows.push(Row::failed("scale", case, &e));
+                continue;
+            }
+        };
+        eprintln!("scale, {case}: up after {:.1} s", directory.ready_secs);
+        for db_name in &args.databases {
+            let run_dir = dir.join(db_name);
+            let point = scale_point(bin, &directory, db_name, &run_dir).await;
+            match point {
+                Ok(p) => {
+                    eprintln!("scale, {case}, {db_name}: {:.1} s", p.seconds);
+                    points.push(p);
+                }
+                Err(e) => rows.push(Row::failed("scale", format!("{case}, {db_name}"), &e)),
+            }
+        }
+    }
+    rows.extend(benches::scale_rows(&points));
+    rows
+}
+
+async fn scale_point(
+    bin: &std::path::Path,
+    directory: &Directory,
+    db_name: &str,
+    run_dir: &std::path::Path,
+) -> Result<benches::ScalePoint> {
+    let (db, pg) = match db_name {
+        "sqlite" => (Db::Sqlite, None),
+        "postgres" => {
+            let pg = testkit::postgres::Postgres::start()?;
+            let url = pg.create_database("bench")?;
+            (Db::Postgres(url), Some(pg))
+        }
+        other => anyhow::bail!("unknown database {other}: sqlite or postgres"),
+    };
+    let mut cloud = Cloud::start(bin, run_dir, &db).await?;
+    let agent = Agent::register(bin, run_dir, &cloud, directory).await?;
+    let (rows, _) = benches::full_sync(directory, &db, &cloud, &agent).await?;
+    let storage = storage(run_dir, &agent, pg.as_ref())?;
+    cloud.stop();
+    benches::ScalePoint::of(directory.users, db.label(), &rows, storage)
 }
 
 /// The benchmarks that need the agent service with writeback on: self-service resets, sign-in,

@@ -5,7 +5,7 @@
 use proto::sync::{AgentSyncSettings, BatchResult, SyncErrorRecord, SyncRun, SyncRunRow};
 use proto::{Group, MemberRef, User};
 
-use crate::db::{args, Arg, Row};
+use crate::db::{args, Arg, Backend, Row};
 use crate::users::{INSERT_USER, UPDATE_USER};
 use crate::{
     enum_name, fold, from_json, groups, to_json, users, Params, Result, Store, StoreError,
@@ -68,12 +68,17 @@ fn settings_from(r: &dyn Row) -> Result<AgentSyncSettings> {
     })
 }
 
-/// Objects per multi-row statement of a batch (ids in an `IN` list). SQLite finds a `$n`
-/// parameter by walking the statement's parameter list, so binding costs grow with the square
-/// of the parameters in one statement: a hundred or so is the sweet spot.
-const ROWS_PER_STATEMENT: usize = 100;
-/// Users per multi-row `INSERT` (23 parameters each).
-const USER_ROWS_PER_STATEMENT: usize = 5;
+/// Objects per multi-row statement of a batch (ids in an `IN` list), and users per multi-row
+/// `INSERT` (23 parameters each). SQLite finds a `$n` parameter by walking the statement's
+/// parameter list, so binding costs grow with the square of the parameters in one statement: a
+/// hundred or so is its sweet spot. On PostgreSQL every statement is a round trip to another
+/// process, so fewer and larger statements win (its limit is 65,535 parameters).
+fn rows_per_statement(backend: &Backend) -> (usize, usize) {
+    match backend {
+        Backend::Sqlite(_) => (100, 5),
+        Backend::Postgres(_) => (1_000, 100),
+    }
+}
 
 /// `IN ($a, $b, …)` over `values`, or `None` when there are none.
 fn in_list(p: &mut Params, values: &[String]) -> Option<String> {
@@ -145,8 +150,9 @@ impl Store {
         mails: &[String],
     ) -> Result<SyncSnapshot> {
         let mut snap = SyncSnapshot::default();
+        let (ids_per_statement, _) = rows_per_statement(&self.sync);
         // Chunks keep every statement well under the backends' parameter limits.
-        for chunk in anchors.chunks(ROWS_PER_STATEMENT) {
+        for chunk in anchors.chunks(ids_per_statement) {
             let mut p = Params::default();
             let t = p.push(tenant_id);
             let list = in_list(&mut p, chunk).unwrap_or_default();
@@ -164,7 +170,7 @@ impl Store {
                 .extend(self.sync.all(&sql, &p.args, groups::group_from).await?);
         }
         let upn_keys: Vec<String> = upns.iter().map(|u| fold(u)).collect();
-        for chunk in upn_keys.chunks(ROWS_PER_STATEMENT) {
+        for chunk in upn_keys.chunks(ids_per_statement) {
             let mut p = Params::default();
             let t = p.push(tenant_id);
             let list = in_list(&mut p, chunk).unwrap_or_default();
@@ -176,7 +182,7 @@ impl Store {
                 .extend(self.sync.all(&sql, &p.args, users::user_from).await?);
         }
         let mail_keys: Vec<String> = mails.iter().map(|m| m.to_ascii_lowercase()).collect();
-        for chunk in mail_keys.chunks(ROWS_PER_STATEMENT) {
+        for chunk in mail_keys.chunks(ids_per_statement) {
             let mut p = Params::default();
             let t = p.push(tenant_id);
             let list = in_list(&mut p, chunk).unwrap_or_default();
@@ -190,7 +196,7 @@ impl Store {
         snap.users.sort_by(|a, b| a.id.cmp(&b.id));
         snap.users.dedup_by(|a, b| a.id == b.id);
         let group_ids: Vec<String> = snap.groups.iter().map(|g| g.id.clone()).collect();
-        for chunk in group_ids.chunks(ROWS_PER_STATEMENT) {
+        for chunk in group_ids.chunks(ids_per_statement) {
             let mut p = Params::default();
             let t = p.push(tenant_id);
             let list = in_list(&mut p, chunk).unwrap_or_default();
@@ -219,6 +225,7 @@ impl Store {
     /// `Some(first answer)` without changing anything when that batch was already applied.
     /// Conflict (and nothing written) if a concurrent change broke a uniqueness rule.
     pub async fn apply_sync_batch(&self, w: &SyncWrite) -> Result<Option<BatchResult>> {
+        let (ids_per_statement, users_per_statement) = rows_per_statement(&self.sync);
         let mut tx = self.sync.begin().await?;
         let key = args![&w.agent_id, &w.run_id, w.seq as i64];
         let inserted = tx
@@ -245,8 +252,8 @@ impl Store {
         )
         .await?;
         let t = w.tenant_id.as_str();
-        // Per-object work as multi-row statements: one per ROWS_PER_STATEMENT objects.
-        for chunk in w.delete_users.chunks(ROWS_PER_STATEMENT) {
+        // Per-object work as multi-row statements (see `rows_per_statement`).
+        for chunk in w.delete_users.chunks(ids_per_statement) {
             let mut p = Params::default();
             let t = p.push(t);
             let list = in_list(&mut p, chunk).unwrap_or_default();
@@ -290,7 +297,7 @@ impl Store {
         }
         // INSERT_USER's column list with many rows of VALUES.
         let insert_head = INSERT_USER.split(" VALUES ").next().unwrap_or(INSERT_USER);
-        for chunk in w.insert_users.chunks(USER_ROWS_PER_STATEMENT) {
+        for chunk in w.insert_users.chunks(users_per_statement) {
             let mut p = Params::default();
             let mut rows = Vec::with_capacity(chunk.len());
             for u in chunk {
@@ -365,7 +372,7 @@ impl Store {
                 tx.exec(&sql, &p.args).await?;
             }
         }
-        for chunk in w.cleared.chunks(ROWS_PER_STATEMENT) {
+        for chunk in w.cleared.chunks(ids_per_statement) {
             let mut p = Params::default();
             let t = p.push(t);
             let agent = p.push(w.agent_id.as_str());

@@ -1381,6 +1381,33 @@ mod page_index_tests {
     use super::PageIndex;
 
     #[test]
+    fn a_page_overrides_the_stored_index_where_it_indexed_or_unindexed() {
+        let mut page = PageIndex::default();
+        page.index("CN=New,DC=x", "a");
+        page.unindex("b");
+        let stored_a = "a".to_string();
+        let stored_b = "b".to_string();
+        let stored_c = "c".to_string();
+        // Indexed by the page, whatever the stored index says.
+        assert_eq!(page.anchor_at("cn=new,dc=x", None), Some(&"a".to_string()));
+        // `a` moved to CN=New: its old DN no longer answers.
+        assert_eq!(page.anchor_at("cn=old,dc=x", Some(&stored_a)), None);
+        // `b` left the index.
+        assert_eq!(page.anchor_at("cn=b,dc=x", Some(&stored_b)), None);
+        // Untouched by the page: the stored answer.
+        assert_eq!(
+            page.anchor_at("cn=c,dc=x", Some(&stored_c)),
+            Some(&stored_c)
+        );
+        assert_eq!(page.anchor_at("cn=d,dc=x", None), None);
+    }
+}
+
+#[cfg(test)]
+mod batch_size_tests {
+    use super::*;
+
+    #[test]
     fn batches_hold_the_allowed_objects_and_a_bounded_number_of_members() {
         let obj = |members: usize| SyncObject {
             anchor: "a".into(),
@@ -1412,27 +1439,5 @@ mod page_index_tests {
         assert_eq!(batch_limit(&answer(Some(2_000))), 2_000);
         assert_eq!(batch_limit(&answer(Some(1_000_000))), BULK_BATCH_OBJECTS);
         assert_eq!(batch_limit(&answer(Some(1))), MAX_BATCH_OBJECTS);
-    }
-
-    #[test]
-    fn a_page_overrides_the_stored_index_where_it_indexed_or_unindexed() {
-        let mut page = PageIndex::default();
-        page.index("CN=New,DC=x", "a");
-        page.unindex("b");
-        let stored_a = "a".to_string();
-        let stored_b = "b".to_string();
-        let stored_c = "c".to_string();
-        // Indexed by the page, whatever the stored index says.
-        assert_eq!(page.anchor_at("cn=new,dc=x", None), Some(&"a".to_string()));
-        // `a` moved to CN=New: its old DN no longer answers.
-        assert_eq!(page.anchor_at("cn=old,dc=x", Some(&stored_a)), None);
-        // `b` left the index.
-        assert_eq!(page.anchor_at("cn=b,dc=x", Some(&stored_b)), None);
-        // Untouched by the page: the stored answer.
-        assert_eq!(
-            page.anchor_at("cn=c,dc=x", Some(&stored_c)),
-            Some(&stored_c)
-        );
-        assert_eq!(page.anchor_at("cn=d,dc=x", None), None);
     }
 }
