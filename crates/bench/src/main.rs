@@ -152,7 +152,7 @@ async fn main() -> Result<()> {
             args.ad_users = 0;
             args.openldap_users = 0;
         }
-        if !only.iter().any(|b| b == "full-sync") {
+        if !only.iter().any(|b| b == "full-sync" || b == "scale") {
             // The first database, and those named by --online-databases.
             let online = args.online_databases.clone().unwrap_or_default();
             let first = args.databases.first().cloned();
