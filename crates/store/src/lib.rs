@@ -235,9 +235,14 @@ impl Store {
             Backend::Sqlite(_) => "PRAGMA optimize=0x10002",
             Backend::Postgres(_) => "ANALYZE",
         };
-        // On the sync connection: its prepared batch statements are planned again with the
-        // new statistics (another connection's ANALYZE would not reach them).
-        self.sync.exec(sql, &[]).await.map(|_| ())
+        // SQLite loads statistics with the schema, so another connection's ANALYZE does not
+        // reach a connection's plans: refresh on the batch connection (its lookups would scan
+        // the users table) and on one of the pool's (the API's listings).
+        self.sync.exec(sql, &[]).await?;
+        if matches!(self.inner, Backend::Sqlite(_)) {
+            self.inner.exec(sql, &[]).await?;
+        }
+        Ok(())
     }
 
     /// Close every connection (waits for the ones in use). Later calls fail.

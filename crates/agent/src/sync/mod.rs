@@ -1168,7 +1168,6 @@ fn root_id(cfg: &ConnectorConfig, e: &Entry) -> Option<String> {
     }
 }
 
-/// `secs` for a person: "1 h", "90 min", "45 s".
 /// How many of `pending` (from the front) the next batch takes — at most `limit` objects and
 /// [`MAX_BATCH_MEMBERS`] member references, at least one object (a group larger than that goes
 /// alone) — and whether that batch is full (else more may join it before it leaves).
@@ -1195,6 +1194,7 @@ fn batch_limit(answer: &BatchResult) -> usize {
         .clamp(MAX_BATCH_OBJECTS, BULK_BATCH_OBJECTS)
 }
 
+/// `secs` for a person: "1 h", "90 min", "45 s".
 fn duration_words(secs: u32) -> String {
     match secs {
         s if s >= 3600 && s % 3600 == 0 => format!("{} h", s / 3600),
