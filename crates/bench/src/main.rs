@@ -255,15 +255,7 @@ async fn one_database(
     first: bool,
     want: &dyn Fn(&str) -> bool,
 ) -> Result<Vec<Row>> {
-    let (db, _pg) = match db_name {
-        "sqlite" => (Db::Sqlite, None),
-        "postgres" => {
-            let pg = testkit::postgres::Postgres::start()?;
-            let url = pg.create_database("bench")?;
-            (Db::Postgres(url), Some(pg))
-        }
-        other => anyhow::bail!("unknown database {other}: sqlite or postgres"),
-    };
+    let (db, pg) = database(db_name)?;
     let case = format!(
         "{}, {}",
         benches::case_of(directory.kind, directory.users),
@@ -282,7 +274,7 @@ async fn one_database(
     eprintln!("{case}: {}", rows[0].result);
     rows.push(benches::storage(
         &case,
-        &storage(run_dir, &agent, _pg.as_ref())?,
+        &storage(run_dir, &agent, pg.as_ref())?,
     ));
     if first && want("api-listing") && directory.kind == Kind::Openldap {
         eprintln!("{case}: API listing");
@@ -335,6 +327,20 @@ async fn one_database(
     }
     cloud.stop();
     Ok(rows)
+}
+
+/// The cloud's database by its `--databases` name: SQLite in the data directory, or an empty
+/// database on a throwaway PostgreSQL (kept running while the handle lives).
+fn database(name: &str) -> Result<(Db, Option<testkit::postgres::Postgres>)> {
+    match name {
+        "sqlite" => Ok((Db::Sqlite, None)),
+        "postgres" => {
+            let pg = testkit::postgres::Postgres::start()?;
+            let url = pg.create_database("bench")?;
+            Ok((Db::Postgres(url), Some(pg)))
+        }
+        other => anyhow::bail!("unknown database {other}: sqlite or postgres"),
+    }
 }
 
 /// Bytes on disk after a full sync: the cloud's database (SQLite: its files in the data
@@ -424,15 +430,7 @@ async fn scale_point(
     db_name: &str,
     run_dir: &std::path::Path,
 ) -> Result<benches::ScalePoint> {
-    let (db, pg) = match db_name {
-        "sqlite" => (Db::Sqlite, None),
-        "postgres" => {
-            let pg = testkit::postgres::Postgres::start()?;
-            let url = pg.create_database("bench")?;
-            (Db::Postgres(url), Some(pg))
-        }
-        other => anyhow::bail!("unknown database {other}: sqlite or postgres"),
-    };
+    let (db, pg) = database(db_name)?;
     let mut cloud = Cloud::start(bin, run_dir, &db).await?;
     let agent = Agent::register(bin, run_dir, &cloud, directory).await?;
     let (rows, _) = benches::full_sync(directory, &db, &cloud, &agent).await?;

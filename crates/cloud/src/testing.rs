@@ -30,6 +30,20 @@ pub fn unlimited() -> Config {
     c
 }
 
+/// Starts testkit's SMTP sink (aiosmtpd) and points `config` at it, sending from `from`: for
+/// tests that read the mail a cloud sends.
+pub async fn mail_through_sink(config: &mut Config, from: &str) -> testkit::smtp::Smtp {
+    let smtp = tokio::task::spawn_blocking(testkit::smtp::Smtp::start)
+        .await
+        .expect("the SMTP start task")
+        .expect("start the SMTP test server (python3-aiosmtpd)");
+    config.smtp.host = Some(smtp.host().to_string());
+    config.smtp.port = smtp.port();
+    config.smtp.starttls = false;
+    config.smtp.from = from.into();
+    smtp
+}
+
 /// The wall clock in seconds, for a cloud whose clock follows the real time.
 pub fn wall_clock() -> i64 {
     tenant::clock::Clock::now(&tenant::clock::SystemClock)

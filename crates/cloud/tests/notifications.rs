@@ -27,15 +27,8 @@ struct Env {
 
 /// A cloud mailing through the SMTP sink, whose `password_changed` text comes from the config.
 async fn env() -> Env {
-    let smtp = tokio::task::spawn_blocking(testkit::smtp::Smtp::start)
-        .await
-        .unwrap()
-        .expect("start the SMTP test server (python3-aiosmtpd)");
     let mut config = common::unlimited();
-    config.smtp.host = Some(smtp.host().to_string());
-    config.smtp.port = smtp.port();
-    config.smtp.starttls = false;
-    config.smtp.from = "Contoso <it@contoso.test>".into();
+    let smtp = common::mail_through_sink(&mut config, "Contoso <it@contoso.test>").await;
     config.notifications.password_changed = Some(MailTemplate {
         subject: "Your password was changed".into(),
         body: "Hello {{ display_name }}, the password of {{ user_principal_name }} changed at {{ at }}. Support code {{ tracking_id }}.".into(),
@@ -44,20 +37,9 @@ async fn env() -> Env {
     c.admin(Method::POST, "/api/v1/licenses/trial", None)
         .await
         .ok();
-    set_policy(
-        &c,
-        json!({"enabledFor": "all", "methods": ["email", "securityQuestions"]}),
-    )
-    .await;
+    c.set_policy(json!({"enabledFor": "all", "methods": ["email", "securityQuestions"]}))
+        .await;
     Env { c, smtp }
-}
-
-async fn set_policy(c: &Cloud, changes: Value) {
-    let mut p = c.get("/api/v1/policy").await["policy"].clone();
-    for (k, v) in changes.as_object().unwrap() {
-        p[k] = v.clone();
-    }
-    c.admin(Method::PUT, "/api/v1/policy", Some(p)).await.ok();
 }
 
 /// A licensed cloud user with `extra` attributes, password [`FIRST`] and the account mail
@@ -189,7 +171,7 @@ async fn the_person_is_told_of_a_reset_and_a_change_while_the_switch_is_on() {
     assert!(!m.body.contains("Third-Pass"), "no password in a notice");
 
     // Switched off: neither is sent.
-    set_policy(c, json!({"notifyUsersOnReset": false})).await;
+    c.set_policy(json!({"notifyUsersOnReset": false})).await;
     admin_resets(c, &upn, "Fourth-Pass-w0rd").await;
     c.call(
         Method::POST,
@@ -236,7 +218,8 @@ async fn global_administrators_are_told_when_an_administrators_password_is_reset
     // Not for someone without a role, and not while the switch is off.
     admin_resets(c, &bob, "Second-Pass-w0rd").await;
     titled(&env.smtp, "bob@corp.contoso.test", RESET, 0).await;
-    set_policy(c, json!({"notifyAdminsOnAdminReset": false})).await;
+    c.set_policy(json!({"notifyAdminsOnAdminReset": false}))
+        .await;
     admin_resets(c, &uma, "Third-Pass-w0rd").await;
     titled(&env.smtp, "uma@corp.contoso.test", RESET, 1).await;
     barrier(&env, &gina, "gina.private@mail.contoso.test", 0).await;

@@ -28,15 +28,9 @@ struct Env {
 }
 
 async fn env() -> Env {
-    let smtp = tokio::task::spawn_blocking(testkit::smtp::Smtp::start)
-        .await
-        .unwrap()
-        .expect("start the SMTP test server (python3-aiosmtpd)");
     let mut config = common::unlimited();
-    config.smtp.host = Some(smtp.host().to_string());
-    config.smtp.port = smtp.port();
-    config.smtp.starttls = false;
-    config.smtp.from = "Contoso password reset <sspr@contoso.test>".into();
+    let smtp =
+        common::mail_through_sink(&mut config, "Contoso password reset <sspr@contoso.test>").await;
     let c = Cloud::start_with(config, None).await;
     c.admin(Method::POST, "/api/v1/licenses/trial", None)
         .await

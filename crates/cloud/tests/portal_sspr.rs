@@ -33,39 +33,22 @@ async fn env() -> Env {
 
 /// [`env`] with `tweak` applied to the cloud's configuration.
 async fn env_with(tweak: impl FnOnce(&mut dirbridge_cloud::config::Config)) -> Env {
-    let smtp = tokio::task::spawn_blocking(testkit::smtp::Smtp::start)
-        .await
-        .unwrap()
-        .expect("start the SMTP test server (python3-aiosmtpd)");
     let mut config = common::unlimited();
-    config.smtp.host = Some(smtp.host().to_string());
-    config.smtp.port = smtp.port();
-    config.smtp.starttls = false;
-    config.smtp.from = "Contoso password reset <sspr@contoso.test>".into();
+    let smtp =
+        common::mail_through_sink(&mut config, "Contoso password reset <sspr@contoso.test>").await;
     tweak(&mut config);
     let c = Cloud::start_with(config, None).await;
     c.admin(Method::POST, "/api/v1/licenses/trial", None)
         .await
         .ok();
-    set_policy(
-        &c,
-        json!({
-            "enabledFor": "all",
-            "methods": ["email", "securityQuestions"],
-            "requireRegistrationAtSignIn": false,
-            "helpdeskEmail": "helpdesk@contoso.test",
-        }),
-    )
+    c.set_policy(json!({
+        "enabledFor": "all",
+        "methods": ["email", "securityQuestions"],
+        "requireRegistrationAtSignIn": false,
+        "helpdeskEmail": "helpdesk@contoso.test",
+    }))
     .await;
     Env { c, smtp }
-}
-
-async fn set_policy(c: &Cloud, changes: Value) {
-    let mut p = c.get("/api/v1/policy").await["policy"].clone();
-    for (k, v) in changes.as_object().unwrap() {
-        p[k] = v.clone();
-    }
-    c.admin(Method::PUT, "/api/v1/policy", Some(p)).await.ok();
 }
 
 fn question(i: usize) -> String {
@@ -361,7 +344,7 @@ async fn a_reset_with_security_questions() {
 async fn two_methods_are_asked_when_the_policy_wants_two() {
     let env = env().await;
     let c = &env.c;
-    set_policy(c, json!({"methodsRequired": 2})).await;
+    c.set_policy(json!({"methodsRequired": 2})).await;
     let to = "tess@mail.contoso.test";
     let upn = person(c, "tess", Some(to), true).await;
     let b = browser("sspr_two_methods").await;
@@ -606,14 +589,12 @@ async fn phone_env(methods_required: u8) -> PhoneEnv {
         config.sms.voice = Some(voice);
     })
     .await;
-    set_policy(
-        &env.c,
-        json!({
+    env.c
+        .set_policy(json!({
             "methods": ["email", "mobilePhone", "officePhone", "authenticatorApp"],
             "methodsRequired": methods_required,
-        }),
-    )
-    .await;
+        }))
+        .await;
     PhoneEnv { env, sink }
 }
 
@@ -859,11 +840,9 @@ async fn a_signed_in_person_changes_their_password() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_in_interrupts_for_registration_and_later_for_reconfirmation() {
     let mut env = env().await;
-    set_policy(
-        &env.c,
-        json!({"requireRegistrationAtSignIn": true, "reconfirmDays": 30}),
-    )
-    .await;
+    env.c
+        .set_policy(json!({"requireRegistrationAtSignIn": true, "reconfirmDays": 30}))
+        .await;
     let upn = person(&env.c, "rita", None, false).await;
     let b = browser("sspr_registration_interrupt").await;
     sign_in(&b, &env.c, &upn, FIRST).await;
@@ -931,11 +910,11 @@ async fn sign_in_interrupts_for_registration_and_later_for_reconfirmation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_phone_without_its_gateway_does_not_count_at_sign_in() {
     let env = env().await;
-    set_policy(
-        &env.c,
-        json!({"requireRegistrationAtSignIn": true, "methods": ["email", "officePhone"]}),
-    )
-    .await;
+    env.c
+        .set_policy(
+            json!({"requireRegistrationAtSignIn": true, "methods": ["email", "officePhone"]}),
+        )
+        .await;
     let upn = phone_person(&env.c, "paul", json!({"officePhone": "+47 22 33 44 55"})).await;
     let b = browser("sspr_phone_without_gateway").await;
     sign_in(&b, &env.c, &upn, FIRST).await;

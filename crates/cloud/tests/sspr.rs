@@ -33,30 +33,15 @@ async fn env_on(postgres: bool) -> Env {
 /// [`env_on`] with `tweak` applied to the cloud's configuration.
 async fn env_with(postgres: bool, tweak: impl FnOnce(&mut dirbridge_cloud::config::Config)) -> Env {
     let pg = postgres.then(|| testkit::postgres::Postgres::start().expect("start PostgreSQL"));
-    let smtp = tokio::task::spawn_blocking(testkit::smtp::Smtp::start)
-        .await
-        .unwrap()
-        .expect("start the SMTP test server (python3-aiosmtpd)");
     let mut config = common::unlimited();
-    config.smtp.host = Some(smtp.host().to_string());
-    config.smtp.port = smtp.port();
-    config.smtp.starttls = false;
-    config.smtp.from = "Contoso password reset <sspr@contoso.test>".into();
+    let smtp =
+        common::mail_through_sink(&mut config, "Contoso password reset <sspr@contoso.test>").await;
     tweak(&mut config);
     let c = Cloud::start_with(config, pg).await;
     c.admin(Method::POST, "/api/v1/licenses/trial", None)
         .await
         .ok();
     Env { c, smtp }
-}
-
-/// Changes the tenant policy: `changes` are merged over the current policy.
-async fn set_policy(c: &Cloud, changes: Value) {
-    let mut p = c.get("/api/v1/policy").await["policy"].clone();
-    for (k, v) in changes.as_object().unwrap() {
-        p[k] = v.clone();
-    }
-    c.admin(Method::PUT, "/api/v1/policy", Some(p)).await.ok();
 }
 
 /// A licensed cloud user with a password and the given registration: contact methods set by
@@ -279,11 +264,8 @@ fn assert_absent(hay: &[u8], needle: &str) {
 async fn registration_is_validated_and_shown_masked() {
     let env = env().await;
     let c = &env.c;
-    set_policy(
-        c,
-        json!({"enabledFor": "all", "methods": ["email", "securityQuestions"]}),
-    )
-    .await;
+    c.set_policy(json!({"enabledFor": "all", "methods": ["email", "securityQuestions"]}))
+        .await;
     let upn = licensed_user(c, "ada", Value::Null).await;
     let path = format!("/api/v1/users/{upn}/authentication-methods");
     let me = c.sign_in(&upn, "First-Pass-w0rd").await;
@@ -408,11 +390,8 @@ async fn registration_is_validated_and_shown_masked() {
 async fn administrators_cannot_plant_answers_and_every_change_of_methods_is_mailed() {
     let env = env().await;
     let c = &env.c;
-    set_policy(
-        c,
-        json!({"enabledFor": "all", "methods": ["email", "securityQuestions"]}),
-    )
-    .await;
+    c.set_policy(json!({"enabledFor": "all", "methods": ["email", "securityQuestions"]}))
+        .await;
     c.user(
         "ada",
         json!({"usageLocation": "NO", "password": "First-Pass-w0rd", "mail": "ada@corp.contoso.test"}),
@@ -534,11 +513,8 @@ async fn own_method_changes_need_a_fresh_verification_on_postgres() {
 
 async fn own_method_changes(env: Env) {
     let c = &env.c;
-    set_policy(
-        c,
-        json!({"enabledFor": "all", "methods": ["email", "securityQuestions"]}),
-    )
-    .await;
+    c.set_policy(json!({"enabledFor": "all", "methods": ["email", "securityQuestions"]}))
+        .await;
     let ada = licensed_user(c, "ada", Value::Null).await;
     let me = c.sign_in(&ada, "First-Pass-w0rd").await;
     let put = |body: Value| {
@@ -664,7 +640,7 @@ async fn an_administrator_clears_a_reset_lockout_on_postgres() {
 
 async fn clear_lockout(env: Env) {
     let c = &env.c;
-    set_policy(c, json!({"enabledFor": "all"})).await;
+    c.set_policy(json!({"enabledFor": "all"})).await;
     let to = "ada@mail.contoso.test";
     let ada = licensed_user(c, "ada", json!({"email": to})).await;
     let (sid, _) = session(c, &ada).await;
@@ -735,8 +711,7 @@ async fn start_answers_the_same_for_unknown_out_of_scope_and_known_users() {
         .await
         .ok();
     let gid = g["id"].as_str().unwrap().to_string();
-    set_policy(
-        c,
+    c.set_policy(
         json!({"enabledFor": "group", "groupId": gid, "methods": ["email", "securityQuestions"]}),
     )
     .await;
@@ -855,7 +830,7 @@ async fn start_answers_the_same_for_unknown_out_of_scope_and_known_users() {
 async fn the_session_secret_travels_in_a_header_never_in_the_url() {
     let env = env().await;
     let c = &env.c;
-    set_policy(c, json!({"enabledFor": "all"})).await;
+    c.set_policy(json!({"enabledFor": "all"})).await;
     let to = "ada@mail.contoso.test";
     let ada = licensed_user(c, "ada", json!({"email": to})).await;
     let (sid, _) = session(c, &ada).await;
@@ -926,7 +901,7 @@ async fn the_session_secret_travels_in_a_header_never_in_the_url() {
 async fn email_code_arrives_by_smtp_verifies_and_resets_a_cloud_password_once() {
     let env = env().await;
     let c = &env.c;
-    set_policy(c, json!({"enabledFor": "all"})).await;
+    c.set_policy(json!({"enabledFor": "all"})).await;
     let to = "ada@mail.contoso.test";
     let ada = licensed_user(c, "ada", json!({"email": to})).await;
     let (sid, v) = session(c, &ada).await;
@@ -1079,9 +1054,7 @@ fn without_tracking_id(r: &common::Reply) -> (u16, Value) {
 async fn sms_and_voice_codes_go_through_the_http_gateway() {
     let g = gateways(true, true).await;
     let (c, sink) = (&g.env.c, &g.sink);
-    set_policy(
-        c,
-        json!({"enabledFor": "all", "methods": ["mobilePhone", "officePhone"], "methodsRequired": 2}),
+    c.set_policy(json!({"enabledFor": "all", "methods": ["mobilePhone", "officePhone"], "methodsRequired": 2}),
     )
     .await;
     let ada = licensed_user(
@@ -1152,11 +1125,12 @@ async fn sms_and_voice_codes_go_through_the_http_gateway() {
 async fn a_failing_gateway_answers_the_same_with_or_without_a_phone_and_counts_nothing() {
     let g = gateways(true, false).await;
     let sink = &g.sink;
-    set_policy(
-        &g.env.c,
-        json!({"enabledFor": "all", "methods": ["mobilePhone", "email"], "methodsRequired": 1}),
-    )
-    .await;
+    g.env
+        .c
+        .set_policy(
+            json!({"enabledFor": "all", "methods": ["mobilePhone", "email"], "methodsRequired": 1}),
+        )
+        .await;
     let c = &g.env.c;
     let ada = licensed_user(c, "ada", json!({"mobilePhone": "+47 912 34 567"})).await;
     let bob = licensed_user(c, "bob", json!({"email": "bob@mail.contoso.test"})).await;
@@ -1265,9 +1239,7 @@ async fn phones_count_as_methods_only_with_their_gateway() {
     let g = gateways(true, false).await;
     let (env, sink) = (&g.env, &g.sink);
     let c = &env.c;
-    set_policy(
-        c,
-        json!({"enabledFor": "all", "methods": ["email", "mobilePhone", "officePhone"], "methodsRequired": 2}),
+    c.set_policy(json!({"enabledFor": "all", "methods": ["email", "mobilePhone", "officePhone"], "methodsRequired": 2}),
     )
     .await;
     let ada = licensed_user(
@@ -1322,9 +1294,7 @@ async fn phones_count_as_methods_only_with_their_gateway() {
 async fn phone_codes_have_their_own_send_budget() {
     let g = gateways(true, true).await;
     let c = &g.env.c;
-    set_policy(
-        c,
-        json!({"enabledFor": "all", "methods": ["email", "mobilePhone", "officePhone"], "methodsRequired": 1}),
+    c.set_policy(json!({"enabledFor": "all", "methods": ["email", "mobilePhone", "officePhone"], "methodsRequired": 1}),
     )
     .await;
     let ada = licensed_user(
@@ -1378,11 +1348,8 @@ async fn authenticator_app_works_the_same_on_postgres() {
 async fn authenticator_app(env: Env) {
     use tenant::clock::Clock;
     let c = &env.c;
-    set_policy(
-        c,
-        json!({"enabledFor": "all", "methods": ["email", "authenticatorApp"]}),
-    )
-    .await;
+    c.set_policy(json!({"enabledFor": "all", "methods": ["email", "authenticatorApp"]}))
+        .await;
     let ada = licensed_user(c, "ada", Value::Null).await;
     let me = c.sign_in(&ada, "First-Pass-w0rd").await;
     let begin_path = "/api/v1/me/authentication-methods/authenticator-app";
@@ -1550,7 +1517,7 @@ async fn codes_and_lockouts_work_the_same_on_postgres() {
 
 async fn codes_and_lockouts(env: Env) {
     let c = &env.c;
-    set_policy(c, json!({"enabledFor": "all"})).await;
+    c.set_policy(json!({"enabledFor": "all"})).await;
     let to = "ada@mail.contoso.test";
     let ada = licensed_user(c, "ada", json!({"email": to})).await;
 
@@ -1614,7 +1581,7 @@ async fn codes_and_lockouts(env: Env) {
 async fn ten_emails_per_ten_minutes() {
     let env = env().await;
     let c = &env.c;
-    set_policy(c, json!({"enabledFor": "all"})).await;
+    c.set_policy(json!({"enabledFor": "all"})).await;
     let ada = licensed_user(c, "ada", json!({"email": "ada@mail.contoso.test"})).await;
     let (sid, _) = session(c, &ada).await;
     let send = || in_session(c, Method::POST, "/api/v1/sspr/email/send", &sid, None);
@@ -1634,9 +1601,7 @@ async fn ten_emails_per_ten_minutes() {
 async fn security_questions_asked_are_fixed_per_account_known_or_not_and_verify() {
     let env = env().await;
     let c = &env.c;
-    set_policy(
-        c,
-        json!({"enabledFor": "all", "methods": ["email", "securityQuestions"], "questionsToRegister": 4, "questionsToAnswer": 3}),
+    c.set_policy(json!({"enabledFor": "all", "methods": ["email", "securityQuestions"], "questionsToRegister": 4, "questionsToAnswer": 3}),
     )
     .await;
     let ada = licensed_user(c, "ada", json!({"securityQuestions": questions(4)})).await;
@@ -1750,7 +1715,8 @@ async fn not_in_scope_not_licensed_and_not_enough_methods_are_told_after_verific
         .await
         .ok();
     let gid = g["id"].as_str().unwrap().to_string();
-    set_policy(c, json!({"enabledFor": "group", "groupId": gid})).await;
+    c.set_policy(json!({"enabledFor": "group", "groupId": gid}))
+        .await;
 
     // Not in scope.
     let bob = licensed_user(c, "bob", json!({"email": "bob@mail.test"})).await;
@@ -1785,11 +1751,8 @@ async fn not_in_scope_not_licensed_and_not_enough_methods_are_told_after_verific
     assert_eq!(refused_class(c, &sid).await, "userNotLicensed");
 
     // Two methods required, only email registered.
-    set_policy(
-        c,
-        json!({"methodsRequired": 2, "methods": ["email", "securityQuestions"]}),
-    )
-    .await;
+    c.set_policy(json!({"methodsRequired": 2, "methods": ["email", "securityQuestions"]}))
+        .await;
     let (sid, v) = session(c, &bob).await;
     assert_eq!(v["methodsRequired"], 2);
     let before = in_session(c, Method::GET, "/api/v1/sspr/session", &sid, None)
@@ -1804,11 +1767,8 @@ async fn not_in_scope_not_licensed_and_not_enough_methods_are_told_after_verific
     assert_eq!(refused_class(c, &sid).await, "notEnoughMethods");
 
     // SSPR switched off for the tenant.
-    set_policy(
-        c,
-        json!({"enabledFor": "none", "groupId": null, "methodsRequired": 1}),
-    )
-    .await;
+    c.set_policy(json!({"enabledFor": "none", "groupId": null, "methodsRequired": 1}))
+        .await;
     let (sid, p) = verified(&env, &bob, "bob@mail.test", 2).await;
     assert_eq!(p["refusal"]["class"], "ssprDisabled", "{p}");
     assert_eq!(refused_class(c, &sid).await, "ssprDisabled");
@@ -1820,7 +1780,7 @@ async fn not_in_scope_not_licensed_and_not_enough_methods_are_told_after_verific
 async fn on_prem_reset_without_a_connected_agent_is_agent_unavailable() {
     let env = env().await;
     let c = &env.c;
-    set_policy(c, json!({"enabledFor": "all"})).await;
+    c.set_policy(json!({"enabledFor": "all"})).await;
     // A synced user.
     let tenant_id = c.get("/api/v1/tenant").await["id"]
         .as_str()
@@ -1866,7 +1826,7 @@ async fn on_prem_reset_without_a_connected_agent_is_agent_unavailable() {
 
     // Policy on, but no agent has writeback enabled: the same class, and the session becomes
     // usable once the administrator fixes it.
-    set_policy(c, json!({"writebackEnabled": true})).await;
+    c.set_policy(json!({"writebackEnabled": true})).await;
     let (sid, p) = verified(&env, &erin, to, 1).await;
     assert_eq!(p["refusal"]["class"], "writebackNotEnabled", "{p}");
     assert_eq!(refused_class(c, &sid).await, "writebackNotEnabled");
@@ -1917,7 +1877,7 @@ async fn on_prem_reset_without_a_connected_agent_is_agent_unavailable() {
     )
     .await;
     assert_eq!(r.status.as_u16(), 400, "{}", r.body);
-    set_policy(c, json!({"allowUnlockWithoutReset": true})).await;
+    c.set_policy(json!({"allowUnlockWithoutReset": true})).await;
     let r = in_session(
         c,
         Method::POST,
@@ -1992,7 +1952,7 @@ async fn enable_writeback_agent(c: &Cloud) {
 async fn change_says_the_same_for_unknown_users_and_wrong_passwords_and_is_throttled() {
     let env = env().await;
     let c = &env.c;
-    set_policy(c, json!({"enabledFor": "all"})).await;
+    c.set_policy(json!({"enabledFor": "all"})).await;
     let ada = licensed_user(c, "ada", Value::Null).await;
     let change = |upn: String, current: &'static str| {
         c.call(

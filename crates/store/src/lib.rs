@@ -90,6 +90,10 @@ const SQLITE_SYNC_CACHE_KIB: u32 = 48 * 1024;
 /// 40 MB before it is checkpointed and reused.
 const SQLITE_SYNC_CHECKPOINT_PAGES: u32 = 10_000;
 
+/// Refreshes SQLite's planner statistics of tables that have none or stale ones (ANALYZE on a
+/// bounded sample).
+const SQLITE_REFRESH_STATISTICS: &str = "PRAGMA optimize=0x10002";
+
 /// A handle on the database: cheap to clone (a pool inside), `Send + Sync`.
 #[derive(Clone)]
 pub struct Store {
@@ -167,8 +171,9 @@ impl Store {
             inner: Backend::Sqlite(pool),
             sync: Backend::Sqlite(sync),
         };
-        // Gather statistics for tables that have none or stale ones (cheap: bounded sample).
-        store.refresh_statistics().await?;
+        // Gather statistics for tables that have none or stale ones (cheap: bounded sample). The
+        // batch connection opens later and loads them then.
+        store.inner.exec(SQLITE_REFRESH_STATISTICS, &[]).await?;
         Ok(store)
     }
 
@@ -232,7 +237,7 @@ impl Store {
     /// sync of a large directory) so listing is fast at once.
     pub async fn refresh_statistics(&self) -> Result<()> {
         let sql = match self.inner {
-            Backend::Sqlite(_) => "PRAGMA optimize=0x10002",
+            Backend::Sqlite(_) => SQLITE_REFRESH_STATISTICS,
             Backend::Postgres(_) => "ANALYZE",
         };
         // SQLite loads statistics with the schema, so another connection's ANALYZE does not

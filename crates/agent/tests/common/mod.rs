@@ -48,15 +48,10 @@ impl Cloud {
 
     /// [`Cloud::start`] sending mail to a real SMTP server (aiosmtpd), returned beside it.
     pub async fn start_with_mail() -> (Cloud, testkit::smtp::Smtp) {
-        let smtp = tokio::task::spawn_blocking(testkit::smtp::Smtp::start)
-            .await
-            .unwrap()
-            .expect("start the SMTP test server (python3-aiosmtpd)");
         let mut config = Config::default();
-        config.smtp.host = Some(smtp.host().to_string());
-        config.smtp.port = smtp.port();
-        config.smtp.starttls = false;
-        config.smtp.from = "Password reset <sspr@contoso.test>".into();
+        let smtp =
+            cloud::testing::mail_through_sink(&mut config, "Password reset <sspr@contoso.test>")
+                .await;
         (Cloud::start_with(config).await, smtp)
     }
 

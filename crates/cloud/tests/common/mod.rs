@@ -2,4 +2,6 @@
 
 #![allow(unused_imports)]
 
-pub use dirbridge_cloud::testing::{unlimited, Cloud, Reply, ADMIN_PASSWORD, START};
+pub use dirbridge_cloud::testing::{
+    mail_through_sink, unlimited, Cloud, Reply, ADMIN_PASSWORD, START,
+};
