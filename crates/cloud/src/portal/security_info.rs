@@ -180,6 +180,25 @@ async fn caller_of(state: &AppState, cookies: &Cookies) -> Result<(Caller, Strin
     }
 }
 
+/// The person who posted a form of these pages: signed in (else back to the sign-in page) and
+/// carrying their session's CSRF token (else 403); with the token for the next page.
+async fn poster(
+    state: &AppState,
+    cookies: &Cookies,
+    csrf: &str,
+) -> Result<(Caller, String), Response> {
+    let Some(token) = cookies.session() else {
+        return Err(Redirect::to("/").into_response());
+    };
+    if !session::csrf_matches_session(token, csrf) {
+        return Err(error_page(
+            StatusCode::FORBIDDEN,
+            &AppError::forbidden(text("csrf.refused")),
+        ));
+    }
+    caller_of(state, cookies).await
+}
+
 #[derive(Deserialize)]
 struct Notice {
     saved: Option<String>,
@@ -402,16 +421,7 @@ async fn change(
 ) -> Response {
     let f = Fields(form);
     let cookies = Cookies::new(&state, &headers);
-    let Some(token) = cookies.session() else {
-        return Redirect::to("/").into_response();
-    };
-    if !session::csrf_matches_session(token, f.get("csrf")) {
-        return error_page(
-            StatusCode::FORBIDDEN,
-            &AppError::forbidden(text("csrf.refused")),
-        );
-    }
-    let (caller, csrf) = match caller_of(&state, &cookies).await {
+    let (caller, csrf) = match poster(&state, &cookies, f.get("csrf")).await {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -546,16 +556,7 @@ async fn confirm_authenticator(
 ) -> Response {
     let f = Fields(form);
     let cookies = Cookies::new(&state, &headers);
-    let Some(token) = cookies.session() else {
-        return Redirect::to("/").into_response();
-    };
-    if !session::csrf_matches_session(token, f.get("csrf")) {
-        return error_page(
-            StatusCode::FORBIDDEN,
-            &AppError::forbidden(text("csrf.refused")),
-        );
-    }
-    let (caller, csrf) = match caller_of(&state, &cookies).await {
+    let (caller, csrf) = match poster(&state, &cookies, f.get("csrf")).await {
         Ok(c) => c,
         Err(r) => return r,
     };

@@ -282,15 +282,7 @@ fn access_of(app: &App, groups: &[proto::Group]) -> String {
 }
 
 /// `GET /admin/apps`
-async fn list(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(n): Query<Notice>,
-) -> Response {
-    let admin = match Admin::of(&state, &headers).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+async fn list(State(state): State<AppState>, admin: Admin, Query(n): Query<Notice>) -> Response {
     let notice = (n.done.as_deref() == Some("deleted")).then_some("The app was deleted.");
     list_page(&state, &admin, None, notice, None).await
 }
@@ -400,13 +392,10 @@ fn notice_text(done: Option<&str>) -> Option<&'static str> {
 async fn show(
     State(state): State<AppState>,
     headers: HeaderMap,
+    admin: Admin,
     Path(id): Path<String>,
     Query(n): Query<Notice>,
 ) -> Response {
-    let admin = match Admin::of(&state, &headers).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
     let notice = notice_text(n.done.as_deref());
     app_page(&state, &headers, &admin, &id, notice, None, None).await
 }

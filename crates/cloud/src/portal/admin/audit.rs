@@ -3,7 +3,6 @@
 
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
@@ -100,11 +99,7 @@ fn filter(q: &Q) -> Result<AuditFilter, AppError> {
 }
 
 /// `GET /admin/audit`
-async fn list(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<Q>) -> Response {
-    let admin = match Admin::of(&state, &headers).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+async fn list(State(state): State<AppState>, admin: Admin, Query(q): Query<Q>) -> Response {
     let page = store::page(q.after.clone(), None);
     let found = match filter(&q) {
         Ok(f) => app::audit::list(&state, &admin.caller, &f, &page).await,

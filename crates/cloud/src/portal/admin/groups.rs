@@ -55,15 +55,7 @@ struct ListQuery {
 }
 
 /// `GET /admin/groups` — groups whose name starts with `name`, a page at a time.
-async fn list(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(q): Query<ListQuery>,
-) -> Response {
-    let admin = match Admin::of(&state, &headers).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+async fn list(State(state): State<AppState>, admin: Admin, Query(q): Query<ListQuery>) -> Response {
     let prefix = Some(q.name.trim()).filter(|s| !s.is_empty());
     let page = store::page(q.after.clone(), q.limit);
     let found = match app::directory::groups(&state, &admin.caller, prefix, &page).await {
@@ -124,15 +116,7 @@ struct GroupPage<'a> {
 }
 
 /// `GET /admin/groups/{id}` — the group and its members, nested.
-async fn show(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let admin = match Admin::of(&state, &headers).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+async fn show(State(state): State<AppState>, admin: Admin, Path(id): Path<String>) -> Response {
     let (group, lines, truncated) =
         match app::directory::group_members(&state, &admin.caller, &id).await {
             Ok(v) => v,
@@ -200,13 +184,9 @@ struct RolesQuery {
 /// `GET /admin/roles?user=UPN` — a user's administrator roles (Global Administrator only).
 async fn roles(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    admin: Admin,
     Query(q): Query<RolesQuery>,
 ) -> Response {
-    let admin = match Admin::of(&state, &headers).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
     let notice = (q.done.as_deref() == Some("saved")).then_some("The roles were saved.");
     roles_page(&state, &admin, q.user.trim(), notice, None).await
 }

@@ -86,13 +86,9 @@ struct Notice {
 /// `GET /admin/licenses`
 async fn overview(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    admin: Admin,
     Query(n): Query<Notice>,
 ) -> Response {
-    let admin = match Admin::of(&state, &headers).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
     let notice = match n.done.as_deref() {
         Some("trial") => Some("The trial started."),
         Some("purchase") => Some("The subscription was added."),
@@ -316,14 +312,10 @@ struct ResultQuery {
 /// results of the assignment just made.
 async fn assign_form(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    admin: Admin,
     Query(search): Query<Search>,
     Query(shown): Query<ResultQuery>,
 ) -> Response {
-    let admin = match Admin::of(&state, &headers).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
     let mut product = shown.product.clone();
     let outcomes = match shown.result.as_deref() {
         None => Vec::new(),

@@ -16,7 +16,6 @@ pub mod policy;
 pub mod users;
 
 use askama::Template;
-use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -58,6 +57,18 @@ pub struct Nav {
     pub apps: bool,
     pub groups: bool,
     pub roles: bool,
+}
+
+/// A page handler's `admin: Admin` argument is [`Admin::of`] the request.
+impl axum::extract::FromRequestParts<AppState> for Admin {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Admin::of(state, &parts.headers).await
+    }
 }
 
 impl Admin {
@@ -176,11 +187,7 @@ struct HomePage<'a> {
 }
 
 /// `GET /admin` — what this administrator may open.
-async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let admin = match Admin::of(&state, &headers).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+async fn home(admin: Admin) -> Response {
     let page = HomePage {
         tracking_id: tracking_id(),
         csrf: &admin.csrf,

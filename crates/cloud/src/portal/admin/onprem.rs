@@ -84,15 +84,7 @@ struct Notice {
 }
 
 /// `GET /admin/on-premises`
-async fn show(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(n): Query<Notice>,
-) -> Response {
-    let admin = match Admin::of(&state, &headers).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+async fn show(State(state): State<AppState>, admin: Admin, Query(n): Query<Notice>) -> Response {
     let notice = match n.done.as_deref() {
         Some("revoked") => Some("The agent was revoked: it can no longer sign in to the cloud."),
         Some("settings") => {

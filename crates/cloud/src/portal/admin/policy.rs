@@ -69,15 +69,7 @@ struct Notice {
 }
 
 /// `GET /admin/policy`
-async fn show(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(n): Query<Notice>,
-) -> Response {
-    let admin = match Admin::of(&state, &headers).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+async fn show(State(state): State<AppState>, admin: Admin, Query(n): Query<Notice>) -> Response {
     let view = match app::policy::get(&state, &admin.caller).await {
         Ok(v) => v,
         Err(e) => return refused(&e),

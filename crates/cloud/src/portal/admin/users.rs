@@ -135,13 +135,9 @@ struct ListPage<'a> {
 /// `GET /admin/users` — search (UPN prefix, display name, source, licence) and page.
 async fn list(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    admin: Admin,
     Query(search): Query<Search>,
 ) -> Response {
-    let admin = match Admin::of(&state, &headers).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
     let page = store::page(search.after.clone(), search.limit);
     let found = match app::users::list(&state, &admin.caller, search.filter(), &page).await {
         Ok(p) => p,
@@ -273,14 +269,10 @@ fn notice_text(done: Option<&str>) -> Option<&'static str> {
 /// `GET /admin/users/{user}`
 async fn show(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    admin: Admin,
     Path(key): Path<String>,
     Query(n): Query<Notice>,
 ) -> Response {
-    let admin = match Admin::of(&state, &headers).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
     let done = n.result(&state, &admin);
     user_page(
         &state,
@@ -609,11 +601,7 @@ impl Drop for CreateForm {
 }
 
 /// `GET /admin/users/new`
-async fn new_form(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let admin = match Admin::of(&state, &headers).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+async fn new_form(admin: Admin) -> Response {
     if let Some(r) = admin.refusal(Operation::CreateUser) {
         return r;
     }
