@@ -12,7 +12,7 @@ use base64::Engine;
 use ed25519_dalek::{Signer, SigningKey};
 use proto::sync::{
     signing_input, AgentRegistered, AgentRegistration, AgentSyncSettings, BatchResult, Heartbeat,
-    SyncBatch, SyncRun, HEADER_AGENT, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP,
+    SyncRun, HEADER_AGENT, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP,
 };
 use proto::writeback::{ClaimAnswer, ClaimRequest, WritebackResult};
 use rand::RngCore;
@@ -218,8 +218,11 @@ impl Link {
     }
 
     /// `POST /api/v1/agent/sync/batches`.
-    pub async fn send_batch(&self, batch: &SyncBatch) -> Result<BatchResult, LinkError> {
-        self.signed(Method::POST, "/api/v1/agent/sync/batches", Some(batch))
+    ///
+    /// `json` is the [`proto::sync::SyncBatch`] as JSON: the sync engine encodes a batch once, keeps those
+    /// bytes as its in-flight record and sends them (a batch of 5,000 objects is a few MB).
+    pub async fn send_batch(&self, json: Vec<u8>) -> Result<BatchResult, LinkError> {
+        self.signed_bytes(Method::POST, "/api/v1/agent/sync/batches", Some(json))
             .await
     }
 
@@ -287,10 +290,22 @@ impl Link {
         path: &str,
         body: Option<&B>,
     ) -> Result<R, LinkError> {
-        let bytes = match body {
-            Some(b) => serde_json::to_vec(b).map_err(|e| LinkError::Protocol(e.to_string()))?,
-            None => Vec::new(),
-        };
+        let bytes = body
+            .map(serde_json::to_vec)
+            .transpose()
+            .map_err(|e| LinkError::Protocol(e.to_string()))?;
+        self.signed_bytes(method, path, bytes).await
+    }
+
+    /// [`Link::signed`] with the body already encoded as JSON.
+    async fn signed_bytes<R: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<R, LinkError> {
+        let has_body = body.is_some();
+        let bytes = body.unwrap_or_default();
         let mut wait = self.backoff;
         let mut attempt = 0;
         loop {
@@ -302,7 +317,7 @@ impl Link {
             for (k, v) in self.sign(&method, path, &bytes) {
                 req = req.header(k, v);
             }
-            if body.is_some() {
+            if has_body {
                 req = req
                     .header(reqwest::header::CONTENT_TYPE, "application/json")
                     .body(bytes.clone());

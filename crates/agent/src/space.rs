@@ -21,7 +21,7 @@ use crate::AgentError;
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS objects (
         connector TEXT NOT NULL, anchor TEXT NOT NULL, kind TEXT NOT NULL, dn TEXT NOT NULL,
-        hash TEXT NOT NULL, exported TEXT NOT NULL, last_seen_run TEXT, updated_at INTEGER NOT NULL,
+        hash TEXT NOT NULL, last_seen_run TEXT, updated_at INTEGER NOT NULL,
         PRIMARY KEY (connector, anchor))",
     "CREATE TABLE IF NOT EXISTS cookies (
         connector TEXT PRIMARY KEY, cookie BLOB NOT NULL, updated_at INTEGER NOT NULL)",
@@ -49,10 +49,28 @@ const SCHEMA: &[&str] = &[
         tracking_id TEXT PRIMARY KEY, expires_at INTEGER NOT NULL)",
 ];
 
+/// Spaces before 2026-12 kept each object's exported JSON beside its hash (1 KB an object, a
+/// gigabyte at a million users). Nothing read it: the diff needs the hash only, and the cloud
+/// holds the object. The column goes when such a space is opened.
+async fn drop_exported_json(pool: &SqlitePool) -> Result<(), AgentError> {
+    let has: bool = sqlx::query_scalar(
+        "SELECT count(*) > 0 FROM pragma_table_info('objects') WHERE name = 'exported'",
+    )
+    .fetch_one(pool)
+    .await?;
+    if has {
+        sqlx::query("ALTER TABLE objects DROP COLUMN exported")
+            .execute(pool)
+            .await?;
+        tracing::info!("connector space: dropped the unused exported column");
+    }
+    Ok(())
+}
+
 /// SQLite page cache of each connection to the space, in KiB.
 const SPACE_CACHE_KIB: u32 = 16 * 1024;
 
-/// Rows per multi-row statement (8 columns at most: far under SQLite's parameter limit).
+/// Rows per multi-row statement (7 columns at most: far under SQLite's parameter limit).
 const ROWS_PER_STATEMENT: usize = 200;
 
 /// `?, ?, …` (`n` of them).
@@ -78,7 +96,6 @@ pub struct SpaceObject {
     pub kind: ObjectKind,
     pub dn: String,
     pub hash: String,
-    pub exported: SyncObject,
 }
 
 /// What [`Space::remember_tracking_id`] found.
@@ -142,6 +159,7 @@ impl Space {
         for stmt in SCHEMA {
             sqlx::query(stmt).execute(&pool).await?;
         }
+        drop_exported_json(&pool).await?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -250,28 +268,22 @@ impl Space {
         anchor: &str,
     ) -> Result<Option<SpaceObject>, AgentError> {
         let row = sqlx::query(
-            "SELECT anchor, kind, dn, hash, exported FROM objects WHERE connector = $1 AND anchor = $2",
+            "SELECT anchor, kind, dn, hash FROM objects WHERE connector = $1 AND anchor = $2",
         )
         .bind(connector)
         .bind(anchor)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| {
-            let exported: String = r.get(4);
-            Ok(SpaceObject {
-                anchor: r.get(0),
-                kind: if r.get::<String, _>(1) == "group" {
-                    ObjectKind::Group
-                } else {
-                    ObjectKind::User
-                },
-                dn: r.get(2),
-                hash: r.get(3),
-                exported: serde_json::from_str(&exported)
-                    .map_err(|e| AgentError::Config(format!("connector space row: {e}")))?,
-            })
-        })
-        .transpose()
+        Ok(row.map(|r| SpaceObject {
+            anchor: r.get(0),
+            kind: if r.get::<String, _>(1) == "group" {
+                ObjectKind::Group
+            } else {
+                ObjectKind::User
+            },
+            dn: r.get(2),
+            hash: r.get(3),
+        }))
     }
 
     /// Marks an object as seen by a full import run.
@@ -452,9 +464,10 @@ impl Space {
         .transpose()
     }
 
-    /// Remembers `batch` before it is sent.
-    pub async fn set_inflight(&self, connector: &str, batch: &SyncBatch) -> Result<(), AgentError> {
-        let text = serde_json::to_string(batch).map_err(|e| AgentError::Config(e.to_string()))?;
+    /// Remembers a batch before it is sent: `json` is the [`SyncBatch`] as sent.
+    pub async fn set_inflight(&self, connector: &str, json: &[u8]) -> Result<(), AgentError> {
+        let text = std::str::from_utf8(json)
+            .map_err(|e| AgentError::Config(format!("in-flight batch: {e}")))?;
         sqlx::query(
             "INSERT INTO inflight (connector, batch, started_at) VALUES ($1, $2, $3)
              ON CONFLICT (connector) DO UPDATE SET batch = excluded.batch, started_at = excluded.started_at",
@@ -528,25 +541,22 @@ impl Space {
         // Multi-row statements: one per ROWS_PER_STATEMENT objects, rows in batch order (a later
         // row for the same anchor wins, as it did one statement per row).
         for chunk in upserts.chunks(ROWS_PER_STATEMENT) {
-            let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+            let rows = vec!["(?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
             let sql = format!(
-                "INSERT INTO objects (connector, anchor, kind, dn, hash, exported, last_seen_run, updated_at)
+                "INSERT INTO objects (connector, anchor, kind, dn, hash, last_seen_run, updated_at)
                  VALUES {rows}
                  ON CONFLICT (connector, anchor) DO UPDATE SET kind = excluded.kind, dn = excluded.dn,
-                   hash = excluded.hash, exported = excluded.exported,
+                   hash = excluded.hash,
                    last_seen_run = excluded.last_seen_run, updated_at = excluded.updated_at"
             );
             let mut q = sqlx::query(&sql);
             for o in chunk {
-                let exported =
-                    serde_json::to_string(o).map_err(|e| AgentError::Config(e.to_string()))?;
                 q = q
                     .bind(connector)
                     .bind(&o.anchor)
                     .bind(kind_text(o.kind))
                     .bind(&o.attributes.distinguished_name)
                     .bind(hash(o))
-                    .bind(exported)
                     .bind(&batch.run_id)
                     .bind(now);
             }
@@ -877,6 +887,52 @@ mod tests {
         assert!(!unseen.iter().any(|(a, _)| a == "a0" || a == "a2"));
     }
 
+    /// A space written by an older agent, with the exported JSON column, opens without it and
+    /// keeps its rows.
+    #[tokio::test]
+    async fn an_older_space_loses_its_exported_column_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("connector-space.db");
+        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+            .unwrap()
+            .create_if_missing(true);
+        let old = SqlitePool::connect_with(opts).await.unwrap();
+        sqlx::query(
+            "CREATE TABLE objects (
+                connector TEXT NOT NULL, anchor TEXT NOT NULL, kind TEXT NOT NULL, dn TEXT NOT NULL,
+                hash TEXT NOT NULL, exported TEXT NOT NULL, last_seen_run TEXT, updated_at INTEGER NOT NULL,
+                PRIMARY KEY (connector, anchor))",
+        )
+        .execute(&old)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO objects VALUES ('c', 'a', 'user', 'CN=A,DC=x', 'h1', '{}', 'r1', 1)",
+        )
+        .execute(&old)
+        .await
+        .unwrap();
+        old.close().await;
+
+        let s = Space::open(dir.path()).await.unwrap();
+        let columns: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM pragma_table_info('objects')")
+                .fetch_all(&s.pool)
+                .await
+                .unwrap();
+        assert!(!columns.iter().any(|c| c == "exported"), "{columns:?}");
+        assert_eq!(s.get("c", "a").await.unwrap().unwrap().hash, "h1");
+        // And it takes new batches in the new shape.
+        let batch = SyncBatch {
+            run_id: "r2".into(),
+            seq: 0,
+            upserts: vec![obj("b", "CN=B,DC=x")],
+            deletes: vec![],
+        };
+        s.commit_batch("c", &batch, None).await.unwrap();
+        assert_eq!(s.counts("c").await.unwrap(), (2, 0));
+    }
+
     #[tokio::test]
     async fn accepted_batches_survive_a_reopen_and_unseen_rows_become_deletes() {
         let dir = tempfile::tempdir().unwrap();
@@ -887,7 +943,9 @@ mod tests {
             upserts: vec![obj("a", "CN=A,DC=x"), obj("b", "CN=B,DC=x")],
             deletes: vec![],
         };
-        s.set_inflight("c", &batch).await.unwrap();
+        s.set_inflight("c", &serde_json::to_vec(&batch).unwrap())
+            .await
+            .unwrap();
         assert_eq!(s.inflight("c").await.unwrap(), Some(batch.clone()));
         s.commit_batch("c", &batch, Some(b"cookie1")).await.unwrap();
         assert!(s.inflight("c").await.unwrap().is_none());

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 
 use crate::cloud::{random_text, Agent, Cloud, Db};
@@ -91,11 +91,14 @@ pub async fn full_sync(
     }
     .goal(format!("≤ {FULL_SYNC_RATIO_GOAL}× the raw read"), ratio <= FULL_SYNC_RATIO_GOAL)];
 
-    let agent_mb = finished.peak_rss as f64 / MB;
+    let agent_peak = finished
+        .peak_rss
+        .ok_or_else(|| anyhow!("the agent's peak memory was not read while it ran"))?;
+    let agent_mb = agent_peak as f64 / MB;
     let cloud_mb = cloud.peak_rss()? as f64 / MB;
     let mut mem = Row {
         result: format!("agent {agent_mb:.0} MB, cloud {cloud_mb:.0} MB"),
-        values: json!({ "agentPeakRssBytes": finished.peak_rss, "cloudPeakRssBytes": cloud.peak_rss()? }),
+        values: json!({ "agentPeakRssBytes": agent_peak, "cloudPeakRssBytes": cloud.peak_rss()? }),
         ..Row::new("peak RSS", &case)
     };
     if entries >= 100_000 {

@@ -1,5 +1,5 @@
 //! Child processes: the real binaries, started as an operator would, stopped by signal, with
-//! their peak memory (`ru_maxrss` from `wait4`, or `VmHWM` while a server still runs).
+//! their peak memory (`VmHWM`, read while they run).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -83,11 +83,7 @@ impl Server {
     /// Peak resident memory so far, in bytes (`VmHWM`).
     pub fn peak_rss(&self) -> Result<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
-        let kb = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .ok_or_else(|| anyhow!("no VmHWM for {}", self.name))?;
+        let kb = vm_hwm_kb(&status).ok_or_else(|| anyhow!("no VmHWM for {}", self.name))?;
         Ok(kb * 1024)
     }
 
@@ -120,13 +116,24 @@ impl Drop for Server {
 /// How a finished command went.
 pub struct Finished {
     pub elapsed: Duration,
-    /// Peak resident memory of the process, in bytes.
-    pub peak_rss: u64,
+    /// Peak resident memory of the process, in bytes: its `VmHWM`, read while it ran (`None` when
+    /// it ended before the first reading).
+    pub peak_rss: Option<u64>,
     pub success: bool,
 }
 
 /// Runs `cmd` to the end (output to `log`), timing it and taking its peak memory.
+///
+/// The peak is not `wait4`'s `ru_maxrss`: `Command` starts the child with `posix_spawn`, whose
+/// child shares this process's memory until it execs, and exec folds the high-water mark of the
+/// memory it leaves into the child's `ru_maxrss`. A 25 MB agent spawned by a benchmark that once
+/// held 95 MB reports 95 MB. `VmHWM` is the high-water mark of the child's own memory only, so a
+/// thread reads it until the child has exited; the child is reaped only after that thread stops,
+/// so its pid cannot be reused under the reader.
 pub fn run_measured(mut cmd: Command, log: &Path) -> Result<Finished> {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+
     let out = File::create(log).with_context(|| format!("create {}", log.display()))?;
     let started = Instant::now();
     let child = cmd
@@ -136,21 +143,62 @@ pub fn run_measured(mut cmd: Command, log: &Path) -> Result<Finished> {
         .spawn()
         .context("start the command")?;
     let pid = child.id() as libc::pid_t;
-    let mut status: libc::c_int = 0;
-    // SAFETY: a zeroed rusage is a valid value; wait4 fills it for our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let peak = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (peak, done) = (peak.clone(), done.clone());
+        std::thread::spawn(move || {
+            let path = format!("/proc/{pid}/status");
+            while !done.load(Ordering::Acquire) {
+                if let Some(kb) = std::fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|s| vm_hwm_kb(&s))
+                {
+                    peak.fetch_max(kb * 1024, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    // Wait for the exit without reaping (WNOWAIT): the zombie keeps the pid ours.
+    // SAFETY: a zeroed siginfo is a valid value; waitid fills it for our own child.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let r = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOWAIT,
+        )
+    };
     let elapsed = started.elapsed();
+    done.store(true, Ordering::Release);
+    let _ = reader.join();
+    if r != 0 {
+        bail!("waitid: {}", std::io::Error::last_os_error());
+    }
+    let mut status: libc::c_int = 0;
+    // SAFETY: reaps our own child, which has exited.
+    let r = unsafe { libc::waitpid(pid, &mut status, 0) };
     // The child is reaped: forget the handle without waiting again.
     std::mem::forget(child);
     if r != pid {
-        bail!("wait4: {}", std::io::Error::last_os_error());
+        bail!("waitpid: {}", std::io::Error::last_os_error());
     }
+    let peak = peak.load(Ordering::Relaxed);
     Ok(Finished {
         elapsed,
-        peak_rss: usage.ru_maxrss as u64 * 1024,
+        peak_rss: (peak > 0).then_some(peak),
         success: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
     })
+}
+
+/// The `VmHWM` line of a `/proc/<pid>/status`, in KiB.
+fn vm_hwm_kb(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// Runs `cmd` and fails with its output when it does not succeed.
@@ -187,4 +235,34 @@ pub fn write_private(path: &Path, text: &str) -> Result<()> {
         .with_context(|| format!("create {}", path.display()))?;
     std::io::Write::write_all(&mut f, text.as_bytes())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The measured peak is the child's own, not this process's: with `ru_maxrss` a child
+    /// started after this process once held 300 MB reported at least 300 MB.
+    #[test]
+    fn a_childs_peak_is_its_own_not_its_parents() {
+        let big = vec![1u8; 300 << 20];
+        let touched: u64 = big.iter().step_by(4096).map(|&b| u64::from(b)).sum();
+        assert_eq!(touched, (300 << 20) / 4096);
+        drop(big);
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new("python3");
+        // 40 MB of its own, held long enough to be read.
+        cmd.args([
+            "-c",
+            "import time; b = bytearray(40 << 20); b[::4096] = b'x' * len(b[::4096]); time.sleep(0.3)",
+        ]);
+        let f = run_measured(cmd, &dir.path().join("child.log")).unwrap();
+        assert!(
+            f.success,
+            "{}",
+            std::fs::read_to_string(dir.path().join("child.log")).unwrap()
+        );
+        let mb = f.peak_rss.expect("read while it ran") >> 20;
+        assert!((40..120).contains(&mb), "child peak {mb} MB");
+    }
 }

@@ -217,7 +217,8 @@ impl Engine {
                 ),
                 json!({ "runId": batch.run_id, "seq": batch.seq }),
             );
-            match self.link.send_batch(&batch).await {
+            let json = encode(&batch)?;
+            match self.link.send_batch(json).await {
                 Ok(result) => {
                     // The cloud's first answer, about the earlier run: logged, not counted here.
                     self.space
@@ -629,10 +630,11 @@ impl Engine {
         cookie: Option<&[u8]>,
     ) -> Result<(), AgentError> {
         self.finish_send(cfg, run).await?;
-        self.space.set_inflight(&cfg.name, &batch).await?;
+        // Encoded once: the same bytes are the in-flight record and the request body.
+        let json = encode(&batch)?;
+        self.space.set_inflight(&cfg.name, &json).await?;
         let link = self.link.clone();
-        let sending = batch.clone();
-        let task = tokio::spawn(async move { link.send_batch(&sending).await });
+        let task = tokio::spawn(async move { link.send_batch(json).await });
         run.in_flight = Some(InFlight {
             batch,
             cookie: cookie.map(<[u8]>::to_vec),
@@ -1166,6 +1168,11 @@ fn root_id(cfg: &ConnectorConfig, e: &Entry) -> Option<String> {
             .map(|g| map::anchor_from_bytes(g)),
         DirectoryKind::Openldap => e.text("entryUUID").map(str::to_string),
     }
+}
+
+/// A batch as JSON, as it is sent and kept in flight.
+fn encode(batch: &SyncBatch) -> Result<Vec<u8>, AgentError> {
+    serde_json::to_vec(batch).map_err(|e| AgentError::Config(format!("encode a batch: {e}")))
 }
 
 /// How many of `pending` (from the front) the next batch takes — at most `limit` objects and
