@@ -32,8 +32,12 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS containers (
         connector TEXT NOT NULL, guid TEXT NOT NULL, dn TEXT NOT NULL,
         PRIMARY KEY (connector, guid))",
-    "CREATE TABLE IF NOT EXISTS inflight (
-        connector TEXT PRIMARY KEY, batch TEXT NOT NULL, started_at INTEGER NOT NULL)",
+    // Batches recorded before they are sent and cleared when their answer is committed: at most
+    // two of a run (docs/sync.md, "The next batch is recorded while the cloud applies the one
+    // before").
+    "CREATE TABLE IF NOT EXISTS inflight_batches (
+        connector TEXT NOT NULL, run_id TEXT NOT NULL, seq INTEGER NOT NULL, batch TEXT NOT NULL,
+        started_at INTEGER NOT NULL, PRIMARY KEY (connector, run_id, seq))",
     "CREATE TABLE IF NOT EXISTS runs (
         connector TEXT PRIMARY KEY, run TEXT NOT NULL)",
     // Objects the cloud refused (and so are not in `objects` as exported), to read and send
@@ -63,6 +67,30 @@ async fn drop_exported_json(pool: &SqlitePool) -> Result<(), AgentError> {
             .execute(pool)
             .await?;
         tracing::info!("connector space: dropped the unused exported column");
+    }
+    Ok(())
+}
+
+/// Spaces before 2026-12 kept one in-flight batch per connector in `inflight`; its record moves
+/// to `inflight_batches`, keyed by the run and seq in the batch itself.
+async fn move_inflight_records(pool: &SqlitePool) -> Result<(), AgentError> {
+    let has: bool = sqlx::query_scalar(
+        "SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' AND name = 'inflight'",
+    )
+    .fetch_one(pool)
+    .await?;
+    if has {
+        let mut tx = pool.begin().await?;
+        sqlx::query(
+            "INSERT OR IGNORE INTO inflight_batches (connector, run_id, seq, batch, started_at)
+             SELECT connector, json_extract(batch, '$.runId'), json_extract(batch, '$.seq'), batch,
+                    started_at
+             FROM inflight",
+        )
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DROP TABLE inflight").execute(&mut *tx).await?;
+        tx.commit().await?;
     }
     Ok(())
 }
@@ -160,6 +188,7 @@ impl Space {
             sqlx::query(stmt).execute(&pool).await?;
         }
         drop_exported_json(&pool).await?;
+        move_inflight_records(&pool).await?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -451,28 +480,42 @@ impl Space {
         Ok(())
     }
 
-    /// The batch sent but not yet committed here, if the last run stopped in between.
-    pub async fn inflight(&self, connector: &str) -> Result<Option<SyncBatch>, AgentError> {
-        let row = sqlx::query("SELECT batch FROM inflight WHERE connector = $1")
-            .bind(connector)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| {
-            serde_json::from_str(&r.get::<String, _>(0))
-                .map_err(|e| AgentError::Config(format!("in-flight batch: {e}")))
-        })
-        .transpose()
+    /// The batches recorded and not yet committed here, in `seq` order, if the last run stopped
+    /// in between (at most two).
+    pub async fn inflight(&self, connector: &str) -> Result<Vec<SyncBatch>, AgentError> {
+        let rows = sqlx::query(
+            "SELECT batch FROM inflight_batches WHERE connector = $1 ORDER BY run_id, seq",
+        )
+        .bind(connector)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                serde_json::from_str(&r.get::<String, _>(0))
+                    .map_err(|e| AgentError::Config(format!("in-flight batch: {e}")))
+            })
+            .collect()
     }
 
-    /// Remembers a batch before it is sent: `json` is the [`SyncBatch`] as sent.
-    pub async fn set_inflight(&self, connector: &str, json: &[u8]) -> Result<(), AgentError> {
+    /// Records a batch before it is sent: `json` is the [`SyncBatch`] as sent.
+    pub async fn set_inflight(
+        &self,
+        connector: &str,
+        run_id: &str,
+        seq: u32,
+        json: &[u8],
+    ) -> Result<(), AgentError> {
         let text = std::str::from_utf8(json)
             .map_err(|e| AgentError::Config(format!("in-flight batch: {e}")))?;
         sqlx::query(
-            "INSERT INTO inflight (connector, batch, started_at) VALUES ($1, $2, $3)
-             ON CONFLICT (connector) DO UPDATE SET batch = excluded.batch, started_at = excluded.started_at",
+            "INSERT INTO inflight_batches (connector, run_id, seq, batch, started_at)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (connector, run_id, seq) DO UPDATE SET batch = excluded.batch,
+               started_at = excluded.started_at",
         )
         .bind(connector)
+        .bind(run_id)
+        .bind(seq)
         .bind(text)
         .bind(crate::now())
         .execute(&self.pool)
@@ -480,7 +523,25 @@ impl Space {
         Ok(())
     }
 
-    /// Writes an accepted batch into the space and clears the in-flight record, in one
+    /// Drops the record of a batch that was recorded and never sent.
+    pub async fn forget_inflight(
+        &self,
+        connector: &str,
+        run_id: &str,
+        seq: u32,
+    ) -> Result<(), AgentError> {
+        sqlx::query(
+            "DELETE FROM inflight_batches WHERE connector = $1 AND run_id = $2 AND seq = $3",
+        )
+        .bind(connector)
+        .bind(run_id)
+        .bind(seq)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Writes an accepted batch into the space and clears its in-flight record, in one
     /// transaction; with `cookie`, stores it in the same transaction.
     pub async fn commit_batch(
         &self,
@@ -573,10 +634,14 @@ impl Space {
             }
             q.execute(&mut *tx).await?;
         }
-        sqlx::query("DELETE FROM inflight WHERE connector = $1")
-            .bind(connector)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "DELETE FROM inflight_batches WHERE connector = $1 AND run_id = $2 AND seq = $3",
+        )
+        .bind(connector)
+        .bind(&batch.run_id)
+        .bind(batch.seq)
+        .execute(&mut *tx)
+        .await?;
         if !batch.deletes.is_empty() {
             sqlx::query("INSERT INTO deletes_exported (connector, at, count) VALUES ($1, $2, $3)")
                 .bind(connector)
@@ -887,8 +952,8 @@ mod tests {
         assert!(!unseen.iter().any(|(a, _)| a == "a0" || a == "a2"));
     }
 
-    /// A space written by an older agent, with the exported JSON column, opens without it and
-    /// keeps its rows.
+    /// A space written by an older agent, with the exported JSON column and the one-row
+    /// in-flight table, opens in the new shape and keeps its rows and its batch in flight.
     #[tokio::test]
     async fn an_older_space_loses_its_exported_column_and_keeps_its_rows() {
         let dir = tempfile::tempdir().unwrap();
@@ -912,6 +977,24 @@ mod tests {
         .execute(&old)
         .await
         .unwrap();
+        sqlx::query(
+            "CREATE TABLE inflight (
+                connector TEXT PRIMARY KEY, batch TEXT NOT NULL, started_at INTEGER NOT NULL)",
+        )
+        .execute(&old)
+        .await
+        .unwrap();
+        let left = SyncBatch {
+            run_id: "r0".into(),
+            seq: 3,
+            upserts: vec![obj("z", "CN=Z,DC=x")],
+            deletes: vec!["y".into()],
+        };
+        sqlx::query("INSERT INTO inflight VALUES ('c', $1, 1)")
+            .bind(serde_json::to_string(&left).unwrap())
+            .execute(&old)
+            .await
+            .unwrap();
         old.close().await;
 
         let s = Space::open(dir.path()).await.unwrap();
@@ -922,6 +1005,10 @@ mod tests {
                 .unwrap();
         assert!(!columns.iter().any(|c| c == "exported"), "{columns:?}");
         assert_eq!(s.get("c", "a").await.unwrap().unwrap().hash, "h1");
+        // The batch an older agent left in flight is still there to replay, under its run and seq.
+        assert_eq!(s.inflight("c").await.unwrap(), vec![left.clone()]);
+        s.commit_batch("c", &left, None).await.unwrap();
+        assert!(s.inflight("c").await.unwrap().is_empty());
         // And it takes new batches in the new shape.
         let batch = SyncBatch {
             run_id: "r2".into(),
@@ -930,7 +1017,8 @@ mod tests {
             deletes: vec![],
         };
         s.commit_batch("c", &batch, None).await.unwrap();
-        assert_eq!(s.counts("c").await.unwrap(), (2, 0));
+        // a, z (the replayed batch) and b.
+        assert_eq!(s.counts("c").await.unwrap(), (3, 0));
     }
 
     #[tokio::test]
@@ -943,12 +1031,25 @@ mod tests {
             upserts: vec![obj("a", "CN=A,DC=x"), obj("b", "CN=B,DC=x")],
             deletes: vec![],
         };
-        s.set_inflight("c", &serde_json::to_vec(&batch).unwrap())
-            .await
-            .unwrap();
-        assert_eq!(s.inflight("c").await.unwrap(), Some(batch.clone()));
+        // Recorded ahead: the next batch of the run beside it, then committed one by one.
+        let next = SyncBatch {
+            seq: 1,
+            upserts: vec![obj("c", "CN=C,DC=x")],
+            ..batch.clone()
+        };
+        for b in [&next, &batch] {
+            s.set_inflight("c", &b.run_id, b.seq, &serde_json::to_vec(b).unwrap())
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            s.inflight("c").await.unwrap(),
+            vec![batch.clone(), next.clone()]
+        );
         s.commit_batch("c", &batch, Some(b"cookie1")).await.unwrap();
-        assert!(s.inflight("c").await.unwrap().is_none());
+        assert_eq!(s.inflight("c").await.unwrap(), vec![next.clone()]);
+        s.forget_inflight("c", "r1", 1).await.unwrap();
+        assert!(s.inflight("c").await.unwrap().is_empty());
         s.close().await;
 
         let s = Space::open(dir.path()).await.unwrap();

@@ -202,7 +202,7 @@ async fn the_directory_disappearing_mid_import_fails_the_run_and_the_next_run_lo
     eprintln!("event: {}", failed.message);
     // The cookie was not advanced, nothing is left in flight.
     assert_eq!(engine.space().cookie(CONNECTOR).await.unwrap(), None);
-    assert!(engine.space().inflight(CONNECTOR).await.unwrap().is_none());
+    assert!(engine.space().inflight(CONNECTOR).await.unwrap().is_empty());
 
     // What the cloud accepted before the failure: some users, no duplicates, and the space
     // knows exactly those.
@@ -284,6 +284,81 @@ async fn the_directory_disappearing_mid_import_fails_the_run_and_the_next_run_lo
 
 /// Like the test above, but the directory dies abruptly (SIGKILL) at whatever point the engine
 /// has reached once the cloud holds a first batch, while the cycle runs in its own task.
+/// The agent records batch n + 1 while the cloud applies n, and commits n only after n + 1 is
+/// sent. A crash in between leaves two in-flight records, both applied by the cloud: the
+/// restarted agent replays both, in order, gets the first answers, and adds nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_with_two_batches_in_flight_replays_both_and_duplicates_nothing() {
+    let spec = DatasetSpec::new(2500, 7);
+    let slapd = start_slapd(spec);
+    let n_users = slapd.dataset().unwrap().users.len();
+    let n_groups = slapd.dataset().unwrap().groups.len();
+    let cloud = Cloud::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = cloud.agent(dir.path()).await;
+    save_connector(dir.path(), &slapd);
+
+    engine.hooks.fail_with_two_batches_in_flight = true;
+    let err = engine
+        .run_cycle(true)
+        .await
+        .expect_err("the hook stops the cycle");
+    assert!(matches!(err, agent::AgentError::Interrupted(_)), "{err}");
+    let left = engine.space().inflight(CONNECTOR).await.unwrap();
+    assert_eq!(
+        left.iter().map(|b| b.seq).collect::<Vec<_>>(),
+        vec![0, 1],
+        "both batches recorded"
+    );
+    let sent: usize = left.iter().map(|b| b.upserts.len()).sum();
+    assert_eq!(sent, 2 * MAX_BATCH_OBJECTS, "two first batches of users");
+    let applied = synced_users(&cloud).await;
+    assert_eq!(applied.len(), sent, "the cloud applied both");
+    assert_eq!(
+        engine.space().counts(CONNECTOR).await.unwrap(),
+        (0, 0),
+        "nothing committed here"
+    );
+    drop(engine);
+
+    let mut engine = agent::sync::Engine::open(dir.path()).await.unwrap();
+    let runs = engine.run_cycle(false).await.unwrap();
+    let run = &runs[0];
+    assert_eq!(
+        (run.kind, run.outcome),
+        (RunKind::Full, RunOutcome::Succeeded),
+        "no cookie yet: a full import; {run:?}"
+    );
+    assert_eq!(
+        run.added as usize,
+        n_users - sent + n_groups,
+        "the replays were answered, not applied again: {run:?}"
+    );
+    assert!(engine.space().inflight(CONNECTOR).await.unwrap().is_empty());
+    let all = synced_users(&cloud).await;
+    unique_anchors(&all);
+    assert_eq!(all.len(), n_users, "exactly the directory's users");
+    let replayed: Vec<Event> = engine
+        .events()
+        .read(None)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.code == "sync.batch.replayed")
+        .collect();
+    assert_eq!(
+        replayed
+            .iter()
+            .map(|e| e.details["seq"].as_u64())
+            .collect::<Vec<_>>(),
+        vec![Some(0), Some(1)],
+        "replayed in order"
+    );
+    assert!(
+        replayed.iter().all(|e| e.message.contains("0 added")),
+        "first answers: {replayed:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_directory_killed_at_any_point_of_a_full_import_loses_and_duplicates_nothing() {
     let spec = DatasetSpec::new(2500, 7);

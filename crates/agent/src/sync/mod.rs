@@ -56,6 +56,9 @@ pub struct Hooks {
     /// Return an error right after the cloud accepted a batch, before anything is committed
     /// locally (space rows, cookie).
     pub fail_after_accepted_batch: bool,
+    /// Return an error once the next batch has been sent and the cloud has answered it, before
+    /// the batch before it, answered too, is committed locally: both stay in flight.
+    pub fail_with_two_batches_in_flight: bool,
 }
 
 /// The engine for one agent data directory.
@@ -206,9 +209,10 @@ impl Engine {
         settings: &AgentSyncSettings,
         run: &mut RunState,
     ) -> Result<RunOutcome, AgentError> {
-        // A batch the cloud may have applied while this side did not record it: send it again,
-        // exactly as it was; the cloud answers a replay with its first answer.
-        if let Some(batch) = self.space.inflight(&cfg.name).await? {
+        // Batches the cloud may have applied while this side did not commit them: send them
+        // again, exactly as they were and in order; the cloud answers a replay with its first
+        // answer and applies a batch that never reached it.
+        for batch in self.space.inflight(&cfg.name).await? {
             self.events.warn(
                 "sync.batch.replay",
                 format!(
@@ -619,9 +623,11 @@ impl Engine {
         Ok(())
     }
 
-    /// Records `batch` as in flight and starts sending it; the cloud applies it while the
-    /// import reads and maps the next entries. At most one batch is in flight: the one before
-    /// is finished (answered and committed, see [`Engine::finish_send`]) first.
+    /// Records `batch` and sends it once the batch before has its answer; the cloud applies it
+    /// while the import reads and maps the next entries. At most one batch is in flight (sent,
+    /// not answered): the one before gets its answer first, and is committed here after `batch`
+    /// is on its way, so the cloud does not wait for this side's commit (docs/sync.md, "The next
+    /// batch is recorded while the cloud applies the one before").
     async fn send(
         &mut self,
         cfg: &ConnectorConfig,
@@ -629,10 +635,21 @@ impl Engine {
         batch: SyncBatch,
         cookie: Option<&[u8]>,
     ) -> Result<(), AgentError> {
-        self.finish_send(cfg, run).await?;
         // Encoded once: the same bytes are the in-flight record and the request body.
         let json = encode(&batch)?;
-        self.space.set_inflight(&cfg.name, &json).await?;
+        self.space
+            .set_inflight(&cfg.name, &batch.run_id, batch.seq, &json)
+            .await?;
+        let answered = match self.answer(run).await {
+            Ok(a) => a,
+            Err(e) => {
+                // Not sent: nothing of it can have been applied.
+                self.space
+                    .forget_inflight(&cfg.name, &batch.run_id, batch.seq)
+                    .await?;
+                return Err(e);
+            }
+        };
         let link = self.link.clone();
         let task = tokio::spawn(async move { link.send_batch(json).await });
         run.in_flight = Some(InFlight {
@@ -640,41 +657,61 @@ impl Engine {
             cookie: cookie.map(<[u8]>::to_vec),
             task,
         });
-        Ok(())
+        if self.hooks.fail_with_two_batches_in_flight && answered.is_some() {
+            if let Some(f) = run.in_flight.take() {
+                let _ = f.task.await;
+            }
+            return Err(AgentError::Interrupted(
+                "test hook: stopped with two batches in flight".into(),
+            ));
+        }
+        match answered {
+            Some((sent, result)) => self.commit(cfg, run, sent, result).await,
+            None => Ok(()),
+        }
     }
 
     /// Waits for the cloud's answer to the batch in flight, if any, and commits it here (space
-    /// rows, cookie), as one send did before batches overlapped the import.
+    /// rows, cookie).
     async fn finish_send(
         &mut self,
         cfg: &ConnectorConfig,
         run: &mut RunState,
     ) -> Result<(), AgentError> {
-        let Some(InFlight {
-            batch,
-            cookie,
-            task,
-        }) = run.in_flight.take()
-        else {
-            return Ok(());
+        match self.answer(run).await? {
+            Some((sent, result)) => self.commit(cfg, run, sent, result).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The cloud's answer to the batch in flight, if any. A batch refused as a whole was not
+    /// applied, so its record is cleared (nothing to replay); after a transient failure it stays
+    /// recorded, to replay.
+    async fn answer(
+        &mut self,
+        run: &mut RunState,
+    ) -> Result<Option<(InFlight, BatchResult)>, AgentError> {
+        let Some(mut sent) = run.in_flight.take() else {
+            return Ok(None);
         };
-        let answer = task.await.map_err(|e| {
+        let answer = (&mut sent.task).await.map_err(|e| {
             AgentError::Interrupted(format!(
                 "sending batch {} of run {} stopped: {e}",
-                batch.seq, batch.run_id
+                sent.batch.seq, sent.batch.run_id
             ))
         })?;
         let result = match answer {
             Ok(r) => r,
             Err(e) => {
                 if !e.is_transient() {
-                    // Refused as a whole, so not applied: nothing to replay.
                     let empty = SyncBatch {
                         upserts: vec![],
                         deletes: vec![],
-                        ..batch
+                        ..sent.batch
                     };
-                    self.space.commit_batch(&cfg.name, &empty, None).await?;
+                    self.space
+                        .commit_batch(&run.connector, &empty, None)
+                        .await?;
                 }
                 return Err(e.into());
             }
@@ -682,9 +719,22 @@ impl Engine {
         if self.hooks.fail_after_accepted_batch {
             return Err(AgentError::Interrupted(format!(
                 "test hook: stopped after batch {} of run {} was accepted",
-                batch.seq, batch.run_id
+                sent.batch.seq, sent.batch.run_id
             )));
         }
+        Ok(Some((sent, result)))
+    }
+
+    /// Writes an answered batch into the connector space (rows, refused list, cookie) and
+    /// clears its in-flight record.
+    async fn commit(
+        &mut self,
+        cfg: &ConnectorConfig,
+        run: &mut RunState,
+        sent: InFlight,
+        result: BatchResult,
+    ) -> Result<(), AgentError> {
+        let InFlight { batch, cookie, .. } = sent;
         self.space
             .commit_answer(&cfg.name, &batch, &result.errors, cookie.as_deref())
             .await?;
