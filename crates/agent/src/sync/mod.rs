@@ -582,9 +582,18 @@ impl Engine {
     ) -> Result<(), AgentError> {
         if run.staging {
             run.upserts.clear();
+            run.pending_members = 0;
             return Ok(());
         }
         loop {
+            // Called after every object read: nothing to send yet is told from the counts, not
+            // from a walk of the pending objects.
+            if !all
+                && run.upserts.len() < run.batch_limit
+                && run.pending_members <= MAX_BATCH_MEMBERS
+            {
+                break;
+            }
             let total = run.upserts.len() + run.pending_delete_list.len();
             let (n, full) = next_batch(&run.upserts, run.batch_limit);
             if total == 0 || (!all && !full) {
@@ -592,6 +601,7 @@ impl Engine {
             }
             let mut upserts: Vec<SyncObject> = Vec::with_capacity(n);
             upserts.extend(run.upserts.drain(..n));
+            run.pending_members -= upserts.iter().map(|o| o.members.len()).sum::<usize>();
             // Users first: a group may name a user of the same batch as a member.
             upserts.sort_by_key(|o| o.kind == ObjectKind::Group);
             let mut deletes = Vec::new();
@@ -786,11 +796,11 @@ impl Engine {
                     diff::Change::Unchanged => {}
                     diff::Change::Update => {
                         run.would_update += 1;
-                        run.upserts.push(object);
+                        run.queue(object);
                     }
                     diff::Change::Add => {
                         run.would_add += 1;
-                        run.upserts.push(object);
+                        run.queue(object);
                     }
                 }
                 self.flush(cfg, run, false, None).await?;
@@ -876,11 +886,11 @@ impl Engine {
                         diff::Change::Unchanged => {}
                         diff::Change::Update => {
                             run.would_update += 1;
-                            run.upserts.push(object);
+                            run.queue(object);
                         }
                         diff::Change::Add => {
                             run.would_add += 1;
-                            run.upserts.push(object);
+                            run.queue(object);
                         }
                     }
                     self.flush(cfg, run, false, None).await?;
@@ -1316,6 +1326,8 @@ struct RunState {
     kind: RunKind,
     staging: bool,
     upserts: Vec<SyncObject>,
+    /// Member references of `upserts`.
+    pending_members: usize,
     deletes: BTreeSet<String>,
     pending_delete_list: Vec<String>,
     added: u32,
@@ -1351,6 +1363,7 @@ impl RunState {
             kind: RunKind::Delta,
             staging,
             upserts: Vec::new(),
+            pending_members: 0,
             deletes: BTreeSet::new(),
             pending_delete_list: Vec::new(),
             added: 0,
@@ -1370,8 +1383,15 @@ impl RunState {
     }
 
     /// Forgets what a failed delta queued (a full import follows).
+    /// Queues an object to export.
+    fn queue(&mut self, object: SyncObject) {
+        self.pending_members += object.members.len();
+        self.upserts.push(object);
+    }
+
     fn reset(&mut self) {
         self.upserts.clear();
+        self.pending_members = 0;
         self.deletes.clear();
         self.would_add = 0;
         self.would_update = 0;
