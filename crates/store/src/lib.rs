@@ -238,7 +238,8 @@ impl Store {
     pub async fn refresh_statistics(&self) -> Result<()> {
         let sql = match self.inner {
             Backend::Sqlite(_) => SQLITE_REFRESH_STATISTICS,
-            Backend::Postgres(_) => "ANALYZE",
+            // The tables a bulk load fills, not the whole database.
+            Backend::Postgres(_) => "ANALYZE users, directory_groups, group_members",
         };
         // SQLite loads statistics with the schema, so another connection's ANALYZE does not
         // reach a connection's plans: refresh on the batch connection (its lookups would scan

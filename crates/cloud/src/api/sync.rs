@@ -136,7 +136,19 @@ async fn apply(state: &AppState, agent: &AgentCaller) -> ApiResult<BatchResult> 
     if refresh_statistics_after(batch.seq, inserted) {
         // The planner's statistics were taken when the directory was small (at `cloud init`):
         // with them the batch lookups scan the users table instead of using its indexes.
-        state.store.refresh_statistics().await?;
+        if state.store.backend_name() == "postgres" {
+            // PostgreSQL's ANALYZE runs beside the next batches (it takes a few hundred ms of
+            // sampling at 100,000 users): the batch is answered without waiting for it.
+            let store = state.store.clone();
+            tokio::spawn(async move {
+                if let Err(e) = store.refresh_statistics().await {
+                    tracing::warn!(error = %e, "refreshing the planner's statistics failed");
+                }
+            });
+        } else {
+            // SQLite's runs on the batch connection, which the next batch waits for anyway.
+            state.store.refresh_statistics().await?;
+        }
     }
     Ok(plan.result)
 }
