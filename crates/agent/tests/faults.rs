@@ -282,8 +282,6 @@ async fn the_directory_disappearing_mid_import_fails_the_run_and_the_next_run_lo
     assert_eq!(synced_users(&cloud).await.len(), n_users);
 }
 
-/// Like the test above, but the directory dies abruptly (SIGKILL) at whatever point the engine
-/// has reached once the cloud holds a first batch, while the cycle runs in its own task.
 /// The agent records batch n + 1 while the cloud applies n, and commits n only after n + 1 is
 /// sent. A crash in between leaves two in-flight records, both applied by the cloud: the
 /// restarted agent replays both, in order, gets the first answers, and adds nothing twice.
@@ -359,6 +357,8 @@ async fn a_crash_with_two_batches_in_flight_replays_both_and_duplicates_nothing(
     );
 }
 
+/// Like the first test, but the directory dies abruptly (SIGKILL) at whatever point the engine
+/// has reached once the cloud holds a first batch, while the cycle runs in its own task.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_directory_killed_at_any_point_of_a_full_import_loses_and_duplicates_nothing() {
     let spec = DatasetSpec::new(2500, 7);
